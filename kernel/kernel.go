@@ -1,0 +1,159 @@
+package kernel
+
+import (
+	"runtime"
+	"sync"
+
+	"persona/tensor"
+)
+
+// The implementations behind the exported functions. The portable Go
+// versions are installed here; simd_amd64.go replaces them at init time when
+// the binary is built with GOEXPERIMENT=simd and the CPU has AVX-512.
+var (
+	dotImpl   = dotGo
+	axpyImpl  = axpyGo
+	scaleImpl = scaleGo
+	// dot4Impl computes four dot products of x with rows of w that are ldw apart.
+	dot4Impl = dot4Go
+	// kern4Impl and kern1Impl are the GEMM micro-kernels (4 rows and 1 row of
+	// C by nr columns); see kern4Go for the contract.
+	kern4Impl = kern4Go
+	kern1Impl = kern1Go
+	// dotRowImpl is a dot product of x with one encoded weight row, decoding
+	// on the fly; buf has room for len(x) floats when a decode is needed.
+	dotRowImpl = dotRowGo
+	// decodeImpl converts an encoded row to float32 (like tensor.Decode).
+	decodeImpl = decodeGo
+	// simdActive reports which set is installed (for tests and benchmarks).
+	simdActive = false
+)
+
+// Dot returns Σ a[i]·b[i] over len(a) elements; b must be at least as long.
+// It is the inner loop of attention scores and of every mat-vec.
+func Dot(a, b []float32) float32 {
+	// a: (n), b: (≥n)
+	return dotImpl(a, b[:len(a)])
+}
+
+// Axpy adds alpha·x to y in place (y += alpha·x over len(y) elements). Attention
+// uses it to sum values weighted by probabilities; the optimiser uses it too.
+func Axpy(y []float32, alpha float32, x []float32) {
+	// y: (n), x: (≥n)
+	axpyImpl(y, alpha, x[:len(y)])
+}
+
+// Scale multiplies x by s in place.
+func Scale(x []float32, s float32) {
+	// x: (n)
+	scaleImpl(x, s)
+}
+
+// Linear applies a linear layer with HF-layout weights:
+// out[t*N+n] = Σ_k x[t*K+k]·W[n,k] for t < T.
+//
+// T == 1 (decode) is a mat-vec, bound by the bandwidth of reading W once, so
+// it streams W rows through a 4-row dot kernel, decoding F16/BF16/Q8_0 on the
+// fly. T > 1 (prefill, training) is a GEMM that packs 32-row panels of W
+// (decoding them as it goes) and reuses each panel for every token. Both
+// split the work over up to GOMAXPROCS goroutines when it is large enough.
+func Linear(out, x []float32, w *tensor.Tensor, T int) {
+	// x: (T, K), W: (N, K), out: (T, N)
+	N, K := w.Rows(), w.Cols()
+	if len(x) < T*K || len(out) < T*N {
+		panic("kernel: Linear: slice too short for shape")
+	}
+	if T <= 0 || N == 0 {
+		return
+	}
+	if K == 0 {
+		clear(out[:T*N])
+		return
+	}
+	if T < linearGemmMinT {
+		for t := 0; t < T; t++ {
+			matVec(out[t*N:(t+1)*N], x[t*K:(t+1)*K], w, N, K)
+		}
+		return
+	}
+	var b bMat
+	if w.DType == tensor.F32 {
+		b = bMat{f: w.F32(), rs: 1, cs: K}
+	} else {
+		rb, err := w.DType.RowBytes(K)
+		if err != nil {
+			panic("kernel: Linear: " + err.Error())
+		}
+		b = bMat{w: w, rowBytes: rb}
+	}
+	gemm(out, x, K, 1, &b, T, N, K, false)
+}
+
+// linearGemmMinT is the smallest token count for which Linear uses the GEMM
+// rather than one mat-vec per token (W read T times but no packing).
+const linearGemmMinT = 2
+
+// MatMulNT computes C[M,N] (+)= A[M,K]·B[N,K]ᵀ: the trainer's forward x·Wᵀ.
+func MatMulNT(c, a, b []float32, M, N, K int, accumulate bool) {
+	// a: (M, K), b: (N, K), c: (M, N)
+	checkLen("MatMulNT", c, a, b, M*N, M*K, N*K)
+	if M == 1 && !accumulate {
+		matVecF32(c[:N], a[:K], b, N, K)
+		return
+	}
+	bm := bMat{f: b, rs: 1, cs: K}
+	gemm(c, a, K, 1, &bm, M, N, K, accumulate)
+}
+
+// MatMulNN computes C[M,N] (+)= A[M,K]·B[K,N]: the backward pass to the
+// input, dX = dY·W.
+func MatMulNN(c, a, b []float32, M, N, K int, accumulate bool) {
+	// a: (M, K), b: (K, N), c: (M, N)
+	checkLen("MatMulNN", c, a, b, M*N, M*K, K*N)
+	bm := bMat{f: b, rs: N, cs: 1}
+	gemm(c, a, K, 1, &bm, M, N, K, accumulate)
+}
+
+// MatMulTN computes C[M,N] (+)= A[K,M]ᵀ·B[K,N]: the backward pass to the
+// weight, dW = dYᵀ·X (with accumulate to sum over micro-batches).
+func MatMulTN(c, a, b []float32, M, N, K int, accumulate bool) {
+	// a: (K, M), b: (K, N), c: (M, N)
+	checkLen("MatMulTN", c, a, b, M*N, K*M, K*N)
+	bm := bMat{f: b, rs: N, cs: 1}
+	gemm(c, a, 1, M, &bm, M, N, K, accumulate)
+}
+
+func checkLen(name string, c, a, b []float32, nc, na, nb int) {
+	if len(c) < nc || len(a) < na || len(b) < nb {
+		panic("kernel: " + name + ": slice too short for shape")
+	}
+}
+
+// minWorkPerGoroutine is the number of multiply-adds below which another
+// goroutine costs more (wake-up, cache misses) than it saves.
+const minWorkPerGoroutine = 1 << 15
+
+// parallel runs fn over [0, n) split into at most GOMAXPROCS chunks whose
+// boundaries are multiples of align, using no more goroutines than work
+// (multiply-adds) justifies. The calling goroutine runs the first chunk.
+func parallel(n, align, work int, fn func(lo, hi int)) {
+	p := runtime.GOMAXPROCS(0)
+	p = min(p, work/minWorkPerGoroutine, (n+align-1)/align)
+	if p <= 1 {
+		fn(0, n)
+		return
+	}
+	chunk := (n + p - 1) / p
+	chunk = (chunk + align - 1) / align * align
+	var wg sync.WaitGroup
+	for lo := chunk; lo < n; lo += chunk {
+		hi := min(lo+chunk, n)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fn(lo, hi)
+		}()
+	}
+	fn(0, min(chunk, n))
+	wg.Wait()
+}

@@ -1,0 +1,222 @@
+package kernel
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"persona/tensor"
+)
+
+// Tolerance: a float32 result must be within relTol·Σ|terms| (+ a tiny
+// absolute floor) of the float64 reference, where Σ|terms| is the sum of the
+// absolute products that make it up. Blocked float32 sums over K ≤ 1000 stay
+// well inside this; a wrong index or a dropped tile does not.
+const relTol = 2e-5
+
+// bothPaths runs f with the active implementations and, when SIMD ones are
+// installed, again with the portable ones, so one `GOEXPERIMENT=simd go test`
+// exercises both.
+func bothPaths(t *testing.T, f func(t *testing.T)) {
+	t.Run("active", f)
+	if !simdActive {
+		return
+	}
+	saved := [...]any{dotImpl, axpyImpl, scaleImpl, dot4Impl, kern4Impl, kern1Impl, dotRowImpl, decodeImpl}
+	dotImpl, axpyImpl, scaleImpl, dot4Impl = dotGo, axpyGo, scaleGo, dot4Go
+	kern4Impl, kern1Impl, dotRowImpl, decodeImpl = kern4Go, kern1Go, dotRowGo, decodeGo
+	defer func() {
+		dotImpl = saved[0].(func([]float32, []float32) float32)
+		axpyImpl = saved[1].(func([]float32, float32, []float32))
+		scaleImpl = saved[2].(func([]float32, float32))
+		dot4Impl = saved[3].(func([]float32, []float32, []float32, int))
+		kern4Impl = saved[4].(func(int, []float32, int, int, []float32, []float32, int, bool))
+		kern1Impl = saved[5].(func(int, []float32, int, []float32, []float32, bool))
+		dotRowImpl = saved[6].(func([]float32, tensor.DType, []byte, []float32) float32)
+		decodeImpl = saved[7].(func([]float32, tensor.DType, []byte))
+	}()
+	t.Run("portable", f)
+}
+
+func randVec(r *rand.Rand, n int) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(r.NormFloat64())
+	}
+	return v
+}
+
+// refGEMM returns C = C0·acc + Σ_k A(i,k)·B(k,j) in float64 and the matching
+// Σ|terms| for the tolerance.
+func refGEMM(c0 []float32, accumulate bool, M, N, K int, A, B func(i, k int) float32) (ref, mag []float64) {
+	ref = make([]float64, M*N)
+	mag = make([]float64, M*N)
+	for i := 0; i < M; i++ {
+		for j := 0; j < N; j++ {
+			var s, m float64
+			if accumulate {
+				s, m = float64(c0[i*N+j]), math.Abs(float64(c0[i*N+j]))
+			}
+			for k := 0; k < K; k++ {
+				p := float64(A(i, k)) * float64(B(k, j))
+				s += p
+				m += math.Abs(p)
+			}
+			ref[i*N+j], mag[i*N+j] = s, m
+		}
+	}
+	return ref, mag
+}
+
+func check(t *testing.T, got []float32, ref, mag []float64) {
+	t.Helper()
+	bad := 0
+	for i := range ref {
+		if d := math.Abs(float64(got[i]) - ref[i]); !(d <= relTol*mag[i]+1e-6) {
+			if bad < 5 {
+				t.Errorf("element %d: got %v, want %v (|diff| %.3g, Σ|terms| %.3g)", i, got[i], ref[i], d, mag[i])
+			}
+			bad++
+		}
+	}
+	if bad > 0 {
+		t.Errorf("%d of %d elements out of tolerance", bad, len(ref))
+	}
+}
+
+var gemmShapes = [][3]int{ // M, N, K
+	{1, 1, 1}, {1, 1, 17}, {4, 32, 16}, {5, 33, 17}, {2, 3, 4}, {13, 100, 172},
+	{1, 70, 260}, {70, 1, 260}, {3, 200, 600}, {300, 3, 9}, {7, 344, 128},
+	{64, 128, 128}, {129, 31, 257}, {512, 40, 64}, {9, 513, 33},
+}
+
+func TestMatMul(t *testing.T) {
+	bothPaths(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(1, 2))
+		for _, s := range gemmShapes {
+			M, N, K := s[0], s[1], s[2]
+			for _, acc := range []bool{false, true} {
+				t.Run(fmt.Sprintf("%dx%dx%d/acc=%v", M, N, K, acc), func(t *testing.T) {
+					a, c0 := randVec(r, M*K), randVec(r, M*N)
+					bNK, bKN := randVec(r, N*K), randVec(r, K*N)
+					aT := randVec(r, K*M)
+
+					c := append([]float32(nil), c0...)
+					MatMulNT(c, a, bNK, M, N, K, acc)
+					ref, mag := refGEMM(c0, acc, M, N, K,
+						func(i, k int) float32 { return a[i*K+k] }, func(k, j int) float32 { return bNK[j*K+k] })
+					check(t, c, ref, mag)
+
+					c = append(c[:0], c0...)
+					MatMulNN(c, a, bKN, M, N, K, acc)
+					ref, mag = refGEMM(c0, acc, M, N, K,
+						func(i, k int) float32 { return a[i*K+k] }, func(k, j int) float32 { return bKN[k*N+j] })
+					check(t, c, ref, mag)
+
+					c = append(c[:0], c0...)
+					MatMulTN(c, aT, bKN, M, N, K, acc)
+					ref, mag = refGEMM(c0, acc, M, N, K,
+						func(i, k int) float32 { return aT[k*M+i] }, func(k, j int) float32 { return bKN[k*N+j] })
+					check(t, c, ref, mag)
+				})
+			}
+		}
+	})
+}
+
+// makeWeight encodes a random [N,K] matrix and returns it with its decoded
+// float32 values, which are what Linear must multiply by.
+func makeWeight(t testing.TB, r *rand.Rand, dt tensor.DType, N, K int) (*tensor.Tensor, []float32) {
+	w := randVec(r, N*K)
+	var data []byte
+	for n := 0; n < N; n++ {
+		b, err := tensor.Encode(dt, w[n*K:(n+1)*K])
+		if err != nil {
+			t.Fatal(err)
+		}
+		data = append(data, b...)
+	}
+	wt := &tensor.Tensor{Name: "w", DType: dt, Shape: []int{N, K}, Data: data}
+	if dt == tensor.F32 { // keep the F32 path zero-copy: aligned bytes
+		wt.Data = tensor.F32ToBytes(w)
+	}
+	return wt, wt.ToF32()
+}
+
+func TestLinear(t *testing.T) {
+	shapes := [][3]int{ // T, N, K
+		{1, 1, 32}, {1, 7, 172}, {1, 5, 64}, {1, 257, 576}, {2, 33, 64}, {3, 5, 32},
+		{5, 65, 172}, {64, 96, 576}, {17, 40, 320}, {4, 32, 1}, {1, 3, 15},
+	}
+	bothPaths(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(3, 4))
+		for _, dt := range []tensor.DType{tensor.F32, tensor.F16, tensor.BF16, tensor.Q8_0} {
+			for _, s := range shapes {
+				T, N, K := s[0], s[1], s[2]
+				if dt == tensor.Q8_0 && K%tensor.Q8BlockSize != 0 {
+					continue
+				}
+				t.Run(fmt.Sprintf("%v/T=%d/%dx%d", dt, T, N, K), func(t *testing.T) {
+					w, wf := makeWeight(t, r, dt, N, K)
+					x := randVec(r, T*K)
+					out := randVec(r, T*N) // garbage that must be overwritten
+					Linear(out, x, w, T)
+					ref, mag := refGEMM(nil, false, T, N, K,
+						func(i, k int) float32 { return x[i*K+k] }, func(k, j int) float32 { return wf[j*K+k] })
+					check(t, out, ref, mag)
+				})
+			}
+		}
+	})
+}
+
+func TestVectorOps(t *testing.T) {
+	bothPaths(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(5, 6))
+		for _, n := range []int{0, 1, 5, 15, 16, 17, 31, 32, 33, 63, 64, 100, 1000} {
+			a, b := randVec(r, n), randVec(r, n+3) // b longer than a is allowed
+			var s, m float64
+			for i := range a {
+				s += float64(a[i]) * float64(b[i])
+				m += math.Abs(float64(a[i]) * float64(b[i]))
+			}
+			check(t, []float32{Dot(a, b)}, []float64{s}, []float64{m})
+
+			y := randVec(r, n)
+			ref, mag := make([]float64, n), make([]float64, n)
+			for i := range y {
+				ref[i] = float64(y[i]) + 0.75*float64(a[i])
+				mag[i] = math.Abs(float64(y[i])) + math.Abs(0.75*float64(a[i]))
+			}
+			Axpy(y, 0.75, a)
+			check(t, y, ref, mag)
+
+			for i := range y {
+				ref[i], mag[i] = float64(y[i])*-1.5, math.Abs(float64(y[i])*1.5)
+			}
+			Scale(y, -1.5)
+			check(t, y, ref, mag)
+		}
+	})
+}
+
+func TestDecodeMatchesTensor(t *testing.T) {
+	bothPaths(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(7, 8))
+		for _, dt := range []tensor.DType{tensor.F32, tensor.F16, tensor.BF16, tensor.Q8_0} {
+			for _, n := range []int{32, 64, 96, 576} {
+				v := randVec(r, n)
+				enc, _ := tensor.Encode(dt, v)
+				want, got := make([]float32, n), make([]float32, n)
+				tensor.Decode(want, dt, enc)
+				decodeImpl(got, dt, enc)
+				for i := range want {
+					if want[i] != got[i] {
+						t.Fatalf("%v n=%d: element %d: got %v, want %v", dt, n, i, got[i], want[i])
+					}
+				}
+			}
+		}
+	})
+}

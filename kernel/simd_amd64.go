@@ -1,0 +1,354 @@
+//go:build goexperiment.simd && amd64
+
+package kernel
+
+import (
+	"encoding/binary"
+	"simd/archsimd"
+	"unsafe"
+
+	"persona/tensor"
+)
+
+// AVX-512 kernels written with simd/archsimd. Each exported-path kernel
+// checks its slice bounds once and then walks raw pointers, because bounds
+// checks inside the k loop cost as much as the FMAs. Every kernel ends with
+// ClearAVXUpperBits so that SSE code after it (the Go runtime, math) does not
+// pay the AVX-to-SSE transition penalty.
+
+func init() {
+	if !archsimd.X86.AVX512() {
+		return
+	}
+	dotImpl = dotAVX512
+	axpyImpl = axpyAVX512
+	scaleImpl = scaleAVX512
+	dot4Impl = dot4AVX512
+	kern4Impl = kern4AVX512
+	kern1Impl = kern1AVX512
+	dotRowImpl = dotRowAVX512
+	decodeImpl = decodeAVX512
+	simdActive = true
+}
+
+type f32x16 = archsimd.Float32x16
+
+func at(p unsafe.Pointer, off uintptr) *[16]float32 {
+	return (*[16]float32)(unsafe.Add(p, off))
+}
+
+func ld(p unsafe.Pointer, off uintptr) f32x16 { return archsimd.LoadFloat32x16(at(p, off)) }
+
+func bcast(p unsafe.Pointer, off uintptr) f32x16 {
+	return archsimd.BroadcastFloat32x16(*(*float32)(unsafe.Add(p, off)))
+}
+
+// hsum returns the sum of the 16 lanes.
+func hsum(v f32x16) float32 {
+	v8 := v.GetLo().Add(v.GetHi())
+	v4 := v8.GetLo().Add(v8.GetHi())
+	v4 = v4.AddPairs(v4)
+	v4 = v4.AddPairs(v4)
+	return v4.GetElem(0)
+}
+
+func dotAVX512(a, b []float32) float32 {
+	// a: (n), b: (n)
+	n := len(a)
+	b = b[:n]
+	var s0, s1 f32x16
+	i := 0
+	if n >= 32 {
+		pa, pb := unsafe.Pointer(&a[0]), unsafe.Pointer(&b[0])
+		end := uintptr(n&^31) * 4
+		for off := uintptr(0); off < end; off += 128 {
+			s0 = ld(pa, off).MulAdd(ld(pb, off), s0)
+			s1 = ld(pa, off+64).MulAdd(ld(pb, off+64), s1)
+		}
+		i = n &^ 31
+	}
+	for ; i < n; i += 16 {
+		s0 = archsimd.LoadFloat32x16SlicePart(a[i:]).MulAdd(archsimd.LoadFloat32x16SlicePart(b[i:]), s0)
+	}
+	r := hsum(s0.Add(s1))
+	archsimd.ClearAVXUpperBits()
+	return r
+}
+
+func axpyAVX512(y []float32, alpha float32, x []float32) {
+	// y: (n), x: (n)
+	n := len(y)
+	x = x[:n]
+	av := archsimd.BroadcastFloat32x16(alpha)
+	i := 0
+	if n >= 16 {
+		py, px := unsafe.Pointer(&y[0]), unsafe.Pointer(&x[0])
+		end := uintptr(n&^15) * 4
+		for off := uintptr(0); off < end; off += 64 {
+			ld(px, off).MulAdd(av, ld(py, off)).Store(at(py, off))
+		}
+		i = n &^ 15
+	}
+	if i < n {
+		archsimd.LoadFloat32x16SlicePart(x[i:]).MulAdd(av, archsimd.LoadFloat32x16SlicePart(y[i:])).StoreSlicePart(y[i:])
+	}
+	archsimd.ClearAVXUpperBits()
+}
+
+func scaleAVX512(x []float32, s float32) {
+	// x: (n)
+	n := len(x)
+	sv := archsimd.BroadcastFloat32x16(s)
+	i := 0
+	if n >= 16 {
+		px := unsafe.Pointer(&x[0])
+		end := uintptr(n&^15) * 4
+		for off := uintptr(0); off < end; off += 64 {
+			ld(px, off).Mul(sv).Store(at(px, off))
+		}
+		i = n &^ 15
+	}
+	if i < n {
+		archsimd.LoadFloat32x16SlicePart(x[i:]).Mul(sv).StoreSlicePart(x[i:])
+	}
+	archsimd.ClearAVXUpperBits()
+}
+
+// dot4AVX512 sets out[r] = x·w[r*ldw : r*ldw+K] for r < 4: one load of x
+// feeds four rows, so the loop issues one extra load per FMA, not two.
+func dot4AVX512(out, x, w []float32, ldw int) {
+	// x: (K), w: (4, ldw), out: (4)
+	K := len(x)
+	out = out[:4]
+	_ = w[3*ldw+K-1]
+	var s0, s1, s2, s3 f32x16
+	k := 0
+	if K >= 16 {
+		px, pw := unsafe.Pointer(&x[0]), unsafe.Pointer(&w[0])
+		rs := uintptr(ldw) * 4
+		end := uintptr(K&^15) * 4
+		for off := uintptr(0); off < end; off += 64 {
+			xv := ld(px, off)
+			s0 = ld(pw, off).MulAdd(xv, s0)
+			s1 = ld(pw, off+rs).MulAdd(xv, s1)
+			s2 = ld(pw, off+2*rs).MulAdd(xv, s2)
+			s3 = ld(pw, off+3*rs).MulAdd(xv, s3)
+		}
+		k = K &^ 15
+	}
+	if k < K {
+		xv := archsimd.LoadFloat32x16SlicePart(x[k:])
+		s0 = archsimd.LoadFloat32x16SlicePart(w[k:K]).MulAdd(xv, s0)
+		s1 = archsimd.LoadFloat32x16SlicePart(w[ldw+k:ldw+K]).MulAdd(xv, s1)
+		s2 = archsimd.LoadFloat32x16SlicePart(w[2*ldw+k:2*ldw+K]).MulAdd(xv, s2)
+		s3 = archsimd.LoadFloat32x16SlicePart(w[3*ldw+k:3*ldw+K]).MulAdd(xv, s3)
+	}
+	out[0], out[1], out[2], out[3] = hsum(s0), hsum(s1), hsum(s2), hsum(s3)
+	archsimd.ClearAVXUpperBits()
+}
+
+// kern4AVX512 follows kern4Go's contract: a 4×32 tile of C in eight
+// accumulators, per k two panel loads and four broadcasts of A feeding eight
+// FMAs (11 live vectors, under the 14 that avoid spills).
+func kern4AVX512(kc int, a []float32, rsA, csA int, panel, c []float32, ldc int, add bool) {
+	// A: (4, kc) strided, panel: (kc, nr), C: (4, nr) rows ldc apart
+	if kc <= 0 {
+		kern4Go(kc, a, rsA, csA, panel, c, ldc, add)
+		return
+	}
+	_ = a[3*rsA+(kc-1)*csA]
+	_ = panel[kc*nr-1]
+	_ = c[3*ldc+nr-1]
+	pa, pb := unsafe.Pointer(&a[0]), unsafe.Pointer(&panel[0])
+	r1, r2, r3 := uintptr(rsA)*4, uintptr(2*rsA)*4, uintptr(3*rsA)*4
+	cs := uintptr(csA) * 4
+	var c00, c01, c10, c11, c20, c21, c30, c31 f32x16
+	var ao, bo uintptr
+	for k := 0; k < kc; k++ {
+		b0 := ld(pb, bo)
+		b1 := ld(pb, bo+64)
+		a0 := bcast(pa, ao)
+		c00 = b0.MulAdd(a0, c00)
+		c01 = b1.MulAdd(a0, c01)
+		a1 := bcast(pa, ao+r1)
+		c10 = b0.MulAdd(a1, c10)
+		c11 = b1.MulAdd(a1, c11)
+		a2 := bcast(pa, ao+r2)
+		c20 = b0.MulAdd(a2, c20)
+		c21 = b1.MulAdd(a2, c21)
+		a3 := bcast(pa, ao+r3)
+		c30 = b0.MulAdd(a3, c30)
+		c31 = b1.MulAdd(a3, c31)
+		ao += cs
+		bo += nr * 4
+	}
+	pc := unsafe.Pointer(&c[0])
+	l := uintptr(ldc) * 4
+	if add {
+		c00 = c00.Add(ld(pc, 0))
+		c01 = c01.Add(ld(pc, 64))
+		c10 = c10.Add(ld(pc, l))
+		c11 = c11.Add(ld(pc, l+64))
+		c20 = c20.Add(ld(pc, 2*l))
+		c21 = c21.Add(ld(pc, 2*l+64))
+		c30 = c30.Add(ld(pc, 3*l))
+		c31 = c31.Add(ld(pc, 3*l+64))
+	}
+	c00.Store(at(pc, 0))
+	c01.Store(at(pc, 64))
+	c10.Store(at(pc, l))
+	c11.Store(at(pc, l+64))
+	c20.Store(at(pc, 2*l))
+	c21.Store(at(pc, 2*l+64))
+	c30.Store(at(pc, 3*l))
+	c31.Store(at(pc, 3*l+64))
+	archsimd.ClearAVXUpperBits()
+}
+
+// kern1AVX512 is the one-row edge kernel; k is unrolled by two so that four
+// independent FMA chains hide the FMA latency.
+func kern1AVX512(kc int, a []float32, csA int, panel, c []float32, add bool) {
+	// A: (1, kc) strided, panel: (kc, nr), C: (1, nr)
+	if kc <= 0 {
+		kern1Go(kc, a, csA, panel, c, add)
+		return
+	}
+	_ = a[(kc-1)*csA]
+	_ = panel[kc*nr-1]
+	_ = c[nr-1]
+	pa, pb := unsafe.Pointer(&a[0]), unsafe.Pointer(&panel[0])
+	cs := uintptr(csA) * 4
+	var c0, c1, d0, d1 f32x16
+	var ao, bo uintptr
+	k := 0
+	for ; k+2 <= kc; k += 2 {
+		a0 := bcast(pa, ao)
+		a1 := bcast(pa, ao+cs)
+		c0 = ld(pb, bo).MulAdd(a0, c0)
+		c1 = ld(pb, bo+64).MulAdd(a0, c1)
+		d0 = ld(pb, bo+128).MulAdd(a1, d0)
+		d1 = ld(pb, bo+192).MulAdd(a1, d1)
+		ao += 2 * cs
+		bo += 2 * nr * 4
+	}
+	if k < kc {
+		a0 := bcast(pa, ao)
+		c0 = ld(pb, bo).MulAdd(a0, c0)
+		c1 = ld(pb, bo+64).MulAdd(a0, c1)
+	}
+	c0, c1 = c0.Add(d0), c1.Add(d1)
+	pc := unsafe.Pointer(&c[0])
+	if add {
+		c0 = c0.Add(ld(pc, 0))
+		c1 = c1.Add(ld(pc, 64))
+	}
+	c0.Store(at(pc, 0))
+	c1.Store(at(pc, 64))
+	archsimd.ClearAVXUpperBits()
+}
+
+// dotRowAVX512 dots x with one encoded weight row. BF16 and Q8_0 are widened
+// in registers (no scratch); F16 goes through the table into buf.
+func dotRowAVX512(x []float32, dt tensor.DType, row []byte, buf []float32) float32 {
+	switch dt {
+	case tensor.BF16:
+		return dotBF16(x, row)
+	case tensor.Q8_0:
+		return dotQ8(x, row)
+	}
+	return dotRowGo(x, dt, row, buf)
+}
+
+// dotBF16 returns Σ x[k]·bf16(row[2k:]).
+func dotBF16(x []float32, row []byte) float32 {
+	K := len(x)
+	row = row[:2*K]
+	var s0 f32x16
+	k := 0
+	if K >= 16 {
+		px, pr := unsafe.Pointer(&x[0]), unsafe.Pointer(&row[0])
+		for ; k+16 <= K; k += 16 {
+			w := archsimd.LoadUint16x16((*[16]uint16)(unsafe.Add(pr, 2*k))).
+				ExtendToUint32().ShiftAllLeft(16).AsFloat32x16()
+			s0 = w.MulAdd(ld(px, uintptr(4*k)), s0)
+		}
+	}
+	r := hsum(s0)
+	archsimd.ClearAVXUpperBits()
+	for ; k < K; k++ {
+		r += x[k] * bf16(row[2*k:])
+	}
+	return r
+}
+
+func bf16(b []byte) float32 {
+	return float32frombits(uint32(binary.LittleEndian.Uint16(b)) << 16)
+}
+
+func float32frombits(u uint32) float32 { return *(*float32)(unsafe.Pointer(&u)) }
+
+// dotQ8 returns Σ x[k]·W[k] for a Q8_0 row: per block, the 32 int8s are
+// widened to float, multiplied by x, and the block sum scaled by its F16 scale
+// in one FMA.
+func dotQ8(x []float32, row []byte) float32 {
+	nb := len(x) / tensor.Q8BlockSize
+	if nb == 0 {
+		return 0
+	}
+	_ = row[nb*q8BlockBytes-1]
+	_ = x[nb*32-1]
+	tab := f16Table()
+	px, pr := unsafe.Pointer(&x[0]), unsafe.Pointer(&row[0])
+	var acc f32x16
+	for b := 0; b < nb; b++ {
+		blk := unsafe.Add(pr, b*q8BlockBytes)
+		d := tab[uint16(*(*byte)(blk))|uint16(*(*byte)(unsafe.Add(blk, 1)))<<8]
+		q0 := archsimd.LoadInt8x16((*[16]int8)(unsafe.Add(blk, 2))).ExtendToInt32().ConvertToFloat32()
+		q1 := archsimd.LoadInt8x16((*[16]int8)(unsafe.Add(blk, 18))).ExtendToInt32().ConvertToFloat32()
+		t := q0.Mul(ld(px, uintptr(b*128)))
+		t = q1.MulAdd(ld(px, uintptr(b*128+64)), t)
+		acc = t.MulAdd(archsimd.BroadcastFloat32x16(d), acc)
+	}
+	r := hsum(acc)
+	archsimd.ClearAVXUpperBits()
+	return r
+}
+
+// decodeAVX512 is decodeGo with BF16 and Q8_0 widened 16 lanes at a time.
+func decodeAVX512(dst []float32, dt tensor.DType, src []byte) {
+	switch dt {
+	case tensor.BF16:
+		n := len(dst)
+		src = src[:2*n]
+		i := 0
+		if n >= 16 {
+			pd, ps := unsafe.Pointer(&dst[0]), unsafe.Pointer(&src[0])
+			for ; i+16 <= n; i += 16 {
+				archsimd.LoadUint16x16((*[16]uint16)(unsafe.Add(ps, 2*i))).
+					ExtendToUint32().ShiftAllLeft(16).AsFloat32x16().Store(at(pd, uintptr(4*i)))
+			}
+			archsimd.ClearAVXUpperBits()
+		}
+		for ; i < n; i++ {
+			dst[i] = bf16(src[2*i:])
+		}
+	case tensor.Q8_0:
+		nb := len(dst) / tensor.Q8BlockSize
+		if nb == 0 {
+			return
+		}
+		_ = src[nb*q8BlockBytes-1]
+		_ = dst[nb*32-1]
+		tab := f16Table()
+		pd, ps := unsafe.Pointer(&dst[0]), unsafe.Pointer(&src[0])
+		for b := 0; b < nb; b++ {
+			blk := unsafe.Add(ps, b*q8BlockBytes)
+			d := archsimd.BroadcastFloat32x16(tab[uint16(*(*byte)(blk))|uint16(*(*byte)(unsafe.Add(blk, 1)))<<8])
+			archsimd.LoadInt8x16((*[16]int8)(unsafe.Add(blk, 2))).ExtendToInt32().ConvertToFloat32().Mul(d).Store(at(pd, uintptr(b*128)))
+			archsimd.LoadInt8x16((*[16]int8)(unsafe.Add(blk, 18))).ExtendToInt32().ConvertToFloat32().Mul(d).Store(at(pd, uintptr(b*128+64)))
+		}
+		archsimd.ClearAVXUpperBits()
+	default:
+		decodeGo(dst, dt, src)
+	}
+}
