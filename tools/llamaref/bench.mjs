@@ -9,7 +9,7 @@
 // R repetitions for each phase (best-of is the least noisy figure on a shared machine).
 
 import {performance} from "node:perf_hooks";
-import {parseArgs, intArg, loadCpuModel, main} from "./common.mjs";
+import {parseArgs, intArg, loadCpuModel, vocabSize, main} from "./common.mjs";
 
 main(async () => {
     const args = parseArgs(process.argv.slice(2),
@@ -25,7 +25,6 @@ main(async () => {
     if (threads < 1) throw new Error("--threads must be at least 1");
 
     const {llama, model} = await loadCpuModel(args.model, threads);
-    const vocab = model.tokens.size;
     const context = await model.createContext({
         contextSize: prefill + decode,
         batchSize: prefill,
@@ -36,6 +35,14 @@ main(async () => {
         sequences: 1,
     });
     const seq = context.getSequence();
+
+    // The vocabulary size bounds the ids; without tokenizer metadata, ask the model for one distribution.
+    let vocab = vocabSize(model);
+    if (vocab === undefined) {
+        const r = await seq.controlledEvaluate([[1, {generateNext: {probabilities: true}}]]);
+        vocab = r[0]?.next?.probabilities?.size;
+        if (!vocab) throw new Error("cannot determine the vocabulary size");
+    }
 
     // Fixed, spread-out ids that avoid the first few (usually special) tokens.
     const ids = [];
@@ -74,6 +81,7 @@ main(async () => {
         prefill,
         decode,
         reps,
+        vocab,
         kv_type: kvType,
         flash_attention: flash,
         runs,

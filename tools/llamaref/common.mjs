@@ -46,6 +46,13 @@ export async function loadCpuModel(modelPath, threads) {
     return {llama, model};
 }
 
+// vocabSize returns the vocabulary size from the GGUF's tokenizer.ggml.tokens, or undefined when the file has
+// none (node-llama-cpp exposes no n_vocab getter; the logits width equals this array's length).
+export function vocabSize(model) {
+    const t = model.fileInfo?.metadata?.tokenizer?.ggml?.tokens;
+    return Array.isArray(t) && t.length > 0 ? t.length : undefined;
+}
+
 // readStdin returns all of stdin as a string.
 export async function readStdin() {
     const chunks = [];

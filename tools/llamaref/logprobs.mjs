@@ -14,7 +14,7 @@
 // float32 comes out as -Infinity.
 
 import fs from "node:fs";
-import {parseArgs, intArg, loadCpuModel, readStdin, main} from "./common.mjs";
+import {parseArgs, intArg, loadCpuModel, readStdin, vocabSize, main} from "./common.mjs";
 
 main(async () => {
     const args = parseArgs(process.argv.slice(2), ["model", "out", "threads", "n-greedy", "ids-file"]);
@@ -27,7 +27,7 @@ main(async () => {
         throw new Error("input must be a non-empty JSON array of non-negative integer token ids");
 
     const {llama, model} = await loadCpuModel(args.model, threads);
-    const nVocab = model.tokens.size ?? undefined;
+    const nVocab = vocabSize(model);
     for (const t of ids) if (nVocab !== undefined && t >= nVocab) throw new Error(`token id ${t} out of vocabulary (${nVocab})`);
 
     const needed = ids.length + nGreedy;
@@ -54,7 +54,7 @@ main(async () => {
         if (i === 0) vocab = p.size;
         else if (p.size !== vocab) throw new Error(`position ${i}: ${p.size} probabilities, expected ${vocab}`);
     }
-    if (nVocab !== undefined && vocab !== nVocab) process.stderr.write(`note: ${vocab} probabilities vs model vocab ${nVocab}\n`);
+    if (nVocab !== undefined && vocab !== nVocab) throw new Error(`${vocab} probabilities per position but the GGUF has ${nVocab} tokens`);
 
     const buf = Buffer.alloc(ids.length * vocab * 4);
     const row = new Float32Array(vocab);
