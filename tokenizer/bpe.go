@@ -29,8 +29,8 @@ func pairKey(a, b int32) uint64 { return uint64(uint32(a))<<32 | uint64(uint32(b
 // heap over a linked list of symbols, so a pre-token of n symbols costs
 // O(n log n) rather than the O(n²) of rescanning after every merge.
 type bpeModel struct {
-	byteLevel    bool         // symbols start as bytes spelled in GPT-2's alphabet
-	byteIDs      [256]int32   // byte-level: id of each byte's token; otherwise <0xNN> (byte fallback), -1 if absent
+	byteLevel    bool       // symbols start as bytes spelled in GPT-2's alphabet
+	byteIDs      [256]int32 // byte-level: id of each byte's token; otherwise <0xNN> (byte fallback), -1 if absent
 	merges       map[uint64]mergeRule
 	ignoreMerges bool // a pre-token that is itself in the vocabulary is taken whole (Llama 3)
 	byteFallback bool
