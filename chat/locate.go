@@ -38,8 +38,10 @@ package chat
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
+	"unicode"
 )
 
 const (
@@ -134,29 +136,28 @@ func (t *Template) locate(msgs []Message, text string, addGenerationPrompt bool)
 }
 
 // variants lists the forms in which a template may write content s, most
-// faithful first: verbatim, then with newlines or all whitespace stripped
-// from one or both ends (Jinja's trim, Python's strip/lstrip/rstrip).
+// faithful first: verbatim, then with newlines, ASCII whitespace (Python's
+// str.strip) or Unicode whitespace (Go's, which the Jinja library's trim
+// uses) removed from the right, the left or both ends.
 func variants(s string) []string {
-	forms := []string{
-		s,
-		strings.TrimRight(s, "\n"),
-		strings.TrimLeft(s, "\n"),
-		strings.Trim(s, "\n"),
-		strings.TrimRight(s, pyWhitespace),
-		strings.TrimLeft(s, pyWhitespace),
-		strings.Trim(s, pyWhitespace),
-		strings.TrimSpace(s),
+	forms := []string{s}
+	for _, trim := range []func(string) (string, string, string){
+		func(s string) (string, string, string) {
+			return strings.TrimRight(s, "\n"), strings.TrimLeft(s, "\n"), strings.Trim(s, "\n")
+		},
+		func(s string) (string, string, string) {
+			return strings.TrimRight(s, pyWhitespace), strings.TrimLeft(s, pyWhitespace), strings.Trim(s, pyWhitespace)
+		},
+		func(s string) (string, string, string) {
+			return strings.TrimRightFunc(s, unicode.IsSpace), strings.TrimLeftFunc(s, unicode.IsSpace), strings.TrimSpace(s)
+		},
+	} {
+		r, l, b := trim(s)
+		forms = append(forms, r, l, b)
 	}
 	out := forms[:0]
 	for _, f := range forms {
-		dup := false
-		for _, g := range out {
-			if f == g {
-				dup = true
-				break
-			}
-		}
-		if !dup {
+		if !slices.Contains(out, f) {
 			out = append(out, f)
 		}
 	}

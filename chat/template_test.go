@@ -111,7 +111,7 @@ func loadFixture(t *testing.T, name string) *Config {
 	return cfg
 }
 
-func mustTemplate(t *testing.T, src string, cfg *Config) *Template {
+func mustTemplate(t testing.TB, src string, cfg *Config) *Template {
 	t.Helper()
 	tmpl, err := NewTemplate(src, cfg)
 	if err != nil {
@@ -514,5 +514,91 @@ func TestSyntaxError(t *testing.T) {
 func TestRenderEmpty(t *testing.T) {
 	if _, err := mustTemplate(t, chatMLTemplate, nil).Render(nil, true); err == nil {
 		t.Error("empty conversation rendered")
+	}
+}
+
+// FuzzSpans renders fuzzed contents with templates whose layout is simple
+// enough to rebuild here, and checks that spans are where the rebuilt text
+// says.
+func FuzzSpans(f *testing.F) {
+	f.Add("hi", "there", " user ", "<|im_end|>\n")
+	f.Add("", "\n\n", "<think>a</think>b", "assistant")
+	f.Add("<|eot_id|>", " ", "\t", "<|start_header_id|>user<|end_header_id|>\n\n")
+	llama := mustTemplate(f, loadFixtureF(f, "llama3.1").Template, loadFixtureF(f, "llama3.1"))
+	chatml := mustTemplate(f, chatMLTemplate, nil)
+	f.Fuzz(func(t *testing.T, a, b, c, d string) {
+		msgs := []Message{{"system", a}, {"user", b}, {"assistant", c}, {"user", d}}
+		for _, tc := range []struct {
+			tmpl  *Template
+			build func(role, content string) (prefix, body, suffix string)
+			head  string
+		}{
+			{chatml, func(role, content string) (string, string, string) {
+				return "<|im_start|>" + role + "\n", content, "<|im_end|>\n"
+			}, ""},
+			{llama, func(role, content string) (string, string, string) {
+				return "<|start_header_id|>" + role + "<|end_header_id|>\n\n", strings.TrimSpace(content), "<|eot_id|>"
+			}, "<|begin_of_text|>"},
+		} {
+			r, err := tc.tmpl.Render(msgs, false)
+			if err != nil {
+				// Both templates write contents verbatim or
+				// trimmed, which spans must always follow.
+				t.Fatalf("%q: %v", msgs, err)
+			}
+			text := tc.head
+			for i, m := range msgs {
+				body := m.Content
+				p, bd, s := tc.build(m.Role, body)
+				start, end := len(text)+len(p), len(text)+len(p)+len(bd)
+				if j := strings.LastIndex(bd, "</think>"); j >= 0 {
+					// Neither template knows <think>: they write it
+					// verbatim and the span is the answer after it.
+					start += j + len("</think>")
+				}
+				if r.Spans[i].Start != start || r.Spans[i].End != end {
+					t.Fatalf("message %d: span %+v, want [%d,%d) in %q", i, r.Spans[i], start, end, r.Text)
+				}
+				text += p + bd + s
+			}
+			if r.Text != text {
+				t.Fatalf("text %q, want %q", r.Text, text)
+			}
+			checkSpans(t, msgs, r)
+		}
+	})
+}
+
+func loadFixtureF(f *testing.F, name string) *Config {
+	cfg, err := LoadConfig(filepath.Join(fixtures, name, "tokenizer_config.json"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	return cfg
+}
+
+// TestSpansMovedSystem uses a template that, like Mistral v0.3's, writes the
+// system prompt into the last user turn: spans stay in message order and
+// exact, but are no longer increasing in Start.
+func TestSpansMovedSystem(t *testing.T) {
+	const src = "{%- set sys = messages[0].content if messages[0].role == 'system' else '' %}" +
+		"{%- set loop_messages = messages[1:] if sys else messages %}" +
+		"{{- bos_token }}{%- for m in loop_messages %}" +
+		"{%- if m.role == 'user' %}{%- if loop.last and sys %}{{ '[INST] ' + sys + '\\n\\n' + m.content + '[/INST]' }}" +
+		"{%- else %}{{ '[INST] ' + m.content + '[/INST]' }}{%- endif %}" +
+		"{%- else %}{{ ' ' + m.content + eos_token }}{%- endif %}{%- endfor %}"
+	msgs := conversation[:4]
+	r, err := mustTemplate(t, src, &Config{BOS: "<s>", EOS: "</s>"}).Render(msgs, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "<s>[INST] What is the capital of France?[/INST] The capital of France is Paris.</s>" +
+		"[INST] You are a helpful assistant.\n\nAnd Germany? [/INST]"
+	if r.Text != want {
+		t.Fatalf("got %q\nwant %q", r.Text, want)
+	}
+	checkSpans(t, msgs, r)
+	if got := spanTexts(r); got[0] != msgs[0].Content || r.Spans[0].Start < r.Spans[2].End {
+		t.Errorf("system span %+v %q", r.Spans[0], got[0])
 	}
 }
