@@ -24,7 +24,11 @@ package chat
 //
 // Limits, each of which ends in an error, never a wrong span:
 //   - the template must not branch on the content itself (other than on
-//     "</think>"), nor slice, escape (tojson), or case-convert it;
+//     "</think>") in a way that changes the layout, nor slice, escape
+//     (tojson), or case-convert it; for example Qwen3 treats a user message
+//     wrapped in "<tool_response>…</tool_response>" as a tool result, which
+//     the probe cannot imitate, and when that keeps an earlier turn's
+//     reasoning the conversation is refused;
 //   - every message's content must appear in the text (templates that drop a
 //     message, for example an unsupported system prompt, are refused).
 //

@@ -602,3 +602,21 @@ func TestSpansMovedSystem(t *testing.T) {
 		t.Errorf("system span %+v %q", r.Spans[0], got[0])
 	}
 }
+
+func TestQwen3ToolResponse(t *testing.T) {
+	cfg := loadFixture(t, "qwen3")
+	tmpl := mustTemplate(t, cfg.Template, cfg)
+	// The tool result does not change the layout: spans are found.
+	msgs := []Message{{"user", "q"}, {"assistant", "a"}, {"user", "<tool_response>42</tool_response>"}}
+	r, err := tmpl.Render(msgs, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkSpans(t, msgs, r)
+	// Here it keeps the first answer's reasoning, which the probe cannot
+	// imitate: refused.
+	msgs = []Message{{"user", "q"}, {"assistant", "<think>r</think>a"}, {"user", "<tool_response>42</tool_response>"}, {"assistant", "b"}}
+	if r, err := tmpl.Render(msgs, true); err == nil {
+		t.Errorf("want an error, got %q", r.Text)
+	}
+}
