@@ -81,7 +81,7 @@ func BenchmarkLinear(b *testing.B) {
 			out := make([]float32, T*N)
 			flops := 2 * float64(T*N*K)
 			name := fmt.Sprintf("T=%d/%dx%d", T, N, K)
-			for _, dt := range []tensor.DType{tensor.F32, tensor.BF16, tensor.Q8_0} {
+			for _, dt := range []tensor.DType{tensor.F32, tensor.F16, tensor.BF16, tensor.Q8_0} {
 				if dt != tensor.F32 && N == 49152 {
 					continue
 				}
@@ -133,7 +133,7 @@ func BenchmarkLinear(b *testing.B) {
 
 func BenchmarkMatMul(b *testing.B) {
 	r := rand.New(rand.NewPCG(2, 2))
-	for _, s := range [][3]int{{512, 128, 128}, {512, 344, 128}, {512, 128, 344}} {
+	for _, s := range [][3]int{{512, 128, 128}, {512, 344, 128}, {512, 128, 344}, {64, 128, 128}} {
 		M, N, K := s[0], s[1], s[2]
 		flops := 2 * float64(M*N*K)
 		name := fmt.Sprintf("%dx%dx%d", M, N, K)

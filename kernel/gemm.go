@@ -13,7 +13,7 @@ const (
 	mr      = 4   // rows of C per micro-kernel call
 	nr      = 32  // columns of C per micro-kernel call (two 16-lane vectors)
 	kcBlock = 256 // depth of one packed panel; a multiple of 32 for Q8_0 blocks
-	mcBlock = 256 // rows of A swept per packed panel
+	mcBlock = 512 // rows of A swept per packed panel (512×256 floats of A stay in L2)
 )
 
 // bMat describes the right operand B(k,j) of C = A·B, either as float32s

@@ -220,3 +220,35 @@ func TestDecodeMatchesTensor(t *testing.T) {
 		}
 	})
 }
+
+// TestF16AllValues converts every half-precision bit pattern, including
+// subnormals, infinities and NaNs, and compares bits with package tensor.
+func TestF16AllValues(t *testing.T) {
+	bothPaths(t, func(t *testing.T) {
+		src := make([]byte, 2<<16)
+		for i := 0; i < 1<<16; i++ {
+			src[2*i], src[2*i+1] = byte(i), byte(i>>8)
+		}
+		got := make([]float32, 1<<16)
+		decodeImpl(got, tensor.F16, src)
+		for i, g := range got {
+			if w := tensor.F16ToF32(uint16(i)); math.Float32bits(g) != math.Float32bits(w) {
+				t.Fatalf("f16 %#04x: got %v (%#08x), want %v (%#08x)", i, g, math.Float32bits(g), w, math.Float32bits(w))
+			}
+		}
+		// and through the fused dot: x = 1 at one position picks out one value
+		x := make([]float32, 48)
+		buf := make([]float32, 48)
+		for _, i := range []int{0x0001, 0x03ff, 0x0400, 0x3c00, 0x7bff, 0x8001, 0xfbff, 0xc000} {
+			for pos := range x {
+				row := make([]byte, 96)
+				row[2*pos], row[2*pos+1] = byte(i), byte(i>>8)
+				clear(x)
+				x[pos] = 1
+				if g, w := dotRowImpl(x, tensor.F16, row, buf), tensor.F16ToF32(uint16(i)); g != w {
+					t.Fatalf("dot f16 %#04x at %d: got %v, want %v", i, pos, g, w)
+				}
+			}
+		}
+	})
+}

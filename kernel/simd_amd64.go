@@ -255,8 +255,63 @@ func dotRowAVX512(x []float32, dt tensor.DType, row []byte, buf []float32) float
 		return dotBF16(x, row)
 	case tensor.Q8_0:
 		return dotQ8(x, row)
+	case tensor.F16:
+		return dotF16(x, row)
 	}
 	return dotRowGo(x, dt, row, buf)
+}
+
+// f16Conv widens 16 IEEE half-precision values to float32 with integer
+// operations (archsimd exposes no VCVTPH2PS): the exponent and mantissa are
+// shifted into float32 position and the result scaled by 2^112, which is exact
+// for normal and subnormal halves; Inf/NaN (exponent 31) are patched to
+// exponent 255; the sign is OR-ed back.
+type f16Conv struct {
+	magMask, signMask, infMin, infAdj archsimd.Uint32x16
+	scale                             f32x16
+}
+
+func newF16Conv() f16Conv {
+	return f16Conv{
+		magMask:  archsimd.BroadcastUint32x16(0x7fff),
+		signMask: archsimd.BroadcastUint32x16(0x8000),
+		infMin:   archsimd.BroadcastUint32x16(31<<23 - 1),
+		infAdj:   archsimd.BroadcastUint32x16((255 - 31) << 23),
+		scale:    archsimd.BroadcastFloat32x16(0x1p112),
+	}
+}
+
+func (c *f16Conv) load(p unsafe.Pointer) f32x16 {
+	u := archsimd.LoadUint16x16((*[16]uint16)(p)).ExtendToUint32()
+	em := u.And(c.magMask).ShiftAllLeft(13)
+	f := em.AsFloat32x16().Mul(c.scale)
+	inf := em.Add(c.infAdj).AsFloat32x16()
+	f = inf.Merge(f, em.Greater(c.infMin))
+	return f.AsUint32x16().Or(u.And(c.signMask).ShiftAllLeft(16)).AsFloat32x16()
+}
+
+// dotF16 returns Σ x[k]·f16(row[2k:]).
+func dotF16(x []float32, row []byte) float32 {
+	K := len(x)
+	row = row[:2*K]
+	var s0 f32x16
+	k := 0
+	if K >= 16 {
+		cv := newF16Conv()
+		px, pr := unsafe.Pointer(&x[0]), unsafe.Pointer(&row[0])
+		for ; k+16 <= K; k += 16 {
+			s0 = cv.load(unsafe.Add(pr, 2*k)).MulAdd(ld(px, uintptr(4*k)), s0)
+		}
+	}
+	r := hsum(s0)
+	archsimd.ClearAVXUpperBits()
+	if k < K {
+		tab := f16Table()
+		for ; k < K; k++ {
+			r += x[k] * tab[binary.LittleEndian.Uint16(row[2*k:])]
+		}
+	}
+	return r
 }
 
 // dotBF16 returns Σ x[k]·bf16(row[2k:]).
@@ -331,6 +386,21 @@ func decodeAVX512(dst []float32, dt tensor.DType, src []byte) {
 		}
 		for ; i < n; i++ {
 			dst[i] = bf16(src[2*i:])
+		}
+	case tensor.F16:
+		n := len(dst)
+		src = src[:2*n]
+		i := 0
+		if n >= 16 {
+			cv := newF16Conv()
+			pd, ps := unsafe.Pointer(&dst[0]), unsafe.Pointer(&src[0])
+			for ; i+16 <= n; i += 16 {
+				cv.load(unsafe.Add(ps, 2*i)).Store(at(pd, uintptr(4*i)))
+			}
+			archsimd.ClearAVXUpperBits()
+		}
+		if i < n {
+			decodeGo(dst[i:], dt, src[2*i:])
 		}
 	case tensor.Q8_0:
 		nb := len(dst) / tensor.Q8BlockSize
