@@ -86,6 +86,10 @@ func Linear(out, x []float32, w *tensor.Tensor, T int) {
 		}
 		b = bMat{w: w, rowBytes: rb}
 	}
+	if useSwappedNT(T, N, K) {
+		gemmSwappedNT(out, x, &b, T, N, K, false)
+		return
+	}
 	gemm(out, x, K, 1, &b, T, N, K, false)
 }
 
@@ -102,6 +106,10 @@ func MatMulNT(c, a, b []float32, M, N, K int, accumulate bool) {
 		return
 	}
 	bm := bMat{f: b, rs: 1, cs: K}
+	if useSwappedNT(M, N, K) {
+		gemmSwappedNT(c, a, &bm, M, N, K, accumulate)
+		return
+	}
 	gemm(c, a, K, 1, &bm, M, N, K, accumulate)
 }
 
