@@ -2,6 +2,7 @@ package tokenizer
 
 import (
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -322,6 +323,16 @@ const (
 	qwen2Pattern  = `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
 )
 
+// regexTimeout bounds one regex search, so that a pathological pattern in an
+// untrusted tokenizer.json cannot hang encoding; text after a timed-out
+// search is left unsplit.
+const regexTimeout = 2 * time.Second
+
 func compileRegex(pattern string) (*regexp2.Regexp, error) {
-	return regexp2.Compile(pattern, regexp2.None)
+	re, err := regexp2.Compile(pattern, regexp2.None)
+	if err != nil {
+		return nil, err
+	}
+	re.MatchTimeout = regexTimeout
+	return re, nil
 }

@@ -182,8 +182,9 @@ func invalidPrefixLen(b []byte) int {
 // sequence at once give the same text.
 type StreamDecoder struct {
 	t      *Tokenizer
-	window []int  // ids still needed as context, the last one not yet emitted
-	prefix string // decode(window) up to what was already emitted
+	ctx    []int  // at most one already emitted id, decoded as context
+	window []int  // ids not yet emitted
+	prefix string // decode(ctx)
 	skip   bool
 }
 
@@ -198,24 +199,39 @@ func (t *Tokenizer) NewStreamDecoderSkipSpecial() *StreamDecoder {
 // Add appends one id and returns the text that became final (possibly "").
 func (d *StreamDecoder) Add(id int) string {
 	d.window = append(d.window, id)
-	s := d.t.decode(d.window, d.skip)
+	all := append(d.ctx[:len(d.ctx):len(d.ctx)], d.window...)
+	s := d.t.decode(all, d.skip)
 	if len(s) <= len(d.prefix) || strings.HasSuffix(s, "\uFFFD") || !strings.HasPrefix(s, d.prefix) {
 		return ""
 	}
 	out := s[len(d.prefix):]
-	d.window = append(d.window[:0], d.window[len(d.window)-1])
-	d.prefix = d.t.decode(d.window, d.skip)
+	// The next context is the last emitted token that decodes on its own:
+	// not a <0xNN> byte token (a run of those is decoded as one unit) and
+	// not a special token being skipped.
+	for i := len(all) - 1; i >= 0; i-- {
+		x := all[i]
+		if x < 0 || x >= len(d.t.tokens) || (d.skip && d.t.special[x]) {
+			continue
+		}
+		if _, isByte := byteTokenValue(d.t.tokens[x]); isByte {
+			continue
+		}
+		d.ctx = append(d.ctx[:0], x)
+		break
+	}
+	d.window = d.window[:0]
+	d.prefix = d.t.decode(d.ctx, d.skip)
 	return out
 }
 
 // Flush returns whatever text is still held back (an incomplete character
-// decodes as U+FFFD) and resets the decoder.
+// decodes as U+FFFD) and resets the decoder for a new sequence.
 func (d *StreamDecoder) Flush() string {
-	s := d.t.decode(d.window, d.skip)
+	s := d.t.decode(append(d.ctx[:len(d.ctx):len(d.ctx)], d.window...), d.skip)
 	out := ""
 	if strings.HasPrefix(s, d.prefix) {
 		out = s[len(d.prefix):]
 	}
-	d.window, d.prefix = d.window[:0], ""
+	d.ctx, d.window, d.prefix = d.ctx[:0], d.window[:0], ""
 	return out
 }
