@@ -30,7 +30,15 @@ func FuzzParse(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(buf.Bytes())
-	f.Add(hdr(1, 1, func(e *enc) { e.str("k"); e.u32(9); e.u32(8); e.u64(2); e.str("x"); e.str("y"); tinfo(e, "t", TypeQ8_0, 0, 32, 1) }))
+	f.Add(hdr(1, 1, func(e *enc) {
+		e.str("k")
+		e.u32(9)
+		e.u32(8)
+		e.u64(2)
+		e.str("x")
+		e.str("y")
+		tinfo(e, "t", TypeQ8_0, 0, 32, 1)
+	}))
 	// The start of real headers (small, so that mutation and minimisation
 	// stay fast): the fuzzer learns the metadata layout from them.
 	for _, p := range []string{storiesV1, storiesQ8, tinyF16} {

@@ -470,7 +470,14 @@ func TestHostileHeaders(t *testing.T) {
 		{"unknown array type", hdr(0, 1, func(e *enc) { e.str("k"); e.u32(9); e.u32(99); e.u64(0) }), "array of unknown value type 99"},
 		{"bool 2", hdr(0, 1, func(e *enc) { e.str("k"); e.u32(7); e.WriteByte(2) }), "neither 0 nor 1"},
 		{"empty key", hdr(0, 1, func(e *enc) { e.str(""); e.u32(0); e.WriteByte(2) }), "empty key"},
-		{"duplicate key", hdr(0, 2, func(e *enc) { e.str("k"); e.u32(0); e.WriteByte(1); e.str("k"); e.u32(0); e.WriteByte(1) }), `key "k": duplicate`},
+		{"duplicate key", hdr(0, 2, func(e *enc) {
+			e.str("k")
+			e.u32(0)
+			e.WriteByte(1)
+			e.str("k")
+			e.u32(0)
+			e.WriteByte(1)
+		}), `key "k": duplicate`},
 		{"alignment 3", hdr(0, 1, func(e *enc) { e.str("general.alignment"); e.u32(4); e.u32(3) }), "not a power of two"},
 		{"alignment 0", hdr(0, 1, func(e *enc) { e.str("general.alignment"); e.u32(4); e.u32(0) }), "not a power of two"},
 		{"alignment string", hdr(0, 1, func(e *enc) { e.str("general.alignment"); e.u32(8); e.str("32") }), "not a power of two"},
@@ -486,7 +493,14 @@ func TestHostileHeaders(t *testing.T) {
 		{"overlap", withData(hdr(2, 0, func(e *enc) { tinfo(e, "a", TypeF32, 0, 16); tinfo(e, "b", TypeF32, 32, 8) }), 128), `tensor "b": bytes`},
 		{"duplicate tensor", withData(hdr(2, 0, func(e *enc) { tinfo(e, "a", TypeF32, 0, 4); tinfo(e, "a", TypeF32, 32, 4) }), 64), `tensor "a": duplicate`},
 		{"empty tensor name", withData(hdr(1, 0, func(e *enc) { tinfo(e, "", TypeF32, 0, 4) }), 64), "empty name"},
-		{"truncated record", hdr(1, 0, func(e *enc) { e.str("t"); e.u32(2); e.u64(4); e.u32(0); e.u32(0); e.u64(0) }), "truncated"},
+		{"truncated record", hdr(1, 0, func(e *enc) {
+			e.str("t")
+			e.u32(2)
+			e.u64(4)
+			e.u32(0)
+			e.u32(0)
+			e.u64(0)
+		}), "truncated"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
