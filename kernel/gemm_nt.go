@@ -57,8 +57,9 @@ func swappedBlock(c, x []float32, b *bMat, T, N, K, n0, n1 int, accumulate bool)
 		}
 		for t := 0; t < tc; t++ {
 			row := x[(p*nr+t)*K : (p*nr+t+1)*K]
+			dst := panel[t:]
 			for k, v := range row {
-				panel[k*nr+t] = v
+				dst[k*nr] = v
 			}
 		}
 	}
@@ -96,6 +97,15 @@ func swappedBlock(c, x []float32, b *bMat, T, N, K, n0, n1 int, accumulate bool)
 
 // scatterT writes the transposed tile: C[(t0+t)*N + n+i] (+)= tile[i*nr+t].
 func scatterT(c, tile []float32, N, n, rows, t0, tc int, accumulate bool) {
+	if rows == mr && !accumulate { // the common case, unrolled
+		tl := (*[mr * nr]float32)(tile)
+		for t := 0; t < tc; t++ {
+			d := (*[mr]float32)(c[(t0+t)*N+n:])
+			j := t & (nr - 1)
+			d[0], d[1], d[2], d[3] = tl[j], tl[nr+j], tl[2*nr+j], tl[3*nr+j]
+		}
+		return
+	}
 	for t := 0; t < tc; t++ {
 		dst := c[(t0+t)*N+n : (t0+t)*N+n+rows]
 		if accumulate {
