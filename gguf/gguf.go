@@ -83,7 +83,8 @@ func (ti TensorInfo) Shape() []int {
 
 // File is a parsed GGUF file. KV and Tensors keep the file's order. Tensor
 // data returned by Tensor are slices of the memory mapping and become
-// invalid after Close.
+// invalid after Close. A File is read-only after parsing, so its methods
+// may be called from several goroutines at once, except Close.
 type File struct {
 	Path       string
 	Version    uint32
@@ -274,13 +275,13 @@ func parse(data []byte, name string) (*File, error) {
 	}
 
 	f.Alignment = DefaultAlignment
-	if _, ok := f.Get("general.alignment"); ok {
-		a, ok := f.Uint("general.alignment")
+	if v, ok := f.Get("general.alignment"); ok {
+		// uint32, as llama.cpp requires; the writer enforces the same.
+		a, ok := v.(uint32)
 		if !ok || a == 0 || a&(a-1) != 0 || a > 1<<30 {
-			v, _ := f.Get("general.alignment")
-			return nil, fmt.Errorf("key \"general.alignment\": %v (%T) is not a power of two up to 2^30", v, v)
+			return nil, fmt.Errorf("key \"general.alignment\": %v (%T) is not a uint32 power of two up to 2^30", v, v)
 		}
-		f.Alignment = a
+		f.Alignment = uint64(a)
 	}
 
 	minTensor := r.countSize() + 4 + 4 + 8

@@ -330,6 +330,32 @@ func TestWriterRoundTrip(t *testing.T) {
 	}
 }
 
+func TestWriterAlignment(t *testing.T) {
+	for _, align := range []uint32{1, 8, 64, 4096} {
+		w := NewWriter()
+		w.AddKV("general.alignment", align)
+		for _, tt := range testTensors(t) {
+			w.AddTensor(tt)
+		}
+		var buf bytes.Buffer
+		if _, err := w.WriteTo(&buf); err != nil {
+			t.Fatal(err)
+		}
+		f, err := Parse(buf.Bytes(), "aligned.gguf")
+		if err != nil {
+			t.Fatalf("alignment %d: %v", align, err)
+		}
+		if f.Alignment != uint64(align) || f.DataOffset%uint64(align) != 0 {
+			t.Errorf("alignment %d: got %d, data at %d", align, f.Alignment, f.DataOffset)
+		}
+		for _, ti := range f.Tensors {
+			if _, err := f.Tensor(ti.Name); err != nil || ti.Offset%uint64(align) != 0 {
+				t.Errorf("alignment %d: %s at %d: %v", align, ti.Name, ti.Offset, err)
+			}
+		}
+	}
+}
+
 func TestRewriteFixture(t *testing.T) {
 	// Copy the v1 file through the Writer: what comes back must match.
 	src := open(t, storiesV1)
@@ -387,6 +413,8 @@ func TestWriterErrors(t *testing.T) {
 		{"5 dims", func(w *Writer) error {
 			return w.AddTensor(tensor.Tensor{Name: "x", DType: tensor.F32, Shape: []int{1, 1, 1, 1, 1}, Data: make([]byte, 4)})
 		}, "5 dimensions"},
+		{"alignment type", func(w *Writer) error { w.AddKV("general.alignment", uint64(64)); return nil }, "must be a uint32 power of two"},
+		{"alignment 48", func(w *Writer) error { w.AddKV("general.alignment", uint32(48)); return nil }, "must be a uint32 power of two"},
 		{"q8 rows", func(w *Writer) error {
 			return w.AddTensor(tensor.Tensor{Name: "x", DType: tensor.Q8_0, Shape: []int{2, 16}, Data: make([]byte, 34)})
 		}, "not a whole number"},
@@ -478,9 +506,10 @@ func TestHostileHeaders(t *testing.T) {
 			e.u32(0)
 			e.WriteByte(1)
 		}), `key "k": duplicate`},
-		{"alignment 3", hdr(0, 1, func(e *enc) { e.str("general.alignment"); e.u32(4); e.u32(3) }), "not a power of two"},
-		{"alignment 0", hdr(0, 1, func(e *enc) { e.str("general.alignment"); e.u32(4); e.u32(0) }), "not a power of two"},
-		{"alignment string", hdr(0, 1, func(e *enc) { e.str("general.alignment"); e.u32(8); e.str("32") }), "not a power of two"},
+		{"alignment 3", hdr(0, 1, func(e *enc) { e.str("general.alignment"); e.u32(4); e.u32(3) }), "not a uint32 power of two"},
+		{"alignment 0", hdr(0, 1, func(e *enc) { e.str("general.alignment"); e.u32(4); e.u32(0) }), "not a uint32 power of two"},
+		{"alignment uint64", hdr(0, 1, func(e *enc) { e.str("general.alignment"); e.u32(10); e.u64(32) }), "not a uint32 power of two"},
+		{"alignment string", hdr(0, 1, func(e *enc) { e.str("general.alignment"); e.u32(8); e.str("32") }), "not a uint32 power of two"},
 		{"n_dims", hdr(1, 0, func(e *enc) { e.str("t"); e.u32(1000); e.Write(make([]byte, 64)) }), `tensor "t": 1000 dimensions`},
 		{"dims overflow", withData(hdr(1, 0, func(e *enc) { tinfo(e, "t", TypeF32, 0, 1<<32, 1<<32) }), 64), "overflow"},
 		{"dims overflow past zero", withData(hdr(1, 0, func(e *enc) { tinfo(e, "t", TypeF32, 0, 0, math.MaxUint64) }), 64), "overflow"},
@@ -568,6 +597,9 @@ func TestTruncations(t *testing.T) {
 			}
 			// Every prefix up to 1 KiB, then every step-th through the
 			// header, then 200 cuts through the tensor data.
+			if testing.Short() {
+				tc.step *= 8
+			}
 			end, hdrEnd := int(dataEnd(f)), int(f.DataOffset)
 			dataStep := max((end-hdrEnd)/200, 1)
 			for n := 0; n < end; n++ {

@@ -15,7 +15,7 @@ import (
 )
 
 // Writer builds a GGUF v3 file: metadata in insertion order, then tensors in
-// insertion order, each aligned to 32 bytes. It exists so that the project
+// insertion order, each aligned to 32 bytes (or general.alignment). It exists so that the project
 // can export what it computes (steering vectors, converted models) in the
 // format llama.cpp loads.
 type Writer struct {
@@ -44,6 +44,11 @@ func (w *Writer) AddKV(key string, value any) {
 		w.err = errors.New("empty metadata key")
 	case w.keys[key]:
 		w.err = fmt.Errorf("key %q: added twice", key)
+	case key == "general.alignment":
+		// The layout follows this key, so it must be what readers accept.
+		if a, ok := value.(uint32); !ok || a == 0 || a&(a-1) != 0 || a > 1<<30 {
+			w.err = fmt.Errorf("key %q: %v (%T) must be a uint32 power of two", key, value, value)
+		}
 	default:
 		if _, err := valueTypeOf(value); err != nil {
 			w.err = fmt.Errorf("key %q: %w", key, err)
@@ -201,12 +206,25 @@ func arr[T any](e *enc, t valueType, xs []T) {
 	}
 }
 
-const writeAlignment = DefaultAlignment
+// pad returns the zero bytes that bring n to a multiple of the default
+// alignment.
+func pad(n uint64) uint64 { return padTo(n, DefaultAlignment) }
 
-func pad(n uint64) uint64 { return (writeAlignment - n%writeAlignment) % writeAlignment }
+func padTo(n, align uint64) uint64 { return (align - n%align) % align }
+
+// alignment is general.alignment if the caller set it, else the default.
+func (w *Writer) alignment() uint64 {
+	for _, kv := range w.kvs {
+		if kv.Key == "general.alignment" {
+			return uint64(kv.Value.(uint32))
+		}
+	}
+	return DefaultAlignment
+}
 
 // header encodes everything before the tensor data, padding included.
 func (w *Writer) header() []byte {
+	align := w.alignment()
 	var e enc
 	e.WriteString("GGUF")
 	e.u32(3)
@@ -229,9 +247,9 @@ func (w *Writer) header() []byte {
 		e.u32(uint32(gt))
 		e.u64(off)
 		off += uint64(len(t.Data))
-		off += pad(off)
+		off += padTo(off, align)
 	}
-	e.Write(make([]byte, pad(uint64(e.Len()))))
+	e.Write(make([]byte, padTo(uint64(e.Len()), align)))
 	return e.Bytes()
 }
 
@@ -245,14 +263,14 @@ func (w *Writer) WriteTo(out io.Writer) (int64, error) {
 	if err != nil {
 		return total, err
 	}
-	var zeros [writeAlignment]byte
+	zeros := make([]byte, w.alignment())
 	for _, t := range w.tensors {
 		n, err := out.Write(t.Data)
 		total += int64(n)
 		if err != nil {
 			return total, err
 		}
-		n, err = out.Write(zeros[:pad(uint64(len(t.Data)))])
+		n, err = out.Write(zeros[:padTo(uint64(len(t.Data)), uint64(len(zeros)))])
 		total += int64(n)
 		if err != nil {
 			return total, err
@@ -261,7 +279,8 @@ func (w *Writer) WriteTo(out io.Writer) (int64, error) {
 	return total, nil
 }
 
-// WriteFile writes a GGUF v3 file atomically: into a temporary file in the
+// WriteFile writes a GGUF v3 file (tensor data aligned to 32 bytes, or to
+// general.alignment if added) atomically: into a temporary file in the
 // same directory, synced, then renamed over path, so that readers never see
 // a half-written model.
 func (w *Writer) WriteFile(path string) error {

@@ -47,7 +47,8 @@ type entry struct {
 	begin, end uint64 // relative to the data section
 }
 
-// File is one parsed safetensors file. Metadata is the optional
+// File is one parsed safetensors file, read-only after parsing (safe for
+// concurrent use except Close). Metadata is the optional
 // "__metadata__" object (string to string). Tensor data are slices of the
 // memory mapping and become invalid after Close.
 type File struct {
