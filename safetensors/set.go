@@ -30,6 +30,8 @@ type Set struct {
 // model.safetensors.index.json if present (every shard must exist and hold
 // the tensors the index assigns to it), else model.safetensors, else the
 // only *.safetensors file. dir may also name a .safetensors file directly.
+// With an index, Names lists exactly the index's tensors; anything else a
+// shard holds is not part of the checkpoint and is ignored.
 func OpenSet(dir string) (*Set, error) {
 	if st, err := os.Stat(dir); err == nil && !st.IsDir() {
 		return single(filepath.Dir(dir), dir)
