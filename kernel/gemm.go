@@ -39,6 +39,10 @@ var gemmPool = sync.Pool{New: func() any { return new(gemmScratch) }}
 // operand each goroutine packs or streams is the smaller one.
 func gemm(c, a []float32, rsA, csA int, b *bMat, M, N, K int, accumulate bool) {
 	// A: (M, K) strided, B: (K, N) described by b, C: (M, N)
+	if gemmViaVek {
+		gemmVek(c, a, rsA, csA, b, M, N, K, accumulate)
+		return
+	}
 	if M == 0 || N == 0 {
 		return
 	}

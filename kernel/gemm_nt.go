@@ -16,7 +16,7 @@ const swapMaxPacked = 1 << 18
 
 // useSwappedNT reports whether C[T,N] = X·Wᵀ should take the transposed route.
 func useSwappedNT(T, N, K int) bool {
-	return T >= 2 && T*2 <= N && roundUp(T, nr)*K <= swapMaxPacked
+	return !gemmViaVek && T >= 2 && T*2 <= N && roundUp(T, nr)*K <= swapMaxPacked
 }
 
 func roundUp(n, m int) int { return (n + m - 1) / m * m }

@@ -15,14 +15,22 @@ import (
 // well inside this; a wrong index or a dropped tile does not.
 const relTol = 2e-5
 
-// bothPaths runs f with the active implementations and, when SIMD ones are
-// installed, again with the portable ones, so one `GOEXPERIMENT=simd go test`
-// exercises both.
+// bothPaths runs f with the active implementations, with the packed GEMM
+// driver on plain-Go micro-kernels, and (when SIMD ones are installed) with
+// the portable set, so one `GOEXPERIMENT=simd go test` exercises them all.
 func bothPaths(t *testing.T, f func(t *testing.T)) {
 	t.Run("active", f)
+	func() {
+		savedVek, k4, k1 := gemmViaVek, kern4Impl, kern1Impl
+		defer func() { gemmViaVek, kern4Impl, kern1Impl = savedVek, k4, k1 }()
+		gemmViaVek, kern4Impl, kern1Impl = false, kern4Go, kern1Go
+		t.Run("go-kernels", f)
+	}()
 	if !simdActive {
 		return
 	}
+	gemmViaVek = true
+	defer func() { gemmViaVek = false }()
 	saved := [...]any{dotImpl, axpyImpl, scaleImpl, dot4Impl, kern4Impl, kern1Impl, dotRowImpl, decodeImpl}
 	dotImpl, axpyImpl, scaleImpl, dot4Impl = dotGo, axpyGo, scaleGo, dot4Go
 	kern4Impl, kern1Impl, dotRowImpl, decodeImpl = kern4Go, kern1Go, dotRowGo, decodeGo

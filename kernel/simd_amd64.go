@@ -28,6 +28,7 @@ func init() {
 	kern1Impl = kern1AVX512
 	dotRowImpl = dotRowAVX512
 	decodeImpl = decodeAVX512
+	gemmViaVek = false
 	simdActive = true
 }
 
