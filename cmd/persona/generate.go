@@ -1,0 +1,178 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"persona/chat"
+	"persona/engine"
+	"persona/sample"
+)
+
+// generateOutput is the --json object of `persona generate`.
+type generateOutput struct {
+	engine.Result
+	Prompt       string  `json:"prompt"`
+	TokensPerS   float64 `json:"tokens_per_s"`
+	PrefillMS    float64 `json:"prefill_ms"`
+	Conversation int     `json:"conversation,omitempty"`
+}
+
+func newGenerateCmd() *cobra.Command {
+	var (
+		modelPath, tokPath, prompt, chatFile, system string
+		raw, asJSON                                  bool
+		maxTokens                                    int
+		p                                            sample.Params
+	)
+	cmd := &cobra.Command{
+		Use:   "generate",
+		Short: "Generate text or the next assistant turn",
+		Long: `Generate a continuation of a raw prompt, or the next assistant turn of a chat.
+
+Without --raw the prompt is a user message rendered with the model's chat
+template (after an optional --system message). With --raw the prompt is
+tokenized as is, with BOS; an empty raw prompt starts from BOS alone.
+--chat reads conversations in JSONL ({"messages":[{"role":..,"content":..}]})
+and generates the next assistant turn of each.`,
+		Example: `  persona generate --model ../shared/fixtures/stories260K/stories260K-f32.v3.gguf --raw --max-tokens 200
+  persona generate --model model.gguf --prompt "What is 17+25?" --temperature 0.7 --seed 1
+  persona generate --model DIR --chat chats.jsonl --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if modelPath == "" {
+				return usageErr(errors.New("--model is required (a Hugging Face directory or a GGUF file)"))
+			}
+			if chatFile != "" && (prompt != "" || raw) {
+				return usageErr(errors.New("--chat cannot be combined with --prompt or --raw"))
+			}
+			if maxTokens < 0 {
+				return usageErr(fmt.Errorf("--max-tokens %d must be ≥ 0", maxTokens))
+			}
+			if err := p.Validate(); err != nil {
+				return usageErr(err)
+			}
+			var convs [][]chat.Message
+			if chatFile != "" {
+				chats, err := chat.ReadJSONLFile(chatFile)
+				if err != nil {
+					return usageErr(err)
+				}
+				for _, c := range chats {
+					convs = append(convs, c.Messages)
+				}
+			}
+			e, err := engine.LoadWith(modelPath, engine.Options{Tokenizer: tokPath})
+			if err != nil {
+				return usageErr(err)
+			}
+			defer e.Close()
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+			defer stop()
+
+			var prompts []*engine.Encoded
+			switch {
+			case raw:
+				prompts = append(prompts, e.EncodeRaw(prompt))
+			case chatFile != "":
+				for i, msgs := range convs {
+					enc, err := e.EncodeChat(msgs, true)
+					if err != nil {
+						return usageErr(fmt.Errorf("%s: conversation %d: %w", chatFile, i+1, err))
+					}
+					prompts = append(prompts, enc)
+				}
+			default:
+				var msgs []chat.Message
+				if system != "" {
+					msgs = append(msgs, chat.Message{Role: "system", Content: system})
+				}
+				msgs = append(msgs, chat.Message{Role: "user", Content: prompt})
+				enc, err := e.EncodeChat(msgs, true)
+				if err != nil {
+					return usageErr(fmt.Errorf("%w; pass --raw to skip the chat template", err))
+				}
+				prompts = append(prompts, enc)
+			}
+			for i, enc := range prompts {
+				if err := runGeneration(ctx, e, enc, i, len(prompts), maxTokens, p, asJSON); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&modelPath, "model", "", "model: Hugging Face directory or GGUF file")
+	f.StringVar(&tokPath, "tokenizer", "", "tokenizer.json or GGUF file to take the tokenizer from (default: the model's own)")
+	f.StringVar(&prompt, "prompt", "", "prompt text (a user message unless --raw)")
+	f.StringVar(&chatFile, "chat", "", "JSONL file of conversations to continue")
+	f.StringVar(&system, "system", "", "system message placed before --prompt")
+	f.BoolVar(&raw, "raw", false, "skip the chat template; tokenize the prompt as is, with BOS")
+	f.IntVar(&maxTokens, "max-tokens", 128, "maximum number of tokens to generate")
+	f.Float32Var(&p.Temperature, "temperature", 0, "sampling temperature; 0 is greedy")
+	f.IntVar(&p.TopK, "top-k", 0, "keep the k most likely tokens (0: off)")
+	f.Float32Var(&p.TopP, "top-p", 1, "nucleus sampling mass (1: off)")
+	f.Float32Var(&p.MinP, "min-p", 0, "drop tokens below min-p × the top probability (0: off)")
+	f.Float32Var(&p.RepetitionPenalty, "repeat-penalty", 1, "repetition penalty (1: off)")
+	f.IntVar(&p.RepeatLastN, "repeat-last-n", 64, "tokens of history the repetition penalty looks at (0: all)")
+	f.Uint64Var(&p.Seed, "seed", 0, "random seed; the same seed gives the same text")
+	f.BoolVar(&asJSON, "json", false, "print one JSON object per generation instead of streaming text")
+	return cmd
+}
+
+func runGeneration(ctx context.Context, e *engine.Engine, enc *engine.Encoded, i, n, maxTokens int, p sample.Params, asJSON bool) error {
+	req := engine.Request{Prompt: enc.IDs, MaxTokens: maxTokens, Sampling: p}
+	var bar *progressbar.ProgressBar
+	if asJSON && term.IsTerminal(int(os.Stderr.Fd())) {
+		bar = progressbar.NewOptions(maxTokens, progressbar.OptionSetWriter(os.Stderr),
+			progressbar.OptionSetDescription(fmt.Sprintf("generating %d/%d", i+1, n)),
+			progressbar.OptionShowIts(), progressbar.OptionSetItsString("tok"), progressbar.OptionClearOnFinish())
+	}
+	var first time.Time
+	req.OnToken = func(id int, text string) {
+		if first.IsZero() {
+			first = time.Now()
+		}
+		if bar != nil {
+			bar.Add(1)
+		}
+		if !asJSON {
+			fmt.Print(text)
+		}
+	}
+	start := time.Now()
+	res, err := e.Generate(ctx, req)
+	if bar != nil {
+		bar.Finish()
+	}
+	if err != nil {
+		return backendErr(err)
+	}
+	out := generateOutput{Result: *res, Prompt: enc.Text}
+	if !first.IsZero() {
+		out.PrefillMS = float64(first.Sub(start).Microseconds()) / 1000
+		if len(res.IDs) > 1 {
+			out.TokensPerS = float64(len(res.IDs)-1) / time.Since(first).Seconds()
+		}
+	}
+	if n > 1 {
+		out.Conversation = i + 1
+	}
+	if asJSON {
+		return json.NewEncoder(os.Stdout).Encode(out)
+	}
+	fmt.Println()
+	fmt.Fprintf(os.Stderr, "[%d prompt tokens, %d generated, stop: %s, prefill %.0f ms, %.1f tok/s]\n",
+		len(res.PromptIDs), len(res.IDs), res.Stop, out.PrefillMS, out.TokensPerS)
+	return nil
+}

@@ -1,0 +1,152 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"math"
+	"os"
+	"testing"
+
+	"persona/resid"
+	"persona/sample"
+)
+
+const fixtures = "../../shared/fixtures"
+
+// storiesHF is the safetensors checkpoint, which ships without a tokenizer:
+// its vocabulary comes from the GGUF encoding of the same model.
+const (
+	storiesHF   = fixtures + "/stories260K/hf"
+	storiesGGUF = fixtures + "/stories260K/stories260K-f32.v3.gguf"
+)
+
+func load(t testing.TB, path string) *Engine {
+	t.Helper()
+	var opt Options
+	if path == storiesHF {
+		opt.Tokenizer = storiesGGUF
+	}
+	e, err := LoadWith(path, opt)
+	if err != nil {
+		t.Fatalf("load %s: %v", path, err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e
+}
+
+// From an empty raw prompt (BOS alone) the engine writes llama2.c's expected
+// story token for token and character for character, from every encoding.
+func TestGreedyStoryFromBOS(t *testing.T) {
+	var golden struct {
+		Prompt    []int  `json:"prompt_ids"`
+		Generated []int  `json:"generated_ids"`
+		Text      string `json:"expected_text"`
+	}
+	data, err := os.ReadFile(fixtures + "/stories260K/golden/greedy_bos_200.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &golden); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{
+		storiesHF,
+		storiesGGUF,
+		fixtures + "/stories260K/tinyllamas-stories-260k-f32.gguf",
+	} {
+		e := load(t, path)
+		enc := e.EncodeRaw("")
+		if len(enc.IDs) != 1 || enc.IDs[0] != golden.Prompt[0] {
+			t.Fatalf("%s: empty raw prompt encodes to %v, want BOS %v", path, enc.IDs, golden.Prompt)
+		}
+		res, err := e.Generate(context.Background(), Request{Prompt: enc.IDs, MaxTokens: len(golden.Generated)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, id := range golden.Generated {
+			if res.IDs[i] != id {
+				t.Fatalf("%s: step %d: %d, want %d", path, i, res.IDs[i], id)
+			}
+		}
+		if res.Text != golden.Text {
+			t.Errorf("%s: text\n%q\nwant\n%q", path, res.Text, golden.Text)
+		}
+	}
+}
+
+// Teacher-forced scoring of a generated continuation gives back the
+// log-probabilities the generator saw, and a fixed seed fixes the sample.
+func TestLogProbsAgreeWithGeneration(t *testing.T) {
+	e := load(t, storiesHF)
+	prompt := e.EncodeRaw("Once upon a time").IDs
+	req := Request{Prompt: prompt, MaxTokens: 40, Sampling: sample.Params{Temperature: 1, TopP: 0.95, Seed: 11}, IgnoreStop: true}
+	a, err := e.Generate(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := e.Generate(context.Background(), req)
+	if a.Text != b.Text {
+		t.Fatalf("same seed, different text:\n%q\n%q", a.Text, b.Text)
+	}
+	full := append(append([]int(nil), prompt...), a.IDs...)
+	lp, err := e.LogProbs(context.Background(), full, len(prompt), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range a.IDs {
+		if math.Abs(float64(lp[i]-a.LogProbs[i])) > 1e-4 {
+			t.Fatalf("token %d: teacher-forced %g, generation %g", i, lp[i], a.LogProbs[i])
+		}
+	}
+}
+
+// Steering restricted to generated positions leaves the prompt's processing
+// untouched and changes the continuation.
+func TestSteeringGeneratedOnly(t *testing.T) {
+	e := load(t, storiesHF)
+	m := e.Model
+	prompt := e.EncodeRaw("Lily went to the park").IDs
+	v := make([]float32, m.Hidden)
+	for i := range v {
+		v[i] = float32(math.Cos(float64(3 * i)))
+	}
+	promptCap := &resid.Capture{At: 2, Where: resid.Prompt}
+	set, err := resid.NewSet(m.NumLayers, m.Hidden, &resid.Add{At: 2, Vector: v, Coeff: 4, Where: resid.Generated}, promptCap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plainCap := &resid.Capture{At: 2, Where: resid.Prompt}
+	plainSet, _ := resid.NewSet(m.NumLayers, m.Hidden, plainCap)
+	plain, _ := e.Generate(context.Background(), Request{Prompt: prompt, MaxTokens: 30, Interventions: plainSet, IgnoreStop: true})
+	steered, _ := e.Generate(context.Background(), Request{Prompt: prompt, MaxTokens: 30, Interventions: set, IgnoreStop: true})
+	if len(promptCap.Rows) != len(prompt) {
+		t.Fatalf("captured %d prompt rows, want %d", len(promptCap.Rows), len(prompt))
+	}
+	for p := range promptCap.Rows {
+		for i := range promptCap.Rows[p] {
+			if promptCap.Rows[p][i] != plainCap.Rows[p][i] {
+				t.Fatalf("prompt position %d changed by generated-only steering", p)
+			}
+		}
+	}
+	if plain.Text == steered.Text {
+		t.Fatalf("steering with c=4 changed nothing: %q", plain.Text)
+	}
+}
+
+func TestBadRequests(t *testing.T) {
+	e := load(t, storiesHF)
+	ctx := context.Background()
+	if _, err := e.Generate(ctx, Request{Prompt: []int{1, 99999}, MaxTokens: 3}); err == nil {
+		t.Error("out-of-vocabulary prompt id accepted")
+	}
+	if _, err := e.Generate(ctx, Request{Prompt: []int{1}, MaxTokens: 10000}); err == nil {
+		t.Error("generation past the context accepted")
+	}
+	if _, err := e.LogProbs(ctx, []int{1, 2, 3}, 0, nil); err == nil {
+		t.Error("scoring from position 0 accepted")
+	}
+	if _, err := e.EncodeChat(nil, true); err != ErrNoTemplate {
+		t.Errorf("chat on a model without template: %v", err)
+	}
+}

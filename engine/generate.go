@@ -1,0 +1,235 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+
+	"persona/chat"
+	"persona/model"
+	"persona/resid"
+	"persona/sample"
+)
+
+// prefillChunk bounds the positions one forward call processes, which bounds
+// scratch memory while keeping matrix-matrix products large enough to be fast.
+const prefillChunk = 128
+
+// Encoded is a tokenized prompt: the ids and, for a rendered conversation,
+// the token span of every message's content.
+type Encoded struct {
+	Text  string
+	IDs   []int
+	Spans []TokenSpan
+}
+
+// TokenSpan locates one message's content in token positions [Start, End).
+type TokenSpan struct {
+	Message int    `json:"message"`
+	Role    string `json:"role"`
+	Start   int    `json:"start"`
+	End     int    `json:"end"`
+}
+
+// ErrNoTemplate is returned when a conversation must be rendered but the
+// model has no chat template.
+var ErrNoTemplate = errors.New("model has no chat template (use raw prompts)")
+
+// EncodeChat renders msgs with the chat template and tokenizes the text
+// exactly as Hugging Face's apply_chat_template does (no special tokens added
+// beyond those the template writes), returning the token span of each
+// message's content: the tokens whose text overlaps the content's bytes.
+func (e *Engine) EncodeChat(msgs []chat.Message, addGenerationPrompt bool) (*Encoded, error) {
+	if e.Template == nil {
+		return nil, ErrNoTemplate
+	}
+	r, err := e.Template.Render(msgs, addGenerationPrompt)
+	if err != nil {
+		return nil, err
+	}
+	ids, offs := e.Tokenizer.EncodeWithOffsets(r.Text, false)
+	enc := &Encoded{Text: r.Text, IDs: ids}
+	for _, sp := range r.Spans {
+		ts := TokenSpan{Message: sp.Message, Role: sp.Role, Start: -1}
+		for i, o := range offs {
+			if o.End > sp.Start && o.Start < sp.End {
+				if ts.Start < 0 {
+					ts.Start = i
+				}
+				ts.End = i + 1
+			}
+		}
+		if ts.Start < 0 { // empty content: an empty span where it would start
+			ts.Start, ts.End = len(ids), len(ids)
+			for i, o := range offs {
+				if o.Start >= sp.Start {
+					ts.Start, ts.End = i, i
+					break
+				}
+			}
+		}
+		enc.Spans = append(enc.Spans, ts)
+	}
+	return enc, nil
+}
+
+// EncodeRaw tokenizes text as a plain prompt, adding BOS (and EOS) as the
+// tokenizer's post-processor says. An empty text gives just BOS, so a base
+// model can start from scratch.
+func (e *Engine) EncodeRaw(text string) *Encoded {
+	return &Encoded{Text: text, IDs: e.Tokenizer.Encode(text, true)}
+}
+
+// Request describes one generation.
+type Request struct {
+	Prompt    []int
+	MaxTokens int
+	Sampling  sample.Params
+	// Interventions apply to the prompt and the generated tokens as each
+	// intervention's Where says; nil for none.
+	Interventions *resid.Set
+	// IgnoreStop generates MaxTokens even past an end-of-sequence token.
+	IgnoreStop bool
+	// OnToken, if set, is called with each generated id and the text it
+	// completes (possibly empty while a UTF-8 sequence is incomplete).
+	OnToken func(id int, text string)
+}
+
+// Result is a finished generation.
+type Result struct {
+	PromptIDs []int  `json:"prompt_ids"`
+	IDs       []int  `json:"ids"`
+	Text      string `json:"text"`
+	// Stop is "eos" or "length".
+	Stop string `json:"stop"`
+	// LogProbs[i] is the log-probability of IDs[i] under the model (before
+	// sampling transformations).
+	LogProbs []float32 `json:"logprobs"`
+}
+
+// Generate runs the prompt and samples up to MaxTokens new tokens.
+func (e *Engine) Generate(ctx context.Context, req Request) (*Result, error) {
+	m := e.Model
+	if len(req.Prompt) == 0 {
+		return nil, errors.New("empty prompt")
+	}
+	if err := req.Sampling.Validate(); err != nil {
+		return nil, err
+	}
+	if err := e.checkIDs(req.Prompt); err != nil {
+		return nil, err
+	}
+	if n := len(req.Prompt) + req.MaxTokens; n > m.MaxSeq {
+		return nil, fmt.Errorf("prompt (%d tokens) plus %d new tokens exceeds the model's context of %d", len(req.Prompt), req.MaxTokens, m.MaxSeq)
+	}
+	s := m.NewState()
+	s.PromptLen = len(req.Prompt)
+	logits, err := e.prefill(ctx, s, req.Prompt, req.Interventions, true)
+	if err != nil {
+		return nil, err
+	}
+	sm := sample.New(req.Sampling)
+	dec := e.Tokenizer.NewStreamDecoder()
+	res := &Result{PromptIDs: req.Prompt, Stop: "length"}
+	history := append([]int(nil), req.Prompt...)
+	for len(res.IDs) < req.MaxTokens {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		lp := make([]float32, len(logits))
+		model.LogSoftmax(lp, logits)
+		id := sm.Sample(logits, history)
+		res.IDs = append(res.IDs, id)
+		res.LogProbs = append(res.LogProbs, lp[id])
+		history = append(history, id)
+		text := dec.Add(id)
+		if req.OnToken != nil {
+			req.OnToken(id, text)
+		}
+		if e.Stop[id] && !req.IgnoreStop {
+			res.Stop = "eos"
+			break
+		}
+		if len(res.IDs) == req.MaxTokens {
+			break
+		}
+		logits = m.Forward(s, []int{id}, req.Interventions, model.LastLogits)
+	}
+	res.Text = e.Tokenizer.DecodeSkipSpecial(res.IDs)
+	return res, nil
+}
+
+// prefill runs ids through the model in chunks and, if last, returns the
+// last position's logits.
+func (e *Engine) prefill(ctx context.Context, s *model.State, ids []int, iv *resid.Set, last bool) ([]float32, error) {
+	var logits []float32
+	for i := 0; i < len(ids); i += prefillChunk {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		j := min(i+prefillChunk, len(ids))
+		want := model.NoLogits
+		if j == len(ids) && last {
+			want = model.LastLogits
+		}
+		logits = e.Model.Forward(s, ids[i:j], iv, want)
+	}
+	return logits, nil
+}
+
+func (e *Engine) checkIDs(ids []int) error {
+	for i, id := range ids {
+		if id < 0 || id >= e.Model.Vocab {
+			return fmt.Errorf("token %d at position %d is outside the vocabulary [0, %d)", id, i, e.Model.Vocab)
+		}
+	}
+	return nil
+}
+
+// LogProbs returns, for teacher-forced scoring, log P(ids[i] | ids[:i]) for
+// every i ≥ from (from ≥ 1): the log-probability the model gives each token
+// of a continuation. Positions before from are run without computing logits.
+func (e *Engine) LogProbs(ctx context.Context, ids []int, from int, iv *resid.Set) ([]float32, error) {
+	if from < 1 || from > len(ids) {
+		return nil, fmt.Errorf("scoring from position %d of a %d-token sequence (need 1 ≤ from ≤ len)", from, len(ids))
+	}
+	if len(ids) > e.Model.MaxSeq {
+		return nil, fmt.Errorf("sequence of %d tokens exceeds the model's context of %d", len(ids), e.Model.MaxSeq)
+	}
+	if err := e.checkIDs(ids); err != nil {
+		return nil, err
+	}
+	s := e.Model.NewState()
+	s.PromptLen = from
+	if _, err := e.prefill(ctx, s, ids[:from-1], iv, false); err != nil {
+		return nil, err
+	}
+	out := make([]float32, 0, len(ids)-from)
+	V := e.Model.Vocab
+	for i := from - 1; i < len(ids)-1; i += prefillChunk {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		j := min(i+prefillChunk, len(ids)-1)
+		logits := e.Model.Forward(s, ids[i:j], iv, model.AllLogits)
+		for t := 0; t < j-i; t++ {
+			row := logits[t*V : (t+1)*V]
+			out = append(out, logProbOf(row, ids[i+t+1]))
+		}
+	}
+	return out, nil
+}
+
+// logProbOf returns log softmax(row)[id] without materialising the whole row.
+func logProbOf(row []float32, id int) float32 {
+	m := row[0]
+	for _, v := range row[1:] {
+		m = max(m, v)
+	}
+	var sum float64
+	for _, v := range row {
+		sum += math.Exp(float64(v - m))
+	}
+	return row[id] - m - float32(math.Log(sum))
+}

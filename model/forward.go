@@ -1,0 +1,221 @@
+package model
+
+import (
+	"math"
+	"runtime"
+	"sync"
+
+	"persona/kernel"
+	"persona/resid"
+	"persona/tensor"
+)
+
+// Logits selects which positions of a forward call get output logits.
+type Logits int
+
+const (
+	NoLogits   Logits = iota // hidden states only (activation capture)
+	LastLogits               // the last position: generation
+	AllLogits                // every position: teacher-forced scoring
+)
+
+// State is one sequence's KV cache and scratch space. It grows as tokens are
+// added, up to the model's MaxSeq. A State is not safe for concurrent use;
+// use one per sequence.
+type State struct {
+	m *Model
+	// k[l], v[l] hold Len rows of KVHeads·HeadDim for layer l.
+	k, v [][]float32
+	// Len is the number of positions in the cache.
+	Len int
+	// PromptLen separates prompt positions (< PromptLen) from generated ones
+	// for interventions restricted to either.
+	PromptLen int
+
+	buf scratch
+}
+
+// scratch holds the per-call activations of a chunk of T positions.
+type scratch struct {
+	T                       int
+	x, xn, q, kk, vv, att   []float32
+	gate, up, cos, sin, out []float32
+}
+
+func (s *scratch) ensure(c *Config, T int) {
+	if T <= s.T {
+		return
+	}
+	q, kv := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
+	s.T = T
+	s.x, s.xn, s.out = make([]float32, T*c.Hidden), make([]float32, T*c.Hidden), make([]float32, T*c.Hidden)
+	s.q, s.att = make([]float32, T*q), make([]float32, T*q)
+	s.kk, s.vv = make([]float32, T*kv), make([]float32, T*kv)
+	s.gate, s.up = make([]float32, T*c.FFN), make([]float32, T*c.FFN)
+	s.cos, s.sin = make([]float32, T*c.HeadDim/2), make([]float32, T*c.HeadDim/2)
+}
+
+// NewState returns an empty sequence state.
+func (m *Model) NewState() *State {
+	return &State{m: m, k: make([][]float32, m.NumLayers), v: make([][]float32, m.NumLayers)}
+}
+
+// Truncate rewinds the cache to n positions (n ≤ Len), so a shared prefix can
+// be reused for several continuations.
+func (s *State) Truncate(n int) {
+	if n < 0 || n > s.Len {
+		panic("model: Truncate out of range")
+	}
+	kv := s.m.KVHeads * s.m.HeadDim
+	for l := range s.k {
+		s.k[l], s.v[l] = s.k[l][:n*kv], s.v[l][:n*kv]
+	}
+	s.Len = n
+}
+
+// Clone returns an independent copy of the cache (scratch is not shared).
+func (s *State) Clone() *State {
+	c := s.m.NewState()
+	for l := range s.k {
+		c.k[l] = append(make([]float32, 0, cap(s.k[l])), s.k[l]...)
+		c.v[l] = append(make([]float32, 0, cap(s.v[l])), s.v[l]...)
+	}
+	c.Len, c.PromptLen = s.Len, s.PromptLen
+	return c
+}
+
+// Forward runs tokens at positions Len … Len+T−1 through the model, appends
+// their keys and values to the cache, applies the interventions (which may be
+// nil) at the output of each block, and returns logits as asked: nil,
+// (1, Vocab) for the last position, or (T, Vocab). The returned slice is
+// owned by the caller.
+func (m *Model) Forward(s *State, tokens []int, iv *resid.Set, want Logits) []float32 {
+	T, D := len(tokens), m.Hidden
+	if T == 0 {
+		return nil
+	}
+	if s.Len+T > m.MaxSeq {
+		panic("model: sequence longer than the model's context; callers must check Model.MaxSeq")
+	}
+	b := &s.buf
+	b.ensure(&m.Config, T)
+	x := b.x[:T*D]
+	for t, id := range tokens {
+		m.Embed.DecodeRow(x[t*D:(t+1)*D], id)
+	}
+	m.ropeTables(b.cos, b.sin, s.Len, T)
+	for l := range m.Layers {
+		m.block(s, l, T)
+		iv.Apply(l, resid.Block{H: x, T: T, D: D, Pos0: s.Len, PromptLen: s.PromptLen})
+	}
+	s.Len += T
+	switch want {
+	case LastLogits:
+		return m.logits(x[(T-1)*D:], 1)
+	case AllLogits:
+		return m.logits(x, T)
+	}
+	return nil
+}
+
+// Hidden returns the residual stream of the last Forward call: (T, Hidden),
+// the final norm not applied. It is scratch: copy before the next call.
+func (s *State) Hidden(T int) []float32 { return s.buf.x[:T*s.m.Hidden] }
+
+func (m *Model) logits(x []float32, T int) []float32 {
+	xn := make([]float32, T*m.Hidden)
+	rmsNorm(xn, x, m.Norm, T, m.Hidden, m.NormEps)
+	out := make([]float32, T*m.Vocab)
+	kernel.Linear(out, xn, &m.Output, T)
+	return out
+}
+
+// block runs decoder block l on the scratch residual stream x (T, Hidden):
+//
+//	x += O · attention(rope(Q·norm(x)), rope(K·norm(x)), V·norm(x))
+//	x += Down · (silu(Gate·norm(x)) ⊙ Up·norm(x))
+func (m *Model) block(s *State, l, T int) {
+	L, b, c := &m.Layers[l], &s.buf, &m.Config
+	D, qd, kvd := c.Hidden, c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
+	x, xn := b.x[:T*D], b.xn[:T*D]
+
+	rmsNorm(xn, x, L.AttnNorm, T, D, c.NormEps)
+	q, k, v := b.q[:T*qd], b.kk[:T*kvd], b.vv[:T*kvd]
+	linear(q, xn, &L.Q, L.QBias, T)
+	linear(k, xn, &L.K, L.KBias, T)
+	linear(v, xn, &L.V, L.VBias, T)
+	if c.QKNorm {
+		rmsNorm(q, q, L.QNorm, T*c.Heads, c.HeadDim, c.NormEps)
+		rmsNorm(k, k, L.KNorm, T*c.KVHeads, c.HeadDim, c.NormEps)
+	}
+	rope(q, T, c.Heads, c.HeadDim, b.cos, b.sin, c.RoPEStyle)
+	rope(k, T, c.KVHeads, c.HeadDim, b.cos, b.sin, c.RoPEStyle)
+	s.k[l] = append(s.k[l], k...)
+	s.v[l] = append(s.v[l], v...)
+	att := b.att[:T*qd]
+	m.attention(att, q, s.k[l], s.v[l], s.Len, T)
+	out := b.out[:T*D]
+	kernel.Linear(out, att, &L.O, T)
+	kernel.Axpy(x, 1, out)
+
+	rmsNorm(xn, x, L.FFNNorm, T, D, c.NormEps)
+	gate, up := b.gate[:T*c.FFN], b.up[:T*c.FFN]
+	kernel.Linear(gate, xn, &L.Gate, T)
+	kernel.Linear(up, xn, &L.Up, T)
+	siluMul(gate, up)
+	kernel.Linear(out, gate, &L.Down, T)
+	kernel.Axpy(x, 1, out)
+}
+
+// linear: out = x·Wᵀ (+ bias).
+func linear(out, x []float32, w *tensor.Tensor, bias []float32, T int) {
+	kernel.Linear(out, x, w, T)
+	if bias != nil {
+		addBias(out, bias, T)
+	}
+}
+
+// attention computes causal grouped-query attention for T queries at
+// positions pos0 … pos0+T−1 against the cache (which already holds them):
+//
+//	att[t, h] = Σ_j softmax_j(q[t,h]·K[j,g] / √HeadDim) · V[j,g],  g = h / (Heads/KVHeads)
+//
+// over j ≤ pos0+t (and within the sliding window, if any). Work is split over
+// (query, head) pairs.
+func (m *Model) attention(att, q, K, V []float32, pos0, T int) {
+	c := &m.Config
+	hd, kvd, group := c.HeadDim, c.KVHeads*c.HeadDim, c.Heads/c.KVHeads
+	scale := float32(1 / math.Sqrt(float64(hd)))
+	n := T * c.Heads
+	workers := min(runtime.GOMAXPROCS(0), max(1, n*(pos0+T)*hd/(1<<15)))
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			scores := make([]float32, pos0+T)
+			for i := w; i < n; i += workers {
+				t, h := i/c.Heads, i%c.Heads
+				p := pos0 + t
+				lo := 0
+				if c.SlidingWindow > 0 {
+					lo = max(0, p-c.SlidingWindow+1)
+				}
+				qh := q[(t*c.Heads+h)*hd : (t*c.Heads+h+1)*hd]
+				off := (h / group) * hd
+				sc := scores[:p+1-lo]
+				for j := range sc {
+					kr := K[(lo+j)*kvd+off : (lo+j)*kvd+off+hd]
+					sc[j] = kernel.Dot(qh, kr) * scale
+				}
+				softmaxInPlace(sc)
+				o := att[(t*c.Heads+h)*hd : (t*c.Heads+h+1)*hd]
+				clear(o)
+				for j, w := range sc {
+					kernel.Axpy(o, w, V[(lo+j)*kvd+off:(lo+j)*kvd+off+hd])
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+}
