@@ -29,21 +29,24 @@ func (s RoPEStyle) String() string {
 // Config holds every hyper-parameter the forward pass needs, read in one place
 // from config.json or GGUF metadata.
 type Config struct {
-	Arch          string // "llama", "qwen2", "qwen3" (Mistral and SmolLM run as "llama")
-	HFArch        string // the architectures[0] or general.architecture value as found
-	Hidden        int
-	FFN           int
-	NumLayers     int
-	Heads         int
-	KVHeads       int
-	HeadDim       int
-	Vocab         int
-	MaxSeq        int
-	NormEps       float32
-	RoPETheta     float64
-	RoPEStyle     RoPEStyle
-	RoPEFactors   []float32 // optional per-frequency divisors (Llama 3 "llama3" scaling); len HeadDim/2
-	RoPEScaling   string    // "" or the rope_scaling type the factors came from
+	Arch        string // "llama", "qwen2", "qwen3" (Mistral and SmolLM run as "llama")
+	HFArch      string // the architectures[0] or general.architecture value as found
+	Hidden      int
+	FFN         int
+	NumLayers   int
+	Heads       int
+	KVHeads     int
+	HeadDim     int
+	Vocab       int
+	MaxSeq      int
+	NormEps     float32
+	RoPETheta   float64
+	RoPEStyle   RoPEStyle
+	RoPEFactors []float32 // optional per-frequency divisors (Llama 3 "llama3" scaling); len HeadDim/2
+	RoPEScaling string    // "" or the rope_scaling type the factors came from
+	// Llama3Scaling keeps config.json's llama3 rope_scaling parameters so an
+	// export can write them back.
+	Llama3Scaling *Llama3Scaling
 	TiedEmbedding bool
 	QKVBias       bool // Qwen2: biases on q, k and v projections
 	QKNorm        bool // Qwen3: RMSNorm over each head of q and k before RoPE
@@ -103,12 +106,22 @@ type hfConfig struct {
 }
 
 type hfRoPEScaling struct {
-	RoPEType       string  `json:"rope_type"`
-	Type           string  `json:"type"`
+	RoPEType string `json:"rope_type"`
+	Type     string `json:"type"`
+	Llama3Scaling
+}
+
+// Llama3Scaling is config.json's rope_scaling for rope_type "llama3".
+type Llama3Scaling struct {
 	Factor         float64 `json:"factor"`
 	LowFreqFactor  float64 `json:"low_freq_factor"`
 	HighFreqFactor float64 `json:"high_freq_factor"`
 	OriginalMaxPos float64 `json:"original_max_position_embeddings"`
+}
+
+// Factors returns the per-frequency divisors (see Llama3RoPEFactors).
+func (s *Llama3Scaling) Factors(headDim int, theta float64) []float32 {
+	return Llama3RoPEFactors(headDim, theta, s.Factor, s.LowFreqFactor, s.HighFreqFactor, s.OriginalMaxPos)
 }
 
 // hfArchitectures maps the architectures[0] values we run to our arch names.
@@ -181,8 +194,12 @@ func ParseHFConfig(data []byte, name string) (*Config, error) {
 		switch kind {
 		case "", "default":
 		case "llama3":
-			c.RoPEScaling = kind
-			c.RoPEFactors = Llama3RoPEFactors(c.HeadDim, c.RoPETheta, s.Factor, s.LowFreqFactor, s.HighFreqFactor, s.OriginalMaxPos)
+			if s.Factor <= 0 || s.LowFreqFactor <= 0 || s.HighFreqFactor <= s.LowFreqFactor || s.OriginalMaxPos <= 0 {
+				return nil, fmt.Errorf("%s: rope_scaling llama3: need factor > 0, 0 < low_freq_factor < high_freq_factor, original_max_position_embeddings > 0", name)
+			}
+			sc := s.Llama3Scaling
+			c.RoPEScaling, c.Llama3Scaling = kind, &sc
+			c.RoPEFactors = sc.Factors(c.HeadDim, c.RoPETheta)
 		default:
 			return nil, fmt.Errorf("%s: rope_scaling type %q: %w (supported: llama3)", name, kind, ErrUnsupported)
 		}

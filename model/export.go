@@ -1,15 +1,16 @@
 package model
 
 import (
+	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
 
 	"persona/gguf"
+	"persona/safetensors"
 	"persona/tensor"
 )
-
-// ggufArch is the general.architecture llama.cpp expects for our arch.
-func (c *Config) ggufArch() string { return c.Arch }
 
 // WriteGGUF writes the model as a GGUF v3 file that llama.cpp loads, with the
 // tokenizer metadata in vocab (tokenizer.ggml.* keys; llama.cpp refuses a
@@ -18,7 +19,7 @@ func (c *Config) ggufArch() string { return c.Arch }
 // own converter does; Qwen stays half-split. Llama 3 RoPE scaling becomes a
 // rope_freqs tensor.
 func (m *Model) WriteGGUF(path string, vocab []gguf.KV) error {
-	arch := m.ggufArch()
+	arch := m.Arch
 	style, ok := ggufArchitectures[arch]
 	if !ok {
 		return fmt.Errorf("gguf export: architecture %q: %w", arch, ErrUnsupported)
@@ -44,58 +45,22 @@ func (m *Model) WriteGGUF(path string, vocab []gguf.KV) error {
 		w.AddKV(kv.Key, kv.Value)
 	}
 
-	permute := m.RoPEStyle != style
-	add := func(name string, t tensor.Tensor, ropeHeads int) error {
-		t.Name = name
-		if permute && ropeHeads > 0 {
+	if m.RoPEFactors != nil {
+		w.AddTensor(tensor.Tensor{Name: "rope_freqs.weight", DType: tensor.F32, Shape: []int{len(m.RoPEFactors)}, Data: tensor.F32ToBytes(m.RoPEFactors)})
+	}
+	err := m.eachWeight(func(p param) error {
+		t := p.T
+		t.Name = p.GGUF
+		if p.RoPEHeads > 0 && m.RoPEStyle != style {
 			var err error
-			if t, err = permuteRoPERows(t, ropeHeads, m.HeadDim, style); err != nil {
+			if t, err = permuteRoPERows(t, p.RoPEHeads, m.HeadDim, style); err != nil {
 				return err
 			}
 		}
 		return w.AddTensor(t)
-	}
-	vec := func(name string, v []float32) error {
-		return w.AddTensor(tensor.Tensor{Name: name, DType: tensor.F32, Shape: []int{len(v)}, Data: tensor.F32ToBytes(v)})
-	}
-	if err := add("token_embd.weight", m.Embed, 0); err != nil {
+	})
+	if err != nil {
 		return err
-	}
-	if err := vec("output_norm.weight", m.Norm); err != nil {
-		return err
-	}
-	if !m.TiedEmbedding {
-		if err := add("output.weight", m.Output, 0); err != nil {
-			return err
-		}
-	}
-	if m.RoPEFactors != nil {
-		if err := vec("rope_freqs.weight", m.RoPEFactors); err != nil {
-			return err
-		}
-	}
-	conds := map[string]bool{"": true, "qkvbias": m.QKVBias, "qknorm": m.QKNorm}
-	for i := range m.Layers {
-		v := reflect.ValueOf(m.Layers[i])
-		for j := 0; j < v.NumField(); j++ {
-			f := v.Type().Field(j)
-			if !conds[f.Tag.Get("when")] {
-				continue
-			}
-			name := fmt.Sprintf("blk.%d.%s", i, f.Tag.Get("gguf"))
-			heads := map[string]int{"Q": m.Heads, "K": m.KVHeads, "QBias": m.Heads, "KBias": m.KVHeads}[f.Name]
-			var err error
-			switch x := v.Field(j).Interface().(type) {
-			case tensor.Tensor:
-				err = add(name, x, heads)
-			case []float32:
-				t := tensor.Tensor{DType: tensor.F32, Shape: []int{len(x)}, Data: tensor.F32ToBytes(x)}
-				err = add(name, t, heads)
-			}
-			if err != nil {
-				return err
-			}
-		}
 	}
 	return w.WriteFile(path)
 }
@@ -146,4 +111,146 @@ func (m *Model) Convert(d tensor.DType) error {
 		m.Output = m.Embed
 	}
 	return err
+}
+
+// hfArchitecture is the architectures[0] value written for our arch.
+var hfArchitecture = map[string]string{"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}
+
+// WriteHF writes config.json and model.safetensors into dir (created if
+// needed), in the layout transformers and our loader read: HF tensor names,
+// half-split RoPE rows (q/k permuted back if the weights came from a Llama
+// GGUF), F32/F16/BF16 kept, Q8_0 widened to F32. Tokenizer files are the
+// caller's to copy.
+func (m *Model) WriteHF(dir string) error {
+	arch, ok := hfArchitecture[m.Arch]
+	if !ok {
+		return fmt.Errorf("hf export: architecture %q: %w", m.Arch, ErrUnsupported)
+	}
+	if m.RoPEFactors != nil && m.Llama3Scaling == nil {
+		return fmt.Errorf("hf export: RoPE frequency factors without llama3 scaling parameters cannot be written to config.json")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	cfg := map[string]any{
+		"architectures": []string{arch}, "model_type": m.Arch,
+		"hidden_size": m.Hidden, "intermediate_size": m.FFN, "num_hidden_layers": m.NumLayers,
+		"num_attention_heads": m.Heads, "num_key_value_heads": m.KVHeads, "head_dim": m.HeadDim,
+		"vocab_size": m.Vocab, "max_position_embeddings": m.MaxSeq, "rms_norm_eps": m.NormEps,
+		"rope_theta": m.RoPETheta, "hidden_act": "silu", "tie_word_embeddings": m.TiedEmbedding,
+		"attention_bias": m.QKVBias && m.Arch != "qwen2", "torch_dtype": "float32",
+	}
+	if m.Llama3Scaling != nil {
+		s := m.Llama3Scaling
+		cfg["rope_scaling"] = map[string]any{"rope_type": "llama3", "factor": s.Factor, "low_freq_factor": s.LowFreqFactor,
+			"high_freq_factor": s.HighFreqFactor, "original_max_position_embeddings": s.OriginalMaxPos}
+	}
+	if len(m.BOS) > 0 {
+		cfg["bos_token_id"] = m.BOS[0]
+	}
+	if len(m.EOS) > 0 {
+		cfg["eos_token_id"] = m.EOS[0]
+	}
+	var tensors []tensor.Tensor
+	add := func(name string, t tensor.Tensor, ropeHeads int) error {
+		t.Name = name
+		if t.DType == tensor.Q8_0 {
+			t = tensor.Tensor{Name: name, DType: tensor.F32, Shape: t.Shape, Data: tensor.F32ToBytes(t.ToF32())}
+		}
+		if ropeHeads > 0 && m.RoPEStyle != RoPEHalf {
+			var err error
+			if t, err = permuteRoPERows(t, ropeHeads, m.HeadDim, RoPEHalf); err != nil {
+				return err
+			}
+		}
+		tensors = append(tensors, t)
+		return nil
+	}
+	if err := m.eachWeight(func(p param) error { return add(p.HF, p.T, p.RoPEHeads) }); err != nil {
+		return err
+	}
+	if err := safetensors.Write(filepath.Join(dir, "model.safetensors"), tensors, map[string]string{"format": "pt"}); err != nil {
+		return err
+	}
+	data, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicWrite(filepath.Join(dir, "config.json"), append(data, '\n'))
+}
+
+// param is one stored parameter with its names in both formats.
+type param struct {
+	HF, GGUF string
+	T        tensor.Tensor
+	// RoPEHeads is the head count whose rows RoPE pairs up (q/k weights and
+	// biases), else 0.
+	RoPEHeads int
+}
+
+// eachWeight visits every parameter, matrices and vectors alike, in file
+// order: embeddings, final norm, output head if untied, then each block.
+func (m *Model) eachWeight(fn func(param) error) error {
+	vec := func(v []float32) tensor.Tensor {
+		return tensor.Tensor{DType: tensor.F32, Shape: []int{len(v)}, Data: tensor.F32ToBytes(v)}
+	}
+	top := []param{
+		{"model.embed_tokens.weight", "token_embd.weight", m.Embed, 0},
+		{"model.norm.weight", "output_norm.weight", vec(m.Norm), 0},
+	}
+	if !m.TiedEmbedding {
+		top = append(top, param{"lm_head.weight", "output.weight", m.Output, 0})
+	}
+	for _, p := range top {
+		if err := fn(p); err != nil {
+			return err
+		}
+	}
+	conds := map[string]bool{"": true, "qkvbias": m.QKVBias, "qknorm": m.QKNorm}
+	for i := range m.Layers {
+		v := reflect.ValueOf(m.Layers[i])
+		for j := 0; j < v.NumField(); j++ {
+			f := v.Type().Field(j)
+			if !conds[f.Tag.Get("when")] {
+				continue
+			}
+			p := param{
+				HF:        hfNames.layer(i, f.Tag.Get("hf")),
+				GGUF:      ggufNames.layer(i, f.Tag.Get("gguf")),
+				RoPEHeads: map[string]int{"Q": m.Heads, "K": m.KVHeads, "QBias": m.Heads, "KBias": m.KVHeads}[f.Name],
+			}
+			switch x := v.Field(j).Interface().(type) {
+			case tensor.Tensor:
+				p.T = x
+			case []float32:
+				p.T = vec(x)
+			}
+			if err := fn(p); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// atomicWrite writes data to path through a temporary file and a rename, so
+// readers never see half a file.
+func atomicWrite(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
 }

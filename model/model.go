@@ -70,40 +70,15 @@ func (m *Model) Close() error {
 // Params returns the number of parameters (tied embeddings counted once).
 func (m *Model) Params() int64 {
 	var n int64
-	count := func(v reflect.Value) {
-		for i := 0; i < v.NumField(); i++ {
-			switch f := v.Field(i).Interface().(type) {
-			case tensor.Tensor:
-				n += int64(f.Len())
-			case []float32:
-				n += int64(len(f))
-			}
-		}
-	}
-	top := m.Weights
-	if m.TiedEmbedding {
-		top.Output = tensor.Tensor{}
-	}
-	count(reflect.ValueOf(top))
-	for i := range m.Layers {
-		count(reflect.ValueOf(m.Layers[i]))
-	}
+	m.eachWeight(func(p param) error { n += int64(p.T.Len()); return nil })
 	return n
 }
 
 // WeightBytes returns the bytes the weights occupy in their stored types.
 func (m *Model) WeightBytes() int64 {
 	var n int64
-	m.eachTensor(func(_ string, t *tensor.Tensor) { n += int64(len(t.Data)) })
-	for i := range m.Layers {
-		v := reflect.ValueOf(m.Layers[i])
-		for j := 0; j < v.NumField(); j++ {
-			if f, ok := v.Field(j).Interface().([]float32); ok {
-				n += 4 * int64(len(f))
-			}
-		}
-	}
-	return n + 4*int64(len(m.Norm))
+	m.eachWeight(func(p param) error { n += int64(len(p.T.Data)); return nil })
+	return n
 }
 
 // eachTensor visits every matrix (not the small float32 vectors), with its

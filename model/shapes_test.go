@@ -8,7 +8,8 @@ func testConfigs() map[string]Config {
 		MaxSeq: 256, NormEps: 1e-5, RoPETheta: 10000, RoPEStyle: RoPEHalf}
 	llama3 := base
 	llama3.Arch, llama3.RoPETheta = "llama", 500000
-	llama3.RoPEFactors, llama3.RoPEScaling = Llama3RoPEFactors(8, 500000, 8, 1, 4, 64), "llama3"
+	llama3.Llama3Scaling = &Llama3Scaling{Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPos: 64}
+	llama3.RoPEFactors, llama3.RoPEScaling = llama3.Llama3Scaling.Factors(8, 500000), "llama3"
 	qwen2 := base
 	qwen2.Arch, qwen2.QKVBias, qwen2.TiedEmbedding, qwen2.NormEps = "qwen2", true, true, 1e-6
 	qwen3 := base
