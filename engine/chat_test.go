@@ -1,0 +1,93 @@
+package engine
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"persona/chat"
+	"persona/model"
+	"persona/sample"
+)
+
+// tinyChatModel writes a random Qwen3-shaped model that carries the real
+// Qwen3 tokenizer and chat template, so chat rendering, tokenization and
+// spans run exactly as they would on the real model.
+func tinyChatModel(t *testing.T, tokDir string, arch string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, f := range []string{"tokenizer.json", "tokenizer_config.json"} {
+		data, err := os.ReadFile(filepath.Join(tokDir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(dir, f), data, 0o644)
+	}
+	tok, err := loadTokenizer(filepath.Join(dir, "tokenizer.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := model.Config{Arch: arch, Hidden: 32, FFN: 64, NumLayers: 2, Heads: 4, KVHeads: 2, HeadDim: 8,
+		Vocab: tok.VocabSize(), MaxSeq: 512, NormEps: 1e-6, RoPETheta: 1e6, TiedEmbedding: true, QKNorm: arch == "qwen3"}
+	m, err := model.NewRandom(cfg, 9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.WriteHF(dir); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func TestEncodeChatSpans(t *testing.T) {
+	for _, c := range []struct{ name, tokDir, arch string }{
+		{"qwen3", fixtures + "/tokenizers/qwen3", "qwen3"},
+		{"llama3.1", fixtures + "/tokenizers/llama3.1", "llama"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := load(t, tinyChatModel(t, c.tokDir, c.arch))
+			if e.Template == nil {
+				t.Fatal("chat template not loaded")
+			}
+			msgs := []chat.Message{
+				{Role: "system", Content: "You are a pirate. Speak like one."},
+				{Role: "user", Content: "What is 17+25?"},
+				{Role: "assistant", Content: "Arr, 'tis 42, matey!"},
+				{Role: "user", Content: "And the capital of France?"},
+				{Role: "assistant", Content: "Paris, ye landlubber."},
+			}
+			enc, err := e.EncodeChat(msgs, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(enc.Spans) != len(msgs) {
+				t.Fatalf("%d spans for %d messages", len(enc.Spans), len(msgs))
+			}
+			for _, sp := range enc.Spans {
+				got := e.Tokenizer.Decode(enc.IDs[sp.Start:sp.End])
+				// Tokens may carry a leading space or newline shared with the template.
+				if strings.TrimSpace(got) != msgs[sp.Message].Content {
+					t.Errorf("message %d (%s): span decodes to %q, want %q", sp.Message, sp.Role, got, msgs[sp.Message].Content)
+				}
+				if sp.Role != msgs[sp.Message].Role {
+					t.Errorf("span role %q, message role %q", sp.Role, msgs[sp.Message].Role)
+				}
+			}
+			// The whole rendering tokenizes the same way in one piece.
+			if got := e.Tokenizer.Decode(enc.IDs); got != enc.Text {
+				t.Errorf("decode of the chat tokens differs from the rendered text")
+			}
+			// And the engine can continue the chat.
+			gen, err := e.EncodeChat(msgs[:4], true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := e.Generate(context.Background(), Request{Prompt: gen.IDs, MaxTokens: 5, Sampling: sample.Params{Temperature: 1, Seed: 1}})
+			if err != nil || len(res.IDs) == 0 {
+				t.Fatalf("generate: %v %v", res, err)
+			}
+		})
+	}
+}
