@@ -1,8 +1,10 @@
 package tokenizer
 
 import (
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 )
 
@@ -19,13 +21,14 @@ func allVectorTexts(t testing.TB) []string {
 	return texts
 }
 
-// streamDecode decodes ids one at a time through a StreamDecoder.
-func streamDecode(tk *Tokenizer, ids []int) string {
+// streamDecode decodes ids one at a time through a StreamDecoder. For
+// valid UTF-8 input no piece may contain U+FFFD (a half-emitted character).
+func streamDecode(tk *Tokenizer, ids []int, validInput bool) string {
 	d := tk.NewStreamDecoder()
 	var sb strings.Builder
 	for _, id := range ids {
 		s := d.Add(id)
-		if strings.ContainsRune(s, utf8.RuneError) {
+		if validInput && strings.ContainsRune(s, utf8.RuneError) {
 			return "partial character emitted: " + s
 		}
 		sb.WriteString(s)
@@ -52,7 +55,7 @@ func TestRoundTrip(t *testing.T) {
 			if tk.Kind() == "byte-level BPE" && tk.DecodeSkipSpecial(tk.Encode(s, false)) != s && !strings.Contains(s, "<|") {
 				t.Errorf("%s: Decode(Encode(%q)) = %q", name, s, tk.DecodeSkipSpecial(tk.Encode(s, false)))
 			}
-			if got := streamDecode(tk, ids); got != whole {
+			if got := streamDecode(tk, ids, true); got != whole {
 				t.Errorf("%s: stream decode of %q = %q, want %q", name, s, got, whole)
 			}
 		}
@@ -84,6 +87,8 @@ func FuzzEncode(f *testing.F) {
 	}
 	tk := loadFixture(f, "llama3")
 	f.Fuzz(func(t *testing.T, s string) {
+		watchdog := time.AfterFunc(5*time.Second, func() { panic(fmt.Sprintf("FuzzEncode hangs on %q", s)) })
+		defer watchdog.Stop()
 		ids, offs := tk.EncodeWithOffsets(s, true)
 		if e := checkOffsets(s, offs); e != "" {
 			t.Fatalf("offsets of %q: %s: %v", s, e, offs)
@@ -96,8 +101,46 @@ func FuzzEncode(f *testing.F) {
 		if !utf8.ValidString(s) && d != lossyUTF8([]byte(s)) {
 			t.Fatalf("Decode(Encode(%q)) = %q, want lossy %q", s, d, lossyUTF8([]byte(s)))
 		}
-		if got := streamDecode(tk, ids); got != tk.Decode(ids) {
+		if got := streamDecode(tk, ids, utf8.ValidString(s)); got != tk.Decode(ids) {
 			t.Fatalf("stream decode of %q = %q, want %q", s, got, tk.Decode(ids))
 		}
 	})
+}
+
+// TestNFCOffsets: Qwen3 normalizes to NFC, so decomposed input encodes like
+// precomposed input and offsets still point into the decomposed text.
+func TestNFCOffsets(t *testing.T) {
+	tk := loadFixture(t, "qwen3")
+	dec, pre := "Cafe\u0301 cre\u0300me", "Café crème"
+	if a, b := tk.Encode(dec, false), tk.Encode(pre, false); !equalInts(a, b) {
+		t.Errorf("NFD %v != NFC %v", a, b)
+	}
+	ids, offs := tk.EncodeWithOffsets(dec, false)
+	if e := checkOffsets(dec, offs); e != "" {
+		t.Errorf("%s: %v", e, offs)
+	}
+	if offs[len(offs)-1].End != len(dec) || len(ids) != len(offs) {
+		t.Errorf("offsets %v", offs)
+	}
+}
+
+// TestSentencePieceOffsets: Mistral rewrites spaces to "▁" and prepends one;
+// offsets still index the caller's text.
+func TestSentencePieceOffsets(t *testing.T) {
+	tk := loadFixture(t, "mistral-7b-v0.1")
+	text := "Hello world  again"
+	ids, offs := tk.EncodeWithOffsets(text, true)
+	if ids[0] != 1 || offs[0] != (Offset{0, 0}) {
+		t.Errorf("BOS %d %v", ids[0], offs[0])
+	}
+	if e := checkOffsets(text, offs); e != "" {
+		t.Errorf("%s: %v", e, offs)
+	}
+	var got []string
+	for i := range ids {
+		got = append(got, text[offs[i].Start:offs[i].End])
+	}
+	if fmt.Sprint(got) != fmt.Sprint([]string{"", "Hello", " world", " ", " again"}) {
+		t.Errorf("pieces %q (tokens %v)", got, ids)
+	}
 }
