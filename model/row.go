@@ -4,13 +4,12 @@ import "fmt"
 
 // Row is one packed training sequence of T positions. Several documents may
 // share a row: each token attends only to earlier tokens of its own document
-// (from Start[t] to t) and its RoPE position restarts at each document, so
-// packing changes nothing a document sees.
+// (from Start[t] to t) and its RoPE position, t − Start[t], restarts at each
+// document, so packing changes nothing a document sees.
 type Row struct {
 	Tokens  []int     // input token at each position
 	Targets []int     // token to predict at each position (the next one); ignored where Weights is 0
 	Weights []float32 // loss weight of each position: 0 excludes it (prompt, padding, other roles)
-	Pos     []int     // RoPE position of each token within its document
 	Start   []int     // row index of the first token of each token's document
 }
 
@@ -23,9 +22,9 @@ func (r *Row) Validate(vocab, maxSeq int) error {
 	if T == 0 {
 		return fmt.Errorf("empty row")
 	}
-	if len(r.Targets) != T || len(r.Weights) != T || len(r.Pos) != T || len(r.Start) != T {
-		return fmt.Errorf("row fields disagree in length: tokens %d, targets %d, weights %d, pos %d, start %d",
-			T, len(r.Targets), len(r.Weights), len(r.Pos), len(r.Start))
+	if len(r.Targets) != T || len(r.Weights) != T || len(r.Start) != T {
+		return fmt.Errorf("row fields disagree in length: tokens %d, targets %d, weights %d, start %d",
+			T, len(r.Targets), len(r.Weights), len(r.Start))
 	}
 	for t := 0; t < T; t++ {
 		switch {
@@ -37,9 +36,7 @@ func (r *Row) Validate(vocab, maxSeq int) error {
 			return fmt.Errorf("position %d: negative loss weight %g", t, r.Weights[t])
 		case r.Start[t] < 0 || r.Start[t] > t || (t > 0 && r.Start[t] != r.Start[t-1] && r.Start[t] != t):
 			return fmt.Errorf("position %d: document start %d is not the current or a new document", t, r.Start[t])
-		case r.Pos[t] != t-r.Start[t]:
-			return fmt.Errorf("position %d: RoPE position %d, want %d (restart at each document)", t, r.Pos[t], t-r.Start[t])
-		case r.Pos[t] >= maxSeq:
+		case t-r.Start[t] >= maxSeq:
 			return fmt.Errorf("position %d: document longer than the model's context %d", t, maxSeq)
 		}
 	}
