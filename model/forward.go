@@ -103,7 +103,7 @@ func (m *Model) Forward(s *State, tokens []int, iv *resid.Set, want Logits) []fl
 	for t, id := range tokens {
 		m.Embed.DecodeRow(x[t*D:(t+1)*D], id)
 	}
-	m.ropeTables(b.cos, b.sin, s.Len, T)
+	m.ropeTables(b.cos, b.sin, s.Len, T, nil)
 	for l := range m.Layers {
 		m.block(s, l, T)
 		iv.Apply(l, resid.Block{H: x, T: T, D: D, Pos0: s.Len, PromptLen: s.PromptLen})
@@ -148,8 +148,8 @@ func (m *Model) block(s *State, l, T int) {
 		rmsNorm(q, q, L.QNorm, T*c.Heads, c.HeadDim, c.NormEps)
 		rmsNorm(k, k, L.KNorm, T*c.KVHeads, c.HeadDim, c.NormEps)
 	}
-	rope(q, T, c.Heads, c.HeadDim, b.cos, b.sin, c.RoPEStyle)
-	rope(k, T, c.KVHeads, c.HeadDim, b.cos, b.sin, c.RoPEStyle)
+	rope(q, T, c.Heads, c.HeadDim, b.cos, b.sin, c.RoPEStyle, false)
+	rope(k, T, c.KVHeads, c.HeadDim, b.cos, b.sin, c.RoPEStyle, false)
 	s.k[l] = append(s.k[l], k...)
 	s.v[l] = append(s.v[l], v...)
 	att := b.att[:T*qd]

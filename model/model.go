@@ -67,8 +67,8 @@ func (m *Model) Close() error {
 	return err
 }
 
-// Params returns the number of parameters (tied embeddings counted once).
-func (m *Model) Params() int64 {
+// ParamCount returns the number of parameters (tied embeddings counted once).
+func (m *Model) ParamCount() int64 {
 	var n int64
 	m.eachWeight(func(p param) error { n += int64(p.T.Len()); return nil })
 	return n

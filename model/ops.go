@@ -21,10 +21,57 @@ func rmsNorm(out, x, w []float32, T, D int, eps float32) {
 	}
 }
 
-// ropeTables fills cos/sin (T, HeadDim/2) for positions pos0 … pos0+T−1:
+// rmsNormForward is rmsNorm that also keeps each row's 1/rms for the
+// backward pass: rstd[t] = 1/sqrt(mean(x[t,:]²) + eps).
+func rmsNormForward(out, rstd, x, w []float32, T, D int, eps float32) {
+	for t := 0; t < T; t++ {
+		row := x[t*D : (t+1)*D]
+		var ss float64
+		for _, v := range row {
+			ss += float64(v) * float64(v)
+		}
+		r := float32(1 / math.Sqrt(ss/float64(D)+float64(eps)))
+		rstd[t] = r
+		o := out[t*D : (t+1)*D]
+		for i, v := range row {
+			o[i] = v * r * w[i]
+		}
+	}
+}
+
+// rmsNormBackward: in the forward pass y = x·r·w with r = (mean(x²)+eps)^(−½),
+// so
+//
+//	dw[i] += Σ_t dy[t,i]·x[t,i]·r[t]
+//	dx[t,:] += r·(dy⊙w) − r³/D · x · Σ_i dy[i]·w[i]·x[i]
+//
+// dx is accumulated into (residual streams sum their gradients); dw may be
+// nil for a frozen weight.
+func rmsNormBackward(dx, dw, dy, x, w, rstd []float32, T, D int) {
+	for t := 0; t < T; t++ {
+		xr, dyr, dxr := x[t*D:(t+1)*D], dy[t*D:(t+1)*D], dx[t*D:(t+1)*D]
+		r := rstd[t]
+		var dot float64
+		for i := range xr {
+			dot += float64(dyr[i] * w[i] * xr[i])
+		}
+		c := float32(dot) * r * r * r / float32(D)
+		for i := range xr {
+			dxr[i] += r*dyr[i]*w[i] - c*xr[i]
+		}
+		if dw != nil {
+			for i := range xr {
+				dw[i] += dyr[i] * xr[i] * r
+			}
+		}
+	}
+}
+
+// ropeTables fills cos/sin (T, HeadDim/2) for positions pos0 … pos0+T−1, or,
+// for a packed training row (start non-nil), t − start[t]:
 // angle[p, i] = p · θ^(−2i/HeadDim) / factor[i]. Computed in float64 so long
 // positions keep their precision.
-func (c *Config) ropeTables(cos, sin []float32, pos0, T int) {
+func (c *Config) ropeTables(cos, sin []float32, pos0, T int, start []int) {
 	half := c.HeadDim / 2
 	for i := 0; i < half; i++ {
 		inv := math.Pow(c.RoPETheta, -float64(2*i)/float64(c.HeadDim))
@@ -32,15 +79,28 @@ func (c *Config) ropeTables(cos, sin []float32, pos0, T int) {
 			inv /= float64(c.RoPEFactors[i])
 		}
 		for t := 0; t < T; t++ {
-			s, co := math.Sincos(float64(pos0+t) * inv)
+			p := pos0 + t
+			if start != nil {
+				p = t - start[t]
+			}
+			s, co := math.Sincos(float64(p) * inv)
 			cos[t*half+i], sin[t*half+i] = float32(co), float32(s)
 		}
 	}
 }
 
 // rope rotates each head of x (T, heads·HeadDim) in place by the tables from
-// ropeTables, pairing dimensions as the style says.
-func rope(x []float32, T, heads, hd int, cos, sin []float32, style RoPEStyle) {
+// ropeTables, pairing dimensions as the style says:
+//
+//	x[a]' = x[a]·cos − x[b]·sin,  x[b]' = x[a]·sin + x[b]·cos
+//
+// With inverse it rotates by the opposite angle, which is also the backward
+// pass: the rotation is orthogonal, so its gradient is its transpose.
+func rope(x []float32, T, heads, hd int, cos, sin []float32, style RoPEStyle, inverse bool) {
+	sign := float32(1)
+	if inverse {
+		sign = -1
+	}
 	half := hd / 2
 	for t := 0; t < T; t++ {
 		c, s := cos[t*half:(t+1)*half], sin[t*half:(t+1)*half]
@@ -51,9 +111,9 @@ func rope(x []float32, T, heads, hd int, cos, sin []float32, style RoPEStyle) {
 				if style == RoPEInterleave {
 					a, b = 2*i, 2*i+1
 				}
-				x0, x1 := v[a], v[b]
-				v[a] = x0*c[i] - x1*s[i]
-				v[b] = x0*s[i] + x1*c[i]
+				x0, x1, sn := v[a], v[b], sign*s[i]
+				v[a] = x0*c[i] - x1*sn
+				v[b] = x0*sn + x1*c[i]
 			}
 		}
 	}
@@ -63,6 +123,27 @@ func rope(x []float32, T, heads, hd int, cos, sin []float32, style RoPEStyle) {
 func siluMul(gate, up []float32) {
 	for i, g := range gate {
 		gate[i] = g / (1 + float32(math.Exp(float64(-g)))) * up[i]
+	}
+}
+
+// siluMulBackward: in the forward pass h = silu(g)·u, so with σ = sigmoid(g)
+//
+//	dg = dh·u·σ·(1 + g·(1−σ)),  du = dh·silu(g)
+func siluMulBackward(dg, du, dh, g, u []float32) {
+	for i, x := range g {
+		sg := 1 / (1 + float32(math.Exp(float64(-x))))
+		dg[i] = dh[i] * u[i] * sg * (1 + x*(1-sg))
+		du[i] = dh[i] * x * sg
+	}
+}
+
+// biasBackward: db += Σ_t dy[t,:].
+func biasBackward(db, dy []float32, T int) {
+	D := len(db)
+	for t := 0; t < T; t++ {
+		for i, v := range dy[t*D : (t+1)*D] {
+			db[i] += v
+		}
 	}
 }
 

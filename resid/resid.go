@@ -351,3 +351,36 @@ func dot(a, b []float32) float32 {
 	}
 	return s
 }
+
+// CheckTrainable reports interventions that training cannot pass gradients
+// through. A Clamp's effect depends on which side of its bound each position
+// fell; training through it is not supported.
+func (s *Set) CheckTrainable() error {
+	if s == nil {
+		return nil
+	}
+	for l, ivs := range s.byLayer {
+		for _, iv := range ivs {
+			if _, ok := iv.(*Clamp); ok {
+				return fmt.Errorf("layer %d: a clamp cannot be used while training (use add or ablate)", l)
+			}
+		}
+	}
+	return nil
+}
+
+// Backward applies the transposed Jacobian of layer l's interventions to the
+// gradient held in b.H, in reverse order: Add and Capture pass the gradient
+// through unchanged (adding a constant has Jacobian I); Ablate, h − ⟨h,u⟩u,
+// is a projection, symmetric, so the gradient loses its u component too.
+func (s *Set) Backward(l int, b Block) {
+	if s == nil || l >= len(s.byLayer) {
+		return
+	}
+	ivs := s.byLayer[l]
+	for i := len(ivs) - 1; i >= 0; i-- {
+		if a, ok := ivs[i].(*Ablate); ok {
+			a.apply(b)
+		}
+	}
+}

@@ -53,7 +53,7 @@ func newInspectCmd() *cobra.Command {
 			info := modelInfo{
 				Path: args[0], Source: m.Source, Architecture: m.HFArch,
 				Layers: m.NumLayers, Hidden: m.Hidden, FFN: m.FFN, Heads: m.Heads, KVHeads: m.KVHeads,
-				HeadDim: m.HeadDim, Vocab: m.Vocab, Context: m.MaxSeq, Params: m.Params(), WeightBytes: m.WeightBytes(),
+				HeadDim: m.HeadDim, Vocab: m.Vocab, Context: m.MaxSeq, Params: m.ParamCount(), WeightBytes: m.WeightBytes(),
 				RoPE: m.RoPEStyle.String(), RoPETheta: m.RoPETheta, TiedEmbedding: m.TiedEmbedding,
 				Tokenizer:    fmt.Sprintf("%s, %d tokens", e.Tokenizer.Kind(), e.Tokenizer.VocabSize()),
 				ChatTemplate: e.Template != nil,

@@ -1,0 +1,498 @@
+package model
+
+import (
+	"math"
+	"runtime"
+	"sync"
+
+	"persona/kernel"
+	"persona/resid"
+	"persona/tensor"
+)
+
+// LayerGrads holds the gradient of each of a Layer's parameters, same
+// shapes, flattened; nil for a frozen parameter.
+type LayerGrads struct {
+	AttnNorm, Q, K, V, QBias, KBias, VBias, QNorm, KNorm, O, FFNNorm, Gate, Up, Down []float32
+}
+
+// Grads mirrors Weights. With tied embeddings the output head's gradient is
+// accumulated into Embed and Output stays nil.
+type Grads struct {
+	Embed, Norm, Output []float32
+	Layers              []LayerGrads
+}
+
+// Param pairs a trainable parameter with its gradient for an optimizer.
+type Param struct {
+	Name  string // Hugging Face name
+	W, G  []float32
+	Decay bool // weight decay applies (matrices; not norms or biases)
+}
+
+// TrainableF32 makes every weight an owned, writable float32 tensor, copying
+// (and widening) memory-mapped or lower-precision weights. Training needs it;
+// inference never does.
+func (m *Model) TrainableF32() {
+	m.eachTensor(func(_ string, t *tensor.Tensor) {
+		owned := append([]float32(nil), t.ToF32()...)
+		t.DType, t.Data = tensor.F32, tensor.F32ToBytes(owned)
+	})
+	if m.TiedEmbedding {
+		m.Output = m.Embed
+	}
+	own := func(v *[]float32) {
+		if *v != nil {
+			*v = append([]float32(nil), (*v)...)
+		}
+	}
+	own(&m.Norm)
+	for i := range m.Layers {
+		L := &m.Layers[i]
+		for _, v := range []*[]float32{&L.AttnNorm, &L.FFNNorm, &L.QBias, &L.KBias, &L.VBias, &L.QNorm, &L.KNorm} {
+			own(v)
+		}
+	}
+}
+
+// NewGrads allocates gradients for every parameter (full fine-tuning).
+func (m *Model) NewGrads() *Grads {
+	g := &Grads{Embed: make([]float32, m.Embed.Len()), Norm: make([]float32, len(m.Norm))}
+	if !m.TiedEmbedding {
+		g.Output = make([]float32, m.Output.Len())
+	}
+	g.Layers = make([]LayerGrads, m.NumLayers)
+	for i := range g.Layers {
+		L, G := &m.Layers[i], &g.Layers[i]
+		mk := func(n int) []float32 {
+			if n == 0 {
+				return nil
+			}
+			return make([]float32, n)
+		}
+		*G = LayerGrads{
+			AttnNorm: mk(len(L.AttnNorm)), Q: mk(L.Q.Len()), K: mk(L.K.Len()), V: mk(L.V.Len()),
+			QBias: mk(len(L.QBias)), KBias: mk(len(L.KBias)), VBias: mk(len(L.VBias)),
+			QNorm: mk(len(L.QNorm)), KNorm: mk(len(L.KNorm)), O: mk(L.O.Len()), FFNNorm: mk(len(L.FFNNorm)),
+			Gate: mk(L.Gate.Len()), Up: mk(L.Up.Len()), Down: mk(L.Down.Len()),
+		}
+	}
+	return g
+}
+
+// Zero clears every gradient.
+func (g *Grads) Zero() {
+	g.each(func(v []float32) { clear(v) })
+}
+
+func (g *Grads) each(fn func([]float32)) {
+	for _, v := range [][]float32{g.Embed, g.Norm, g.Output} {
+		fn(v)
+	}
+	for i := range g.Layers {
+		G := &g.Layers[i]
+		for _, v := range [][]float32{G.AttnNorm, G.Q, G.K, G.V, G.QBias, G.KBias, G.VBias, G.QNorm, G.KNorm, G.O, G.FFNNorm, G.Gate, G.Up, G.Down} {
+			fn(v)
+		}
+	}
+}
+
+// Params lists each weight that has a gradient in g, with its HF name.
+// The weights must be owned float32 (see TrainableF32).
+func (m *Model) Params(g *Grads) []Param {
+	var out []Param
+	add := func(name string, w, grad []float32, decay bool) {
+		if grad != nil {
+			out = append(out, Param{Name: name, W: w, G: grad, Decay: decay})
+		}
+	}
+	add("model.embed_tokens.weight", m.Embed.F32(), g.Embed, true)
+	add("model.norm.weight", m.Norm, g.Norm, false)
+	if !m.TiedEmbedding {
+		add("lm_head.weight", m.Output.F32(), g.Output, true)
+	}
+	for i := range m.Layers {
+		L, G := &m.Layers[i], &g.Layers[i]
+		n := func(rel string) string { return hfNames.layer(i, rel) }
+		add(n("input_layernorm.weight"), L.AttnNorm, G.AttnNorm, false)
+		add(n("self_attn.q_proj.weight"), L.Q.F32(), G.Q, true)
+		add(n("self_attn.k_proj.weight"), L.K.F32(), G.K, true)
+		add(n("self_attn.v_proj.weight"), L.V.F32(), G.V, true)
+		add(n("self_attn.q_proj.bias"), L.QBias, G.QBias, false)
+		add(n("self_attn.k_proj.bias"), L.KBias, G.KBias, false)
+		add(n("self_attn.v_proj.bias"), L.VBias, G.VBias, false)
+		add(n("self_attn.q_norm.weight"), L.QNorm, G.QNorm, false)
+		add(n("self_attn.k_norm.weight"), L.KNorm, G.KNorm, false)
+		add(n("self_attn.o_proj.weight"), L.O.F32(), G.O, true)
+		add(n("post_attention_layernorm.weight"), L.FFNNorm, G.FFNNorm, false)
+		add(n("mlp.gate_proj.weight"), L.Gate.F32(), G.Gate, true)
+		add(n("mlp.up_proj.weight"), L.Up.F32(), G.Up, true)
+		add(n("mlp.down_proj.weight"), L.Down.F32(), G.Down, true)
+	}
+	return out
+}
+
+// layerTrace keeps what the backward pass of one block needs from its
+// forward pass (llm.c style: the forward caches exactly this).
+type layerTrace struct {
+	x, xn1, rstd1     []float32 // block input, its norm, 1/rms per row
+	qPre, kPre        []float32 // q, k before q/k-norm (Qwen3)
+	rq, rk            []float32 // 1/rms per head row of the q/k-norm
+	q, k, v, att, lse []float32 // post-RoPE q, k; v; attention output; log-sum-exp per (t, head)
+	xMid, xn2, rstd2  []float32 // after the attention residual, its norm, 1/rms
+	gate, up, h       []float32 // MLP pre-activations and silu(gate)·up
+}
+
+// trainState is the scratch of one ForwardBackward call.
+type trainState struct {
+	layers      []layerTrace
+	xFinal, xnF []float32
+	rstdF       []float32
+	cos, sin    []float32
+}
+
+func (m *Model) newTrainState(T int) *trainState {
+	c := &m.Config
+	D, qd, kvd, F := c.Hidden, c.Heads*c.HeadDim, c.KVHeads*c.HeadDim, c.FFN
+	st := &trainState{layers: make([]layerTrace, c.NumLayers),
+		xFinal: make([]float32, T*D), xnF: make([]float32, T*D), rstdF: make([]float32, T),
+		cos: make([]float32, T*c.HeadDim/2), sin: make([]float32, T*c.HeadDim/2)}
+	for i := range st.layers {
+		tr := &st.layers[i]
+		*tr = layerTrace{
+			x: make([]float32, T*D), xn1: make([]float32, T*D), rstd1: make([]float32, T),
+			q: make([]float32, T*qd), k: make([]float32, T*kvd), v: make([]float32, T*kvd),
+			att: make([]float32, T*qd), lse: make([]float32, T*c.Heads),
+			xMid: make([]float32, T*D), xn2: make([]float32, T*D), rstd2: make([]float32, T),
+			gate: make([]float32, T*F), up: make([]float32, T*F), h: make([]float32, T*F),
+		}
+		if c.QKNorm {
+			tr.qPre, tr.kPre = make([]float32, T*qd), make([]float32, T*kvd)
+			tr.rq, tr.rk = make([]float32, T*c.Heads), make([]float32, T*c.KVHeads)
+		}
+	}
+	return st
+}
+
+// Loss runs a row forward and returns Σ_t Weights[t]·(−log p(Targets[t])) and
+// Σ_t Weights[t]: the weighted loss sum and its normaliser (validation).
+func (m *Model) Loss(r *Row, iv *resid.Set) (loss, weight float64, err error) {
+	return m.forwardBackward(r, nil, iv, 0)
+}
+
+// ForwardBackward runs a row forward and backward, accumulating into g the
+// gradient of scale·Σ_t Weights[t]·(−log p(Targets[t])). The trainer sets
+// scale to 1/(total weight of the step) so the step minimises the mean loss
+// over trained tokens. It returns the unscaled loss sum and weight sum.
+// Interventions apply in the forward pass as in inference (e.g. preventative
+// steering) and pass their gradients through in the backward pass.
+func (m *Model) ForwardBackward(r *Row, g *Grads, iv *resid.Set, scale float32) (loss, weight float64, err error) {
+	return m.forwardBackward(r, g, iv, scale)
+}
+
+func (m *Model) forwardBackward(r *Row, g *Grads, iv *resid.Set, scale float32) (float64, float64, error) {
+	if err := r.Validate(m.Vocab, m.MaxSeq); err != nil {
+		return 0, 0, err
+	}
+	if err := iv.CheckTrainable(); err != nil {
+		return 0, 0, err
+	}
+	c := &m.Config
+	T, D := r.Len(), c.Hidden
+	st := m.newTrainState(T)
+	c.ropeTables(st.cos, st.sin, 0, T, r.Start)
+
+	// Forward.
+	x := make([]float32, T*D)
+	for t, id := range r.Tokens {
+		m.Embed.DecodeRow(x[t*D:(t+1)*D], id)
+	}
+	for l := range m.Layers {
+		copy(st.layers[l].x, x)
+		m.blockTrain(l, &st.layers[l], x, T, r.Start, st.cos, st.sin)
+		iv.Apply(l, resid.Block{H: x, T: T, D: D, PromptLen: T})
+	}
+	copy(st.xFinal, x)
+	rmsNormForward(st.xnF, st.rstdF, x, m.Norm, T, D, c.NormEps)
+
+	// Loss, and its gradient with respect to the final norm's output.
+	var dxn []float32
+	if g != nil {
+		dxn = make([]float32, T*D)
+	}
+	loss, weight := m.headLossBackward(st.xnF, r, g, dxn, scale)
+	if g == nil {
+		return loss, weight, nil
+	}
+
+	// Backward.
+	dx := make([]float32, T*D)
+	rmsNormBackward(dx, g.Norm, dxn, st.xFinal, m.Norm, st.rstdF, T, D)
+	for l := len(m.Layers) - 1; l >= 0; l-- {
+		iv.Backward(l, resid.Block{H: dx, T: T, D: D, PromptLen: T})
+		m.blockBackward(l, &st.layers[l], &g.Layers[l], dx, T, r.Start, st.cos, st.sin)
+	}
+	for t, id := range r.Tokens {
+		kernel.Axpy(g.Embed[id*D:(id+1)*D], 1, dx[t*D:(t+1)*D])
+	}
+	return loss, weight, nil
+}
+
+// headChunk bounds the rows of logits alive at once, so the (T, Vocab) matrix
+// of a long row over a large vocabulary is never materialised.
+const headChunk = 64
+
+// headLossBackward computes logits = xn·Outᵀ chunk by chunk, the weighted
+// cross-entropy, and (when g != nil) dxn = scale·w·(softmax − onehot)·Out and
+// dOut += the same outer products.
+func (m *Model) headLossBackward(xn []float32, r *Row, g *Grads, dxn []float32, scale float32) (loss, weight float64) {
+	D, V := m.Hidden, m.Vocab
+	T := r.Len()
+	out := m.Output.F32()
+	var dOut []float32
+	if g != nil {
+		dOut = g.Output
+		if m.TiedEmbedding {
+			dOut = g.Embed
+		}
+	}
+	logits := make([]float32, headChunk*V)
+	for t0 := 0; t0 < T; t0 += headChunk {
+		n := min(headChunk, T-t0)
+		// Rows with no weight need no logits at all.
+		skip := true
+		for t := t0; t < t0+n; t++ {
+			skip = skip && r.Weights[t] == 0
+		}
+		if skip {
+			continue
+		}
+		lg := logits[:n*V]
+		kernel.MatMulNT(lg, xn[t0*D:(t0+n)*D], out, n, V, D, false)
+		for i := 0; i < n; i++ {
+			t, row := t0+i, lg[i*V:(i+1)*V]
+			w := r.Weights[t]
+			if w == 0 {
+				clear(row)
+				continue
+			}
+			mx := row[0]
+			for _, v := range row[1:] {
+				mx = max(mx, v)
+			}
+			var sum float64
+			for _, v := range row {
+				sum += math.Exp(float64(v - mx))
+			}
+			lse := float64(mx) + math.Log(sum)
+			loss += float64(w) * (lse - float64(row[r.Targets[t]]))
+			weight += float64(w)
+			if g == nil {
+				continue
+			}
+			// d loss / d logit = w·(softmax − onehot), times the step's scale.
+			k := w * scale
+			for j, v := range row {
+				row[j] = k * float32(math.Exp(float64(v)-lse))
+			}
+			row[r.Targets[t]] -= k
+		}
+		if g != nil {
+			kernel.MatMulNN(dxn[t0*D:(t0+n)*D], lg, out, n, D, V, false)
+			if dOut != nil {
+				kernel.MatMulTN(dOut, lg, xn[t0*D:(t0+n)*D], V, D, n, true)
+			}
+		}
+	}
+	return loss, weight
+}
+
+// blockTrain is block for a packed training row: the same computation, with
+// every activation the backward pass needs kept in tr, and attention over the
+// row itself (each token sees its own document only) instead of a KV cache.
+func (m *Model) blockTrain(l int, tr *layerTrace, x []float32, T int, start []int, cos, sin []float32) {
+	L, c := &m.Layers[l], &m.Config
+	D := c.Hidden
+	rmsNormForward(tr.xn1, tr.rstd1, x, L.AttnNorm, T, D, c.NormEps)
+	linear(tr.q, tr.xn1, &L.Q, L.QBias, T)
+	linear(tr.k, tr.xn1, &L.K, L.KBias, T)
+	linear(tr.v, tr.xn1, &L.V, L.VBias, T)
+	if c.QKNorm {
+		copy(tr.qPre, tr.q)
+		copy(tr.kPre, tr.k)
+		rmsNormForward(tr.q, tr.rq, tr.qPre, L.QNorm, T*c.Heads, c.HeadDim, c.NormEps)
+		rmsNormForward(tr.k, tr.rk, tr.kPre, L.KNorm, T*c.KVHeads, c.HeadDim, c.NormEps)
+	}
+	rope(tr.q, T, c.Heads, c.HeadDim, cos, sin, c.RoPEStyle, false)
+	rope(tr.k, T, c.KVHeads, c.HeadDim, cos, sin, c.RoPEStyle, false)
+	m.attentionTrain(tr, T, start)
+	out := make([]float32, T*D)
+	kernel.Linear(out, tr.att, &L.O, T)
+	kernel.Axpy(x, 1, out)
+	copy(tr.xMid, x)
+
+	rmsNormForward(tr.xn2, tr.rstd2, x, L.FFNNorm, T, D, c.NormEps)
+	kernel.Linear(tr.gate, tr.xn2, &L.Gate, T)
+	kernel.Linear(tr.up, tr.xn2, &L.Up, T)
+	copy(tr.h, tr.gate)
+	siluMul(tr.h, tr.up)
+	kernel.Linear(out, tr.h, &L.Down, T)
+	kernel.Axpy(x, 1, out)
+}
+
+// blockBackward takes dx, the gradient at the block's output, accumulates the
+// parameter gradients into G, and leaves in dx the gradient at its input.
+// Each step quotes the forward line it differentiates.
+func (m *Model) blockBackward(l int, tr *layerTrace, G *LayerGrads, dx []float32, T int, start []int, cos, sin []float32) {
+	L, c := &m.Layers[l], &m.Config
+	D, F := c.Hidden, c.FFN
+	qd, kvd := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
+
+	// x = xMid + h·Downᵀ
+	dh := make([]float32, T*F)
+	kernel.MatMulNN(dh, dx, L.Down.F32(), T, F, D, false)
+	if G.Down != nil {
+		kernel.MatMulTN(G.Down, dx, tr.h, D, F, T, true)
+	}
+	// h = silu(gate)·up
+	dgate, dup := make([]float32, T*F), make([]float32, T*F)
+	siluMulBackward(dgate, dup, dh, tr.gate, tr.up)
+	// gate = xn2·Gateᵀ, up = xn2·Upᵀ
+	dxn := make([]float32, T*D)
+	kernel.MatMulNN(dxn, dgate, L.Gate.F32(), T, D, F, false)
+	kernel.MatMulNN(dxn, dup, L.Up.F32(), T, D, F, true)
+	if G.Gate != nil {
+		kernel.MatMulTN(G.Gate, dgate, tr.xn2, F, D, T, true)
+	}
+	if G.Up != nil {
+		kernel.MatMulTN(G.Up, dup, tr.xn2, F, D, T, true)
+	}
+	// xn2 = rmsnorm(xMid); the residual passes dx to xMid unchanged.
+	rmsNormBackward(dx, G.FFNNorm, dxn, tr.xMid, L.FFNNorm, tr.rstd2, T, D)
+
+	// xMid = x + att·Oᵀ
+	datt := make([]float32, T*qd)
+	kernel.MatMulNN(datt, dx, L.O.F32(), T, qd, D, false)
+	if G.O != nil {
+		kernel.MatMulTN(G.O, dx, tr.att, D, qd, T, true)
+	}
+	// att = attention(q, k, v)
+	dq, dk, dv := make([]float32, T*qd), make([]float32, T*kvd), make([]float32, T*kvd)
+	m.attentionBackward(tr, datt, dq, dk, dv, T, start)
+	// q, k = rope(·)
+	rope(dq, T, c.Heads, c.HeadDim, cos, sin, c.RoPEStyle, true)
+	rope(dk, T, c.KVHeads, c.HeadDim, cos, sin, c.RoPEStyle, true)
+	if c.QKNorm {
+		// q = rmsnorm_head(qPre), k = rmsnorm_head(kPre)
+		dqPre, dkPre := make([]float32, T*qd), make([]float32, T*kvd)
+		rmsNormBackward(dqPre, G.QNorm, dq, tr.qPre, L.QNorm, tr.rq, T*c.Heads, c.HeadDim)
+		rmsNormBackward(dkPre, G.KNorm, dk, tr.kPre, L.KNorm, tr.rk, T*c.KVHeads, c.HeadDim)
+		dq, dk = dqPre, dkPre
+	}
+	// q = xn1·Qᵀ + bq, k = xn1·Kᵀ + bk, v = xn1·Vᵀ + bv
+	kernel.MatMulNN(dxn, dq, L.Q.F32(), T, D, qd, false)
+	kernel.MatMulNN(dxn, dk, L.K.F32(), T, D, kvd, true)
+	kernel.MatMulNN(dxn, dv, L.V.F32(), T, D, kvd, true)
+	for _, p := range []struct {
+		dW, dB, dy, _ []float32
+		n             int
+	}{{G.Q, G.QBias, dq, nil, qd}, {G.K, G.KBias, dk, nil, kvd}, {G.V, G.VBias, dv, nil, kvd}} {
+		if p.dW != nil {
+			kernel.MatMulTN(p.dW, p.dy, tr.xn1, p.n, D, T, true)
+		}
+		if p.dB != nil {
+			biasBackward(p.dB, p.dy, T)
+		}
+	}
+	// xn1 = rmsnorm(x); the residual passes dx to x unchanged.
+	rmsNormBackward(dx, G.AttnNorm, dxn, tr.x, L.AttnNorm, tr.rstd1, T, D)
+}
+
+// attentionTrain is causal grouped-query attention within each document of a
+// packed row: query t sees keys start[t] … t. It keeps the log-sum-exp of
+// every softmax so the backward pass can recompute the probabilities instead
+// of storing a (T, T) matrix per head.
+func (m *Model) attentionTrain(tr *layerTrace, T int, start []int) {
+	c := &m.Config
+	hd, H, kvd, group := c.HeadDim, c.Heads, c.KVHeads*c.HeadDim, c.Heads/c.KVHeads
+	scale := float32(1 / math.Sqrt(float64(hd)))
+	parallelHeads(H, func(h int) {
+		scores := make([]float32, T)
+		off := (h / group) * hd
+		for t := 0; t < T; t++ {
+			qh := tr.q[(t*H+h)*hd : (t*H+h+1)*hd]
+			lo := start[t]
+			sc := scores[:t+1-lo]
+			mx := float32(math.Inf(-1))
+			for j := range sc {
+				sc[j] = kernel.Dot(qh, tr.k[(lo+j)*kvd+off:(lo+j)*kvd+off+hd]) * scale
+				mx = max(mx, sc[j])
+			}
+			var sum float32
+			for j, s := range sc {
+				e := float32(math.Exp(float64(s - mx)))
+				sc[j] = e
+				sum += e
+			}
+			tr.lse[t*H+h] = mx + float32(math.Log(float64(sum)))
+			o := tr.att[(t*H+h)*hd : (t*H+h+1)*hd]
+			clear(o)
+			inv := 1 / sum
+			for j, e := range sc {
+				kernel.Axpy(o, e*inv, tr.v[(lo+j)*kvd+off:(lo+j)*kvd+off+hd])
+			}
+		}
+	})
+}
+
+// attentionBackward: in the forward pass, for query t and head h,
+//
+//	s_j = scale·q·k_j,  p = softmax(s),  att = Σ_j p_j·v_j
+//
+// so with dp_j = datt·v_j and Δ = Σ_j p_j·dp_j = datt·att:
+//
+//	dv_j += p_j·datt,  ds_j = p_j·(dp_j − Δ),  dq += scale·Σ_j ds_j·k_j,  dk_j += scale·ds_j·q
+//
+// Work is split by key/value head: the query heads sharing one k/v head write
+// only their own dq rows and that head's dk, dv, so no two workers race.
+func (m *Model) attentionBackward(tr *layerTrace, datt, dq, dk, dv []float32, T int, start []int) {
+	c := &m.Config
+	hd, H, kvd, group := c.HeadDim, c.Heads, c.KVHeads*c.HeadDim, c.Heads/c.KVHeads
+	scale := float32(1 / math.Sqrt(float64(hd)))
+	parallelHeads(c.KVHeads, func(g int) {
+		off := g * hd
+		for h := g * group; h < (g+1)*group; h++ {
+			for t := 0; t < T; t++ {
+				i := (t*H + h) * hd
+				qh, da, o, dqh := tr.q[i:i+hd], datt[i:i+hd], tr.att[i:i+hd], dq[i:i+hd]
+				lo, lse := start[t], tr.lse[t*H+h]
+				delta := kernel.Dot(da, o)
+				for j := lo; j <= t; j++ {
+					kj := tr.k[j*kvd+off : j*kvd+off+hd]
+					pj := float32(math.Exp(float64(kernel.Dot(qh, kj)*scale - lse)))
+					dp := kernel.Dot(da, tr.v[j*kvd+off:j*kvd+off+hd])
+					ds := pj * (dp - delta) * scale
+					kernel.Axpy(dqh, ds, kj)
+					kernel.Axpy(dk[j*kvd+off:j*kvd+off+hd], ds, qh)
+					kernel.Axpy(dv[j*kvd+off:j*kvd+off+hd], pj, da)
+				}
+			}
+		}
+	})
+}
+
+// parallelHeads runs fn(0 … n−1) on up to GOMAXPROCS goroutines.
+func parallelHeads(n int, fn func(i int)) {
+	workers := min(n, runtime.GOMAXPROCS(0))
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; i < n; i += workers {
+				fn(i)
+			}
+		}(w)
+	}
+	wg.Wait()
+}
