@@ -211,7 +211,7 @@ func (m *Model) eachWeight(fn func(param) error) error {
 		v := reflect.ValueOf(m.Layers[i])
 		for j := 0; j < v.NumField(); j++ {
 			f := v.Type().Field(j)
-			if !conds[f.Tag.Get("when")] {
+			if f.Tag.Get("hf") == "" || !conds[f.Tag.Get("when")] {
 				continue
 			}
 			p := param{

@@ -141,9 +141,9 @@ func (m *Model) block(s *State, l, T int) {
 
 	rmsNorm(xn, x, L.AttnNorm, T, D, c.NormEps)
 	q, k, v := b.q[:T*qd], b.kk[:T*kvd], b.vv[:T*kvd]
-	linear(q, xn, &L.Q, L.QBias, T)
-	linear(k, xn, &L.K, L.KBias, T)
-	linear(v, xn, &L.V, L.VBias, T)
+	linear(q, xn, &L.Q, L.QBias, L.LoRA[LinQ], T)
+	linear(k, xn, &L.K, L.KBias, L.LoRA[LinK], T)
+	linear(v, xn, &L.V, L.VBias, L.LoRA[LinV], T)
 	if c.QKNorm {
 		rmsNorm(q, q, L.QNorm, T*c.Heads, c.HeadDim, c.NormEps)
 		rmsNorm(k, k, L.KNorm, T*c.KVHeads, c.HeadDim, c.NormEps)
@@ -155,23 +155,26 @@ func (m *Model) block(s *State, l, T int) {
 	att := b.att[:T*qd]
 	m.attention(att, q, s.k[l], s.v[l], s.Len, T)
 	out := b.out[:T*D]
-	kernel.Linear(out, att, &L.O, T)
+	linear(out, att, &L.O, nil, L.LoRA[LinO], T)
 	kernel.Axpy(x, 1, out)
 
 	rmsNorm(xn, x, L.FFNNorm, T, D, c.NormEps)
 	gate, up := b.gate[:T*c.FFN], b.up[:T*c.FFN]
-	kernel.Linear(gate, xn, &L.Gate, T)
-	kernel.Linear(up, xn, &L.Up, T)
+	linear(gate, xn, &L.Gate, nil, L.LoRA[LinGate], T)
+	linear(up, xn, &L.Up, nil, L.LoRA[LinUp], T)
 	siluMul(gate, up)
-	kernel.Linear(out, gate, &L.Down, T)
+	linear(out, gate, &L.Down, nil, L.LoRA[LinDown], T)
 	kernel.Axpy(x, 1, out)
 }
 
-// linear: out = x·Wᵀ (+ bias).
-func linear(out, x []float32, w *tensor.Tensor, bias []float32, T int) {
+// linear: out = x·Wᵀ (+ bias) (+ the adapter's low-rank update).
+func linear(out, x []float32, w *tensor.Tensor, bias []float32, a *Adapter, T int) {
 	kernel.Linear(out, x, w, T)
 	if bias != nil {
 		addBias(out, bias, T)
+	}
+	if a != nil {
+		a.apply(out, x, T)
 	}
 }
 

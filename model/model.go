@@ -37,6 +37,8 @@ type Layer struct {
 	Gate     tensor.Tensor `hf:"mlp.gate_proj.weight" gguf:"ffn_gate.weight" shape:"ffn,hidden"`
 	Up       tensor.Tensor `hf:"mlp.up_proj.weight" gguf:"ffn_up.weight" shape:"ffn,hidden"`
 	Down     tensor.Tensor `hf:"mlp.down_proj.weight" gguf:"ffn_down.weight" shape:"hidden,ffn"`
+	// LoRA holds low-rank adapters on the linears, if any (not file tensors).
+	LoRA LayerAdapters
 }
 
 // Weights are the model's parameters outside the blocks. Output is the
@@ -52,6 +54,8 @@ type Weights struct {
 type Model struct {
 	Config
 	Weights
+	// LoRA is the configuration of attached adapters, nil when none.
+	LoRA *LoRAConfig
 	// Source describes where the weights came from (path and format).
 	Source string
 	closer func() error

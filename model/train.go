@@ -1,7 +1,9 @@
 package model
 
 import (
+	"fmt"
 	"math"
+	"math/rand/v2"
 	"runtime"
 	"sync"
 
@@ -21,6 +23,30 @@ type LayerGrads struct {
 type Grads struct {
 	Embed, Norm, Output []float32
 	Layers              []LayerGrads
+	adapters            []adapterRef // adapters whose GA/GB this Grads owns
+}
+
+type adapterRef struct {
+	layer, lin int
+	a          *Adapter
+}
+
+// NewLoRAGrads allocates gradients for the adapters only: the base model is
+// frozen (its gradients are nil, so the backward pass skips them).
+func (m *Model) NewLoRAGrads() (*Grads, error) {
+	if m.LoRA == nil {
+		return nil, fmt.Errorf("lora: the model has no adapters")
+	}
+	g := &Grads{Layers: make([]LayerGrads, m.NumLayers)}
+	for i := range m.Layers {
+		for lin, a := range m.Layers[i].LoRA {
+			if a != nil {
+				a.GA, a.GB = make([]float32, len(a.A)), make([]float32, len(a.B))
+				g.adapters = append(g.adapters, adapterRef{i, lin, a})
+			}
+		}
+	}
+	return g, nil
 }
 
 // Param pairs a trainable parameter with its gradient for an optimizer.
@@ -89,6 +115,10 @@ func (g *Grads) each(fn func([]float32)) {
 	for _, v := range [][]float32{g.Embed, g.Norm, g.Output} {
 		fn(v)
 	}
+	for _, r := range g.adapters {
+		fn(r.a.GA)
+		fn(r.a.GB)
+	}
 	for i := range g.Layers {
 		G := &g.Layers[i]
 		for _, v := range [][]float32{G.AttnNorm, G.Q, G.K, G.V, G.QBias, G.KBias, G.VBias, G.QNorm, G.KNorm, G.O, G.FFNNorm, G.Gate, G.Up, G.Down} {
@@ -106,28 +136,40 @@ func (m *Model) Params(g *Grads) []Param {
 			out = append(out, Param{Name: name, W: w, G: grad, Decay: decay})
 		}
 	}
-	add("model.embed_tokens.weight", m.Embed.F32(), g.Embed, true)
+	// f32 reads a matrix only when it is trained (a frozen one may be stored
+	// in another type).
+	f32 := func(t *tensor.Tensor, grad []float32) []float32 {
+		if grad == nil {
+			return nil
+		}
+		return t.F32()
+	}
+	add("model.embed_tokens.weight", f32(&m.Embed, g.Embed), g.Embed, true)
 	add("model.norm.weight", m.Norm, g.Norm, false)
 	if !m.TiedEmbedding {
-		add("lm_head.weight", m.Output.F32(), g.Output, true)
+		add("lm_head.weight", f32(&m.Output, g.Output), g.Output, true)
 	}
 	for i := range m.Layers {
 		L, G := &m.Layers[i], &g.Layers[i]
 		n := func(rel string) string { return hfNames.layer(i, rel) }
 		add(n("input_layernorm.weight"), L.AttnNorm, G.AttnNorm, false)
-		add(n("self_attn.q_proj.weight"), L.Q.F32(), G.Q, true)
-		add(n("self_attn.k_proj.weight"), L.K.F32(), G.K, true)
-		add(n("self_attn.v_proj.weight"), L.V.F32(), G.V, true)
+		add(n("self_attn.q_proj.weight"), f32(&L.Q, G.Q), G.Q, true)
+		add(n("self_attn.k_proj.weight"), f32(&L.K, G.K), G.K, true)
+		add(n("self_attn.v_proj.weight"), f32(&L.V, G.V), G.V, true)
 		add(n("self_attn.q_proj.bias"), L.QBias, G.QBias, false)
 		add(n("self_attn.k_proj.bias"), L.KBias, G.KBias, false)
 		add(n("self_attn.v_proj.bias"), L.VBias, G.VBias, false)
 		add(n("self_attn.q_norm.weight"), L.QNorm, G.QNorm, false)
 		add(n("self_attn.k_norm.weight"), L.KNorm, G.KNorm, false)
-		add(n("self_attn.o_proj.weight"), L.O.F32(), G.O, true)
+		add(n("self_attn.o_proj.weight"), f32(&L.O, G.O), G.O, true)
 		add(n("post_attention_layernorm.weight"), L.FFNNorm, G.FFNNorm, false)
-		add(n("mlp.gate_proj.weight"), L.Gate.F32(), G.Gate, true)
-		add(n("mlp.up_proj.weight"), L.Up.F32(), G.Up, true)
-		add(n("mlp.down_proj.weight"), L.Down.F32(), G.Down, true)
+		add(n("mlp.gate_proj.weight"), f32(&L.Gate, G.Gate), G.Gate, true)
+		add(n("mlp.up_proj.weight"), f32(&L.Up, G.Up), G.Up, true)
+		add(n("mlp.down_proj.weight"), f32(&L.Down, G.Down), G.Down, true)
+	}
+	for _, r := range g.adapters {
+		add(peftName(r.layer, r.lin, "A"), r.a.A, r.a.GA, true)
+		add(peftName(r.layer, r.lin, "B"), r.a.B, r.a.GB, true)
 	}
 	return out
 }
@@ -141,6 +183,15 @@ type layerTrace struct {
 	q, k, v, att, lse []float32 // post-RoPE q, k; v; attention output; log-sum-exp per (t, head)
 	xMid, xn2, rstd2  []float32 // after the attention residual, its norm, 1/rms
 	gate, up, h       []float32 // MLP pre-activations and silu(gate)·up
+	lora              [numLinear]loraTrace
+}
+
+// loraTrace keeps an adapter's forward: its (dropped-out) input and the
+// low-rank activation a = xd·Aᵀ.
+type loraTrace struct {
+	keep []float32 // dropout multipliers (0 or 1/(1−p)), nil without dropout
+	xd   []float32 // the adapter's input after dropout
+	a    []float32 // (T, R)
 }
 
 // trainState is the scratch of one ForwardBackward call.
@@ -174,28 +225,44 @@ func (m *Model) newTrainState(T int) *trainState {
 	return st
 }
 
+// TrainOptions are the per-call settings of ForwardBackward.
+type TrainOptions struct {
+	// Interventions apply in the forward pass as in inference (preventative
+	// steering, ablation) and pass their gradients through in the backward.
+	Interventions *resid.Set
+	// Scale multiplies the loss whose gradient is accumulated; the trainer
+	// sets it to 1/(total loss weight of the step) so a step minimises the
+	// mean loss over trained tokens.
+	Scale float32
+	// Seed draws the adapters' dropout masks, so a step is reproducible.
+	Seed uint64
+}
+
 // Loss runs a row forward and returns Σ_t Weights[t]·(−log p(Targets[t])) and
 // Σ_t Weights[t]: the weighted loss sum and its normaliser (validation).
+// Adapter dropout is off.
 func (m *Model) Loss(r *Row, iv *resid.Set) (loss, weight float64, err error) {
-	return m.forwardBackward(r, nil, iv, 0)
+	return m.forwardBackward(r, nil, TrainOptions{Interventions: iv})
 }
 
 // ForwardBackward runs a row forward and backward, accumulating into g the
-// gradient of scale·Σ_t Weights[t]·(−log p(Targets[t])). The trainer sets
-// scale to 1/(total weight of the step) so the step minimises the mean loss
-// over trained tokens. It returns the unscaled loss sum and weight sum.
-// Interventions apply in the forward pass as in inference (e.g. preventative
-// steering) and pass their gradients through in the backward pass.
-func (m *Model) ForwardBackward(r *Row, g *Grads, iv *resid.Set, scale float32) (loss, weight float64, err error) {
-	return m.forwardBackward(r, g, iv, scale)
+// gradient of opt.Scale·Σ_t Weights[t]·(−log p(Targets[t])). It returns the
+// unscaled loss sum and weight sum.
+func (m *Model) ForwardBackward(r *Row, g *Grads, opt TrainOptions) (loss, weight float64, err error) {
+	return m.forwardBackward(r, g, opt)
 }
 
-func (m *Model) forwardBackward(r *Row, g *Grads, iv *resid.Set, scale float32) (float64, float64, error) {
+func (m *Model) forwardBackward(r *Row, g *Grads, opt TrainOptions) (float64, float64, error) {
 	if err := r.Validate(m.Vocab, m.MaxSeq); err != nil {
 		return 0, 0, err
 	}
+	iv, scale := opt.Interventions, opt.Scale
 	if err := iv.CheckTrainable(); err != nil {
 		return 0, 0, err
+	}
+	var rng *rand.Rand
+	if g != nil && m.LoRA != nil && m.LoRA.Dropout > 0 {
+		rng = rand.New(rand.NewPCG(opt.Seed, 0xd509))
 	}
 	c := &m.Config
 	T, D := r.Len(), c.Hidden
@@ -209,7 +276,7 @@ func (m *Model) forwardBackward(r *Row, g *Grads, iv *resid.Set, scale float32) 
 	}
 	for l := range m.Layers {
 		copy(st.layers[l].x, x)
-		m.blockTrain(l, &st.layers[l], x, T, r.Start, st.cos, st.sin)
+		m.blockTrain(l, &st.layers[l], x, T, r.Start, st.cos, st.sin, rng)
 		iv.Apply(l, resid.Block{H: x, T: T, D: D, PromptLen: T})
 	}
 	copy(st.xFinal, x)
@@ -232,8 +299,10 @@ func (m *Model) forwardBackward(r *Row, g *Grads, iv *resid.Set, scale float32) 
 		iv.Backward(l, resid.Block{H: dx, T: T, D: D, PromptLen: T})
 		m.blockBackward(l, &st.layers[l], &g.Layers[l], dx, T, r.Start, st.cos, st.sin)
 	}
-	for t, id := range r.Tokens {
-		kernel.Axpy(g.Embed[id*D:(id+1)*D], 1, dx[t*D:(t+1)*D])
+	if g.Embed != nil {
+		for t, id := range r.Tokens {
+			kernel.Axpy(g.Embed[id*D:(id+1)*D], 1, dx[t*D:(t+1)*D])
+		}
 	}
 	return loss, weight, nil
 }
@@ -310,13 +379,14 @@ func (m *Model) headLossBackward(xn []float32, r *Row, g *Grads, dxn []float32, 
 // blockTrain is block for a packed training row: the same computation, with
 // every activation the backward pass needs kept in tr, and attention over the
 // row itself (each token sees its own document only) instead of a KV cache.
-func (m *Model) blockTrain(l int, tr *layerTrace, x []float32, T int, start []int, cos, sin []float32) {
+func (m *Model) blockTrain(l int, tr *layerTrace, x []float32, T int, start []int, cos, sin []float32, rng *rand.Rand) {
 	L, c := &m.Layers[l], &m.Config
 	D := c.Hidden
+	lin := func(i int, out, in, bias []float32) { m.linearTrain(L, i, &tr.lora[i], out, in, bias, T, rng) }
 	rmsNormForward(tr.xn1, tr.rstd1, x, L.AttnNorm, T, D, c.NormEps)
-	linear(tr.q, tr.xn1, &L.Q, L.QBias, T)
-	linear(tr.k, tr.xn1, &L.K, L.KBias, T)
-	linear(tr.v, tr.xn1, &L.V, L.VBias, T)
+	lin(LinQ, tr.q, tr.xn1, L.QBias)
+	lin(LinK, tr.k, tr.xn1, L.KBias)
+	lin(LinV, tr.v, tr.xn1, L.VBias)
 	if c.QKNorm {
 		copy(tr.qPre, tr.q)
 		copy(tr.kPre, tr.k)
@@ -327,17 +397,83 @@ func (m *Model) blockTrain(l int, tr *layerTrace, x []float32, T int, start []in
 	rope(tr.k, T, c.KVHeads, c.HeadDim, cos, sin, c.RoPEStyle, false)
 	m.attentionTrain(tr, T, start)
 	out := make([]float32, T*D)
-	kernel.Linear(out, tr.att, &L.O, T)
+	lin(LinO, out, tr.att, nil)
 	kernel.Axpy(x, 1, out)
 	copy(tr.xMid, x)
 
 	rmsNormForward(tr.xn2, tr.rstd2, x, L.FFNNorm, T, D, c.NormEps)
-	kernel.Linear(tr.gate, tr.xn2, &L.Gate, T)
-	kernel.Linear(tr.up, tr.xn2, &L.Up, T)
+	lin(LinGate, tr.gate, tr.xn2, nil)
+	lin(LinUp, tr.up, tr.xn2, nil)
 	copy(tr.h, tr.gate)
 	siluMul(tr.h, tr.up)
-	kernel.Linear(out, tr.h, &L.Down, T)
+	lin(LinDown, out, tr.h, nil)
 	kernel.Axpy(x, 1, out)
+}
+
+// linearTrain: out = in·Wᵀ + bias + Scale·(dropout(in)·Aᵀ)·Bᵀ, keeping what
+// the adapter's backward needs.
+func (m *Model) linearTrain(L *Layer, i int, lt *loraTrace, out, in, bias []float32, T int, rng *rand.Rand) {
+	linear(out, in, L.weight(i), bias, nil, T)
+	a := L.LoRA[i]
+	if a == nil {
+		return
+	}
+	lt.xd = in
+	if rng != nil && a.Dropout > 0 {
+		lt.keep, lt.xd = make([]float32, len(in)), make([]float32, len(in))
+		k := 1 / (1 - a.Dropout)
+		for j, v := range in {
+			if rng.Float32() >= a.Dropout {
+				lt.keep[j], lt.xd[j] = k, v*k
+			}
+		}
+	}
+	lt.a = make([]float32, T*a.R)
+	kernel.MatMulNT(lt.a, lt.xd, a.A, T, a.R, a.K, false)
+	h := append([]float32(nil), lt.a...)
+	kernel.Scale(h, a.Scale)
+	kernel.MatMulNT(out, h, a.B, T, a.N, a.R, true)
+}
+
+// linearBackward: in the forward pass y = x·Wᵀ + b + s·(xd·Aᵀ)·Bᵀ, so
+//
+//	dx (+)= dy·W + (s·dy·B·A) ⊙ keep,  dW += dyᵀ·x,  db += Σ_t dy,
+//	dB += s·dyᵀ·a,  dA += (s·dy·B)ᵀ·xd
+//
+// dW and db are skipped when nil (frozen); accumulate adds into dx.
+func (m *Model) linearBackward(L *Layer, i int, lt *loraTrace, dx, dy, x, dW, db []float32, T int, accumulate bool) {
+	w := L.weight(i)
+	N, K := w.Shape[0], w.Shape[1]
+	kernel.MatMulNN(dx, dy, w.F32(), T, K, N, accumulate)
+	if dW != nil {
+		kernel.MatMulTN(dW, dy, x, N, K, T, true)
+	}
+	if db != nil {
+		biasBackward(db, dy, T)
+	}
+	a := L.LoRA[i]
+	if a == nil {
+		return
+	}
+	da := make([]float32, T*a.R)
+	kernel.MatMulNN(da, dy, a.B, T, a.R, a.N, false)
+	kernel.Scale(da, a.Scale)
+	if a.GB != nil {
+		scaled := append([]float32(nil), lt.a...)
+		kernel.Scale(scaled, a.Scale)
+		kernel.MatMulTN(a.GB, dy, scaled, a.N, a.R, T, true)
+	}
+	if a.GA != nil {
+		kernel.MatMulTN(a.GA, da, lt.xd, a.R, a.K, T, true)
+	}
+	dxl := make([]float32, T*K)
+	kernel.MatMulNN(dxl, da, a.A, T, K, a.R, false)
+	if lt.keep != nil {
+		for j := range dxl {
+			dxl[j] *= lt.keep[j]
+		}
+	}
+	kernel.Axpy(dx, 1, dxl)
 }
 
 // blockBackward takes dx, the gradient at the block's output, accumulates the
@@ -347,35 +483,26 @@ func (m *Model) blockBackward(l int, tr *layerTrace, G *LayerGrads, dx []float32
 	L, c := &m.Layers[l], &m.Config
 	D, F := c.Hidden, c.FFN
 	qd, kvd := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
+	back := func(i int, dIn, dy, in, dW, db []float32, acc bool) {
+		m.linearBackward(L, i, &tr.lora[i], dIn, dy, in, dW, db, T, acc)
+	}
 
 	// x = xMid + h·Downᵀ
 	dh := make([]float32, T*F)
-	kernel.MatMulNN(dh, dx, L.Down.F32(), T, F, D, false)
-	if G.Down != nil {
-		kernel.MatMulTN(G.Down, dx, tr.h, D, F, T, true)
-	}
+	back(LinDown, dh, dx, tr.h, G.Down, nil, false)
 	// h = silu(gate)·up
 	dgate, dup := make([]float32, T*F), make([]float32, T*F)
 	siluMulBackward(dgate, dup, dh, tr.gate, tr.up)
 	// gate = xn2·Gateᵀ, up = xn2·Upᵀ
 	dxn := make([]float32, T*D)
-	kernel.MatMulNN(dxn, dgate, L.Gate.F32(), T, D, F, false)
-	kernel.MatMulNN(dxn, dup, L.Up.F32(), T, D, F, true)
-	if G.Gate != nil {
-		kernel.MatMulTN(G.Gate, dgate, tr.xn2, F, D, T, true)
-	}
-	if G.Up != nil {
-		kernel.MatMulTN(G.Up, dup, tr.xn2, F, D, T, true)
-	}
+	back(LinGate, dxn, dgate, tr.xn2, G.Gate, nil, false)
+	back(LinUp, dxn, dup, tr.xn2, G.Up, nil, true)
 	// xn2 = rmsnorm(xMid); the residual passes dx to xMid unchanged.
 	rmsNormBackward(dx, G.FFNNorm, dxn, tr.xMid, L.FFNNorm, tr.rstd2, T, D)
 
 	// xMid = x + att·Oᵀ
 	datt := make([]float32, T*qd)
-	kernel.MatMulNN(datt, dx, L.O.F32(), T, qd, D, false)
-	if G.O != nil {
-		kernel.MatMulTN(G.O, dx, tr.att, D, qd, T, true)
-	}
+	back(LinO, datt, dx, tr.att, G.O, nil, false)
 	// att = attention(q, k, v)
 	dq, dk, dv := make([]float32, T*qd), make([]float32, T*kvd), make([]float32, T*kvd)
 	m.attentionBackward(tr, datt, dq, dk, dv, T, start)
@@ -390,20 +517,9 @@ func (m *Model) blockBackward(l int, tr *layerTrace, G *LayerGrads, dx []float32
 		dq, dk = dqPre, dkPre
 	}
 	// q = xn1·Qᵀ + bq, k = xn1·Kᵀ + bk, v = xn1·Vᵀ + bv
-	kernel.MatMulNN(dxn, dq, L.Q.F32(), T, D, qd, false)
-	kernel.MatMulNN(dxn, dk, L.K.F32(), T, D, kvd, true)
-	kernel.MatMulNN(dxn, dv, L.V.F32(), T, D, kvd, true)
-	for _, p := range []struct {
-		dW, dB, dy, _ []float32
-		n             int
-	}{{G.Q, G.QBias, dq, nil, qd}, {G.K, G.KBias, dk, nil, kvd}, {G.V, G.VBias, dv, nil, kvd}} {
-		if p.dW != nil {
-			kernel.MatMulTN(p.dW, p.dy, tr.xn1, p.n, D, T, true)
-		}
-		if p.dB != nil {
-			biasBackward(p.dB, p.dy, T)
-		}
-	}
+	back(LinQ, dxn, dq, tr.xn1, G.Q, G.QBias, false)
+	back(LinK, dxn, dk, tr.xn1, G.K, G.KBias, true)
+	back(LinV, dxn, dv, tr.xn1, G.V, G.VBias, true)
 	// xn1 = rmsnorm(x); the residual passes dx to x unchanged.
 	rmsNormBackward(dx, G.AttnNorm, dxn, tr.x, L.AttnNorm, tr.rstd1, T, D)
 }

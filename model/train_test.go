@@ -143,7 +143,7 @@ func TestModelGradients(t *testing.T) {
 				t.Fatal(err)
 			}
 			g := m.NewGrads()
-			if _, _, err := m.ForwardBackward(row, g, iv, 1); err != nil {
+			if _, _, err := m.ForwardBackward(row, g, TrainOptions{Interventions: iv, Scale: 1}); err != nil {
 				t.Fatal(err)
 			}
 			f := func() float64 {
