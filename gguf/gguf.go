@@ -22,6 +22,7 @@ import (
 	"math/bits"
 	"sort"
 
+	"persona/internal/fileio"
 	"persona/tensor"
 )
 
@@ -103,7 +104,7 @@ type File struct {
 // Open memory-maps a GGUF file read-only and parses its header. Tensor data
 // is never copied. Close the file when its tensors are no longer used.
 func Open(path string) (*File, error) {
-	data, unmap, err := mapFile(path)
+	data, unmap, err := fileio.Map(path)
 	if err != nil {
 		return nil, fmt.Errorf("gguf %s: %w", path, err)
 	}

@@ -1,16 +1,14 @@
 package gguf
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"math"
-	"os"
-	"path/filepath"
 
+	"persona/internal/fileio"
 	"persona/tensor"
 )
 
@@ -287,54 +285,12 @@ func (w *Writer) WriteFile(path string) error {
 	if w.err != nil {
 		return fmt.Errorf("gguf %s: %w", path, w.err)
 	}
-	err := writeAtomic(path, func(out io.Writer) error {
+	err := fileio.WriteAtomic(path, func(out io.Writer) error {
 		_, err := w.WriteTo(out)
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("gguf %s: %w", path, err)
-	}
-	return nil
-}
-
-// writeAtomic streams fill into a temporary sibling of path, syncs it and
-// renames it into place; on any failure the temporary file is removed.
-func writeAtomic(path string, fill func(io.Writer) error) (err error) {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	bw := bufio.NewWriterSize(tmp, 1<<20)
-	if err = fill(bw); err != nil {
-		return err
-	}
-	if err = bw.Flush(); err != nil {
-		return err
-	}
-	if err = tmp.Chmod(0o644); err != nil {
-		return err
-	}
-	if err = tmp.Sync(); err != nil {
-		return err
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	// Make the rename itself durable; not every platform can sync a
-	// directory, so a failure here is not an error.
-	if d, derr := os.Open(dir); derr == nil {
-		d.Sync()
-		d.Close()
 	}
 	return nil
 }

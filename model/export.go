@@ -8,6 +8,7 @@ import (
 	"reflect"
 
 	"persona/gguf"
+	"persona/internal/fileio"
 	"persona/safetensors"
 	"persona/tensor"
 )
@@ -176,7 +177,7 @@ func (m *Model) WriteHF(dir string) error {
 	if err != nil {
 		return err
 	}
-	return atomicWrite(filepath.Join(dir, "config.json"), append(data, '\n'))
+	return fileio.WriteFileAtomic(filepath.Join(dir, "config.json"), append(data, '\n'))
 }
 
 // param is one stored parameter with its names in both formats.
@@ -231,26 +232,4 @@ func (m *Model) eachWeight(fn func(param) error) error {
 		}
 	}
 	return nil
-}
-
-// atomicWrite writes data to path through a temporary file and a rename, so
-// readers never see half a file.
-func atomicWrite(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 
+	"persona/internal/fileio"
 	"persona/kernel"
 	"persona/safetensors"
 	"persona/tensor"
@@ -216,7 +217,7 @@ func (m *Model) SaveLoRA(dir, baseModel string) error {
 	if err != nil {
 		return err
 	}
-	return atomicWrite(filepath.Join(dir, "adapter_config.json"), append(data, '\n'))
+	return fileio.WriteFileAtomic(filepath.Join(dir, "adapter_config.json"), append(data, '\n'))
 }
 
 // LoadLoRA attaches the PEFT adapters in dir (adapter_config.json and

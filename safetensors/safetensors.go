@@ -20,6 +20,7 @@ import (
 	"sort"
 	"unicode/utf8"
 
+	"persona/internal/fileio"
 	"persona/tensor"
 )
 
@@ -64,7 +65,7 @@ type File struct {
 
 // Open memory-maps a safetensors file read-only and parses its header.
 func Open(path string) (*File, error) {
-	data, unmap, err := mapFile(path)
+	data, unmap, err := fileio.Map(path)
 	if err != nil {
 		return nil, fmt.Errorf("safetensors %s: %w", path, err)
 	}

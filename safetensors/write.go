@@ -1,16 +1,14 @@
 package safetensors
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"sort"
 
+	"persona/internal/fileio"
 	"persona/tensor"
 )
 
@@ -28,7 +26,7 @@ func Write(path string, tensors []tensor.Tensor, metadata map[string]string) err
 	if err != nil {
 		return fmt.Errorf("safetensors %s: %w", path, err)
 	}
-	err = writeAtomic(path, func(w io.Writer) error {
+	err = fileio.WriteAtomic(path, func(w io.Writer) error {
 		if _, err := w.Write(binary.LittleEndian.AppendUint64(nil, uint64(len(hdr)))); err != nil {
 			return err
 		}
@@ -113,46 +111,4 @@ func header(tensors []tensor.Tensor, metadata map[string]string) ([]byte, []tens
 		buf.WriteByte(' ')
 	}
 	return buf.Bytes(), order, nil
-}
-
-// writeAtomic streams fill into a temporary sibling of path, syncs it and
-// renames it into place; on any failure the temporary file is removed.
-func writeAtomic(path string, fill func(io.Writer) error) (err error) {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	bw := bufio.NewWriterSize(tmp, 1<<20)
-	if err = fill(bw); err != nil {
-		return err
-	}
-	if err = bw.Flush(); err != nil {
-		return err
-	}
-	if err = tmp.Chmod(0o644); err != nil {
-		return err
-	}
-	if err = tmp.Sync(); err != nil {
-		return err
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	// Make the rename itself durable; not every platform can sync a
-	// directory, so a failure here is not an error.
-	if d, derr := os.Open(dir); derr == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
 }

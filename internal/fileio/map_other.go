@@ -1,11 +1,11 @@
 //go:build !(linux || darwin || freebsd || netbsd || openbsd || dragonfly)
 
-package gguf
+package fileio
 
 import "os"
 
-// mapFile reads the whole file where memory mapping is not wired up.
-func mapFile(path string) ([]byte, func() error, error) {
+// Map reads the whole file where memory mapping is not wired up.
+func Map(path string) ([]byte, func() error, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, nil, err

@@ -1,6 +1,6 @@
 //go:build linux || darwin || freebsd || netbsd || openbsd || dragonfly
 
-package gguf
+package fileio
 
 import (
 	"errors"
@@ -9,9 +9,9 @@ import (
 	"syscall"
 )
 
-// mapFile maps a regular file read-only. The mapping outlives the
+// Map maps a regular file read-only. The mapping outlives the
 // descriptor, which is closed before returning.
-func mapFile(path string) ([]byte, func() error, error) {
+func Map(path string) ([]byte, func() error, error) {
 	fd, err := os.Open(path)
 	if err != nil {
 		return nil, nil, err
