@@ -371,3 +371,22 @@ func TestChatRows(t *testing.T) {
 	}
 	t.Log(st)
 }
+
+// TestLengthLimit pins the limit exactly: a document of n tokens fits a row
+// of n−1 positions and not one of n−2.
+func TestLengthLimit(t *testing.T) {
+	e := tinyEngine(t)
+	data := []byte(`{"text": "A sentence of a dozen or so tokens, give or take a few."}`)
+	docs, err := LoadBytes(e, data, "t.jsonl", Options{SeqLen: 200})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := docs[0].Positions()
+	if _, err := LoadBytes(e, data, "t.jsonl", Options{SeqLen: p}); err != nil {
+		t.Errorf("seq_len %d = positions: %v", p, err)
+	}
+	_, err = LoadBytes(e, data, "t.jsonl", Options{SeqLen: p - 1})
+	if want := "t.jsonl:1: " + strconv.Itoa(p+1) + " tokens need"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("seq_len %d < positions %d: error %v, want %q", p-1, p, err, want)
+	}
+}

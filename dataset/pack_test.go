@@ -302,3 +302,50 @@ func srcIndex(docs []Document, src string) int {
 	}
 	return -1
 }
+
+// TestSplitDuplicateGroups puts every document in a group of identical
+// copies, so a held-out set of round(0.1·20) = 2 would cut a group in two
+// unless Split keeps groups together.
+func TestSplitDuplicateGroups(t *testing.T) {
+	base := randomDocs(4, 10, 21)
+	var docs []Document
+	for i := 0; i < 5; i++ {
+		for j, d := range base {
+			docs = append(docs, Document{Source: fmt.Sprintf("copies.jsonl:%d", 5*j+i+1), Tokens: d.Tokens, Mask: d.Mask})
+		}
+	}
+	for seed := uint64(0); seed < 10; seed++ {
+		train, held, err := Split(docs, 0.1, seed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(held) != 5 || len(train) != 15 {
+			t.Errorf("seed %d: held out %d, trained %d; want one whole group of 5", seed, len(held), len(train))
+		}
+		for _, d := range train {
+			if docKey(d) == docKey(held[0]) {
+				t.Fatalf("seed %d: a copy of a held-out document is in the training set", seed)
+			}
+		}
+	}
+}
+
+// TestShuffleUniform checks that every order of three rows is equally
+// likely, which a subtly wrong Fisher–Yates loop is not.
+func TestShuffleUniform(t *testing.T) {
+	const n = 60000
+	count := map[string]int{}
+	for seed := uint64(0); seed < n; seed++ {
+		s := []int{0, 1, 2}
+		newRNG(seed, 0).shuffle(s)
+		count[fmt.Sprint(s)]++
+	}
+	if len(count) != 6 {
+		t.Fatalf("%d of 6 orders ever appear: %v", len(count), count)
+	}
+	for k, c := range count {
+		if c < n/6-600 || c > n/6+600 { // about 6 standard deviations
+			t.Errorf("order %s appears %d times of %d, want about %d", k, c, n, n/6)
+		}
+	}
+}
