@@ -2,7 +2,6 @@ package kernel
 
 import (
 	"runtime"
-	"sync"
 
 	"persona/tensor"
 )
@@ -143,7 +142,9 @@ const minWorkPerGoroutine = 1 << 15
 
 // parallel runs fn over [0, n) split into at most GOMAXPROCS chunks whose
 // boundaries are multiples of align, using no more goroutines than work
-// (multiply-adds) justifies. The calling goroutine runs the first chunk.
+// (multiply-adds) justifies. The calling goroutine takes part. The split is
+// static (one chunk per goroutine) for the GEMMs, whose chunks each pack
+// their own operand panels.
 func parallel(n, align, work int, fn func(lo, hi int)) {
 	p := runtime.GOMAXPROCS(0)
 	p = min(p, work/minWorkPerGoroutine, (n+align-1)/align)
@@ -153,15 +154,5 @@ func parallel(n, align, work int, fn func(lo, hi int)) {
 	}
 	chunk := (n + p - 1) / p
 	chunk = (chunk + align - 1) / align * align
-	var wg sync.WaitGroup
-	for lo := chunk; lo < n; lo += chunk {
-		hi := min(lo+chunk, n)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			fn(lo, hi)
-		}()
-	}
-	fn(0, min(chunk, n))
-	wg.Wait()
+	parallelChunks(n, chunk, p-1, fn)
 }
