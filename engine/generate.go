@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 
 	"persona/chat"
 	"persona/model"
@@ -223,13 +222,5 @@ func (e *Engine) LogProbs(ctx context.Context, ids []int, from int, iv *resid.Se
 
 // logProbOf returns log softmax(row)[id] without materialising the whole row.
 func logProbOf(row []float32, id int) float32 {
-	m := row[0]
-	for _, v := range row[1:] {
-		m = max(m, v)
-	}
-	var sum float64
-	for _, v := range row {
-		sum += math.Exp(float64(v - m))
-	}
-	return row[id] - m - float32(math.Log(sum))
+	return row[id] - float32(model.LogSumExp(row))
 }

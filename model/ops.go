@@ -7,22 +7,11 @@ import (
 // rmsNorm: out[t,:] = x[t,:] · w / sqrt(mean(x[t,:]²) + eps).
 // x and out are (T, D); w is (D). out may alias x.
 func rmsNorm(out, x, w []float32, T, D int, eps float32) {
-	for t := 0; t < T; t++ {
-		row := x[t*D : (t+1)*D]
-		var ss float64
-		for _, v := range row {
-			ss += float64(v) * float64(v)
-		}
-		r := float32(1 / math.Sqrt(ss/float64(D)+float64(eps)))
-		o := out[t*D : (t+1)*D]
-		for i, v := range row {
-			o[i] = v * r * w[i]
-		}
-	}
+	rmsNormForward(out, nil, x, w, T, D, eps)
 }
 
 // rmsNormForward is rmsNorm that also keeps each row's 1/rms for the
-// backward pass: rstd[t] = 1/sqrt(mean(x[t,:]²) + eps).
+// backward pass, rstd[t] = 1/sqrt(mean(x[t,:]²) + eps), unless rstd is nil.
 func rmsNormForward(out, rstd, x, w []float32, T, D int, eps float32) {
 	for t := 0; t < T; t++ {
 		row := x[t*D : (t+1)*D]
@@ -31,7 +20,9 @@ func rmsNormForward(out, rstd, x, w []float32, T, D int, eps float32) {
 			ss += float64(v) * float64(v)
 		}
 		r := float32(1 / math.Sqrt(ss/float64(D)+float64(eps)))
-		rstd[t] = r
+		if rstd != nil {
+			rstd[t] = r
+		}
 		o := out[t*D : (t+1)*D]
 		for i, v := range row {
 			o[i] = v * r * w[i]
@@ -176,17 +167,22 @@ func softmaxInPlace(x []float32) {
 	}
 }
 
-// LogSoftmax writes log-probabilities of logits into out (may alias).
-func LogSoftmax(out, logits []float32) {
-	m := logits[0]
-	for _, v := range logits[1:] {
+// LogSumExp returns log Σ exp(x), computed stably around the maximum.
+func LogSumExp(x []float32) float64 {
+	m := x[0]
+	for _, v := range x[1:] {
 		m = max(m, v)
 	}
 	var sum float64
-	for _, v := range logits {
+	for _, v := range x {
 		sum += math.Exp(float64(v - m))
 	}
-	lse := m + float32(math.Log(sum))
+	return float64(m) + math.Log(sum)
+}
+
+// LogSoftmax writes log-probabilities of logits into out (may alias).
+func LogSoftmax(out, logits []float32) {
+	lse := float32(LogSumExp(logits))
 	for i, v := range logits {
 		out[i] = v - lse
 	}

@@ -345,15 +345,7 @@ func (m *Model) headLossBackward(xn []float32, r *Row, g *Grads, dxn []float32, 
 				clear(row)
 				continue
 			}
-			mx := row[0]
-			for _, v := range row[1:] {
-				mx = max(mx, v)
-			}
-			var sum float64
-			for _, v := range row {
-				sum += math.Exp(float64(v - mx))
-			}
-			lse := float64(mx) + math.Log(sum)
+			lse := LogSumExp(row)
 			loss += float64(w) * (lse - float64(row[r.Targets[t]]))
 			weight += float64(w)
 			if g == nil {
