@@ -65,5 +65,10 @@ func FromGGUF(f *gguf.File) (*Tokenizer, error) {
 	if b, ok := f.Bool("tokenizer.ggml.add_space_prefix"); ok {
 		v.AddSpacePrefix = b
 	}
-	return FromVocab(v, name)
+	t, err := FromVocab(v, name)
+	if err != nil {
+		return nil, err
+	}
+	t.chatTemplate, _ = f.String("tokenizer.chat_template")
+	return t, nil
 }

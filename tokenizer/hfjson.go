@@ -110,7 +110,8 @@ func Load(path string) (*Tokenizer, error) {
 	return t, nil
 }
 
-// applyConfig takes bos_token and eos_token from a tokenizer_config.json.
+// applyConfig takes bos_token, eos_token, pad_token and a chat_template
+// string from a tokenizer_config.json.
 func (t *Tokenizer) applyConfig(data []byte) error {
 	var cfg map[string]json.RawMessage
 	if err := json.Unmarshal(data, &cfg); err != nil {
@@ -144,6 +145,13 @@ func (t *Tokenizer) applyConfig(data []byte) error {
 	}
 	if err := pick("bos_token", &t.bos); err != nil {
 		return err
+	}
+	// A pad_token outside the vocabulary (some configs name one the model
+	// never had) only means there is no usable PAD: not an error.
+	_ = pick("pad_token", &t.pad)
+	var tmpl string
+	if raw, ok := cfg["chat_template"]; ok && json.Unmarshal(raw, &tmpl) == nil {
+		t.chatTemplate = tmpl
 	}
 	return pick("eos_token", &t.eos)
 }
@@ -201,7 +209,7 @@ func FromJSON(data []byte, name string) (*Tokenizer, error) {
 		byID[id], set[id] = s, true
 		vocab[s] = int32(id)
 	}
-	t := &Tokenizer{name: name, bos: -1, eos: -1, cache: make(map[string][]tok)}
+	t := &Tokenizer{name: name, bos: -1, eos: -1, pad: -1, cache: make(map[string][]tok)}
 	var added []addedToken
 	special := make([]bool, total)
 	for i, a := range f.AddedTokens {

@@ -50,7 +50,12 @@ type Tokenizer struct {
 	spmEscape bool
 
 	prefix, suffix []int // what the post-processor adds around a sequence
-	bos, eos       int
+	bos, eos, pad  int
+
+	// chatTemplate travels with the tokenizer (from tokenizer_config.json,
+	// GGUF or Train) so that the writers can put it into the files they
+	// write; "" when unknown.
+	chatTemplate string
 
 	cacheMu sync.RWMutex
 	cache   map[string][]tok
@@ -213,6 +218,16 @@ func (t *Tokenizer) BOS() int { return t.bos }
 
 // EOS is the end-of-sequence id, or -1 when the model has none.
 func (t *Tokenizer) EOS() int { return t.eos }
+
+// PAD is the padding id (tokenizer_config.json's pad_token, GGUF's
+// padding_token_id), or -1 when none is named.
+func (t *Tokenizer) PAD() int { return t.pad }
+
+// ChatTemplate is the Jinja chat template that came with the tokenizer (the
+// string form of tokenizer_config.json's chat_template, GGUF's
+// tokenizer.chat_template, or TrainOptions.ChatTemplate), or "". It is kept
+// so that WriteConfig and GGUFMetadata pass it on; package chat renders it.
+func (t *Tokenizer) ChatTemplate() string { return t.chatTemplate }
 
 // IsSpecial reports whether id is a control token (BOS, EOS, chat markers,
 // special added tokens), which DecodeSkipSpecial leaves out.

@@ -71,7 +71,7 @@ func FromVocab(v *Vocab, name string) (*Tokenizer, error) {
 			return nil, errf("tokenizer.ggml."+f.name, "id %d out of range [0, %d)", f.id, n)
 		}
 	}
-	t := &Tokenizer{name: name, bos: v.BOS, eos: v.EOS, cache: make(map[string][]tok)}
+	t := &Tokenizer{name: name, bos: v.BOS, eos: v.EOS, pad: v.PAD, cache: make(map[string][]tok)}
 	t.tokens = append([]string(nil), v.Tokens...)
 	t.special = make([]bool, n)
 	t.ids = make(map[string]int, n)
