@@ -1,0 +1,217 @@
+package vectors
+
+import (
+	"context"
+	"errors"
+	"math"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"persona/chat"
+	"persona/engine"
+	"persona/model"
+	"persona/resid"
+)
+
+const fixtures = "../../shared/fixtures"
+
+// chatEngine loads a random Qwen3-shaped model carrying the real Qwen3
+// tokenizer and chat template, so spans come out as on the real model. It is
+// built once per test binary (the 150k-token vocabulary takes a moment) and
+// shared: Engine is safe for concurrent use and nothing here modifies it.
+func chatEngine(t testing.TB) *engine.Engine {
+	t.Helper()
+	e, err := sharedEngine()
+	if err != nil {
+		if os.IsNotExist(err) {
+			t.Skipf("fixture tokenizer missing: %v", err)
+		}
+		t.Fatal(err)
+	}
+	return e
+}
+
+var sharedEngine = sync.OnceValues(func() (*engine.Engine, error) {
+	dir, err := os.MkdirTemp("", "vectors-test-*")
+	if err != nil {
+		return nil, err
+	}
+	tempDirs = append(tempDirs, dir)
+	for _, f := range []string{"tokenizer.json", "tokenizer_config.json"} {
+		data, err := os.ReadFile(filepath.Join(fixtures, "tokenizers", "qwen3", f))
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), data, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	cfg := model.Config{Arch: "qwen3", Hidden: 32, FFN: 64, NumLayers: 3, Heads: 4, KVHeads: 2, HeadDim: 8,
+		Vocab: 151936, MaxSeq: 512, NormEps: 1e-6, RoPETheta: 1e6, TiedEmbedding: true, QKNorm: true}
+	m, err := model.NewRandom(cfg, 5)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.WriteHF(dir); err != nil {
+		return nil, err
+	}
+	return engine.Load(dir)
+})
+
+// tempDirs are removed after all tests ran.
+var tempDirs []string
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	for _, d := range tempDirs {
+		os.RemoveAll(d)
+	}
+	os.Exit(code)
+}
+
+var conversation = []chat.Message{
+	{Role: "system", Content: "You are a cheerful assistant."},
+	{Role: "user", Content: "How do I boil an egg?"},
+	{Role: "assistant", Content: "Put it in boiling water for eight minutes, then cool it."},
+	{Role: "user", Content: "And a soft one?"},
+	{Role: "assistant", Content: "Six minutes."},
+	{Role: "user", Content: "Thanks!"},
+}
+
+// Capture's span means and last-prompt-token rows equal what per-token
+// capture of the same forward pass gives, at every layer, for every
+// assistant turn.
+func TestCaptureMatchesPerToken(t *testing.T) {
+	e := chatEngine(t)
+	ctx := context.Background()
+	act, err := Capture(ctx, e, conversation, CaptureOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(act.Turns) != 2 || act.Turns[0].Message != 2 || act.Turns[1].Message != 4 || len(act.Layers) != 3 {
+		t.Fatalf("turns %+v layers %v", act.Turns, act.Layers)
+	}
+	enc, err := e.EncodeChat(conversation, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := e.Model
+	rows := make([]*resid.Capture, m.NumLayers)
+	var ivs []resid.Intervention
+	for l := range rows {
+		rows[l] = &resid.Capture{At: l}
+		ivs = append(ivs, rows[l])
+	}
+	rs, _ := resid.NewSet(m.NumLayers, m.Hidden, ivs...)
+	m.Forward(m.NewState(), enc.IDs, rs, model.NoLogits)
+	for k, turn := range act.Turns {
+		sp := enc.Spans[turn.Message]
+		if turn.Start != sp.Start || turn.Tokens != sp.End-sp.Start || turn.Tokens < 2 {
+			t.Fatalf("turn %d: start %d tokens %d, span %+v", k, turn.Start, turn.Tokens, sp)
+		}
+		for l := range rows {
+			want := make([]float64, m.Hidden)
+			for p := sp.Start; p < sp.End; p++ {
+				for i, v := range rows[l].Rows[p] {
+					want[i] += float64(v) / float64(turn.Tokens)
+				}
+			}
+			for i := range want {
+				if math.Abs(float64(turn.Mean[l][i])-want[i]) > 1e-5 {
+					t.Fatalf("turn %d layer %d element %d: mean %v, per-token %v", k, l, i, turn.Mean[l][i], want[i])
+				}
+				if turn.LastPrompt[l][i] != rows[l].Rows[sp.Start-1][i] {
+					t.Fatalf("turn %d layer %d: last prompt token differs", k, l)
+				}
+			}
+		}
+	}
+	// The pooled mean weights turns by their token counts.
+	pooled := act.Mean()
+	n0, n1 := float64(act.Turns[0].Tokens), float64(act.Turns[1].Tokens)
+	want := (float64(act.Turns[0].Mean[1][3])*n0 + float64(act.Turns[1].Mean[1][3])*n1) / (n0 + n1)
+	if math.Abs(float64(pooled[1][3])-want) > 1e-6 {
+		t.Errorf("pooled mean %v, want %v", pooled[1][3], want)
+	}
+}
+
+// Interventions listed in the options act before the capture: an Add of v
+// at layer 1 on every position shifts the layer-1 mean by exactly v.
+func TestCaptureSeesInterventions(t *testing.T) {
+	e := chatEngine(t)
+	ctx := context.Background()
+	opt := CaptureOptions{Layers: []int{1}}
+	plain, err := Capture(ctx, e, conversation[:3], opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := make([]float32, e.Model.Hidden)
+	v[5] = 3
+	opt.Interventions = []resid.Intervention{&resid.Add{At: 1, Vector: v, Coeff: 1}}
+	steered, err := Capture(ctx, e, conversation[:3], opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := steered.Turns[0].Mean[0][5] - plain.Turns[0].Mean[0][5]
+	o := steered.Turns[0].Mean[0][4] - plain.Turns[0].Mean[0][4]
+	if math.Abs(float64(d-3)) > 1e-4 || o != 0 {
+		t.Errorf("steered − plain = %v (want 3) and %v (want 0)", d, o)
+	}
+}
+
+func TestCaptureErrors(t *testing.T) {
+	e := chatEngine(t)
+	ctx := context.Background()
+	if _, err := Capture(ctx, e, conversation[:2], CaptureOptions{}); !errors.Is(err, ErrNoTurn) {
+		t.Errorf("no assistant turn: %v", err)
+	}
+	if _, err := Capture(ctx, e, conversation, CaptureOptions{Layers: []int{0, 3}}); !errors.Is(err, ErrLayer) {
+		t.Errorf("layer beyond the model: %v", err)
+	}
+	if _, err := Capture(ctx, e, conversation, CaptureOptions{Layers: []int{1, 1}}); err == nil {
+		t.Error("repeated layer accepted")
+	}
+	// Other roles can be averaged over too (the user's turns, for a baseline).
+	act, err := Capture(ctx, e, conversation, CaptureOptions{Roles: []string{"user"}, Layers: []int{2}})
+	if err != nil || len(act.Turns) != 3 || act.Turns[2].Message != 5 {
+		t.Errorf("user turns: %+v, %v", act, err)
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := Capture(cancelled, e, conversation, CaptureOptions{}); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled context: %v", err)
+	}
+}
+
+// Capturing every layer costs a few percent over the forward pass itself
+// (the budget is 5%): compare the two sub-benchmarks.
+func BenchmarkCapture(b *testing.B) {
+	cfg := model.Config{Arch: "llama", Hidden: 256, FFN: 768, NumLayers: 8, Heads: 8, KVHeads: 4, HeadDim: 32,
+		Vocab: 2048, MaxSeq: 1024, NormEps: 1e-5, RoPETheta: 10000}
+	m, err := model.NewRandom(cfg, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	enc := &engine.Encoded{IDs: make([]int, 256)}
+	for i := range enc.IDs {
+		enc.IDs[i] = (i * 37) % cfg.Vocab
+	}
+	enc.Spans = []engine.TokenSpan{{Message: 0, Role: "user", Start: 1, End: 40}, {Message: 1, Role: "assistant", Start: 48, End: 256}}
+	b.Run("forward", func(b *testing.B) {
+		for b.Loop() {
+			s := m.NewState()
+			for i := 0; i < len(enc.IDs); i += captureChunk {
+				m.Forward(s, enc.IDs[i:min(i+captureChunk, len(enc.IDs))], nil, model.NoLogits)
+			}
+		}
+	})
+	b.Run("capture-all-layers", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := CaptureEncoded(context.Background(), m, enc, CaptureOptions{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
