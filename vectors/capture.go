@@ -18,9 +18,9 @@ var ErrNoTurn = errors.New("no message of the requested roles")
 
 // CaptureOptions say what Capture records.
 type CaptureOptions struct {
-	// Layers to capture, ascending; nil means every layer of the model.
+	// Layers to capture, strictly ascending; empty means every layer.
 	Layers []int
-	// Roles whose messages are averaged over; nil means {"assistant"}.
+	// Roles whose messages are averaged over; empty means {"assistant"}.
 	Roles []string
 	// Interventions run before the capture at their layer (so the capture
 	// sees the steered stream), e.g. to measure a steered model.
@@ -38,8 +38,8 @@ type Activations struct {
 // Turn is one captured message.
 type Turn struct {
 	Message int    // index of the message in the conversation
-	Role    string //
-	Start   int    // first content token position
+	Role    string // the message's role
+	Start   int    // position of its first content token
 	Tokens  int    // content tokens averaged over (0 for empty content)
 	// Mean[i] is the mean of resid[Layers[i]] over the content tokens: the
 	// response mean the persona-vector and assistant-axis recipes average.
@@ -104,7 +104,7 @@ func Capture(ctx context.Context, e *engine.Engine, msgs []chat.Message, opt Cap
 // response), which avoids re-tokenizing generated text.
 func CaptureEncoded(ctx context.Context, m *model.Model, enc *engine.Encoded, opt CaptureOptions) (*Activations, error) {
 	layers := opt.Layers
-	if layers == nil {
+	if len(layers) == 0 {
 		layers = make([]int, m.NumLayers)
 		for i := range layers {
 			layers[i] = i
@@ -119,7 +119,7 @@ func CaptureEncoded(ctx context.Context, m *model.Model, enc *engine.Encoded, op
 		}
 	}
 	roles := opt.Roles
-	if roles == nil {
+	if len(roles) == 0 {
 		roles = []string{"assistant"}
 	}
 

@@ -163,7 +163,8 @@ func (s *Set) Without(layers ...int) *Set {
 }
 
 // Project returns a·v/‖v‖ in float64 (0 for a zero v): how far a lies along
-// v's direction, in the activations' own units.
+// v's direction, in the activations' own units. a and v have equal widths
+// (Set.Project checks).
 func Project(a, v []float32) float64 {
 	var dot, n2 float64
 	for i, x := range v {
@@ -176,7 +177,8 @@ func Project(a, v []float32) float64 {
 	return dot / math.Sqrt(n2)
 }
 
-// Cosine returns the cosine similarity of a and b (0 if either is zero).
+// Cosine returns the cosine similarity of equal-width a and b (0 if either
+// is zero): how well two vectors agree, e.g. the axis and PC1.
 func Cosine(a, b []float32) float64 {
 	var dot, na, nb float64
 	for i := range a {
