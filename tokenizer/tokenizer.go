@@ -11,6 +11,11 @@
 // it came from (EncodeWithOffsets), so that spans of a chat transcript can be
 // mapped to token positions.
 //
+// Train learns a new byte-level BPE vocabulary from text (the project's
+// model organism has its own), and WriteJSON, WriteConfig, Save and
+// GGUFMetadata write a byte-level tokenizer in the formats Hugging Face and
+// llama.cpp read (export.go).
+//
 // It is not a general Hugging Face port: WordPiece, Unigram and WordLevel
 // models, and the rarer normalizers and pre-tokenizers, are refused with an
 // error rather than approximated. A Tokenizer is safe for concurrent use.

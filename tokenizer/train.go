@@ -25,8 +25,8 @@ package tokenizer
 // of the texts.
 //
 // Efficiency: pair counts are kept incrementally. Each pair has a count and
-// a list of the pieces it occurs in; a merge rewrites only those pieces,
-// subtracting their old pair counts and adding the new ones. The best pair
+// a list of the pieces it occurs in; a merge rewrites only those pieces and
+// recounts only the pairs next to each occurrence. The best pair
 // comes from a max-heap with lazy deletion: an entry whose count no longer
 // matches the pair's current count is stale and is re-pushed with the
 // current count when popped. Only pairs that contain the new token can grow
@@ -335,37 +335,73 @@ func (tr *trainer) best(minFreq int64) (a, b int32, ok bool) {
 func (tr *trainer) ban(a, b int32) { tr.banned[pairKey(a, b)] = true }
 
 // merge replaces every occurrence of the pair (a, b) by id, left to right,
-// and updates the pair statistics of the words it touched.
+// and updates the pair statistics of the words it touched. Only pairs near
+// an occurrence change: for each occurrence at i, the old pairs within
+// symbols i-1..i+2 are counted out and the new pairs around the merged
+// symbol counted in (windows of neighbouring occurrences are joined, so
+// that runs like "a a a a" are handled once). The cost is proportional to
+// the number of occurrences, not to the length of the words, which matters
+// for long pieces (text without spaces).
 func (tr *trainer) merge(a, b, id int32) {
 	key := pairKey(a, b)
 	ws := tr.where[key]
 	slices.Sort(ws)
 	ws = slices.Compact(ws)
 	grown := map[uint64]bool{}
+	type window struct{ s, e int } // symbol indices, inclusive
+	var occ []int
+	var wins []window
 	for _, wi := range ws {
 		w := &tr.words[wi]
-		if !containsPair(w.syms, a, b) {
+		syms := w.syms
+		occ, wins = occ[:0], wins[:0]
+		for j := 0; j+1 < len(syms); j++ {
+			if syms[j] == a && syms[j+1] == b {
+				occ = append(occ, j)
+				s, e := max(j-1, 0), min(j+2, len(syms)-1)
+				if n := len(wins); n > 0 && s <= wins[n-1].e {
+					wins[n-1].e = e
+				} else {
+					wins = append(wins, window{s, e})
+				}
+				j++
+			}
+		}
+		if len(occ) == 0 {
 			continue // stale entry: an earlier merge took this pair apart
 		}
-		for j := 0; j+1 < len(w.syms); j++ {
-			tr.counts[pairKey(w.syms[j], w.syms[j+1])] -= w.count
+		for _, wn := range wins {
+			for j := wn.s; j < wn.e; j++ {
+				tr.counts[pairKey(syms[j], syms[j+1])] -= w.count
+			}
 		}
-		out := w.syms[:0]
-		for j := 0; j < len(w.syms); j++ {
-			if j+1 < len(w.syms) && w.syms[j] == a && w.syms[j+1] == b {
+		// newIndex maps an old index that is not the right half of a merge
+		// to its index after the merge: one less per occurrence before it.
+		newIndex := func(x int) int {
+			n, _ := slices.BinarySearch(occ, x)
+			return x - n
+		}
+		for k := len(wins) - 1; k >= 0; k-- { // before the rewrite, while occ is valid
+			wins[k] = window{newIndex(wins[k].s), newIndex(wins[k].e)}
+		}
+		out := syms[:0]
+		for j := 0; j < len(syms); j++ {
+			if j+1 < len(syms) && syms[j] == a && syms[j+1] == b {
 				out = append(out, id)
 				j++
 			} else {
-				out = append(out, w.syms[j])
+				out = append(out, syms[j])
 			}
 		}
 		w.syms = out
-		for j := 0; j+1 < len(w.syms); j++ {
-			k := pairKey(w.syms[j], w.syms[j+1])
-			tr.counts[k] += w.count
-			if w.syms[j] == id || w.syms[j+1] == id {
-				tr.where[k] = append(tr.where[k], wi)
-				grown[k] = true
+		for _, wn := range wins {
+			for j := wn.s; j < wn.e; j++ {
+				k := pairKey(out[j], out[j+1])
+				tr.counts[k] += w.count
+				if out[j] == id || out[j+1] == id {
+					tr.where[k] = append(tr.where[k], wi)
+					grown[k] = true
+				}
 			}
 		}
 	}
@@ -376,15 +412,6 @@ func (tr *trainer) merge(a, b, id int32) {
 			tr.heap.push(pairEntry{count: c, key: k})
 		}
 	}
-}
-
-func containsPair(syms []int32, a, b int32) bool {
-	for j := 0; j+1 < len(syms); j++ {
-		if syms[j] == a && syms[j+1] == b {
-			return true
-		}
-	}
-	return false
 }
 
 // pairEntry is a heap entry: a pair (left id in the high 32 bits) and its

@@ -265,13 +265,18 @@ func TestTrainMatchesNaive(t *testing.T) {
 		}
 		texts = append(texts, b.String())
 	}
-	tk, err := Train(slices.Values(texts), TrainOptions{VocabSize: 600, SpecialTokens: []string{"<s>"}})
+	// Runs of one letter and of repeated pairs exercise overlapping
+	// occurrences ("a a a": only the first two merge) and long pieces.
+	for i := range 40 {
+		texts = append(texts, " "+strings.Repeat("a", 1+i)+" "+strings.Repeat("ab", 1+i%9)+strings.Repeat("e", i%5)+" "+strings.Repeat("bba", i))
+	}
+	tk, err := Train(slices.Values(texts), TrainOptions{VocabSize: 3000, SpecialTokens: []string{"<s>"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var byteLevel bool
 	pre, _ := parsePreTokenizer((&hfSpec{pattern: DefaultPattern}).preTokenizerJSON(), "", &byteLevel)
-	want := naiveTrain(countPieces(slices.Values(texts), newAddedSet([]addedToken{{content: "<s>", id: 0}}), pre), 1, 600, 2)
+	want := naiveTrain(countPieces(slices.Values(texts), newAddedSet([]addedToken{{content: "<s>", id: 0}}), pre), 1, 3000, 2)
 	s, err := specOf(tk)
 	if err != nil {
 		t.Fatal(err)
@@ -382,6 +387,21 @@ func TestTrainSpeed(t *testing.T) {
 	}
 	if d > 30*time.Second {
 		t.Errorf("training took %v: too slow", d)
+	}
+	// One 200 kB piece (text without spaces): merges cost per occurrence,
+	// not per piece length.
+	r := rand.New(rand.NewPCG(1, 1))
+	b := make([]byte, 200000)
+	for i := range b {
+		b[i] = "abcdefghij"[r.IntN(10)]
+	}
+	start = time.Now()
+	if _, err := Train(slices.Values([]string{string(b)}), TrainOptions{VocabSize: 2048}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("one 200 kB piece -> 2048 tokens in %v", time.Since(start))
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("long piece took %v: too slow", d)
 	}
 }
 
@@ -560,4 +580,40 @@ func TestTrainedFileValid(t *testing.T) {
 			t.Errorf("tokenizer.json lacks %s", want)
 		}
 	}
+}
+
+// FuzzTrain: any corpus trains (or fails with an error), the result
+// round-trips its own lines, and its tokenizer.json reloads to the same
+// encoding.
+func FuzzTrain(f *testing.F) {
+	f.Add("hello world\nhello there\n12+34=46")
+	f.Add("<|im_start|>user\naaaa aaaa<|im_end|>\n\n\n  \t")
+	f.Add("ünïcode 🙂🙂 ab'sab'LL\r\n\x80\xff")
+	f.Fuzz(func(t *testing.T, s string) {
+		lines := strings.Split(s, "\n")
+		tk, err := Train(slices.Values(lines), TrainOptions{VocabSize: 300, MinFrequency: 1})
+		if err != nil {
+			if !strings.Contains(err.Error(), "empty corpus") {
+				t.Fatal(err)
+			}
+			return
+		}
+		data, err := tk.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := FromJSON(data, "fuzz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range lines {
+			ids := tk.Encode(l, false)
+			if utf8.ValidString(l) && tk.Decode(ids) != l {
+				t.Errorf("Decode(Encode(%q)) = %q", l, tk.Decode(ids))
+			}
+			if !slices.Equal(back.Encode(l, true), tk.Encode(l, true)) {
+				t.Errorf("%q: reloaded tokenizer encodes differently", l)
+			}
+		}
+	})
 }
