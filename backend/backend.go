@@ -1,0 +1,70 @@
+// Package backend talks to language models: the embedded engine, any
+// OpenAI-compatible Chat Completions server (vLLM, SGLang, llama.cpp server,
+// Ollama, OpenAI) and the Anthropic Messages API, behind one small
+// request/response shape. Audits, drift runs and the gateway use it; what a
+// backend can do beyond chat (log-probabilities, activations) is discovered
+// by interface assertion, not configured.
+package backend
+
+import (
+	"context"
+	"errors"
+
+	"persona/chat"
+)
+
+// Request is one chat completion.
+type Request struct {
+	Messages    []chat.Message `json:"messages"`
+	MaxTokens   int            `json:"max_tokens"`
+	Temperature float64        `json:"temperature"`
+	TopP        float64        `json:"top_p,omitempty"`
+	// Seed makes sampling reproducible where the backend supports it.
+	Seed *int64 `json:"seed,omitempty"`
+	// Logprobs asks for the log-probability of each generated token and,
+	// with TopLogprobs > 0, of that many alternatives at each position.
+	Logprobs    bool     `json:"logprobs,omitempty"`
+	TopLogprobs int      `json:"top_logprobs,omitempty"`
+	Stop        []string `json:"stop,omitempty"`
+}
+
+// Response is a finished completion.
+type Response struct {
+	Model        string `json:"model"`
+	Content      string `json:"content"`
+	FinishReason string `json:"finish_reason"` // "stop", "length", ...
+	// Logprobs is empty unless requested and supported.
+	Logprobs []TokenLogprob `json:"logprobs,omitempty"`
+	Usage    Usage          `json:"usage"`
+}
+
+// TokenLogprob is one generated token with its log-probability and the most
+// likely alternatives at its position.
+type TokenLogprob struct {
+	Token   string       `json:"token"`
+	Logprob float64      `json:"logprob"`
+	Top     []TopLogprob `json:"top,omitempty"`
+}
+
+// TopLogprob is one alternative token at a position.
+type TopLogprob struct {
+	Token   string  `json:"token"`
+	Logprob float64 `json:"logprob"`
+}
+
+// Usage counts tokens as the backend reports them.
+type Usage struct {
+	PromptTokens     int `json:"prompt_tokens"`
+	CompletionTokens int `json:"completion_tokens"`
+}
+
+// Backend is anything that answers chats.
+type Backend interface {
+	// Name identifies the backend and model in reports, e.g. "openai:gpt-4o-mini".
+	Name() string
+	Chat(ctx context.Context, req Request) (*Response, error)
+}
+
+// ErrUnsupported is returned for a request feature a backend cannot serve
+// (e.g. logprobs from the Anthropic API).
+var ErrUnsupported = errors.New("not supported by this backend")
