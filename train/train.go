@@ -577,23 +577,10 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 				weight += float64(w)
 			}
 		}
-		// The step minimises the mean loss over its trained tokens, however
-		// they fall into rows and micro-batches.
-		scale := float32(0)
-		if weight > 0 {
-			scale = float32(1 / weight)
+		loss, wSum, err := accumulate(t.m, t.grads, rows, weight, t.iv, c.Seed, s)
+		if err != nil {
+			return nil, err
 		}
-		t.grads.Zero()
-		var lossSum, wSum float64
-		for i, r := range rows {
-			l, w, err := t.m.ForwardBackward(r, t.grads, model.TrainOptions{Interventions: t.iv, Scale: scale, Seed: dropoutSeed(c.Seed, s, i)})
-			if err != nil {
-				return nil, fmt.Errorf("step %d: %w", s+1, err)
-			}
-			lossSum += l
-			wSum += w
-		}
-		loss := lossSum / max(wSum, 1e-30)
 		if t.opt.afterBackward != nil {
 			if err := t.opt.afterBackward(s+1, t.params); err != nil {
 				return nil, err
@@ -658,6 +645,29 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 		return nil, err
 	}
 	return sum, nil
+}
+
+// accumulate runs the rows of step s (0-based) forward and backward into
+// g (zeroed first) and returns the mean loss per trained token and the
+// trained weight. weight is the rows' total loss weight: the step minimises
+// the mean loss over its trained tokens, however they fall into rows and
+// micro-batches, so every row's gradient is scaled by 1/weight.
+func accumulate(m *model.Model, g *model.Grads, rows []*model.Row, weight float64, iv *resid.Set, seed uint64, s int) (loss, wSum float64, err error) {
+	scale := float32(0)
+	if weight > 0 {
+		scale = float32(1 / weight)
+	}
+	g.Zero()
+	var lossSum float64
+	for i, r := range rows {
+		l, w, err := m.ForwardBackward(r, g, model.TrainOptions{Interventions: iv, Scale: scale, Seed: dropoutSeed(seed, s, i)})
+		if err != nil {
+			return 0, 0, fmt.Errorf("step %d: %w", s+1, err)
+		}
+		lossSum += l
+		wSum += w
+	}
+	return lossSum / max(wSum, 1e-30), wSum, nil
 }
 
 // checkpoint saves the current state.

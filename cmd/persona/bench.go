@@ -130,6 +130,7 @@ once and caches it in the user cache directory.`,
 	f.BoolVar(&asJSON, "json", false, "print one JSON object")
 	f.BoolVar(&worker, "engine-only", false, "time only the engine, in this process (used internally)")
 	f.MarkHidden("engine-only")
+	cmd.AddCommand(newBenchTrainCmd())
 	return cmd
 }
 

@@ -45,7 +45,7 @@ or GGUF files; the engine is pure Go.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newInspectCmd(), newGenerateCmd(), newBenchCmd())
+	root.AddCommand(newInspectCmd(), newGenerateCmd(), newBenchCmd(), newTrainCmd())
 	return root
 }
 
