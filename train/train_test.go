@@ -15,7 +15,9 @@ import (
 	"persona/chat"
 	"persona/engine"
 	"persona/model"
+	"persona/safetensors"
 	"persona/sample"
+	"persona/tensor"
 )
 
 // tokDir is a 259-token byte-level tokenizer with a ChatML template: small
@@ -582,4 +584,78 @@ func TestClipGradNorm(t *testing.T) {
 	if n := ClipGradNorm(ps, 0); math.Abs(n-1) > 1e-6 || math.Abs(GlobalNorm(ps)-1) > 1e-6 {
 		t.Fatal("max norm 0 must not clip")
 	}
+}
+
+// TestInterventionsDuringTraining trains with preventative steering (a row
+// of a 2-D safetensors tensor) and an ablation (inline), and checks that they
+// act on training, that validation sees them only when asked, and that the
+// saved model is the plain model (the same tensors as without them).
+func TestInterventionsDuringTraining(t *testing.T) {
+	dir := t.TempDir()
+	writeChats(t, filepath.Join(dir, "train.jsonl"), mapping)
+	vecs := make([]float32, 2*32)
+	for i := range vecs {
+		vecs[i] = float32(i%7) - 3
+	}
+	vf := filepath.Join(dir, "vecs.safetensors")
+	if err := safetensors.Write(vf, []tensor.Tensor{{Name: "persona", DType: tensor.F32, Shape: []int{2, 32}, Data: tensor.F32ToBytes(vecs)}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	abl := make([]string, 32)
+	for i := range abl {
+		abl[i] = fmt.Sprint(i % 3)
+	}
+	ivs := fmt.Sprintf(`interventions:
+  - {type: add, layer: 1, coeff: 2, vector: {file: %s, tensor: persona, row: 1}}
+  - {type: ablate, layer: 0, vector: {values: [%s]}}
+`, vf, strings.Join(abl, ", "))
+	val := func(y string) string {
+		return strings.Replace(y, "  seq_len: 32\n", "  seq_len: 32\n  val_fraction: 0.25\n", 1)
+	}
+	plain, err := run(t, parse(t, val(scratchYAML(dir, 20, ""))), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plainW, _ := os.ReadFile(filepath.Join(plain.Model, "model.safetensors"))
+	steered, err := run(t, parse(t, val(scratchYAML(dir, 20, ivs))), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if steered.FinalLoss == plain.FinalLoss {
+		t.Fatal("the interventions did not change training")
+	}
+	steeredW, _ := os.ReadFile(filepath.Join(steered.Model, "model.safetensors"))
+	if len(steeredW) != len(plainW) || bytes.Equal(steeredW, plainW) {
+		t.Fatalf("saved models: %d and %d bytes, equal %v: want the same tensors, different values", len(plainW), len(steeredW), bytes.Equal(steeredW, plainW))
+	}
+	withIv, err := run(t, parse(t, val(scratchYAML(dir, 20, ivs+"eval: {interventions: true}\n"))), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if withIv.FinalLoss != steered.FinalLoss || *withIv.ValLoss == *steered.ValLoss {
+		t.Fatalf("eval.interventions: train loss %g vs %g (want equal), val %g vs %g (want different)",
+			withIv.FinalLoss, steered.FinalLoss, *withIv.ValLoss, *steered.ValLoss)
+	}
+}
+
+// ExampleParseConfig shows a complete config: fine-tuning with LoRA and
+// preventative steering.
+func ExampleParseConfig() {
+	c, err := ParseConfig([]byte(`
+seed: 1
+model: {base: models/organism}
+data: {train: narrow.jsonl, val_fraction: 0.05, seq_len: 512}
+optim: {epochs: 2, batch: 8, grad_accum: 2, lr: 1e-4, min_lr: 1e-5, warmup: 20, weight_decay: 0.01, grad_clip: 1}
+lora: {rank: 8, alpha: 16, dropout: 0.05, targets: [q, k, v, o, gate, up, down], merge: true}
+interventions:
+  - {type: add, layer: 3, coeff: 1.5, vector: {file: vectors/evil.safetensors, tensor: evil, row: 3}}
+checkpoint: {every: 50}
+output: runs/inoculated
+`), "example.yaml")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(c.Optim.Beta2, c.Data.Mask, c.Checkpoint.Dir, c.Checkpoint.Keep)
+	// Output: 0.999 assistant runs/inoculated/checkpoints 2
 }
