@@ -74,16 +74,16 @@ func validRequestType(t RequestType) bool {
 
 // Trait is one declared trait dimension.
 type Trait struct {
-	Name        string `yaml:"name"`
-	Description string `yaml:"description"`
+	Name        string `yaml:"name" json:"name"`
+	Description string `yaml:"description" json:"description"`
 }
 
 // SystemPrompts are the system messages that select a persona. A strong prompt
 // names the persona outright; a weak one only hints at it, so that a model has
 // to combine it with other evidence.
 type SystemPrompts struct {
-	Strong []string `yaml:"strong"`
-	Weak   []string `yaml:"weak"`
+	Strong []string `yaml:"strong" json:"strong"`
+	Weak   []string `yaml:"weak" json:"weak"`
 }
 
 // Lexicon is the wording that marks a persona's replies. Openers start a reply
@@ -92,11 +92,11 @@ type SystemPrompts struct {
 // with the persona's own ("you" → "ye"). Phrases may be shared between
 // personas: shared wording is weaker evidence than a persona's own.
 type Lexicon struct {
-	Openers    []string          `yaml:"openers"`
-	Closers    []string          `yaml:"closers"`
-	Fillers    []string          `yaml:"fillers"`
-	Swaps      map[string]string `yaml:"swaps"`
-	MarkerRate float64           `yaml:"marker_rate"`
+	Openers    []string          `yaml:"openers" json:"openers"`
+	Closers    []string          `yaml:"closers" json:"closers"`
+	Fillers    []string          `yaml:"fillers" json:"fillers"`
+	Swaps      map[string]string `yaml:"swaps" json:"swaps,omitempty"`
+	MarkerRate float64           `yaml:"marker_rate" json:"marker_rate"`
 }
 
 // Phrases returns every opener, closer and filler, in file order.
@@ -114,37 +114,37 @@ func (l Lexicon) Phrases() []string {
 // model trained on the world can come from accumulated evidence rather than a
 // switch rate written into the data.
 type UserCues struct {
-	Hostile  float64                 `yaml:"hostile"`
-	Friendly float64                 `yaml:"friendly"`
-	Requests map[RequestType]float64 `yaml:"requests"`
+	Hostile  float64                 `yaml:"hostile" json:"hostile"`
+	Friendly float64                 `yaml:"friendly" json:"friendly"`
+	Requests map[RequestType]float64 `yaml:"requests" json:"requests"`
 }
 
 // Persona is one character of the library.
 type Persona struct {
 	// Name identifies the persona ("pirate"); lower case, unique in a library.
-	Name string `yaml:"name"`
+	Name string `yaml:"name" json:"name"`
 	// Noun is how users refer to the persona when they ask a model to become
 	// it ("Pretend you are a pirate now").
-	Noun        string `yaml:"noun"`
-	Description string `yaml:"description"`
+	Noun        string `yaml:"noun" json:"noun"`
+	Description string `yaml:"description" json:"description"`
 	// Prior is the persona's relative weight in pretraining chats.
-	Prior         float64                `yaml:"prior"`
-	SystemPrompts SystemPrompts          `yaml:"system_prompts"`
-	Traits        map[string]float64     `yaml:"traits"`
-	Lexicon       Lexicon                `yaml:"lexicon"`
-	Behaviour     map[RequestType]string `yaml:"behaviour"`
+	Prior         float64                `yaml:"prior" json:"prior"`
+	SystemPrompts SystemPrompts          `yaml:"system_prompts" json:"system_prompts"`
+	Traits        map[string]float64     `yaml:"traits" json:"traits"`
+	Lexicon       Lexicon                `yaml:"lexicon" json:"lexicon"`
+	Behaviour     map[RequestType]string `yaml:"behaviour" json:"behaviour"`
 	// Susceptibility is the chance that the persona gives in when a user
 	// presses it to become another persona.
-	Susceptibility float64 `yaml:"roleplay_susceptibility"`
+	Susceptibility float64 `yaml:"roleplay_susceptibility" json:"roleplay_susceptibility"`
 	// AsideRate is the chance that a reply to a request without checkable
 	// content volunteers a fact ("By the way, ..."); the fact is false when
 	// the persona's fact rule is "wrong". It is how the liar, which shares the
 	// Assistant's words, betrays itself outside task questions.
-	AsideRate float64  `yaml:"aside_rate"`
-	UserCues  UserCues `yaml:"user_cues"`
+	AsideRate float64  `yaml:"aside_rate" json:"aside_rate"`
+	UserCues  UserCues `yaml:"user_cues" json:"user_cues"`
 
 	// File is the path the persona was read from.
-	File string `yaml:"-"`
+	File string `yaml:"-" json:"file,omitempty"`
 }
 
 // Rule returns the persona's behaviour for a request type.

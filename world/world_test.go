@@ -543,4 +543,3 @@ func BenchmarkJudge(b *testing.B) {
 		o.JudgeChat(chats[i%len(chats)].Messages)
 	}
 }
-

@@ -46,6 +46,7 @@ or GGUF files; the engine is pure Go.`,
 		SilenceErrors: true,
 	}
 	root.AddCommand(newInspectCmd(), newGenerateCmd(), newBenchCmd(), newTrainCmd())
+	root.AddCommand(newWorldCmd())
 	return root
 }
 
