@@ -46,7 +46,8 @@ or GGUF files; the engine is pure Go.`,
 		SilenceErrors: true,
 	}
 	root.AddCommand(newInspectCmd(), newGenerateCmd(), newBenchCmd(), newTrainCmd())
-	root.AddCommand(newWorldCmd())
+	root.AddCommand(newServeCmd())
+	root.AddCommand(newWorldCmd(), newOrganismCmd())
 	return root
 }
 
