@@ -1,0 +1,379 @@
+package audit
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
+	_ "modernc.org/sqlite"             // database/sql driver "sqlite"
+)
+
+// Store keeps runs and their samples. Each sample is saved in its own
+// transaction as soon as it finishes, which is what makes runs resumable
+// after kill -9: a sample is either wholly stored or not at all.
+type Store interface {
+	CreateRun(ctx context.Context, r *RunInfo) error
+	Run(ctx context.Context, id string) (*RunInfo, error)
+	// Runs lists runs, newest first.
+	Runs(ctx context.Context) ([]RunInfo, error)
+	// SaveSample stores a sample, replacing an earlier attempt at the same
+	// probe sample (an errored one being retried on resume).
+	SaveSample(ctx context.Context, runID string, r *SampleResult) error
+	// Samples returns a run's samples ordered by probe and sample.
+	Samples(ctx context.Context, runID string) ([]*SampleResult, error)
+	// FinishRun marks a run done and keeps its report.
+	FinishRun(ctx context.Context, id string, rep *Report) error
+	Close() error
+}
+
+// ErrNoRun is returned for a run id the store does not hold.
+var ErrNoRun = errors.New("no such run")
+
+// sqlStore is the Store over database/sql for SQLite and PostgreSQL: one
+// schema, written in the SQL both accept, with "?" placeholders rewritten to
+// "$n" for PostgreSQL.
+type sqlStore struct {
+	db       *sql.DB
+	postgres bool
+}
+
+// IsPostgresDSN reports whether a --db value names a PostgreSQL database
+// rather than a SQLite file.
+func IsPostgresDSN(dsn string) bool {
+	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") ||
+		strings.Contains(dsn, "host=") || strings.Contains(dsn, "dbname=")
+}
+
+// OpenStore opens (creating and migrating as needed) a SQLite file or a
+// PostgreSQL database given by DSN.
+func OpenStore(ctx context.Context, dsn string) (Store, error) {
+	s := &sqlStore{postgres: IsPostgresDSN(dsn)}
+	var err error
+	if s.postgres {
+		s.db, err = sql.Open("pgx", dsn)
+	} else {
+		// WAL lets readers (a report on a running audit) proceed beside the
+		// writer; busy_timeout waits out another process's write instead of
+		// failing. One connection serialises this process's writes.
+		s.db, err = sql.Open("sqlite", "file:"+dsn+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)")
+		if err == nil {
+			s.db.SetMaxOpenConns(1)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store %s: %w", redact(dsn), err)
+	}
+	if err := s.db.PingContext(ctx); err != nil {
+		s.db.Close()
+		return nil, fmt.Errorf("store %s: %w", redact(dsn), err)
+	}
+	if err := s.migrate(ctx); err != nil {
+		s.db.Close()
+		return nil, fmt.Errorf("store %s: migrate: %w", redact(dsn), err)
+	}
+	return s, nil
+}
+
+// redact hides a password in a DSN so errors and reports never carry it.
+func redact(dsn string) string {
+	if i := strings.Index(dsn, "://"); i >= 0 {
+		if at := strings.LastIndex(dsn, "@"); at > i {
+			cred := dsn[i+3 : at]
+			if c := strings.Index(cred, ":"); c >= 0 {
+				return dsn[:i+3] + cred[:c] + ":***" + dsn[at:]
+			}
+		}
+	}
+	if strings.Contains(dsn, "password=") {
+		f := strings.Fields(dsn)
+		for i, kv := range f {
+			if strings.HasPrefix(kv, "password=") {
+				f[i] = "password=***"
+			}
+		}
+		return strings.Join(f, " ")
+	}
+	return dsn
+}
+
+// migrations are applied in order, each in its own transaction, and recorded
+// in schema_migrations; a store opened by an older binary keeps working
+// because migrations only ever add.
+var migrations = []string{
+	// 1: runs, samples, and the per-turn scores as rows so that teams can
+	// query trajectories in SQL without parsing transcripts.
+	`CREATE TABLE runs (
+		id TEXT PRIMARY KEY,
+		suite_name TEXT NOT NULL,
+		suite_file TEXT NOT NULL,
+		suite_source TEXT NOT NULL,
+		target TEXT NOT NULL,
+		judge TEXT NOT NULL,
+		auditor TEXT NOT NULL,
+		samples INTEGER NOT NULL,
+		seed BIGINT NOT NULL,
+		created_at TEXT NOT NULL,
+		finished_at TEXT,
+		status TEXT NOT NULL,
+		report TEXT
+	);
+	CREATE TABLE samples (
+		run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+		probe_id TEXT NOT NULL,
+		sample INTEGER NOT NULL,
+		category TEXT NOT NULL,
+		seed BIGINT NOT NULL,
+		status TEXT NOT NULL,
+		error_kind TEXT NOT NULL,
+		error TEXT NOT NULL,
+		elicited INTEGER NOT NULL,
+		messages TEXT NOT NULL,
+		started_at TEXT NOT NULL,
+		duration_ns BIGINT NOT NULL,
+		PRIMARY KEY (run_id, probe_id, sample)
+	);
+	CREATE TABLE turn_scores (
+		run_id TEXT NOT NULL,
+		probe_id TEXT NOT NULL,
+		sample INTEGER NOT NULL,
+		turn INTEGER NOT NULL,
+		message INTEGER NOT NULL,
+		finish TEXT NOT NULL,
+		persona DOUBLE PRECISION NOT NULL,
+		elicited INTEGER NOT NULL,
+		incoherent INTEGER NOT NULL,
+		scores TEXT NOT NULL,
+		PRIMARY KEY (run_id, probe_id, sample, turn),
+		FOREIGN KEY (run_id, probe_id, sample) REFERENCES samples(run_id, probe_id, sample) ON DELETE CASCADE
+	)`,
+}
+
+func (s *sqlStore) q(query string) string {
+	if !s.postgres {
+		return query
+	}
+	var b strings.Builder
+	n := 0
+	for _, c := range query {
+		if c == '?' {
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+			continue
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+func (s *sqlStore) migrate(ctx context.Context) error {
+	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)`); err != nil {
+		return err
+	}
+	for i, m := range migrations {
+		version := i + 1
+		err := s.tx(ctx, func(tx *sql.Tx) error {
+			if s.postgres {
+				// Concurrent openers (parallel CI jobs) take turns.
+				if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7411626)`); err != nil {
+					return err
+				}
+			}
+			var n int
+			if err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM schema_migrations WHERE version = ?`), version).Scan(&n); err != nil {
+				return err
+			}
+			if n > 0 {
+				return nil
+			}
+			for _, stmt := range strings.Split(m, ";") {
+				if strings.TrimSpace(stmt) == "" {
+					continue
+				}
+				if _, err := tx.ExecContext(ctx, stmt); err != nil {
+					return fmt.Errorf("migration %d: %w", version, err)
+				}
+			}
+			_, err := tx.ExecContext(ctx, s.q(`INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`), version, now())
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func now() string { return time.Now().UTC().Format(time.RFC3339Nano) }
+
+func (s *sqlStore) tx(ctx context.Context, f func(*sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := f(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+func (s *sqlStore) CreateRun(ctx context.Context, r *RunInfo) error {
+	_, err := s.db.ExecContext(ctx, s.q(`INSERT INTO runs (id, suite_name, suite_file, suite_source, target, judge, auditor, samples, seed, created_at, status)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		r.ID, r.SuiteName, r.SuiteFile, string(r.Suite), r.Target, r.Judge, r.Auditor, r.Samples, r.Seed,
+		r.Created.UTC().Format(time.RFC3339Nano), r.Status)
+	return err
+}
+
+const runCols = `id, suite_name, suite_file, suite_source, target, judge, auditor, samples, seed, created_at, status`
+
+func scanRun(sc interface{ Scan(...any) error }) (*RunInfo, error) {
+	var r RunInfo
+	var src, created string
+	if err := sc.Scan(&r.ID, &r.SuiteName, &r.SuiteFile, &src, &r.Target, &r.Judge, &r.Auditor, &r.Samples, &r.Seed, &created, &r.Status); err != nil {
+		return nil, err
+	}
+	r.Suite = []byte(src)
+	r.Created, _ = time.Parse(time.RFC3339Nano, created)
+	return &r, nil
+}
+
+func (s *sqlStore) Run(ctx context.Context, id string) (*RunInfo, error) {
+	r, err := scanRun(s.db.QueryRowContext(ctx, s.q(`SELECT `+runCols+` FROM runs WHERE id = ?`), id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("%w: %w %q", ErrInput, ErrNoRun, id)
+	}
+	return r, err
+}
+
+func (s *sqlStore) Runs(ctx context.Context) ([]RunInfo, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+runCols+` FROM runs ORDER BY created_at DESC, id DESC`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []RunInfo
+	for rows.Next() {
+		r, err := scanRun(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *r)
+	}
+	return out, rows.Err()
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (s *sqlStore) SaveSample(ctx context.Context, runID string, r *SampleResult) error {
+	msgs, err := json.Marshal(r.Messages)
+	if err != nil {
+		return err
+	}
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		// turn_scores go with the sample by cascade.
+		if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM turn_scores WHERE run_id = ? AND probe_id = ? AND sample = ?`), runID, r.ProbeID, r.Sample); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM samples WHERE run_id = ? AND probe_id = ? AND sample = ?`), runID, r.ProbeID, r.Sample); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO samples (run_id, probe_id, sample, category, seed, status, error_kind, error, elicited, messages, started_at, duration_ns)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+			runID, r.ProbeID, r.Sample, string(r.Category), r.Seed, r.Status, r.ErrorKind, r.Error, b2i(r.Elicited),
+			string(msgs), r.Started.UTC().Format(time.RFC3339Nano), int64(r.Duration)); err != nil {
+			return err
+		}
+		for t, tr := range r.Turns {
+			scores, err := json.Marshal(tr.Scores)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO turn_scores (run_id, probe_id, sample, turn, message, finish, persona, elicited, incoherent, scores)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+				runID, r.ProbeID, r.Sample, t, tr.Message, tr.Finish, tr.Persona, b2i(tr.Elicited), b2i(tr.Incoherent), string(scores)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func (s *sqlStore) Samples(ctx context.Context, runID string) ([]*SampleResult, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT probe_id, sample, category, seed, status, error_kind, error, elicited, messages, started_at, duration_ns
+		FROM samples WHERE run_id = ? ORDER BY probe_id, sample`), runID)
+	if err != nil {
+		return nil, err
+	}
+	var out []*SampleResult
+	index := map[string]*SampleResult{}
+	for rows.Next() {
+		r := &SampleResult{}
+		var cat, msgs, started string
+		var elicited int
+		var dur int64
+		if err := rows.Scan(&r.ProbeID, &r.Sample, &cat, &r.Seed, &r.Status, &r.ErrorKind, &r.Error, &elicited, &msgs, &started, &dur); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		r.Category, r.Elicited, r.Duration = Category(cat), elicited != 0, time.Duration(dur)
+		r.Started, _ = time.Parse(time.RFC3339Nano, started)
+		if err := json.Unmarshal([]byte(msgs), &r.Messages); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("run %s probe %s sample %d: messages: %w", runID, r.ProbeID, r.Sample, err)
+		}
+		out = append(out, r)
+		index[sampleKey(r.ProbeID, r.Sample)] = r
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	trows, err := s.db.QueryContext(ctx, s.q(`SELECT probe_id, sample, message, finish, persona, elicited, incoherent, scores
+		FROM turn_scores WHERE run_id = ? ORDER BY probe_id, sample, turn`), runID)
+	if err != nil {
+		return nil, err
+	}
+	defer trows.Close()
+	for trows.Next() {
+		var probe, scores string
+		var sample, elicited, incoherent int
+		var tr TurnResult
+		if err := trows.Scan(&probe, &sample, &tr.Message, &tr.Finish, &tr.Persona, &elicited, &incoherent, &scores); err != nil {
+			return nil, err
+		}
+		tr.Elicited, tr.Incoherent = elicited != 0, incoherent != 0
+		if err := json.Unmarshal([]byte(scores), &tr.Scores); err != nil {
+			return nil, err
+		}
+		if r := index[sampleKey(probe, sample)]; r != nil {
+			r.Turns = append(r.Turns, tr)
+		}
+	}
+	return out, trows.Err()
+}
+
+func (s *sqlStore) FinishRun(ctx context.Context, id string, rep *Report) error {
+	// The stored report omits transcripts: they are in samples already.
+	slim := *rep
+	slim.Samples = nil
+	js, err := json.Marshal(&slim)
+	if err != nil {
+		return err
+	}
+	_, err = s.db.ExecContext(ctx, s.q(`UPDATE runs SET status = 'done', finished_at = ?, report = ? WHERE id = ?`), now(), string(js), id)
+	return err
+}
+
+func (s *sqlStore) Close() error { return s.db.Close() }
