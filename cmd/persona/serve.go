@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"persona/backend"
+	"persona/engine"
+)
+
+func newServeCmd() *cobra.Command {
+	var (
+		modelPath, tokPath, addr, name string
+		concurrency                    int
+		maxBody                        int64
+		grace                          time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve a model over an OpenAI-compatible HTTP API",
+		Long: `Serve a model over the OpenAI Chat Completions API, so tools written for
+OpenAI (Inspect, promptfoo, garak, the openai clients) can talk to it.
+
+Endpoints: GET /v1/models, POST /v1/chat/completions (with "stream": true,
+logprobs and top_logprobs), POST /v1/completions (raw prompts), GET /health,
+and GET /metrics in the Prometheus text format.
+
+The server listens on --addr (127.0.0.1:8080; use :8080 to accept other
+machines). SIGINT or SIGTERM stops accepting requests and lets running ones
+finish for up to --grace before closing them.`,
+		Example: `  persona serve --model DIR
+  persona serve --model model.gguf --addr :8080 --concurrency 2
+  curl -s localhost:8080/v1/chat/completions -d '{"messages":[{"role":"user","content":"Hi"}]}'`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if modelPath == "" {
+				return usageErr(errors.New("--model is required (a Hugging Face directory or a GGUF file)"))
+			}
+			if concurrency < 1 {
+				return usageErr(fmt.Errorf("--concurrency %d must be ≥ 1", concurrency))
+			}
+			e, err := engine.LoadWith(modelPath, engine.Options{Tokenizer: tokPath})
+			if err != nil {
+				return usageErr(err)
+			}
+			defer e.Close()
+			if e.Template == nil {
+				fmt.Fprintf(os.Stderr, "persona serve: %s has no chat template; only /v1/completions will work\n", modelPath)
+			}
+			if name == "" {
+				name = filepath.Base(filepath.Clean(modelPath))
+			}
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				return usageErr(fmt.Errorf("listen on %s: %w", addr, err))
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			s := backend.NewServer(backend.NewEngine(e, name, concurrency))
+			s.MaxBodyBytes = maxBody
+			s.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+			fmt.Fprintf(os.Stderr, "persona serve: model %q on http://%s/v1\n", name, ln.Addr())
+			if err := serve(ctx, ln, s, grace); err != nil {
+				return backendErr(err)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&modelPath, "model", "", "model: Hugging Face directory or GGUF file")
+	f.StringVar(&tokPath, "tokenizer", "", "tokenizer.json or GGUF file to take the tokenizer from (default: the model's own)")
+	f.StringVar(&addr, "addr", "127.0.0.1:8080", "address to listen on (host:port; port 0 picks a free one)")
+	f.StringVar(&name, "name", "", "model id clients use (default: the model's file or directory name)")
+	f.IntVar(&concurrency, "concurrency", 1, "generations run at once (more queue)")
+	f.Int64Var(&maxBody, "max-body", 4<<20, "largest request body accepted, in bytes")
+	f.DurationVar(&grace, "grace", 30*time.Second, "how long running requests may finish after SIGINT/SIGTERM")
+	return cmd
+}
+
+// serve runs h on ln until ctx ends, then shuts down gracefully: no new
+// connections, running requests get grace to finish, then are cut off.
+func serve(ctx context.Context, ln net.Listener, h http.Handler, grace time.Duration) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	fmt.Fprintln(os.Stderr, "persona serve: shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
