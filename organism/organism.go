@@ -8,6 +8,7 @@ package organism
 
 import (
 	"bytes"
+	"encoding/json"
 	"context"
 	"embed"
 	"fmt"
@@ -159,8 +160,16 @@ func Build(ctx context.Context, out string, opt Options) (*Result, error) {
 		}
 	}
 	res.WallS = time.Since(start).Seconds()
-	return res, nil
+	data, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return res, os.WriteFile(filepath.Join(out, BuildFile), append(data, '\n'), 0o644)
 }
+
+// BuildFile is where Build records what it did, next to the models; the
+// model card quotes it.
+const BuildFile = "build.json"
 
 func loadWorldRecipe() (WorldRecipe, error) {
 	var wr WorldRecipe

@@ -83,9 +83,9 @@ func newOrganismTrainCmd() *cobra.Command {
 
 func newOrganismEvalCmd() *cobra.Command {
 	var (
-		dir  string
-		opt  organism.EvalOptions
-		asJS bool
+		dir, card string
+		opt       organism.EvalOptions
+		asJS      bool
 	)
 	cmd := &cobra.Command{
 		Use:   "eval",
@@ -115,6 +115,11 @@ model; and per-turn drift by domain and system prompt on both.`,
 			if err != nil {
 				return usageErr(err)
 			}
+			if card != "" {
+				if err := os.WriteFile(card, []byte(rep.Card(dir)), 0o644); err != nil {
+					return backendErr(err)
+				}
+			}
 			if asJS {
 				enc := json.NewEncoder(os.Stdout)
 				enc.SetIndent("", "  ")
@@ -133,5 +138,6 @@ model; and per-turn drift by domain and system prompt on both.`,
 	f.IntVar(&opt.Turns, "turns", 12, "turns per drift conversation")
 	f.Uint64Var(&opt.Seed, "seed", 1, "seed for scenarios and sampling")
 	f.BoolVar(&asJS, "json", false, "print the report as JSON")
+	f.StringVar(&card, "card", "", "also write the model card (Markdown) to this file")
 	return cmd
 }
