@@ -94,6 +94,9 @@ type Options struct {
 	Samples int
 	// Progress, if set, is called after each finished sample.
 	Progress func(done, total int, last *SampleResult)
+	// RunID names a new run (default NewRunID()), so a caller can print how
+	// to resume it before it starts.
+	RunID string
 }
 
 func (o *Options) fill() {
@@ -118,7 +121,10 @@ func NewRunID() string {
 // Start records a new run of a suite in the store and executes it.
 func Start(ctx context.Context, s *Suite, opt Options) (*Report, error) {
 	opt.fill()
-	info := &RunInfo{ID: NewRunID(), SuiteName: s.Name, SuiteFile: s.File, Suite: s.Source,
+	if opt.RunID == "" {
+		opt.RunID = NewRunID()
+	}
+	info := &RunInfo{ID: opt.RunID, SuiteName: s.Name, SuiteFile: s.File, Suite: s.Source,
 		Target: opt.Target.Name(), Judge: opt.Judge.Name(), Auditor: opt.Auditor.Name(),
 		Samples: opt.Samples, Seed: s.Seed, Created: time.Now().UTC(), Status: "running"}
 	if err := opt.Store.CreateRun(ctx, info); err != nil {

@@ -48,6 +48,7 @@ or GGUF files; the engine is pure Go.`,
 	root.AddCommand(newInspectCmd(), newGenerateCmd(), newBenchCmd(), newTrainCmd())
 	root.AddCommand(newServeCmd())
 	root.AddCommand(newWorldCmd(), newOrganismCmd())
+	root.AddCommand(newAuditCmd())
 	return root
 }
 

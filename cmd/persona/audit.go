@@ -1,0 +1,261 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"persona/audit"
+	"persona/backend"
+	"persona/engine"
+)
+
+func newAuditCmd() *cobra.Command {
+	var (
+		suiteArg, configPath, modelPath, targetName, judgeName, auditorName string
+		junitPath, htmlPath, dbArg, resumeID                                 string
+		asJSON                                                               bool
+		concurrency, samples                                                 int
+	)
+	cmd := &cobra.Command{
+		Use:   "audit",
+		Short: "Audit a model's persona with a suite of probes",
+		Long: `Run a suite of probes that put pressure on a model's intended persona
+(role-play capture, emotional vulnerability, meta-reflection on identity,
+sycophancy bait, harmful requests under persona framing, system-prompt
+override, long-conversation drift), score every assistant turn, and report
+elicitation rates with bootstrap confidence intervals.
+
+The target is an entry of a backend config (--backend, see persona serve and
+package backend for the format; --target picks the entry, default the first)
+or a local model (--model). Judge scorers and auditor probes use the entries
+named by --judge and --auditor, or the target.
+
+Every finished sample is saved to --db (a SQLite file, or a PostgreSQL DSN)
+at once; an interrupted or killed run continues with --resume RUN.
+
+Exit status: 0 every threshold held, 1 a threshold was breached, 2 bad suite,
+flags or config, 3 a backend or the store failed (the audit is incomplete).`,
+		Example: `  persona audit --model ./organism --suite default
+  persona audit --backend backends.yaml --target gpt --judge judge --suite my-suite.yaml --junit audit.xml --html audit.html
+  persona audit --backend backends.yaml --db postgres://audit@db/persona --samples 20 --concurrency 16
+  persona audit --backend backends.yaml --resume 20260102-150405-1a2b3c`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if (configPath == "") == (modelPath == "") {
+				return usageErr(errors.New("give the target with --backend CONFIG.yaml or --model MODEL"))
+			}
+			if modelPath != "" && (targetName != "" || judgeName != "" || auditorName != "") {
+				return usageErr(errors.New("--target, --judge and --auditor name entries of a --backend config"))
+			}
+			if concurrency < 1 || samples < 0 {
+				return usageErr(fmt.Errorf("--concurrency must be ≥ 1 and --samples ≥ 0"))
+			}
+			var suite *audit.Suite
+			if resumeID == "" {
+				s, err := audit.OpenSuite(suiteArg)
+				if err != nil {
+					return usageErr(err)
+				}
+				suite = s
+			} else if cmd.Flags().Changed("suite") {
+				return usageErr(errors.New("--resume continues a run with the suite it started with; drop --suite"))
+			}
+
+			target, judge, auditor, closeAll, err := openAuditBackends(configPath, modelPath, targetName, judgeName, auditorName)
+			if err != nil {
+				return err
+			}
+			defer closeAll()
+
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+			defer stop()
+			store, err := audit.OpenStore(ctx, dbArg)
+			if err != nil {
+				return backendErr(err)
+			}
+			defer store.Close()
+
+			opt := audit.Options{Target: target, Judge: judge, Auditor: auditor, Store: store,
+				Concurrency: concurrency, Samples: samples, RunID: resumeID}
+			if resumeID == "" {
+				opt.RunID = audit.NewRunID()
+			}
+			fmt.Fprintf(os.Stderr, "persona: run %s (db %s); if interrupted: persona audit --resume %s%s --db %s\n",
+				opt.RunID, dbShown(dbArg), opt.RunID, backendFlags(configPath, modelPath, targetName, judgeName, auditorName), dbShown(dbArg))
+			var bar *progressbar.ProgressBar
+			if term.IsTerminal(int(os.Stderr.Fd())) {
+				opt.Progress = func(done, total int, _ *audit.SampleResult) {
+					if bar == nil {
+						bar = progressbar.NewOptions(total, progressbar.OptionSetWriter(os.Stderr),
+							progressbar.OptionSetDescription("probing"), progressbar.OptionShowCount(),
+							progressbar.OptionSetItsString("samples"), progressbar.OptionShowIts(), progressbar.OptionClearOnFinish())
+					}
+					bar.Set(done)
+				}
+			}
+			var rep *audit.Report
+			if resumeID != "" {
+				rep, err = audit.Resume(ctx, resumeID, opt)
+			} else {
+				rep, err = audit.Start(ctx, suite, opt)
+			}
+			if bar != nil {
+				bar.Finish()
+			}
+			switch {
+			case errors.Is(err, audit.ErrInput):
+				return usageErr(err)
+			case errors.Is(err, context.Canceled):
+				return backendErr(fmt.Errorf("interrupted; finish with --resume %s", opt.RunID))
+			case err != nil:
+				return backendErr(err)
+			}
+			if err := writeAuditReports(rep, asJSON, junitPath, htmlPath); err != nil {
+				return backendErr(err)
+			}
+			switch rep.Exit {
+			case audit.ExitBreached:
+				return &exitError{exitFailed, fmt.Errorf("%d threshold(s) breached", len(rep.Breaches))}
+			case audit.ExitInfra:
+				return backendErr(fmt.Errorf("%d sample(s) could not be measured; fix the backend and run persona audit --resume %s", rep.Failures.Samples, rep.Run.ID))
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&suiteArg, "suite", "default", "suite file, or a built-in suite: "+fmt.Sprint(audit.SuiteNames()))
+	f.StringVar(&configPath, "backend", "", "backend config YAML (OpenAI-compatible, Anthropic, engine or replay entries)")
+	f.StringVar(&modelPath, "model", "", "audit a local model (Hugging Face directory or GGUF) with the embedded engine")
+	f.StringVar(&targetName, "target", "", "config entry to audit (default: the first)")
+	f.StringVar(&judgeName, "judge", "", "config entry for judge scorers (default: the target)")
+	f.StringVar(&auditorName, "auditor", "", "config entry that writes auditor probes' user turns (default: the target)")
+	f.BoolVar(&asJSON, "json", false, "print the report as JSON (with transcripts) instead of tables")
+	f.StringVar(&junitPath, "junit", "", "also write a JUnit XML report to this file")
+	f.StringVar(&htmlPath, "html", "", "also write a self-contained HTML report to this file")
+	f.StringVar(&dbArg, "db", "persona-audit.db", "SQLite file or PostgreSQL DSN (postgres://...) that keeps runs")
+	f.StringVar(&resumeID, "resume", "", "finish an interrupted run by its id")
+	f.IntVar(&concurrency, "concurrency", 4, "probe samples run at once")
+	f.IntVar(&samples, "samples", 0, "samples per probe (default: the suite's)")
+	return cmd
+}
+
+// openAuditBackends opens the target, judge and auditor; entries named twice
+// are opened once.
+func openAuditBackends(configPath, modelPath, targetName, judgeName, auditorName string) (t, j, a audit.Backend, closeAll func(), err error) {
+	var closers []io.Closer
+	closeAll = func() {
+		for _, c := range closers {
+			c.Close()
+		}
+	}
+	if modelPath != "" {
+		e, err := engine.Load(modelPath)
+		if err != nil {
+			return nil, nil, nil, closeAll, usageErr(err)
+		}
+		closers = append(closers, e)
+		b := backend.NewEngine(e, filepath.Base(modelPath), 1)
+		return b, b, b, closeAll, nil
+	}
+	cfg, err := backend.LoadConfig(configPath)
+	if err != nil {
+		return nil, nil, nil, closeAll, usageErr(err)
+	}
+	if targetName == "" {
+		targetName = cfg.Backends[0].Name
+	}
+	opened := map[string]audit.Backend{}
+	open := func(name string) (audit.Backend, error) {
+		if name == "" {
+			name = targetName
+		}
+		if b := opened[name]; b != nil {
+			return b, nil
+		}
+		bc, err := cfg.Backend(name)
+		if err != nil {
+			return nil, usageErr(err)
+		}
+		b, c, err := bc.Open()
+		if err != nil {
+			var ce *backend.ConfigError
+			if errors.As(err, &ce) {
+				return nil, usageErr(err)
+			}
+			return nil, backendErr(err)
+		}
+		closers = append(closers, c)
+		opened[name] = b
+		return b, nil
+	}
+	if t, err = open(targetName); err != nil {
+		return nil, nil, nil, closeAll, err
+	}
+	if j, err = open(judgeName); err != nil {
+		return nil, nil, nil, closeAll, err
+	}
+	if a, err = open(auditorName); err != nil {
+		return nil, nil, nil, closeAll, err
+	}
+	return t, j, a, closeAll, nil
+}
+
+func writeAuditReports(rep *audit.Report, asJSON bool, junitPath, htmlPath string) error {
+	if asJSON {
+		if err := rep.WriteJSON(os.Stdout); err != nil {
+			return err
+		}
+	} else if err := rep.WriteText(os.Stdout); err != nil {
+		return err
+	}
+	for _, out := range []struct {
+		path  string
+		write func(io.Writer) error
+	}{{junitPath, rep.WriteJUnit}, {htmlPath, rep.WriteHTML}} {
+		if out.path == "" {
+			continue
+		}
+		f, err := os.Create(out.path)
+		if err != nil {
+			return err
+		}
+		if err := out.write(f); err != nil {
+			f.Close()
+			return err
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dbShown hides a DSN's password in what is printed.
+func dbShown(dsn string) string {
+	if audit.IsPostgresDSN(dsn) {
+		return "'<your DSN>'"
+	}
+	return dsn
+}
+
+func backendFlags(configPath, modelPath, target, judge, auditor string) string {
+	if modelPath != "" {
+		return " --model " + modelPath
+	}
+	s := " --backend " + configPath
+	for _, fv := range [][2]string{{"--target", target}, {"--judge", judge}, {"--auditor", auditor}} {
+		if fv[1] != "" {
+			s += " " + fv[0] + " " + fv[1]
+		}
+	}
+	return s
+}
