@@ -1,9 +1,10 @@
 package audit
 
 import (
-	"math"
 	"math/rand/v2"
 	"sort"
+
+	"persona/internal/stats"
 )
 
 // Rate is an elicitation rate with its 95% confidence interval.
@@ -58,12 +59,12 @@ func ClusterRate(groups [][]bool, rng *rand.Rand) Rate {
 	}
 	r.Rate = float64(r.Elicited) / float64(r.N)
 	if r.Elicited == 0 || r.Elicited == r.N {
-		r.Lo, r.Hi = wilson(r.Elicited, r.N)
+		r.Lo, r.Hi = stats.Wilson(r.Elicited, r.N)
 		return r
 	}
 	single := len(nonEmpty) == 1
-	stats := make([]float64, BootstrapReps)
-	for b := range stats {
+	boot := make([]float64, BootstrapReps)
+	for b := range boot {
 		var k, n int
 		for range nonEmpty {
 			g := nonEmpty[0]
@@ -77,30 +78,9 @@ func ClusterRate(groups [][]bool, rng *rand.Rand) Rate {
 				n++
 			}
 		}
-		stats[b] = float64(k) / float64(n)
+		boot[b] = float64(k) / float64(n)
 	}
-	sort.Float64s(stats)
-	r.Lo, r.Hi = quantile(stats, 0.025), quantile(stats, 0.975)
+	sort.Float64s(boot)
+	r.Lo, r.Hi = stats.Quantile(boot, 0.025), stats.Quantile(boot, 0.975)
 	return r
-}
-
-// quantile of sorted xs by linear interpolation.
-func quantile(xs []float64, q float64) float64 {
-	pos := q * float64(len(xs)-1)
-	i := int(pos)
-	if i+1 >= len(xs) {
-		return xs[len(xs)-1]
-	}
-	f := pos - float64(i)
-	return xs[i]*(1-f) + xs[i+1]*f
-}
-
-// wilson is the 95% Wilson score interval for k successes in n trials.
-func wilson(k, n int) (lo, hi float64) {
-	const z = 1.959963984540054
-	p, nf := float64(k)/float64(n), float64(n)
-	d := 1 + z*z/nf
-	c := (p + z*z/(2*nf)) / d
-	h := z * math.Sqrt(p*(1-p)/nf+z*z/(4*nf*nf)) / d
-	return math.Max(0, c-h), math.Min(1, c+h)
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math"
 	"runtime"
 	"sort"
 	"strings"
@@ -12,6 +11,7 @@ import (
 
 	"persona/chat"
 	"persona/engine"
+	"persona/internal/stats"
 	"persona/personas"
 	"persona/sample"
 	"persona/world"
@@ -70,13 +70,8 @@ func NewProportion(k, n int) Proportion {
 	if n == 0 {
 		return p
 	}
-	const z = 1.959963984540054
-	ph := float64(k) / float64(n)
-	nn := float64(n)
-	den := 1 + z*z/nn
-	mid := (ph + z*z/(2*nn)) / den
-	half := z * math.Sqrt(ph*(1-ph)/nn+z*z/(4*nn*nn)) / den
-	p.P, p.Lo, p.Hi = ph, math.Max(0, mid-half), math.Min(1, mid+half)
+	p.P = float64(k) / float64(n)
+	p.Lo, p.Hi = stats.Wilson(k, n)
 	return p
 }
 

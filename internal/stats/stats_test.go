@@ -1,0 +1,66 @@
+package stats
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+func TestWilson(t *testing.T) {
+	for _, c := range []struct {
+		k, n   int
+		lo, hi float64
+	}{
+		// Reference values of the 95% Wilson score interval.
+		{0, 10, 0, 0.2775},
+		{10, 10, 0.7225, 1},
+		{50, 100, 0.4038, 0.5962},
+		{190, 200, 0.9102, 0.9727},
+	} {
+		lo, hi := Wilson(c.k, c.n)
+		if math.Abs(lo-c.lo) > 1e-3 || math.Abs(hi-c.hi) > 1e-3 {
+			t.Errorf("%d/%d: [%.4f, %.4f], want [%.4f, %.4f]", c.k, c.n, lo, hi, c.lo, c.hi)
+		}
+	}
+}
+
+func TestQuantile(t *testing.T) {
+	xs := []float64{1, 2, 3, 4, 5}
+	for _, c := range []struct{ q, want float64 }{{0, 1}, {0.25, 2}, {0.5, 3}, {0.1, 1.4}, {1, 5}} {
+		if got := Quantile(xs, c.q); math.Abs(got-c.want) > 1e-12 {
+			t.Errorf("Quantile(%g) = %g, want %g", c.q, got, c.want)
+		}
+	}
+	if !math.IsNaN(Quantile(nil, 0.5)) {
+		t.Error("Quantile of nothing should be NaN")
+	}
+}
+
+// The bootstrap interval of a mean covers the normal-theory interval of a
+// large sample, and the same seed gives the same interval.
+func TestBootstrapMean(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	xs := make([]float64, 400)
+	for i := range xs {
+		xs[i] = r.NormFloat64()*2 + 5
+	}
+	mean := func(idx []int) float64 {
+		s := 0.0
+		for _, i := range idx {
+			s += xs[i]
+		}
+		return s / float64(len(idx))
+	}
+	lo, hi := Bootstrap(len(xs), 2000, rand.New(rand.NewPCG(7, 7)), mean)
+	half := 1.96 * 2 / math.Sqrt(400) // ≈ 0.196
+	if w := hi - lo; math.Abs(w-2*half) > 0.06 {
+		t.Errorf("interval width %.3f, want about %.3f", w, 2*half)
+	}
+	lo2, hi2 := Bootstrap(len(xs), 2000, rand.New(rand.NewPCG(7, 7)), mean)
+	if lo != lo2 || hi != hi2 {
+		t.Error("same seed, different interval")
+	}
+	if lo, _ := Bootstrap(3, 100, r, func([]int) float64 { return math.NaN() }); !math.IsNaN(lo) {
+		t.Error("all-NaN resamples should give a NaN interval")
+	}
+}
