@@ -1,0 +1,354 @@
+package posterior
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"slices"
+	"sync/atomic"
+
+	"persona/chat"
+	"persona/engine"
+	"persona/model"
+)
+
+// Likelihood computes the Bayes posterior from the model's teacher-forced
+// log-probabilities of the assistant turns under each hypothesis's system
+// prompt.
+//
+// What is computed once and what is not. The conversation after the system
+// prompt is the same text for every hypothesis, but not the same computation:
+// causal attention makes every later key and value depend on the system
+// prompt, so the KV cache of one hypothesis cannot serve another. What is
+// shared:
+//
+//   - token prefixes: the sequences of all (hypothesis, prompt) pairs form a
+//     trie (chat-template header, then system prompts that begin alike: "You
+//     are the …"); each trie edge is run once and the KV state is cloned at
+//     branch points (model.State.Clone);
+//   - turns: log P(turns 1..k | h) is a prefix sum of per-token
+//     log-probabilities over one causal pass, so the posterior after every
+//     turn costs one pass per sequence, not one per turn; a Tracker keeps
+//     the KV states so that a growing conversation pays only for its new
+//     tokens (model.State.Truncate rewinds to the longest common token
+//     prefix when the template re-renders earlier text differently);
+//   - logits: only positions that predict an assistant-content token compute
+//     the vocabulary projection; user turns and system prompts run without
+//     logits.
+//
+// The cost per turn is therefore (number of system prompts) × (new tokens),
+// linear in the number of personas (BenchmarkLikelihood).
+type Likelihood struct {
+	E     *engine.Engine
+	Hyps  []Hypothesis
+	names []string
+	prior []float64
+
+	// Forwarded counts the positions run through the model (for benchmarks
+	// and the sharing test).
+	Forwarded atomic.Int64
+}
+
+// NewLikelihood checks the hypotheses against the engine.
+func NewLikelihood(e *engine.Engine, hyps []Hypothesis) (*Likelihood, error) {
+	if err := checkHypotheses(hyps); err != nil {
+		return nil, err
+	}
+	if e.Template == nil {
+		return nil, engine.ErrNoTemplate
+	}
+	return &Likelihood{E: e, Hyps: hyps, names: names(hyps), prior: priors(hyps)}, nil
+}
+
+// Posterior returns the posterior after every assistant turn of msgs. Leading
+// system messages of msgs are replaced by each hypothesis's prompt. It keeps
+// one KV state alive per level of the prompt trie, not one per hypothesis,
+// so it fits real models with many personas.
+func (l *Likelihood) Posterior(ctx context.Context, msgs []chat.Message) (*Result, error) {
+	t := &Tracker{l: l, keep: false}
+	return t.Update(ctx, msgs)
+}
+
+// Tracker follows one growing conversation (a live chat, a drift run) and
+// keeps one KV state per (hypothesis, prompt), so each Update costs only the
+// tokens added since the last. Memory is that many KV caches: fine for the
+// organism and small models, a lot for 50 personas on a 7B model (use
+// Posterior there). A Tracker is not safe for concurrent use.
+type Tracker struct {
+	l    *Likelihood
+	keep bool
+	seqs []*seq
+}
+
+// Tracker returns a Tracker for a new conversation.
+func (l *Likelihood) Tracker() *Tracker { return &Tracker{l: l, keep: true} }
+
+// seq is one (hypothesis, prompt) rendering of the conversation.
+type seq struct {
+	hyp   int
+	ids   []int
+	spans [][2]int  // assistant content spans [start, end), in turn order
+	lp    []float32 // lp[p] = log P(ids[p] | ids[:p]) where scored, else NaN
+	state *model.State
+}
+
+// need reports whether position q's logits are needed: q+1 is scored.
+func (s *seq) need(q int) bool {
+	for _, sp := range s.spans {
+		if q+1 >= sp[0] && q+1 < sp[1] {
+			return true
+		}
+	}
+	return false
+}
+
+// Update scores msgs (the whole conversation so far) and returns the
+// posterior after each of its assistant turns.
+func (t *Tracker) Update(ctx context.Context, msgs []chat.Message) (*Result, error) {
+	l := t.l
+	conv, _, err := conversation(msgs)
+	if err != nil {
+		return nil, err
+	}
+	var msgIdx []int // conversation index of each assistant turn
+	for i, m := range msgs {
+		if m.Role == chat.RoleAssistant && i >= len(msgs)-len(conv) {
+			msgIdx = append(msgIdx, i)
+		}
+	}
+	// Render every (hypothesis, prompt).
+	var fresh []*seq
+	k := 0
+	for hi, h := range l.Hyps {
+		for _, p := range h.Prompts {
+			full := conv
+			if p != "" {
+				full = append([]chat.Message{{Role: chat.RoleSystem, Content: p}}, conv...)
+			}
+			enc, err := l.E.EncodeChat(full, false)
+			if err != nil {
+				return nil, fmt.Errorf("posterior: persona %s: %w", h.Name, err)
+			}
+			if len(enc.IDs) > l.E.Model.MaxSeq {
+				return nil, fmt.Errorf("posterior: persona %s: conversation of %d tokens exceeds the model's context of %d", h.Name, len(enc.IDs), l.E.Model.MaxSeq)
+			}
+			var spans [][2]int
+			for _, sp := range enc.Spans {
+				if sp.Role == chat.RoleAssistant {
+					spans = append(spans, [2]int{max(sp.Start, 1), sp.End}) // position 0 cannot be scored
+				}
+			}
+			if len(spans) != len(msgIdx) {
+				return nil, fmt.Errorf("posterior: persona %s: %d assistant spans for %d assistant turns", h.Name, len(spans), len(msgIdx))
+			}
+			if k == len(t.seqs) {
+				t.seqs = append(t.seqs, &seq{hyp: hi})
+			}
+			s := t.seqs[k]
+			k++
+			// Keep what the old rendering shares with the new one.
+			lcp := 0
+			for lcp < len(s.ids) && lcp < len(enc.IDs) && s.ids[lcp] == enc.IDs[lcp] {
+				lcp++
+			}
+			s.ids, s.spans = enc.IDs, spans
+			// A kept position the new rendering scores but the old one did
+			// not must be run again.
+			for p := 1; p < lcp; p++ {
+				if s.need(p-1) && (p >= len(s.lp) || math.IsNaN(float64(s.lp[p]))) {
+					lcp = p - 1
+					break
+				}
+			}
+			// Token lcp is predicted at position lcp−1: rewind to there.
+			if s.state != nil {
+				s.state.Truncate(min(s.state.Len, max(lcp-1, 0)))
+			}
+			old := s.lp
+			s.lp = make([]float32, len(s.ids))
+			for p := range s.lp {
+				s.lp[p] = float32(math.NaN())
+			}
+			copy(s.lp, old[:min(lcp, len(old))])
+			if s.state == nil {
+				fresh = append(fresh, s)
+			}
+		}
+	}
+	// Fresh sequences share their prefixes through a trie; the others extend
+	// their own state.
+	if err := t.runTrie(ctx, nil, 0, fresh); err != nil {
+		return nil, err
+	}
+	for _, s := range t.seqs {
+		if s.state != nil {
+			if err := t.feed(ctx, s.state, s.state.Len, len(s.ids)-1, []*seq{s}); err != nil {
+				return nil, err
+			}
+		}
+		if !t.keep {
+			s.state = nil
+		}
+	}
+	return t.result(msgIdx)
+}
+
+// runTrie runs the sequences of group, which share their first depth tokens
+// (already in st, nil for none), feeding their longest common prefix once
+// and recursing into the branches with cloned states.
+func (t *Tracker) runTrie(ctx context.Context, st *model.State, depth int, group []*seq) error {
+	if len(group) == 0 {
+		return nil
+	}
+	if st == nil {
+		st = t.l.E.Model.NewState()
+	}
+	// Positions are fed up to len(ids)−1: the last token is only ever
+	// predicted, never a predictor.
+	lcp := len(group[0].ids) - 1
+	for _, s := range group[1:] {
+		n := 0
+		for n < lcp && n < len(s.ids)-1 && s.ids[n] == group[0].ids[n] {
+			n++
+		}
+		lcp = n
+	}
+	if err := t.feed(ctx, st, depth, lcp, group); err != nil {
+		return err
+	}
+	// Partition by the next token; sequences that end here take a clone.
+	var parts [][]*seq
+	for _, s := range group {
+		if lcp >= len(s.ids)-1 {
+			parts = append(parts, []*seq{s})
+			continue
+		}
+		found := false
+		for i, p := range parts {
+			if q := p[0]; lcp < len(q.ids)-1 && q.ids[lcp] == s.ids[lcp] {
+				parts[i] = append(parts[i], s)
+				found = true
+				break
+			}
+		}
+		if !found {
+			parts = append(parts, []*seq{s})
+		}
+	}
+	for i, p := range parts {
+		child := st
+		if i < len(parts)-1 {
+			child = st.Clone()
+		}
+		if len(p) == 1 && lcp >= len(p[0].ids)-1 {
+			if t.keep {
+				p[0].state = child
+			}
+			continue
+		}
+		if len(p) == 1 {
+			// A lone branch: finish it here and hand it its state.
+			if err := t.feed(ctx, child, lcp, len(p[0].ids)-1, p); err != nil {
+				return err
+			}
+			if t.keep {
+				p[0].state = child
+			}
+			continue
+		}
+		if err := t.runTrie(ctx, child, lcp, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// feedChunk bounds the positions of one forward call, as the engine's prefill.
+const feedChunk = 128
+
+// feed runs positions [from, to) of the group's (shared) tokens through st,
+// computing logits only where some member scores the next token, and stores
+// the log-probabilities in every member that scores it.
+func (t *Tracker) feed(ctx context.Context, st *model.State, from, to int, group []*seq) error {
+	m := t.l.E.Model
+	ids := group[0].ids
+	anyNeed := func(q int) bool {
+		for _, s := range group {
+			if s.need(q) {
+				return true
+			}
+		}
+		return false
+	}
+	for a := from; a < to; {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		need := anyNeed(a)
+		b := a + 1
+		for b < to && b-a < feedChunk && anyNeed(b) == need {
+			b++
+		}
+		for _, id := range ids[a:b] {
+			if id < 0 || id >= m.Vocab {
+				return fmt.Errorf("posterior: token %d outside the vocabulary [0, %d)", id, m.Vocab)
+			}
+		}
+		t.l.Forwarded.Add(int64(b - a))
+		if !need {
+			m.Forward(st, ids[a:b], nil, model.NoLogits)
+		} else {
+			logits := m.Forward(st, ids[a:b], nil, model.AllLogits)
+			V := m.Vocab
+			for q := a; q < b; q++ {
+				row := logits[(q-a)*V : (q-a+1)*V]
+				lp := row[ids[q+1]] - float32(model.LogSumExp(row))
+				for _, s := range group {
+					if s.need(q) {
+						s.lp[q+1] = lp
+					}
+				}
+			}
+		}
+		a = b
+	}
+	return nil
+}
+
+// result sums each sequence's scored log-probabilities per turn, mixes the
+// prompts of each hypothesis and applies Bayes' rule.
+func (t *Tracker) result(msgIdx []int) (*Result, error) {
+	l := t.l
+	res := &Result{Method: "likelihood", Names: slices.Clone(l.names), Prior: slices.Clone(l.prior)}
+	H := len(l.Hyps)
+	cum := make([][]float64, len(t.seqs)) // per seq, cumulative per turn
+	for i, s := range t.seqs {
+		sum := 0.0
+		for _, sp := range s.spans {
+			for p := sp[0]; p < sp[1]; p++ {
+				v := float64(s.lp[p])
+				if math.IsNaN(v) {
+					return nil, fmt.Errorf("posterior: internal error: position %d not scored", p)
+				}
+				sum += v
+			}
+			cum[i] = append(cum[i], sum)
+		}
+	}
+	for k := range msgIdx {
+		turn := Turn{Turn: k + 1, Message: msgIdx[k], Evidence: make([]float64, H)}
+		per := make([][]float64, H)
+		for i, s := range t.seqs {
+			per[s.hyp] = append(per[s.hyp], cum[i][k])
+			if s.hyp == 0 && len(per[0]) == 1 {
+				turn.Tokens = s.spans[k][1] - s.spans[k][0]
+			}
+		}
+		for h := range per {
+			turn.Evidence[h] = logMeanExp(per[h])
+		}
+		bayes(&turn, res.Names, res.Prior, turn.Evidence)
+		res.Turns = append(res.Turns, turn)
+	}
+	return res, nil
+}

@@ -1,0 +1,277 @@
+// Package posterior says which persona a model is in: for a conversation and
+// a set of candidate personas (a persona library), the probability of each
+// persona after every assistant turn.
+//
+// Three estimators share one result type, because they answer the same
+// question with different access to the model:
+//
+//   - Likelihood (white-box, exact): Bayes' rule over the model's own
+//     teacher-forced log-probabilities. Persona h is the hypothesis "the
+//     assistant turns were written by this model under h's system prompt",
+//     so P(h | turns 1..k) ∝ P(h) · P(turns 1..k | system prompt of h). This
+//     is the persona selection model's posterior read off the model itself.
+//   - Activations (white-box, cheap at run time): the response-mean
+//     activation projected onto one persona vector per persona and turned
+//     into probabilities by a multinomial logistic regression fitted on
+//     labelled activations (Classifier).
+//   - Judge (black-box): a judge model rates, on a 0–100 rubric, how well
+//     the replies so far fit each persona (Judge), for models whose
+//     log-probabilities and activations are out of reach.
+//
+// A persona with several system prompts is the equal mixture of them:
+// P(turns | h) = mean over h's prompts of P(turns | prompt). An optional
+// "default" hypothesis has no system prompt at all: the model's own prior
+// over characters.
+package posterior
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+
+	"persona/chat"
+	"persona/personas"
+)
+
+// ErrNoAssistant is returned for a conversation without an assistant turn:
+// there is no evidence to update on.
+var ErrNoAssistant = errors.New("conversation has no assistant turn")
+
+// DefaultName names the no-system-prompt hypothesis.
+const DefaultName = "default"
+
+// Hypothesis is one candidate persona.
+type Hypothesis struct {
+	Name string `json:"name"`
+	// Prompts are the system prompts that select the persona; the likelihood
+	// of a persona is the mean over them. "" stands for no system prompt.
+	Prompts []string `json:"prompts"`
+	// Prior is the persona's unnormalised prior weight (> 0).
+	Prior float64 `json:"prior"`
+	// Description is what a judge is told about the persona.
+	Description string `json:"description,omitempty"`
+}
+
+// LibraryOptions choose how a persona library becomes hypotheses.
+type LibraryOptions struct {
+	// Prompts: "strong" (default; the prompts that name the persona), "weak"
+	// (hints only) or "all".
+	Prompts string
+	// LibraryPriors weights personas by the library's priors instead of
+	// uniformly.
+	LibraryPriors bool
+	// Default adds the no-system-prompt hypothesis (named DefaultName) with
+	// the mean prior.
+	Default bool
+}
+
+// FromLibrary returns one hypothesis per persona of lib (sorted by name).
+func FromLibrary(lib *personas.Library, opt LibraryOptions) ([]Hypothesis, error) {
+	var out []Hypothesis
+	total := 0.0
+	for _, p := range lib.Personas {
+		h := Hypothesis{Name: p.Name, Prior: 1, Description: p.Description}
+		switch opt.Prompts {
+		case "", "strong":
+			h.Prompts = p.SystemPrompts.Strong
+		case "weak":
+			h.Prompts = p.SystemPrompts.Weak
+		case "all":
+			h.Prompts = append(append([]string(nil), p.SystemPrompts.Strong...), p.SystemPrompts.Weak...)
+		default:
+			return nil, fmt.Errorf("system prompts %q: want strong, weak or all", opt.Prompts)
+		}
+		if len(h.Prompts) == 0 {
+			return nil, fmt.Errorf("persona %s (%s) has no %s system prompt", p.Name, p.File, opt.Prompts)
+		}
+		if opt.LibraryPriors {
+			h.Prior = p.Prior
+		}
+		total += h.Prior
+		out = append(out, h)
+	}
+	if opt.Default {
+		out = append(out, Hypothesis{Name: DefaultName, Prompts: []string{""}, Prior: total / float64(len(out)),
+			Description: "the model's own default character, with no system prompt"})
+	}
+	return out, checkHypotheses(out)
+}
+
+func checkHypotheses(hs []Hypothesis) error {
+	if len(hs) == 0 {
+		return errors.New("no persona hypotheses")
+	}
+	seen := map[string]bool{}
+	for _, h := range hs {
+		if h.Name == "" || seen[h.Name] {
+			return fmt.Errorf("persona hypothesis name %q is empty or repeated", h.Name)
+		}
+		seen[h.Name] = true
+		if len(h.Prompts) == 0 {
+			return fmt.Errorf("persona %s: no system prompt (use \"\" for none)", h.Name)
+		}
+		if !(h.Prior > 0) || math.IsInf(h.Prior, 0) {
+			return fmt.Errorf("persona %s: prior %g must be positive and finite", h.Name, h.Prior)
+		}
+	}
+	return nil
+}
+
+// Result is the posterior after every assistant turn of one conversation.
+type Result struct {
+	// Method is "likelihood", "activations" or "judge".
+	Method string `json:"method"`
+	// Names are the hypotheses; every per-persona slice follows this order.
+	Names []string `json:"names"`
+	// Prior is the normalised prior.
+	Prior []float64 `json:"prior"`
+	Turns []Turn    `json:"turns"`
+}
+
+// Turn is the posterior after one assistant turn, given every turn up to it.
+type Turn struct {
+	Turn    int `json:"turn"`    // 1-based assistant turn number
+	Message int `json:"message"` // index of the assistant message in the conversation
+	// Tokens is how many reply tokens were scored (likelihood and
+	// activations methods).
+	Tokens int `json:"tokens,omitempty"`
+	// Evidence is the method's per-persona evidence, cumulative over turns:
+	// log P(turns 1..k | persona) for likelihood, the classifier's log-odds
+	// for activations, the 0–100 rating of this turn for judge.
+	Evidence  []float64 `json:"evidence"`
+	Posterior []float64 `json:"posterior"`
+	Top       string    `json:"top"`
+	TopProb   float64   `json:"top_prob"`
+}
+
+// Prob returns the posterior of persona name after the turn (0 if unknown).
+func (r *Result) Prob(turn int, name string) float64 {
+	for i, n := range r.Names {
+		if n == name {
+			return r.Turns[turn].Posterior[i]
+		}
+	}
+	return 0
+}
+
+// Map returns a turn's posterior keyed by persona.
+func (r *Result) Map(turn int) map[string]float64 {
+	m := make(map[string]float64, len(r.Names))
+	for i, n := range r.Names {
+		m[n] = r.Turns[turn].Posterior[i]
+	}
+	return m
+}
+
+// Table renders the per-turn posterior for a terminal: one row per turn, the
+// top persona and the probabilities of the personas that ever reach 1%.
+func (r *Result) Table() string {
+	var cols []int
+	for i := range r.Names {
+		for _, t := range r.Turns {
+			if t.Posterior[i] >= 0.01 {
+				cols = append(cols, i)
+				break
+			}
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%-5s %-16s %6s", "turn", "top", "p")
+	for _, i := range cols {
+		fmt.Fprintf(&b, " %*s", max(7, len(r.Names[i])), r.Names[i])
+	}
+	b.WriteByte('\n')
+	for _, t := range r.Turns {
+		fmt.Fprintf(&b, "%-5d %-16s %6.3f", t.Turn, t.Top, t.TopProb)
+		for _, i := range cols {
+			fmt.Fprintf(&b, " %*.3f", max(7, len(r.Names[i])), t.Posterior[i])
+		}
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// normalise returns the prior weights scaled to sum to 1.
+func normalise(ws []float64) []float64 {
+	s := 0.0
+	for _, w := range ws {
+		s += w
+	}
+	out := make([]float64, len(ws))
+	for i, w := range ws {
+		out[i] = w / s
+	}
+	return out
+}
+
+// bayes returns softmax(log prior + logLik) and fills the turn's summary.
+func bayes(t *Turn, names []string, prior, logLik []float64) {
+	post := make([]float64, len(prior))
+	m := math.Inf(-1)
+	for i := range post {
+		post[i] = math.Log(prior[i]) + logLik[i]
+		m = math.Max(m, post[i])
+	}
+	s := 0.0
+	for i := range post {
+		post[i] = math.Exp(post[i] - m)
+		s += post[i]
+	}
+	t.TopProb = -1
+	for i := range post {
+		post[i] /= s
+		if post[i] > t.TopProb {
+			t.Top, t.TopProb = names[i], post[i]
+		}
+	}
+	t.Posterior = post
+}
+
+// logMeanExp returns log(mean(exp(xs))) stably: a mixture's log-likelihood.
+func logMeanExp(xs []float64) float64 {
+	m := math.Inf(-1)
+	for _, x := range xs {
+		m = math.Max(m, x)
+	}
+	if math.IsInf(m, -1) {
+		return m
+	}
+	s := 0.0
+	for _, x := range xs {
+		s += math.Exp(x - m)
+	}
+	return m + math.Log(s/float64(len(xs)))
+}
+
+// conversation drops leading system messages (the hypotheses supply the
+// system prompt) and checks that an assistant turn remains.
+func conversation(msgs []chat.Message) ([]chat.Message, int, error) {
+	skip := 0
+	for skip < len(msgs) && msgs[skip].Role == chat.RoleSystem {
+		skip++
+	}
+	rest := msgs[skip:]
+	for _, m := range rest {
+		if m.Role == chat.RoleAssistant {
+			return rest, skip, nil
+		}
+	}
+	return nil, 0, fmt.Errorf("%w (%d messages)", ErrNoAssistant, len(msgs))
+}
+
+func names(hs []Hypothesis) []string {
+	out := make([]string, len(hs))
+	for i, h := range hs {
+		out[i] = h.Name
+	}
+	return out
+}
+
+func priors(hs []Hypothesis) []float64 {
+	out := make([]float64, len(hs))
+	for i, h := range hs {
+		out[i] = h.Prior
+	}
+	return normalise(out)
+}
