@@ -13,15 +13,34 @@
 // AVX-512 EPYC, 2 goroutines unless noted; the machine was 3–4× oversubscribed,
 // so these are typical of repeated runs, not best cases):
 //
-//   - Mat-vec (Linear, T = 1) is bound by reading W once. A 4-row dot kernel
-//     (one load of x feeds four rows) split over GOMAXPROCS goroutines:
-//     F32 576×576 37–42 GFLOP/s, 1536×576 32–42, vek.Dot per row 34–39 (same
-//     ballpark: both are at the bandwidth of L2/memory); naive Go 2–3.
+//   - Mat-vec (Linear, T = 1) is bound by reading W once. An 8-row dot
+//     kernel (one load of x feeds eight rows; 4-row and 1-row tails) split
+//     over GOMAXPROCS goroutines in chunks of ≥ 16 rows handed out from an
+//     atomic counter. Each 8-row step first prefetches the next eight rows
+//     into L1 with a tiny assembly loop (PREFETCHT0; archsimd has no
+//     prefetch), which keeps more cache misses in flight than the hardware
+//     prefetchers do on eight interleaved streams. On a decode step's set of
+//     matrices (30 SmolLM2 layers + the 49152×576 head, 538 MB, far past the
+//     32 MiB L3), interleaved in one process: 8 rows + L1 prefetch 10–20%
+//     faster than 4 rows (12–38 GB/s across runs, most taken while other
+//     jobs loaded the machine); 8 rows without prefetch ≈ 4 rows; prefetch
+//     into L2 (PREFETCHT1) or only 4 rows ahead no better than none.
+//     Earlier: F32 576×576 37–42 GFLOP/s, 1536×576 32–42, vek.Dot per row
+//     34–39; naive Go 2–3.
 //     BF16 and Q8_0 are widened in registers (Q8_0 576×576 28–35, fewer bytes
 //     but more work per byte); F16 is widened with integer ops because
 //     archsimd has no VCVTPH2PS (12–15, compute-bound: prefer BF16 or F32).
-//     The 49152×576 head (113 MB) measured 5–9 GFLOP/s for both us and vek
-//     while other jobs shared memory bandwidth.
+//   - Parallel regions run on a persistent pool (pool.go) whose workers spin
+//     for 200 µs before parking, instead of new goroutines and a WaitGroup
+//     per call. A decode step is ~150 regions of 20–200 µs, and the
+//     goroutine start and futex wake-ups left the second core idle a third
+//     of the time: the 538 MB mat-vec set went 24 → 44 GB/s on a quiet
+//     machine, `persona bench --threads 2` decode 38–40 → 55–56 tok/s
+//     (llama.cpp 39–61 across the same runs; its figure is noisy here).
+//     LinearMany (Q, K, V) and LinearPair (gate, up, with SwiGLU applied per
+//     chunk) cut the regions per layer from seven to four; on its own that
+//     measured within noise (52–55 vs 52–56 tok/s), but it removes serial
+//     work and a wait per region.
 //   - GEMM: a 4×32 broadcast-FMA micro-kernel (8 accumulators, 11 live
 //     vectors) over B packed in 32-column panels of depth ≤ 256, A read in
 //     place with arbitrary strides (so NN, NT and TN share one kernel and only
@@ -35,7 +54,9 @@
 //     and only X is packed. Packing W instead (a strided scatter per weight)
 //     cost 15–30%: Linear T=64 F32 576×576 went 91–95 → 100–125 GFLOP/s,
 //     576×1536 86–92 → 116–120; vek.MatMul 46–49, naive 1–3.
-//   - Goroutines: the larger of M and N is split in multiples of the tile;
+//   - Goroutines (GEMM): the larger of M and N is split statically in
+//     multiples of the tile, one chunk per goroutine, because each chunk
+//     packs its own operand panels;
 //     below 32K multiply-adds per goroutine everything stays on the caller.
 //     On this oversubscribed machine 2 goroutines beat 1 only for the bigger
 //     shapes (64×128×128 NT: 91 single vs 50 with 2), so tiny trainer

@@ -42,6 +42,13 @@ func dot4Go(out, x, w []float32, ldw int) {
 	}
 }
 
+// dot8Go sets out[r] = Σ_k x[k]·w[r*ldw+k] for r < 8, k < len(x).
+func dot8Go(out, x, w []float32, ldw int) {
+	// x: (K), w: (8, ldw), out: (8)
+	dot4Go(out[:4], x, w, ldw)
+	dot4Go(out[4:8], x, w[4*ldw:], ldw)
+}
+
 // kern4Go is the contract every 4-row micro-kernel follows:
 // for i < 4, j < nr: C[i*ldc+j] (+)= Σ_{k<kc} A(i,k)·panel[k*nr+j],
 // with A(i,k) = a[i*rsA + k*csA], adding to C when add is set.

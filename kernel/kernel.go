@@ -2,6 +2,7 @@ package kernel
 
 import (
 	"runtime"
+	"unsafe"
 
 	"persona/tensor"
 )
@@ -15,6 +16,9 @@ var (
 	scaleImpl = scaleGo
 	// dot4Impl computes four dot products of x with rows of w that are ldw apart.
 	dot4Impl = dot4Go
+	dot8Impl = dot8Go
+	// prefetchImpl asks for n bytes from p to be brought into cache.
+	prefetchImpl = func(unsafe.Pointer, uintptr) {}
 	// kern4Impl and kern1Impl are the GEMM micro-kernels (4 rows and 1 row of
 	// C by nr columns); see kern4Go for the contract.
 	kern4Impl = kern4Go

@@ -4,7 +4,10 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"unsafe"
 
 	"persona/tensor"
 )
@@ -31,8 +34,9 @@ func bothPaths(t *testing.T, f func(t *testing.T)) {
 	}
 	gemmViaVek = true
 	defer func() { gemmViaVek = false }()
-	saved := [...]any{dotImpl, axpyImpl, scaleImpl, dot4Impl, kern4Impl, kern1Impl, dotRowImpl, decodeImpl}
+	saved := [...]any{dotImpl, axpyImpl, scaleImpl, dot4Impl, kern4Impl, kern1Impl, dotRowImpl, decodeImpl, dot8Impl, prefetchImpl}
 	dotImpl, axpyImpl, scaleImpl, dot4Impl = dotGo, axpyGo, scaleGo, dot4Go
+	dot8Impl, prefetchImpl = dot8Go, func(unsafe.Pointer, uintptr) {}
 	kern4Impl, kern1Impl, dotRowImpl, decodeImpl = kern4Go, kern1Go, dotRowGo, decodeGo
 	defer func() {
 		dotImpl = saved[0].(func([]float32, []float32) float32)
@@ -43,6 +47,8 @@ func bothPaths(t *testing.T, f func(t *testing.T)) {
 		kern1Impl = saved[5].(func(int, []float32, int, []float32, []float32, bool))
 		dotRowImpl = saved[6].(func([]float32, tensor.DType, []byte, []float32) float32)
 		decodeImpl = saved[7].(func([]float32, tensor.DType, []byte))
+		dot8Impl = saved[8].(func([]float32, []float32, []float32, int))
+		prefetchImpl = saved[9].(func(unsafe.Pointer, uintptr))
 	}()
 	t.Run("portable", f)
 }
@@ -259,4 +265,104 @@ func TestF16AllValues(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestLinearMany checks the joint row space of several weights (row counts
+// not multiples of the dot kernel's 4, mixed encodings, an empty weight)
+// against one reference product per weight, for one token and for several.
+func TestLinearMany(t *testing.T) {
+	bothPaths(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(9, 10))
+		const K = 576
+		for _, T := range []int{1, 3} {
+			var ws []*tensor.Tensor
+			var wfs [][]float32
+			var outs [][]float32
+			for i, N := range []int{577, 5, 0, 192, 1536} {
+				dt := []tensor.DType{tensor.F32, tensor.BF16, tensor.F32, tensor.Q8_0, tensor.F32}[i]
+				w, wf := makeWeight(t, r, dt, N, K)
+				ws, wfs = append(ws, w), append(wfs, wf)
+				outs = append(outs, randVec(r, T*N))
+			}
+			x := randVec(r, T*K)
+			LinearMany(outs, x, ws, T)
+			for i, w := range ws {
+				wf := wfs[i]
+				ref, mag := refGEMM(nil, false, T, w.Rows(), K,
+					func(i, k int) float32 { return x[i*K+k] }, func(k, j int) float32 { return wf[j*K+k] })
+				check(t, outs[i], ref, mag)
+			}
+		}
+	})
+}
+
+// TestLinearPair checks both products and that the epilogue sees every
+// element exactly once.
+func TestLinearPair(t *testing.T) {
+	bothPaths(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(11, 12))
+		for _, s := range [][3]int{{1, 1536, 576}, {1, 37, 64}, {4, 100, 96}} {
+			T, N, K := s[0], s[1], s[2]
+			wa, fa := makeWeight(t, r, tensor.F32, N, K)
+			wb, fb := makeWeight(t, r, tensor.BF16, N, K)
+			x := randVec(r, T*K)
+			a, b := randVec(r, T*N), randVec(r, T*N)
+			LinearPair(a, b, x, wa, wb, T, func(a, b []float32) {
+				for i := range a {
+					a[i] = 2*a[i] + b[i]
+					b[i] += 1
+				}
+			})
+			refA, magA := refGEMM(nil, false, T, N, K,
+				func(i, k int) float32 { return x[i*K+k] }, func(k, j int) float32 { return fa[j*K+k] })
+			refB, magB := refGEMM(nil, false, T, N, K,
+				func(i, k int) float32 { return x[i*K+k] }, func(k, j int) float32 { return fb[j*K+k] })
+			for i := range refA {
+				refA[i], magA[i] = 2*refA[i]+refB[i], 2*magA[i]+magB[i]
+				refB[i], magB[i] = refB[i]+1, magB[i]+1
+			}
+			check(t, a, refA, magA)
+			check(t, b, refB, magB)
+		}
+	})
+}
+
+// TestParallel checks that every index is visited once, also when regions
+// are started from several goroutines at once and from inside a region (the
+// pool is then busy and plain goroutines take over).
+func TestParallel(t *testing.T) {
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, n := range []int{1, 7, 100, 1000} {
+				hits := make([]int32, n)
+				Parallel(n, 3, 1<<30, func(lo, hi int) {
+					for i := lo; i < hi; i++ {
+						atomic.AddInt32(&hits[i], 1)
+						if i == 0 {
+							inner := make([]int32, 50)
+							Parallel(50, 1, 1<<30, func(lo, hi int) {
+								for j := lo; j < hi; j++ {
+									atomic.AddInt32(&inner[j], 1)
+								}
+							})
+							for j, h := range inner {
+								if h != 1 {
+									t.Errorf("nested: index %d visited %d times", j, h)
+								}
+							}
+						}
+					}
+				})
+				for i, h := range hits {
+					if h != 1 {
+						t.Errorf("n=%d: index %d visited %d times", n, i, h)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }

@@ -1,7 +1,9 @@
 package kernel
 
 import (
+	"runtime"
 	"sync"
+	"unsafe"
 
 	"persona/tensor"
 )
@@ -13,37 +15,188 @@ func matVec(out, x []float32, w *tensor.Tensor, N, K int) {
 		matVecF32(out, x, w.F32(), N, K)
 		return
 	}
+	mv := newMatVecOp(out, x, w)
+	parallelRows(N, N*K, func(lo, hi int) { mv.rows(lo, hi) })
+}
+
+// matVecF32 computes out[n] = Σ_k x[k]·w[n*K+k]: each W row is read once,
+// eight rows at a time against one load of x, with the next eight rows
+// prefetched meanwhile, which keeps the loop at the speed of memory.
+func matVecF32(out, x, w []float32, N, K int) {
+	// x: (K), w: (N, K), out: (N)
+	mv := matVecOp{out: out[:N], x: x[:K], f: w[:N*K], K: K}
+	parallelRows(N, N*K, func(lo, hi int) { mv.rows(lo, hi) })
+}
+
+// matVecOp is one mat-vec out = W·x whose rows can be computed in any
+// ranges, so several of them can share one parallel region.
+type matVecOp struct {
+	out, x []float32
+	f      []float32 // F32 weights, or nil
+	w      *tensor.Tensor
+	K, rb  int // columns; bytes per encoded row
+}
+
+func newMatVecOp(out, x []float32, w *tensor.Tensor) matVecOp {
+	N, K := w.Rows(), w.Cols()
+	mv := matVecOp{out: out[:N], x: x[:K], K: K}
+	if w.DType == tensor.F32 {
+		mv.f = w.F32()[:N*K]
+		return mv
+	}
 	rb, err := w.DType.RowBytes(K)
 	if err != nil {
 		panic("kernel: Linear: " + err.Error())
 	}
-	data, dt := w.Data, w.DType
-	parallel(N, 4, N*K, func(lo, hi int) {
-		s := getRowBuf(K)
-		buf := s.buf[:K]
-		for n := lo; n < hi; n++ {
-			out[n] = dotRowImpl(x, dt, data[n*rb:(n+1)*rb], buf)
-		}
-		rowBufPool.Put(s)
-	})
+	mv.w, mv.rb = w, rb
+	return mv
 }
 
-// matVecF32 computes out[n] = Σ_k x[k]·w[n*K+k]: each W row is read once,
-// four rows at a time against one load of x, which keeps the loop at the
-// speed of memory.
-func matVecF32(out, x, w []float32, N, K int) {
-	// x: (K), w: (N, K), out: (N)
-	x = x[:K]
-	w = w[:N*K]
-	parallel(N, 4, N*K, func(lo, hi int) {
+// rows computes out[lo:hi].
+func (mv *matVecOp) rows(lo, hi int) {
+	x, K := mv.x, mv.K
+	if mv.f != nil {
+		w, out := mv.f, mv.out
 		n := lo
+		for ; n+8 <= hi; n += 8 {
+			if n+8 < hi { // the next step's rows, within this chunk
+				r := min(8, hi-n-8)
+				prefetchImpl(unsafe.Pointer(&w[(n+8)*K]), uintptr(r*K*4))
+			}
+			dot8Impl(out[n:n+8], x, w[n*K:], K)
+		}
 		for ; n+4 <= hi; n += 4 {
 			dot4Impl(out[n:n+4], x, w[n*K:], K)
 		}
 		for ; n < hi; n++ {
 			out[n] = dotImpl(x, w[n*K:(n+1)*K])
 		}
+		return
+	}
+	s := getRowBuf(K)
+	buf := s.buf[:K]
+	data, dt, rb := mv.w.Data, mv.w.DType, mv.rb
+	for n := lo; n < hi; n++ {
+		mv.out[n] = dotRowImpl(x, dt, data[n*rb:(n+1)*rb], buf)
+	}
+	rowBufPool.Put(s)
+}
+
+// parallelRows runs fn over the rows [0, n) of mat-vecs totalling work
+// multiply-adds. Unlike the GEMMs' static split it hands out many small
+// chunks: a mat-vec has no per-chunk packing to amortise, and on a shared
+// machine a core that is interrupted should not hold up the whole region.
+// Chunks are multiples of 4 rows (the dot kernel's width) and at least
+// minChunkRows, so the atomic hand-out costs little next to a chunk.
+func parallelRows(n, work int, fn func(lo, hi int)) {
+	p := min(runtime.GOMAXPROCS(0), work/minWorkPerGoroutine, (n+3)/4)
+	if p <= 1 {
+		fn(0, n)
+		return
+	}
+	chunk := max(minChunkRows, roundUp((n+chunksPerWorker*p-1)/(chunksPerWorker*p), 4))
+	parallelChunks(n, chunk, p-1, fn)
+}
+
+const (
+	chunksPerWorker = 8  // chunks per goroutine in a mat-vec region
+	minChunkRows    = 16 // ≥ 36 KiB of F32 weights at K = 576
+)
+
+// LinearMany computes outs[i] = Linear(x, ws[i]) for weights that share the
+// input x (attention's Q, K and V). For one token it is a single parallel
+// region over the rows of all of them, so a decode step pays one start and
+// one wait instead of len(ws); for T > 1 it is len(ws) Linear calls.
+func LinearMany(outs [][]float32, x []float32, ws []*tensor.Tensor, T int) {
+	if len(outs) != len(ws) {
+		panic("kernel: LinearMany: outs and ws differ in length")
+	}
+	if T != 1 {
+		for i, w := range ws {
+			Linear(outs[i], x, w, T)
+		}
+		return
+	}
+	ops := make([]matVecOp, 0, 4)
+	start := make([]int, 0, 5) // start[i]: first row of op i in the joint row space
+	total, work := 0, 0
+	for i, w := range ws {
+		N, K := w.Rows(), w.Cols()
+		if len(x) < K || len(outs[i]) < N {
+			panic("kernel: LinearMany: slice too short for shape")
+		}
+		if N == 0 {
+			continue
+		}
+		if K == 0 {
+			clear(outs[i][:N])
+			continue
+		}
+		ops = append(ops, newMatVecOp(outs[i], x, w))
+		start = append(start, total)
+		total += N
+		work += N * K
+	}
+	start = append(start, total)
+	parallelRows(total, work, func(lo, hi int) {
+		for i := range ops {
+			a, b := max(lo, start[i]), min(hi, start[i+1])
+			if a < b {
+				ops[i].rows(a-start[i], b-start[i])
+			}
+		}
 	})
+}
+
+// LinearPair computes a = Linear(x, wa) and b = Linear(x, wb) for two weights
+// of the same shape and then calls epi on matching parts of a and b (epi must
+// be elementwise: it sees each element once, in chunks whose order is not
+// fixed). For one token, rows lo..hi of both products are computed and
+// finished by epi in the same chunk, so the SwiGLU gate and up projections
+// and their activation are one parallel region; for T > 1 it is two Linear
+// calls and epi over the whole of a and b.
+func LinearPair(a, b, x []float32, wa, wb *tensor.Tensor, T int, epi func(a, b []float32)) {
+	N, K := wa.Rows(), wa.Cols()
+	if wb.Rows() != N || wb.Cols() != K {
+		panic("kernel: LinearPair: weights differ in shape")
+	}
+	if T != 1 || K == 0 {
+		Linear(a, x, wa, T)
+		Linear(b, x, wb, T)
+		if epi != nil && T > 0 {
+			epi(a[:T*N], b[:T*N])
+		}
+		return
+	}
+	if len(x) < K || len(a) < N || len(b) < N {
+		panic("kernel: LinearPair: slice too short for shape")
+	}
+	opA, opB := newMatVecOp(a, x, wa), newMatVecOp(b, x, wb)
+	parallelRows(N, 2*N*K, func(lo, hi int) {
+		opA.rows(lo, hi)
+		opB.rows(lo, hi)
+		if epi != nil {
+			epi(a[lo:hi], b[lo:hi])
+		}
+	})
+}
+
+// Parallel runs fn over [0, n) in chunks of grain items on the calling
+// goroutine and the package's worker pool, using no more goroutines than
+// work (an estimate in multiply-adds) justifies. It is for the engine's
+// other per-token loops (attention heads), so that they start as cheaply as
+// the mat-vecs around them.
+func Parallel(n, grain, work int, fn func(lo, hi int)) {
+	if n <= 0 {
+		return
+	}
+	grain = max(grain, 1)
+	p := min(runtime.GOMAXPROCS(0), work/minWorkPerGoroutine, (n+grain-1)/grain)
+	if p <= 1 {
+		fn(0, n)
+		return
+	}
+	parallelChunks(n, grain, p-1, fn)
 }
 
 // rowBuf is per-goroutine scratch for one decoded weight row.

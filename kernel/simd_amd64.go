@@ -24,6 +24,8 @@ func init() {
 	axpyImpl = axpyAVX512
 	scaleImpl = scaleAVX512
 	dot4Impl = dot4AVX512
+	dot8Impl = dot8AVX512
+	prefetchImpl = prefetchL1
 	kern4Impl = kern4AVX512
 	kern1Impl = kern1AVX512
 	dotRowImpl = dotRowAVX512
@@ -145,6 +147,49 @@ func dot4AVX512(out, x, w []float32, ldw int) {
 		s3 = archsimd.LoadFloat32x16SlicePart(w[3*ldw+k:3*ldw+K]).MulAdd(xv, s3)
 	}
 	out[0], out[1], out[2], out[3] = hsum(s0), hsum(s1), hsum(s2), hsum(s3)
+	archsimd.ClearAVXUpperBits()
+}
+
+// dot8AVX512 is dot4AVX512 for eight rows (nine live vectors): twice the
+// loads in flight per x load.
+func dot8AVX512(out, x, w []float32, ldw int) {
+	// x: (K), w: (8, ldw), out: (8)
+	K := len(x)
+	out = out[:8]
+	_ = w[7*ldw+K-1]
+	var s0, s1, s2, s3, s4, s5, s6, s7 f32x16
+	k := 0
+	if K >= 16 {
+		px, pw := unsafe.Pointer(&x[0]), unsafe.Pointer(&w[0])
+		rs := uintptr(ldw) * 4
+		pw4 := unsafe.Add(pw, 4*rs)
+		end := uintptr(K&^15) * 4
+		for off := uintptr(0); off < end; off += 64 {
+			xv := ld(px, off)
+			s0 = ld(pw, off).MulAdd(xv, s0)
+			s1 = ld(pw, off+rs).MulAdd(xv, s1)
+			s2 = ld(pw, off+2*rs).MulAdd(xv, s2)
+			s3 = ld(pw, off+3*rs).MulAdd(xv, s3)
+			s4 = ld(pw4, off).MulAdd(xv, s4)
+			s5 = ld(pw4, off+rs).MulAdd(xv, s5)
+			s6 = ld(pw4, off+2*rs).MulAdd(xv, s6)
+			s7 = ld(pw4, off+3*rs).MulAdd(xv, s7)
+		}
+		k = K &^ 15
+	}
+	if k < K {
+		xv := archsimd.LoadFloat32x16SlicePart(x[k:])
+		s0 = archsimd.LoadFloat32x16SlicePart(w[k:K]).MulAdd(xv, s0)
+		s1 = archsimd.LoadFloat32x16SlicePart(w[ldw+k:ldw+K]).MulAdd(xv, s1)
+		s2 = archsimd.LoadFloat32x16SlicePart(w[2*ldw+k:2*ldw+K]).MulAdd(xv, s2)
+		s3 = archsimd.LoadFloat32x16SlicePart(w[3*ldw+k:3*ldw+K]).MulAdd(xv, s3)
+		s4 = archsimd.LoadFloat32x16SlicePart(w[4*ldw+k:4*ldw+K]).MulAdd(xv, s4)
+		s5 = archsimd.LoadFloat32x16SlicePart(w[5*ldw+k:5*ldw+K]).MulAdd(xv, s5)
+		s6 = archsimd.LoadFloat32x16SlicePart(w[6*ldw+k:6*ldw+K]).MulAdd(xv, s6)
+		s7 = archsimd.LoadFloat32x16SlicePart(w[7*ldw+k:7*ldw+K]).MulAdd(xv, s7)
+	}
+	out[0], out[1], out[2], out[3] = hsum(s0), hsum(s1), hsum(s2), hsum(s3)
+	out[4], out[5], out[6], out[7] = hsum(s4), hsum(s5), hsum(s6), hsum(s7)
 	archsimd.ClearAVXUpperBits()
 }
 

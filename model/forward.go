@@ -3,7 +3,6 @@ package model
 import (
 	"math"
 	"runtime"
-	"sync"
 
 	"persona/kernel"
 	"persona/resid"
@@ -141,9 +140,20 @@ func (m *Model) block(s *State, l, T int) {
 
 	rmsNorm(xn, x, L.AttnNorm, T, D, c.NormEps)
 	q, k, v := b.q[:T*qd], b.kk[:T*kvd], b.vv[:T*kvd]
-	linear(q, xn, &L.Q, L.QBias, L.LoRA[LinQ], T)
-	linear(k, xn, &L.K, L.KBias, L.LoRA[LinK], T)
-	linear(v, xn, &L.V, L.VBias, L.LoRA[LinV], T)
+	// Q, K and V share their input: one parallel region for the three
+	// (one start and one wait per decode step instead of three).
+	kernel.LinearMany([][]float32{q, k, v}, xn, []*tensor.Tensor{&L.Q, &L.K, &L.V}, T)
+	for _, o := range [...]struct {
+		out, bias []float32
+		a         *Adapter
+	}{{q, L.QBias, L.LoRA[LinQ]}, {k, L.KBias, L.LoRA[LinK]}, {v, L.VBias, L.LoRA[LinV]}} {
+		if o.bias != nil {
+			addBias(o.out, o.bias, T)
+		}
+		if o.a != nil {
+			o.a.apply(o.out, xn, T)
+		}
+	}
 	if c.QKNorm {
 		rmsNorm(q, q, L.QNorm, T*c.Heads, c.HeadDim, c.NormEps)
 		rmsNorm(k, k, L.KNorm, T*c.KVHeads, c.HeadDim, c.NormEps)
@@ -160,9 +170,20 @@ func (m *Model) block(s *State, l, T int) {
 
 	rmsNorm(xn, x, L.FFNNorm, T, D, c.NormEps)
 	gate, up := b.gate[:T*c.FFN], b.up[:T*c.FFN]
-	linear(gate, xn, &L.Gate, nil, L.LoRA[LinGate], T)
-	linear(up, xn, &L.Up, nil, L.LoRA[LinUp], T)
-	siluMul(gate, up)
+	// Gate and up in one region, finished by SwiGLU chunk by chunk unless an
+	// adapter must add its update to them first.
+	if ag, au := L.LoRA[LinGate], L.LoRA[LinUp]; ag == nil && au == nil {
+		kernel.LinearPair(gate, up, xn, &L.Gate, &L.Up, T, siluMul)
+	} else {
+		kernel.LinearPair(gate, up, xn, &L.Gate, &L.Up, T, nil)
+		if ag != nil {
+			ag.apply(gate, xn, T)
+		}
+		if au != nil {
+			au.apply(up, xn, T)
+		}
+		siluMul(gate, up)
+	}
 	linear(out, gate, &L.Down, nil, L.LoRA[LinDown], T)
 	kernel.Axpy(x, 1, out)
 }
@@ -190,35 +211,31 @@ func (m *Model) attention(att, q, K, V []float32, pos0, T int) {
 	hd, kvd, group := c.HeadDim, c.KVHeads*c.HeadDim, c.Heads/c.KVHeads
 	scale := float32(1 / math.Sqrt(float64(hd)))
 	n := T * c.Heads
-	workers := min(runtime.GOMAXPROCS(0), max(1, n*(pos0+T)*hd/(1<<15)))
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			scores := make([]float32, pos0+T)
-			for i := w; i < n; i += workers {
-				t, h := i/c.Heads, i%c.Heads
-				p := pos0 + t
-				lo := 0
-				if c.SlidingWindow > 0 {
-					lo = max(0, p-c.SlidingWindow+1)
-				}
-				qh := q[(t*c.Heads+h)*hd : (t*c.Heads+h+1)*hd]
-				off := (h / group) * hd
-				sc := scores[:p+1-lo]
-				for j := range sc {
-					kr := K[(lo+j)*kvd+off : (lo+j)*kvd+off+hd]
-					sc[j] = kernel.Dot(qh, kr) * scale
-				}
-				softmaxInPlace(sc)
-				o := att[(t*c.Heads+h)*hd : (t*c.Heads+h+1)*hd]
-				clear(o)
-				for j, w := range sc {
-					kernel.Axpy(o, w, V[(lo+j)*kvd+off:(lo+j)*kvd+off+hd])
-				}
+	// Chunks of (query, head) pairs handed out by the kernel's worker pool:
+	// several per goroutine, because later queries attend to more positions.
+	grain := max(1, n/(8*runtime.GOMAXPROCS(0)))
+	kernel.Parallel(n, grain, n*(pos0+T)*hd, func(i0, i1 int) {
+		scores := make([]float32, pos0+T)
+		for i := i0; i < i1; i++ {
+			t, h := i/c.Heads, i%c.Heads
+			p := pos0 + t
+			lo := 0
+			if c.SlidingWindow > 0 {
+				lo = max(0, p-c.SlidingWindow+1)
 			}
-		}(w)
-	}
-	wg.Wait()
+			qh := q[(t*c.Heads+h)*hd : (t*c.Heads+h+1)*hd]
+			off := (h / group) * hd
+			sc := scores[:p+1-lo]
+			for j := range sc {
+				kr := K[(lo+j)*kvd+off : (lo+j)*kvd+off+hd]
+				sc[j] = kernel.Dot(qh, kr) * scale
+			}
+			softmaxInPlace(sc)
+			o := att[(t*c.Heads+h)*hd : (t*c.Heads+h+1)*hd]
+			clear(o)
+			for j, w := range sc {
+				kernel.Axpy(o, w, V[(lo+j)*kvd+off:(lo+j)*kvd+off+hd])
+			}
+		}
+	})
 }
