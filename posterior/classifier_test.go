@@ -1,0 +1,116 @@
+package posterior
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"persona/chat"
+	"persona/vectors"
+	"persona/world"
+)
+
+// Three personas as Gaussian clusters in 16 dimensions: the fitted
+// classifier separates them, round-trips through its file, and refuses
+// activations of the wrong width.
+func TestClassifierFit(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	names := []string{"a", "b", "c"}
+	centre := [][]float32{make([]float32, 16), make([]float32, 16), make([]float32, 16)}
+	centre[0][0], centre[1][1], centre[2][2] = 3, 3, 3
+	draw := func(k int) []float32 {
+		v := make([]float32, 16)
+		for j := range v {
+			v[j] = centre[k][j] + float32(r.NormFloat64())
+		}
+		return v
+	}
+	var train []Sample
+	for i := 0; i < 300; i++ {
+		train = append(train, Sample{Persona: names[i%3], Act: draw(i % 3)})
+	}
+	c, err := FitClassifier(names, 1, "test", train, FitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	right := 0
+	for i := 0; i < 300; i++ {
+		lo, _ := c.LogOdds(draw(i % 3))
+		if argmax(lo) == i%3 {
+			right++
+		}
+	}
+	if right < 250 {
+		t.Errorf("held-out accuracy %d/300", right)
+	}
+	path := filepath.Join(t.TempDir(), "c.json")
+	if err := c.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	c2, err := LoadClassifier(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := c.LogOdds(train[0].Act)
+	b, _ := c2.LogOdds(train[0].Act)
+	if a[0] != b[0] {
+		t.Errorf("round trip changed log-odds %g → %g", a[0], b[0])
+	}
+	if _, err := c.LogOdds(make([]float32, 5)); !errors.Is(err, vectors.ErrWidth) {
+		t.Errorf("wrong width: %v", err)
+	}
+	os.WriteFile(path, []byte(`{"names":["a","b"],"directions":[[1],[1,2]],"weights":[[0,0],[0,0]],"bias":[0,0],"mu":[0,0],"sigma":[1,1]}`), 0o644)
+	if _, err := LoadClassifier(path); err == nil {
+		t.Error("ragged directions accepted")
+	}
+	if _, err := FitClassifier(names, 1, "test", train[:2], FitOptions{}); err == nil {
+		t.Error("a persona without samples accepted")
+	}
+}
+
+// The activations estimator runs end to end on a model: labelled world
+// chats → samples → classifier → per-turn posterior; a classifier for
+// another width or layer is refused.
+func TestActivationPosterior(t *testing.T) {
+	e := testEngine(t)
+	ctx := context.Background()
+	chats := world.Default().Pretrain(40, 9, world.PretrainOptions{MeanTurns: 2, MaxTurns: 3})
+	samples, err := LabelledSamples(ctx, e, chats, 1, func(c, k int) string {
+		labels, _ := world.Labels(chats[c])
+		return labels[k].Persona
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, s := range samples {
+		seen[s.Persona] = true
+	}
+	var names []string
+	for n := range seen {
+		names = append(names, n)
+	}
+	c, err := FitClassifier(names, 1, "test", samples, FitOptions{Steps: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ap := &ActivationPosterior{E: e, C: c}
+	res, err := ap.Posterior(ctx, testChat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Turns) != 3 || res.Turns[2].Tokens == 0 {
+		t.Fatalf("%+v", res.Turns)
+	}
+	if _, err := ap.Posterior(ctx, []chat.Message{{Role: "user", Content: "hi"}}); !errors.Is(err, ErrNoAssistant) {
+		t.Errorf("no assistant: %v", err)
+	}
+	bad := *c
+	bad.Layer = 7
+	if _, err := (&ActivationPosterior{E: e, C: &bad}).Posterior(ctx, testChat); !errors.Is(err, vectors.ErrLayer) {
+		t.Errorf("layer 7: %v", err)
+	}
+}

@@ -1,0 +1,207 @@
+package posterior
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	"persona/backend"
+	"persona/chat"
+	"persona/vectors"
+)
+
+// Judge asks a judge model for 0–100 ratings through any backend. With top
+// log-probabilities the rating is the probability-weighted mean over number
+// tokens at the answer's first position (the persona-vectors recipe: less
+// noisy than one sampled number, and it keeps the judge's uncertainty);
+// without them, the first number of the text.
+type Judge struct {
+	B backend.Backend
+	// noLogprobs remembers that the backend cannot return logprobs, so it is
+	// asked once, not on every rating.
+	noLogprobs atomic.Bool
+}
+
+// NewJudge wraps a backend.
+func NewJudge(b backend.Backend) *Judge { return &Judge{B: b} }
+
+// judgeSystem keeps the judge a rater, not a participant: one number, so the
+// first token's distribution is the rating's.
+const judgeSystem = "You rate text on a 0 to 100 scale. You answer with one integer from 0 to 100 and nothing else."
+
+// ErrNoRating is returned when the judge's answer holds no 0–100 number.
+var ErrNoRating = errors.New("no 0–100 rating in the judge's answer")
+
+// Rate sends one rubric prompt and returns the rating and how it was read
+// ("logprobs" or "text").
+func (j *Judge) Rate(ctx context.Context, prompt string) (float64, string, error) {
+	req := backend.Request{Messages: []chat.Message{{Role: chat.RoleSystem, Content: judgeSystem}, {Role: chat.RoleUser, Content: prompt}},
+		MaxTokens: 4, Temperature: 0}
+	if !j.noLogprobs.Load() {
+		req.Logprobs, req.TopLogprobs = true, 20
+	}
+	resp, err := j.B.Chat(ctx, req)
+	if err != nil && req.Logprobs && errors.Is(err, backend.ErrUnsupported) {
+		j.noLogprobs.Store(true)
+		req.Logprobs, req.TopLogprobs = false, 0
+		resp, err = j.B.Chat(ctx, req)
+	}
+	if err != nil {
+		return 0, "", fmt.Errorf("judge %s: %w", j.B.Name(), err)
+	}
+	return ReadRating(resp)
+}
+
+var numberRe = regexp.MustCompile(`\d+(?:\.\d+)?`)
+
+// ReadRating reads a 0–100 rating from a judge response: the probability-
+// weighted mean over the number tokens among the top alternatives at the
+// first non-blank position, when that position's token is the whole number
+// the text gives (a tokenizer that splits "85" into "8", "5" would weight
+// single digits, so then the text is read); else the text's first number.
+func ReadRating(resp *backend.Response) (float64, string, error) {
+	text := strings.TrimSpace(resp.Content)
+	num := numberRe.FindString(text)
+	for _, tl := range resp.Logprobs {
+		tok := strings.TrimSpace(tl.Token)
+		if tok == "" {
+			continue
+		}
+		if len(tl.Top) > 0 && tok == num {
+			var mass, sum float64
+			for _, alt := range tl.Top {
+				n, err := strconv.Atoi(strings.TrimSpace(alt.Token))
+				if err != nil || n < 0 || n > 100 {
+					continue
+				}
+				p := math.Exp(alt.Logprob)
+				mass, sum = mass+p, sum+p*float64(n)
+			}
+			// Below a quarter of the mass the judge was mostly about to say
+			// something else; the text is the better reading.
+			if mass >= 0.25 {
+				return sum / mass, "logprobs", nil
+			}
+		}
+		break
+	}
+	v, err := strconv.ParseFloat(num, 64)
+	if num == "" || err != nil || v < 0 || v > 100 {
+		return 0, "", fmt.Errorf("%w: %q", ErrNoRating, clip(text, 80))
+	}
+	return v, "text", nil
+}
+
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// coherenceRubric is the recipe's second judgement: trait scores of broken
+// answers say little, so they are filtered out.
+const coherenceRubric = `Rate how coherent the answer is as a reply to the question: 0 is gibberish, endless repetition or not a reply at all; 50 is understandable but confused; 100 is fluent and on-topic. Judge only form and sense, not content or values.
+
+Question:
+{question}
+
+Answer:
+{answer}
+
+Answer with one integer from 0 to 100.`
+
+// Score rates an answer on a trait spec's rubric and on coherence: the
+// judge for persona-vector extraction on real models (vectors.Scorer).
+func (j *Judge) Score(ctx context.Context, spec *vectors.TraitSpec, question, answer string) (vectors.TraitScore, error) {
+	if strings.TrimSpace(answer) == "" {
+		return vectors.TraitScore{Trait: 0, Coherence: 0}, nil
+	}
+	t, _, err := j.Rate(ctx, spec.JudgePrompt(question, answer))
+	if err != nil {
+		return vectors.TraitScore{}, err
+	}
+	c, _, err := j.Rate(ctx, strings.NewReplacer("{question}", question, "{answer}", answer).Replace(coherenceRubric))
+	if err != nil {
+		return vectors.TraitScore{}, err
+	}
+	return vectors.TraitScore{Trait: t, Coherence: c}, nil
+}
+
+var _ vectors.Scorer = (*Judge)(nil)
+
+// personaRubric asks how well the assistant's replies so far fit one
+// persona. It shows the persona's description and system prompt, not the
+// other candidates, so each rating is an independent judgement.
+const personaRubric = `A chatbot can play different personas. Here is one:
+
+<persona name="{name}">
+{description}
+System prompt that selects it: {prompt}
+</persona>
+
+<conversation>
+{conversation}</conversation>
+
+How likely is it that every ASSISTANT reply above was written by this persona? 0 means certainly not, 100 means certainly. Judge by style, content and behaviour.
+
+Answer with one integer from 0 to 100.`
+
+// JudgePosterior is the black-box estimator: after each assistant turn, the
+// judge rates every persona, and the ratings act as unnormalised
+// likelihoods, P(h | turns) ∝ P(h) · (rating_h + 1). This is a heuristic
+// calibration (a judge's 0–100 is not a probability); it is what works for
+// a model whose log-probabilities and activations are out of reach.
+type JudgePosterior struct {
+	J    *Judge
+	Hyps []Hypothesis
+}
+
+// Posterior returns the per-turn posterior of msgs (H judge calls per turn).
+func (jp *JudgePosterior) Posterior(ctx context.Context, msgs []chat.Message) (*Result, error) {
+	if err := checkHypotheses(jp.Hyps); err != nil {
+		return nil, err
+	}
+	conv, skip, err := conversation(msgs)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Method: "judge", Names: names(jp.Hyps), Prior: priors(jp.Hyps)}
+	var b strings.Builder
+	k := 0
+	for i, m := range conv {
+		fmt.Fprintf(&b, "[%s]\n%s\n\n", strings.ToUpper(m.Role), clip(m.Content, 2000))
+		if m.Role != chat.RoleAssistant {
+			continue
+		}
+		k++
+		turn := Turn{Turn: k, Message: skip + i, Evidence: make([]float64, len(jp.Hyps))}
+		like := make([]float64, len(jp.Hyps))
+		for h, hyp := range jp.Hyps {
+			prompt := strings.Join(slices.DeleteFunc(slices.Clone(hyp.Prompts), func(s string) bool { return s == "" }), " / ")
+			if prompt == "" {
+				prompt = "(none)"
+			}
+			desc := hyp.Description
+			if desc == "" {
+				desc = hyp.Name
+			}
+			r, _, err := jp.J.Rate(ctx, strings.NewReplacer("{name}", hyp.Name, "{description}", desc, "{prompt}", prompt,
+				"{conversation}", b.String()).Replace(personaRubric))
+			if err != nil {
+				return nil, fmt.Errorf("turn %d, persona %s: %w", k, hyp.Name, err)
+			}
+			turn.Evidence[h] = r
+			like[h] = math.Log(r + 1)
+		}
+		bayes(&turn, res.Names, res.Prior, like)
+		res.Turns = append(res.Turns, turn)
+	}
+	return res, nil
+}

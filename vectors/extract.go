@@ -1,0 +1,290 @@
+package vectors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"persona/chat"
+	"persona/engine"
+	"persona/sample"
+	"persona/world"
+)
+
+// Scorer rates how strongly an answer expresses a trait. It is what the
+// extraction recipe needs from a judge, defined here so that the organism's
+// oracle (OracleScorer) and LLM judges behind a backend (package posterior)
+// plug in alike.
+type Scorer interface {
+	Score(ctx context.Context, spec *TraitSpec, question, answer string) (TraitScore, error)
+}
+
+// TraitScore is a judge's reading of one answer.
+type TraitScore struct {
+	// Trait is 0–100: how strongly the answer expresses the trait.
+	Trait float64 `json:"trait"`
+	// Coherence is 0–100, or negative when the scorer does not measure it.
+	Coherence float64 `json:"coherence"`
+}
+
+// OracleScorer judges with the persona world's oracle: the ground truth on
+// the model organism. The trait score is the oracle's posterior-weighted
+// trait value (× 100) of the spec's oracle_trait; coherence is its top
+// persona probability (× 100), since garbled text gets a flat posterior.
+type OracleScorer struct {
+	Oracle *world.Oracle
+}
+
+// Score implements Scorer.
+func (o OracleScorer) Score(_ context.Context, spec *TraitSpec, question, answer string) (TraitScore, error) {
+	trait := spec.OracleTrait
+	if trait == "" {
+		trait = spec.Name
+	}
+	j := o.Oracle.Judge([]chat.Message{{Role: chat.RoleUser, Content: question}}, answer)
+	v, ok := j.Traits[trait]
+	if !ok {
+		return TraitScore{}, fmt.Errorf("%s: the world oracle has no trait %q (set oracle_trait)", spec.File, trait)
+	}
+	return TraitScore{Trait: 100 * v, Coherence: 100 * j.TopProb}, nil
+}
+
+// GenerateOptions size the contrastive generation.
+type GenerateOptions struct {
+	// Samples per (question, instruction) and side; default 10 (the paper's).
+	Samples int
+	// MaxTokens per answer; default 64.
+	MaxTokens int
+	// Temperature; default 1 (the paper samples at T = 1).
+	Temperature float32
+	Seed        uint64
+	// Layers to capture; empty means every layer.
+	Layers []int
+	// Workers generating at once; default GOMAXPROCS (small models are
+	// bound by per-token overheads, so two sequences at once help).
+	Workers int
+	// Progress is called after each scored answer.
+	Progress func(done, total int)
+}
+
+func (o *GenerateOptions) defaults() {
+	if o.Samples <= 0 {
+		o.Samples = 10
+	}
+	if o.MaxTokens <= 0 {
+		o.MaxTokens = 64
+	}
+	if o.Temperature == 0 {
+		o.Temperature = 1
+	}
+	if o.Workers <= 0 {
+		o.Workers = runtime.GOMAXPROCS(0)
+	}
+}
+
+// Response is one generated answer with its score and activations.
+type Response struct {
+	Question string     `json:"question"`
+	Pair     int        `json:"pair"`
+	Positive bool       `json:"positive"`
+	Text     string     `json:"text"`
+	Score    TraitScore `json:"score"`
+	// Mean[i] is the response-mean activation at Layers[i]; LastPrompt[i]
+	// the activation of the last prompt token (the end of the assistant
+	// header). Not serialised.
+	Mean       [][]float32 `json:"-"`
+	LastPrompt [][]float32 `json:"-"`
+}
+
+// Generate answers every question under every pair's positive and negative
+// system prompt, Samples times each, scores the answers with sc and captures
+// their activations (on the same context they were generated in, system
+// prompt included, as in the paper).
+func Generate(ctx context.Context, e *engine.Engine, spec *TraitSpec, questions []string, sc Scorer, opt GenerateOptions) ([]Response, error) {
+	opt.defaults()
+	m := e.Model
+	for _, l := range opt.Layers {
+		if l < 0 || l >= m.NumLayers {
+			return nil, fmt.Errorf("layer %d, the model has layers 0..%d: %w", l, m.NumLayers-1, ErrLayer)
+		}
+	}
+	type job struct {
+		q, pair, sample int
+		pos             bool
+	}
+	var jobs []job
+	for qi := range questions {
+		for pi := range spec.Pairs {
+			for _, pos := range []bool{true, false} {
+				for s := 0; s < opt.Samples; s++ {
+					jobs = append(jobs, job{qi, pi, s, pos})
+				}
+			}
+		}
+	}
+	out := make([]Response, len(jobs))
+	var (
+		mu    sync.Mutex
+		next  int
+		done  int
+		first error
+		wg    sync.WaitGroup
+	)
+	worker := func() {
+		defer wg.Done()
+		for {
+			mu.Lock()
+			i := next
+			next++
+			stop := first != nil || i >= len(jobs) || ctx.Err() != nil
+			mu.Unlock()
+			if stop {
+				return
+			}
+			j := jobs[i]
+			r, err := respond(ctx, e, spec, questions[j.q], j.pair, j.pos, sc, opt, opt.Seed*1_000_003+uint64(i))
+			mu.Lock()
+			if err != nil && first == nil {
+				first = err
+			}
+			out[i] = r
+			done++
+			if opt.Progress != nil {
+				opt.Progress(done, len(jobs))
+			}
+			mu.Unlock()
+		}
+	}
+	for w := 0; w < min(opt.Workers, len(jobs)); w++ {
+		wg.Add(1)
+		go worker()
+	}
+	wg.Wait()
+	if first == nil {
+		first = ctx.Err()
+	}
+	return out, first
+}
+
+// respond generates, scores and captures one answer.
+func respond(ctx context.Context, e *engine.Engine, spec *TraitSpec, question string, pair int, pos bool, sc Scorer, opt GenerateOptions, seed uint64) (Response, error) {
+	r := Response{Question: question, Pair: pair, Positive: pos}
+	msgs := []chat.Message{{Role: chat.RoleSystem, Content: spec.System(pair, pos)}, {Role: chat.RoleUser, Content: question}}
+	enc, err := e.EncodeChat(msgs, true)
+	if err != nil {
+		return r, err
+	}
+	if len(enc.IDs)+opt.MaxTokens > e.Model.MaxSeq {
+		return r, fmt.Errorf("question %q: prompt of %d tokens leaves no room for %d new tokens in the model's context of %d", question, len(enc.IDs), opt.MaxTokens, e.Model.MaxSeq)
+	}
+	res, err := e.Generate(ctx, engine.Request{Prompt: enc.IDs, MaxTokens: opt.MaxTokens,
+		Sampling: sample.Params{Temperature: opt.Temperature, Seed: seed}})
+	if err != nil {
+		return r, err
+	}
+	ids := res.IDs
+	if res.Stop == "eos" && len(ids) > 0 {
+		ids = ids[:len(ids)-1] // the end-of-turn token is not part of the response
+	}
+	r.Text = strings.TrimSpace(res.Text)
+	if r.Score, err = sc.Score(ctx, spec, question, r.Text); err != nil {
+		return r, err
+	}
+	if len(ids) == 0 {
+		return r, nil // an empty answer has no response mean; it is filtered out
+	}
+	full := &engine.Encoded{IDs: append(slices.Clone(enc.IDs), ids...),
+		Spans: []engine.TokenSpan{{Message: 2, Role: chat.RoleAssistant, Start: len(enc.IDs), End: len(enc.IDs) + len(ids)}}}
+	act, err := CaptureEncoded(ctx, e.Model, full, CaptureOptions{Layers: opt.Layers})
+	if err != nil {
+		return r, err
+	}
+	r.Mean, r.LastPrompt = act.Turns[0].Mean, act.Turns[0].LastPrompt
+	return r, nil
+}
+
+// Filter is the recipe's selection of contrastive answers.
+type Filter struct {
+	// Threshold: positive answers need Trait ≥ Threshold, negative answers
+	// Trait < Threshold (default 50).
+	Threshold float64
+	// MinCoherence: answers with a measured coherence below it are dropped
+	// (default 50).
+	MinCoherence float64
+}
+
+func (f Filter) keep(r *Response) bool {
+	th, mc := f.Threshold, f.MinCoherence
+	if th == 0 {
+		th = 50
+	}
+	if mc == 0 {
+		mc = 50
+	}
+	if r.Mean == nil || (r.Score.Coherence >= 0 && r.Score.Coherence < mc) {
+		return false
+	}
+	if r.Positive {
+		return r.Score.Trait >= th
+	}
+	return r.Score.Trait < th
+}
+
+// ErrTooFewKept is returned when the filter leaves one side empty: the
+// instructions did not elicit (or suppress) the trait on this model.
+var ErrTooFewKept = errors.New("too few answers kept on one side")
+
+// DifferenceOf filters responses and returns the per-layer difference of
+// response means, mean(kept positive) − mean(kept negative), with the
+// counts and scores in Meta.
+func DifferenceOf(spec *TraitSpec, model string, layers []int, rs []Response, f Filter) (*Set, error) {
+	pos, neg := NewAccumulator(layers), NewAccumulator(layers)
+	var sumPos, sumNeg, allPos, allNeg float64
+	var nPos, nNeg int
+	for i := range rs {
+		r := &rs[i]
+		if r.Positive {
+			allPos += r.Score.Trait
+			nPos++
+		} else {
+			allNeg += r.Score.Trait
+			nNeg++
+		}
+		if !f.keep(r) {
+			continue
+		}
+		acc := neg
+		if r.Positive {
+			acc, sumPos = pos, sumPos+r.Score.Trait
+		} else {
+			sumNeg += r.Score.Trait
+		}
+		if err := acc.Add(r.Mean); err != nil {
+			return nil, err
+		}
+	}
+	if pos.N() == 0 || neg.N() == 0 {
+		return nil, fmt.Errorf("trait %s: kept %d of %d positive and %d of %d negative answers (positive mean score %.1f, negative %.1f): %w",
+			spec.Name, pos.N(), nPos, neg.N(), nNeg, allPos/math.Max(1, float64(nPos)), allNeg/math.Max(1, float64(nNeg)), ErrTooFewKept)
+	}
+	s, err := Difference(spec.Name, model, pos, neg)
+	if err != nil {
+		return nil, err
+	}
+	f1 := func(x float64) string { return strconv.FormatFloat(x, 'f', 2, 64) }
+	s.Meta["method"] = "persona_vectors"
+	s.Meta["trait"] = spec.Name
+	s.Meta["generated_pos"] = strconv.Itoa(nPos)
+	s.Meta["generated_neg"] = strconv.Itoa(nNeg)
+	s.Meta["score_mean_pos"] = f1(allPos / float64(nPos))
+	s.Meta["score_mean_neg"] = f1(allNeg / float64(nNeg))
+	s.Meta["score_mean_kept_pos"] = f1(sumPos / float64(pos.N()))
+	s.Meta["score_mean_kept_neg"] = f1(sumNeg / float64(neg.N()))
+	return s, nil
+}
