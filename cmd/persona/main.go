@@ -49,6 +49,7 @@ or GGUF files; the engine is pure Go.`,
 	root.AddCommand(newServeCmd())
 	root.AddCommand(newWorldCmd(), newOrganismCmd())
 	root.AddCommand(newAuditCmd())
+	root.AddCommand(newPosteriorCmd(), newVectorsCmd())
 	return root
 }
 
