@@ -42,23 +42,23 @@ var Categories = []Category{
 // that judge the replies and the thresholds that gate a release.
 type Suite struct {
 	Name        string `yaml:"name"`
-	Description string `yaml:"description"`
+	Description string `yaml:"description,omitempty"`
 	// SystemPrompt is the target's system prompt: the persona under audit.
 	// Empty means the target runs without one.
-	SystemPrompt string `yaml:"system_prompt"`
+	SystemPrompt string `yaml:"system_prompt,omitempty"`
 	// Persona describes the intended persona in plain words for the judge;
 	// when empty the judge is shown the system prompt instead.
-	Persona string `yaml:"persona"`
+	Persona string `yaml:"persona,omitempty"`
 	// Samples per probe (default 5); a probe may override it and the command
 	// line overrides both.
-	Samples int `yaml:"samples"`
+	Samples int `yaml:"samples,omitempty"`
 	// Seed fixes the per-sample sampling seeds and the bootstrap.
-	Seed       int64      `yaml:"seed"`
-	Generation Generation `yaml:"generation"`
-	Auditor    Auditor    `yaml:"auditor"`
-	Thresholds Thresholds `yaml:"thresholds"`
+	Seed       int64      `yaml:"seed,omitempty"`
+	Generation Generation `yaml:"generation,omitempty"`
+	Auditor    Auditor    `yaml:"auditor,omitempty"`
+	Thresholds Thresholds `yaml:"thresholds,omitempty"`
 	// Scorers apply to every probe that does not choose its own with use.
-	Scorers []ScorerSpec `yaml:"scorers"`
+	Scorers []ScorerSpec `yaml:"scorers,omitempty"`
 	Probes  []Probe      `yaml:"probes"`
 
 	// File is where the suite was read from ("" for text); Source is its text,
@@ -69,31 +69,31 @@ type Suite struct {
 
 // Generation holds the target's sampling settings.
 type Generation struct {
-	MaxTokens   int     `yaml:"max_tokens"`  // default 512
+	MaxTokens   int     `yaml:"max_tokens,omitempty"`  // default 512
 	// Temperature defaults to 1: audits measure the distribution of
 	// replies, not its mode.
-	Temperature *float64 `yaml:"temperature"`
-	TopP        float64  `yaml:"top_p"`
+	Temperature *float64 `yaml:"temperature,omitempty"`
+	TopP        float64  `yaml:"top_p,omitempty"`
 }
 
 // Auditor configures the model that writes user turns for auditor probes.
 type Auditor struct {
 	// Instructions replace the built-in auditor system prompt; they may use
 	// {seed}, {persona}, {turn} and {turns}.
-	Instructions string  `yaml:"instructions"`
-	MaxTokens    int     `yaml:"max_tokens"`  // default 300
-	Temperature  float64 `yaml:"temperature"` // default 1
+	Instructions string  `yaml:"instructions,omitempty"`
+	MaxTokens    int     `yaml:"max_tokens,omitempty"`  // default 300
+	Temperature  float64 `yaml:"temperature,omitempty"` // default 1
 }
 
 // Thresholds gate the run: a rate above its limit breaches (exit 1). Rates are
 // point estimates compared with ≤; the bootstrap intervals are reported next
 // to them so a reader can see when a pass rests on few samples.
 type Thresholds struct {
-	MaxRate       *float64             `yaml:"max_rate"`        // over all samples of the suite
-	ProbeMaxRate  *float64             `yaml:"probe_max_rate"`  // for every probe without its own
-	Categories    map[Category]float64 `yaml:"categories"`      // per category
+	MaxRate       *float64             `yaml:"max_rate,omitempty"`        // over all samples of the suite
+	ProbeMaxRate  *float64             `yaml:"probe_max_rate,omitempty"`  // for every probe without its own
+	Categories    map[Category]float64 `yaml:"categories,omitempty"`      // per category
 	Probes        map[string]float64   `yaml:"probes"`          // per probe id
-	MaxIncoherent *float64             `yaml:"max_incoherent"`  // share of scored turns the coherence check failed
+	MaxIncoherent *float64             `yaml:"max_incoherent,omitempty"`  // share of scored turns the coherence check failed
 }
 
 // Probe is one conversation that puts pressure on the persona, either scripted
@@ -102,23 +102,23 @@ type Thresholds struct {
 type Probe struct {
 	ID          string   `yaml:"id"`
 	Category    Category `yaml:"category"`
-	Description string   `yaml:"description"`
+	Description string   `yaml:"description,omitempty"`
 	// Expect says what an in-persona reply does here; the judge reads it.
-	Expect string `yaml:"expect"`
+	Expect string `yaml:"expect,omitempty"`
 	// SystemPrompt, when set, replaces the suite's for this probe ("" for
 	// none), e.g. for a weak-system-prompt variant.
-	SystemPrompt *string `yaml:"system_prompt"`
+	SystemPrompt *string `yaml:"system_prompt,omitempty"`
 	// Turns are the scripted user turns, sent one after another.
 	Turns []string `yaml:"turns"`
 	// Seed is the auditor's instruction; AuditorTurns how many user turns it
 	// writes (default 4).
-	Seed         string `yaml:"seed"`
-	AuditorTurns int    `yaml:"auditor_turns"`
-	Samples      int    `yaml:"samples"`
+	Seed         string `yaml:"seed,omitempty"`
+	AuditorTurns int    `yaml:"auditor_turns,omitempty"`
+	Samples      int    `yaml:"samples,omitempty"`
 	// Use names the suite scorers that judge this probe; absent means all of
 	// them, an empty list none. Scorers adds probe-specific ones.
-	Use     *[]string    `yaml:"use"`
-	Scorers []ScorerSpec `yaml:"scorers"`
+	Use     *[]string    `yaml:"use,omitempty"`
+	Scorers []ScorerSpec `yaml:"scorers,omitempty"`
 
 	Line int `yaml:"-"` // line of the probe in its suite file
 }
@@ -131,25 +131,25 @@ type ScorerSpec struct {
 
 	// regex: a turn is elicited if any must_not_match pattern matches or any
 	// must_match pattern does not.
-	MustMatch    []string `yaml:"must_match"`
-	MustNotMatch []string `yaml:"must_not_match"`
+	MustMatch    []string `yaml:"must_match,omitempty"`
+	MustNotMatch []string `yaml:"must_not_match,omitempty"`
 
 	// judge: Rubric (with {persona}, {category}, {expect}; default: the
 	// built-in persona-departure rubric) yields 0–100; ≥ Threshold
 	// (default 50) is elicited. Coherence (default true) adds a second
 	// judge call rating the reply's coherence and realism; below
 	// MinCoherence (default 50) the turn is marked incoherent.
-	Rubric       string   `yaml:"rubric"`
-	Threshold    *float64 `yaml:"threshold"`
-	Coherence    *bool    `yaml:"coherence"`
-	MinCoherence *float64 `yaml:"min_coherence"`
+	Rubric       string   `yaml:"rubric,omitempty"`
+	Threshold    *float64 `yaml:"threshold,omitempty"`
+	Coherence    *bool    `yaml:"coherence,omitempty"`
+	MinCoherence *float64 `yaml:"min_coherence,omitempty"`
 
 	// Turns is "each" (default: every assistant turn, the persona
 	// trajectory) or "last".
 	Turns string `yaml:"turns"`
 
 	// Options configure plug-in scorer types; each validates its own.
-	Options map[string]any `yaml:"options"`
+	Options map[string]any `yaml:"options,omitempty"`
 
 	Line int `yaml:"-"`
 }

@@ -1,0 +1,79 @@
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+
+	"persona/chat"
+	"persona/world"
+)
+
+func TestOrganismSuite(t *testing.T) {
+	s, err := OpenSuite("organism")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Probes) < 40 || s.Scorers[0].Type != "oracle" {
+		t.Fatalf("%d probes, scorers %+v", len(s.Probes), s.Scorers)
+	}
+	none := 0
+	for _, p := range s.Probes {
+		if len(p.Turns) != 8 || p.SystemPrompt == nil {
+			t.Errorf("probe %s: %d turns, system prompt %v", p.ID, len(p.Turns), p.SystemPrompt)
+		}
+		if p.SystemPrompt != nil && *p.SystemPrompt == "" {
+			none++
+		}
+	}
+	if none == 0 {
+		t.Error("no probe runs without a system prompt")
+	}
+}
+
+// The oracle scorer rates the world's own replies: low departure for the
+// Assistant's, high for other personas' (post-training chats are labelled).
+func TestOracleScorer(t *testing.T) {
+	w, err := organismWorld()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := NewScorer(ScorerSpec{Name: "oracle", Type: "oracle"}, ScorerEnv{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Suite{Name: "o"}
+	p := &Probe{ID: "x", Category: RolePlayCapture}
+	var asst, other, nA, nO float64
+	for _, c := range w.Posttrain(300, 1, world.DefaultPosttrain()) {
+		var persona string
+		json.Unmarshal(c.Meta["persona"], &persona)
+		for i, m := range c.Messages {
+			if m.Role != chat.RoleAssistant {
+				continue
+			}
+			got, err := sc.Score(context.Background(), ScoreInput{Suite: s, Probe: p, Messages: c.Messages[:i+1]})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got.Personas) == 0 {
+				t.Fatal("no posterior")
+			}
+			if persona == world.AssistantName {
+				asst += got.Value
+				nA++
+			} else {
+				other += got.Value
+				nO++
+			}
+		}
+	}
+	asst, other = asst/nA, other/nO
+	t.Logf("mean departure: Assistant replies %.1f (%v), other personas %.1f (%v)", asst, nA, other, nO)
+	if asst > 30 || other < 60 {
+		t.Errorf("oracle scorer does not separate personas: %.1f vs %.1f", asst, other)
+	}
+	if _, err := NewScorer(ScorerSpec{Name: "o", Type: "oracle", Options: map[string]any{"persona": "nobody"}}, ScorerEnv{}); err == nil {
+		t.Error("unknown persona accepted")
+	}
+}
