@@ -11,6 +11,7 @@ import (
 
 	"persona/chat"
 	"persona/engine"
+	"persona/internal/parallel"
 	"persona/internal/stats"
 	"persona/personas"
 	"persona/sample"
@@ -417,42 +418,7 @@ func (ev *evaluator) reply(ctx context.Context, e *engine.Engine, msgs []chat.Me
 
 // parallel runs fn(0 … n−1) on GOMAXPROCS goroutines; the first error wins.
 func (ev *evaluator) parallel(ctx context.Context, n int, fn func(i int) error) error {
-	workers := runtime.GOMAXPROCS(0)
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		first error
-		next  int
-	)
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				mu.Lock()
-				i := next
-				next++
-				stop := first != nil || i >= n || ctx.Err() != nil
-				mu.Unlock()
-				if stop {
-					return
-				}
-				if err := fn(i); err != nil {
-					mu.Lock()
-					if first == nil {
-						first = err
-					}
-					mu.Unlock()
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if first == nil {
-		first = ctx.Err()
-	}
-	return first
+	return parallel.For(ctx, runtime.GOMAXPROCS(0), n, fn)
 }
 
 // Table renders the report for a terminal or a model card.
