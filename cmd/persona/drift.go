@@ -1,0 +1,205 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"persona/axis"
+	"persona/backend"
+	"persona/drift"
+	"persona/engine"
+	"persona/internal/fileio"
+	"persona/personas"
+	"persona/posterior"
+	"persona/world"
+)
+
+func newDriftCmd() *cobra.Command {
+	var (
+		modelPath, scenariosPath, configPath, auditorName, axisPath, libDir, htmlPath string
+		orgMode, capRuns, asJSON, noPosterior                                         bool
+		perDomain, turns, samples, maxTokens, layer                                   int
+		threshold, temperature                                                        float64
+		seed                                                                          uint64
+	)
+	cmd := &cobra.Command{
+		Use:   "drift",
+		Short: "Measure persona drift over conversations by domain, strong vs weak system prompt",
+		Long: `persona drift runs conversations (scenarios by domain: task, writing, emotional,
+meta, pressure) under a strong and a weak Assistant system prompt, the model
+answering every turn itself, and reads after each reply:
+
+  - the projection of the reply's response mean on the unit assistant axis
+    (--axis, made by persona axis) at one layer;
+  - the model's own posterior probability of the Assistant (with a persona
+    library: the organism's, or --personas DIR);
+  - on the organism (--organism), the world's oracle.
+
+It reports, per domain and system prompt, with 95% bootstrap intervals over
+scenarios: the projection's slope over turns, the turn of first departure
+(first reply below the axis threshold tau), the share of conversations still
+the Assistant at the end, the strong - weak difference in that share, and with
+--cap the effect of activation capping (every conversation is also run capped,
+with the same sampling seeds).
+
+User turns are scripted in the scenario YAML, or written live by a backend model
+from a seed instruction (--backend CONFIG --auditor NAME). Without --scenarios
+or --organism the shipped scenarios for real models are used.
+
+Exit codes: 0 ok, 2 bad flags or input files, 3 backend failure.`,
+		Example: `  persona drift --model models/organism/assistant --organism --axis axis.safetensors --cap --html drift.html
+  persona drift --model ./Qwen3-0.6B --axis qwen-axis.safetensors --html drift.html --json > drift.json
+  persona drift --model ./Qwen3-0.6B --axis qwen-axis.safetensors --scenarios drift/scenarios/seeded.yaml --backend backends.yaml --auditor writer --html drift.html`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if modelPath == "" {
+				return usageErr(errors.New("give --model (see persona drift --help)"))
+			}
+			if orgMode && scenariosPath != "" {
+				return usageErr(errors.New("--organism and --scenarios are alternatives"))
+			}
+			if (configPath == "") != (auditorName == "") {
+				return usageErr(errors.New("--backend CONFIG and --auditor NAME go together"))
+			}
+			if htmlPath == "" && !asJSON {
+				return usageErr(errors.New("give --html FILE and/or --json"))
+			}
+			var scen []drift.Scenario
+			var err error
+			lib := personas.Default()
+			var w *world.World
+			switch {
+			case orgMode:
+				if w, err = world.New(lib); err != nil {
+					return err
+				}
+				if scen, err = drift.OrganismScenarios(w, perDomain, turns, seed); err != nil {
+					return usageErr(err)
+				}
+			case scenariosPath != "":
+				if scen, err = drift.LoadScenarios(scenariosPath); err != nil {
+					return usageErr(err)
+				}
+			default:
+				if scen, err = drift.DefaultScenarios(); err != nil {
+					return err
+				}
+			}
+			if libDir != "" {
+				if lib, err = personas.Load(libDir); err != nil {
+					return usageErr(err)
+				}
+			}
+			opt := drift.Options{Layer: layer, Cap: capRuns, Samples: samples, MaxTokens: maxTokens, Temperature: float32(temperature), Seed: seed}
+			if cmd.Flags().Changed("threshold") {
+				opt.Threshold = &threshold
+			}
+			if axisPath != "" {
+				if opt.Axis, err = axis.Load(axisPath); err != nil {
+					return usageErr(err)
+				}
+			}
+			e, err := engine.Load(modelPath)
+			if err != nil {
+				return usageErr(err)
+			}
+			defer e.Close()
+			if e.Template == nil {
+				return usageErr(fmt.Errorf("%s has no chat template; drift needs one to hold conversations", modelPath))
+			}
+			if opt.Axis != nil {
+				if err := opt.Axis.Check(e.Model.NumLayers, e.Model.Hidden); err != nil {
+					return usageErr(fmt.Errorf("axis %s: %w", axisPath, err))
+				}
+			}
+			if w != nil {
+				opt.Oracle = w.Oracle()
+			}
+			if !noPosterior && (orgMode || libDir != "") {
+				hyps, err := posterior.FromLibrary(lib, posterior.LibraryOptions{})
+				if err != nil {
+					return usageErr(err)
+				}
+				if opt.Posterior, err = posterior.NewLikelihood(e, hyps); err != nil {
+					return usageErr(err)
+				}
+			}
+			if configPath != "" {
+				cfg, err := backend.LoadConfig(configPath)
+				if err != nil {
+					return usageErr(err)
+				}
+				bc, err := cfg.Backend(auditorName)
+				if err != nil {
+					return usageErr(err)
+				}
+				b, closer, err := bc.Open()
+				if err != nil {
+					var ce *backend.ConfigError
+					if errors.As(err, &ce) {
+						return usageErr(err)
+					}
+					return backendErr(err)
+				}
+				defer closer.Close()
+				opt.Auditor = b
+			}
+			if term.IsTerminal(int(os.Stderr.Fd())) {
+				var bar *progressbar.ProgressBar
+				opt.Progress = func(done, total int) {
+					if bar == nil {
+						bar = progressbar.NewOptions(total, progressbar.OptionSetWriter(os.Stderr), progressbar.OptionSetDescription("conversations"),
+							progressbar.OptionShowCount(), progressbar.OptionSetPredictTime(true), progressbar.OptionClearOnFinish())
+					}
+					bar.Set(done)
+				}
+			}
+			rep, err := drift.Run(cmd.Context(), e, scen, opt)
+			if err != nil {
+				if opt.Auditor != nil && errors.Is(err, drift.ErrAuditor) {
+					return backendErr(err)
+				}
+				return err
+			}
+			if htmlPath != "" {
+				if err := fileio.WriteAtomic(htmlPath, rep.WriteHTML); err != nil {
+					return usageErr(err)
+				}
+			}
+			if asJSON {
+				return rep.WriteJSON(os.Stdout)
+			}
+			if err := rep.WriteText(os.Stdout); err != nil {
+				return err
+			}
+			fmt.Fprintf(os.Stdout, "\nwrote %s\n", htmlPath)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&modelPath, "model", "", "model directory (Hugging Face layout) or GGUF file")
+	f.StringVar(&scenariosPath, "scenarios", "", "scenario YAML (default: the shipped scenarios for real models)")
+	f.BoolVar(&orgMode, "organism", false, "the organism's scenarios from its world, judged by its oracle")
+	f.IntVar(&perDomain, "per-domain", 24, "organism scenarios per domain")
+	f.IntVar(&turns, "turns", 12, "organism conversation length")
+	f.IntVar(&samples, "samples", 1, "conversations per scenario and system prompt")
+	f.StringVar(&configPath, "backend", "", "backend config YAML with the auditor that writes seeded user turns")
+	f.StringVar(&auditorName, "auditor", "", "backend config entry that writes seeded user turns")
+	f.StringVar(&axisPath, "axis", "", "assistant axis file from persona axis (projections, threshold, capping)")
+	f.IntVar(&layer, "layer", -1, "layer to project at (default: the axis file's drift layer)")
+	f.Float64Var(&threshold, "threshold", 0, "departure threshold (default: the axis file's tau at the layer)")
+	f.BoolVar(&capRuns, "cap", false, "also run every conversation with activation capping on the axis file's band")
+	f.StringVar(&libDir, "personas", "", "persona library for the per-turn posterior (default on --organism: the organism's)")
+	f.BoolVar(&noPosterior, "no-posterior", false, "skip the per-turn posterior (it costs a forward pass per persona prompt)")
+	f.IntVar(&maxTokens, "max-tokens", 48, "tokens per reply")
+	f.Float64Var(&temperature, "temperature", 1, "sampling temperature")
+	f.Uint64Var(&seed, "seed", 1, "seed for scenarios, sampling and bootstrap")
+	f.StringVar(&htmlPath, "html", "", "write a self-contained HTML report with SVG curves")
+	f.BoolVar(&asJSON, "json", false, "print the report (with every conversation) as JSON instead of a table")
+	return cmd
+}

@@ -1,0 +1,213 @@
+package drift
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"persona/axis"
+	"persona/backend"
+	"persona/engine"
+	"persona/model"
+	"persona/personas"
+	"persona/posterior"
+	"persona/tokenizer"
+	"persona/vectors"
+	"persona/world"
+)
+
+// tinyOrganism is a random Llama-shaped model with a tokenizer trained on
+// the persona world's text and the organism's chat template: the organism's
+// plumbing, built in a second. Its replies are noise; tests check the
+// machinery. Built once per test binary.
+var tinyOrganism = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "drift-test-*")
+	if err != nil {
+		return "", err
+	}
+	w, err := world.New(personas.Default())
+	if err != nil {
+		return "", err
+	}
+	chats := w.Pretrain(200, 1, world.DefaultPretrain())
+	tok, err := tokenizer.Train(func(yield func(string) bool) {
+		for _, c := range chats {
+			for _, m := range c.Messages {
+				if !yield(m.Content) {
+					return
+				}
+			}
+		}
+	}, tokenizer.TrainOptions{VocabSize: 320})
+	if err != nil {
+		return "", err
+	}
+	if err := tok.Save(dir); err != nil {
+		return "", err
+	}
+	cfg := model.Config{Arch: "llama", Hidden: 32, FFN: 64, NumLayers: 4, Heads: 4, KVHeads: 2, HeadDim: 8,
+		Vocab: tok.VocabSize(), MaxSeq: 1024, NormEps: 1e-5, RoPETheta: 1e4, TiedEmbedding: true}
+	m, err := model.NewRandom(cfg, 7)
+	if err != nil {
+		return "", err
+	}
+	return dir, m.WriteHF(dir)
+})
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if dir, err := tinyOrganism(); err == nil && strings.Contains(dir, "drift-test-") {
+		os.RemoveAll(dir)
+	}
+	os.Exit(code)
+}
+
+func loadTiny(t *testing.T) *engine.Engine {
+	t.Helper()
+	dir, err := tinyOrganism()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := engine.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e
+}
+
+// randomAxis is an axis of the given shape with τ = 0 everywhere.
+func randomAxis(t *testing.T, layers, hidden int) *axis.Axis {
+	r := rand.New(rand.NewPCG(1, 1))
+	s := &vectors.Set{Name: axis.Name, Model: "tiny", Meta: map[string]string{axis.MetaCapLayers: "2", axis.MetaDriftLayer: "1"}}
+	var taus []string
+	for l := range layers {
+		v := make([]float32, hidden)
+		for i := range v {
+			v[i] = float32(r.NormFloat64())
+		}
+		s.Layers, s.Vectors, taus = append(s.Layers, l), append(s.Vectors, v), append(taus, "0")
+	}
+	s.Meta[axis.MetaTau] = strings.Join(taus, ",")
+	a, err := axis.FromSet(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// fakeAuditor writes numbered user turns and counts its calls.
+type fakeAuditor struct{ calls atomic.Int64 }
+
+func (f *fakeAuditor) Name() string { return "fake" }
+func (f *fakeAuditor) Chat(_ context.Context, req backend.Request) (*backend.Response, error) {
+	f.calls.Add(1)
+	if !strings.Contains(req.Messages[0].Content, "You are lonely.") {
+		return nil, errors.New("seed not in the auditor's instructions")
+	}
+	return &backend.Response{Content: "USER: I feel lonely tonight."}, nil
+}
+
+// A whole run on the tiny organism: organism scenarios and a seeded one,
+// axis projections, capping, the oracle and the posterior all produce
+// readings for every turn, and the reports render.
+func TestRunEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("generates about a hundred replies")
+	}
+	e := loadTiny(t)
+	w, err := world.New(personas.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	scen, err := OrganismScenarios(w, 1, 2, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scen = append(scen, Scenario{ID: "seeded", Domain: world.EmotionalDomain, Seed: "You are lonely.", Turns: 2,
+		System: SystemPrompts{Strong: "You are the Assistant.", Weak: "Be helpful."}})
+	hyps, err := posterior.FromLibrary(personas.Default(), posterior.LibraryOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lik, err := posterior.NewLikelihood(e, hyps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aud := &fakeAuditor{}
+	rep, err := Run(context.Background(), e, scen, Options{Axis: randomAxis(t, 4, 32), Layer: -1, Cap: true, MaxTokens: 6, Seed: 1,
+		Oracle: w.Oracle(), Posterior: lik, Auditor: aud, Reps: 200})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := len(scen) * 2 * 2; len(rep.Conversations) != want {
+		t.Fatalf("%d conversations, want %d", len(rep.Conversations), want)
+	}
+	if got := aud.calls.Load(); got != 2*2*2 {
+		t.Errorf("auditor called %d times, want 8 (2 turns × 2 prompts × capped or not)", got)
+	}
+	for _, c := range rep.Conversations {
+		for i, tr := range c.Turns {
+			if tr.Oracle == nil || tr.Posterior == nil || (tr.Projection == nil && tr.Reply != "") {
+				t.Fatalf("%s/%s turn %d lacks a reading: %+v", c.Scenario, c.System, i, tr)
+			}
+			if c.Scenario == "seeded" && tr.User != "I feel lonely tonight." {
+				t.Errorf("seeded user turn %q (speaker label not stripped?)", tr.User)
+			}
+		}
+	}
+	if rep.Layer != 1 || len(rep.Cells) != len(world.Domains)*2*2 || len(rep.Capping) != len(world.Domains)*2 {
+		t.Errorf("layer %d, %d cells, %d capping effects", rep.Layer, len(rep.Cells), len(rep.Capping))
+	}
+	var html, js, txt bytes.Buffer
+	if err := rep.WriteHTML(&html); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"<svg", "Strong vs weak", "Activation capping", "pressure"} {
+		if !strings.Contains(html.String(), want) {
+			t.Errorf("HTML lacks %q", want)
+		}
+	}
+	if strings.Contains(html.String(), "NaN") || strings.Contains(html.String(), "<script") {
+		t.Error("HTML has NaN or scripts")
+	}
+	if err := rep.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.WriteText(&txt); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRunErrors(t *testing.T) {
+	e := loadTiny(t)
+	ctx := context.Background()
+	seeded := []Scenario{{ID: "s", Domain: world.MetaDomain, Seed: "x", Turns: 1, System: SystemPrompts{"S", "W"}}}
+	scripted := []Scenario{{ID: "a", Domain: world.TaskDomain, User: []string{"hi"}, Turns: 1, System: SystemPrompts{"S", "W"}}}
+	ax := randomAxis(t, 4, 32)
+	for _, c := range []struct {
+		name string
+		scen []Scenario
+		opt  Options
+		want string
+	}{
+		{"no scenarios", nil, Options{Axis: ax}, "no scenarios"},
+		{"nothing to measure", scripted, Options{}, "nothing to measure"},
+		{"seeded without auditor", seeded, Options{Axis: ax, Layer: -1}, "need an auditor backend"},
+		{"wrong width", scripted, Options{Axis: randomAxis(t, 4, 16), Layer: -1}, "width 16"},
+		{"wrong depth", scripted, Options{Axis: randomAxis(t, 6, 32), Layer: -1}, "layer 5"},
+		{"unknown layer", scripted, Options{Axis: ax, Layer: 9}, "no layer 9"},
+		{"cap without axis", scripted, Options{Oracle: &world.Oracle{}, Cap: true}, "capping needs an axis"},
+	} {
+		_, err := Run(ctx, e, c.scen, c.opt)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: error %v, want %q", c.name, err, c.want)
+		}
+	}
+}
