@@ -50,6 +50,7 @@ or GGUF files; the engine is pure Go.`,
 	root.AddCommand(newWorldCmd(), newOrganismCmd())
 	root.AddCommand(newAuditCmd())
 	root.AddCommand(newPosteriorCmd(), newVectorsCmd())
+	root.AddCommand(newAxisCmd(), newDriftCmd())
 	return root
 }
 
