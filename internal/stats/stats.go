@@ -65,3 +65,19 @@ func Bootstrap(n, reps int, rng *rand.Rand, stat func(idx []int) float64) (lo, h
 	sort.Float64s(vals)
 	return Quantile(vals, 0.025), Quantile(vals, 0.975)
 }
+
+// NewcombeDiff is the 95% interval for the difference of two independent
+// shares k1/n1 − k2/n2 by Newcombe's hybrid score method (his method 10),
+// built from the two Wilson intervals. It is what a bootstrap cannot give
+// when both samples are unanimous (0 of n or n of n): every resample then
+// agrees and the percentile interval is a point.
+func NewcombeDiff(k1, n1, k2, n2 int) (lo, hi float64) {
+	if n1 <= 0 || n2 <= 0 {
+		return math.NaN(), math.NaN()
+	}
+	p1, p2 := float64(k1)/float64(n1), float64(k2)/float64(n2)
+	l1, u1 := Wilson(k1, n1)
+	l2, u2 := Wilson(k2, n2)
+	d := p1 - p2
+	return d - math.Sqrt((p1-l1)*(p1-l1)+(u2-p2)*(u2-p2)), d + math.Sqrt((u1-p1)*(u1-p1)+(p2-l2)*(p2-l2))
+}

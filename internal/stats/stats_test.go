@@ -64,3 +64,21 @@ func TestBootstrapMean(t *testing.T) {
 		t.Error("all-NaN resamples should give a NaN interval")
 	}
 }
+
+// Newcombe (1998), Statistics in Medicine 17:873, table II: 56/70 − 48/80
+// has the method-10 interval [0.0524, 0.3339]; 0/10 − 0/20 has
+// [−0.1611, 0.2775].
+func TestNewcombeDiff(t *testing.T) {
+	for _, c := range []struct {
+		k1, n1, k2, n2 int
+		lo, hi         float64
+	}{
+		{56, 70, 48, 80, 0.0524, 0.3339},
+		{0, 10, 0, 20, -0.1611, 0.2775},
+	} {
+		lo, hi := NewcombeDiff(c.k1, c.n1, c.k2, c.n2)
+		if math.Abs(lo-c.lo) > 1e-3 || math.Abs(hi-c.hi) > 1e-3 {
+			t.Errorf("%d/%d − %d/%d: [%.4f, %.4f], want [%.4f, %.4f]", c.k1, c.n1, c.k2, c.n2, lo, hi, c.lo, c.hi)
+		}
+	}
+}
