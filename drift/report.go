@@ -277,6 +277,27 @@ func diff(a, b group, f func(c *Conversation) float64, reps int, rng *rand.Rand)
 	}
 	e.Value = stat(all)
 	e.Lo, e.Hi = stats.Bootstrap(len(units), reps, rng, stat)
+	// Two unanimous binary samples resample to a point; Newcombe's interval
+	// from the two Wilson intervals says what their sizes can rule out (it
+	// ignores the pairing, so it is if anything too wide).
+	var va, vb [][]float64
+	for _, u := range units {
+		va, vb = append(va, pa[u]), append(vb, pb[u])
+	}
+	if e.Lo == e.Hi && isBinary(va) && isBinary(vb) {
+		count := func(vs [][]float64) (k, n int) {
+			for _, v := range vs {
+				for _, x := range v {
+					k += int(x)
+					n++
+				}
+			}
+			return k, n
+		}
+		ka, na := count(va)
+		kb, nb := count(vb)
+		e.Lo, e.Hi = stats.NewcombeDiff(ka, na, kb, nb)
+	}
 	return e
 }
 

@@ -2,6 +2,7 @@ package drift
 
 import (
 	"math"
+	"math/rand/v2"
 	"testing"
 
 	"persona/world"
@@ -65,6 +66,19 @@ func TestSummariseKnown(t *testing.T) {
 	// A share every conversation agrees on gets a Wilson interval, not a point.
 	if strong.EndShare.Value != 1 || strong.EndShare.Lo >= 1 || strong.EndShare.Lo < 0.8 {
 		t.Errorf("strong end share %v: want 1 with a Wilson lower bound", strong.EndShare)
+	}
+	// Two unanimous samples: Newcombe's interval, not a point.
+	g := func(sys string) group {
+		var cs []*Conversation
+		for i := range r.Conversations {
+			if r.Conversations[i].System == sys {
+				cs = append(cs, &r.Conversations[i])
+			}
+		}
+		return newGroup(cs)
+	}
+	if d := diff(g("strong"), g("strong"), last(oracleReading), 100, rand.New(rand.NewPCG(1, 1))); d.Value != 0 || d.Lo >= 0 || d.Hi <= 0 {
+		t.Errorf("1 − 1 over 20 scenarios: %v, want an interval around 0", d)
 	}
 	// Same seed, same intervals.
 	r2 := &Report{HasAxis: true, Threshold: 1, Conversations: r.Conversations}
