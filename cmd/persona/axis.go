@@ -24,10 +24,10 @@ import (
 func newAxisCmd() *cobra.Command {
 	var (
 		modelPath, libDir, out, svgPath, questionsPath, layersArg string
-		nQuestions, samples, maxTokens, minScore, mapLayer       int
-		temperature                                              float32
-		seed                                                     uint64
-		noJudge, asJSON                                          bool
+		nQuestions, samples, maxTokens, minScore, mapLayer        int
+		temperature                                               float32
+		seed                                                      uint64
+		noJudge, asJSON                                           bool
 	)
 	cmd := &cobra.Command{
 		Use:   "axis",
