@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -198,6 +199,11 @@ func transportError(ctx context.Context, name string, err error) error {
 	}
 	var ne net.Error
 	switch {
+	case errors.As(err, new(*json.SyntaxError)), errors.As(err, new(*json.UnmarshalTypeError)),
+		// Both SDKs read the whole body, then decode it and wrap the
+		// decoder's error (io.ErrUnexpectedEOF for truncated JSON) so:
+		strings.Contains(err.Error(), "parsing response json"):
+		return &Error{Backend: name, Kind: KindMalformed, Err: err}
 	case errors.As(err, &ne) && ne.Timeout():
 		return &Error{Backend: name, Kind: KindTimeout, Err: err}
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET),
