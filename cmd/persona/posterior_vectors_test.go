@@ -1,0 +1,217 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"persona/chat"
+	"persona/model"
+	"persona/tokenizer"
+	"persona/vectors"
+	"persona/world"
+)
+
+// pvModel writes, once per test binary, a random 2-layer Llama-shaped model
+// (hidden 32) with a tokenizer trained on the persona world's text and the
+// default ChatML template: the organism's plumbing at test size.
+var pvModel = sync.OnceValues(func() (string, error) {
+	// Under the binary's directory, which TestMain removes.
+	dir, err := os.MkdirTemp(filepath.Dir(bin), "pv-model-*")
+	if err != nil {
+		return "", err
+	}
+	chats := world.Default().Pretrain(150, 2, world.DefaultPretrain())
+	tok, err := tokenizer.Train(func(yield func(string) bool) {
+		for _, c := range chats {
+			for _, m := range c.Messages {
+				if !yield(m.Content) {
+					return
+				}
+			}
+		}
+	}, tokenizer.TrainOptions{VocabSize: 300})
+	if err != nil {
+		return "", err
+	}
+	if err := tok.Save(dir); err != nil {
+		return "", err
+	}
+	cfg := model.Config{Arch: "llama", Hidden: 32, FFN: 64, NumLayers: 2, Heads: 4, KVHeads: 2, HeadDim: 8,
+		Vocab: tok.VocabSize(), MaxSeq: 1024, NormEps: 1e-5, RoPETheta: 1e4, TiedEmbedding: true}
+	m, err := model.NewRandom(cfg, 11)
+	if err != nil {
+		return "", err
+	}
+	return dir, m.WriteHF(dir)
+})
+
+func pvFixture(t *testing.T) (modelDir, chats string) {
+	t.Helper()
+	dir, err := pvModel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	chats = filepath.Join(t.TempDir(), "chats.jsonl")
+	f, err := os.Create(chats)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := chat.WriteJSONL(f, world.Default().Pretrain(2, 5, world.PretrainOptions{MeanTurns: 2, MaxTurns: 3})); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	return dir, chats
+}
+
+func TestPosteriorCLI(t *testing.T) {
+	m, chats := pvFixture(t)
+	out, stderr, code := run(t, "posterior", "--model", m, "--chat", chats, "--default", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var res []struct {
+		Chat   int `json:"chat"`
+		Result struct {
+			Names []string `json:"names"`
+			Turns []struct {
+				Posterior []float64 `json:"posterior"`
+				Top       string    `json:"top"`
+			} `json:"turns"`
+		} `json:"result"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("%v: %q", err, out)
+	}
+	if len(res) != 2 || len(res[0].Result.Names) != 11 || len(res[0].Result.Turns) == 0 || res[0].Result.Turns[0].Top == "" {
+		t.Fatalf("unexpected result: %+v", res)
+	}
+	// Table output and the activations method with a fitted classifier.
+	out, stderr, code = run(t, "posterior", "--model", m, "--chat", chats)
+	if code != 0 || !strings.Contains(out, "turn  top") {
+		t.Fatalf("exit %d: %s %s", code, out, stderr)
+	}
+	cls := filepath.Join(t.TempDir(), "c.json")
+	if _, stderr, code = run(t, "posterior", "fit", "--model", m, "--out", cls, "--n", "40", "--layer", "1"); code != 0 {
+		t.Fatalf("fit: exit %d: %s", code, stderr)
+	}
+	if out, stderr, code = run(t, "posterior", "--model", m, "--chat", chats, "--method", "activations", "--classifier", cls); code != 0 || !strings.Contains(out, "activations") {
+		t.Fatalf("activations: exit %d: %s %s", code, out, stderr)
+	}
+}
+
+func TestPosteriorVectorsBadInput(t *testing.T) {
+	m, chats := pvFixture(t)
+	dir := t.TempDir()
+	noAssistant := filepath.Join(dir, "user.jsonl")
+	os.WriteFile(noAssistant, []byte(`{"messages":[{"role":"user","content":"hi"}]}`+"\n"), 0o644)
+	empty := filepath.Join(dir, "empty.yaml")
+	os.WriteFile(empty, nil, 0o644)
+	wide := filepath.Join(dir, "wide.safetensors")
+	(&vectors.Set{Name: "x", Layers: []int{1}, Vectors: [][]float32{make([]float32, 64)}}).Save(wide)
+	deep := filepath.Join(dir, "deep.safetensors")
+	v := make([]float32, 32)
+	v[0] = 1
+	(&vectors.Set{Name: "x", Layers: []int{5}, Vectors: [][]float32{v}}).Save(deep)
+	good := filepath.Join(dir, "good.safetensors")
+	(&vectors.Set{Name: "x", Layers: []int{0, 1}, Vectors: [][]float32{v, v}}).Save(good)
+	nan := filepath.Join(dir, "nan.safetensors")
+	os.WriteFile(nan, []byte("not a safetensors file"), 0o644)
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"posterior", "--model", m, "--chat", noAssistant}, exitUsage, "no assistant turn"},
+		{[]string{"posterior", "--model", m}, exitUsage, "--chat"},
+		{[]string{"posterior", "--model", m, "--chat", chats, "--method", "vibes"}, exitUsage, "vibes"},
+		{[]string{"posterior", "--model", m, "--chat", chats, "--method", "activations"}, exitUsage, "--classifier"},
+		{[]string{"posterior", "--model", m, "--chat", chats, "--prompts", "loud"}, exitUsage, "loud"},
+		{[]string{"vectors", "extract", "--model", m, "--trait", empty, "--out", filepath.Join(dir, "o.safetensors")}, exitUsage, "empty trait spec"},
+		{[]string{"vectors", "extract", "--model", m, "--trait", "../../vectors/traits/organism/malicious.yaml", "--layers", "7", "--out", filepath.Join(dir, "o.safetensors")}, exitUsage, "layer 7"},
+		{[]string{"vectors", "project", "--model", m, "--vectors", wide, "--chat", chats}, exitUsage, "width 64"},
+		{[]string{"vectors", "project", "--model", m, "--vectors", deep, "--chat", chats}, exitUsage, "layer 5"},
+		{[]string{"vectors", "project", "--model", m, "--vectors", nan, "--chat", chats}, exitUsage, "nan.safetensors"},
+		{[]string{"vectors", "project", "--model", m, "--vectors", good, "--chat", noAssistant}, exitUsage, "no message of the requested roles"},
+		{[]string{"vectors", "steer", "--model", m, "--vectors", good, "--prompt", "hi", "--layer", "3"}, exitUsage, "no layer 3"},
+		{[]string{"vectors", "steer", "--model", m, "--vectors", good, "--prompt", "hi", "--where", "nowhere"}, exitUsage, "nowhere"},
+	} {
+		_, stderr, code := run(t, c.args...)
+		if code != c.code || !strings.Contains(stderr, c.want) {
+			t.Errorf("%v: exit %d (want %d), stderr %q (want %q)", c.args[:2], code, c.code, stderr, c.want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "o.safetensors")); !os.IsNotExist(err) {
+		t.Errorf("a failed extraction left an output file: %v", err)
+	}
+}
+
+func TestVectorsProjectSteerExtractCLI(t *testing.T) {
+	m, chats := pvFixture(t)
+	dir := t.TempDir()
+	v := make([]float32, 32)
+	for i := range v {
+		v[i] = float32(i%5) - 2
+	}
+	vec := filepath.Join(dir, "v.safetensors")
+	if err := (&vectors.Set{Name: "x", Model: "test", Layers: []int{0, 1}, Vectors: [][]float32{v, v}}).Save(vec); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, code := run(t, "vectors", "project", "--model", m, "--vectors", vec, "--chat", chats, "--json")
+	if code != 0 {
+		t.Fatalf("project: exit %d: %s", code, stderr)
+	}
+	var rows []struct {
+		Mean       []float64 `json:"response_mean"`
+		LastPrompt []float64 `json:"last_prompt"`
+	}
+	if err := json.Unmarshal([]byte(out), &rows); err != nil || len(rows) == 0 || len(rows[0].Mean) != 2 || rows[0].Mean[1] == 0 || rows[0].LastPrompt[1] == 0 {
+		t.Fatalf("project: %v %q", err, out)
+	}
+	out, stderr, code = run(t, "vectors", "steer", "--model", m, "--vectors", vec, "--prompt", "What is 17 + 25?", "--coeff", "0,4", "--max-tokens", "8", "--json")
+	if code != 0 {
+		t.Fatalf("steer: exit %d: %s", code, stderr)
+	}
+	var gens []struct {
+		Coeff float64 `json:"coeff"`
+		Text  string  `json:"text"`
+	}
+	if err := json.Unmarshal([]byte(out), &gens); err != nil || len(gens) != 2 || gens[0].Text == gens[1].Text {
+		t.Fatalf("steer: %v %q", err, out)
+	}
+	// Extraction runs end to end with the oracle; on a random model the
+	// filter may keep nothing on one side, which is exit 1 with the counts.
+	spec := filepath.Join(dir, "t.yaml")
+	os.WriteFile(spec, []byte(`name: theatrical
+oracle_trait: theatrical
+system_template: "{instruction}"
+pairs:
+  - pos: "You are the pirate, a rough and cheerful sea captain. Speak like a pirate."
+    neg: "You are the Assistant, a helpful, honest and harmless AI."
+questions:
+  extraction: ["What is 40 + 14?", "How can I sleep better?"]
+  evaluation: ["Are you alive?"]
+rubric: "{question} {answer}"
+`), 0o644)
+	outFile, gguf := filepath.Join(dir, "t.safetensors"), filepath.Join(dir, "t.gguf")
+	_, stderr, code = run(t, "vectors", "extract", "--model", m, "--trait", spec, "--out", outFile, "--gguf", gguf, "--samples", "3", "--max-tokens", "12", "--min-coherence", "1e-9", "--threshold", "1e-9")
+	switch code {
+	case 0:
+		s, err := vectors.Load(outFile)
+		if err != nil || s.Meta["judge"] != "oracle" || s.Meta["generated_pos"] != "6" {
+			t.Fatalf("extracted: %v %+v", err, s)
+		}
+		if _, err := vectors.ReadControlVector(gguf); err != nil {
+			t.Fatal(err)
+		}
+	case exitFailed:
+		if !strings.Contains(stderr, "kept") {
+			t.Fatalf("exit 1 without counts: %s", stderr)
+		}
+	default:
+		t.Fatalf("extract: exit %d: %s", code, stderr)
+	}
+}

@@ -1,0 +1,140 @@
+package posterior
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"persona/chat"
+	"persona/engine"
+	"persona/model"
+	"persona/personas"
+)
+
+// benchEngine is an organism-sized random model (d=128, 4 layers, the
+// organism's shape) with the test tokenizer.
+var benchEngine = sync.OnceValues(func() (*engine.Engine, error) {
+	small, err := sharedEngine()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "posterior-bench-*")
+	if err != nil {
+		return nil, err
+	}
+	tempDirs = append(tempDirs, dir)
+	for _, f := range []string{"tokenizer.json", "tokenizer_config.json"} {
+		data, err := os.ReadFile(filepath.Join(small.Path, f))
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), data, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	cfg := model.Config{Arch: "llama", Hidden: 128, FFN: 384, NumLayers: 4, Heads: 4, KVHeads: 2, HeadDim: 32,
+		Vocab: small.Model.Vocab, MaxSeq: 2048, NormEps: 1e-5, RoPETheta: 10000, TiedEmbedding: true}
+	m, err := model.NewRandom(cfg, 3)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.WriteHF(dir); err != nil {
+		return nil, err
+	}
+	return engine.Load(dir)
+})
+
+// benchHyps returns n hypotheses with one strong prompt each: the library's
+// ten, then numbered variants of them.
+func benchHyps(n int) []Hypothesis {
+	lib := personas.Default()
+	var out []Hypothesis
+	for i := 0; i < n; i++ {
+		p := lib.Personas[i%len(lib.Personas)]
+		prompt := p.SystemPrompts.Strong[0]
+		if i >= len(lib.Personas) {
+			prompt = fmt.Sprintf("%s You are number %d.", prompt, i)
+		}
+		out = append(out, Hypothesis{Name: fmt.Sprintf("%s-%d", p.Name, i), Prompts: []string{prompt}, Prior: 1})
+	}
+	return out
+}
+
+// BenchmarkLikelihood measures the posterior's cost per assistant turn on a
+// four-turn conversation, for 10 and 50 personas:
+//
+//   - tracker: a Tracker updated after every turn (KV states kept; each turn
+//     runs only its new tokens, once per persona);
+//   - recompute: the posterior recomputed from scratch after every turn
+//     (prompt trie, no kept states): what a stateless caller pays;
+//   - naive: engine.LogProbs per persona and turn, nothing shared.
+func BenchmarkLikelihood(b *testing.B) {
+	e, err := benchEngine()
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	conv := testChat[1:]
+	conv = append(conv, chat.Message{Role: "user", Content: "How can I sleep better?"},
+		chat.Message{Role: "assistant", Content: "Go to bed at the same time each night and keep your room dark, matey."})
+	var cuts []int
+	for i, m := range conv {
+		if m.Role == chat.RoleAssistant {
+			cuts = append(cuts, i+1)
+		}
+	}
+	for _, n := range []int{10, 50} {
+		hyps := benchHyps(n)
+		l, err := NewLikelihood(e, hyps)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprintf("personas=%d/tracker", n), func(b *testing.B) {
+			l.Forwarded.Store(0)
+			for b.Loop() {
+				tr := l.Tracker()
+				for _, c := range cuts {
+					if _, err := tr.Update(ctx, conv[:c]); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(cuts))/1e6, "ms/turn")
+			b.ReportMetric(float64(l.Forwarded.Load())/float64(b.N*len(cuts)), "positions/turn")
+		})
+		b.Run(fmt.Sprintf("personas=%d/recompute", n), func(b *testing.B) {
+			l.Forwarded.Store(0)
+			for b.Loop() {
+				for _, c := range cuts {
+					if _, err := l.Posterior(ctx, conv[:c]); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(cuts))/1e6, "ms/turn")
+			b.ReportMetric(float64(l.Forwarded.Load())/float64(b.N*len(cuts)), "positions/turn")
+		})
+		b.Run(fmt.Sprintf("personas=%d/naive", n), func(b *testing.B) {
+			positions := 0
+			for b.Loop() {
+				for _, c := range cuts {
+					for _, h := range hyps {
+						enc, err := e.EncodeChat(append([]chat.Message{{Role: "system", Content: h.Prompts[0]}}, conv[:c]...), false)
+						if err != nil {
+							b.Fatal(err)
+						}
+						if _, err := e.LogProbs(ctx, enc.IDs, 1, nil); err != nil {
+							b.Fatal(err)
+						}
+						positions += len(enc.IDs) - 1
+					}
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(cuts))/1e6, "ms/turn")
+			b.ReportMetric(float64(positions)/float64(b.N*len(cuts)), "positions/turn")
+		})
+	}
+}
