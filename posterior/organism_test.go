@@ -93,7 +93,7 @@ func truncateTurns(c chat.Chat, k int) chat.Chat {
 // chats without a system prompt.
 func TestOrganismPosterior(t *testing.T) {
 	e := organismModel(t)
-	n := envInt("PERSONA_VALIDATION_N", 20)
+	n := envInt("PERSONA_VALIDATION_N", 10)
 	hyps, err := FromLibrary(personas.Default(), LibraryOptions{Prompts: "all"})
 	if err != nil {
 		t.Fatal(err)
