@@ -147,7 +147,7 @@ func TestOrganismVectors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	samples := envInt("PERSONA_VALIDATION_SAMPLES", 2)
+	samples := envInt("PERSONA_VALIDATION_SAMPLES", 1)
 	layers := make([]int, e.Model.NumLayers)
 	for i := range layers {
 		layers[i] = i
