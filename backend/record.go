@@ -142,8 +142,8 @@ func (r *Recorder) Close() error {
 // last one again, so a replay is deterministic however often it is run.
 // A request never recorded fails with KindNotRecorded.
 type Replay struct {
-	name string
-	mu   sync.Mutex
+	name  string
+	mu    sync.Mutex
 	byKey map[string][]Exchange
 	used  map[string]int
 }
