@@ -52,14 +52,18 @@ func TestOpenAINpmClient(t *testing.T) {
 			FinishReason string `json:"finish_reason"`
 			Logprobs     []float64
 			Top          []int
-			Usage        struct{ CompletionTokens int `json:"completion_tokens"` }
+			Usage        struct {
+				CompletionTokens int `json:"completion_tokens"`
+			}
 		}
 		Stream struct {
 			Text         string
 			FinishReason string `json:"finish_reason"`
 			Chunks       int
 			Logprobs     []float64
-			Usage        *struct{ CompletionTokens int `json:"completion_tokens"` }
+			Usage        *struct {
+				CompletionTokens int `json:"completion_tokens"`
+			}
 		}
 		Completion struct {
 			Text         string

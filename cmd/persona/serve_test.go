@@ -54,7 +54,9 @@ func TestServe(t *testing.T) {
 	}
 	var out struct {
 		Choices []struct{ Text string }
-		Usage   struct{ CompletionTokens int `json:"completion_tokens"` }
+		Usage   struct {
+			CompletionTokens int `json:"completion_tokens"`
+		}
 	}
 	json.NewDecoder(resp.Body).Decode(&out)
 	resp.Body.Close()
