@@ -61,9 +61,13 @@ func directionalCheck(t *testing.T, name string, w, grad []float32, f func() flo
 		}
 		return f()
 	}
-	got := (move(1) - move(-1)) / 2
+	up, down := move(1), move(-1)
+	got := (up - down) / 2
 	copy(w, orig)
-	if diff := math.Abs(got - want); diff > tol*math.Max(math.Abs(got), math.Abs(want)) && diff > 1e-5 {
+	// float32 rounding in the loss itself sets an absolute floor that grows
+	// with the loss (sums of tens of nats); below it the check says nothing.
+	floor := 5e-7 * math.Max(math.Abs(up), 1)
+	if diff := math.Abs(got - want); diff > tol*math.Max(math.Abs(got), math.Abs(want)) && diff > floor {
 		t.Errorf("%s: directional derivative %.6g, finite difference %.6g", name, want, got)
 	}
 }
