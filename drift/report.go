@@ -277,9 +277,10 @@ func diff(a, b group, f func(c *Conversation) float64, reps int, rng *rand.Rand)
 	}
 	e.Value = stat(all)
 	e.Lo, e.Hi = stats.Bootstrap(len(units), reps, rng, stat)
-	// Two unanimous binary samples resample to a point; Newcombe's interval
-	// from the two Wilson intervals says what their sizes can rule out (it
-	// ignores the pairing, so it is if anything too wide).
+	// Binary outcomes that agree within every pair (or are unanimous on
+	// both sides) resample to a point; Newcombe's interval from the two
+	// Wilson intervals says what the sample sizes can rule out (it ignores
+	// the pairing, so it is if anything too wide).
 	var va, vb [][]float64
 	for _, u := range units {
 		va, vb = append(va, pa[u]), append(vb, pb[u])

@@ -1,0 +1,67 @@
+package axis
+
+import (
+	"context"
+	"os"
+	"testing"
+
+	"persona/engine"
+	"persona/personas"
+	"persona/world"
+)
+
+// shippedOrganism is where the trained organism lands; tests that need a
+// trained model skip until it does. PERSONA_ORGANISM points them at another
+// organism directory (a checkpoint under study).
+var shippedOrganism = func() string {
+	if d := os.Getenv("PERSONA_ORGANISM"); d != "" {
+		return d
+	}
+	return "../models/organism/assistant"
+}()
+
+// On the trained organism the axis recovers what the world built in: the
+// Assistant lies toward the upper end of PC1 of persona space (above most
+// roles; the liar, which shares the Assistant's words, may sit beyond it)
+// and PC1 is substantially aligned with the axis. The bounds are loose on
+// purpose (docs/measurements.md has the measured values): they check the
+// finding, not the decimals.
+func TestOrganismAxis(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the trained organism")
+	}
+	if _, err := os.Stat(shippedOrganism + "/config.json"); err != nil {
+		t.Skip("the trained organism is not in models/organism yet")
+	}
+	e, err := engine.Load(shippedOrganism)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	w, err := world.New(personas.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	qs, err := WorldQuestions(w, 24, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Build(context.Background(), e, Options{Library: personas.Default(), Questions: qs, Seed: 1,
+		Judge: OracleJudge{Oracle: w.Oracle()}, Model: shippedOrganism})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ls *LayerStats
+	for i := range res.Layers {
+		if res.Layers[i].Layer == res.CapLayers[0] {
+			ls = &res.Layers[i]
+		}
+	}
+	t.Logf("layer %d: explained %.3v, cos(axis, PC1) %.3f, Assistant rank %.2f", ls.Layer, ls.Explained, ls.CosAxisPC1, ls.AssistantRank)
+	if ls.AssistantRank < 0.75 {
+		t.Errorf("layer %d: the Assistant is above only %.0f%% of roles on PC1", ls.Layer, 100*ls.AssistantRank)
+	}
+	if ls.CosAxisPC1 < 0.3 {
+		t.Errorf("layer %d: cos(axis, PC1) = %.3f", ls.Layer, ls.CosAxisPC1)
+	}
+}
