@@ -129,7 +129,7 @@ func (e *Engine) Generate(ctx context.Context, req Request) (*Result, error) {
 		return nil, err
 	}
 	sm := sample.New(req.Sampling)
-	dec := e.Tokenizer.NewStreamDecoder()
+	dec := e.Tokenizer.NewStreamDecoderSkipSpecial() // streamed text matches Result.Text
 	res := &Result{PromptIDs: req.Prompt, Stop: "length"}
 	history := append([]int(nil), req.Prompt...)
 	for len(res.IDs) < req.MaxTokens {
