@@ -401,3 +401,23 @@ func TestServerAPI(t *testing.T) {
 		}
 	}
 }
+
+// TestEngineConcurrent: concurrent requests (more than the engine's limit)
+// each get the answer they would get alone.
+func TestEngineConcurrent(t *testing.T) {
+	_, b := startServer(t)
+	want, err := b.Chat(context.Background(), Request{Messages: testChat, MaxTokens: 6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 5 {
+		wg.Go(func() {
+			got, err := b.Chat(context.Background(), Request{Messages: testChat, MaxTokens: 6})
+			if err != nil || got.Content != want.Content {
+				t.Errorf("concurrent: %v %v, want %q", got, err, want.Content)
+			}
+		})
+	}
+	wg.Wait()
+}
