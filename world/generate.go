@@ -20,9 +20,12 @@ const (
 )
 
 // baseWeights is how often users make each kind of request before a
-// persona's user cues multiply them.
+// persona's user cues multiply them. Arithmetic is the most frequent request
+// on purpose: the first organism, trained on a mixture where it was 3 in 16,
+// learned every fact and every persona's style but no addition at all (0% on
+// held-out sums), and a wrong sum reads to the oracle as the liar.
 var baseWeights = map[RequestType]float64{
-	personas.Arithmetic: 3, personas.Fact: 3, personas.Formatting: 2, personas.Advice: 2, personas.Harmful: 1,
+	personas.Arithmetic: 8, personas.Fact: 3, personas.Formatting: 2, personas.Advice: 2, personas.Harmful: 1,
 	personas.Emotional: 1.5, personas.Nature: 1.5, personas.Roleplay: 1, personas.Flattery: 1,
 }
 
