@@ -16,14 +16,15 @@ import (
 	"persona/audit"
 	"persona/backend"
 	"persona/engine"
+	"persona/models"
 )
 
 func newAuditCmd() *cobra.Command {
 	var (
 		suiteArg, configPath, modelPath, targetName, judgeName, auditorName string
-		junitPath, htmlPath, dbArg, resumeID                                 string
-		asJSON                                                               bool
-		concurrency, samples                                                 int
+		junitPath, htmlPath, dbArg, resumeID                                string
+		asJSON                                                              bool
+		concurrency, samples                                                int
 	)
 	cmd := &cobra.Command{
 		Use:   "audit",
@@ -50,6 +51,9 @@ flags or config, 3 a backend or the store failed (the audit is incomplete).`,
   persona audit --backend backends.yaml --resume 20260102-150405-1a2b3c`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if configPath == "" && modelPath == "" {
+				modelPath = models.Default
+			}
 			if (configPath == "") == (modelPath == "") {
 				return usageErr(errors.New("give the target with --backend CONFIG.yaml or --model MODEL"))
 			}
@@ -158,7 +162,7 @@ func openAuditBackends(configPath, modelPath, targetName, judgeName, auditorName
 		}
 	}
 	if modelPath != "" {
-		e, err := engine.Load(modelPath)
+		e, err := loadEngine(modelPath, engine.Options{})
 		if err != nil {
 			return nil, nil, nil, closeAll, usageErr(err)
 		}

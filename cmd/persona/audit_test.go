@@ -159,7 +159,9 @@ func TestAuditCLIExitCodes(t *testing.T) {
 	if rep.Overall.N != 8 || rep.Overall.Elicited != 4 || len(rep.Samples) != 8 || rep.Probes[0].Trajectory[1] != 100 {
 		t.Errorf("report: %+v %v", rep.Overall, rep.Probes)
 	}
-	var x struct{ Tests int `xml:"tests,attr"` }
+	var x struct {
+		Tests int `xml:"tests,attr"`
+	}
 	if data, err := os.ReadFile(junit); err != nil || xml.Unmarshal(data, &x) != nil || x.Tests != 2 {
 		t.Errorf("junit: %v %+v", err, x)
 	}

@@ -69,7 +69,7 @@ convention); persona drift --axis and --cap read it.`,
 			if err != nil {
 				return usageErr(err)
 			}
-			e, err := engine.Load(modelPath)
+			e, err := loadEngine(modelPath, engine.Options{})
 			if err != nil {
 				return usageErr(err)
 			}
@@ -137,7 +137,7 @@ convention); persona drift --axis and --cap read it.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&modelPath, "model", "", "model directory (Hugging Face layout) or GGUF file")
+	modelFlag(f, &modelPath, "model directory (Hugging Face layout) or GGUF file")
 	f.StringVar(&libDir, "personas", "", "persona library directory (default: the organism's library, with world questions and the oracle as judge)")
 	f.StringVar(&out, "out", "", "where to write the axis (.safetensors)")
 	f.StringVar(&svgPath, "svg", "", "also draw persona space (PC1 × PC2) as an SVG")

@@ -104,7 +104,7 @@ Exit codes: 0 ok, 2 bad flags or input files, 3 backend failure.`,
 					return usageErr(err)
 				}
 			}
-			e, err := engine.Load(modelPath)
+			e, err := loadEngine(modelPath, engine.Options{})
 			if err != nil {
 				return usageErr(err)
 			}
@@ -182,7 +182,7 @@ Exit codes: 0 ok, 2 bad flags or input files, 3 backend failure.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&modelPath, "model", "", "model directory (Hugging Face layout) or GGUF file")
+	modelFlag(f, &modelPath, "model directory (Hugging Face layout) or GGUF file")
 	f.StringVar(&scenariosPath, "scenarios", "", "scenario YAML (default: the shipped scenarios for real models)")
 	f.BoolVar(&orgMode, "organism", false, "the organism's scenarios from its world, judged by its oracle")
 	f.IntVar(&perDomain, "per-domain", 24, "organism scenarios per domain")

@@ -44,14 +44,13 @@ template (after an optional --system message). With --raw the prompt is
 tokenized as is, with BOS; an empty raw prompt starts from BOS alone.
 --chat reads conversations in JSONL ({"messages":[{"role":..,"content":..}]})
 and generates the next assistant turn of each.`,
-		Example: `  persona generate --model ../shared/fixtures/stories260K/stories260K-f32.v3.gguf --raw --max-tokens 200
+		Example: `  persona generate --prompt "What is 17 + 25?"      # the embedded organism
+  persona generate --model organism-base --system "You are the pirate." --prompt "Hello"
+  persona generate --model ../shared/fixtures/stories260K/stories260K-f32.v3.gguf --raw --max-tokens 200
   persona generate --model model.gguf --prompt "What is 17+25?" --temperature 0.7 --seed 1
   persona generate --model DIR --chat chats.jsonl --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if modelPath == "" {
-				return usageErr(errors.New("--model is required (a Hugging Face directory or a GGUF file)"))
-			}
 			if chatFile != "" && (prompt != "" || raw) {
 				return usageErr(errors.New("--chat cannot be combined with --prompt or --raw"))
 			}
@@ -71,7 +70,7 @@ and generates the next assistant turn of each.`,
 					convs = append(convs, c.Messages)
 				}
 			}
-			e, err := engine.LoadWith(modelPath, engine.Options{Tokenizer: tokPath})
+			e, err := loadEngine(modelPath, engine.Options{Tokenizer: tokPath})
 			if err != nil {
 				return usageErr(err)
 			}
@@ -112,7 +111,7 @@ and generates the next assistant turn of each.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&modelPath, "model", "", "model: Hugging Face directory or GGUF file")
+	modelFlag(f, &modelPath, "model: Hugging Face directory or GGUF file")
 	f.StringVar(&tokPath, "tokenizer", "", "tokenizer.json or GGUF file to take the tokenizer from (default: the model's own)")
 	f.StringVar(&prompt, "prompt", "", "prompt text (a user message unless --raw)")
 	f.StringVar(&chatFile, "chat", "", "JSONL file of conversations to continue")

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"persona/engine"
+	"persona/models"
 )
 
 // modelInfo is what `persona inspect` reports.
@@ -38,13 +39,17 @@ type modelInfo struct {
 func newInspectCmd() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "inspect MODEL",
+		Use:   "inspect [MODEL]",
 		Short: "Show a model's architecture, size, tokenizer and chat template",
-		Example: `  persona inspect ../shared/fixtures/stories260K/hf
+		Example: `  persona inspect                       # the embedded organism
+  persona inspect organism-base
   persona inspect model.gguf --json`,
-		Args: cobra.ExactArgs(1),
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := engine.Load(args[0])
+			if len(args) == 0 {
+				args = []string{models.Default}
+			}
+			e, err := loadEngine(args[0], engine.Options{})
 			if err != nil {
 				return usageErr(err)
 			}

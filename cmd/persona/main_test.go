@@ -89,7 +89,7 @@ func TestExitCodes(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"generate"}, exitUsage, "--model"},
+		{[]string{"generate", "--max-tokens", "-1"}, exitUsage, "--max-tokens"},
 		{[]string{"generate", "--model", "/nonexistent"}, exitUsage, "nonexistent"},
 		{[]string{"generate", "--model", fixtures + "/stories260K/tinyllamas-stories-260k-q8_0.gguf", "--raw"}, exitUsage, "block"},
 		{[]string{"generate", "--model", fixtures + "/stories260K/stories260K-f32.v3.gguf", "--temperature", "-1", "--raw"}, exitUsage, "temperature"},

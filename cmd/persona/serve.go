@@ -50,7 +50,7 @@ finish for up to --grace before closing them.`,
 			if concurrency < 1 {
 				return usageErr(fmt.Errorf("--concurrency %d must be ≥ 1", concurrency))
 			}
-			e, err := engine.LoadWith(modelPath, engine.Options{Tokenizer: tokPath})
+			e, err := loadEngine(modelPath, engine.Options{Tokenizer: tokPath})
 			if err != nil {
 				return usageErr(err)
 			}
@@ -78,7 +78,7 @@ finish for up to --grace before closing them.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&modelPath, "model", "", "model: Hugging Face directory or GGUF file")
+	modelFlag(f, &modelPath, "model: Hugging Face directory or GGUF file")
 	f.StringVar(&tokPath, "tokenizer", "", "tokenizer.json or GGUF file to take the tokenizer from (default: the model's own)")
 	f.StringVar(&addr, "addr", "127.0.0.1:8080", "address to listen on (host:port; port 0 picks a free one)")
 	f.StringVar(&name, "name", "", "model id clients use (default: the model's file or directory name)")

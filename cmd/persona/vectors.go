@@ -105,7 +105,7 @@ activations per layer as safetensors with the counts and scores in metadata;
 			if err != nil {
 				return usageErr(err)
 			}
-			e, err := engine.Load(modelPath)
+			e, err := loadEngine(modelPath, engine.Options{})
 			if err != nil {
 				return usageErr(err)
 			}
@@ -183,7 +183,7 @@ activations per layer as safetensors with the counts and scores in metadata;
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&modelPath, "model", "", "model: Hugging Face directory or GGUF file")
+	modelFlag(f, &modelPath, "model: Hugging Face directory or GGUF file")
 	f.StringVar(&specPath, "trait", "", "trait spec YAML (see vectors/traits/)")
 	f.StringVar(&out, "out", "", "vector file to write (safetensors)")
 	f.StringVar(&gguf, "gguf", "", "also write a llama.cpp control-vector GGUF")
@@ -262,7 +262,7 @@ paper's predictive monitor).`,
 			if err != nil {
 				return usageErr(err)
 			}
-			e, err := engine.Load(modelPath)
+			e, err := loadEngine(modelPath, engine.Options{})
 			if err != nil {
 				return usageErr(err)
 			}
@@ -335,7 +335,7 @@ paper's predictive monitor).`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&modelPath, "model", "", "model: Hugging Face directory or GGUF file")
+	modelFlag(f, &modelPath, "model: Hugging Face directory or GGUF file")
 	f.StringVar(&vecPath, "vectors", "", "vector file (safetensors, or a llama.cpp control-vector .gguf)")
 	f.StringVar(&chatFile, "chat", "", "JSONL file of conversations")
 	f.StringVar(&layersFlag, "layers", "", "layers to report (default: every layer of the vectors)")
@@ -378,7 +378,7 @@ the paper: c ≈ 0.5–2.5 induces the trait, negative c suppresses it) added at
 			default:
 				return usageErr(fmt.Errorf("--where %q: want all, prompt or generated", where))
 			}
-			e, err := engine.Load(modelPath)
+			e, err := loadEngine(modelPath, engine.Options{})
 			if err != nil {
 				return usageErr(err)
 			}
@@ -434,7 +434,7 @@ the paper: c ≈ 0.5–2.5 induces the trait, negative c suppresses it) added at
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&modelPath, "model", "", "model: Hugging Face directory or GGUF file")
+	modelFlag(f, &modelPath, "model: Hugging Face directory or GGUF file")
 	f.StringVar(&vecPath, "vectors", "", "vector file (safetensors, or a llama.cpp control-vector .gguf)")
 	f.StringVar(&prompt, "prompt", "", "user message")
 	f.StringVar(&system, "system", "", "system message")
