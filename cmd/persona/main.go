@@ -51,6 +51,7 @@ or GGUF files; the engine is pure Go.`,
 	root.AddCommand(newAuditCmd())
 	root.AddCommand(newPosteriorCmd(), newVectorsCmd())
 	root.AddCommand(newAxisCmd(), newDriftCmd())
+	root.AddCommand(newExportCmd())
 	return root
 }
 
