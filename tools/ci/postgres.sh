@@ -31,6 +31,9 @@ if [[ $(id -u) -eq 0 ]]; then
 	run=(runuser -u postgres --)
 fi
 
+# The postgres user cannot enter the caller's directory (CI's checkout is
+# private to root); run everything from the data directory's parent.
+cd /tmp
 data=$(mktemp -d /tmp/persona-pg.XXXXXX)
 [[ $(id -u) -eq 0 ]] && chown postgres "$data"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo $((20000 + RANDOM % 20000)))
