@@ -66,6 +66,15 @@ func whiteBoxEngine(typ string, env ScorerEnv) (*engine.Engine, error) {
 // The transcript's own system prompt is replaced by each hypothesis's: the
 // score says which persona the replies are evidence for, not which one the
 // probe asked for.
+//
+// It is not in the organism suite: there it makes `persona audit --suite
+// organism` about 3.6× slower (every turn runs once per persona prompt), and
+// on ordinary requests several of the organism's personas write the same
+// reply, so the posterior of even a clean Assistant turn splits between
+// them (mean departure about 50 on the world's own Assistant chats, against
+// about 100 for a pirate's). It separates personas well but is a measure to
+// read per turn, not a gate at the default threshold; a suite that gates on
+// it should set its threshold (e.g. 90).
 type posteriorScorer struct {
 	lik       *posterior.Likelihood
 	intended  string
