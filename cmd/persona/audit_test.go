@@ -182,9 +182,9 @@ func TestAuditCLIExitCodes(t *testing.T) {
 	if code != exitUsage || !strings.Contains(stderr, "bad.yaml:18: probes[1].category") {
 		t.Errorf("bad suite: exit %d: %s", code, stderr)
 	}
-	_, stderr, code = run(t, "audit", "--suite", pass, "--db", db)
+	_, stderr, code = run(t, "audit", "--suite", pass, "--backend", cfg, "--model", "organism", "--db", db)
 	if code != exitUsage {
-		t.Errorf("no backend: exit %d: %s", code, stderr)
+		t.Errorf("both --backend and --model: exit %d: %s", code, stderr)
 	}
 
 	// Infrastructure: nothing listens on the backend's port.

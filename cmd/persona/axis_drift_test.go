@@ -128,7 +128,7 @@ func TestAxisDriftBadInput(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"no model", []string{"axis", "--out", "x"}, "give --model and --out"},
+		{"no output", []string{"axis", "--model", m}, "give --model and --out"},
 		{"unknown persona library", []string{"axis", "--model", m, "--out", "x", "--personas", filepath.Join(dir, "nope")}, "nope"},
 		{"bad layers", []string{"axis", "--model", m, "--out", "x", "--layers", "3-1"}, "--layers"},
 		{"scenario yaml", []string{"drift", "--model", m, "--scenarios", badYAML, "--html", html}, "bad.yaml:4: scenarios[0].domain: unknown domain \"coding\""},

@@ -89,7 +89,7 @@ func TestServe(t *testing.T) {
 
 func TestServeUsage(t *testing.T) {
 	for _, args := range [][]string{
-		{"serve"},
+		{"serve", "--addr", "not-an-address"},
 		{"serve", "--model", "/nonexistent"},
 		{"serve", "--model", fixtures + "/stories260K/stories260K-f32.v3.gguf", "--addr", "not-an-address"},
 	} {
