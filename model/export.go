@@ -41,7 +41,8 @@ func (m *Model) WriteGGUF(path string, vocab []gguf.KV) error {
 	u32("vocab_size", m.Vocab)
 	w.AddKV(arch+".attention.layer_norm_rms_epsilon", m.NormEps)
 	w.AddKV(arch+".rope.freq_base", float32(m.RoPETheta))
-	w.AddKV("general.file_type", uint32(0))
+	// llama.cpp's LLAMA_FTYPE_* of the matrices (it only displays it).
+	w.AddKV("general.file_type", map[tensor.DType]uint32{tensor.F32: 0, tensor.F16: 1, tensor.Q8_0: 7, tensor.BF16: 32}[m.Layers[0].Q.DType])
 	for _, kv := range vocab {
 		w.AddKV(kv.Key, kv.Value)
 	}
