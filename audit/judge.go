@@ -2,16 +2,12 @@ package audit
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"math"
-	"regexp"
-	"strconv"
 	"strings"
-	"sync/atomic"
 
 	"persona/backend"
 	"persona/chat"
+	"persona/judge"
 )
 
 // judgeSystem frames the judge as an auditor, not a participant: it reads
@@ -80,7 +76,7 @@ type judgeScorer struct {
 	threshold    float64
 	coherence    bool
 	minCoherence float64
-	noLogprobs   atomic.Bool // the backend said it cannot return logprobs
+	asker        judge.Asker // remembers a backend that cannot return logprobs
 }
 
 func newJudgeScorer(spec ScorerSpec, judge Backend) *judgeScorer {
@@ -155,70 +151,12 @@ func (s *judgeScorer) prompt(rubric string, in ScoreInput) []chat.Message {
 
 // rate sends a judge prompt and reads the 0–100 answer.
 func (s *judgeScorer) rate(ctx context.Context, msgs []chat.Message) (float64, string, error) {
-	req := backend.Request{Messages: msgs, MaxTokens: 5, Temperature: 0}
-	if !s.noLogprobs.Load() {
-		req.Logprobs, req.TopLogprobs = true, 20
-	}
-	resp, err := s.judge.Chat(ctx, req)
-	if err != nil && req.Logprobs && errors.Is(err, backend.ErrUnsupported) {
-		s.noLogprobs.Store(true)
-		req.Logprobs, req.TopLogprobs = false, 0
-		resp, err = s.judge.Chat(ctx, req)
-	}
+	resp, err := s.asker.Ask(ctx, s.judge, backend.Request{Messages: msgs, MaxTokens: 5, Temperature: 0})
 	if err != nil {
 		return 0, "", &BackendError{Role: "judge", Err: err}
 	}
-	return ParseRating(resp)
-}
-
-var numberRe = regexp.MustCompile(`\d+(?:\.\d+)?`)
-
-// minNumberMass is the least probability the number tokens must hold at the
-// answer's first position for the weighted mean to be trusted; below it the
-// judge was mostly about to say something else (a refusal, a preamble).
-const minNumberMass = 0.25
-
-// ParseRating reads a judge's 0–100 answer: the probability-weighted mean
-// over number tokens at the first non-blank position when the response
-// carries top log-probabilities (method "logprobs"), else the first number
-// in the text ("text"). The weighted mean is used only when the sampled
-// token is the whole answer: a tokenizer that splits "85" into "8","5" would
-// weight single digits, so then the text is read instead.
-func ParseRating(resp *backend.Response) (float64, string, error) {
-	text := strings.TrimSpace(resp.Content)
-	textNum := numberRe.FindString(text)
-	for _, tl := range resp.Logprobs {
-		tok := strings.TrimSpace(tl.Token)
-		if tok == "" {
-			continue
-		}
-		if len(tl.Top) == 0 || tok != textNum {
-			break
-		}
-		var mass, sum float64
-		for _, alt := range tl.Top {
-			n, err := strconv.Atoi(strings.TrimSpace(alt.Token))
-			if err != nil || n < 0 || n > 100 {
-				continue
-			}
-			p := math.Exp(alt.Logprob)
-			mass += p
-			sum += p * float64(n)
-		}
-		if mass >= minNumberMass {
-			return sum / mass, "logprobs", nil
-		}
-		break
-	}
-	if textNum == "" {
-		return 0, "", fmt.Errorf("%w: judge answered %q", ErrNoRating, clip(text, 80))
-	}
-	v, err := strconv.ParseFloat(textNum, 64)
-	if err != nil || v < 0 || v > 100 {
-		return 0, "", fmt.Errorf("%w: judge answered %q", ErrNoRating, clip(text, 80))
-	}
-	return v, "text", nil
+	return judge.Read(resp)
 }
 
 // ErrNoRating is returned when a judge's answer holds no 0–100 number.
-var ErrNoRating = errors.New("no 0–100 rating in the judge's answer")
+var ErrNoRating = judge.ErrNoRating

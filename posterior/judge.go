@@ -2,17 +2,14 @@ package posterior
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
-	"regexp"
 	"slices"
-	"strconv"
 	"strings"
-	"sync/atomic"
 
 	"persona/backend"
 	"persona/chat"
+	"persona/judge"
 	"persona/vectors"
 )
 
@@ -23,9 +20,9 @@ import (
 // without them, the first number of the text.
 type Judge struct {
 	B backend.Backend
-	// noLogprobs remembers that the backend cannot return logprobs, so it is
+	// asker remembers that the backend cannot return logprobs, so it is
 	// asked once, not on every rating.
-	noLogprobs atomic.Bool
+	asker judge.Asker
 }
 
 // NewJudge wraps a backend.
@@ -36,66 +33,18 @@ func NewJudge(b backend.Backend) *Judge { return &Judge{B: b} }
 const judgeSystem = "You rate text on a 0 to 100 scale. You answer with one integer from 0 to 100 and nothing else."
 
 // ErrNoRating is returned when the judge's answer holds no 0–100 number.
-var ErrNoRating = errors.New("no 0–100 rating in the judge's answer")
+var ErrNoRating = judge.ErrNoRating
 
 // Rate sends one rubric prompt and returns the rating and how it was read
 // ("logprobs" or "text").
 func (j *Judge) Rate(ctx context.Context, prompt string) (float64, string, error) {
 	req := backend.Request{Messages: []chat.Message{{Role: chat.RoleSystem, Content: judgeSystem}, {Role: chat.RoleUser, Content: prompt}},
 		MaxTokens: 4, Temperature: 0}
-	if !j.noLogprobs.Load() {
-		req.Logprobs, req.TopLogprobs = true, 20
-	}
-	resp, err := j.B.Chat(ctx, req)
-	if err != nil && req.Logprobs && errors.Is(err, backend.ErrUnsupported) {
-		j.noLogprobs.Store(true)
-		req.Logprobs, req.TopLogprobs = false, 0
-		resp, err = j.B.Chat(ctx, req)
-	}
+	resp, err := j.asker.Ask(ctx, j.B, req)
 	if err != nil {
 		return 0, "", fmt.Errorf("judge %s: %w", j.B.Name(), err)
 	}
-	return ReadRating(resp)
-}
-
-var numberRe = regexp.MustCompile(`\d+(?:\.\d+)?`)
-
-// ReadRating reads a 0–100 rating from a judge response: the probability-
-// weighted mean over the number tokens among the top alternatives at the
-// first non-blank position, when that position's token is the whole number
-// the text gives (a tokenizer that splits "85" into "8", "5" would weight
-// single digits, so then the text is read); else the text's first number.
-func ReadRating(resp *backend.Response) (float64, string, error) {
-	text := strings.TrimSpace(resp.Content)
-	num := numberRe.FindString(text)
-	for _, tl := range resp.Logprobs {
-		tok := strings.TrimSpace(tl.Token)
-		if tok == "" {
-			continue
-		}
-		if len(tl.Top) > 0 && tok == num {
-			var mass, sum float64
-			for _, alt := range tl.Top {
-				n, err := strconv.Atoi(strings.TrimSpace(alt.Token))
-				if err != nil || n < 0 || n > 100 {
-					continue
-				}
-				p := math.Exp(alt.Logprob)
-				mass, sum = mass+p, sum+p*float64(n)
-			}
-			// Below a quarter of the mass the judge was mostly about to say
-			// something else; the text is the better reading.
-			if mass >= 0.25 {
-				return sum / mass, "logprobs", nil
-			}
-		}
-		break
-	}
-	v, err := strconv.ParseFloat(num, 64)
-	if num == "" || err != nil || v < 0 || v > 100 {
-		return 0, "", fmt.Errorf("%w: %q", ErrNoRating, clip(text, 80))
-	}
-	return v, "text", nil
+	return judge.Read(resp)
 }
 
 func clip(s string, n int) string {

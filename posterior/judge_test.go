@@ -72,23 +72,3 @@ func TestJudgePosterior(t *testing.T) {
 		t.Errorf("score %+v %v", sc, err)
 	}
 }
-
-func TestReadRating(t *testing.T) {
-	for _, c := range []struct {
-		resp   backend.Response
-		want   float64
-		method string
-		err    bool
-	}{
-		{backend.Response{Content: " 42."}, 42, "text", false},
-		{backend.Response{Content: "I cannot rate this."}, 0, "", true},
-		{backend.Response{Content: "250"}, 0, "", true},
-		{backend.Response{Content: "85", Logprobs: []backend.TokenLogprob{{Token: "8", Top: []backend.TopLogprob{{Token: "8", Logprob: 0}}}, {Token: "5"}}}, 85, "text", false},
-		{backend.Response{Content: "60", Logprobs: []backend.TokenLogprob{{Token: " "}, {Token: "60", Top: []backend.TopLogprob{{Token: "60", Logprob: math.Log(0.5)}, {Token: "40", Logprob: math.Log(0.5)}}}}}, 50, "logprobs", false},
-	} {
-		v, m, err := ReadRating(&c.resp)
-		if (err != nil) != c.err || v != c.want || m != c.method {
-			t.Errorf("%+v: %g %q %v", c.resp, v, m, err)
-		}
-	}
-}
