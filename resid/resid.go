@@ -324,7 +324,8 @@ func (s *Set) Active(l int) bool {
 	return s != nil && l < len(s.byLayer) && len(s.byLayer[l]) > 0
 }
 
-// Unit returns v/‖v‖ (a copy), or an error for a zero or non-finite vector.
+// Unit returns v/‖v‖ (a copy, computed in float64), or an error for a zero
+// or non-finite vector.
 func Unit(v []float32) ([]float32, error) {
 	var n2 float64
 	for _, x := range v {

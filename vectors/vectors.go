@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"persona/resid"
 	"slices"
 	"strconv"
 )
@@ -194,22 +195,8 @@ func Cosine(a, b []float32) float64 {
 }
 
 // Unit returns v/‖v‖ computed in float64, or an error for a zero or
-// non-finite v (a direction that cannot be normalised).
-func Unit(v []float32) ([]float32, error) {
-	var n2 float64
-	for _, x := range v {
-		n2 += float64(x) * float64(x)
-	}
-	n := math.Sqrt(n2)
-	if n == 0 || math.IsNaN(n) || math.IsInf(n, 0) {
-		return nil, fmt.Errorf("cannot normalise a vector of norm %g", n)
-	}
-	out := make([]float32, len(v))
-	for i, x := range v {
-		out[i] = float32(float64(x) / n)
-	}
-	return out, nil
-}
+// non-finite v (a direction that cannot be normalised); it is resid.Unit.
+func Unit(v []float32) ([]float32, error) { return resid.Unit(v) }
 
 // Mean is a running mean of equal-width vectors, summed in float64. The zero
 // value is ready to use; the first Add fixes the width.
