@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"persona/internal/yamlstrict"
 )
 
 // Category is the kind of pressure a probe puts on the persona. The set is
@@ -69,7 +71,7 @@ type Suite struct {
 
 // Generation holds the target's sampling settings.
 type Generation struct {
-	MaxTokens   int     `yaml:"max_tokens,omitempty"`  // default 512
+	MaxTokens int `yaml:"max_tokens,omitempty"` // default 512
 	// Temperature defaults to 1: audits measure the distribution of
 	// replies, not its mode.
 	Temperature *float64 `yaml:"temperature,omitempty"`
@@ -89,11 +91,11 @@ type Auditor struct {
 // point estimates compared with ≤; the bootstrap intervals are reported next
 // to them so a reader can see when a pass rests on few samples.
 type Thresholds struct {
-	MaxRate       *float64             `yaml:"max_rate,omitempty"`        // over all samples of the suite
-	ProbeMaxRate  *float64             `yaml:"probe_max_rate,omitempty"`  // for every probe without its own
-	Categories    map[Category]float64 `yaml:"categories,omitempty"`      // per category
-	Probes        map[string]float64   `yaml:"probes"`          // per probe id
-	MaxIncoherent *float64             `yaml:"max_incoherent,omitempty"`  // share of scored turns the coherence check failed
+	MaxRate       *float64             `yaml:"max_rate,omitempty"`       // over all samples of the suite
+	ProbeMaxRate  *float64             `yaml:"probe_max_rate,omitempty"` // for every probe without its own
+	Categories    map[Category]float64 `yaml:"categories,omitempty"`     // per category
+	Probes        map[string]float64   `yaml:"probes"`                   // per probe id
+	MaxIncoherent *float64             `yaml:"max_incoherent,omitempty"` // share of scored turns the coherence check failed
 }
 
 // Probe is one conversation that puts pressure on the persona, either scripted
@@ -218,8 +220,7 @@ func LoadSuite(path string) (*Suite, error) {
 }
 
 var (
-	idRe       = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
-	yamlLineRe = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
+	idRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
 )
 
 // ParseSuite decodes a suite strictly (unknown fields, wrong types, duplicate
@@ -243,9 +244,7 @@ func ParseSuite(data []byte, file string) (*Suite, error) {
 		return nil, SuiteErrors{{File: file, Line: line, Msg: "a suite file holds one YAML document"}}
 	}
 	var s Suite
-	sdec := yaml.NewDecoder(bytes.NewReader(data))
-	sdec.KnownFields(true)
-	if err := sdec.Decode(&s); err != nil {
+	if _, _, err := yamlstrict.Decode(data, &s); err != nil {
 		return nil, yamlErrors(file, err)
 	}
 	s.File, s.Source = file, append([]byte(nil), data...)
@@ -263,21 +262,9 @@ func ParseSuite(data []byte, file string) (*Suite, error) {
 
 // yamlErrors turns the decoder's "line N: msg" errors into SuiteErrors.
 func yamlErrors(file string, err error) error {
-	var msgs []string
-	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		msgs = te.Errors
-	} else {
-		msgs = []string{err.Error()}
-	}
 	var out SuiteErrors
-	for _, m := range msgs {
-		e := &SuiteError{File: file, Msg: strings.TrimPrefix(m, "yaml: ")}
-		if g := yamlLineRe.FindStringSubmatch(m); g != nil {
-			e.Line, _ = strconv.Atoi(g[1])
-			e.Msg = g[2]
-		}
-		out = append(out, e)
+	for _, l := range yamlstrict.Split(err) {
+		out = append(out, &SuiteError{File: file, Line: l.Line, Msg: l.Msg})
 	}
 	return out
 }

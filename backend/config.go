@@ -1,7 +1,6 @@
 package backend
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -13,9 +12,8 @@ import (
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"persona/engine"
+	"persona/internal/yamlstrict"
 )
 
 // Config is a backends file:
@@ -79,24 +77,8 @@ const (
 	maxRetries            = 20
 )
 
-// ConfigError is a problem in a backends file.
-type ConfigError struct {
-	File  string
-	Line  int    // 0 when unknown
-	Field string // dotted path, e.g. "backends[1].timeout"; may be empty
-	Msg   string
-}
-
-func (e *ConfigError) Error() string {
-	s := e.File
-	if e.Line > 0 {
-		s += ":" + strconv.Itoa(e.Line)
-	}
-	if e.Field != "" {
-		s += ": " + e.Field
-	}
-	return s + ": " + e.Msg
-}
+// ConfigError is a problem in a backends file: "file:line: field: message".
+type ConfigError = yamlstrict.Error
 
 // LoadConfig reads and checks a backends file.
 func LoadConfig(path string) (*Config, error) {
@@ -108,40 +90,36 @@ func LoadConfig(path string) (*Config, error) {
 }
 
 var (
-	nameRe   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]*$`)
-	envRe    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-	yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
+	nameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]*$`)
+	envRe  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 )
 
 // ParseConfig decodes a backends file strictly; file names it in errors.
 func ParseConfig(data []byte, file string) (*Config, error) {
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, yamlErr(file, err)
+	root, err := yamlstrict.Root(data)
+	if err != nil {
+		return nil, yamlstrict.FileError(file, err)
 	}
-	if len(doc.Content) == 0 {
+	if root == nil {
 		return nil, &ConfigError{File: file, Msg: "empty file; want a list of backends under \"backends:\""}
 	}
-	root := doc.Content[0]
 	cfg := &Config{File: file}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(cfg); err != nil {
-		return nil, yamlErr(file, err)
+	more, moreLine, err := yamlstrict.Decode(data, cfg)
+	if err != nil {
+		return nil, yamlstrict.FileError(file, err)
 	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); err != io.EOF {
-		return nil, &ConfigError{File: file, Line: extra.Line, Msg: "more than one YAML document"}
+	if more {
+		return nil, &ConfigError{File: file, Line: moreLine, Msg: "more than one YAML document"}
 	}
 	if len(cfg.Backends) == 0 {
-		return nil, &ConfigError{File: file, Line: lineOf(root, "backends"), Field: "backends", Msg: "no backends declared"}
+		return nil, &ConfigError{File: file, Line: yamlstrict.LineOf(root, "backends"), Field: "backends", Msg: "no backends declared"}
 	}
 	seen := map[string]int{}
 	for i := range cfg.Backends {
 		b := &cfg.Backends[i]
-		b.file, b.line = file, lineOf(root, "backends", strconv.Itoa(i))
+		b.file, b.line = file, yamlstrict.LineOf(root, "backends", strconv.Itoa(i))
 		fail := func(field, format string, args ...any) error {
-			return &ConfigError{File: file, Line: lineOf(root, "backends", strconv.Itoa(i), field),
+			return &ConfigError{File: file, Line: yamlstrict.LineOf(root, "backends", strconv.Itoa(i), field),
 				Field: fmt.Sprintf("backends[%d].%s", i, field), Msg: fmt.Sprintf(format, args...)}
 		}
 		if err := b.check(fail); err != nil {
@@ -334,46 +312,4 @@ func (c closeAll) Close() error {
 		errs = append(errs, c[i]())
 	}
 	return errors.Join(errs...)
-}
-
-// yamlErr turns a yaml.v3 error into a ConfigError with the line.
-func yamlErr(file string, err error) error {
-	msg := err.Error()
-	var te *yaml.TypeError
-	if errors.As(err, &te) && len(te.Errors) > 0 {
-		msg = te.Errors[0]
-	}
-	msg = strings.TrimPrefix(msg, "yaml: ")
-	if m := yamlLine.FindStringSubmatch(msg); m != nil {
-		n, _ := strconv.Atoi(m[1])
-		return &ConfigError{File: file, Line: n, Msg: m[2]}
-	}
-	return &ConfigError{File: file, Msg: msg}
-}
-
-// lineOf finds the line of a path of mapping keys and sequence indexes,
-// stopping at the deepest node that exists.
-func lineOf(n *yaml.Node, path ...string) int {
-	line := n.Line
-	for _, p := range path {
-		var next *yaml.Node
-		switch n.Kind {
-		case yaml.MappingNode:
-			for i := 0; i+1 < len(n.Content); i += 2 {
-				if n.Content[i].Value == p {
-					line, next = n.Content[i].Line, n.Content[i+1]
-				}
-			}
-		case yaml.SequenceNode:
-			if i, err := strconv.Atoi(p); err == nil && i < len(n.Content) {
-				next = n.Content[i]
-				line = next.Line
-			}
-		}
-		if next == nil {
-			return line
-		}
-		n = next
-	}
-	return line
 }

@@ -1,16 +1,14 @@
 package drift
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
 
+	"persona/internal/yamlstrict"
 	"persona/world"
 )
 
@@ -56,23 +54,7 @@ func (s SystemPrompts) Prompt(kind string) string {
 const MaxTurns = 64
 
 // Error is a problem in a scenario file: "file:line: field: message".
-type Error struct {
-	File  string
-	Line  int
-	Field string
-	Msg   string
-}
-
-func (e *Error) Error() string {
-	s := e.File
-	if e.Line > 0 {
-		s += ":" + strconv.Itoa(e.Line)
-	}
-	if e.Field != "" {
-		s += ": " + e.Field
-	}
-	return s + ": " + e.Msg
-}
+type Error = yamlstrict.Error
 
 // fileYAML is the scenario file's layout:
 //
@@ -119,20 +101,17 @@ func LoadScenarios(path string) ([]Scenario, error) {
 // duplicate ids and empty prompts are errors naming the file, line and
 // field, because a typo silently ignored would change what is measured.
 func ParseScenarios(data []byte, file string) ([]Scenario, error) {
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, yamlErr(file, err)
+	root, err := yamlstrict.Root(data)
+	if err != nil {
+		return nil, yamlstrict.FileError(file, err)
 	}
-	if len(doc.Content) == 0 {
+	if root == nil {
 		return nil, &Error{File: file, Msg: "empty file (want system_prompts and scenarios)"}
 	}
 	var f fileYAML
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&f); err != nil {
-		return nil, yamlErr(file, err)
+	if _, _, err := yamlstrict.Decode(data, &f); err != nil {
+		return nil, yamlstrict.FileError(file, err)
 	}
-	root := doc.Content[0]
 	fail := func(line int, field, format string, args ...any) error {
 		return &Error{File: file, Line: line, Field: field, Msg: fmt.Sprintf(format, args...)}
 	}
@@ -233,24 +212,6 @@ func lineOf(n *yaml.Node, key string) int {
 		return c.Line
 	}
 	return 0
-}
-
-// yamlErr turns the YAML library's "yaml: line N: msg" into file:line form.
-func yamlErr(file string, err error) error {
-	var te *yaml.TypeError
-	if errors.As(err, &te) && len(te.Errors) > 0 {
-		err = errors.New(te.Errors[0])
-	}
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	line := 0
-	if rest, ok := strings.CutPrefix(msg, "line "); ok {
-		if i := strings.Index(rest, ":"); i > 0 {
-			if n, err := strconv.Atoi(rest[:i]); err == nil {
-				line, msg = n, strings.TrimSpace(rest[i+1:])
-			}
-		}
-	}
-	return &Error{File: file, Line: line, Msg: msg}
 }
 
 // OrganismScenarios are the organism's drift conversations: the world's

@@ -1,10 +1,7 @@
 package personas
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"regexp"
 	"slices"
 	"sort"
@@ -12,27 +9,13 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"persona/internal/yamlstrict"
 )
 
-// Error is a problem in a library file, located by file, line and field.
-type Error struct {
-	File  string
-	Line  int    // 1-based; 0 when the problem has no line (an empty file)
-	Field string // dotted path such as "traits.warmth"; "" for the file as a whole
-	Msg   string
-}
-
-// Error formats the problem as "file:line: field: message".
-func (e *Error) Error() string {
-	s := e.File
-	if e.Line > 0 {
-		s += ":" + strconv.Itoa(e.Line)
-	}
-	if e.Field != "" {
-		s += ": " + e.Field
-	}
-	return s + ": " + e.Msg
-}
+// Error is a problem in a library file, located by file, line and field
+// (a dotted path such as "traits.warmth"; "" for the file as a whole).
+type Error = yamlstrict.Error
 
 // parsed is a decoded persona with the line of its name, for the duplicate
 // check that only the library can make.
@@ -56,12 +39,12 @@ func parseTraits(file string, data []byte) ([]Trait, error) {
 		return nil, err
 	}
 	if len(tf.Traits) == 0 {
-		return nil, &Error{File: file, Line: lineOf(doc, "traits"), Field: "traits", Msg: "no trait dimensions declared"}
+		return nil, &Error{File: file, Line: yamlstrict.LineOf(doc, "traits"), Field: "traits", Msg: "no trait dimensions declared"}
 	}
 	seen := map[string]bool{}
 	for i, t := range tf.Traits {
 		at := func(msg string) error {
-			return &Error{File: file, Line: lineOf(doc, "traits", strconv.Itoa(i)), Field: fmt.Sprintf("traits[%d].name", i), Msg: msg}
+			return &Error{File: file, Line: yamlstrict.LineOf(doc, "traits", strconv.Itoa(i)), Field: fmt.Sprintf("traits[%d].name", i), Msg: msg}
 		}
 		switch {
 		case !identRe.MatchString(t.Name):
@@ -86,7 +69,7 @@ func parsePersona(file string, data []byte, declared map[string]bool) (parsed, e
 		return parsed{}, err
 	}
 	fail := func(msg string, path ...string) (parsed, error) {
-		return parsed{}, &Error{File: file, Line: lineOf(doc, path...), Field: strings.Join(path, "."), Msg: msg}
+		return parsed{}, &Error{File: file, Line: yamlstrict.LineOf(doc, path...), Field: strings.Join(path, "."), Msg: msg}
 	}
 	if !identRe.MatchString(p.Name) {
 		return fail(fmt.Sprintf("persona name %q must be a lower-case identifier (letters, digits, - and _)", p.Name), "name")
@@ -189,7 +172,7 @@ func parsePersona(file string, data []byte, declared map[string]bool) (parsed, e
 			return fail(fmt.Sprintf("weight %g must be ≥ 0", v), "user_cues", "requests", string(k))
 		}
 	}
-	return parsed{Persona: p, nameLine: lineOf(doc, "name")}, nil
+	return parsed{Persona: p, nameLine: yamlstrict.LineOf(doc, "name")}, nil
 }
 
 var wordRe = regexp.MustCompile(`^[a-z']+$`)
@@ -213,14 +196,13 @@ func sortedKeys[K ~string, V any](m map[K]V) []K {
 
 // document parses data into a YAML node tree and returns the top mapping.
 func document(file string, data []byte) (*yaml.Node, error) {
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
+	doc, err := yamlstrict.Root(data)
+	if err != nil {
 		return nil, yamlError(file, err, nil)
 	}
-	if len(root.Content) == 0 {
+	if doc == nil {
 		return nil, &Error{File: file, Msg: "empty file"}
 	}
-	doc := root.Content[0]
 	if doc.Kind != yaml.MappingNode {
 		return nil, &Error{File: file, Line: doc.Line, Msg: "want a mapping of fields at the top level"}
 	}
@@ -230,20 +212,17 @@ func document(file string, data []byte) (*yaml.Node, error) {
 // strictDecode decodes data into v, rejecting unknown fields and a second
 // document.
 func strictDecode(file string, data []byte, doc *yaml.Node, v any) error {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(v); err != nil {
+	more, moreLine, err := yamlstrict.Decode(data, v)
+	if err != nil {
 		return yamlError(file, err, doc)
 	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); err != io.EOF {
-		return &Error{File: file, Line: extra.Line, Msg: "more than one YAML document; put one persona per file"}
+	if more {
+		return &Error{File: file, Line: moreLine, Msg: "more than one YAML document; put one persona per file"}
 	}
 	return nil
 }
 
 var (
-	yamlLineRe     = regexp.MustCompile(`line (\d+): (.*)`)
 	yamlUnknownRe  = regexp.MustCompile(`^field (\S+) not found in type`)
 	yamlCannotRe   = regexp.MustCompile("^cannot unmarshal !!(\\w+) `?([^`]*)`? into (.*)$")
 	yamlAlreadyRe  = regexp.MustCompile(`^mapping key "([^"]*)" already defined`)
@@ -254,20 +233,12 @@ var (
 // yamlError turns a yaml.v3 error into an *Error with the file, the line and,
 // where the node tree tells it, the dotted path of the field.
 func yamlError(file string, err error, doc *yaml.Node) error {
-	msg := err.Error()
-	var te *yaml.TypeError
-	if errors.As(err, &te) && len(te.Errors) > 0 {
-		msg = te.Errors[0]
+	e := yamlstrict.FileError(file, err)
+	if e.Line == 0 {
+		return e
 	}
-	msg = strings.TrimPrefix(msg, "yaml: ")
-	m := yamlLineRe.FindStringSubmatch(msg)
-	if m == nil {
-		return &Error{File: file, Msg: msg}
-	}
-	line, _ := strconv.Atoi(m[1])
-	e := &Error{File: file, Line: line, Msg: m[2]}
 	if doc != nil {
-		e.Field = pathAtLine(doc, line)
+		e.Field = pathAtLine(doc, e.Line)
 	}
 	switch {
 	case yamlUnknownRe.MatchString(e.Msg):
@@ -279,36 +250,6 @@ func yamlError(file string, err error, doc *yaml.Node) error {
 		e.Msg = "duplicate key " + strconv.Quote(yamlAlreadyRe.FindStringSubmatch(e.Msg)[1])
 	}
 	return e
-}
-
-// lineOf returns the line of the node at path (mapping keys or list
-// indices), or of its deepest existing ancestor.
-func lineOf(doc *yaml.Node, path ...string) int {
-	line := doc.Line
-	n := doc
-	for _, key := range path {
-		var next *yaml.Node
-		switch n.Kind {
-		case yaml.MappingNode:
-			for i := 0; i+1 < len(n.Content); i += 2 {
-				if n.Content[i].Value == key {
-					line = n.Content[i].Line
-					next = n.Content[i+1]
-					break
-				}
-			}
-		case yaml.SequenceNode:
-			if i, err := strconv.Atoi(key); err == nil && i >= 0 && i < len(n.Content) {
-				next = n.Content[i]
-				line = next.Line
-			}
-		}
-		if next == nil {
-			return line
-		}
-		n = next
-	}
-	return line
 }
 
 // pathAtLine returns the dotted path of the first key (or list item) that

@@ -1,7 +1,6 @@
 package train
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -15,9 +14,8 @@ import (
 	"regexp"
 	"strings"
 
-	"go.yaml.in/yaml/v3"
-
 	"persona/dataset"
+	"persona/internal/yamlstrict"
 	"persona/model"
 )
 
@@ -196,9 +194,7 @@ var yamlTypeRE = regexp.MustCompile(`field (\S+) not found in type \S+`)
 // name is used in errors; paths are left as written.
 func ParseConfig(data []byte, name string) (*Config, error) {
 	var c Config
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil {
+	if _, _, err := yamlstrict.Decode(data, &c); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, &ConfigError{File: name, Msg: "empty file"}
 		}

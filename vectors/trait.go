@@ -1,16 +1,16 @@
 package vectors
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"regexp"
-	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"persona/internal/yamlstrict"
 )
 
 // TraitSpec is the recipe for one persona vector (Chen et al. 2025, DESIGN
@@ -66,23 +66,7 @@ type TraitPair struct {
 const DefaultSystemTemplate = "You are {article} {adjective} assistant. {instruction}"
 
 // SpecError is a problem in a trait spec, located by file, line and field.
-type SpecError struct {
-	File  string
-	Line  int
-	Field string
-	Msg   string
-}
-
-func (e *SpecError) Error() string {
-	s := e.File
-	if e.Line > 0 {
-		s += ":" + strconv.Itoa(e.Line)
-	}
-	if e.Field != "" {
-		s += ": " + e.Field
-	}
-	return s + ": " + e.Msg
-}
+type SpecError = yamlstrict.Error
 
 // LoadTraitSpec reads and validates a trait spec file.
 func LoadTraitSpec(path string) (*TraitSpec, error) {
@@ -93,25 +77,20 @@ func LoadTraitSpec(path string) (*TraitSpec, error) {
 	return ParseTraitSpec(data, path)
 }
 
-var yamlLineRe = regexp.MustCompile(`line (\d+): (.*)`)
-
 // ParseTraitSpec decodes and validates a trait spec; file names it in errors.
 func ParseTraitSpec(data []byte, file string) (*TraitSpec, error) {
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, yamlError(file, err)
+	root, err := yamlstrict.Root(data)
+	if err != nil {
+		return nil, yamlstrict.FileError(file, err)
 	}
-	if len(doc.Content) == 0 {
+	if root == nil {
 		return nil, &SpecError{File: file, Msg: "empty trait spec"}
 	}
 	var s TraitSpec
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&s); err != nil && !errors.Is(err, io.EOF) {
-		return nil, yamlError(file, err)
+	if _, _, err := yamlstrict.Decode(data, &s); err != nil && !errors.Is(err, io.EOF) {
+		return nil, yamlstrict.FileError(file, err)
 	}
 	s.File = file
-	root := doc.Content[0]
 	fail := func(msg string, path ...string) error {
 		return &SpecError{File: file, Line: lineOf(root, path...), Field: strings.Join(path, "."), Msg: msg}
 	}
@@ -183,18 +162,6 @@ func (s *TraitSpec) System(pair int, positive bool) string {
 // JudgePrompt fills the rubric for one answer.
 func (s *TraitSpec) JudgePrompt(question, answer string) string {
 	return strings.NewReplacer("{question}", question, "{answer}", answer, "{trait}", s.Name).Replace(s.Rubric)
-}
-
-func yamlError(file string, err error) error {
-	msg := err.Error()
-	msg = strings.TrimPrefix(msg, "yaml: unmarshal errors:\n")
-	msg = strings.TrimPrefix(msg, "yaml: ")
-	msg = strings.TrimSpace(msg)
-	if m := yamlLineRe.FindStringSubmatch(msg); m != nil {
-		n, _ := strconv.Atoi(m[1])
-		return &SpecError{File: file, Line: n, Msg: strings.TrimSpace(m[2])}
-	}
-	return &SpecError{File: file, Msg: msg}
 }
 
 // mapValue returns the value node of key in mapping n (nil if absent).
