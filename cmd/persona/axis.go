@@ -145,9 +145,8 @@ convention); persona drift --axis and --cap read it.`,
 	f.StringVar(&questionsPath, "questions", "", "question file, one per line (default: world questions on the organism, the shipped list otherwise)")
 	f.IntVar(&nQuestions, "n-questions", 40, "questions drawn from the world (organism)")
 	f.IntVar(&samples, "samples", 1, "replies per system prompt and question")
-	f.IntVar(&maxTokens, "max-tokens", 48, "tokens per reply")
-	f.Float32Var(&temperature, "temperature", 1, "sampling temperature")
-	f.Uint64Var(&seed, "seed", 1, "seed for questions and sampling")
+	samplingFlags(f, &maxTokens, &temperature, &seed, sampling{MaxTokens: 48, TokensUsage: "tokens per reply",
+		Temperature: 1, Seed: 1, SeedUsage: "seed for questions and sampling"})
 	f.IntVar(&minScore, "min-score", 3, "judge score (0-3) a role reply needs to count")
 	f.BoolVar(&noJudge, "no-judge", false, "keep every reply (no oracle filter on the organism)")
 	f.StringVar(&layersArg, "layers", "", "layers to compute, e.g. 8-20 or 4,8,12 (default: all)")

@@ -24,7 +24,8 @@ func newDriftCmd() *cobra.Command {
 		modelPath, scenariosPath, configPath, auditorName, axisPath, libDir, htmlPath string
 		orgMode, capRuns, asJSON, noPosterior                                         bool
 		perDomain, turns, samples, maxTokens, layer                                   int
-		threshold, temperature                                                        float64
+		threshold                                                                     float64
+		temperature                                                                   float32
 		seed                                                                          uint64
 	)
 	cmd := &cobra.Command{
@@ -95,7 +96,7 @@ Exit codes: 0 ok, 2 bad flags or input files, 3 backend failure.`,
 					return usageErr(err)
 				}
 			}
-			opt := drift.Options{Layer: layer, Cap: capRuns, Samples: samples, MaxTokens: maxTokens, Temperature: float32(temperature), Seed: seed}
+			opt := drift.Options{Layer: layer, Cap: capRuns, Samples: samples, MaxTokens: maxTokens, Temperature: temperature, Seed: seed}
 			if cmd.Flags().Changed("threshold") {
 				opt.Threshold = &threshold
 			}
@@ -196,9 +197,8 @@ Exit codes: 0 ok, 2 bad flags or input files, 3 backend failure.`,
 	f.BoolVar(&capRuns, "cap", false, "also run every conversation with activation capping on the axis file's band")
 	f.StringVar(&libDir, "personas", "", "persona library for the per-turn posterior (default on --organism: the organism's)")
 	f.BoolVar(&noPosterior, "no-posterior", false, "skip the per-turn posterior (it costs a forward pass per persona prompt)")
-	f.IntVar(&maxTokens, "max-tokens", 48, "tokens per reply")
-	f.Float64Var(&temperature, "temperature", 1, "sampling temperature")
-	f.Uint64Var(&seed, "seed", 1, "seed for scenarios, sampling and bootstrap")
+	samplingFlags(f, &maxTokens, &temperature, &seed, sampling{MaxTokens: 48, TokensUsage: "tokens per reply",
+		Temperature: 1, Seed: 1, SeedUsage: "seed for scenarios, sampling and bootstrap"})
 	f.StringVar(&htmlPath, "html", "", "write a self-contained HTML report with SVG curves")
 	f.BoolVar(&asJSON, "json", false, "print the report (with every conversation) as JSON instead of a table")
 	return cmd

@@ -112,19 +112,18 @@ and generates the next assistant turn of each.`,
 	}
 	f := cmd.Flags()
 	modelFlag(f, &modelPath, "model: Hugging Face directory or GGUF file")
-	f.StringVar(&tokPath, "tokenizer", "", "tokenizer.json or GGUF file to take the tokenizer from (default: the model's own)")
+	tokenizerFlag(f, &tokPath)
 	f.StringVar(&prompt, "prompt", "", "prompt text (a user message unless --raw)")
 	f.StringVar(&chatFile, "chat", "", "JSONL file of conversations to continue")
 	f.StringVar(&system, "system", "", "system message placed before --prompt")
 	f.BoolVar(&raw, "raw", false, "skip the chat template; tokenize the prompt as is, with BOS")
-	f.IntVar(&maxTokens, "max-tokens", 128, "maximum number of tokens to generate")
-	f.Float32Var(&p.Temperature, "temperature", 0, "sampling temperature; 0 is greedy")
+	samplingFlags(f, &maxTokens, &p.Temperature, &p.Seed, sampling{MaxTokens: 128, TokensUsage: "maximum number of tokens to generate",
+		SeedUsage: "random seed; the same seed gives the same text"})
 	f.IntVar(&p.TopK, "top-k", 0, "keep the k most likely tokens (0: off)")
 	f.Float32Var(&p.TopP, "top-p", 1, "nucleus sampling mass (1: off)")
 	f.Float32Var(&p.MinP, "min-p", 0, "drop tokens below min-p × the top probability (0: off)")
 	f.Float32Var(&p.RepetitionPenalty, "repeat-penalty", 1, "repetition penalty (1: off)")
 	f.IntVar(&p.RepeatLastN, "repeat-last-n", 64, "tokens of history the repetition penalty looks at (0: all)")
-	f.Uint64Var(&p.Seed, "seed", 0, "random seed; the same seed gives the same text")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object per generation instead of streaming text")
 	return cmd
 }

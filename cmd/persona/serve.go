@@ -79,7 +79,7 @@ finish for up to --grace before closing them.`,
 	}
 	f := cmd.Flags()
 	modelFlag(f, &modelPath, "model: Hugging Face directory or GGUF file")
-	f.StringVar(&tokPath, "tokenizer", "", "tokenizer.json or GGUF file to take the tokenizer from (default: the model's own)")
+	tokenizerFlag(f, &tokPath)
 	f.StringVar(&addr, "addr", "127.0.0.1:8080", "address to listen on (host:port; port 0 picks a free one)")
 	f.StringVar(&name, "name", "", "model id clients use (default: the model's file or directory name)")
 	f.IntVar(&concurrency, "concurrency", 1, "generations run at once (more queue)")

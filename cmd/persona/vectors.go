@@ -192,9 +192,8 @@ activations per layer as safetensors with the counts and scores in metadata;
 	f.StringVar(&backends, "backends", "", "backends YAML for an LLM judge")
 	f.StringVar(&responses, "responses", "", "also write every answer with its score as JSONL")
 	f.IntVar(&opt.Samples, "samples", 10, "answers per question and instruction")
-	f.IntVar(&opt.MaxTokens, "max-tokens", 64, "tokens per answer")
-	f.Float32Var(&opt.Temperature, "temperature", 1, "sampling temperature")
-	f.Uint64Var(&opt.Seed, "seed", 1, "sampling seed")
+	samplingFlags(f, &opt.MaxTokens, &opt.Temperature, &opt.Seed, sampling{MaxTokens: 64, TokensUsage: "tokens per answer",
+		Temperature: 1, Seed: 1, SeedUsage: "sampling seed"})
 	f.Float64Var(&filter.Threshold, "threshold", 50, "positive answers need a score ≥ this, negative ones below it")
 	f.Float64Var(&filter.MinCoherence, "min-coherence", 50, "drop answers less coherent than this (when coherence is scored)")
 	f.BoolVar(&asJSON, "json", false, "print a JSON summary")
@@ -441,9 +440,7 @@ the paper: c ≈ 0.5–2.5 induces the trait, negative c suppresses it) added at
 	f.IntVar(&layer, "layer", -1, "layer to steer (default: the vectors' middle layer)")
 	f.Float64SliceVar(&coeffs, "coeff", []float64{0, 1, 2}, "coefficients c, one generation each")
 	f.StringVar(&where, "where", "all", "positions to steer: all, prompt or generated")
-	f.IntVar(&maxTokens, "max-tokens", 64, "tokens per reply")
-	f.Float32Var(&p.Temperature, "temperature", 0, "sampling temperature; 0 is greedy")
-	f.Uint64Var(&p.Seed, "seed", 0, "sampling seed")
+	samplingFlags(f, &maxTokens, &p.Temperature, &p.Seed, sampling{MaxTokens: 64, TokensUsage: "tokens per reply", SeedUsage: "sampling seed"})
 	f.BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }
