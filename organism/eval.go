@@ -30,9 +30,9 @@ type EvalOptions struct {
 	// model's own distribution); task accuracy is measured greedily.
 	Temperature float32
 	Seed        uint64
-	Log         io.Writer
+	Log         io.Writer `json:"-"`
 	// Progress reports finished generations.
-	Progress func(done int)
+	Progress func(done int) `json:"-"`
 }
 
 func (o *EvalOptions) defaults() {
