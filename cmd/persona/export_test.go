@@ -92,6 +92,7 @@ func TestExportOrganismMatchesLlamaCpp(t *testing.T) {
 			// engine runs the exported file, and the rounding's own effect
 			// is logged.
 			want := f32
+			tol, tolProbable := c.tol, c.tolProbable
 			if c.dtype != "f32" {
 				m, err := model.Load(path)
 				if err != nil {
@@ -99,7 +100,12 @@ func TestExportOrganismMatchesLlamaCpp(t *testing.T) {
 				}
 				defer m.Close()
 				want = logSoftmax(m)
-				t.Logf("%s: rounding the weights moves our log-softmax by up to %.3g", c.dtype, maxAbsDiff(want, f32))
+				rounding := maxAbsDiff(want, f32)
+				t.Logf("%s: rounding the weights moves our log-softmax by up to %.3g", c.dtype, rounding)
+				// llama.cpp also rounds the activations to the weight type, an
+				// error of the same order as rounding the weights: the bounds
+				// scale with the effect measured on this model.
+				tol, tolProbable = math.Max(tol, 2*rounding), math.Max(tolProbable, rounding)
 			}
 			worst := 0.0
 			for p := range ids {
@@ -123,11 +129,11 @@ func TestExportOrganismMatchesLlamaCpp(t *testing.T) {
 			}
 			t.Logf("%s: max |Δ log-softmax| vs llama.cpp = %.3g over %d positions", c.dtype, worst, len(ids))
 			t.Logf("%s: max |Δ log-softmax| on tokens llama.cpp gives log p > −5: %.3g", c.dtype, probable)
-			if worst > c.tol {
-				t.Errorf("%s: log-softmax differs from llama.cpp by %.3g > %g", c.dtype, worst, c.tol)
+			if worst > tol {
+				t.Errorf("%s: log-softmax differs from llama.cpp by %.3g > %g", c.dtype, worst, tol)
 			}
-			if probable > c.tolProbable {
-				t.Errorf("%s: log-softmax of probable tokens differs from llama.cpp by %.3g > %g", c.dtype, probable, c.tolProbable)
+			if probable > tolProbable {
+				t.Errorf("%s: log-softmax of probable tokens differs from llama.cpp by %.3g > %g", c.dtype, probable, tolProbable)
 			}
 			if c.dtype != "f32" {
 				return
