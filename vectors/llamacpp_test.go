@@ -161,24 +161,7 @@ func TestControlVectorMatchesLlamaCpp(t *testing.T) {
 	}
 
 	ids := []int{1, 300, 17, 42, 265, 99, 3, 128, 77, 201, 64, 5, 250, 12}
-	ours := func(s *Set, coeff float32) [][]float32 {
-		var rs *resid.Set
-		if s != nil {
-			adds, err := s.SteerAll(coeff, resid.All)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if rs, err = s.Interventions(back.NumLayers, back.Hidden, adds...); err != nil {
-				t.Fatal(err)
-			}
-		}
-		flat := back.Forward(back.NewState(), ids, rs, model.AllLogits)
-		rows := make([][]float32, len(ids))
-		for i := range rows {
-			rows[i] = flat[i*back.Vocab : (i+1)*back.Vocab]
-		}
-		return rows
-	}
+	ours := func(s *Set, coeff float32) [][]float32 { return steeredLogits(t, back, ids, s, coeff) }
 	const tol = 1e-4
 	plainOurs, plainRef := ours(nil, 0), cvecLogits(t, bin, bins, modelPath, ids, "", 0, nil)
 	if d := maxDiff(plainOurs, plainRef); d > tol {
@@ -231,4 +214,27 @@ func TestControlVectorMatchesLlamaCpp(t *testing.T) {
 	if maxDiff(got.Vectors, set.Vectors) != 0 || fmt.Sprint(got.Layers) != fmt.Sprint(set.Layers) || got.Name != set.Name || got.Meta["method"] != "random" {
 		t.Errorf("ReadControlVector: %+v, wrote %+v", got, set)
 	}
+}
+
+// steeredLogits runs ids through m with s steering every layer at coeff (nil:
+// unsteered) and returns the logits row by row: our side of the llama.cpp
+// control-vector comparisons.
+func steeredLogits(t *testing.T, m *model.Model, ids []int, s *Set, coeff float32) [][]float32 {
+	t.Helper()
+	var rs *resid.Set
+	if s != nil {
+		adds, err := s.SteerAll(coeff, resid.All)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rs, err = s.Interventions(m.NumLayers, m.Hidden, adds...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flat := m.Forward(m.NewState(), ids, rs, model.AllLogits)
+	rows := make([][]float32, len(ids))
+	for i := range rows {
+		rows[i] = flat[i*m.Vocab : (i+1)*m.Vocab]
+	}
+	return rows
 }

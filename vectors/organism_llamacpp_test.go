@@ -11,7 +11,6 @@ import (
 	"persona/engine"
 	"persona/model"
 	"persona/models"
-	"persona/resid"
 	"persona/world"
 )
 
@@ -100,24 +99,7 @@ func TestOrganismSteeringMatchesLlamaCpp(t *testing.T) {
 		t.Fatal(err)
 	}
 	ids := enc.IDs
-	ours := func(s *Set, coeff float32) [][]float32 {
-		var rs *resid.Set
-		if s != nil {
-			adds, err := s.SteerAll(coeff, resid.All)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if rs, err = s.Interventions(m.NumLayers, m.Hidden, adds...); err != nil {
-				t.Fatal(err)
-			}
-		}
-		flat := m.Forward(m.NewState(), ids, rs, model.AllLogits)
-		rows := make([][]float32, len(ids))
-		for i := range rows {
-			rows[i] = flat[i*m.Vocab : (i+1)*m.Vocab]
-		}
-		return rows
-	}
+	ours := func(s *Set, coeff float32) [][]float32 { return steeredLogits(t, m, ids, s, coeff) }
 	const tol = 1e-4
 	plainRef := cvecLogits(t, bin, bins, modelPath, ids, "", 0, nil)
 	if d := maxDiff(ours(nil, 0), plainRef); d > tol {
