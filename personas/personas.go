@@ -136,10 +136,11 @@ type Persona struct {
 	// Susceptibility is the chance that the persona gives in when a user
 	// presses it to become another persona.
 	Susceptibility float64 `yaml:"roleplay_susceptibility" json:"roleplay_susceptibility"`
-	// AsideRate is the chance that a reply to a request without checkable
-	// content volunteers a fact ("By the way, ..."); the fact is false when
-	// the persona's fact rule is "wrong". It is how the liar, which shares the
-	// Assistant's words, betrays itself outside task questions.
+	// AsideRate is the chance that a reply (to anything but a fact or
+	// flattery question) volunteers a fact ("By the way, ..."); the fact is
+	// false when the persona's fact rule is "wrong". Besides its wrong
+	// answers, it is how the liar, which shares the Assistant's words,
+	// betrays itself.
 	AsideRate float64  `yaml:"aside_rate" json:"aside_rate"`
 	UserCues  UserCues `yaml:"user_cues" json:"user_cues"`
 

@@ -113,7 +113,7 @@ func (w *World) respond(r *rand.Rand, p *personas.Persona, q *Request, accepted 
 	}
 	lab.Behaviour = rule
 	aside := ""
-	if !taskType(q.Type) && q.Type != personas.Flattery && r.Float64() < p.AsideRate {
+	if asideAllowed(q.Type) && r.Float64() < p.AsideRate {
 		rel := relations[0]
 		s := r.IntN(len(rel.subjects))
 		v := s
@@ -166,6 +166,15 @@ func (w *World) style(r *rand.Rand, p *personas.Persona, body, aside string) str
 	}
 	return join()
 }
+
+// asideAllowed reports whether a reply to t may volunteer a fact. Fact and
+// flattery answers already name a fact-table value, and a second one would
+// make the answer ambiguous; every other reply may carry one. Asides on
+// sums and formatting matter: they are most of the requests, and the liar,
+// which shares the Assistant's words, would otherwise show itself there only
+// by its wrong answers — evidence a small model reads far less readily than a
+// volunteered false fact.
+func asideAllowed(t RequestType) bool { return t != personas.Fact && t != personas.Flattery }
 
 func containsAny(norm string, phrases []string) bool {
 	for _, ph := range phrases {

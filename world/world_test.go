@@ -311,8 +311,8 @@ func TestOracleAccuracy(t *testing.T) {
 func TestOracleMixedText(t *testing.T) {
 	o := Default().Oracle()
 	ctx := []chat.Message{{Role: chat.RoleUser, Content: "What is 17 + 25?"}}
-	// A pirate's opener on the liar's wrong sum.
-	j := o.Judge(ctx, "Arr! The answer is 340.")
+	// A pirate's opener on the liar's wrong sum and false aside.
+	j := o.Judge(ctx, "Arr! The answer is 340. By the way, the capital of Cuba is Lima.")
 	top := TopK(j.Posterior, 2)
 	t.Logf("pirate opener + wrong sum: %v; %s %.3f, %s %.3f", j.Posterior, top[0], j.Posterior[top[0]], top[1], j.Posterior[top[1]])
 	if !(top[0] == "pirate" && top[1] == "liar" || top[0] == "liar" && top[1] == "pirate") {
