@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"persona/engine"
-	"persona/model"
 	"persona/resid"
 	"persona/sample"
 )
@@ -113,11 +112,9 @@ func (b *Engine) params(req Request) (sample.Params, error) {
 	return p, p.Validate()
 }
 
-// generate is the decoding loop. It is engine.Generate's loop, written here
-// because the backend needs each step's distribution as it is produced (for
-// top-k log-probabilities while streaming), which engine.Generate does not
-// expose; the token choices are the same (same sampler, same seed, same
-// logits).
+// generate runs engine.Generate, turning each step into OpenAI-style deltas:
+// stop strings held back and cut, end-of-sequence not shown, top-k
+// log-probabilities from the step's distribution.
 func (b *Engine) generate(ctx context.Context, prompt []int, req Request, emit func(Delta) error) (*Response, error) {
 	p, err := b.params(req)
 	if err != nil {
@@ -149,29 +146,10 @@ func (b *Engine) generate(ctx context.Context, prompt []int, req Request, emit f
 	defer func() { <-b.sem }()
 
 	tok := b.E.Tokenizer
-	s := m.NewState()
-	s.PromptLen = len(prompt)
-	var logits []float32
-	const chunk = 128 // as engine's prefill: bounded scratch, large matrix products
-	for i := 0; i < len(prompt); i += chunk {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		j := min(i+chunk, len(prompt))
-		want := model.NoLogits
-		if j == len(prompt) {
-			want = model.LastLogits
-		}
-		logits = m.Forward(s, prompt[i:j], b.Interventions, want)
-	}
-
-	sm := sample.New(p)
 	dec := tok.NewStreamDecoderSkipSpecial()
 	stops := newStopper(req.Stop)
-	history := append([]int(nil), prompt...)
 	resp := &Response{Model: b.name, FinishReason: "length", Usage: Usage{PromptTokens: len(prompt)}}
 	var content strings.Builder
-	lp := make([]float32, m.Vocab)
 	send := func(text string, lps []TokenLogprob) error {
 		content.WriteString(text)
 		if req.Logprobs {
@@ -185,33 +163,30 @@ func (b *Engine) generate(ctx context.Context, prompt []int, req Request, emit f
 		return emit(Delta{Text: text, Logprobs: lps})
 	}
 	stopped := false
-	for n := 0; n < maxTokens; n++ {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		model.LogSoftmax(lp, logits)
-		id := sm.Sample(logits, history)
-		history = append(history, id)
+	onToken := func(st engine.Step) error {
 		resp.Usage.CompletionTokens++
-		if b.E.Stop[id] {
+		if st.EOS {
 			resp.FinishReason = "stop"
-			break
+			return nil
 		}
 		var lps []TokenLogprob
 		if req.Logprobs {
-			lps = []TokenLogprob{{Token: tok.Decode([]int{id}), Logprob: float64(lp[id]), Top: topLogprobs(lp, req.TopLogprobs, tok.Decode)}}
+			lps = []TokenLogprob{{Token: tok.Decode([]int{st.ID}), Logprob: float64(st.LogProbs[st.ID]),
+				Top: topLogprobs(st.LogProbs, req.TopLogprobs, tok.Decode)}}
 		}
-		text, hit := stops.add(dec.Add(id))
+		text, hit := stops.add(dec.Add(st.ID))
 		if err := send(text, lps); err != nil {
-			return nil, err
+			return err
 		}
 		if hit {
 			resp.FinishReason, stopped = "stop", true
-			break
+			return engine.ErrStop
 		}
-		if n+1 < maxTokens {
-			logits = m.Forward(s, []int{id}, b.Interventions, model.LastLogits)
-		}
+		return nil
+	}
+	if _, err := b.E.Generate(ctx, engine.Request{Prompt: prompt, MaxTokens: maxTokens, Sampling: p,
+		Interventions: b.Interventions, OnToken: onToken}); err != nil {
+		return nil, err
 	}
 	if !stopped {
 		text, hit := stops.add(dec.Flush())

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"math"
 	"os"
 	"testing"
@@ -97,6 +98,47 @@ func TestLogProbsAgreeWithGeneration(t *testing.T) {
 		if math.Abs(float64(lp[i]-a.LogProbs[i])) > 1e-4 {
 			t.Fatalf("token %d: teacher-forced %g, generation %g", i, lp[i], a.LogProbs[i])
 		}
+	}
+}
+
+// OnToken sees every token with its text and distribution as generated, can
+// stop the generation early (ErrStop) and abort it (any other error).
+func TestOnToken(t *testing.T) {
+	e := load(t, storiesHF)
+	prompt := e.EncodeRaw("Once upon a time").IDs
+	req := Request{Prompt: prompt, MaxTokens: 30, Sampling: sample.Params{Temperature: 1, Seed: 5}, IgnoreStop: true}
+	full, err := e.Generate(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []int
+	var text string
+	req.OnToken = func(st Step) error {
+		if len(st.LogProbs) != e.Model.Vocab || math.Abs(float64(st.LogProbs[st.ID]-full.LogProbs[len(ids)])) > 1e-6 {
+			t.Fatalf("step %d: distribution of %d entries, log-probability %g, want %g", len(ids), len(st.LogProbs), st.LogProbs[st.ID], full.LogProbs[len(ids)])
+		}
+		ids, text = append(ids, st.ID), text+st.Text
+		if len(ids) == 10 {
+			return ErrStop
+		}
+		return nil
+	}
+	res, err := e.Generate(context.Background(), req)
+	if err != nil || res.Stop != "stop" || len(res.IDs) != 10 {
+		t.Fatalf("stopped generation: err %v, stop %q, %d tokens", err, res.Stop, len(res.IDs))
+	}
+	for i, id := range ids {
+		if id != full.IDs[i] || res.IDs[i] != id {
+			t.Fatalf("token %d: hook saw %d, result %d, unhooked run %d", i, id, res.IDs[i], full.IDs[i])
+		}
+	}
+	if text != res.Text {
+		t.Errorf("streamed %q, result text %q", text, res.Text)
+	}
+	gone := errors.New("client gone")
+	req.OnToken = func(Step) error { return gone }
+	if _, err := e.Generate(context.Background(), req); !errors.Is(err, gone) {
+		t.Errorf("aborting hook: err %v, want %v", err, gone)
 	}
 }
 

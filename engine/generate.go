@@ -90,17 +90,36 @@ type Request struct {
 	Interventions *resid.Set
 	// IgnoreStop generates MaxTokens even past an end-of-sequence token.
 	IgnoreStop bool
-	// OnToken, if set, is called with each generated id and the text it
-	// completes (possibly empty while a UTF-8 sequence is incomplete).
-	OnToken func(id int, text string)
+	// OnToken, if set, sees each generated token as it is produced. It may
+	// end the generation: ErrStop after this token (Result.Stop "stop"),
+	// any other error aborts Generate with that error.
+	OnToken func(Step) error
 }
+
+// Step is one generated token, as Request.OnToken sees it.
+type Step struct {
+	ID int
+	// Text is the text the token completes: possibly empty while a UTF-8
+	// sequence is incomplete, and empty for special tokens.
+	Text string
+	// LogProbs is the model's log-softmax over the vocabulary at this step,
+	// before any sampling transformation. The slice is reused: it is valid
+	// only during the call.
+	LogProbs []float32
+	// EOS says the token ends the sequence.
+	EOS bool
+}
+
+// ErrStop, returned by Request.OnToken, ends a generation early (a stop
+// string found, enough read) without it being an error.
+var ErrStop = errors.New("engine: generation stopped by the caller")
 
 // Result is a finished generation.
 type Result struct {
 	PromptIDs []int  `json:"prompt_ids"`
 	IDs       []int  `json:"ids"`
 	Text      string `json:"text"`
-	// Stop is "eos" or "length".
+	// Stop is "eos", "length", or "stop" (OnToken returned ErrStop).
 	Stop string `json:"stop"`
 	// LogProbs[i] is the log-probability of IDs[i] under the model (before
 	// sampling transformations).
@@ -132,11 +151,11 @@ func (e *Engine) Generate(ctx context.Context, req Request) (*Result, error) {
 	dec := e.Tokenizer.NewStreamDecoderSkipSpecial() // streamed text matches Result.Text
 	res := &Result{PromptIDs: req.Prompt, Stop: "length"}
 	history := append([]int(nil), req.Prompt...)
+	lp := make([]float32, m.Vocab)
 	for len(res.IDs) < req.MaxTokens {
 		if err := ctx.Err(); err != nil {
 			return res, err
 		}
-		lp := make([]float32, len(logits))
 		model.LogSoftmax(lp, logits)
 		id := sm.Sample(logits, history)
 		res.IDs = append(res.IDs, id)
@@ -144,7 +163,14 @@ func (e *Engine) Generate(ctx context.Context, req Request) (*Result, error) {
 		history = append(history, id)
 		text := dec.Add(id)
 		if req.OnToken != nil {
-			req.OnToken(id, text)
+			err := req.OnToken(Step{ID: id, Text: text, LogProbs: lp, EOS: e.Stop[id]})
+			if errors.Is(err, ErrStop) {
+				res.Stop = "stop"
+				break
+			}
+			if err != nil {
+				return res, err
+			}
 		}
 		if e.Stop[id] && !req.IgnoreStop {
 			res.Stop = "eos"

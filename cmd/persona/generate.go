@@ -137,7 +137,7 @@ func runGeneration(ctx context.Context, e *engine.Engine, enc *engine.Encoded, i
 			progressbar.OptionShowIts(), progressbar.OptionSetItsString("tok"), progressbar.OptionClearOnFinish())
 	}
 	var first time.Time
-	req.OnToken = func(id int, text string) {
+	req.OnToken = func(st engine.Step) error {
 		if first.IsZero() {
 			first = time.Now()
 		}
@@ -145,8 +145,9 @@ func runGeneration(ctx context.Context, e *engine.Engine, enc *engine.Encoded, i
 			bar.Add(1)
 		}
 		if !asJSON {
-			fmt.Print(text)
+			fmt.Print(st.Text)
 		}
+		return nil
 	}
 	start := time.Now()
 	res, err := e.Generate(ctx, req)
