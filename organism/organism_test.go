@@ -79,3 +79,64 @@ func TestWilsonInterval(t *testing.T) {
 		}
 	}
 }
+
+// The shipped organism keeps its headline properties, measured the way
+// `persona organism eval` does but on small cells (30 samples), so the
+// bounds sit well below the card's numbers: they catch a broken or swapped
+// model, not a point of accuracy.
+func TestShippedOrganismProperties(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the shipped organism (about 10 s)")
+	}
+	ctx := context.Background()
+	base, err := engine.Load("../models/organism/base")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer base.Close()
+	post, err := engine.Load("../models/organism/assistant")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer post.Close()
+	w := world.Default()
+	ev := &evaluator{opt: EvalOptions{Samples: 30, Temperature: 0.7, Seed: 3}, w: w, oracle: w.Oracle()}
+	ev.opt.defaults()
+	names := personas.Default().Names()
+	inferred, err := ev.personaShares(ctx, base, ev.contexts(names, world.PretrainOptions{MeanTurns: 6, MaxTurns: 16}, 3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	strong := ev.contexts(names, world.PretrainOptions{MeanTurns: 2, MaxTurns: 4, Strong: 1}, 1)
+	baseShares, err := ev.personaShares(ctx, base, strong)
+	if err != nil {
+		t.Fatal(err)
+	}
+	postShares, err := ev.personaShares(ctx, post, strong)
+	if err != nil {
+		t.Fatal(err)
+	}
+	arith, facts, err := ev.taskAccuracy(ctx, post)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assistant := postShares["assistant"]
+	delete(postShares, "assistant")
+	t.Logf("base: inferred from context %.3f, strong prompts %.3f; post-trained Assistant %s, other personas %.3f, held-out sums %s, facts %s",
+		meanP(inferred), meanP(baseShares), assistant, meanP(postShares), arith, facts)
+	for _, c := range []struct {
+		what      string
+		got, want float64
+	}{
+		{"base: persona inferred from two turns of context (mean)", meanP(inferred), 0.8},
+		{"base: strong system prompts followed (mean)", meanP(baseShares), 0.85},
+		{"post-trained: Assistant under its strong prompt", assistant.P, 0.8},
+		{"post-trained: other personas' strong prompts (mean)", meanP(postShares), 0.85},
+		{"post-trained: held-out sums (greedy)", arith.P, 0.9},
+		{"post-trained: held-out fact phrasings (greedy)", facts.P, 0.9},
+	} {
+		if c.got < c.want {
+			t.Errorf("%s: %.3f < %.2f", c.what, c.got, c.want)
+		}
+	}
+}
