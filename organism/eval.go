@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -212,10 +214,12 @@ func Evaluate(ctx context.Context, opt EvalOptions) (*Report, error) {
 	return rep, nil
 }
 
+// meanP is the unweighted mean over personas, summed in name order so that
+// the same report prints the same digits.
 func meanP(ps map[string]Proportion) float64 {
 	var s float64
-	for _, p := range ps {
-		s += p.P
+	for _, k := range slices.Sorted(maps.Keys(ps)) {
+		s += ps[k].P
 	}
 	return s / float64(max(len(ps), 1))
 }

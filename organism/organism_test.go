@@ -100,7 +100,7 @@ func TestShippedOrganismProperties(t *testing.T) {
 	}
 	defer post.Close()
 	w := world.Default()
-	ev := &evaluator{opt: EvalOptions{Samples: 30, Temperature: 0.7, Seed: 3}, w: w, oracle: w.Oracle()}
+	ev := &evaluator{opt: EvalOptions{Samples: 30, Temperature: 1, Seed: 3}, w: w, oracle: w.Oracle()}
 	ev.opt.defaults()
 	names := personas.Default().Names()
 	inferred, err := ev.personaShares(ctx, base, ev.contexts(names, world.PretrainOptions{MeanTurns: 6, MaxTurns: 16}, 3))
@@ -128,10 +128,10 @@ func TestShippedOrganismProperties(t *testing.T) {
 		what      string
 		got, want float64
 	}{
-		{"base: persona inferred from two turns of context (mean)", meanP(inferred), 0.8},
-		{"base: strong system prompts followed (mean)", meanP(baseShares), 0.85},
-		{"post-trained: Assistant under its strong prompt", assistant.P, 0.8},
-		{"post-trained: other personas' strong prompts (mean)", meanP(postShares), 0.85},
+		{"base: persona inferred from two turns of context (mean)", meanP(inferred), 0.85},
+		{"base: strong system prompts followed (mean)", meanP(baseShares), 0.9},
+		{"post-trained: Assistant under its strong prompt", assistant.P, 0.85},
+		{"post-trained: other personas' strong prompts (mean)", meanP(postShares), 0.9},
 		{"post-trained: held-out sums (greedy)", arith.P, 0.9},
 		{"post-trained: held-out fact phrasings (greedy)", facts.P, 0.9},
 	} {

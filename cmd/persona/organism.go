@@ -137,7 +137,7 @@ model; and per-turn drift by domain and system prompt on both.`,
 	f.IntVar(&opt.Scenarios, "scenarios", 24, "conversations per drift cell")
 	f.IntVar(&opt.Turns, "turns", 12, "turns per drift conversation")
 	f.Uint64Var(&opt.Seed, "seed", 1, "seed for scenarios and sampling")
-	f.Float32Var(&opt.Temperature, "temperature", 0.7, "sampling temperature of the replies whose persona is measured (task accuracy is greedy)")
+	f.Float32Var(&opt.Temperature, "temperature", 1, "sampling temperature of the replies whose persona is measured (1: the model's own distribution; task accuracy is greedy)")
 	f.BoolVar(&asJS, "json", false, "print the report as JSON")
 	f.StringVar(&card, "card", "", "also write the model card (Markdown) to this file")
 	return cmd
