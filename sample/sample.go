@@ -92,7 +92,7 @@ func (s *Sampler) Sample(logits []float32, history []int) int {
 	// 150k vocabulary per token cost ~140 ms. Ties go to the lower id.
 	sorted := false
 	if p.TopK > 0 && p.TopK < len(c) {
-		c = largest(c, func(kept int, _ candidate) bool { return kept == p.TopK })
+		c = topK(c, p.TopK)
 		sorted = true
 	}
 	m := c[0].p
@@ -111,13 +111,13 @@ func (s *Sampler) Sample(logits []float32, history []int) int {
 	top := float32(1 / sum) // the largest probability: exp(m − m)/sum
 	if p.TopP > 0 && p.TopP < 1 {
 		var cum float32
-		enough := func(_ int, x candidate) bool {
+		enough := func(x candidate) bool {
 			cum += x.p
 			return cum >= p.TopP
 		}
 		if sorted {
 			for i, x := range c {
-				if enough(i, x) {
+				if enough(x) {
 					c = c[:i+1]
 					break
 				}
@@ -153,27 +153,67 @@ func (s *Sampler) Sample(logits []float32, history []int) int {
 }
 
 // largest reorders c and returns its largest candidates in descending order,
-// taken one by one until done(kept so far, the one just taken) says to stop
-// (or c runs out). It is a heap sort stopped early: the heap is built in
-// O(len(c)) and each taken candidate costs O(log len(c)).
-func largest(c []candidate, done func(kept int, x candidate) bool) []candidate {
+// taken one by one until done(the one just taken) says to stop (or c runs
+// out). It is a heap sort stopped early: the heap is built in O(len(c)) and
+// each taken candidate costs O(log len(c)).
+func largest(c []candidate, done func(x candidate) bool) []candidate {
 	n := len(c)
 	for i := n/2 - 1; i >= 0; i-- {
 		siftDown(c, i, n)
 	}
-	kept := 0
 	for n > 0 {
 		c[0], c[n-1] = c[n-1], c[0]
 		n--
 		siftDown(c, 0, n)
-		kept++
-		if done(kept, c[n]) {
+		if done(c[n]) {
 			break
 		}
 	}
 	out := c[n:]
 	slices.Reverse(out)
 	return out
+}
+
+// topK returns the k best candidates of c, best first. A min-heap of the k
+// best so far turns most candidates away with one comparison, where
+// largest's full heap would be built over the whole vocabulary first.
+func topK(c []candidate, k int) []candidate {
+	h := c[:k]
+	for i := k/2 - 1; i >= 0; i-- {
+		siftUpWorst(h, i)
+	}
+	for _, x := range c[k:] {
+		if x.before(h[0]) {
+			h[0] = x
+			siftUpWorst(h, 0)
+		}
+	}
+	slices.SortFunc(h, func(a, b candidate) int {
+		if a.before(b) {
+			return -1
+		}
+		return 1
+	})
+	return h
+}
+
+// siftUpWorst restores, below i, the min-heap order of h that keeps the
+// worst candidate at the root.
+func siftUpWorst(h []candidate, i int) {
+	for {
+		l := 2*i + 1
+		if l >= len(h) {
+			return
+		}
+		if r := l + 1; r < len(h) && h[l].before(h[r]) {
+			l = r
+		}
+		if !h[i].before(h[l]) {
+			return
+		}
+		h[i], h[l] = h[l], h[i]
+		i = l
+	}
 }
 
 // siftDown restores the max-heap order of c[:n] below i.
