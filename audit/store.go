@@ -60,8 +60,12 @@ func OpenStore(ctx context.Context, dsn string) (Store, error) {
 	} else {
 		// WAL lets readers (a report on a running audit) proceed beside the
 		// writer; busy_timeout waits out another process's write instead of
-		// failing. One connection serialises this process's writes.
-		s.db, err = sql.Open("sqlite", "file:"+dsn+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)")
+		// failing. Transactions take the write lock when they begin
+		// (_txlock=immediate): a deferred one that reads and then writes
+		// fails at once with SQLITE_BUSY when another process opened the
+		// same file at the same moment, without waiting. One connection
+		// serialises this process's writes.
+		s.db, err = sql.Open("sqlite", "file:"+dsn+"?_txlock=immediate&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)")
 		if err == nil {
 			s.db.SetMaxOpenConns(1)
 		}
