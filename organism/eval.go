@@ -201,7 +201,10 @@ func Evaluate(ctx context.Context, opt EvalOptions) (*Report, error) {
 		e    *engine.Engine
 	}{{"base", base}, {"assistant", post}} {
 		for _, d := range world.Domains {
-			for _, sys := range []world.SystemKind{world.SystemWeak, world.SystemStrong} {
+			// No system prompt too: post-training left emotional and
+			// meta-reflective chats out, and without a prompt nothing but
+			// post-training holds the Assistant in place.
+			for _, sys := range []world.SystemKind{world.SystemWeak, world.SystemStrong, world.SystemNone} {
 				curve, err := ev.drift(ctx, m.e, d, sys)
 				if err != nil {
 					return nil, err
