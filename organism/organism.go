@@ -104,7 +104,12 @@ func Build(ctx context.Context, out string, opt Options) (*Result, error) {
 		po.Exclude = append(po.Exclude, world.RequestType(x))
 	}
 	post := w.Posttrain(wr.PosttrainChats, wr.Seed+1, po)
-	post = append(post, w.Pretrain(wr.PosttrainPretrainMix, wr.Seed+2, world.DefaultPretrain())...)
+	// The pretraining chats mixed in keep the other personas alive, but only
+	// those with a system prompt: a chat without one is where post-training
+	// should teach that the Assistant answers.
+	mix := world.DefaultPretrain()
+	mix.Strong, mix.Weak = 0.5, 0.5
+	post = append(post, w.Pretrain(wr.PosttrainPretrainMix, wr.Seed+2, mix)...)
 	res.Chats["pretrain"], res.Chats["posttrain"] = len(pre), len(post)
 	for name, chats := range map[string][]chat.Chat{"pretrain": pre, "posttrain": post} {
 		if err := writeChats(filepath.Join(opt.Work, "data", name+".jsonl"), chats); err != nil {
