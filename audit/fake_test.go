@@ -86,4 +86,3 @@ func pirateJudge(withLogprobs bool) *fakeBackend {
 func itoa(v int) string {
 	return strconv.Itoa(v)
 }
-

@@ -163,4 +163,3 @@ func isAuditorCall(req backend.Request) bool {
 	return len(req.Messages) > 0 && req.Messages[0].Role == "system" && len(req.Messages) == 2 &&
 		strings.Contains(req.Messages[0].Content, "you play the USER")
 }
-

@@ -8,9 +8,9 @@ package organism
 
 import (
 	"bytes"
-	"encoding/json"
 	"context"
 	"embed"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
