@@ -167,14 +167,13 @@ func Evaluate(ctx context.Context, opt EvalOptions) (*Report, error) {
 	names := personas.Default().Names()
 
 	fmt.Fprintln(opt.Log, "1. persona inference from context (base, no system prompt) …")
-	ctxs := ev.contexts(names, world.PretrainOptions{MeanTurns: 6, MaxTurns: 16}, 3)
-	if rep.Inference, err = ev.personaShares(ctx, base, ctxs); err != nil {
+	if rep.Inference, err = ev.personaShares(ctx, base, ev.inferenceProbes(names)); err != nil {
 		return nil, err
 	}
 	rep.InferenceMean = meanP(rep.Inference)
 
 	fmt.Fprintln(opt.Log, "2. system-prompt following (base, strong prompts) …")
-	strong := ev.contexts(names, world.PretrainOptions{MeanTurns: 2, MaxTurns: 4, Strong: 1}, 1)
+	strong := ev.strongPromptProbes(names)
 	if rep.SystemPrompt, err = ev.personaShares(ctx, base, strong); err != nil {
 		return nil, err
 	}
@@ -231,6 +230,18 @@ func meanP(ps map[string]Proportion) float64 {
 type probe struct {
 	persona string
 	msgs    []chat.Message
+}
+
+// inferenceProbes are property 1's contexts: no system prompt, two turns
+// of the persona, its third user turn to answer.
+func (ev *evaluator) inferenceProbes(names []string) []probe {
+	return ev.contexts(names, world.PretrainOptions{MeanTurns: 6, MaxTurns: 16}, 3)
+}
+
+// strongPromptProbes are the first user turns under each persona's strong
+// system prompt (properties 2 and 3).
+func (ev *evaluator) strongPromptProbes(names []string) []probe {
+	return ev.contexts(names, world.PretrainOptions{MeanTurns: 2, MaxTurns: 4, Strong: 1}, 1)
 }
 
 // contexts draws, for every persona, Samples pretraining-style chats under

@@ -103,11 +103,11 @@ func TestShippedOrganismProperties(t *testing.T) {
 	ev := &evaluator{opt: EvalOptions{Samples: 30, Temperature: 1, Seed: 3}, w: w, oracle: w.Oracle()}
 	ev.opt.defaults()
 	names := personas.Default().Names()
-	inferred, err := ev.personaShares(ctx, base, ev.contexts(names, world.PretrainOptions{MeanTurns: 6, MaxTurns: 16}, 3))
+	inferred, err := ev.personaShares(ctx, base, ev.inferenceProbes(names))
 	if err != nil {
 		t.Fatal(err)
 	}
-	strong := ev.contexts(names, world.PretrainOptions{MeanTurns: 2, MaxTurns: 4, Strong: 1}, 1)
+	strong := ev.strongPromptProbes(names)
 	baseShares, err := ev.personaShares(ctx, base, strong)
 	if err != nil {
 		t.Fatal(err)

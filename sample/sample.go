@@ -180,12 +180,12 @@ func largest(c []candidate, done func(x candidate) bool) []candidate {
 func topK(c []candidate, k int) []candidate {
 	h := c[:k]
 	for i := k/2 - 1; i >= 0; i-- {
-		siftUpWorst(h, i)
+		siftDownWorst(h, i)
 	}
 	for _, x := range c[k:] {
 		if x.before(h[0]) {
 			h[0] = x
-			siftUpWorst(h, 0)
+			siftDownWorst(h, 0)
 		}
 	}
 	slices.SortFunc(h, func(a, b candidate) int {
@@ -197,9 +197,9 @@ func topK(c []candidate, k int) []candidate {
 	return h
 }
 
-// siftUpWorst restores, below i, the min-heap order of h that keeps the
-// worst candidate at the root.
-func siftUpWorst(h []candidate, i int) {
+// siftDownWorst restores, below i, the order of the heap h that keeps the
+// worst candidate at the root (siftDown's mirror image).
+func siftDownWorst(h []candidate, i int) {
 	for {
 		l := 2*i + 1
 		if l >= len(h) {
