@@ -11,7 +11,8 @@ import (
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
-	_ "modernc.org/sqlite"             // database/sql driver "sqlite"
+	"modernc.org/sqlite"               // database/sql driver "sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // Store keeps runs and their samples. Each sample is saved in its own
@@ -58,14 +59,14 @@ func OpenStore(ctx context.Context, dsn string) (Store, error) {
 	if s.postgres {
 		s.db, err = sql.Open("pgx", dsn)
 	} else {
-		// WAL lets readers (a report on a running audit) proceed beside the
-		// writer; busy_timeout waits out another process's write instead of
-		// failing. Transactions take the write lock when they begin
+		// busy_timeout comes first so that every later statement on the
+		// connection waits out another process's lock instead of failing.
+		// Transactions take the write lock when they begin
 		// (_txlock=immediate): a deferred one that reads and then writes
-		// fails at once with SQLITE_BUSY when another process opened the
-		// same file at the same moment, without waiting. One connection
-		// serialises this process's writes.
-		s.db, err = sql.Open("sqlite", "file:"+dsn+"?_txlock=immediate&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)")
+		// fails at once with SQLITE_BUSY when another process holds the
+		// lock, without waiting. One connection serialises this process's
+		// writes. WAL is switched on below, not here.
+		s.db, err = sql.Open("sqlite", "file:"+dsn+"?_pragma=busy_timeout(10000)&_txlock=immediate&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)")
 		if err == nil {
 			s.db.SetMaxOpenConns(1)
 		}
@@ -76,6 +77,21 @@ func OpenStore(ctx context.Context, dsn string) (Store, error) {
 	if err := s.db.PingContext(ctx); err != nil {
 		s.db.Close()
 		return nil, fmt.Errorf("store %s: %w", redact(dsn), err)
+	}
+	if !s.postgres {
+		// WAL lets readers (a report on a running audit) proceed beside the
+		// writer. Switching to it needs the file to itself, and SQLite
+		// answers SQLITE_BUSY at once, without its busy handler, when
+		// another process is opening the same new file: so retry here.
+		// The mode is stored in the file, so once is enough.
+		err := retryBusy(ctx, func() error {
+			_, err := s.db.ExecContext(ctx, `PRAGMA journal_mode=WAL`)
+			return err
+		})
+		if err != nil {
+			s.db.Close()
+			return nil, fmt.Errorf("store %s: journal mode: %w", redact(dsn), err)
+		}
 	}
 	if err := s.migrate(ctx); err != nil {
 		s.db.Close()
@@ -176,12 +192,16 @@ func (s *sqlStore) q(query string) string {
 }
 
 func (s *sqlStore) migrate(ctx context.Context) error {
-	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)`); err != nil {
+	err := retryBusy(ctx, func() error {
+		_, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)`)
+		return err
+	})
+	if err != nil {
 		return err
 	}
 	for i, m := range migrations {
 		version := i + 1
-		err := s.tx(ctx, func(tx *sql.Tx) error {
+		apply := func(tx *sql.Tx) error {
 			if s.postgres {
 				// Concurrent openers (parallel CI jobs) take turns.
 				if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7411626)`); err != nil {
@@ -205,12 +225,46 @@ func (s *sqlStore) migrate(ctx context.Context) error {
 			}
 			_, err := tx.ExecContext(ctx, s.q(`INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`), version, now())
 			return err
-		})
-		if err != nil {
+		}
+		if err := retryBusy(ctx, func() error { return s.tx(ctx, apply) }); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// retryBusy runs f until it does not fail with SQLITE_BUSY or SQLITE_LOCKED,
+// backing off from 1 ms to 100 ms, for at most busyWait in all.
+func retryBusy(ctx context.Context, f func() error) error {
+	deadline := time.Now().Add(busyWait)
+	pause := time.Millisecond
+	for {
+		err := f()
+		if !isBusy(err) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 100*time.Millisecond)
+	}
+}
+
+// busyWait bounds how long opening a store waits for other processes that
+// are opening it too; the same as the connection's busy_timeout.
+const busyWait = 10 * time.Second
+
+// isBusy reports whether err is SQLite's "the file is locked by someone
+// else" (SQLITE_BUSY or SQLITE_LOCKED, with any extended code).
+func isBusy(err error) bool {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	code := se.Code() & 0xff
+	return code == sqlite3.SQLITE_BUSY || code == sqlite3.SQLITE_LOCKED
 }
 
 func now() string { return time.Now().UTC().Format(time.RFC3339Nano) }
