@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"persona/internal/testref"
 	"regexp"
 	"strings"
 	"testing"
@@ -137,10 +138,7 @@ func chromium(t *testing.T) string {
 			return p
 		}
 	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("chromium not found: CI must apt-get install chromium")
-	}
-	t.Skip("chromium not found: apt-get install chromium")
+	testref.Require(t, testref.Missing("chromium", "apt-get install chromium"))
 	return ""
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"persona/internal/testref"
 	"reflect"
 	"testing"
 	"time"
@@ -17,10 +18,7 @@ import (
 func pgDSN(t *testing.T) string {
 	dsn := os.Getenv("PERSONA_TEST_PG_DSN")
 	if dsn == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("PERSONA_TEST_PG_DSN is not set; CI must start PostgreSQL with tools/ci/postgres.sh")
-		}
-		t.Skip("no PostgreSQL: export PERSONA_TEST_PG_DSN=$(bash tools/ci/postgres.sh)")
+		testref.Require(t, testref.Missing("PostgreSQL (PERSONA_TEST_PG_DSN is not set)", "export PERSONA_TEST_PG_DSN=$(bash tools/ci/postgres.sh)"))
 	}
 	return dsn
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"persona/internal/testref"
 	"testing"
 )
 
@@ -27,12 +28,7 @@ func openaiClientDir(t *testing.T) string {
 			err = fmt.Errorf("the openai npm package is not installed; run %s", openaiClientInstall)
 		}
 	}
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%v (CI=true: the client is required)", err)
-		}
-		t.Skip(err)
-	}
+	testref.Require(t, err)
 	return dir
 }
 

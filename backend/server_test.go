@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"persona/internal/testref"
 	"strings"
 	"sync"
 	"testing"
@@ -24,7 +25,7 @@ import (
 	"persona/tokenizer"
 )
 
-const fixtures = "../../shared/fixtures"
+var fixtures = testref.Dir()
 
 var (
 	tinyOnce sync.Once

@@ -3,13 +3,14 @@ package chat
 import (
 	"errors"
 	"path/filepath"
+	"persona/internal/testref"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 )
 
-const fixtures = "../../shared/fixtures/tokenizers"
+var fixtures = testref.Dir() + "/tokenizers"
 
 // conversation is the five-message chat every template test renders. The
 // second user turn ends in a space so that templates which trim show it.

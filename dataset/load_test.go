@@ -3,6 +3,7 @@ package dataset
 import (
 	"os"
 	"path/filepath"
+	"persona/internal/testref"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,7 +15,7 @@ import (
 	"persona/tokenizer"
 )
 
-const fixtures = "../../shared/fixtures"
+var fixtures = testref.Dir()
 
 // testMaxSeq is the tiny model's context, small enough to test the check
 // against it.

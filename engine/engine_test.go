@@ -6,17 +6,18 @@ import (
 	"errors"
 	"math"
 	"os"
+	"persona/internal/testref"
 	"testing"
 
 	"persona/resid"
 	"persona/sample"
 )
 
-const fixtures = "../../shared/fixtures"
+var fixtures = testref.Dir()
 
 // storiesHF is the safetensors checkpoint, which ships without a tokenizer:
 // its vocabulary comes from the GGUF encoding of the same model.
-const (
+var (
 	storiesHF   = fixtures + "/stories260K/hf"
 	storiesGGUF = fixtures + "/stories260K/stories260K-f32.v3.gguf"
 )

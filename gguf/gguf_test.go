@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"persona/internal/testref"
 	"reflect"
 	"runtime"
 	"strings"
@@ -15,7 +16,7 @@ import (
 	"persona/tensor"
 )
 
-const fixtures = "../../shared/fixtures/"
+var fixtures = testref.Dir() + "/"
 
 var (
 	storiesV1 = fixtures + "stories260K/tinyllamas-stories-260k-f32.gguf"
@@ -29,7 +30,7 @@ var (
 func open(t *testing.T, path string) *File {
 	t.Helper()
 	if _, err := os.Stat(path); err != nil {
-		t.Skipf("fixture missing: %v", err)
+		t.Fatalf("fixture missing: %v", err)
 	}
 	f, err := Open(path)
 	if err != nil {
@@ -161,7 +162,7 @@ func TestStoriesSpotChecks(t *testing.T) {
 	// llama2.c checkpoint: a 28-byte header, then token embeddings).
 	bin, err := os.ReadFile(fixtures + "stories260K/stories260K.bin")
 	if err != nil {
-		t.Skip(err)
+		t.Fatal(err)
 	}
 	emb, err := f.Tensor("token_embd.weight")
 	if err != nil {
@@ -383,7 +384,7 @@ func TestRewriteFixture(t *testing.T) {
 	// The fixture's own v3 conversion should be byte-identical to ours.
 	ref, err := os.ReadFile(storiesV3)
 	if err != nil {
-		t.Skip(err)
+		t.Fatal(err)
 	}
 	mine, _ := os.ReadFile(path)
 	if !bytes.Equal(mine, ref) {
@@ -589,7 +590,7 @@ func TestTruncations(t *testing.T) {
 		t.Run(filepath.Base(tc.path), func(t *testing.T) {
 			data, err := os.ReadFile(tc.path)
 			if err != nil {
-				t.Skip(err)
+				t.Fatal(err)
 			}
 			f, err := Parse(data, "whole")
 			if err != nil {
@@ -621,7 +622,7 @@ func TestFlippedBytes(t *testing.T) {
 	// that validate; it must never panic.
 	data, err := os.ReadFile(storiesV1)
 	if err != nil {
-		t.Skip(err)
+		t.Fatal(err)
 	}
 	f, _ := Parse(data, "ok")
 	hdrEnd := int(f.DataOffset)
@@ -651,7 +652,7 @@ func TestFlippedBytes(t *testing.T) {
 func TestClose(t *testing.T) {
 	f, err := Open(storiesV3)
 	if err != nil {
-		t.Skip(err)
+		t.Fatal(err)
 	}
 	if err := f.Close(); err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"path/filepath"
+	"persona/internal/testref"
 	"testing"
 
 	"persona/internal/llamaref"
@@ -18,7 +19,7 @@ import (
 // in different orders; measured differences stay near 2e-5, and a wrong RoPE
 // pairing (checked below) is off by orders of magnitude more.
 func TestMatchesLlamaCpp(t *testing.T) {
-	llamaref.Require(t)
+	testref.Require(t, llamaref.Available())
 	for name, cfg := range testConfigs() {
 		t.Run(name, func(t *testing.T) {
 			m, err := NewRandom(cfg, 7)
@@ -34,7 +35,7 @@ func TestMatchesLlamaCpp(t *testing.T) {
 // to the weight type inside its dot products (F16, or Q8_0 blocks), which we
 // do not, so the tolerance is that rounding's size, not float32 noise.
 func TestMatchesLlamaCppStoredTypes(t *testing.T) {
-	llamaref.Require(t)
+	testref.Require(t, llamaref.Available())
 	for _, c := range []struct {
 		dtype tensor.DType
 		tol   float64

@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"persona/internal/testref"
 	"strings"
 	"testing"
 
@@ -13,7 +14,7 @@ import (
 	"persona/tensor"
 )
 
-const fixtures = "../../shared/fixtures"
+var fixtures = testref.Dir()
 
 func readJSON(t testing.TB, path string, v any) {
 	t.Helper()

@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"persona/internal/testref"
 	"reflect"
 	"runtime"
 	"strings"
@@ -17,15 +18,15 @@ import (
 	"persona/tensor"
 )
 
-const (
-	hfModel   = "../../shared/fixtures/stories260K/hf/model.safetensors"
-	storiesV3 = "../../shared/fixtures/stories260K/stories260K-f32.v3.gguf"
+var (
+	hfModel   = testref.Dir() + "/stories260K/hf/model.safetensors"
+	storiesV3 = testref.Dir() + "/stories260K/stories260K-f32.v3.gguf"
 )
 
 func openFixture(t *testing.T) *File {
 	t.Helper()
 	if _, err := os.Stat(hfModel); err != nil {
-		t.Skipf("fixture missing: %v", err)
+		t.Fatalf("fixture missing: %v", err)
 	}
 	f, err := Open(hfModel)
 	if err != nil {
@@ -80,7 +81,7 @@ func TestAgainstGGUF(t *testing.T) {
 	st := openFixture(t)
 	g, err := gguf.Open(storiesV3)
 	if err != nil {
-		t.Skip(err)
+		t.Fatal(err)
 	}
 	defer g.Close()
 	pairs := map[string]string{
@@ -314,7 +315,7 @@ func TestBadInput(t *testing.T) {
 func TestTruncations(t *testing.T) {
 	data, err := os.ReadFile(hfModel)
 	if err != nil {
-		t.Skip(err)
+		t.Fatal(err)
 	}
 	hdrEnd := 8 + int(binary.LittleEndian.Uint64(data))
 	for n := 0; n < len(data); n++ {
@@ -330,7 +331,7 @@ func TestTruncations(t *testing.T) {
 func TestFlippedBytes(t *testing.T) {
 	data, err := os.ReadFile(hfModel)
 	if err != nil {
-		t.Skip(err)
+		t.Fatal(err)
 	}
 	hdrEnd := 8 + int(binary.LittleEndian.Uint64(data))
 	buf := make([]byte, len(data))
@@ -405,7 +406,7 @@ func TestSet(t *testing.T) {
 
 func TestSetSingle(t *testing.T) {
 	if _, err := os.Stat(hfModel); err != nil {
-		t.Skip(err)
+		t.Fatal(err)
 	}
 	for _, p := range []string{filepath.Dir(hfModel), hfModel} {
 		s, err := OpenSet(p)

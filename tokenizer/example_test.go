@@ -2,6 +2,7 @@ package tokenizer_test
 
 import (
 	"fmt"
+	"persona/internal/testref"
 
 	"persona/tokenizer"
 )
@@ -9,7 +10,7 @@ import (
 // Encode a chat turn with Llama 3's tokenizer and map a byte span of the
 // text to the tokens that cover it.
 func ExampleTokenizer_EncodeWithOffsets() {
-	tk, err := tokenizer.Load("../../shared/fixtures/tokenizers/llama3.1/tokenizer.json")
+	tk, err := tokenizer.Load(testref.Dir() + "/tokenizers/llama3.1/tokenizer.json")
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -19,7 +19,7 @@ func loadGGUF(t testing.TB, rel string) *Tokenizer {
 	}
 	path := fixtures + rel
 	if _, err := os.Stat(path); err != nil {
-		t.Skipf("fixture missing: %v", err)
+		t.Fatalf("fixture missing: %v", err)
 	}
 	f, err := gguf.Open(path)
 	if err != nil {
@@ -42,11 +42,11 @@ func readVocabTest(t *testing.T, set string) ([]string, [][]int) {
 	t.Helper()
 	inp, err := os.ReadFile(fixtures + "llama.cpp-vocab/ggml-vocab-" + set + ".gguf.inp")
 	if err != nil {
-		t.Skipf("fixture missing: %v", err)
+		t.Fatalf("fixture missing: %v", err)
 	}
 	out, err := os.ReadFile(fixtures + "llama.cpp-vocab/ggml-vocab-" + set + ".gguf.out")
 	if err != nil {
-		t.Skipf("fixture missing: %v", err)
+		t.Fatalf("fixture missing: %v", err)
 	}
 	texts := strings.Split(string(inp), "\n__ggml_vocab_test__\n")
 	if texts[len(texts)-1] != "" {
@@ -126,7 +126,7 @@ func TestPhi3SameAsLlamaSPM(t *testing.T) {
 		a, err1 := os.ReadFile(fixtures + "llama.cpp-vocab/ggml-vocab-phi-3.gguf" + ext)
 		b, err2 := os.ReadFile(fixtures + "llama.cpp-vocab/ggml-vocab-llama-spm.gguf" + ext)
 		if err1 != nil || err2 != nil {
-			t.Skip("fixtures missing")
+			t.Fatal("fixtures missing")
 		}
 		if string(a) != string(b) {
 			t.Errorf("phi-3%s differs from llama-spm%s", ext, ext)

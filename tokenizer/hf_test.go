@@ -3,11 +3,12 @@ package tokenizer
 import (
 	"encoding/json"
 	"os"
+	"persona/internal/testref"
 	"sync"
 	"testing"
 )
 
-const fixtures = "../../shared/fixtures/"
+var fixtures = testref.Dir() + "/"
 
 var (
 	loadMu sync.Mutex
@@ -24,7 +25,7 @@ func loadFixture(t testing.TB, dir string) *Tokenizer {
 	}
 	path := fixtures + "tokenizers/" + dir + "/tokenizer.json"
 	if _, err := os.Stat(path); err != nil {
-		t.Skipf("fixture missing: %v", err)
+		t.Fatalf("fixture missing: %v", err)
 	}
 	tk, err := Load(path)
 	if err != nil {
@@ -45,7 +46,7 @@ func readJSON(t testing.TB, path string, v any) {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
-		t.Skipf("fixture missing: %v", err)
+		t.Fatalf("fixture missing: %v", err)
 	}
 	if err := json.Unmarshal(data, v); err != nil {
 		t.Fatalf("%s: %v", path, err)

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"persona/internal/testref"
 	"slices"
 	"strings"
 	"testing"
@@ -54,12 +55,7 @@ func hftokDir() (string, error) {
 func requireHFTok(t *testing.T) string {
 	t.Helper()
 	dir, err := hftokDir()
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%v (CI=true: the reference is required)", err)
-		}
-		t.Skip(err)
-	}
+	testref.Require(t, err)
 	return dir
 }
 

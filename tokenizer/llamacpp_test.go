@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"os/exec"
 	"path/filepath"
+	"persona/internal/testref"
 	"slices"
 	"testing"
 
@@ -19,7 +20,7 @@ import (
 )
 
 func TestLlamaCppAgrees(t *testing.T) {
-	llamaref.Require(t)
+	testref.Require(t, llamaref.Available())
 	ref, err := llamaref.Dir()
 	if err != nil {
 		t.Fatal(err)

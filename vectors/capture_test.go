@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"persona/internal/testref"
 	"sync"
 	"testing"
 
@@ -15,7 +16,7 @@ import (
 	"persona/resid"
 )
 
-const fixtures = "../../shared/fixtures"
+var fixtures = testref.Dir()
 
 // chatEngine loads a random Qwen3-shaped model carrying the real Qwen3
 // tokenizer and chat template, so spans come out as on the real model. It is
@@ -26,7 +27,7 @@ func chatEngine(t testing.TB) *engine.Engine {
 	e, err := sharedEngine()
 	if err != nil {
 		if os.IsNotExist(err) {
-			t.Skipf("fixture tokenizer missing: %v", err)
+			t.Fatalf("fixture tokenizer missing: %v", err)
 		}
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"persona/internal/testref"
 	"strconv"
 	"strings"
 	"testing"
@@ -26,14 +27,10 @@ import (
 // under CI=true and skips elsewhere, with the fix in the message.
 func cvecHarness(t *testing.T) (bin, bins string) {
 	t.Helper()
-	llamaref.Require(t)
+	testref.Require(t, llamaref.Available())
 	for _, tool := range []string{"g++", "git"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			msg := fmt.Sprintf("%s is not on PATH: the llama.cpp control-vector harness (tools/llamaref/cvec) is compiled with g++ against headers cloned with git", tool)
-			if os.Getenv("CI") == "true" {
-				t.Fatal(msg + " (CI=true: the reference is required)")
-			}
-			t.Skip(msg)
+			testref.Require(t, fmt.Errorf("%s is not on PATH: the llama.cpp control-vector harness (tools/llamaref/cvec) is compiled with g++ against headers cloned with git", tool))
 		}
 	}
 	dir, err := llamaref.Dir()

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"persona/internal/testref"
 	"slices"
 	"strings"
 	"testing"
@@ -46,7 +47,7 @@ var exportChat = []chat.Message{
 // by about 0.22 — as much as rounding the weights to Q8_0 moves them in our
 // own engine — so the whole-vocabulary bound is 0.5.
 func TestExportOrganismMatchesLlamaCpp(t *testing.T) {
-	llamaref.Require(t)
+	testref.Require(t, llamaref.Available())
 	orgDir, err := models.Path("organism")
 	if err != nil {
 		t.Fatal(err)

@@ -46,7 +46,7 @@ tokenized as is, with BOS; an empty raw prompt starts from BOS alone.
 and generates the next assistant turn of each.`,
 		Example: `  persona generate --prompt "What is 17 + 25?"      # the embedded organism
   persona generate --model organism-base --system "You are the pirate." --prompt "Hello"
-  persona generate --model ../shared/fixtures/stories260K/stories260K-f32.v3.gguf --raw --max-tokens 200
+  persona generate --model testdata/stories260K/stories260K-f32.v3.gguf --raw --max-tokens 200
   persona generate --model model.gguf --prompt "What is 17+25?" --temperature 0.7 --seed 1
   persona generate --model DIR --chat chats.jsonl --json`,
 		Args: cobra.NoArgs,

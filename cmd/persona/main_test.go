@@ -6,11 +6,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"persona/internal/testref"
 	"strings"
 	"testing"
 )
 
-const fixtures = "../../../shared/fixtures"
+var fixtures = testref.Dir()
 
 var bin string
 

@@ -20,7 +20,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"testing"
 )
 
 // InstallCommand is the command that installs the reference, quoted in every "not installed" error so the
@@ -77,7 +76,7 @@ func isDir(p string) bool {
 
 // Available reports whether the reference can run: node on PATH and the pinned npm packages present in
 // tools/llamaref/node_modules. The error says what is missing and how to install it, so callers can pass it
-// straight to t.Skip or t.Fatal.
+// straight to testref.Require in tests.
 func Available() error {
 	if _, err := exec.LookPath("node"); err != nil {
 		return fmt.Errorf("llamaref: llama.cpp reference not available: node is not on PATH (need Node >= 20, then run %q)", InstallCommand)
@@ -93,19 +92,6 @@ func Available() error {
 		}
 	}
 	return nil
-}
-
-// Require makes a test depend on the reference: when it is not installed the test fails under CI (env
-// CI=true, where a missing reference is a broken setup) and is skipped elsewhere, with the install command in
-// the message either way. It never lets a test pass silently without the reference.
-func Require(tb testing.TB) {
-	tb.Helper()
-	if err := Available(); err != nil {
-		if os.Getenv("CI") == "true" {
-			tb.Fatalf("%v (CI=true: the reference is required)", err)
-		}
-		tb.Skipf("%v", err)
-	}
 }
 
 // Result is llama.cpp's view of a token sequence.

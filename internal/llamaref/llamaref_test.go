@@ -6,14 +6,14 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"persona/internal/testref"
 	"strings"
 	"testing"
 	"time"
 )
 
-// Fixtures live beside the repository (../shared/fixtures from the module root); tests run in this package's
-// directory, two levels below the root.
-const fixtures = "../../../shared/fixtures"
+// The reference fixtures in the repository's testdata/.
+var fixtures = testref.Dir()
 
 var (
 	stories = filepath.Join(fixtures, "stories260K", "stories260K-f32.v3.gguf")
@@ -92,7 +92,7 @@ func TestFindModuleRoot(t *testing.T) {
 // The goldens were produced by this same llama.cpp build (node-llama-cpp 3.21.1, flash attention off, F32 KV
 // cache), so the harness must reproduce them to well under 1e-5.
 func TestStories260KLogSoftmaxGolden(t *testing.T) {
-	Require(t)
+	testref.Require(t, Available())
 	var g struct {
 		Sequences map[string]struct {
 			Tokens     []int       `json:"tokens"`
@@ -124,7 +124,7 @@ func TestStories260KLogSoftmaxGolden(t *testing.T) {
 
 // Greedy decoding from BOS reproduces llama2.c's expected 200-token story (ids agreed by run.c and llama.cpp).
 func TestStories260KGreedyGolden(t *testing.T) {
-	Require(t)
+	testref.Require(t, Available())
 	var g struct {
 		PromptIDs    []int `json:"prompt_ids"`
 		GeneratedIDs []int `json:"generated_ids"`
@@ -148,7 +148,7 @@ func TestStories260KGreedyGolden(t *testing.T) {
 // The F16 random tiny model has the real 32,000-token Llama 2 vocabulary: it checks F16 weights and a large
 // vocabulary through the same path. Its distribution is nearly flat, so greedy is checked only briefly.
 func TestTinyRandomF16Golden(t *testing.T) {
-	Require(t)
+	testref.Require(t, Available())
 	dir := filepath.Join(fixtures, "ollama", "golden")
 	var g struct {
 		PromptIDs []int  `json:"prompt_ids"`
@@ -197,7 +197,7 @@ func TestTinyRandomF16Golden(t *testing.T) {
 }
 
 func TestBenchSmoke(t *testing.T) {
-	Require(t)
+	testref.Require(t, Available())
 	r, err := Bench(testCtx(t), stories, 32, 8, testThreads)
 	if err != nil {
 		t.Fatal(err)
@@ -210,7 +210,7 @@ func TestBenchSmoke(t *testing.T) {
 
 // Failures must carry node's stderr, where llama.cpp says what went wrong.
 func TestErrorsSurfaceNodeStderr(t *testing.T) {
-	Require(t)
+	testref.Require(t, Available())
 	bad := filepath.Join(fixtures, "stories260K", "tinyllamas-stories-260k-q8_0.gguf") // llama.cpp refuses it
 	_, err := Run(testCtx(t), bad, []int{1}, 0, testThreads)
 	if err == nil {
