@@ -34,7 +34,7 @@ func BenchmarkRobustThroughput(b *testing.B) {
 			}
 			wg.Wait()
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "req/s")
-			b.ReportMetric(float64(f.peak.Load()), "peak-in-flight")
+			b.ReportMetric(float64(f.own.peak.Load()), "peak-in-flight")
 		})
 	}
 }

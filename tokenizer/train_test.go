@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 	"unicode/utf8"
 
 	"persona/gguf"
@@ -365,43 +364,39 @@ func TestTrainCustomOptions(t *testing.T) {
 	checkGGUF(t, tk, texts[:50])
 }
 
-// TestTrainSpeed trains on about 6 MB, the scale of the organism's corpus.
-func TestTrainSpeed(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short")
-	}
+// BenchmarkTrain trains on about 6 MB, the scale of the organism's corpus.
+func BenchmarkTrain(b *testing.B) {
 	big := syntheticCorpus(60000, 2)
 	n := 0
 	for _, s := range big {
 		n += len(s)
 	}
-	start := time.Now()
-	tk, err := Train(slices.Values(big), TrainOptions{VocabSize: 4096})
-	if err != nil {
-		t.Fatal(err)
+	b.SetBytes(int64(n))
+	for b.Loop() {
+		tk, err := Train(slices.Values(big), TrainOptions{VocabSize: 4096})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if tk.VocabSize() != 4096 {
+			b.Fatalf("VocabSize %d, want 4096", tk.VocabSize())
+		}
 	}
-	d := time.Since(start)
-	t.Logf("%.1f MB, %d lines -> %d tokens in %v", float64(n)/1e6, len(big), tk.VocabSize(), d)
-	if tk.VocabSize() != 4096 {
-		t.Errorf("VocabSize %d, want 4096", tk.VocabSize())
-	}
-	if d > 30*time.Second {
-		t.Errorf("training took %v: too slow", d)
-	}
-	// One 200 kB piece (text without spaces): merges cost per occurrence,
-	// not per piece length.
+}
+
+// BenchmarkTrainLongPiece trains on one 200 kB piece (text without spaces):
+// merges cost per occurrence, not per piece length, so this is about as fast
+// per byte as ordinary text.
+func BenchmarkTrainLongPiece(b *testing.B) {
 	r := rand.New(rand.NewPCG(1, 1))
-	b := make([]byte, 200000)
-	for i := range b {
-		b[i] = "abcdefghij"[r.IntN(10)]
+	text := make([]byte, 200000)
+	for i := range text {
+		text[i] = "abcdefghij"[r.IntN(10)]
 	}
-	start = time.Now()
-	if _, err := Train(slices.Values([]string{string(b)}), TrainOptions{VocabSize: 2048}); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("one 200 kB piece -> 2048 tokens in %v", time.Since(start))
-	if d := time.Since(start); d > 20*time.Second {
-		t.Errorf("long piece took %v: too slow", d)
+	b.SetBytes(int64(len(text)))
+	for b.Loop() {
+		if _, err := Train(slices.Values([]string{string(text)}), TrainOptions{VocabSize: 2048}); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 
