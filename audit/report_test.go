@@ -10,12 +10,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"persona/internal/testref"
 	"regexp"
 	"strings"
 	"testing"
 
 	"persona/backend"
+	"persona/internal/testref"
 )
 
 // sampleReport runs the tiny suite with a pirate target, a failing sample and

@@ -4,12 +4,12 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"persona/internal/testref"
 	"reflect"
 	"testing"
 	"time"
 
 	"persona/chat"
+	"persona/internal/testref"
 )
 
 // pgDSN returns the PostgreSQL DSN for tests. Under CI a missing server is a

@@ -387,11 +387,11 @@ func (s *projectionScorer) Score(ctx context.Context, in ScoreInput) (Score, err
 	}
 	// Capture averages over every assistant message; the judged reply is the
 	// last one, so take its turn alone.
-	act, err := vectors.Capture(ctx, s.e, in.Messages, vectors.CaptureOptions{Layers: []int{s.layer}})
+	act, err := s.e.Capture(ctx, in.Messages, engine.CaptureOptions{Layers: []int{s.layer}})
 	if err != nil {
 		return Score{}, err
 	}
-	var last *vectors.Turn
+	var last *engine.Turn
 	for i := range act.Turns {
 		if act.Turns[i].Message == len(in.Messages)-1 {
 			last = &act.Turns[i]

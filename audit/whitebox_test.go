@@ -147,7 +147,7 @@ func fitOrganismVector(t *testing.T, e *engine.Engine, layer int, asAxis bool) (
 	for name, cs := range chats {
 		mean[name] = &vectors.Mean{}
 		for _, c := range cs {
-			act, err := vectors.Capture(context.Background(), e, c.Messages, vectors.CaptureOptions{Layers: []int{layer}})
+			act, err := e.Capture(context.Background(), c.Messages, engine.CaptureOptions{Layers: []int{layer}})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -212,7 +212,7 @@ func Build(ctx context.Context, e *engine.Engine, o Options) (*Result, error) {
 	}
 	for i, l := range layers {
 		if l < 0 || l >= e.Model.NumLayers || (i > 0 && l <= layers[i-1]) {
-			return nil, fmt.Errorf("axis: layers %v: want strictly ascending layers in 0..%d: %w", layers, e.Model.NumLayers-1, vectors.ErrLayer)
+			return nil, fmt.Errorf("axis: layers %v: want strictly ascending layers in 0..%d: %w", layers, e.Model.NumLayers-1, engine.ErrLayer)
 		}
 	}
 
@@ -242,7 +242,7 @@ func Build(ctx context.Context, e *engine.Engine, o Options) (*Result, error) {
 	type job struct {
 		c      int
 		q, s   int
-		result *Response
+		result *engine.Reply
 		score  int
 		kept   bool
 	}
@@ -267,7 +267,7 @@ func Build(ctx context.Context, e *engine.Engine, o Options) (*Result, error) {
 			msgs = append(msgs, chat.Message{Role: chat.RoleSystem, Content: c.system})
 		}
 		msgs = append(msgs, chat.Message{Role: chat.RoleUser, Content: o.Questions[j.q]})
-		r, err := Respond(ctx, e, msgs, RespondOptions{Layers: layers, MaxTokens: o.MaxTokens,
+		r, err := e.Reply(ctx, msgs, engine.ReplyOptions{Capture: true, Layers: layers, MaxTokens: o.MaxTokens,
 			Sampling: sample.Params{Temperature: o.Temperature, Seed: o.Seed*1_000_003 + uint64(i)}})
 		if err != nil {
 			return err

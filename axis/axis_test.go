@@ -202,7 +202,7 @@ func TestBuildEndToEnd(t *testing.T) {
 	if err := a.Check(e.Model.NumLayers, e.Model.Hidden+1); !errors.Is(err, vectors.ErrWidth) {
 		t.Errorf("wrong width: %v", err)
 	}
-	if err := a.Check(2, e.Model.Hidden); !errors.Is(err, vectors.ErrLayer) {
+	if err := a.Check(2, e.Model.Hidden); !errors.Is(err, engine.ErrLayer) {
 		t.Errorf("too few layers: %v", err)
 	}
 

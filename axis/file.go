@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"persona/engine"
 	"persona/resid"
 	"persona/vectors"
 )
@@ -69,7 +70,7 @@ func FromSet(s *vectors.Set) (*Axis, error) {
 	a.DriftLayer = dl[0]
 	for _, l := range append(slices.Clone(a.CapLayers), a.DriftLayer) {
 		if _, ok := a.Tau[l]; !ok {
-			return nil, fmt.Errorf("metadata names layer %d, the file has layers %v: %w", l, s.Layers, vectors.ErrLayer)
+			return nil, fmt.Errorf("metadata names layer %d, the file has layers %v: %w", l, s.Layers, engine.ErrLayer)
 		}
 	}
 	return a, nil
@@ -94,7 +95,7 @@ func (a *Axis) Cap(layers []int) ([]resid.Intervention, error) {
 	for i, l := range layers {
 		t, ok := a.Tau[l]
 		if !ok {
-			return nil, fmt.Errorf("axis has no layer %d to cap (it has %v): %w", l, a.Set.Layers, vectors.ErrLayer)
+			return nil, fmt.Errorf("axis has no layer %d to cap (it has %v): %w", l, a.Set.Layers, engine.ErrLayer)
 		}
 		floors[i] = float32(t)
 	}

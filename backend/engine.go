@@ -132,10 +132,8 @@ func (b *Engine) generate(ctx context.Context, prompt []int, req Request, emit f
 	case maxTokens == 0:
 		maxTokens = min(room, b.DefaultMaxTokens)
 	}
-	for i, id := range prompt {
-		if id < 0 || id >= m.Vocab {
-			return nil, b.badRequest(fmt.Sprintf("token %d at position %d is outside the vocabulary", id, i))
-		}
+	if err := m.CheckIDs(prompt); err != nil {
+		return nil, b.badRequest(err.Error())
 	}
 
 	select {

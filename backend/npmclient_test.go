@@ -9,8 +9,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"persona/internal/testref"
 	"testing"
+
+	"persona/internal/testref"
 )
 
 const openaiClientInstall = "bash tools/openai-client/install.sh"

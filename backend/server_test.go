@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"persona/internal/testref"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +19,7 @@ import (
 
 	"persona/chat"
 	"persona/engine"
+	"persona/internal/testref"
 	"persona/model"
 	"persona/sample"
 	"persona/tokenizer"

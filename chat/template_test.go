@@ -3,11 +3,12 @@ package chat
 import (
 	"errors"
 	"path/filepath"
-	"persona/internal/testref"
 	"sort"
 	"strings"
 	"testing"
 	"time"
+
+	"persona/internal/testref"
 )
 
 var fixtures = testref.Dir() + "/tokenizers"

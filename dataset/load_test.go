@@ -3,7 +3,6 @@ package dataset
 import (
 	"os"
 	"path/filepath"
-	"persona/internal/testref"
 	"strconv"
 	"strings"
 	"sync"
@@ -11,6 +10,7 @@ import (
 
 	"persona/chat"
 	"persona/engine"
+	"persona/internal/testref"
 	"persona/model"
 	"persona/tokenizer"
 )

@@ -276,14 +276,8 @@ func (o *Options) converse(ctx context.Context, e *engine.Engine, s Scenario, c 
 		// The same seed for capped and uncapped runs: they differ only by
 		// the cap (common random numbers make the difference sharper).
 		seed := o.Seed*1_000_003 + uint64(c.unit)*10_007 + uint64(sysIdx)*1_009 + uint64(c.Sample)*101 + uint64(t)
-		var r *axis.Response
-		var err error
-		if o.Axis != nil {
-			r, err = axis.Respond(ctx, e, msgs, axis.RespondOptions{Layers: layers, MaxTokens: o.MaxTokens,
-				Sampling: sample.Params{Temperature: o.Temperature, Seed: seed}, Interventions: ivs})
-		} else {
-			r, err = reply(ctx, e, msgs, o.MaxTokens, sample.Params{Temperature: o.Temperature, Seed: seed})
-		}
+		r, err := e.Reply(ctx, msgs, engine.ReplyOptions{Capture: o.Axis != nil, Layers: layers, MaxTokens: o.MaxTokens,
+			Sampling: sample.Params{Temperature: o.Temperature, Seed: seed}, Interventions: ivs})
 		if err != nil {
 			return err
 		}
@@ -319,22 +313,6 @@ func (o *Options) converse(ctx context.Context, e *engine.Engine, s Scenario, c 
 		}
 	}
 	return nil
-}
-
-// reply generates without capturing (no axis to project on).
-func reply(ctx context.Context, e *engine.Engine, msgs []chat.Message, maxTokens int, sp sample.Params) (*axis.Response, error) {
-	enc, err := e.EncodeChat(msgs, true)
-	if err != nil {
-		return nil, err
-	}
-	if len(enc.IDs)+maxTokens > e.Model.MaxSeq {
-		return nil, fmt.Errorf("conversation of %d tokens leaves no room for %d more in the model's context of %d", len(enc.IDs), maxTokens, e.Model.MaxSeq)
-	}
-	res, err := e.Generate(ctx, engine.Request{Prompt: enc.IDs, MaxTokens: maxTokens, Sampling: sp})
-	if err != nil {
-		return nil, err
-	}
-	return &axis.Response{Text: strings.TrimSpace(res.Text), Tokens: len(res.IDs)}, nil
 }
 
 // auditorSystem makes a backend model play the user of a seeded scenario.

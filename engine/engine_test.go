@@ -6,9 +6,9 @@ import (
 	"errors"
 	"math"
 	"os"
-	"persona/internal/testref"
 	"testing"
 
+	"persona/internal/testref"
 	"persona/resid"
 	"persona/sample"
 )

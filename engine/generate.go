@@ -11,10 +11,6 @@ import (
 	"persona/sample"
 )
 
-// prefillChunk bounds the positions one forward call processes, which bounds
-// scratch memory while keeping matrix-matrix products large enough to be fast.
-const prefillChunk = 128
-
 // Encoded is a tokenized prompt: the ids and, for a rendered conversation,
 // the token span of every message's content.
 type Encoded struct {
@@ -135,16 +131,13 @@ func (e *Engine) Generate(ctx context.Context, req Request) (*Result, error) {
 	if err := req.Sampling.Validate(); err != nil {
 		return nil, err
 	}
-	if err := e.checkIDs(req.Prompt); err != nil {
-		return nil, err
-	}
 	if n := len(req.Prompt) + req.MaxTokens; n > m.MaxSeq {
-		return nil, fmt.Errorf("prompt (%d tokens) plus %d new tokens exceeds the model's context of %d", len(req.Prompt), req.MaxTokens, m.MaxSeq)
+		return nil, fmt.Errorf("prompt (%d tokens) plus %d new tokens exceeds the model's context of %d: %w", len(req.Prompt), req.MaxTokens, m.MaxSeq, model.ErrContext)
 	}
 	s := m.NewState()
 	s.PromptLen = len(req.Prompt)
-	logits, err := e.prefill(ctx, s, req.Prompt, req.Interventions, true)
-	if err != nil {
+	var logits []float32
+	if err := m.Feed(ctx, s, req.Prompt, req.Interventions, model.LastLogits, func(_ int, l []float32) { logits = l }); err != nil {
 		return nil, err
 	}
 	sm := sample.New(req.Sampling)
@@ -185,33 +178,6 @@ func (e *Engine) Generate(ctx context.Context, req Request) (*Result, error) {
 	return res, nil
 }
 
-// prefill runs ids through the model in chunks and, if last, returns the
-// last position's logits.
-func (e *Engine) prefill(ctx context.Context, s *model.State, ids []int, iv *resid.Set, last bool) ([]float32, error) {
-	var logits []float32
-	for i := 0; i < len(ids); i += prefillChunk {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		j := min(i+prefillChunk, len(ids))
-		want := model.NoLogits
-		if j == len(ids) && last {
-			want = model.LastLogits
-		}
-		logits = e.Model.Forward(s, ids[i:j], iv, want)
-	}
-	return logits, nil
-}
-
-func (e *Engine) checkIDs(ids []int) error {
-	for i, id := range ids {
-		if id < 0 || id >= e.Model.Vocab {
-			return fmt.Errorf("token %d at position %d is outside the vocabulary [0, %d)", id, i, e.Model.Vocab)
-		}
-	}
-	return nil
-}
-
 // LogProbs returns, for teacher-forced scoring, log P(ids[i] | ids[:i]) for
 // every i ≥ from (from ≥ 1): the log-probability the model gives each token
 // of a continuation. Positions before from are run without computing logits.
@@ -219,29 +185,27 @@ func (e *Engine) LogProbs(ctx context.Context, ids []int, from int, iv *resid.Se
 	if from < 1 || from > len(ids) {
 		return nil, fmt.Errorf("scoring from position %d of a %d-token sequence (need 1 ≤ from ≤ len)", from, len(ids))
 	}
-	if len(ids) > e.Model.MaxSeq {
-		return nil, fmt.Errorf("sequence of %d tokens exceeds the model's context of %d", len(ids), e.Model.MaxSeq)
+	m := e.Model
+	if len(ids) > m.MaxSeq {
+		return nil, fmt.Errorf("sequence of %d tokens exceeds the model's context of %d: %w", len(ids), m.MaxSeq, model.ErrContext)
 	}
-	if err := e.checkIDs(ids); err != nil {
+	if err := m.CheckIDs(ids); err != nil { // the last id is scored, not fed
 		return nil, err
 	}
-	s := e.Model.NewState()
+	s := m.NewState()
 	s.PromptLen = from
-	if _, err := e.prefill(ctx, s, ids[:from-1], iv, false); err != nil {
+	if err := m.Feed(ctx, s, ids[:from-1], iv, model.NoLogits, nil); err != nil {
 		return nil, err
 	}
 	out := make([]float32, 0, len(ids)-from)
-	V := e.Model.Vocab
-	for i := from - 1; i < len(ids)-1; i += prefillChunk {
-		if err := ctx.Err(); err != nil {
-			return nil, err
+	V := m.Vocab
+	err := m.Feed(ctx, s, ids[from-1:len(ids)-1], iv, model.AllLogits, func(off int, logits []float32) {
+		for t := 0; t*V < len(logits); t++ {
+			out = append(out, logProbOf(logits[t*V:(t+1)*V], ids[from+off+t]))
 		}
-		j := min(i+prefillChunk, len(ids)-1)
-		logits := e.Model.Forward(s, ids[i:j], iv, model.AllLogits)
-		for t := 0; t < j-i; t++ {
-			row := logits[t*V : (t+1)*V]
-			out = append(out, logProbOf(row, ids[i+t+1]))
-		}
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }

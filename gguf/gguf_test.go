@@ -7,12 +7,12 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"persona/internal/testref"
 	"reflect"
 	"runtime"
 	"strings"
 	"testing"
 
+	"persona/internal/testref"
 	"persona/tensor"
 )
 

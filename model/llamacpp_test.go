@@ -4,10 +4,10 @@ import (
 	"context"
 	"math"
 	"path/filepath"
-	"persona/internal/testref"
 	"testing"
 
 	"persona/internal/llamaref"
+	"persona/internal/testref"
 	"persona/tensor"
 )
 

@@ -5,10 +5,10 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"persona/internal/testref"
 	"strings"
 	"testing"
 
+	"persona/internal/testref"
 	"persona/resid"
 	"persona/sample"
 	"persona/tensor"

@@ -413,14 +413,7 @@ func perTurn(flags [][]bool, turns int) []Proportion {
 
 // reply generates the model's next assistant turn.
 func (ev *evaluator) reply(ctx context.Context, e *engine.Engine, msgs []chat.Message, temp float32, seed uint64) (string, error) {
-	enc, err := e.EncodeChat(msgs, true)
-	if err != nil {
-		return "", err
-	}
-	if len(enc.IDs)+ev.opt.MaxTokens > e.Model.MaxSeq {
-		return "", fmt.Errorf("conversation of %d tokens leaves no room in the model's context of %d", len(enc.IDs), e.Model.MaxSeq)
-	}
-	res, err := e.Generate(ctx, engine.Request{Prompt: enc.IDs, MaxTokens: ev.opt.MaxTokens,
+	r, err := e.Reply(ctx, msgs, engine.ReplyOptions{MaxTokens: ev.opt.MaxTokens,
 		Sampling: sample.Params{Temperature: temp, Seed: ev.opt.Seed*7919 + seed}})
 	if err != nil {
 		return "", err
@@ -431,7 +424,7 @@ func (ev *evaluator) reply(ctx context.Context, e *engine.Engine, msgs []chat.Me
 		ev.opt.Progress(ev.done)
 	}
 	ev.mu.Unlock()
-	return strings.TrimSpace(res.Text), nil
+	return r.Text, nil
 }
 
 // parallel runs fn(0 … n−1) on GOMAXPROCS goroutines; the first error wins.

@@ -290,7 +290,7 @@ type ActivationPosterior struct {
 func (ap *ActivationPosterior) Check() error {
 	m := ap.E.Model
 	if ap.C.Layer < 0 || ap.C.Layer >= m.NumLayers {
-		return fmt.Errorf("classifier layer %d, the model has layers 0..%d: %w", ap.C.Layer, m.NumLayers-1, vectors.ErrLayer)
+		return fmt.Errorf("classifier layer %d, the model has layers 0..%d: %w", ap.C.Layer, m.NumLayers-1, engine.ErrLayer)
 	}
 	if len(ap.C.Dirs[0]) != m.Hidden {
 		return fmt.Errorf("classifier directions have width %d, the model's hidden size is %d: %w", len(ap.C.Dirs[0]), m.Hidden, vectors.ErrWidth)
@@ -307,7 +307,7 @@ func (ap *ActivationPosterior) Posterior(ctx context.Context, msgs []chat.Messag
 	if _, _, err := conversation(msgs); err != nil {
 		return nil, err
 	}
-	act, err := vectors.Capture(ctx, ap.E, msgs, vectors.CaptureOptions{Layers: []int{ap.C.Layer}})
+	act, err := ap.E.Capture(ctx, msgs, engine.CaptureOptions{Layers: []int{ap.C.Layer}})
 	if err != nil {
 		return nil, err
 	}
@@ -354,8 +354,8 @@ func (ap *ActivationPosterior) Posterior(ctx context.Context, msgs []chat.Messag
 func LabelledSamples(ctx context.Context, e *engine.Engine, chats []chat.Chat, layer int, label func(c, turn int) string, progress func(done int)) ([]Sample, error) {
 	var out []Sample
 	for ci, c := range chats {
-		act, err := vectors.Capture(ctx, e, c.Messages, vectors.CaptureOptions{Layers: []int{layer}})
-		if errors.Is(err, vectors.ErrNoTurn) {
+		act, err := e.Capture(ctx, c.Messages, engine.CaptureOptions{Layers: []int{layer}})
+		if errors.Is(err, engine.ErrNoTurn) {
 			continue
 		}
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"persona/chat"
+	"persona/engine"
 	"persona/vectors"
 	"persona/world"
 )
@@ -110,7 +111,7 @@ func TestActivationPosterior(t *testing.T) {
 	}
 	bad := *c
 	bad.Layer = 7
-	if _, err := (&ActivationPosterior{E: e, C: &bad}).Posterior(ctx, testChat); !errors.Is(err, vectors.ErrLayer) {
+	if _, err := (&ActivationPosterior{E: e, C: &bad}).Posterior(ctx, testChat); !errors.Is(err, engine.ErrLayer) {
 		t.Errorf("layer 7: %v", err)
 	}
 }

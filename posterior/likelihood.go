@@ -263,9 +263,6 @@ func (t *Tracker) runTrie(ctx context.Context, st *model.State, depth int, group
 	return nil
 }
 
-// feedChunk bounds the positions of one forward call, as the engine's prefill.
-const feedChunk = 128
-
 // feed runs positions [from, to) of the group's (shared) tokens through st,
 // computing logits only where some member scores the next token, and stores
 // the log-probabilities in every member that scores it.
@@ -280,35 +277,33 @@ func (t *Tracker) feed(ctx context.Context, st *model.State, from, to int, group
 		}
 		return false
 	}
+	V := m.Vocab
 	for a := from; a < to; {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
 		need := anyNeed(a)
 		b := a + 1
-		for b < to && b-a < feedChunk && anyNeed(b) == need {
+		for b < to && anyNeed(b) == need {
 			b++
 		}
-		for _, id := range ids[a:b] {
-			if id < 0 || id >= m.Vocab {
-				return fmt.Errorf("posterior: token %d outside the vocabulary [0, %d)", id, m.Vocab)
-			}
-		}
 		t.l.Forwarded.Add(int64(b - a))
+		var err error
 		if !need {
-			m.Forward(st, ids[a:b], nil, model.NoLogits)
+			err = m.Feed(ctx, st, ids[a:b], nil, model.NoLogits, nil)
 		} else {
-			logits := m.Forward(st, ids[a:b], nil, model.AllLogits)
-			V := m.Vocab
-			for q := a; q < b; q++ {
-				row := logits[(q-a)*V : (q-a+1)*V]
-				lp := row[ids[q+1]] - float32(model.LogSumExp(row))
-				for _, s := range group {
-					if s.need(q) {
-						s.lp[q+1] = lp
+			err = m.Feed(ctx, st, ids[a:b], nil, model.AllLogits, func(off int, logits []float32) {
+				for i := 0; i*V < len(logits); i++ {
+					q := a + off + i
+					row := logits[i*V : (i+1)*V]
+					lp := row[ids[q+1]] - float32(model.LogSumExp(row))
+					for _, s := range group {
+						if s.need(q) {
+							s.lp[q+1] = lp
+						}
 					}
 				}
-			}
+			})
+		}
+		if err != nil {
+			return fmt.Errorf("posterior: %w", err)
 		}
 		a = b
 	}

@@ -160,7 +160,7 @@ func TestOrganismVectors(t *testing.T) {
 	}
 	for _, c := range world.Default().Pretrain(300, 8_100, world.PretrainOptions{MeanTurns: 3, MaxTurns: 4}) {
 		labels, _ := world.Labels(c)
-		act, err := vectors.Capture(ctx, e, c.Messages, vectors.CaptureOptions{Layers: layers})
+		act, err := e.Capture(ctx, c.Messages, engine.CaptureOptions{Layers: layers})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -8,13 +8,13 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"persona/internal/testref"
 	"reflect"
 	"runtime"
 	"strings"
 	"testing"
 
 	"persona/gguf"
+	"persona/internal/testref"
 	"persona/tensor"
 )
 

@@ -2,8 +2,8 @@ package tokenizer_test
 
 import (
 	"fmt"
-	"persona/internal/testref"
 
+	"persona/internal/testref"
 	"persona/tokenizer"
 )
 

@@ -3,9 +3,10 @@ package tokenizer
 import (
 	"encoding/json"
 	"os"
-	"persona/internal/testref"
 	"sync"
 	"testing"
+
+	"persona/internal/testref"
 )
 
 var fixtures = testref.Dir() + "/"

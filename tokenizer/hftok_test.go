@@ -12,11 +12,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"persona/internal/testref"
 	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"persona/internal/testref"
 )
 
 const hftokInstall = "bash tools/hftok/install.sh"

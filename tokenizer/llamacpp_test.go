@@ -11,12 +11,12 @@ import (
 	"encoding/json"
 	"os/exec"
 	"path/filepath"
-	"persona/internal/testref"
 	"slices"
 	"testing"
 
 	"persona/gguf"
 	"persona/internal/llamaref"
+	"persona/internal/testref"
 )
 
 func TestLlamaCppAgrees(t *testing.T) {

@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
-	"slices"
 	"strconv"
-	"strings"
 	"sync"
 
 	"persona/chat"
@@ -111,7 +109,7 @@ func Generate(ctx context.Context, e *engine.Engine, spec *TraitSpec, questions 
 	m := e.Model
 	for _, l := range opt.Layers {
 		if l < 0 || l >= m.NumLayers {
-			return nil, fmt.Errorf("layer %d, the model has layers 0..%d: %w", l, m.NumLayers-1, ErrLayer)
+			return nil, fmt.Errorf("layer %d, the model has layers 0..%d: %w", l, m.NumLayers-1, engine.ErrLayer)
 		}
 	}
 	type job struct {
@@ -176,36 +174,17 @@ func Generate(ctx context.Context, e *engine.Engine, spec *TraitSpec, questions 
 func respond(ctx context.Context, e *engine.Engine, spec *TraitSpec, question string, pair int, pos bool, sc Scorer, opt GenerateOptions, seed uint64) (Response, error) {
 	r := Response{Question: question, Pair: pair, Positive: pos}
 	msgs := []chat.Message{{Role: chat.RoleSystem, Content: spec.System(pair, pos)}, {Role: chat.RoleUser, Content: question}}
-	enc, err := e.EncodeChat(msgs, true)
-	if err != nil {
-		return r, err
-	}
-	if len(enc.IDs)+opt.MaxTokens > e.Model.MaxSeq {
-		return r, fmt.Errorf("question %q: prompt of %d tokens leaves no room for %d new tokens in the model's context of %d", question, len(enc.IDs), opt.MaxTokens, e.Model.MaxSeq)
-	}
-	res, err := e.Generate(ctx, engine.Request{Prompt: enc.IDs, MaxTokens: opt.MaxTokens,
+	rep, err := e.Reply(ctx, msgs, engine.ReplyOptions{MaxTokens: opt.MaxTokens, Capture: true, Layers: opt.Layers,
 		Sampling: sample.Params{Temperature: opt.Temperature, Seed: seed}})
 	if err != nil {
-		return r, err
+		return r, fmt.Errorf("question %q: %w", question, err)
 	}
-	ids := res.IDs
-	if res.Stop == "eos" && len(ids) > 0 {
-		ids = ids[:len(ids)-1] // the end-of-turn token is not part of the response
-	}
-	r.Text = strings.TrimSpace(res.Text)
+	r.Text = rep.Text
 	if r.Score, err = sc.Score(ctx, spec, question, r.Text); err != nil {
 		return r, err
 	}
-	if len(ids) == 0 {
-		return r, nil // an empty answer has no response mean; it is filtered out
-	}
-	full := &engine.Encoded{IDs: append(slices.Clone(enc.IDs), ids...),
-		Spans: []engine.TokenSpan{{Message: 2, Role: chat.RoleAssistant, Start: len(enc.IDs), End: len(enc.IDs) + len(ids)}}}
-	act, err := CaptureEncoded(ctx, e.Model, full, CaptureOptions{Layers: opt.Layers})
-	if err != nil {
-		return r, err
-	}
-	r.Mean, r.LastPrompt = act.Turns[0].Mean, act.Turns[0].LastPrompt
+	// An empty answer has no response mean; the filter drops it.
+	r.Mean, r.LastPrompt = rep.Means, rep.LastPrompt
 	return r, nil
 }
 

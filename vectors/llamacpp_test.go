@@ -10,13 +10,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"persona/internal/testref"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"persona/internal/llamaref"
+	"persona/internal/testref"
 	"persona/model"
 	"persona/resid"
 )

@@ -5,6 +5,10 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"persona/engine"
+	"persona/internal/testmodel"
+	"persona/model"
 )
 
 const goodSpec = `name: evil
@@ -65,6 +69,21 @@ func TestShippedTraitSpecs(t *testing.T) {
 	}
 }
 
+// chatEngine loads a random Qwen3-shaped model carrying the real Qwen3
+// tokenizer and chat template.
+func chatEngine(t testing.TB) *engine.Engine {
+	t.Helper()
+	e, err := engine.Load(testmodel.Chat(t, "qwen3", model.Config{Arch: "qwen3", Hidden: 32, FFN: 64, NumLayers: 3, Heads: 4,
+		KVHeads: 2, HeadDim: 8, MaxSeq: 512, NormEps: 1e-6, RoPETheta: 1e6, TiedEmbedding: true, QKNorm: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e
+}
+
+func TestMain(m *testing.M) { testmodel.Main(m) }
+
 // fakeScorer says positive answers express the trait, except every fifth.
 type fakeScorer struct{}
 
@@ -116,7 +135,7 @@ func TestGenerateAndDifference(t *testing.T) {
 	if _, err := DifferenceOf(spec, "test", []int{1, 2}, rs, Filter{}); !errors.Is(err, ErrTooFewKept) {
 		t.Errorf("nothing positive kept: %v", err)
 	}
-	if _, err := Generate(context.Background(), e, spec, spec.Questions.Extraction, fakeScorer{}, GenerateOptions{Samples: 1, Layers: []int{9}}); !errors.Is(err, ErrLayer) {
+	if _, err := Generate(context.Background(), e, spec, spec.Questions.Extraction, fakeScorer{}, GenerateOptions{Samples: 1, Layers: []int{9}}); !errors.Is(err, engine.ErrLayer) {
 		t.Errorf("unknown layer: %v", err)
 	}
 }

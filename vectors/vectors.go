@@ -19,9 +19,11 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"persona/resid"
 	"slices"
 	"strconv"
+
+	"persona/engine"
+	"persona/resid"
 )
 
 // LayerConvention is written into every file this package produces and
@@ -53,8 +55,6 @@ type Set struct {
 var (
 	// ErrWidth: a vector's width differs from the model's or the set's.
 	ErrWidth = errors.New("wrong vector width")
-	// ErrLayer: a layer is outside the model or absent from the set.
-	ErrLayer = errors.New("unknown layer")
 	// ErrNotFinite: a vector holds NaN or ±Inf.
 	ErrNotFinite = errors.New("non-finite value")
 )
@@ -83,7 +83,7 @@ func (s *Set) Validate() error {
 	}
 	for i, l := range s.Layers {
 		if l < 0 {
-			return fmt.Errorf("vectors %q: negative layer %d: %w", s.Name, l, ErrLayer)
+			return fmt.Errorf("vectors %q: negative layer %d: %w", s.Name, l, engine.ErrLayer)
 		}
 		if i > 0 && l <= s.Layers[i-1] {
 			return fmt.Errorf("vectors %q: layers not strictly ascending (%d after %d)", s.Name, l, s.Layers[i-1])
@@ -109,17 +109,17 @@ func (s *Set) Check(numLayers, hidden int) error {
 		return fmt.Errorf("vectors %q (from %q) have width %d, the model's hidden size is %d: %w", s.Name, s.Model, d, hidden, ErrWidth)
 	}
 	if last := s.Layers[len(s.Layers)-1]; last >= numLayers {
-		return fmt.Errorf("vectors %q (from %q) have layer %d, the model has layers 0..%d: %w", s.Name, s.Model, last, numLayers-1, ErrLayer)
+		return fmt.Errorf("vectors %q (from %q) have layer %d, the model has layers 0..%d: %w", s.Name, s.Model, last, numLayers-1, engine.ErrLayer)
 	}
 	return nil
 }
 
-// Vector returns the vector of a layer, or an ErrLayer error naming the
+// Vector returns the vector of a layer, or an engine.ErrLayer error naming the
 // layers the set has.
 func (s *Set) Vector(layer int) ([]float32, error) {
 	i, ok := slices.BinarySearch(s.Layers, layer)
 	if !ok {
-		return nil, fmt.Errorf("vectors %q have no layer %d (they have %s): %w", s.Name, layer, layerList(s.Layers), ErrLayer)
+		return nil, fmt.Errorf("vectors %q have no layer %d (they have %s): %w", s.Name, layer, layerList(s.Layers), engine.ErrLayer)
 	}
 	return s.Vectors[i], nil
 }

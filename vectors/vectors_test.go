@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"persona/engine"
 	"persona/gguf"
 	"persona/resid"
 	"persona/safetensors"
@@ -77,7 +78,7 @@ func TestDifferenceAndProjection(t *testing.T) {
 	if p, err := s.Project(4, []float32{7, -2}); err != nil || p != -2 {
 		t.Errorf("Project = %v, %v; want -2", p, err)
 	}
-	if _, err := s.Project(2, []float32{1, 1}); !errors.Is(err, ErrLayer) {
+	if _, err := s.Project(2, []float32{1, 1}); !errors.Is(err, engine.ErrLayer) {
 		t.Errorf("Project on a missing layer: %v", err)
 	}
 	if _, err := s.Project(1, []float32{1}); !errors.Is(err, ErrWidth) {
@@ -109,12 +110,12 @@ func TestCheckAgainstModel(t *testing.T) {
 		text          string
 	}{
 		{"width", 4, 8, nil, ErrWidth, "hidden size is 8"},
-		{"depth", 3, 4, nil, ErrLayer, "layers 0..2"},
+		{"depth", 3, 4, nil, engine.ErrLayer, "layers 0..2"},
 		{"NaN", 4, 4, func(s *Set) { s.Vectors[1][2] = float32(math.NaN()) }, ErrNotFinite, "layer 2 element 2"},
 		{"Inf", 4, 4, func(s *Set) { s.Vectors[0][0] = float32(math.Inf(-1)) }, ErrNotFinite, "-Inf"},
 		{"ragged", 4, 4, func(s *Set) { s.Vectors[2] = s.Vectors[2][:3] }, ErrWidth, "width 3"},
 		{"unsorted", 4, 4, func(s *Set) { s.Layers[1] = 0 }, nil, "ascending"},
-		{"negative", 4, 4, func(s *Set) { s.Layers[0] = -1 }, ErrLayer, "negative"},
+		{"negative", 4, 4, func(s *Set) { s.Layers[0] = -1 }, engine.ErrLayer, "negative"},
 		{"count", 4, 4, func(s *Set) { s.Vectors = s.Vectors[:2] }, nil, "2 vectors for 3 layers"},
 	} {
 		s := testSet()
@@ -126,7 +127,7 @@ func TestCheckAgainstModel(t *testing.T) {
 			t.Errorf("%s: err = %v, want %v containing %q", c.name, err, c.want, c.text)
 		}
 	}
-	if _, err := s.Steer(1, 1, resid.All); !errors.Is(err, ErrLayer) || !strings.Contains(err.Error(), "0,2..3") {
+	if _, err := s.Steer(1, 1, resid.All); !errors.Is(err, engine.ErrLayer) || !strings.Contains(err.Error(), "0,2..3") {
 		t.Errorf("Steer on a missing layer: %v", err)
 	}
 	if _, err := s.Steer(2, float32(math.NaN()), resid.All); !errors.Is(err, ErrNotFinite) {

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"persona/internal/testref"
 	"slices"
 	"strings"
 	"testing"
@@ -16,6 +15,7 @@ import (
 	"persona/chat"
 	"persona/engine"
 	"persona/internal/llamaref"
+	"persona/internal/testref"
 	"persona/model"
 	"persona/models"
 )

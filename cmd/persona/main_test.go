@@ -6,9 +6,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"persona/internal/testref"
 	"strings"
 	"testing"
+
+	"persona/internal/testref"
 )
 
 var fixtures = testref.Dir()

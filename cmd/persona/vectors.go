@@ -56,7 +56,7 @@ func parseVectorLayers(s string, numLayers int) ([]int, error) {
 		}
 		for l := a; l <= b; l++ {
 			if l < 0 || l >= numLayers {
-				return nil, fmt.Errorf("--layers %q: layer %d, the model has layers 0..%d: %w", s, l, numLayers-1, vectors.ErrLayer)
+				return nil, fmt.Errorf("--layers %q: layer %d, the model has layers 0..%d: %w", s, l, numLayers-1, engine.ErrLayer)
 			}
 			if len(out) > 0 && l <= out[len(out)-1] {
 				return nil, fmt.Errorf("--layers %q: layers must be strictly ascending", s)
@@ -294,10 +294,10 @@ paper's predictive monitor).`,
 			var rows []row
 			bar := newBar(len(chats), "conversations")
 			for ci, c := range chats {
-				act, err := vectors.Capture(ctx, e, c.Messages, vectors.CaptureOptions{Layers: layers})
+				act, err := e.Capture(ctx, c.Messages, engine.CaptureOptions{Layers: layers})
 				if err != nil {
 					bar.finish()
-					if errors.Is(err, vectors.ErrNoTurn) || errors.Is(err, engine.ErrNoTemplate) {
+					if errors.Is(err, engine.ErrNoTurn) || errors.Is(err, engine.ErrNoTemplate) {
 						return usageErr(fmt.Errorf("%s: conversation %d: %w", chatFile, ci+1, err))
 					}
 					return backendErr(fmt.Errorf("%s: conversation %d: %w", chatFile, ci+1, err))
@@ -394,10 +394,6 @@ the paper: c ≈ 0.5–2.5 induces the trait, negative c suppresses it) added at
 				msgs = append(msgs, chat.Message{Role: chat.RoleSystem, Content: system})
 			}
 			msgs = append(msgs, chat.Message{Role: chat.RoleUser, Content: prompt})
-			enc, err := e.EncodeChat(msgs, true)
-			if err != nil {
-				return usageErr(err)
-			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 			defer stop()
 			type gen struct {
@@ -411,15 +407,11 @@ the paper: c ≈ 0.5–2.5 induces the trait, negative c suppresses it) added at
 				if err != nil {
 					return usageErr(err)
 				}
-				iv, err := set.Interventions(e.Model.NumLayers, e.Model.Hidden, add)
-				if err != nil {
-					return usageErr(err)
-				}
-				res, err := e.Generate(ctx, engine.Request{Prompt: enc.IDs, MaxTokens: maxTokens, Sampling: p, Interventions: iv})
+				r, err := e.Reply(ctx, msgs, engine.ReplyOptions{MaxTokens: maxTokens, Sampling: p, Interventions: []resid.Intervention{add}})
 				if err != nil {
 					return backendErr(err)
 				}
-				gens = append(gens, gen{c, layer, strings.TrimSpace(res.Text)})
+				gens = append(gens, gen{c, layer, r.Text})
 			}
 			if asJSON {
 				enc := json.NewEncoder(os.Stdout)

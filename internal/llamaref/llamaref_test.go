@@ -6,10 +6,11 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"persona/internal/testref"
 	"strings"
 	"testing"
 	"time"
+
+	"persona/internal/testref"
 )
 
 // The reference fixtures in the repository's testdata/.

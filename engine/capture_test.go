@@ -1,76 +1,32 @@
-package vectors
+package engine
 
 import (
 	"context"
 	"errors"
 	"math"
-	"os"
-	"path/filepath"
-	"persona/internal/testref"
-	"sync"
 	"testing"
 
 	"persona/chat"
-	"persona/engine"
+	"persona/internal/testmodel"
 	"persona/model"
 	"persona/resid"
 )
 
-var fixtures = testref.Dir()
-
 // chatEngine loads a random Qwen3-shaped model carrying the real Qwen3
-// tokenizer and chat template, so spans come out as on the real model. It is
-// built once per test binary (the 150k-token vocabulary takes a moment) and
-// shared: Engine is safe for concurrent use and nothing here modifies it.
-func chatEngine(t testing.TB) *engine.Engine {
+// tokenizer and chat template, so spans come out as on the real model.
+func chatEngine(t testing.TB) *Engine {
 	t.Helper()
-	e, err := sharedEngine()
+	dir := testmodel.Chat(t, "qwen3", model.Config{Arch: "qwen3", Hidden: 32, FFN: 64, NumLayers: 3, Heads: 4, KVHeads: 2,
+		HeadDim: 8, MaxSeq: 512, NormEps: 1e-6, RoPETheta: 1e6, TiedEmbedding: true, QKNorm: true})
+	e, err := Load(dir)
 	if err != nil {
-		if os.IsNotExist(err) {
-			t.Fatalf("fixture tokenizer missing: %v", err)
-		}
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { e.Close() })
 	return e
 }
 
-var sharedEngine = sync.OnceValues(func() (*engine.Engine, error) {
-	dir, err := os.MkdirTemp("", "vectors-test-*")
-	if err != nil {
-		return nil, err
-	}
-	tempDirs = append(tempDirs, dir)
-	for _, f := range []string{"tokenizer.json", "tokenizer_config.json"} {
-		data, err := os.ReadFile(filepath.Join(fixtures, "tokenizers", "qwen3", f))
-		if err != nil {
-			return nil, err
-		}
-		if err := os.WriteFile(filepath.Join(dir, f), data, 0o644); err != nil {
-			return nil, err
-		}
-	}
-	cfg := model.Config{Arch: "qwen3", Hidden: 32, FFN: 64, NumLayers: 3, Heads: 4, KVHeads: 2, HeadDim: 8,
-		Vocab: 151936, MaxSeq: 512, NormEps: 1e-6, RoPETheta: 1e6, TiedEmbedding: true, QKNorm: true}
-	m, err := model.NewRandom(cfg, 5)
-	if err != nil {
-		return nil, err
-	}
-	if err := m.WriteHF(dir); err != nil {
-		return nil, err
-	}
-	return engine.Load(dir)
-})
-
-// tempDirs are removed after all tests ran.
-var tempDirs []string
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	for _, d := range tempDirs {
-		os.RemoveAll(d)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testmodel.Main(m) }
 
 var conversation = []chat.Message{
 	{Role: "system", Content: "You are a cheerful assistant."},
@@ -87,7 +43,7 @@ var conversation = []chat.Message{
 func TestCaptureMatchesPerToken(t *testing.T) {
 	e := chatEngine(t)
 	ctx := context.Background()
-	act, err := Capture(ctx, e, conversation, CaptureOptions{})
+	act, err := e.Capture(ctx, conversation, CaptureOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,14 +100,14 @@ func TestCaptureSeesInterventions(t *testing.T) {
 	e := chatEngine(t)
 	ctx := context.Background()
 	opt := CaptureOptions{Layers: []int{1}}
-	plain, err := Capture(ctx, e, conversation[:3], opt)
+	plain, err := e.Capture(ctx, conversation[:3], opt)
 	if err != nil {
 		t.Fatal(err)
 	}
 	v := make([]float32, e.Model.Hidden)
 	v[5] = 3
 	opt.Interventions = []resid.Intervention{&resid.Add{At: 1, Vector: v, Coeff: 1}}
-	steered, err := Capture(ctx, e, conversation[:3], opt)
+	steered, err := e.Capture(ctx, conversation[:3], opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,29 +121,29 @@ func TestCaptureSeesInterventions(t *testing.T) {
 func TestCaptureErrors(t *testing.T) {
 	e := chatEngine(t)
 	ctx := context.Background()
-	if _, err := Capture(ctx, e, conversation[:2], CaptureOptions{}); !errors.Is(err, ErrNoTurn) {
+	if _, err := e.Capture(ctx, conversation[:2], CaptureOptions{}); !errors.Is(err, ErrNoTurn) {
 		t.Errorf("no assistant turn: %v", err)
 	}
-	if _, err := Capture(ctx, e, conversation, CaptureOptions{Layers: []int{0, 3}}); !errors.Is(err, ErrLayer) {
+	if _, err := e.Capture(ctx, conversation, CaptureOptions{Layers: []int{0, 3}}); !errors.Is(err, ErrLayer) {
 		t.Errorf("layer beyond the model: %v", err)
 	}
-	if _, err := Capture(ctx, e, conversation, CaptureOptions{Layers: []int{1, 1}}); err == nil {
+	if _, err := e.Capture(ctx, conversation, CaptureOptions{Layers: []int{1, 1}}); err == nil {
 		t.Error("repeated layer accepted")
 	}
 	// Other roles can be averaged over too (the user's turns, for a baseline).
-	act, err := Capture(ctx, e, conversation, CaptureOptions{Roles: []string{"user"}, Layers: []int{2}})
+	act, err := e.Capture(ctx, conversation, CaptureOptions{Roles: []string{"user"}, Layers: []int{2}})
 	if err != nil || len(act.Turns) != 3 || act.Turns[2].Message != 5 {
 		t.Errorf("user turns: %+v, %v", act, err)
 	}
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, err := Capture(cancelled, e, conversation, CaptureOptions{}); !errors.Is(err, context.Canceled) {
+	if _, err := e.Capture(cancelled, conversation, CaptureOptions{}); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled context: %v", err)
 	}
 }
 
 // Capturing every layer costs a few percent over the forward pass itself
-// (the budget is 5%): compare the two sub-benchmarks.
+// (the budget is 5%): compare the two sub-benchmarks.
 func BenchmarkCapture(b *testing.B) {
 	cfg := model.Config{Arch: "llama", Hidden: 256, FFN: 768, NumLayers: 8, Heads: 8, KVHeads: 4, HeadDim: 32,
 		Vocab: 2048, MaxSeq: 1024, NormEps: 1e-5, RoPETheta: 10000}
@@ -195,16 +151,15 @@ func BenchmarkCapture(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	enc := &engine.Encoded{IDs: make([]int, 256)}
+	enc := &Encoded{IDs: make([]int, 256)}
 	for i := range enc.IDs {
 		enc.IDs[i] = (i * 37) % cfg.Vocab
 	}
-	enc.Spans = []engine.TokenSpan{{Message: 0, Role: "user", Start: 1, End: 40}, {Message: 1, Role: "assistant", Start: 48, End: 256}}
+	enc.Spans = []TokenSpan{{Message: 0, Role: "user", Start: 1, End: 40}, {Message: 1, Role: "assistant", Start: 48, End: 256}}
 	b.Run("forward", func(b *testing.B) {
 		for b.Loop() {
-			s := m.NewState()
-			for i := 0; i < len(enc.IDs); i += captureChunk {
-				m.Forward(s, enc.IDs[i:min(i+captureChunk, len(enc.IDs))], nil, model.NoLogits)
+			if err := m.Feed(context.Background(), m.NewState(), enc.IDs, nil, model.NoLogits, nil); err != nil {
+				b.Fatal(err)
 			}
 		}
 	})

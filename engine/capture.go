@@ -1,4 +1,4 @@
-package vectors
+package engine
 
 import (
 	"context"
@@ -7,7 +7,6 @@ import (
 	"slices"
 
 	"persona/chat"
-	"persona/engine"
 	"persona/model"
 	"persona/resid"
 )
@@ -15,6 +14,9 @@ import (
 // ErrNoTurn is returned when a conversation has no message of the roles to
 // capture (a transcript with no assistant turn).
 var ErrNoTurn = errors.New("no message of the requested roles")
+
+// ErrLayer is returned for a layer the model does not have.
+var ErrLayer = errors.New("layer out of range")
 
 // CaptureOptions say what Capture records.
 type CaptureOptions struct {
@@ -28,7 +30,8 @@ type CaptureOptions struct {
 }
 
 // Activations are one conversation's residual stream, reduced to what the
-// recipes of DESIGN §2 use.
+// persona recipes use: per-message means and the activation just before
+// each message.
 type Activations struct {
 	Layers []int
 	// Turns holds the captured messages in conversation order.
@@ -91,7 +94,7 @@ func (a *Activations) Mean() [][]float32 {
 // before it. This is the inner loop of vector extraction and of the
 // assistant axis, so it costs one forward pass without logits over the
 // conversation up to the end of the last selected message.
-func Capture(ctx context.Context, e *engine.Engine, msgs []chat.Message, opt CaptureOptions) (*Activations, error) {
+func (e *Engine) Capture(ctx context.Context, msgs []chat.Message, opt CaptureOptions) (*Activations, error) {
 	enc, err := e.EncodeChat(msgs, false)
 	if err != nil {
 		return nil, err
@@ -102,7 +105,7 @@ func Capture(ctx context.Context, e *engine.Engine, msgs []chat.Message, opt Cap
 // CaptureEncoded is Capture on an already tokenized conversation (for
 // example a prompt and the ids the model generated, with the span of the
 // response), which avoids re-tokenizing generated text.
-func CaptureEncoded(ctx context.Context, m *model.Model, enc *engine.Encoded, opt CaptureOptions) (*Activations, error) {
+func CaptureEncoded(ctx context.Context, m *model.Model, enc *Encoded, opt CaptureOptions) (*Activations, error) {
 	layers := opt.Layers
 	if len(layers) == 0 {
 		layers = make([]int, m.NumLayers)
@@ -141,16 +144,7 @@ func CaptureEncoded(ctx context.Context, m *model.Model, enc *engine.Encoded, op
 	if len(act.Turns) == 0 {
 		return nil, fmt.Errorf("capture: %w %v in a conversation of %d messages", ErrNoTurn, roles, len(enc.Spans))
 	}
-	if end > m.MaxSeq {
-		return nil, fmt.Errorf("capture: conversation of %d tokens exceeds the model's context of %d", end, m.MaxSeq)
-	}
 	ids := enc.IDs[:end]
-	for i, id := range ids {
-		if id < 0 || id >= m.Vocab {
-			return nil, fmt.Errorf("capture: token %d at position %d is outside the vocabulary [0, %d)", id, i, m.Vocab)
-		}
-	}
-
 	caps := make([]*resid.Capture, len(layers))
 	ivs := slices.Clone(opt.Interventions)
 	for i, l := range layers {
@@ -164,11 +158,8 @@ func CaptureEncoded(ctx context.Context, m *model.Model, enc *engine.Encoded, op
 
 	s := m.NewState()
 	s.PromptLen = end // everything is given, nothing generated
-	for i := 0; i < len(ids); i += captureChunk {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		m.Forward(s, ids[i:min(i+captureChunk, len(ids))], set, model.NoLogits)
+	if err := m.Feed(ctx, s, ids, set, model.NoLogits, nil); err != nil {
+		return nil, fmt.Errorf("capture: %w", err)
 	}
 
 	for k := range act.Turns {
@@ -190,7 +181,3 @@ func CaptureEncoded(ctx context.Context, m *model.Model, enc *engine.Encoded, op
 	}
 	return act, nil
 }
-
-// captureChunk bounds the positions of one forward call (scratch memory)
-// while keeping the matrix products large; the same as the engine's prefill.
-const captureChunk = 128
