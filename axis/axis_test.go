@@ -6,68 +6,23 @@ import (
 	"encoding/xml"
 	"errors"
 	"math"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"persona/engine"
-	"persona/model"
+	"persona/internal/testmodel"
 	"persona/personas"
-	"persona/tokenizer"
 	"persona/vectors"
 	"persona/world"
 )
 
-// tinyOrganism writes a random Llama-shaped model with a tokenizer trained
-// on the persona world's text and the organism's chat template: the
-// organism's plumbing at a size a test builds in a second. Its replies are
-// noise, so tests check the machinery, not findings. Built once per test
-// binary.
-var tinyOrganism = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "axis-test-*")
-	if err != nil {
-		return "", err
-	}
-	w, err := world.New(personas.Default())
-	if err != nil {
-		return "", err
-	}
-	chats := w.Pretrain(200, 1, world.DefaultPretrain())
-	texts := func(yield func(string) bool) {
-		for _, c := range chats {
-			for _, m := range c.Messages {
-				if !yield(m.Content) {
-					return
-				}
-			}
-		}
-	}
-	tok, err := tokenizer.Train(texts, tokenizer.TrainOptions{VocabSize: 320})
-	if err != nil {
-		return "", err
-	}
-	if err := tok.Save(dir); err != nil {
-		return "", err
-	}
-	cfg := model.Config{Arch: "llama", Hidden: 32, FFN: 64, NumLayers: 4, Heads: 4, KVHeads: 2, HeadDim: 8,
-		Vocab: tok.VocabSize(), MaxSeq: 1024, NormEps: 1e-5, RoPETheta: 1e4, TiedEmbedding: true}
-	m, err := model.NewRandom(cfg, 7)
-	if err != nil {
-		return "", err
-	}
-	return dir, m.WriteHF(dir)
-})
-
+// loadTiny loads the tiny organism: the organism's plumbing at test size
+// (its replies are noise, so tests check the machinery, not findings).
 func loadTiny(t *testing.T) *engine.Engine {
 	t.Helper()
-	dir, err := tinyOrganism()
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := engine.Load(dir)
+	e, err := engine.Load(testmodel.Organism(t, 32, 4))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,13 +30,7 @@ func loadTiny(t *testing.T) *engine.Engine {
 	return e
 }
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if dir, err := tinyOrganism(); err == nil && strings.Contains(dir, "axis-test-") {
-		os.RemoveAll(dir)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testmodel.Main(m) }
 
 // The axis statistics on constructed role vectors where the truth is known:
 // roles spread mostly along one direction u (their spread along v has mean

@@ -8,8 +8,6 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -19,68 +17,20 @@ import (
 
 	"persona/chat"
 	"persona/engine"
-	"persona/internal/testref"
+	"persona/internal/testmodel"
 	"persona/model"
 	"persona/sample"
-	"persona/tokenizer"
 )
 
-var fixtures = testref.Dir()
-
-var (
-	tinyOnce sync.Once
-	tinyDir  string
-	tinyErr  error
-)
-
-// tinyChatModel writes (once per test binary) a random Qwen3-shaped model
-// carrying the real Qwen3 tokenizer and chat template, so the server renders
-// and tokenizes chats exactly as it would for the real model.
+// tinyChatModel is a random Qwen3-shaped model carrying the real Qwen3
+// tokenizer and chat template, so the server renders and tokenizes chats
+// exactly as it would for the real model.
 func tinyChatModel(t testing.TB) string {
-	t.Helper()
-	tinyOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "persona-backend-model")
-		if err != nil {
-			tinyErr = err
-			return
-		}
-		src := fixtures + "/tokenizers/qwen3"
-		for _, f := range []string{"tokenizer.json", "tokenizer_config.json"} {
-			data, err := os.ReadFile(filepath.Join(src, f))
-			if err != nil {
-				tinyErr = err
-				return
-			}
-			os.WriteFile(filepath.Join(dir, f), data, 0o644)
-		}
-		tok, err := tokenizer.Load(filepath.Join(dir, "tokenizer.json"))
-		if err != nil {
-			tinyErr = err
-			return
-		}
-		cfg := model.Config{Arch: "qwen3", Hidden: 32, FFN: 64, NumLayers: 2, Heads: 4, KVHeads: 2, HeadDim: 8,
-			Vocab: tok.VocabSize(), MaxSeq: 512, NormEps: 1e-6, RoPETheta: 1e6, TiedEmbedding: true, QKNorm: true}
-		m, err := model.NewRandom(cfg, 9)
-		if err != nil {
-			tinyErr = err
-			return
-		}
-		tinyErr = m.WriteHF(dir)
-		tinyDir = dir
-	})
-	if tinyErr != nil {
-		t.Fatal(tinyErr)
-	}
-	return tinyDir
+	return testmodel.Chat(t, "qwen3", model.Config{Arch: "qwen3", Hidden: 32, FFN: 64, NumLayers: 2, Heads: 4, KVHeads: 2,
+		HeadDim: 8, MaxSeq: 512, NormEps: 1e-6, RoPETheta: 1e6, TiedEmbedding: true, QKNorm: true})
 }
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if tinyDir != "" {
-		os.RemoveAll(tinyDir)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testmodel.Main(m) }
 
 // startServer serves the tiny model on 127.0.0.1:0 in-process.
 func startServer(t testing.TB) (*httptest.Server, *Engine) {

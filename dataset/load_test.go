@@ -5,84 +5,33 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
 	"persona/chat"
 	"persona/engine"
-	"persona/internal/testref"
+	"persona/internal/testmodel"
 	"persona/model"
-	"persona/tokenizer"
 )
-
-var fixtures = testref.Dir()
 
 // testMaxSeq is the tiny model's context, small enough to test the check
 // against it.
 const testMaxSeq = 256
 
-var (
-	engineOnce sync.Once
-	engineDir  string
-	testEng    *engine.Engine
-	engineErr  error
-)
-
-// tinyEngine loads (once per test binary) a random Qwen3-shaped model that
-// carries the real Qwen3 tokenizer and chat template, so rendering, spans and
-// stop tokens are exactly those of the real model.
+// tinyEngine loads a random Qwen3-shaped model that carries the real Qwen3
+// tokenizer and chat template, so rendering, spans and stop tokens are
+// exactly those of the real model.
 func tinyEngine(t testing.TB) *engine.Engine {
 	t.Helper()
-	engineOnce.Do(func() {
-		engineDir, engineErr = os.MkdirTemp("", "dataset-test-model")
-		if engineErr != nil {
-			return
-		}
-		testEng, engineErr = buildEngine(engineDir)
-	})
-	if engineErr != nil {
-		t.Fatal(engineErr)
+	e, err := engine.Load(testmodel.Chat(t, "qwen3", model.Config{Arch: "qwen3", Hidden: 32, FFN: 64, NumLayers: 2, Heads: 4,
+		KVHeads: 2, HeadDim: 8, MaxSeq: testMaxSeq, NormEps: 1e-6, RoPETheta: 1e6, TiedEmbedding: true, QKNorm: true}))
+	if err != nil {
+		t.Fatal(err)
 	}
-	return testEng
+	t.Cleanup(func() { e.Close() })
+	return e
 }
 
-func buildEngine(dir string) (*engine.Engine, error) {
-	src := filepath.Join(fixtures, "tokenizers", "qwen3")
-	for _, f := range []string{"tokenizer.json", "tokenizer_config.json"} {
-		data, err := os.ReadFile(filepath.Join(src, f))
-		if err != nil {
-			return nil, err
-		}
-		if err := os.WriteFile(filepath.Join(dir, f), data, 0o644); err != nil {
-			return nil, err
-		}
-	}
-	tok, err := tokenizer.Load(filepath.Join(dir, "tokenizer.json"))
-	if err != nil {
-		return nil, err
-	}
-	cfg := model.Config{Arch: "qwen3", Hidden: 32, FFN: 64, NumLayers: 2, Heads: 4, KVHeads: 2, HeadDim: 8,
-		Vocab: tok.VocabSize(), MaxSeq: testMaxSeq, NormEps: 1e-6, RoPETheta: 1e6, TiedEmbedding: true, QKNorm: true}
-	m, err := model.NewRandom(cfg, 9)
-	if err != nil {
-		return nil, err
-	}
-	if err := m.WriteHF(dir); err != nil {
-		return nil, err
-	}
-	return engine.Load(dir)
-}
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if testEng != nil {
-		testEng.Close()
-	}
-	if engineDir != "" {
-		os.RemoveAll(engineDir)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testmodel.Main(m) }
 
 // pirate is a multi-turn chat whose trained tokens are known exactly.
 var pirate = []chat.Message{

@@ -5,76 +5,25 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
-	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 
 	"persona/axis"
 	"persona/backend"
 	"persona/engine"
-	"persona/model"
+	"persona/internal/testmodel"
 	"persona/personas"
 	"persona/posterior"
-	"persona/tokenizer"
 	"persona/vectors"
 	"persona/world"
 )
 
-// tinyOrganism is a random Llama-shaped model with a tokenizer trained on
-// the persona world's text and the organism's chat template: the organism's
-// plumbing, built in a second. Its replies are noise; tests check the
-// machinery. Built once per test binary.
-var tinyOrganism = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "drift-test-*")
-	if err != nil {
-		return "", err
-	}
-	w, err := world.New(personas.Default())
-	if err != nil {
-		return "", err
-	}
-	chats := w.Pretrain(200, 1, world.DefaultPretrain())
-	tok, err := tokenizer.Train(func(yield func(string) bool) {
-		for _, c := range chats {
-			for _, m := range c.Messages {
-				if !yield(m.Content) {
-					return
-				}
-			}
-		}
-	}, tokenizer.TrainOptions{VocabSize: 320})
-	if err != nil {
-		return "", err
-	}
-	if err := tok.Save(dir); err != nil {
-		return "", err
-	}
-	cfg := model.Config{Arch: "llama", Hidden: 32, FFN: 64, NumLayers: 4, Heads: 4, KVHeads: 2, HeadDim: 8,
-		Vocab: tok.VocabSize(), MaxSeq: 1024, NormEps: 1e-5, RoPETheta: 1e4, TiedEmbedding: true}
-	m, err := model.NewRandom(cfg, 7)
-	if err != nil {
-		return "", err
-	}
-	return dir, m.WriteHF(dir)
-})
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if dir, err := tinyOrganism(); err == nil && strings.Contains(dir, "drift-test-") {
-		os.RemoveAll(dir)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testmodel.Main(m) }
 
 func loadTiny(t *testing.T) *engine.Engine {
 	t.Helper()
-	dir, err := tinyOrganism()
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := engine.Load(dir)
+	e, err := engine.Load(testmodel.Organism(t, 32, 4))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,52 +2,30 @@ package engine
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"persona/chat"
+	"persona/internal/testmodel"
 	"persona/model"
 	"persona/sample"
 )
 
-// tinyChatModel writes a random Qwen3-shaped model that carries the real
-// Qwen3 tokenizer and chat template, so chat rendering, tokenization and
-// spans run exactly as they would on the real model.
-func tinyChatModel(t *testing.T, tokDir string, arch string) string {
-	t.Helper()
-	dir := t.TempDir()
-	for _, f := range []string{"tokenizer.json", "tokenizer_config.json"} {
-		data, err := os.ReadFile(filepath.Join(tokDir, f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		os.WriteFile(filepath.Join(dir, f), data, 0o644)
-	}
-	tok, err := loadTokenizer(filepath.Join(dir, "tokenizer.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := model.Config{Arch: arch, Hidden: 32, FFN: 64, NumLayers: 2, Heads: 4, KVHeads: 2, HeadDim: 8,
-		Vocab: tok.VocabSize(), MaxSeq: 512, NormEps: 1e-6, RoPETheta: 1e6, TiedEmbedding: true, QKNorm: arch == "qwen3"}
-	m, err := model.NewRandom(cfg, 9)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.WriteHF(dir); err != nil {
-		t.Fatal(err)
-	}
-	return dir
+// tinyChatModel is a random model of arch's shape that carries the real
+// tokenizer and chat template of testdata/tokenizers/tok, so chat rendering,
+// tokenization and spans run exactly as they would on the real model.
+func tinyChatModel(t *testing.T, tok string, arch string) string {
+	return testmodel.Chat(t, tok, model.Config{Arch: arch, Hidden: 32, FFN: 64, NumLayers: 2, Heads: 4, KVHeads: 2, HeadDim: 8,
+		MaxSeq: 512, NormEps: 1e-6, RoPETheta: 1e6, TiedEmbedding: true, QKNorm: arch == "qwen3"})
 }
 
 func TestEncodeChatSpans(t *testing.T) {
-	for _, c := range []struct{ name, tokDir, arch string }{
-		{"qwen3", fixtures + "/tokenizers/qwen3", "qwen3"},
-		{"llama3.1", fixtures + "/tokenizers/llama3.1", "llama"},
+	for _, c := range []struct{ name, arch string }{
+		{"qwen3", "qwen3"},
+		{"llama3.1", "llama"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			e := load(t, tinyChatModel(t, c.tokDir, c.arch))
+			e := load(t, tinyChatModel(t, c.name, c.arch))
 			if e.Template == nil {
 				t.Fatal("chat template not loaded")
 			}

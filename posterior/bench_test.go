@@ -3,49 +3,24 @@ package posterior
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
-	"sync"
 	"testing"
 
 	"persona/chat"
 	"persona/engine"
-	"persona/model"
+	"persona/internal/testmodel"
 	"persona/personas"
 )
 
-// benchEngine is an organism-sized random model (d=128, 4 layers, the
-// organism's shape) with the test tokenizer.
-var benchEngine = sync.OnceValues(func() (*engine.Engine, error) {
-	small, err := sharedEngine()
+// benchEngine is a random model of the organism's shape (d=128, 4 layers)
+// with the test tokenizer.
+func benchEngine(b *testing.B) *engine.Engine {
+	e, err := engine.Load(testmodel.Organism(b, 128, 4))
 	if err != nil {
-		return nil, err
+		b.Fatal(err)
 	}
-	dir, err := os.MkdirTemp("", "posterior-bench-*")
-	if err != nil {
-		return nil, err
-	}
-	tempDirs = append(tempDirs, dir)
-	for _, f := range []string{"tokenizer.json", "tokenizer_config.json"} {
-		data, err := os.ReadFile(filepath.Join(small.Path, f))
-		if err != nil {
-			return nil, err
-		}
-		if err := os.WriteFile(filepath.Join(dir, f), data, 0o644); err != nil {
-			return nil, err
-		}
-	}
-	cfg := model.Config{Arch: "llama", Hidden: 128, FFN: 384, NumLayers: 4, Heads: 4, KVHeads: 2, HeadDim: 32,
-		Vocab: small.Model.Vocab, MaxSeq: 2048, NormEps: 1e-5, RoPETheta: 10000, TiedEmbedding: true}
-	m, err := model.NewRandom(cfg, 3)
-	if err != nil {
-		return nil, err
-	}
-	if err := m.WriteHF(dir); err != nil {
-		return nil, err
-	}
-	return engine.Load(dir)
-})
+	b.Cleanup(func() { e.Close() })
+	return e
+}
 
 // benchHyps returns n hypotheses with one strong prompt each: the library's
 // ten, then numbered variants of them.
@@ -72,10 +47,7 @@ func benchHyps(n int) []Hypothesis {
 //     (prompt trie, no kept states): what a stateless caller pays;
 //   - naive: engine.LogProbs per persona and turn, nothing shared.
 func BenchmarkLikelihood(b *testing.B) {
-	e, err := benchEngine()
-	if err != nil {
-		b.Fatal(err)
-	}
+	e := benchEngine(b)
 	ctx := context.Background()
 	conv := testChat[1:]
 	conv = append(conv, chat.Message{Role: "user", Content: "How can I sleep better?"},

@@ -7,57 +7,16 @@ import (
 	"strings"
 	"testing"
 
-	"persona/model"
-	"persona/personas"
-	"persona/tokenizer"
+	"persona/internal/testmodel"
 	"persona/vectors"
-	"persona/world"
 )
-
-// tinyOrganismDir writes a random Llama-shaped model with a tokenizer trained
-// on the persona world's text and the organism's chat template: the
-// organism's plumbing at test size (its replies are noise).
-func tinyOrganismDir(t *testing.T, hidden int) string {
-	t.Helper()
-	dir := t.TempDir()
-	w, err := world.New(personas.Default())
-	if err != nil {
-		t.Fatal(err)
-	}
-	chats := w.Pretrain(150, 1, world.DefaultPretrain())
-	tok, err := tokenizer.Train(func(yield func(string) bool) {
-		for _, c := range chats {
-			for _, m := range c.Messages {
-				if !yield(m.Content) {
-					return
-				}
-			}
-		}
-	}, tokenizer.TrainOptions{VocabSize: 300})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tok.Save(dir); err != nil {
-		t.Fatal(err)
-	}
-	cfg := model.Config{Arch: "llama", Hidden: hidden, FFN: 2 * hidden, NumLayers: 4, Heads: 4, KVHeads: 2, HeadDim: hidden / 4,
-		Vocab: tok.VocabSize(), MaxSeq: 1024, NormEps: 1e-5, RoPETheta: 1e4, TiedEmbedding: true}
-	m, err := model.NewRandom(cfg, 7)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.WriteHF(dir); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
 
 // persona axis then persona drift on a tiny organism, as a user runs them.
 func TestAxisThenDriftCLI(t *testing.T) {
 	if testing.Short() {
 		t.Skip("generates a few hundred replies")
 	}
-	m := tinyOrganismDir(t, 32)
+	m := testmodel.Organism(t, 32, 4)
 	dir := t.TempDir()
 	ax, svg := filepath.Join(dir, "axis.safetensors"), filepath.Join(dir, "axis.svg")
 	out, stderr, code := run(t, "axis", "--model", m, "--out", ax, "--svg", svg, "--n-questions", "3", "--no-judge", "--max-tokens", "4")
@@ -104,7 +63,7 @@ func TestAxisThenDriftCLI(t *testing.T) {
 
 // Bad input exits 2 with a message that says what is wrong and where.
 func TestAxisDriftBadInput(t *testing.T) {
-	m := tinyOrganismDir(t, 32)
+	m := testmodel.Organism(t, 32, 4)
 	dir := t.TempDir()
 	badYAML := writeFile(t, dir, "bad.yaml", "system_prompts: {strong: S, weak: W}\nscenarios:\n  - id: a\n    domain: coding\n    user: [hi]\n")
 	// A persona vector file is not an axis; an axis of another width does not fit.

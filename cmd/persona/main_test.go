@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"persona/internal/testmodel"
 	"persona/internal/testref"
 )
 
@@ -30,6 +31,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	testmodel.Cleanup()
 	os.Exit(code)
 }
 

@@ -5,56 +5,17 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"persona/chat"
-	"persona/model"
-	"persona/tokenizer"
+	"persona/internal/testmodel"
 	"persona/vectors"
 	"persona/world"
 )
 
-// pvModel writes, once per test binary, a random 2-layer Llama-shaped model
-// (hidden 32) with a tokenizer trained on the persona world's text and the
-// default ChatML template: the organism's plumbing at test size.
-var pvModel = sync.OnceValues(func() (string, error) {
-	// Under the binary's directory, which TestMain removes.
-	dir, err := os.MkdirTemp(filepath.Dir(bin), "pv-model-*")
-	if err != nil {
-		return "", err
-	}
-	chats := world.Default().Pretrain(150, 2, world.DefaultPretrain())
-	tok, err := tokenizer.Train(func(yield func(string) bool) {
-		for _, c := range chats {
-			for _, m := range c.Messages {
-				if !yield(m.Content) {
-					return
-				}
-			}
-		}
-	}, tokenizer.TrainOptions{VocabSize: 300})
-	if err != nil {
-		return "", err
-	}
-	if err := tok.Save(dir); err != nil {
-		return "", err
-	}
-	cfg := model.Config{Arch: "llama", Hidden: 32, FFN: 64, NumLayers: 2, Heads: 4, KVHeads: 2, HeadDim: 8,
-		Vocab: tok.VocabSize(), MaxSeq: 1024, NormEps: 1e-5, RoPETheta: 1e4, TiedEmbedding: true}
-	m, err := model.NewRandom(cfg, 11)
-	if err != nil {
-		return "", err
-	}
-	return dir, m.WriteHF(dir)
-})
-
 func pvFixture(t *testing.T) (modelDir, chats string) {
 	t.Helper()
-	dir, err := pvModel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir := testmodel.Organism(t, 32, 2)
 	chats = filepath.Join(t.TempDir(), "chats.jsonl")
 	f, err := os.Create(chats)
 	if err != nil {

@@ -9,6 +9,7 @@ package testmodel
 
 import (
 	"fmt"
+	"hash/fnv"
 	"os"
 	"path/filepath"
 	"sync"
@@ -21,10 +22,12 @@ import (
 	"persona/world"
 )
 
-// Organism returns the folder of a tiny organism: a random Llama-shaped
-// model with a 400-token BPE tokenizer trained on the persona world's chats
-// and system prompts, and the organism's chat template. hidden must be a
-// multiple of 4 (4 heads); the model has layers blocks.
+// Organism returns the folder of a tiny organism: a random model of the
+// organism's proportions (Llama, 4 heads, 2 KV heads, FFN 3 × hidden, tied
+// embeddings, context 2,048) with a 400-token BPE tokenizer trained on the
+// persona world's chats and system prompts, and the organism's chat
+// template. hidden must be a multiple of 4; the model has layers blocks.
+// Organism(tb, 128, 4) has the shipped organism's shape.
 func Organism(tb testing.TB, hidden, layers int) string {
 	tb.Helper()
 	return build(tb, fmt.Sprintf("organism-h%d-l%d", hidden, layers), func(dir string) error {
@@ -35,8 +38,8 @@ func Organism(tb testing.TB, hidden, layers int) string {
 		if err := tok.Save(dir); err != nil {
 			return err
 		}
-		cfg := model.Config{Arch: "llama", Hidden: hidden, FFN: 2 * hidden, NumLayers: layers, Heads: 4, KVHeads: 2,
-			HeadDim: hidden / 4, Vocab: tok.VocabSize(), MaxSeq: 1024, NormEps: 1e-5, RoPETheta: 1e4, TiedEmbedding: true}
+		cfg := model.Config{Arch: "llama", Hidden: hidden, FFN: 3 * hidden, NumLayers: layers, Heads: 4, KVHeads: 2,
+			HeadDim: hidden / 4, Vocab: tok.VocabSize(), MaxSeq: 2048, NormEps: 1e-5, RoPETheta: 1e4, TiedEmbedding: true}
 		return writeRandom(dir, cfg, 7)
 	})
 }
@@ -74,7 +77,9 @@ var worldTokenizer = sync.OnceValues(func() (*tokenizer.Tokenizer, error) {
 func Chat(tb testing.TB, name string, cfg model.Config) string {
 	tb.Helper()
 	src := testref.Fixture(tb, "tokenizers/"+name)
-	key := fmt.Sprintf("chat-%s-%s-h%d-l%d", name, cfg.Arch, cfg.Hidden, cfg.NumLayers)
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%+v", cfg)
+	key := fmt.Sprintf("chat-%s-%x", name, h.Sum64())
 	return build(tb, key, func(dir string) error {
 		for _, f := range []string{"tokenizer.json", "tokenizer_config.json"} {
 			data, err := os.ReadFile(filepath.Join(src, f))
@@ -90,7 +95,7 @@ func Chat(tb testing.TB, name string, cfg model.Config) string {
 			return err
 		}
 		cfg.Vocab = tok.VocabSize()
-		return writeRandom(dir, cfg, 5)
+		return writeRandom(dir, cfg, 9)
 	})
 }
 
@@ -148,10 +153,17 @@ func build(tb testing.TB, key string, write func(dir string) error) string {
 // from TestMain.
 func Main(m *testing.M) {
 	code := m.Run()
+	Cleanup()
+	os.Exit(code)
+}
+
+// Cleanup removes the models built so far, for a TestMain that does more
+// than Main.
+func Cleanup() {
 	mu.Lock()
+	defer mu.Unlock()
 	if root != "" {
 		os.RemoveAll(root)
+		root, built = "", map[string]*entry{}
 	}
-	mu.Unlock()
-	os.Exit(code)
 }
