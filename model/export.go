@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"reflect"
 
 	"persona/gguf"
 	"persona/internal/fileio"
@@ -50,12 +49,12 @@ func (m *Model) WriteGGUF(path string, vocab []gguf.KV) error {
 	if m.RoPEFactors != nil {
 		w.AddTensor(tensor.Tensor{Name: "rope_freqs.weight", DType: tensor.F32, Shape: []int{len(m.RoPEFactors)}, Data: tensor.F32ToBytes(m.RoPEFactors)})
 	}
-	err := m.eachWeight(func(p param) error {
-		t := p.T
+	err := visitParams(&m.Weights, &m.Config, func(p paramRef) error {
+		t := p.Tensor()
 		t.Name = p.GGUF
-		if p.RoPEHeads > 0 && m.RoPEStyle != style {
+		if h := p.RoPEHeads(&m.Config); h > 0 && m.RoPEStyle != style {
 			var err error
-			if t, err = permuteRoPERows(t, p.RoPEHeads, m.HeadDim, style); err != nil {
+			if t, err = permuteRoPERows(t, h, m.HeadDim, style); err != nil {
 				return err
 			}
 		}
@@ -97,17 +96,17 @@ func permuteRoPERows(t tensor.Tensor, heads, hd int, to RoPEStyle) (tensor.Tenso
 // the storage type d, in memory. Exporting a quantized GGUF and testing the
 // engine's F16/BF16/Q8_0 paths against llama.cpp both start here.
 func (m *Model) Convert(d tensor.DType) error {
-	var err error
-	m.eachTensor(func(name string, t *tensor.Tensor) {
-		if err != nil || t.DType == d {
-			return
+	err := visitParams(&m.Weights, &m.Config, func(p paramRef) error {
+		t := p.Matrix()
+		if t == nil || t.DType == d {
+			return nil
 		}
-		var data []byte
-		if data, err = tensor.Encode(d, t.ToF32()); err != nil {
-			err = fmt.Errorf("convert %s to %v: %w", name, d, err)
-			return
+		data, err := tensor.Encode(d, t.ToF32())
+		if err != nil {
+			return fmt.Errorf("convert %s to %v: %w", p.HF, d, err)
 		}
 		t.DType, t.Data = d, data
+		return nil
 	})
 	if m.TiedEmbedding {
 		m.Output = m.Embed
@@ -168,7 +167,7 @@ func (m *Model) WriteHF(dir string) error {
 		tensors = append(tensors, t)
 		return nil
 	}
-	if err := m.eachWeight(func(p param) error { return add(p.HF, p.T, p.RoPEHeads) }); err != nil {
+	if err := visitParams(&m.Weights, &m.Config, func(p paramRef) error { return add(p.HF, p.Tensor(), p.RoPEHeads(&m.Config)) }); err != nil {
 		return err
 	}
 	if err := safetensors.Write(filepath.Join(dir, "model.safetensors"), tensors, map[string]string{"format": "pt"}); err != nil {
@@ -179,58 +178,4 @@ func (m *Model) WriteHF(dir string) error {
 		return err
 	}
 	return fileio.WriteFileAtomic(filepath.Join(dir, "config.json"), append(data, '\n'))
-}
-
-// param is one stored parameter with its names in both formats.
-type param struct {
-	HF, GGUF string
-	T        tensor.Tensor
-	// RoPEHeads is the head count whose rows RoPE pairs up (q/k weights and
-	// biases), else 0.
-	RoPEHeads int
-}
-
-// eachWeight visits every parameter, matrices and vectors alike, in file
-// order: embeddings, final norm, output head if untied, then each block.
-func (m *Model) eachWeight(fn func(param) error) error {
-	vec := func(v []float32) tensor.Tensor {
-		return tensor.Tensor{DType: tensor.F32, Shape: []int{len(v)}, Data: tensor.F32ToBytes(v)}
-	}
-	top := []param{
-		{"model.embed_tokens.weight", "token_embd.weight", m.Embed, 0},
-		{"model.norm.weight", "output_norm.weight", vec(m.Norm), 0},
-	}
-	if !m.TiedEmbedding {
-		top = append(top, param{"lm_head.weight", "output.weight", m.Output, 0})
-	}
-	for _, p := range top {
-		if err := fn(p); err != nil {
-			return err
-		}
-	}
-	conds := map[string]bool{"": true, "qkvbias": m.QKVBias, "qknorm": m.QKNorm}
-	for i := range m.Layers {
-		v := reflect.ValueOf(m.Layers[i])
-		for j := 0; j < v.NumField(); j++ {
-			f := v.Type().Field(j)
-			if f.Tag.Get("hf") == "" || !conds[f.Tag.Get("when")] {
-				continue
-			}
-			p := param{
-				HF:        hfNames.layer(i, f.Tag.Get("hf")),
-				GGUF:      ggufNames.layer(i, f.Tag.Get("gguf")),
-				RoPEHeads: map[string]int{"Q": m.Heads, "K": m.KVHeads, "QBias": m.Heads, "KBias": m.KVHeads}[f.Name],
-			}
-			switch x := v.Field(j).Interface().(type) {
-			case tensor.Tensor:
-				p.T = x
-			case []float32:
-				p.T = vec(x)
-			}
-			if err := fn(p); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }

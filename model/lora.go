@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 
@@ -28,15 +29,9 @@ const (
 	numLinear
 )
 
-// linearModules are the PEFT target_modules names of the linears.
-var linearModules = [numLinear]string{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
-
-// linearPaths are their paths inside a Hugging Face block.
-var linearPaths = [numLinear]string{"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"}
-
-// weight returns the layer's linear i.
+// weight returns the layer's linear i (LinQ … LinDown).
 func (L *Layer) weight(i int) *tensor.Tensor {
-	return [numLinear]*tensor.Tensor{&L.Q, &L.K, &L.V, &L.O, &L.Gate, &L.Up, &L.Down}[i]
+	return reflect.ValueOf(L).Elem().Field(linears[i].index).Addr().Interface().(*tensor.Tensor)
 }
 
 // LoRAConfig describes low-rank adapters (Hu et al. 2021) as PEFT does.
@@ -61,7 +56,7 @@ func (c LoRAConfig) targets() ([]int, error) {
 	var out []int
 	for _, t := range c.Targets {
 		name := strings.TrimSuffix(t, "_proj") + "_proj"
-		i := slices.Index(linearModules[:], name)
+		i := slices.IndexFunc(linears[:], func(f paramField) bool { return f.lora == name })
 		if i < 0 {
 			return nil, fmt.Errorf("lora: unknown target module %q (use q, k, v, o, gate, up, down)", t)
 		}
@@ -161,7 +156,8 @@ func (m *Model) MergeLoRA() {
 
 // peftName is the tensor name PEFT gives an adapter matrix.
 func peftName(layer, lin int, which string) string {
-	return fmt.Sprintf("base_model.model.model.layers.%d.%s.lora_%s.weight", layer, linearPaths[lin], which)
+	path := strings.TrimSuffix(linears[lin].hf, ".weight")
+	return fmt.Sprintf("base_model.model.model.layers.%d.%s.lora_%s.weight", layer, path, which)
 }
 
 // peftConfig is adapter_config.json as PEFT writes and reads it.
@@ -191,13 +187,13 @@ func (m *Model) SaveLoRA(dir, baseModel string) error {
 		return err
 	}
 	var ts []tensor.Tensor
-	targets := map[string]bool{}
+	var targets [numLinear]bool
 	for i := range m.Layers {
 		for lin, a := range m.Layers[i].LoRA {
 			if a == nil {
 				continue
 			}
-			targets[linearModules[lin]] = true
+			targets[lin] = true
 			ts = append(ts,
 				tensor.Tensor{Name: peftName(i, lin, "A"), DType: tensor.F32, Shape: []int{a.R, a.K}, Data: tensor.F32ToBytes(a.A)},
 				tensor.Tensor{Name: peftName(i, lin, "B"), DType: tensor.F32, Shape: []int{a.N, a.R}, Data: tensor.F32ToBytes(a.B)})
@@ -208,9 +204,9 @@ func (m *Model) SaveLoRA(dir, baseModel string) error {
 	}
 	cfg := peftConfig{PEFTType: "LORA", TaskType: "CAUSAL_LM", BaseModel: baseModel, R: m.LoRA.Rank, Alpha: m.LoRA.Alpha,
 		Dropout: m.LoRA.Dropout, Bias: "none", UseRSLoRA: m.LoRA.RSLoRA, InferenceMode: true}
-	for _, name := range linearModules {
-		if targets[name] {
-			cfg.TargetModules = append(cfg.TargetModules, name)
+	for lin, f := range linears {
+		if targets[lin] {
+			cfg.TargetModules = append(cfg.TargetModules, f.lora)
 		}
 	}
 	data, err := json.MarshalIndent(cfg, "", "  ")

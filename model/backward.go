@@ -1,7 +1,6 @@
 package model
 
 import (
-	"fmt"
 	"math"
 	"math/rand/v2"
 	"runtime"
@@ -9,170 +8,7 @@ import (
 
 	"persona/kernel"
 	"persona/resid"
-	"persona/tensor"
 )
-
-// LayerGrads holds the gradient of each of a Layer's parameters, same
-// shapes, flattened; nil for a frozen parameter.
-type LayerGrads struct {
-	AttnNorm, Q, K, V, QBias, KBias, VBias, QNorm, KNorm, O, FFNNorm, Gate, Up, Down []float32
-}
-
-// Grads mirrors Weights. With tied embeddings the output head's gradient is
-// accumulated into Embed and Output stays nil.
-type Grads struct {
-	Embed, Norm, Output []float32
-	Layers              []LayerGrads
-	adapters            []adapterRef // adapters whose GA/GB this Grads owns
-}
-
-type adapterRef struct {
-	layer, lin int
-	a          *Adapter
-}
-
-// NewLoRAGrads allocates gradients for the adapters only: the base model is
-// frozen (its gradients are nil, so the backward pass skips them).
-func (m *Model) NewLoRAGrads() (*Grads, error) {
-	if m.LoRA == nil {
-		return nil, fmt.Errorf("lora: the model has no adapters")
-	}
-	g := &Grads{Layers: make([]LayerGrads, m.NumLayers)}
-	for i := range m.Layers {
-		for lin, a := range m.Layers[i].LoRA {
-			if a != nil {
-				a.GA, a.GB = make([]float32, len(a.A)), make([]float32, len(a.B))
-				g.adapters = append(g.adapters, adapterRef{i, lin, a})
-			}
-		}
-	}
-	return g, nil
-}
-
-// Param pairs a trainable parameter with its gradient for an optimizer.
-type Param struct {
-	Name  string // Hugging Face name
-	W, G  []float32
-	Decay bool // weight decay applies (matrices; not norms or biases)
-}
-
-// TrainableF32 makes every weight an owned, writable float32 tensor, copying
-// (and widening) memory-mapped or lower-precision weights. Training needs it;
-// inference never does.
-func (m *Model) TrainableF32() {
-	m.eachTensor(func(_ string, t *tensor.Tensor) {
-		owned := append([]float32(nil), t.ToF32()...)
-		t.DType, t.Data = tensor.F32, tensor.F32ToBytes(owned)
-	})
-	if m.TiedEmbedding {
-		m.Output = m.Embed
-	}
-	own := func(v *[]float32) {
-		if *v != nil {
-			*v = append([]float32(nil), (*v)...)
-		}
-	}
-	own(&m.Norm)
-	for i := range m.Layers {
-		L := &m.Layers[i]
-		for _, v := range []*[]float32{&L.AttnNorm, &L.FFNNorm, &L.QBias, &L.KBias, &L.VBias, &L.QNorm, &L.KNorm} {
-			own(v)
-		}
-	}
-}
-
-// NewGrads allocates gradients for every parameter (full fine-tuning).
-func (m *Model) NewGrads() *Grads {
-	g := &Grads{Embed: make([]float32, m.Embed.Len()), Norm: make([]float32, len(m.Norm))}
-	if !m.TiedEmbedding {
-		g.Output = make([]float32, m.Output.Len())
-	}
-	g.Layers = make([]LayerGrads, m.NumLayers)
-	for i := range g.Layers {
-		L, G := &m.Layers[i], &g.Layers[i]
-		mk := func(n int) []float32 {
-			if n == 0 {
-				return nil
-			}
-			return make([]float32, n)
-		}
-		*G = LayerGrads{
-			AttnNorm: mk(len(L.AttnNorm)), Q: mk(L.Q.Len()), K: mk(L.K.Len()), V: mk(L.V.Len()),
-			QBias: mk(len(L.QBias)), KBias: mk(len(L.KBias)), VBias: mk(len(L.VBias)),
-			QNorm: mk(len(L.QNorm)), KNorm: mk(len(L.KNorm)), O: mk(L.O.Len()), FFNNorm: mk(len(L.FFNNorm)),
-			Gate: mk(L.Gate.Len()), Up: mk(L.Up.Len()), Down: mk(L.Down.Len()),
-		}
-	}
-	return g
-}
-
-// Zero clears every gradient.
-func (g *Grads) Zero() {
-	g.each(func(v []float32) { clear(v) })
-}
-
-func (g *Grads) each(fn func([]float32)) {
-	for _, v := range [][]float32{g.Embed, g.Norm, g.Output} {
-		fn(v)
-	}
-	for _, r := range g.adapters {
-		fn(r.a.GA)
-		fn(r.a.GB)
-	}
-	for i := range g.Layers {
-		G := &g.Layers[i]
-		for _, v := range [][]float32{G.AttnNorm, G.Q, G.K, G.V, G.QBias, G.KBias, G.VBias, G.QNorm, G.KNorm, G.O, G.FFNNorm, G.Gate, G.Up, G.Down} {
-			fn(v)
-		}
-	}
-}
-
-// Params lists each weight that has a gradient in g, with its HF name.
-// The weights must be owned float32 (see TrainableF32).
-func (m *Model) Params(g *Grads) []Param {
-	var out []Param
-	add := func(name string, w, grad []float32, decay bool) {
-		if grad != nil {
-			out = append(out, Param{Name: name, W: w, G: grad, Decay: decay})
-		}
-	}
-	// f32 reads a matrix only when it is trained (a frozen one may be stored
-	// in another type).
-	f32 := func(t *tensor.Tensor, grad []float32) []float32 {
-		if grad == nil {
-			return nil
-		}
-		return t.F32()
-	}
-	add("model.embed_tokens.weight", f32(&m.Embed, g.Embed), g.Embed, true)
-	add("model.norm.weight", m.Norm, g.Norm, false)
-	if !m.TiedEmbedding {
-		add("lm_head.weight", f32(&m.Output, g.Output), g.Output, true)
-	}
-	for i := range m.Layers {
-		L, G := &m.Layers[i], &g.Layers[i]
-		n := func(rel string) string { return hfNames.layer(i, rel) }
-		add(n("input_layernorm.weight"), L.AttnNorm, G.AttnNorm, false)
-		add(n("self_attn.q_proj.weight"), f32(&L.Q, G.Q), G.Q, true)
-		add(n("self_attn.k_proj.weight"), f32(&L.K, G.K), G.K, true)
-		add(n("self_attn.v_proj.weight"), f32(&L.V, G.V), G.V, true)
-		add(n("self_attn.q_proj.bias"), L.QBias, G.QBias, false)
-		add(n("self_attn.k_proj.bias"), L.KBias, G.KBias, false)
-		add(n("self_attn.v_proj.bias"), L.VBias, G.VBias, false)
-		add(n("self_attn.q_norm.weight"), L.QNorm, G.QNorm, false)
-		add(n("self_attn.k_norm.weight"), L.KNorm, G.KNorm, false)
-		add(n("self_attn.o_proj.weight"), f32(&L.O, G.O), G.O, true)
-		add(n("post_attention_layernorm.weight"), L.FFNNorm, G.FFNNorm, false)
-		add(n("mlp.gate_proj.weight"), f32(&L.Gate, G.Gate), G.Gate, true)
-		add(n("mlp.up_proj.weight"), f32(&L.Up, G.Up), G.Up, true)
-		add(n("mlp.down_proj.weight"), f32(&L.Down, G.Down), G.Down, true)
-	}
-	for _, r := range g.adapters {
-		add(peftName(r.layer, r.lin, "A"), r.a.A, r.a.GA, true)
-		add(peftName(r.layer, r.lin, "B"), r.a.B, r.a.GB, true)
-	}
-	return out
-}
 
 // layerTrace keeps what the backward pass of one block needs from its
 // forward pass (llm.c style: the forward caches exactly this).
@@ -299,9 +135,9 @@ func (m *Model) forwardBackward(r *Row, g *Grads, opt TrainOptions) (float64, fl
 		iv.Backward(l, resid.Block{H: dx, T: T, D: D, PromptLen: T})
 		m.blockBackward(l, &st.layers[l], &g.Layers[l], dx, T, r.Start, st.cos, st.sin)
 	}
-	if g.Embed != nil {
+	if dE := grad(&g.Embed); dE != nil {
 		for t, id := range r.Tokens {
-			kernel.Axpy(g.Embed[id*D:(id+1)*D], 1, dx[t*D:(t+1)*D])
+			kernel.Axpy(dE[id*D:(id+1)*D], 1, dx[t*D:(t+1)*D])
 		}
 	}
 	return loss, weight, nil
@@ -320,9 +156,9 @@ func (m *Model) headLossBackward(xn []float32, r *Row, g *Grads, dxn []float32, 
 	out := m.Output.F32()
 	var dOut []float32
 	if g != nil {
-		dOut = g.Output
+		dOut = grad(&g.Output)
 		if m.TiedEmbedding {
-			dOut = g.Embed
+			dOut = grad(&g.Embed)
 		}
 	}
 	logits := make([]float32, headChunk*V)
@@ -471,7 +307,7 @@ func (m *Model) linearBackward(L *Layer, i int, lt *loraTrace, dx, dy, x, dW, db
 // blockBackward takes dx, the gradient at the block's output, accumulates the
 // parameter gradients into G, and leaves in dx the gradient at its input.
 // Each step quotes the forward line it differentiates.
-func (m *Model) blockBackward(l int, tr *layerTrace, G *LayerGrads, dx []float32, T int, start []int, cos, sin []float32) {
+func (m *Model) blockBackward(l int, tr *layerTrace, G *Layer, dx []float32, T int, start []int, cos, sin []float32) {
 	L, c := &m.Layers[l], &m.Config
 	D, F := c.Hidden, c.FFN
 	qd, kvd := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
@@ -481,20 +317,20 @@ func (m *Model) blockBackward(l int, tr *layerTrace, G *LayerGrads, dx []float32
 
 	// x = xMid + h·Downᵀ
 	dh := make([]float32, T*F)
-	back(LinDown, dh, dx, tr.h, G.Down, nil, false)
+	back(LinDown, dh, dx, tr.h, grad(&G.Down), nil, false)
 	// h = silu(gate)·up
 	dgate, dup := make([]float32, T*F), make([]float32, T*F)
 	siluMulBackward(dgate, dup, dh, tr.gate, tr.up)
 	// gate = xn2·Gateᵀ, up = xn2·Upᵀ
 	dxn := make([]float32, T*D)
-	back(LinGate, dxn, dgate, tr.xn2, G.Gate, nil, false)
-	back(LinUp, dxn, dup, tr.xn2, G.Up, nil, true)
+	back(LinGate, dxn, dgate, tr.xn2, grad(&G.Gate), nil, false)
+	back(LinUp, dxn, dup, tr.xn2, grad(&G.Up), nil, true)
 	// xn2 = rmsnorm(xMid); the residual passes dx to xMid unchanged.
 	rmsNormBackward(dx, G.FFNNorm, dxn, tr.xMid, L.FFNNorm, tr.rstd2, T, D)
 
 	// xMid = x + att·Oᵀ
 	datt := make([]float32, T*qd)
-	back(LinO, datt, dx, tr.att, G.O, nil, false)
+	back(LinO, datt, dx, tr.att, grad(&G.O), nil, false)
 	// att = attention(q, k, v)
 	dq, dk, dv := make([]float32, T*qd), make([]float32, T*kvd), make([]float32, T*kvd)
 	m.attentionBackward(tr, datt, dq, dk, dv, T, start)
@@ -509,9 +345,9 @@ func (m *Model) blockBackward(l int, tr *layerTrace, G *LayerGrads, dx []float32
 		dq, dk = dqPre, dkPre
 	}
 	// q = xn1·Qᵀ + bq, k = xn1·Kᵀ + bk, v = xn1·Vᵀ + bv
-	back(LinQ, dxn, dq, tr.xn1, G.Q, G.QBias, false)
-	back(LinK, dxn, dk, tr.xn1, G.K, G.KBias, true)
-	back(LinV, dxn, dv, tr.xn1, G.V, G.VBias, true)
+	back(LinQ, dxn, dq, tr.xn1, grad(&G.Q), G.QBias, false)
+	back(LinK, dxn, dk, tr.xn1, grad(&G.K), G.KBias, true)
+	back(LinV, dxn, dv, tr.xn1, grad(&G.V), G.VBias, true)
 	// xn1 = rmsnorm(x); the residual passes dx to x unchanged.
 	rmsNormBackward(dx, G.AttnNorm, dxn, tr.x, L.AttnNorm, tr.rstd1, T, D)
 }

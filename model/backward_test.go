@@ -3,9 +3,12 @@ package model
 import (
 	"math"
 	"math/rand/v2"
+	"path/filepath"
+	"slices"
 	"testing"
 
 	"persona/resid"
+	"persona/safetensors"
 )
 
 // fdCheck compares an analytic gradient with central finite differences of f
@@ -231,5 +234,41 @@ func TestTrainForwardMatchesInference(t *testing.T) {
 	}
 	if math.Abs(loss-(nllA+nllB)) > 1e-3*math.Abs(loss) {
 		t.Fatalf("packed training loss %.6f, inference %.6f", loss, nllA+nllB)
+	}
+}
+
+// Full fine-tuning trains exactly the parameters the model stores: every
+// tensor an export writes has a gradient, and nothing else does.
+func TestParamsCoverEveryWeight(t *testing.T) {
+	for name, cfg := range testConfigs() {
+		t.Run(name, func(t *testing.T) {
+			m, err := NewRandom(cfg, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := t.TempDir()
+			if err := m.WriteHF(dir); err != nil {
+				t.Fatal(err)
+			}
+			f, err := safetensors.Open(filepath.Join(dir, "model.safetensors"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			stored := f.Names()
+			m.TrainableF32()
+			var trained []string
+			for _, p := range m.Params(m.NewGrads()) {
+				trained = append(trained, p.Name)
+				if len(p.W) != len(p.G) || len(p.W) == 0 {
+					t.Errorf("%s: %d weights, %d gradients", p.Name, len(p.W), len(p.G))
+				}
+			}
+			slices.Sort(stored)
+			slices.Sort(trained)
+			if !slices.Equal(stored, trained) {
+				t.Errorf("stored %v\ntrained %v", stored, trained)
+			}
+		})
 	}
 }
