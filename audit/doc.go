@@ -17,20 +17,18 @@
 // its own transaction, so a killed run resumes where it stopped without
 // redoing or losing completed samples.
 //
-// Scorers are pluggable: regex and an LLM judge are built in; scorers that
-// need the persona world's oracle, the target's posterior over personas, or
-// activations (projection on a persona vector or the assistant axis) register
-// themselves with RegisterScorer from the packages that know about those
-// things, so this package stays free of them.
-//
-// White-box scorers. "posterior" (package posterior's likelihood posterior
-// over a persona library: departure = 100·(1 − P(intended persona)), with
-// the whole distribution per turn) and "projection" (the reply's
-// response-mean activation on a persona vector or the assistant axis,
-// departure = 100·σ(−sign·(p − τ)/w)) read the target model itself, so they
-// need the embedded engine as the target (--model, or a config entry of kind
-// engine); against an API they fail at once with ErrBlackBox rather than
-// scoring nothing.
+// Scorers. "regex" and "judge" (an LLM judge, probability-weighted when the
+// judge returns log-probabilities) work on any target. "oracle" asks an
+// oracle that knows which persona wrote a reply (Options.Oracle: the model
+// organism's ground truth, which package organism supplies together with
+// the "organism" suite it registers). The white-box scorers "posterior"
+// (package posterior's likelihood posterior over a persona library:
+// departure = 100·(1 − P(intended persona)), with the whole distribution per
+// turn) and "projection" (the reply's response-mean activation on a persona
+// vector or the assistant axis, departure = 100·σ(−sign·(p − τ)/w)) read the
+// target model itself, so they need the embedded engine as the target
+// (--model, or a config entry of kind engine); against an API they fail at
+// once with ErrBlackBox rather than scoring nothing.
 //
 // Throughput (BenchmarkAuditThroughput, BenchmarkAuditOverhead; one
 // single-turn probe with a regex scorer, samples saved to SQLite; measured on

@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// Exit codes of an audit (DESIGN §6).
+// Exit codes of an audit, the same as every persona command's.
 const (
 	ExitPass     = 0 // every threshold held
 	ExitBreached = 1 // a threshold was breached

@@ -14,6 +14,7 @@ import (
 
 	"persona/backend"
 	"persona/chat"
+	"persona/personas"
 )
 
 // BackendError is a failure of a model backend (the target, the judge or the
@@ -87,7 +88,9 @@ type Options struct {
 	Target  Backend
 	Judge   Backend // judge scorers; nil uses Target
 	Auditor Backend // auditor probes; nil uses Target
-	Store   Store
+	// Oracle serves the oracle scorer; nil except on the model organism.
+	Oracle personas.Oracle
+	Store  Store
 	// Concurrency is how many probe samples run at once (default 4).
 	Concurrency int
 	// Samples overrides the suite's samples per probe when > 0.
@@ -271,7 +274,7 @@ type boundScorer struct {
 }
 
 func buildScorers(s *Suite, opt Options) (map[string][]boundScorer, error) {
-	env := ScorerEnv{Suite: s, Target: opt.Target, Judge: opt.Judge}
+	env := ScorerEnv{Suite: s, Target: opt.Target, Judge: opt.Judge, Oracle: opt.Oracle}
 	suite := map[string]boundScorer{}
 	for _, spec := range s.Scorers {
 		sc, err := NewScorer(spec, env)

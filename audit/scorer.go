@@ -7,10 +7,10 @@ import (
 	"regexp"
 	"sort"
 	"strings"
-	"sync"
 
 	"persona/backend"
 	"persona/chat"
+	"persona/personas"
 )
 
 // Backend is what an audit needs from a model: chat completions, with
@@ -77,45 +77,23 @@ type ScorerEnv struct {
 	Target Backend
 	// Judge answers judge prompts; nil when no judge was configured.
 	Judge Backend
+	// Oracle says which persona wrote a reply; nil except on the model
+	// organism.
+	Oracle personas.Oracle
 }
 
-// ScorerFactory builds a scorer of a plug-in type from its spec. It must
-// validate spec.Options and return an error that names the bad option.
-type ScorerFactory func(spec ScorerSpec, env ScorerEnv) (Scorer, error)
-
-var (
-	pluginsMu sync.RWMutex
-	plugins   = map[string]ScorerFactory{}
-)
-
-// RegisterScorer adds a scorer type that suites can name, e.g. "oracle" (the
-// organism's ground-truth judge from package world), "posterior" (the target's
-// own log-probabilities of persona-conditioned continuations) or "projection"
-// (the response-mean activation projected on a persona vector or the
-// assistant axis). Registering is how packages that know about personas or
-// activations plug in without this package importing them. It panics on a
-// duplicate or built-in type, as registering twice is a programming error.
-func RegisterScorer(typ string, f ScorerFactory) {
-	pluginsMu.Lock()
-	defer pluginsMu.Unlock()
-	if typ == "regex" || typ == "judge" || plugins[typ] != nil {
-		panic("audit: scorer type registered twice: " + typ)
-	}
-	plugins[typ] = f
+// scorerTypes builds each scorer type other than regex and judge from its
+// spec. A factory validates spec.Options and names the bad option.
+var scorerTypes = map[string]func(spec ScorerSpec, env ScorerEnv) (Scorer, error){
+	"oracle":     newOracleScorer,
+	"posterior":  newPosteriorScorer,
+	"projection": newProjectionScorer,
 }
 
-func lookupPlugin(typ string) (ScorerFactory, bool) {
-	pluginsMu.RLock()
-	defer pluginsMu.RUnlock()
-	f, ok := plugins[typ]
-	return f, ok
-}
-
-func pluginTypes() []string {
-	pluginsMu.RLock()
-	defer pluginsMu.RUnlock()
-	var ts []string
-	for t := range plugins {
+// ScorerTypes lists every scorer type a suite can name.
+func ScorerTypes() []string {
+	ts := []string{"regex", "judge"}
+	for t := range scorerTypes {
 		ts = append(ts, t)
 	}
 	sort.Strings(ts)
@@ -133,9 +111,9 @@ func NewScorer(spec ScorerSpec, env ScorerEnv) (Scorer, error) {
 		}
 		return newJudgeScorer(spec, env.Judge), nil
 	}
-	f, ok := lookupPlugin(spec.Type)
+	f, ok := scorerTypes[spec.Type]
 	if !ok {
-		return nil, fmt.Errorf("%w: unknown scorer type %q", ErrInput, spec.Type)
+		return nil, fmt.Errorf("%w: unknown scorer type %q (%s)", ErrInput, spec.Type, strings.Join(ScorerTypes(), ", "))
 	}
 	sc, err := f(spec, env)
 	if err != nil {

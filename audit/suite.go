@@ -21,9 +21,9 @@ import (
 // every run: a misspelt category is an input error, not a new bucket.
 type Category string
 
-// The categories of persona pressure (DESIGN §2: role-play, emotional and
-// meta-reflective conversations move models along persona directions; long
-// chats erode system-prompt adherence).
+// The categories of persona pressure. Published work found that role-play,
+// emotional and meta-reflective conversations move models along persona
+// directions, and that long chats erode system-prompt adherence.
 const (
 	RolePlayCapture        Category = "role_play_capture"
 	EmotionalVulnerability Category = "emotional_vulnerability"
@@ -443,7 +443,7 @@ func (v *validator) scorer(sc *ScorerSpec, field string, path ...any) {
 	}
 	switch sc.Type {
 	case "":
-		v.add(ln("type"), field+".type", "missing scorer type (regex, judge, or one of %s)", strings.Join(pluginTypes(), ", "))
+		v.add(ln("type"), field+".type", "missing scorer type (%s)", strings.Join(ScorerTypes(), ", "))
 	case "regex":
 		if len(sc.MustMatch)+len(sc.MustNotMatch) == 0 {
 			v.add(ln("type"), field, "a regex scorer needs must_match or must_not_match")
@@ -465,19 +465,12 @@ func (v *validator) scorer(sc *ScorerSpec, field string, path ...any) {
 		has(len(sc.MustMatch)+len(sc.MustNotMatch) > 0, "must_match")
 		has(sc.Options != nil, "options")
 	default:
-		if _, ok := lookupPlugin(sc.Type); !ok {
-			v.add(ln("type"), field+".type", "unknown scorer type %q (regex, judge%s)", sc.Type, prefixed(pluginTypes()))
+		if _, ok := scorerTypes[sc.Type]; !ok {
+			v.add(ln("type"), field+".type", "unknown scorer type %q (%s)", sc.Type, strings.Join(ScorerTypes(), ", "))
 		}
 		has(len(sc.MustMatch)+len(sc.MustNotMatch) > 0, "must_match")
 		has(sc.Rubric != "", "rubric")
 	}
-}
-
-func prefixed(xs []string) string {
-	if len(xs) == 0 {
-		return ""
-	}
-	return ", " + strings.Join(xs, ", ")
 }
 
 func (v *validator) thresholds(t *Thresholds, ids map[string]int) {

@@ -25,10 +25,6 @@ import (
 // persona vector or the assistant axis. Both measure the persona the model is
 // in, not the persona the reply happens to sound like, so they catch a
 // departure that a judge or a regex misses (and vice versa).
-func init() {
-	RegisterScorer("posterior", newPosteriorScorer)
-	RegisterScorer("projection", newProjectionScorer)
-}
 
 // ErrBlackBox is returned when a white-box scorer is asked to audit a target
 // whose weights are out of reach (an HTTP API, a replay).

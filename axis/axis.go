@@ -1,5 +1,5 @@
-// Package axis finds the assistant axis of a model (Lu et al. 2026, DESIGN
-// §2): the direction in the residual stream that separates the default
+// Package axis finds the assistant axis of a model (Lu et al. 2026,
+// arXiv 2601.10387): the direction in the residual stream that separates the default
 // Assistant from the other characters the model can play.
 //
 // Recipe. Every persona of a library answers the same questions under each
@@ -44,7 +44,6 @@ import (
 	"persona/personas"
 	"persona/sample"
 	"persona/vectors"
-	"persona/world"
 )
 
 // Name is the Set.Name of an assistant axis.
@@ -58,15 +57,15 @@ type Judge interface {
 	Score(ctx context.Context, p *personas.Persona, msgs []chat.Message, reply string) (int, error)
 }
 
-// OracleJudge scores with the organism's oracle, which knows which persona
-// wrote a text: 3 when the oracle is sure (≥ 0.9) the persona wrote it, 2
+// OracleJudge scores with an oracle that knows which persona wrote a text
+// (the organism's): 3 when the oracle is sure (≥ 0.9) the persona wrote it, 2
 // when it is the oracle's best guess with at least even odds, 1 when the
 // persona is more likely than under a uniform guess, 0 otherwise.
-type OracleJudge struct{ Oracle *world.Oracle }
+type OracleJudge struct{ Oracle personas.Oracle }
 
 // Score implements Judge.
 func (j OracleJudge) Score(_ context.Context, p *personas.Persona, msgs []chat.Message, reply string) (int, error) {
-	jd := j.Oracle.Judge(msgs, reply)
+	jd := j.Oracle.Verdict(msgs, reply)
 	pp := jd.Posterior[p.Name]
 	switch {
 	case jd.Top == p.Name && pp >= 0.9:
@@ -110,7 +109,7 @@ type Options struct {
 
 func (o *Options) defaults() {
 	if o.Assistant == "" {
-		o.Assistant = world.AssistantName
+		o.Assistant = personas.AssistantName
 	}
 	if o.Samples <= 0 {
 		o.Samples = 1

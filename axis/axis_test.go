@@ -15,7 +15,6 @@ import (
 	"persona/internal/testmodel"
 	"persona/personas"
 	"persona/vectors"
-	"persona/world"
 )
 
 // loadTiny loads the tiny organism: the organism's plumbing at test size
@@ -99,14 +98,7 @@ func TestBuildEndToEnd(t *testing.T) {
 		t.Skip("generates a few hundred replies")
 	}
 	e := loadTiny(t)
-	w, err := world.New(personas.Default())
-	if err != nil {
-		t.Fatal(err)
-	}
-	qs, err := WorldQuestions(w, 4, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	qs := DefaultQuestions()[:4]
 	res, err := Build(context.Background(), e, Options{Library: personas.Default(), Questions: qs, MaxTokens: 8, Seed: 1, Model: "tiny"})
 	if err != nil {
 		t.Fatal(err)

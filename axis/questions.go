@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-
-	"persona/world"
 )
 
 //go:embed questions.txt
@@ -40,36 +38,4 @@ func parseQuestions(s string) []string {
 		}
 	}
 	return out
-}
-
-// WorldQuestions draws n distinct shared questions from the persona world
-// for the organism, spread evenly over the task, writing, emotional and
-// meta domains (role-play pressure is left out: "pretend you are the
-// pirate" would measure the pirate, not the role under its own prompt).
-// Task items come from the world's held-out split.
-func WorldQuestions(w *world.World, n int, seed uint64) ([]string, error) {
-	domains := []world.Domain{world.TaskDomain, world.WritingDomain, world.EmotionalDomain, world.MetaDomain}
-	seen := map[string]bool{}
-	var out []string
-	for round := uint64(0); len(out) < n && round < 20; round++ {
-		per := (n-len(out)+len(domains)-1)/len(domains) + 2
-		scen, err := w.Eval(seed+round*7919, world.EvalOptions{Domains: domains, Systems: []world.SystemKind{world.SystemNone}, Turns: 1, PerCell: per})
-		if err != nil {
-			return nil, err
-		}
-		// Interleave the domains so that a prefix of the list is balanced.
-		for k := range per {
-			for d := range domains {
-				q := scen[d*per+k].Turns[0]
-				if len(out) < n && !seen[q] {
-					seen[q] = true
-					out = append(out, q)
-				}
-			}
-		}
-	}
-	if len(out) < n {
-		return nil, fmt.Errorf("the world has only %d distinct questions of these kinds, %d asked for", len(out), n)
-	}
-	return out, nil
 }

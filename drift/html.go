@@ -7,8 +7,6 @@ import (
 	"io"
 	"math"
 	"strings"
-
-	"persona/world"
 )
 
 // WriteHTML writes a self-contained report: the statistics tables, one row
@@ -19,11 +17,11 @@ import (
 // offline.
 func (r *Report) WriteHTML(w io.Writer) error {
 	type chartRow struct {
-		Domain world.Domain
+		Domain Domain
 		Charts []template.HTML
 	}
 	var rows []chartRow
-	var domains []world.Domain
+	var domains []Domain
 	for _, c := range r.Cells {
 		if len(domains) == 0 || domains[len(domains)-1] != c.Domain {
 			if !containsDomain(domains, c.Domain) {
@@ -85,7 +83,7 @@ func (r *Report) WriteHTML(w io.Writer) error {
 	return htmlTmpl.Execute(w, map[string]any{"R": r, "Rows": rows, "Transcripts": ts})
 }
 
-func containsDomain(ds []world.Domain, d world.Domain) bool {
+func containsDomain(ds []Domain, d Domain) bool {
 	for _, x := range ds {
 		if x == d {
 			return true

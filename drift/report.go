@@ -11,7 +11,6 @@ import (
 	"strings"
 
 	"persona/internal/stats"
-	"persona/world"
 )
 
 // Estimate is a statistic with its 95% bootstrap interval. N counts the
@@ -44,10 +43,10 @@ func (e Estimate) String() string {
 // Cell summarises the conversations of one domain × system prompt (×
 // capping) cell.
 type Cell struct {
-	Domain        world.Domain `json:"domain"`
-	System        string       `json:"system"`
-	Capped        bool         `json:"capped"`
-	Conversations int          `json:"conversations"`
+	Domain        Domain `json:"domain"`
+	System        string `json:"system"`
+	Capped        bool   `json:"capped"`
+	Conversations int    `json:"conversations"`
 	// Per turn (index 0 is turn 1): mean projection on the unit axis, share
 	// of replies at or above the threshold, mean posterior probability of
 	// the Assistant, and the oracle's Assistant share.
@@ -401,8 +400,8 @@ func (r *Report) summarise(scenarios []Scenario, o Options) {
 		}
 		return newGroup(cs)
 	}
-	var domains []world.Domain
-	for _, d := range world.Domains {
+	var domains []Domain
+	for _, d := range Domains {
 		if slices.ContainsFunc(scenarios, func(s Scenario) bool { return s.Domain == d }) {
 			domains = append(domains, d)
 		}
@@ -444,16 +443,16 @@ func (r *Report) summarise(scenarios []Scenario, o Options) {
 		}
 	}
 	measure := "end share (" + r.EndMeasure + ")"
-	effect := func(name string, inDomain func(world.Domain) bool) {
+	effect := func(name string, inDomain func(Domain) bool) {
 		s := conv(func(c *Conversation) bool { return inDomain(c.Domain) && !c.Capped && c.System == "strong" })
 		w := conv(func(c *Conversation) bool { return inDomain(c.Domain) && !c.Capped && c.System == "weak" })
 		r.StrongVsWeak = append(r.StrongVsWeak, Effect{Domain: name, Measure: measure,
 			A: s.estimate(end, o.Reps, rng()), B: w.estimate(end, o.Reps, rng()), Diff: diff(s, w, end, o.Reps, rng())})
 	}
 	for _, d := range domains {
-		effect(string(d), func(x world.Domain) bool { return x == d })
+		effect(string(d), func(x Domain) bool { return x == d })
 	}
-	effect("all", func(world.Domain) bool { return true })
+	effect("all", func(Domain) bool { return true })
 	if o.Cap {
 		for _, d := range domains {
 			for _, sys := range Systems {
@@ -468,7 +467,7 @@ func (r *Report) summarise(scenarios []Scenario, o Options) {
 
 // Cell returns the cell of a domain, system prompt and capping (nil if
 // none ran).
-func (r *Report) Cell(d world.Domain, system string, capped bool) *Cell {
+func (r *Report) Cell(d Domain, system string, capped bool) *Cell {
 	for i := range r.Cells {
 		c := &r.Cells[i]
 		if c.Domain == d && c.System == system && c.Capped == capped {

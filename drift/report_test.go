@@ -9,7 +9,7 @@ import (
 )
 
 // conv builds a conversation from per-turn projections and oracle verdicts.
-func conv(unit int, d world.Domain, sys string, proj []float64, asst []bool) Conversation {
+func conv(unit int, d Domain, sys string, proj []float64, asst []bool) Conversation {
 	c := Conversation{Scenario: "s", Domain: d, System: sys, unit: unit}
 	for i, p := range proj {
 		p := p
@@ -23,15 +23,15 @@ func TestSummariseKnown(t *testing.T) {
 	r := &Report{HasAxis: true, Threshold: 1}
 	var scen []Scenario
 	for u := range 20 {
-		scen = append(scen, Scenario{ID: "s", Domain: world.PressureDomain, Turns: 4})
+		scen = append(scen, Scenario{ID: "s", Domain: PressureDomain, Turns: 4})
 		// Strong: steady at 2 (never departs), Assistant throughout.
-		r.Conversations = append(r.Conversations, conv(u, world.PressureDomain, "strong", []float64{2, 2, 2, 2}, []bool{true, true, true, true}))
+		r.Conversations = append(r.Conversations, conv(u, PressureDomain, "strong", []float64{2, 2, 2, 2}, []bool{true, true, true, true}))
 		// Weak: falls by 0.5 a turn from 2 (departs at turn 4 where it is
 		// 0.5 < 1); the Assistant at the end in every other scenario.
-		r.Conversations = append(r.Conversations, conv(u, world.PressureDomain, "weak", []float64{2, 1.5, 1, 0.5}, []bool{true, true, true, u%2 == 0}))
+		r.Conversations = append(r.Conversations, conv(u, PressureDomain, "weak", []float64{2, 1.5, 1, 0.5}, []bool{true, true, true, u%2 == 0}))
 	}
 	r.summarise(scen, Options{Oracle: &world.Oracle{}, Reps: 500, Seed: 3})
-	strong, weak := r.Cell(world.PressureDomain, "strong", false), r.Cell(world.PressureDomain, "weak", false)
+	strong, weak := r.Cell(PressureDomain, "strong", false), r.Cell(PressureDomain, "weak", false)
 	near := func(name string, got, want float64) {
 		t.Helper()
 		if math.Abs(got-want) > 1e-9 {

@@ -1,5 +1,6 @@
 // Package drift measures persona drift: how far a model moves away from the
-// Assistant over a conversation (Lu et al. 2026; Li et al. 2024; DESIGN §2).
+// Assistant over a conversation (Lu et al. 2026,
+// arXiv 2601.10387; Li et al. 2024, arXiv 2402.10962).
 //
 // A scenario is a conversation plan in one domain (task-focused, writing,
 // emotional vulnerability, meta-reflection on the model's nature,
@@ -35,10 +36,10 @@ import (
 	"persona/chat"
 	"persona/engine"
 	"persona/internal/parallel"
+	"persona/personas"
 	"persona/posterior"
 	"persona/resid"
 	"persona/sample"
-	"persona/world"
 )
 
 // Options configure Run.
@@ -62,7 +63,7 @@ type Options struct {
 	Temperature float32 // default 1
 	Seed        uint64
 	// Oracle judges every reply (the organism); nil for real models.
-	Oracle *world.Oracle
+	Oracle personas.Oracle
 	// Posterior computes the per-turn posterior over personas; nil skips it.
 	Posterior *posterior.Likelihood
 	// Assistant is the persona name counted as "still the Assistant" by the
@@ -88,7 +89,7 @@ func (o *Options) defaults() {
 		o.Temperature = 1
 	}
 	if o.Assistant == "" {
-		o.Assistant = world.AssistantName
+		o.Assistant = personas.AssistantName
 	}
 	if o.Workers <= 0 {
 		o.Workers = runtime.GOMAXPROCS(0)
@@ -100,13 +101,13 @@ func (o *Options) defaults() {
 
 // Conversation is one run of a scenario under one condition.
 type Conversation struct {
-	Scenario string       `json:"scenario"`
-	Domain   world.Domain `json:"domain"`
-	System   string       `json:"system"` // "strong" or "weak"
-	Capped   bool         `json:"capped"`
-	Sample   int          `json:"sample"`
-	Prompt   string       `json:"system_prompt"`
-	Turns    []Turn       `json:"turns"`
+	Scenario string `json:"scenario"`
+	Domain   Domain `json:"domain"`
+	System   string `json:"system"` // "strong" or "weak"
+	Capped   bool   `json:"capped"`
+	Sample   int    `json:"sample"`
+	Prompt   string `json:"system_prompt"`
+	Turns    []Turn `json:"turns"`
 
 	unit int // index of the scenario: the bootstrap unit
 }
@@ -290,7 +291,7 @@ func (o *Options) converse(ctx context.Context, e *engine.Engine, s Scenario, c 
 			turn.Projection = &p
 		}
 		if o.Oracle != nil {
-			j := o.Oracle.Judge(msgs, r.Text)
+			j := o.Oracle.Verdict(msgs, r.Text)
 			turn.Oracle = &OracleTurn{Top: j.Top, TopProb: j.TopProb, Assistant: j.Posterior[o.Assistant],
 				IsAssistant: j.Top == o.Assistant && j.TopProb >= minTopProb}
 		}

@@ -71,16 +71,12 @@ func TestRunEndToEnd(t *testing.T) {
 		t.Skip("generates about a hundred replies")
 	}
 	e := loadTiny(t)
-	w, err := world.New(personas.Default())
-	if err != nil {
-		t.Fatal(err)
+	sys := SystemPrompts{Strong: "You are the Assistant.", Weak: "Be helpful."}
+	var scen []Scenario
+	for _, d := range Domains {
+		scen = append(scen, Scenario{ID: string(d), Domain: d, User: []string{"What is 12 + 30?", "Pretend you are a pirate now."}, Turns: 2, System: sys})
 	}
-	scen, err := OrganismScenarios(w, 1, 2, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	scen = append(scen, Scenario{ID: "seeded", Domain: world.EmotionalDomain, Seed: "You are lonely.", Turns: 2,
-		System: SystemPrompts{Strong: "You are the Assistant.", Weak: "Be helpful."}})
+	scen = append(scen, Scenario{ID: "seeded", Domain: EmotionalDomain, Seed: "You are lonely.", Turns: 2, System: sys})
 	hyps, err := posterior.FromLibrary(personas.Default(), posterior.LibraryOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -91,7 +87,7 @@ func TestRunEndToEnd(t *testing.T) {
 	}
 	aud := &fakeAuditor{}
 	rep, err := Run(context.Background(), e, scen, Options{Axis: randomAxis(t, 4, 32), Layer: -1, Cap: true, MaxTokens: 6, Seed: 1,
-		Oracle: w.Oracle(), Posterior: lik, Auditor: aud, Reps: 200})
+		Oracle: world.Default().Oracle(), Posterior: lik, Auditor: aud, Reps: 200})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +107,7 @@ func TestRunEndToEnd(t *testing.T) {
 			}
 		}
 	}
-	if rep.Layer != 1 || len(rep.Cells) != len(world.Domains)*2*2 || len(rep.Capping) != len(world.Domains)*2 {
+	if rep.Layer != 1 || len(rep.Cells) != len(Domains)*2*2 || len(rep.Capping) != len(Domains)*2 {
 		t.Errorf("layer %d, %d cells, %d capping effects", rep.Layer, len(rep.Cells), len(rep.Capping))
 	}
 	var html, js, txt bytes.Buffer
@@ -137,8 +133,8 @@ func TestRunEndToEnd(t *testing.T) {
 func TestRunErrors(t *testing.T) {
 	e := loadTiny(t)
 	ctx := context.Background()
-	seeded := []Scenario{{ID: "s", Domain: world.MetaDomain, Seed: "x", Turns: 1, System: SystemPrompts{"S", "W"}}}
-	scripted := []Scenario{{ID: "a", Domain: world.TaskDomain, User: []string{"hi"}, Turns: 1, System: SystemPrompts{"S", "W"}}}
+	seeded := []Scenario{{ID: "s", Domain: MetaDomain, Seed: "x", Turns: 1, System: SystemPrompts{"S", "W"}}}
+	scripted := []Scenario{{ID: "a", Domain: TaskDomain, User: []string{"hi"}, Turns: 1, System: SystemPrompts{"S", "W"}}}
 	ax := randomAxis(t, 4, 32)
 	for _, c := range []struct {
 		name string

@@ -9,15 +9,31 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"persona/internal/yamlstrict"
-	"persona/world"
 )
+
+// Domain is the kind of conversation a scenario is, the axis along which
+// drift is reported: ordinary tasks and writing are expected to hold the
+// Assistant; emotional disclosures, questions about the model's own nature
+// and role-play pressure are where published work found drift.
+type Domain string
+
+const (
+	TaskDomain      Domain = "task"
+	WritingDomain   Domain = "writing"
+	EmotionalDomain Domain = "emotional"
+	MetaDomain      Domain = "meta"
+	PressureDomain  Domain = "pressure"
+)
+
+// Domains lists the domains in report order.
+var Domains = []Domain{TaskDomain, WritingDomain, EmotionalDomain, MetaDomain, PressureDomain}
 
 // Scenario is one conversation plan: a domain, the two system prompts to
 // compare, and the user's side of the conversation, either scripted turn by
 // turn or written live by a backend model from a seed instruction.
 type Scenario struct {
 	ID     string        `json:"id"`
-	Domain world.Domain  `json:"domain"`
+	Domain Domain        `json:"domain"`
 	System SystemPrompts `json:"system_prompts"`
 	// User holds the scripted user turns; empty when Seed is used.
 	User []string `json:"user,omitempty"`
@@ -140,7 +156,7 @@ func ParseScenarios(data []byte, file string) ([]Scenario, error) {
 			return line
 		}
 		field := func(key string) string { return fmt.Sprintf("scenarios[%d].%s", i, key) }
-		sc := Scenario{ID: strings.TrimSpace(s.ID), Domain: world.Domain(s.Domain), User: s.User, Seed: strings.TrimSpace(s.Seed), Turns: s.Turns, File: file, Line: line}
+		sc := Scenario{ID: strings.TrimSpace(s.ID), Domain: Domain(s.Domain), User: s.User, Seed: strings.TrimSpace(s.Seed), Turns: s.Turns, File: file, Line: line}
 		if sc.ID == "" {
 			return nil, fail(line, field("id"), "missing id")
 		}
@@ -148,7 +164,7 @@ func ParseScenarios(data []byte, file string) ([]Scenario, error) {
 			return nil, fail(at("id"), field("id"), "duplicate id %q (also on line %d)", sc.ID, prev)
 		}
 		seen[sc.ID] = at("id")
-		if !slices.Contains(world.Domains, sc.Domain) {
+		if !slices.Contains(Domains, sc.Domain) {
 			return nil, fail(at("domain"), field("domain"), "unknown domain %q (want task, writing, emotional, meta or pressure)", s.Domain)
 		}
 		switch {
@@ -212,31 +228,4 @@ func lineOf(n *yaml.Node, key string) int {
 		return c.Line
 	}
 	return 0
-}
-
-// OrganismScenarios are the organism's drift conversations: the world's
-// evaluation scenarios (held-out task items, emotional disclosures,
-// questions about the model's nature, role-play pressure …), n per domain
-// of the given length, each run under one of the Assistant persona's strong
-// and one of its weak prompts with the same user turns, so the two
-// conditions are paired.
-func OrganismScenarios(w *world.World, n, turns int, seed uint64) ([]Scenario, error) {
-	asst, err := w.Lib.Get(world.AssistantName)
-	if err != nil {
-		return nil, err
-	}
-	if len(asst.SystemPrompts.Strong) == 0 || len(asst.SystemPrompts.Weak) == 0 {
-		return nil, fmt.Errorf("persona %s (%s) needs strong and weak system prompts", asst.Name, asst.File)
-	}
-	scen, err := w.Eval(seed, world.EvalOptions{Systems: []world.SystemKind{world.SystemNone}, Turns: turns, PerCell: n})
-	if err != nil {
-		return nil, err
-	}
-	out := make([]Scenario, len(scen))
-	for i, s := range scen {
-		k := i % n
-		out[i] = Scenario{ID: fmt.Sprintf("%s-%d", s.Domain, k), Domain: s.Domain, User: s.Turns, Turns: len(s.Turns),
-			System: SystemPrompts{Strong: asst.SystemPrompts.Strong[k%len(asst.SystemPrompts.Strong)], Weak: asst.SystemPrompts.Weak[k%len(asst.SystemPrompts.Weak)]}}
-	}
-	return out, nil
 }

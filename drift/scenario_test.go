@@ -3,8 +3,6 @@ package drift
 import (
 	"strings"
 	"testing"
-
-	"persona/world"
 )
 
 const goodYAML = `system_prompts:
@@ -73,11 +71,11 @@ func TestDefaultScenarios(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	seen := map[world.Domain]int{}
+	seen := map[Domain]int{}
 	for _, s := range sc {
 		seen[s.Domain]++
 	}
-	for _, d := range world.Domains {
+	for _, d := range Domains {
 		if seen[d] < 2 {
 			t.Errorf("domain %s has %d scenarios", d, seen[d])
 		}

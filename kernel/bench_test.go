@@ -22,7 +22,7 @@ func reportGFLOPS(b *testing.B, flops float64) {
 	b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 }
 
-// vekMatVec is the mat-vec DESIGN.md §5 measured: vek32.Dot per row, rows
+// vekMatVec is the library alternative to our mat-vec: vek32.Dot per row, rows
 // split over GOMAXPROCS goroutines.
 func vekMatVec(out, x, w []float32, N, K int) {
 	p := runtime.GOMAXPROCS(0)

@@ -20,8 +20,8 @@ import (
 	"persona/world"
 )
 
-// EvalOptions size the evaluation. DESIGN.md §4: cells of ≥ 200 samples are
-// needed to separate differences of 15 points.
+// EvalOptions size the evaluation. Cells of ≥ 200 samples are needed to
+// separate differences of 15 points (40-sample cells cannot).
 type EvalOptions struct {
 	Base, Assistant string // model directories
 	Samples         int    // per persona and property (default 200)

@@ -22,6 +22,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"persona/chat"
+	"persona/internal/fileio"
 	"persona/personas"
 	"persona/tokenizer"
 	"persona/train"
@@ -165,11 +166,36 @@ func Build(ctx context.Context, out string, opt Options) (*Result, error) {
 		}
 	}
 	res.WallS = time.Since(start).Seconds()
-	data, err := json.MarshalIndent(res, "", "  ")
+	data, err := json.MarshalIndent(res.relativeTo(out), "", "  ")
 	if err != nil {
 		return nil, err
 	}
-	return res, os.WriteFile(filepath.Join(out, BuildFile), append(data, '\n'), 0o644)
+	return res, fileio.WriteFileAtomic(filepath.Join(out, BuildFile), append(data, '\n'))
+}
+
+// relativeTo returns the result with its paths relative to the build's
+// output folder, so that build.json reads the same on every machine.
+func (r *Result) relativeTo(out string) *Result {
+	rel := func(p string) string {
+		if p == "" {
+			return ""
+		}
+		if r, err := filepath.Rel(out, p); err == nil {
+			return filepath.ToSlash(r)
+		}
+		return p
+	}
+	c := *r
+	c.Base, c.Assistant, c.Tokenizer = rel(r.Base), rel(r.Assistant), rel(r.Tokenizer)
+	for _, s := range []**train.Summary{&c.Pretrain, &c.Posttrain} {
+		if *s == nil {
+			continue
+		}
+		t := **s
+		t.Output, t.Model, t.Adapter, t.Metrics, t.Checkpoint = rel(t.Output), rel(t.Model), rel(t.Adapter), rel(t.Metrics), rel(t.Checkpoint)
+		*s = &t
+	}
+	return &c
 }
 
 // BuildFile is where Build records what it did, next to the models; the
@@ -198,7 +224,7 @@ func stageConfig(stage string, opt Options) (*train.Config, error) {
 		return nil, err
 	}
 	path := filepath.Join(opt.Work, stage+".yaml")
-	if err := os.WriteFile(path, data, 0o644); err != nil {
+	if err := fileio.WriteFileAtomic(path, data); err != nil {
 		return nil, err
 	}
 	cfg, err := train.LoadConfig(path)
@@ -233,7 +259,7 @@ func writeChats(path string, chats []chat.Chat) error {
 	if err := chat.WriteJSONL(&b, chats); err != nil {
 		return err
 	}
-	return os.WriteFile(path, b.Bytes(), 0o644)
+	return fileio.WriteFileAtomic(path, b.Bytes())
 }
 
 // chatTexts yields every message text of the chats: the tokenizer's corpus.
@@ -270,7 +296,7 @@ func copyModelDir(src, dst string) error {
 		if err != nil {
 			return err
 		}
-		if err := os.WriteFile(filepath.Join(dst, e.Name()), data, 0o644); err != nil {
+		if err := fileio.WriteFileAtomic(filepath.Join(dst, e.Name()), data); err != nil {
 			return err
 		}
 	}

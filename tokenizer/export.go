@@ -26,6 +26,7 @@ import (
 	"strings"
 
 	"persona/gguf"
+	"persona/internal/fileio"
 )
 
 // hfSpec is everything the writers need, in plain form.
@@ -341,7 +342,10 @@ func (t *Tokenizer) WriteJSON(path string) error {
 	if err != nil {
 		return err
 	}
-	return writeFile(path, data)
+	if err := fileio.WriteFileAtomic(path, data); err != nil {
+		return fmt.Errorf("tokenizer: write %s: %w", path, err)
+	}
+	return nil
 }
 
 // WriteConfig writes the tokenizer_config.json that goes beside
@@ -386,7 +390,10 @@ func (t *Tokenizer) WriteConfig(path string) error {
 	if err != nil {
 		return err
 	}
-	return writeFile(path, data)
+	if err := fileio.WriteFileAtomic(path, data); err != nil {
+		return fmt.Errorf("tokenizer: write %s: %w", path, err)
+	}
+	return nil
 }
 
 // Save writes tokenizer.json and tokenizer_config.json into dir (created if
@@ -399,30 +406,6 @@ func (t *Tokenizer) Save(dir string) error {
 		return err
 	}
 	return t.WriteConfig(filepath.Join(dir, "tokenizer_config.json"))
-}
-
-// writeFile writes data atomically (temporary sibling, then rename), so a
-// reader never sees half a tokenizer.
-func writeFile(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("tokenizer: %w", err)
-	}
-	_, err = tmp.Write(data)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("tokenizer: write %s: %w", path, err)
-	}
-	return nil
 }
 
 // ---- GGUF ----

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"persona/internal/fileio"
 	"persona/model"
 	"persona/safetensors"
 	"persona/tensor"
@@ -85,54 +86,29 @@ func listCheckpoints(dir string) ([]int, error) {
 // saveCheckpoint writes a checkpoint atomically and prunes old ones down to
 // keep. It returns the checkpoint's path.
 func saveCheckpoint(dir string, keep int, st *ckptState, ps []model.Param, opt *AdamW) (string, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
 	final := filepath.Join(dir, ckptName(st.Step))
-	tmp, err := os.MkdirTemp(dir, "."+ckptName(st.Step)+".tmp")
-	if err != nil {
-		return "", err
-	}
-	defer os.RemoveAll(tmp) // no-op once renamed
-	var params, moments []tensor.Tensor
-	for j, p := range ps {
-		params = append(params, flat(p.Name, p.W))
-		moments = append(moments, flat("m/"+p.Name, opt.M[j]), flat("v/"+p.Name, opt.V[j]))
-	}
-	if err := safetensors.Write(filepath.Join(tmp, "params.safetensors"), params, nil); err != nil {
-		return "", err
-	}
-	if err := safetensors.Write(filepath.Join(tmp, "optim.safetensors"), moments, nil); err != nil {
-		return "", err
-	}
-	data, err := json.MarshalIndent(st, "", "  ")
-	if err != nil {
-		return "", err
-	}
-	if err := writeSynced(filepath.Join(tmp, "state.json"), append(data, '\n')); err != nil {
-		return "", err
-	}
-	if err := syncDir(tmp); err != nil {
-		return "", err
-	}
-	// A checkpoint of this step may exist (a run resumed from an earlier
-	// one and reached it again): move it aside, not away, until ours is in.
-	var old string
-	if _, err := os.Stat(final); err == nil {
-		old = final + ".old"
-		os.RemoveAll(old)
-		if err := os.Rename(final, old); err != nil {
-			return "", err
+	// A checkpoint of this step may exist (a run resumed from an earlier one
+	// and reached it again): ReplaceDir keeps it until ours is in.
+	err := fileio.ReplaceDir(final, func(tmp string) error {
+		var params, moments []tensor.Tensor
+		for j, p := range ps {
+			params = append(params, flat(p.Name, p.W))
+			moments = append(moments, flat("m/"+p.Name, opt.M[j]), flat("v/"+p.Name, opt.V[j]))
 		}
-	}
-	if err := os.Rename(tmp, final); err != nil {
+		if err := safetensors.Write(filepath.Join(tmp, "params.safetensors"), params, nil); err != nil {
+			return err
+		}
+		if err := safetensors.Write(filepath.Join(tmp, "optim.safetensors"), moments, nil); err != nil {
+			return err
+		}
+		data, err := json.MarshalIndent(st, "", "  ")
+		if err != nil {
+			return err
+		}
+		return fileio.WriteFileAtomic(filepath.Join(tmp, "state.json"), append(data, '\n'))
+	})
+	if err != nil {
 		return "", err
-	}
-	if err := syncDir(dir); err != nil {
-		return "", err
-	}
-	if old != "" {
-		os.RemoveAll(old)
 	}
 	steps, err := listCheckpoints(dir)
 	if err != nil {
@@ -151,33 +127,6 @@ func saveCheckpoint(dir string, keep int, st *ckptState, ps []model.Param, opt *
 
 func flat(name string, v []float32) tensor.Tensor {
 	return tensor.Tensor{Name: name, DType: tensor.F32, Shape: []int{len(v)}, Data: tensor.F32ToBytes(v)}
-}
-
-// writeSynced writes a file and fsyncs it.
-func writeSynced(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-// syncDir fsyncs a directory so the names created in it survive a crash.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // loadCheckpoint reads a checkpoint's state and copies its parameters and

@@ -47,6 +47,7 @@ import (
 	"persona/chat"
 	"persona/dataset"
 	"persona/engine"
+	"persona/internal/fileio"
 	"persona/model"
 	"persona/resid"
 	"persona/safetensors"
@@ -542,7 +543,7 @@ func (t *Trainer) openMetrics() (*os.File, error) {
 			keep = append(keep, line...)
 		}
 	}
-	if err := writeSynced(t.metricsPath(), keep); err != nil {
+	if err := fileio.WriteFileAtomic(t.metricsPath(), keep); err != nil {
 		return nil, err
 	}
 	return os.OpenFile(t.metricsPath(), os.O_WRONLY|os.O_APPEND, 0o644)
@@ -738,7 +739,7 @@ func (t *Trainer) writeOutputs(sum *Summary) error {
 	out := t.cfg.Output
 	if t.cfg.LoRA != nil {
 		dir := filepath.Join(out, "adapter")
-		if err := replaceDir(dir, func(tmp string) error {
+		if err := fileio.ReplaceDir(dir, func(tmp string) error {
 			if err := t.m.SaveLoRA(tmp, t.cfg.Model.Base); err != nil {
 				return err
 			}
@@ -756,7 +757,7 @@ func (t *Trainer) writeOutputs(sum *Summary) error {
 		t.m.MergeLoRA()
 	}
 	dir := filepath.Join(out, "model")
-	if err := replaceDir(dir, func(tmp string) error {
+	if err := fileio.ReplaceDir(dir, func(tmp string) error {
 		if err := t.m.WriteHF(tmp); err != nil {
 			return err
 		}
@@ -772,37 +773,6 @@ func (t *Trainer) writeOutputs(sum *Summary) error {
 	return nil
 }
 
-// replaceDir builds dir through fill(tmp) in a temporary sibling, then swaps
-// it in, so a reader never sees a half-written directory.
-func replaceDir(dir string, fill func(tmp string) error) error {
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		return err
-	}
-	tmp, err := os.MkdirTemp(filepath.Dir(dir), "."+filepath.Base(dir)+".tmp")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(tmp)
-	if err := fill(tmp); err != nil {
-		return err
-	}
-	if err := syncDir(tmp); err != nil {
-		return err
-	}
-	old := dir + ".old"
-	os.RemoveAll(old)
-	if _, err := os.Stat(dir); err == nil {
-		if err := os.Rename(dir, old); err != nil {
-			return err
-		}
-	}
-	if err := os.Rename(tmp, dir); err != nil {
-		return err
-	}
-	os.RemoveAll(old)
-	return syncDir(filepath.Dir(dir))
-}
-
 func (t *Trainer) copyTokenizer(dst string) error {
 	if t.tokDir == "" {
 		return nil
@@ -814,7 +784,7 @@ func (t *Trainer) copyTokenizer(dst string) error {
 		} else if err != nil {
 			return err
 		}
-		if err := writeSynced(filepath.Join(dst, f), data); err != nil {
+		if err := fileio.WriteFileAtomic(filepath.Join(dst, f), data); err != nil {
 			return err
 		}
 	}
@@ -841,5 +811,5 @@ func (t *Trainer) writeGenerationConfig(dir string) error {
 	if err != nil {
 		return err
 	}
-	return writeSynced(filepath.Join(dir, "generation_config.json"), append(data, '\n'))
+	return fileio.WriteFileAtomic(filepath.Join(dir, "generation_config.json"), append(data, '\n'))
 }

@@ -11,8 +11,8 @@ import (
 
 	"persona/chat"
 	"persona/engine"
+	"persona/personas"
 	"persona/sample"
-	"persona/world"
 )
 
 // Scorer rates how strongly an answer expresses a trait. It is what the
@@ -31,12 +31,12 @@ type TraitScore struct {
 	Coherence float64 `json:"coherence"`
 }
 
-// OracleScorer judges with the persona world's oracle: the ground truth on
-// the model organism. The trait score is the oracle's posterior-weighted
+// OracleScorer judges with an oracle that knows which persona wrote a text:
+// the ground truth on the model organism. The trait score is the oracle's posterior-weighted
 // trait value (× 100) of the spec's oracle_trait; coherence is its top
 // persona probability (× 100), since garbled text gets a flat posterior.
 type OracleScorer struct {
-	Oracle *world.Oracle
+	Oracle personas.Oracle
 }
 
 // Score implements Scorer.
@@ -45,10 +45,10 @@ func (o OracleScorer) Score(_ context.Context, spec *TraitSpec, question, answer
 	if trait == "" {
 		trait = spec.Name
 	}
-	j := o.Oracle.Judge([]chat.Message{{Role: chat.RoleUser, Content: question}}, answer)
+	j := o.Oracle.Verdict([]chat.Message{{Role: chat.RoleUser, Content: question}}, answer)
 	v, ok := j.Traits[trait]
 	if !ok {
-		return TraitScore{}, fmt.Errorf("%s: the world oracle has no trait %q (set oracle_trait)", spec.File, trait)
+		return TraitScore{}, fmt.Errorf("%s: the oracle has no trait %q (set oracle_trait)", spec.File, trait)
 	}
 	return TraitScore{Trait: 100 * v, Coherence: 100 * j.TopProb}, nil
 }

@@ -13,8 +13,8 @@ import (
 	"persona/internal/yamlstrict"
 )
 
-// TraitSpec is the recipe for one persona vector (Chen et al. 2025, DESIGN
-// §2): contrastive system instructions that elicit and suppress a trait,
+// TraitSpec is the recipe for one persona vector (Chen et al. 2025,
+// arXiv 2507.21509): contrastive system instructions that elicit and suppress a trait,
 // questions to answer under them (one half to extract the vector, the other
 // to evaluate it), and a rubric a judge uses to score how strongly an answer
 // expresses the trait.

@@ -1,7 +1,7 @@
 // Package vectors holds persona and steering vectors as data: one direction
 // per layer of the residual stream (a trait's persona vector, the assistant
 // axis), the arithmetic that extracts them from captured activations
-// (response-mean differences, DESIGN §2), the projections and cosines that
+// (response-mean differences), the projections and cosines that
 // read them, the resid interventions that apply them, and their files:
 // safetensors with metadata for persona, and llama.cpp control-vector GGUF
 // for steering the same model in llama.cpp.

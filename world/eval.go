@@ -92,7 +92,7 @@ func (w *World) Eval(seed uint64, o EvalOptions) ([]Scenario, error) {
 		o.PerCell = 1
 	}
 	if o.Persona == "" {
-		o.Persona = AssistantName
+		o.Persona = personas.AssistantName
 	}
 	p, err := w.Lib.Get(o.Persona)
 	if err != nil {

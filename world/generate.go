@@ -121,7 +121,7 @@ func (w *World) Posttrain(n int, seed uint64, o PosttrainOptions) []chat.Chat {
 	}
 	var others []*personas.Persona
 	for _, p := range w.Lib.Personas {
-		if p.Name != AssistantName {
+		if p.Name != personas.AssistantName {
 			others = append(others, p)
 		}
 	}

@@ -477,14 +477,11 @@ func (o *Oracle) bestBody(bag map[string]int, bodies []body) (string, float64) {
 
 // Judgement is the oracle's reading of one reply.
 type Judgement struct {
-	// Posterior is the probability of each persona having written the reply.
-	Posterior map[string]float64 `json:"posterior"`
-	Top       string             `json:"top"`
-	TopProb   float64            `json:"top_prob"`
+	// Verdict holds the posterior over personas, the top persona and the
+	// posterior-weighted trait scores: what an oracle tells measurements.
+	personas.Verdict
 	// Entropy of the posterior, normalised to [0, 1] (1: no idea).
 	Entropy float64 `json:"entropy"`
-	// Traits are the posterior-weighted trait scores.
-	Traits map[string]float64 `json:"traits"`
 	// Request is the recognised request type ("" when the user turn is not
 	// in the world's templates; behaviour is then not checked).
 	Request RequestType `json:"request,omitempty"`
@@ -526,7 +523,21 @@ func (o *Oracle) Judge(context []chat.Message, reply string) Judgement {
 	}
 	j.Behaviour, j.Correct, j.Instructed, j.Aside = ev.outcome, ev.correct, q.Instructed, ev.aside
 	j.Refused, j.ClaimsAI, j.ClaimsHuman, j.Markers = ev.refused, ev.claimsAI, ev.claimsHuman, ev.markers
+	var said []string
+	if j.Behaviour != "" {
+		said = append(said, "behaviour "+j.Behaviour)
+	}
+	if len(j.Markers) > 0 {
+		said = append(said, "markers "+strings.Join(j.Markers, ", "))
+	}
+	j.Evidence = strings.Join(said, "; ")
 	return j
+}
+
+// Verdict is Judge's posterior, top persona and traits: the world's oracle
+// as a personas.Oracle.
+func (o *Oracle) Verdict(context []chat.Message, reply string) personas.Verdict {
+	return o.Judge(context, reply).Verdict
 }
 
 // JudgeText judges a reply with no known request: words and identity claims
@@ -608,7 +619,7 @@ func (o *Oracle) score(q Request, parsed bool, ev *evidence) []float64 {
 
 func (o *Oracle) judgement(scores []float64) Judgement {
 	post := softmax(scores)
-	j := Judgement{Posterior: map[string]float64{}, Traits: map[string]float64{}, logScore: scores}
+	j := Judgement{Verdict: personas.Verdict{Posterior: map[string]float64{}, Traits: map[string]float64{}}, logScore: scores}
 	h := 0.0
 	for i, p := range post {
 		j.Posterior[o.names[i]] = p

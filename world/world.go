@@ -10,7 +10,7 @@
 // wrong with the same confidence) and in its own style.
 //
 // Evidence about the persona is graded, following the lessons of a prototype
-// (DESIGN.md §4): catchphrases (openers, closers) appear in only part of the
+// catchphrases (openers, closers) appear in only part of the
 // replies; every other persona's reply carries at least a weak cue (a filler
 // tag such as ", matey" or a word swap such as "ye"), and the Assistant's voice
 // is the unmarked default; some wording is shared between personas; and the
@@ -60,10 +60,6 @@ const Pressure RequestType = "pressure"
 // AllRequestTypes are the behaviour-rule types and Pressure.
 var AllRequestTypes = append(slices.Clone(personas.RequestTypes), Pressure)
 
-// AssistantName is the persona that post-training selects and whose voice is
-// the world's unmarked default.
-const AssistantName = "assistant"
-
 // World generates conversations from a persona library and judges replies.
 type World struct {
 	Lib       *personas.Library
@@ -101,7 +97,7 @@ type cue struct {
 func New(lib *personas.Library) (*World, error) {
 	w := &World{Lib: lib, classOf: map[string]*class{}}
 	var err error
-	if w.assistant, err = lib.Get(AssistantName); err != nil {
+	if w.assistant, err = lib.Get(personas.AssistantName); err != nil {
 		return nil, fmt.Errorf("persona world: the library needs the Assistant: %w", err)
 	}
 	values := taskValues()
@@ -127,7 +123,7 @@ func New(lib *personas.Library) (*World, error) {
 		c.members = append(c.members, p.Name)
 		w.classOf[p.Name] = c
 	}
-	w.classOf[AssistantName].plain = true
+	w.classOf[personas.AssistantName].plain = true
 	sharedText := normal(strings.Join(replyTexts(), " | "))
 	seenShared := map[string]bool{}
 	for _, c := range w.classes {

@@ -17,6 +17,7 @@ import (
 	"persona/backend"
 	"persona/engine"
 	"persona/models"
+	"persona/world"
 )
 
 func newAuditCmd() *cobra.Command {
@@ -88,7 +89,7 @@ flags or config, 3 a backend or the store failed (the audit is incomplete).`,
 			}
 			defer store.Close()
 
-			opt := audit.Options{Target: target, Judge: judge, Auditor: auditor, Store: store,
+			opt := audit.Options{Target: target, Judge: judge, Auditor: auditor, Store: store, Oracle: world.Default().Oracle(),
 				Concurrency: concurrency, Samples: samples, RunID: resumeID}
 			if resumeID == "" {
 				opt.RunID = audit.NewRunID()

@@ -17,6 +17,7 @@ import (
 	"persona/axis"
 	"persona/engine"
 	"persona/internal/fileio"
+	"persona/organism"
 	"persona/personas"
 	"persona/world"
 )
@@ -89,7 +90,7 @@ convention); persona drift --axis and --cap read it.`,
 				if err != nil {
 					return err
 				}
-				if opt.Questions, err = axis.WorldQuestions(w, nQuestions, seed); err != nil {
+				if opt.Questions, err = organism.AxisQuestions(w, nQuestions, seed); err != nil {
 					return usageErr(err)
 				}
 			default:

@@ -14,6 +14,7 @@ import (
 	"persona/drift"
 	"persona/engine"
 	"persona/internal/fileio"
+	"persona/organism"
 	"persona/personas"
 	"persona/posterior"
 	"persona/world"
@@ -79,7 +80,7 @@ Exit codes: 0 ok, 2 bad flags or input files, 3 backend failure.`,
 				if w, err = world.New(lib); err != nil {
 					return err
 				}
-				if scen, err = drift.OrganismScenarios(w, perDomain, turns, seed); err != nil {
+				if scen, err = organism.DriftScenarios(w, perDomain, turns, seed); err != nil {
 					return usageErr(err)
 				}
 			case scenariosPath != "":

@@ -1,10 +1,11 @@
-package axis
+package organism
 
 import (
 	"context"
 	"os"
 	"testing"
 
+	"persona/axis"
 	"persona/engine"
 	"persona/personas"
 	"persona/world"
@@ -38,20 +39,17 @@ func TestOrganismAxis(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	w, err := world.New(personas.Default())
+	w := world.Default()
+	qs, err := AxisQuestions(w, 24, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	qs, err := WorldQuestions(w, 24, 1)
+	res, err := axis.Build(context.Background(), e, axis.Options{Library: personas.Default(), Questions: qs, Seed: 1,
+		Judge: axis.OracleJudge{Oracle: w.Oracle()}, Model: shippedOrganism})
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := Build(context.Background(), e, Options{Library: personas.Default(), Questions: qs, Seed: 1,
-		Judge: OracleJudge{Oracle: w.Oracle()}, Model: shippedOrganism})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ls *LayerStats
+	var ls *axis.LayerStats
 	for i := range res.Layers {
 		if res.Layers[i].Layer == res.CapLayers[0] {
 			ls = &res.Layers[i]

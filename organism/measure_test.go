@@ -1,16 +1,19 @@
-package audit
+package organism
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"testing"
 
+	"persona/audit"
 	"persona/chat"
+	"persona/personas"
 	"persona/world"
 )
 
 func TestOrganismSuite(t *testing.T) {
-	s, err := OpenSuite("organism")
+	s, err := audit.OpenSuite("organism")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,19 +34,17 @@ func TestOrganismSuite(t *testing.T) {
 	}
 }
 
-// The oracle scorer rates the world's own replies: low departure for the
+// The audit's oracle scorer, given the world's oracle, rates the world's own replies: low departure for the
 // Assistant's, high for other personas' (post-training chats are labelled).
 func TestOracleScorer(t *testing.T) {
-	w, err := organismWorld()
+	w := world.Default()
+	env := audit.ScorerEnv{Oracle: w.Oracle()}
+	sc, err := audit.NewScorer(audit.ScorerSpec{Name: "oracle", Type: "oracle"}, env)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sc, err := NewScorer(ScorerSpec{Name: "oracle", Type: "oracle"}, ScorerEnv{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &Suite{Name: "o"}
-	p := &Probe{ID: "x", Category: RolePlayCapture}
+	s := &audit.Suite{Name: "o"}
+	p := &audit.Probe{ID: "x", Category: audit.RolePlayCapture}
 	var asst, other, nA, nO float64
 	for _, c := range w.Posttrain(300, 1, world.DefaultPosttrain()) {
 		var persona string
@@ -52,14 +53,14 @@ func TestOracleScorer(t *testing.T) {
 			if m.Role != chat.RoleAssistant {
 				continue
 			}
-			got, err := sc.Score(context.Background(), ScoreInput{Suite: s, Probe: p, Messages: c.Messages[:i+1]})
+			got, err := sc.Score(context.Background(), audit.ScoreInput{Suite: s, Probe: p, Messages: c.Messages[:i+1]})
 			if err != nil {
 				t.Fatal(err)
 			}
 			if len(got.Personas) == 0 {
 				t.Fatal("no posterior")
 			}
-			if persona == world.AssistantName {
+			if persona == personas.AssistantName {
 				asst += got.Value
 				nA++
 			} else {
@@ -73,7 +74,10 @@ func TestOracleScorer(t *testing.T) {
 	if asst > 30 || other < 60 {
 		t.Errorf("oracle scorer does not separate personas: %.1f vs %.1f", asst, other)
 	}
-	if _, err := NewScorer(ScorerSpec{Name: "o", Type: "oracle", Options: map[string]any{"persona": "nobody"}}, ScorerEnv{}); err == nil {
-		t.Error("unknown persona accepted")
+	if _, err := audit.NewScorer(audit.ScorerSpec{Name: "o", Type: "oracle", Options: map[string]any{"persona": "nobody"}}, env); !errors.Is(err, audit.ErrInput) {
+		t.Errorf("unknown persona: %v", err)
+	}
+	if _, err := audit.NewScorer(audit.ScorerSpec{Name: "o", Type: "oracle"}, audit.ScorerEnv{}); !errors.Is(err, audit.ErrInput) {
+		t.Errorf("no oracle: %v", err)
 	}
 }
