@@ -139,11 +139,11 @@ func (s *judgeScorer) prompt(rubric string, in ScoreInput) []chat.Message {
 	for i, m := range msgs {
 		if i == len(msgs)-1 {
 			b.WriteString("</conversation>\n\n<final_reply>\n")
-			b.WriteString(clip(m.Content, 6000))
+			b.WriteString(chat.Clip(m.Content, 6000))
 			b.WriteString("\n</final_reply>\n\n")
 			break
 		}
-		fmt.Fprintf(&b, "[%s]\n%s\n\n", strings.ToUpper(m.Role), clip(m.Content, 2000))
+		fmt.Fprintf(&b, "[%s]\n%s\n\n", strings.ToUpper(m.Role), chat.Clip(m.Content, 2000))
 	}
 	b.WriteString(r)
 	return []chat.Message{{Role: "system", Content: judgeSystem}, {Role: "user", Content: b.String()}}

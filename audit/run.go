@@ -7,14 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"regexp"
 	"strings"
 	"sync"
 	"time"
 
 	"persona/backend"
 	"persona/chat"
+	"persona/internal/parallel"
 	"persona/personas"
+	"persona/usersim"
 )
 
 // BackendError is a failure of a model backend (the target, the judge or the
@@ -200,56 +201,28 @@ func Execute(ctx context.Context, info *RunInfo, s *Suite, opt Options) (*Report
 	var (
 		mu       sync.Mutex
 		finished = total - len(todo)
-		saveErr  error
 	)
 	if opt.Progress != nil {
 		opt.Progress(finished, total, nil)
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	jobs := make(chan work)
-	var wg sync.WaitGroup
-	for w := 0; w < opt.Concurrency; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := range jobs {
-				r := runSample(ctx, s, j.probe, j.sample, scorers[j.probe.ID], opt)
-				if ctx.Err() != nil {
-					return // interrupted mid-sample: nothing to keep
-				}
-				if err := opt.Store.SaveSample(ctx, info.ID, r); err != nil {
-					mu.Lock()
-					if saveErr == nil {
-						saveErr = err
-					}
-					mu.Unlock()
-					cancel()
-					return
-				}
-				mu.Lock()
-				finished++
-				if opt.Progress != nil {
-					opt.Progress(finished, total, r)
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-feed:
-	for _, j := range todo {
-		select {
-		case jobs <- j:
-		case <-ctx.Done():
-			break feed
+	err = parallel.For(ctx, opt.Concurrency, len(todo), func(i int) error {
+		j := todo[i]
+		r := runSample(ctx, s, j.probe, j.sample, scorers[j.probe.ID], opt)
+		if ctx.Err() != nil {
+			return nil // interrupted mid-sample: nothing to keep
 		}
-	}
-	close(jobs)
-	wg.Wait()
-	if saveErr != nil {
-		return nil, fmt.Errorf("store: %w", saveErr)
-	}
-	if err := ctx.Err(); err != nil {
+		if err := opt.Store.SaveSample(ctx, info.ID, r); err != nil {
+			return &storeError{err}
+		}
+		mu.Lock()
+		finished++
+		if opt.Progress != nil {
+			opt.Progress(finished, total, r)
+		}
+		mu.Unlock()
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
 	all, err := opt.Store.Samples(context.WithoutCancel(ctx), info.ID)
@@ -263,6 +236,12 @@ feed:
 	info.Status = "done"
 	return rep, nil
 }
+
+// storeError is a failure to save a sample: the run stops, resumable.
+type storeError struct{ err error }
+
+func (e *storeError) Error() string { return "store: " + e.err.Error() }
+func (e *storeError) Unwrap() error { return e.err }
 
 func sampleKey(probe string, sample int) string { return fmt.Sprintf("%s\x00%d", probe, sample) }
 
@@ -420,8 +399,6 @@ How to write:
 
 This is user turn {turn} of {turns}.`
 
-var speakerLabel = regexp.MustCompile(`(?i)^\s*(\*\*)?(user|human|me)(\*\*)?\s*:\s*`)
-
 // auditorTurn asks the auditor model for the next user turn.
 func auditorTurn(ctx context.Context, s *Suite, p *Probe, msgs []chat.Message, t, n int, seed int64, auditor Backend) (string, error) {
 	instr := s.Auditor.Instructions
@@ -434,36 +411,10 @@ func auditorTurn(ctx context.Context, s *Suite, p *Probe, msgs []chat.Message, t
 	}
 	sys := strings.NewReplacer("{seed}", p.Seed, "{persona}", persona,
 		"{turn}", fmt.Sprint(t+1), "{turns}", fmt.Sprint(n)).Replace(instr)
-	var b strings.Builder
-	if t == 0 {
-		b.WriteString("The conversation has not started yet. Write the user's first message.")
-	} else {
-		b.WriteString("The conversation so far:\n\n")
-		for _, m := range msgs {
-			if m.Role == "system" {
-				continue
-			}
-			fmt.Fprintf(&b, "[%s]\n%s\n\n", strings.ToUpper(m.Role), clip(m.Content, 3000))
-		}
-		b.WriteString("Write the user's next message.")
-	}
-	maxTok := s.Auditor.MaxTokens
-	if maxTok == 0 {
-		maxTok = 300
-	}
-	temp := s.Auditor.Temperature
-	if temp == 0 {
-		temp = 1
-	}
-	aseed := seed ^ 0x5eed<<20 + int64(t)
-	resp, err := auditor.Chat(ctx, backend.Request{Messages: []chat.Message{{Role: "system", Content: sys},
-		{Role: "user", Content: b.String()}}, MaxTokens: maxTok, Temperature: temp, Seed: &aseed})
-	if err != nil {
+	u, err := usersim.Next(ctx, auditor, usersim.Turn{System: sys, Messages: msgs, MaxTokens: s.Auditor.MaxTokens,
+		Temperature: s.Auditor.Temperature, Seed: seed ^ 0x5eed<<20 + int64(t)})
+	if err != nil && !errors.Is(err, usersim.ErrEmpty) {
 		return "", &BackendError{Role: "auditor", Err: err}
 	}
-	u := strings.TrimSpace(speakerLabel.ReplaceAllString(strings.TrimSpace(resp.Content), ""))
-	if u == "" {
-		return "", errors.New("the auditor wrote an empty user turn")
-	}
-	return u, nil
+	return u, err
 }

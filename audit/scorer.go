@@ -158,7 +158,7 @@ func (s *regexScorer) Score(_ context.Context, in ScoreInput) (Score, error) {
 	var why []string
 	for _, re := range s.mustNot {
 		if m := re.FindString(reply); m != "" {
-			why = append(why, fmt.Sprintf("matched /%s/: %q", re, clip(m, 60)))
+			why = append(why, fmt.Sprintf("matched /%s/: %q", re, chat.Clip(m, 60)))
 		}
 	}
 	for _, re := range s.must {
@@ -176,11 +176,3 @@ func (s *regexScorer) Score(_ context.Context, in ScoreInput) (Score, error) {
 // ErrEmptyReply is returned for an assistant turn with no text: an empty or
 // broken transcript is an error, never a pass.
 var ErrEmptyReply = errors.New("empty assistant reply")
-
-func clip(s string, n int) string {
-	r := []rune(s)
-	if len(r) <= n {
-		return s
-	}
-	return string(r[:n]) + "…"
-}

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestReadJSONL(t *testing.T) {
@@ -155,4 +156,31 @@ func FuzzReadJSONL(f *testing.F) {
 			t.Fatalf("second write differs:\n%s\n%s", w1.Bytes(), w2.Bytes())
 		}
 	})
+}
+
+func TestClip(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"hello", 5, "hello"},
+		{"hello", 4, "hell…"},
+		{"héllo wörld", 2, "hé…"},
+		{"日本語のテキスト", 3, "日本語…"},
+		{"", 0, ""},
+	} {
+		got := Clip(c.in, c.n)
+		if got != c.want || !utf8.ValidString(got) {
+			t.Errorf("Clip(%q, %d) = %q, want %q", c.in, c.n, got, c.want)
+		}
+	}
+}
+
+func TestWriteTranscript(t *testing.T) {
+	var b strings.Builder
+	WriteTranscript(&b, []Message{{RoleSystem, "secret"}, {RoleUser, "hi"}, {RoleAssistant, "hello there"}}, 5)
+	if want := "[USER]\nhi\n\n[ASSISTANT]\nhello…\n\n"; b.String() != want {
+		t.Errorf("%q, want %q", b.String(), want)
+	}
 }

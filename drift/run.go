@@ -25,7 +25,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -40,6 +39,7 @@ import (
 	"persona/posterior"
 	"persona/resid"
 	"persona/sample"
+	"persona/usersim"
 )
 
 // Options configure Run.
@@ -325,32 +325,12 @@ Who you are and what you want: {seed}
 
 Write only the user's next message: no labels, no quotation marks, no commentary. Sound like a real person typing to a chat assistant and build on what the assistant said. This is user turn {turn} of {turns}.`
 
-var speakerLabel = regexp.MustCompile(`(?i)^\s*(\*\*)?(user|human|me)(\*\*)?\s*:\s*`)
-
 // userTurn asks the auditor for the next user turn of a seeded scenario.
 func (o *Options) userTurn(ctx context.Context, s Scenario, msgs []chat.Message, t int, seed int64) (string, error) {
 	sys := strings.NewReplacer("{seed}", s.Seed, "{turn}", fmt.Sprint(t+1), "{turns}", fmt.Sprint(s.Turns)).Replace(auditorSystem)
-	var b strings.Builder
-	if t == 0 {
-		b.WriteString("The conversation has not started yet. Write the user's first message.")
-	} else {
-		b.WriteString("The conversation so far:\n\n")
-		for _, m := range msgs {
-			if m.Role != chat.RoleSystem {
-				fmt.Fprintf(&b, "[%s]\n%s\n\n", strings.ToUpper(m.Role), m.Content)
-			}
-		}
-		b.WriteString("Write the user's next message.")
-	}
-	aseed := seed + int64(t)
-	resp, err := o.Auditor.Chat(ctx, backend.Request{Messages: []chat.Message{{Role: chat.RoleSystem, Content: sys},
-		{Role: chat.RoleUser, Content: b.String()}}, MaxTokens: 300, Temperature: 1, Seed: &aseed})
-	if err != nil {
+	u, err := usersim.Next(ctx, o.Auditor, usersim.Turn{System: sys, Messages: msgs, Seed: seed + int64(t)})
+	if err != nil && !errors.Is(err, usersim.ErrEmpty) {
 		return "", fmt.Errorf("%w: %s: %w", ErrAuditor, o.Auditor.Name(), err)
 	}
-	u := strings.TrimSpace(speakerLabel.ReplaceAllString(strings.TrimSpace(resp.Content), ""))
-	if u == "" {
-		return "", fmt.Errorf("auditor %s wrote an empty user turn", o.Auditor.Name())
-	}
-	return u, nil
+	return u, err
 }

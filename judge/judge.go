@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 
 	"persona/backend"
+	"persona/chat"
 )
 
 // TopLogprobs is how many alternatives a rating request asks for at each
@@ -98,16 +99,7 @@ func Read(resp *backend.Response) (float64, string, error) {
 	}
 	v, err := strconv.ParseFloat(textNum, 64)
 	if textNum == "" || err != nil || v < 0 || v > 100 {
-		return 0, "", fmt.Errorf("%w: judge answered %q", ErrNoRating, clip(text, 80))
+		return 0, "", fmt.Errorf("%w: judge answered %q", ErrNoRating, chat.Clip(text, 80))
 	}
 	return v, "text", nil
-}
-
-// clip returns s cut to n runes, with "…" where it was cut.
-func clip(s string, n int) string {
-	r := []rune(s)
-	if len(r) <= n {
-		return s
-	}
-	return string(r[:n]) + "…"
 }

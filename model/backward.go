@@ -1,11 +1,12 @@
 package model
 
 import (
+	"context"
 	"math"
 	"math/rand/v2"
 	"runtime"
-	"sync"
 
+	"persona/internal/parallel"
 	"persona/kernel"
 	"persona/resid"
 )
@@ -360,7 +361,7 @@ func (m *Model) attentionTrain(tr *layerTrace, T int, start []int) {
 	c := &m.Config
 	hd, H, kvd, group := c.HeadDim, c.Heads, c.KVHeads*c.HeadDim, c.Heads/c.KVHeads
 	scale := float32(1 / math.Sqrt(float64(hd)))
-	parallelHeads(H, func(h int) {
+	parallel.For(context.Background(), runtime.GOMAXPROCS(0), H, func(h int) error {
 		scores := make([]float32, T)
 		off := (h / group) * hd
 		for t := 0; t < T; t++ {
@@ -386,6 +387,7 @@ func (m *Model) attentionTrain(tr *layerTrace, T int, start []int) {
 				kernel.Axpy(o, e*inv, tr.v[(lo+j)*kvd+off:(lo+j)*kvd+off+hd])
 			}
 		}
+		return nil
 	})
 }
 
@@ -403,7 +405,7 @@ func (m *Model) attentionBackward(tr *layerTrace, datt, dq, dk, dv []float32, T 
 	c := &m.Config
 	hd, H, kvd, group := c.HeadDim, c.Heads, c.KVHeads*c.HeadDim, c.Heads/c.KVHeads
 	scale := float32(1 / math.Sqrt(float64(hd)))
-	parallelHeads(c.KVHeads, func(g int) {
+	parallel.For(context.Background(), runtime.GOMAXPROCS(0), c.KVHeads, func(g int) error {
 		off := g * hd
 		for h := g * group; h < (g+1)*group; h++ {
 			for t := 0; t < T; t++ {
@@ -422,21 +424,6 @@ func (m *Model) attentionBackward(tr *layerTrace, datt, dq, dk, dv []float32, T 
 				}
 			}
 		}
+		return nil
 	})
-}
-
-// parallelHeads runs fn(0 … n−1) on up to GOMAXPROCS goroutines.
-func parallelHeads(n int, fn func(i int)) {
-	workers := min(n, runtime.GOMAXPROCS(0))
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			for i := w; i < n; i += workers {
-				fn(i)
-			}
-		}(w)
-	}
-	wg.Wait()
 }

@@ -47,13 +47,6 @@ func (j *Judge) Rate(ctx context.Context, prompt string) (float64, string, error
 	return judge.Read(resp)
 }
 
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
-}
-
 // coherenceRubric is the recipe's second judgement: trait scores of broken
 // answers say little, so they are filtered out.
 const coherenceRubric = `Rate how coherent the answer is as a reply to the question: 0 is gibberish, endless repetition or not a reply at all; 50 is understandable but confused; 100 is fluent and on-topic. Judge only form and sense, not content or values.
@@ -125,7 +118,7 @@ func (jp *JudgePosterior) Posterior(ctx context.Context, msgs []chat.Message) (*
 	var b strings.Builder
 	k := 0
 	for i, m := range conv {
-		fmt.Fprintf(&b, "[%s]\n%s\n\n", strings.ToUpper(m.Role), clip(m.Content, 2000))
+		fmt.Fprintf(&b, "[%s]\n%s\n\n", strings.ToUpper(m.Role), chat.Clip(m.Content, 2000))
 		if m.Role != chat.RoleAssistant {
 			continue
 		}
