@@ -35,7 +35,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 
 	"persona/chat"
 	"persona/engine"
@@ -254,11 +253,7 @@ func Build(ctx context.Context, e *engine.Engine, o Options) (*Result, error) {
 		}
 	}
 
-	var (
-		mu   sync.Mutex
-		done int
-	)
-	err := parallel.For(ctx, o.Workers, len(jobs), func(i int) error {
+	err := parallel.ForProgress(ctx, o.Workers, len(jobs), func(i int) error {
 		j := jobs[i]
 		c := conds[j.c]
 		var msgs []chat.Message
@@ -282,14 +277,8 @@ func Build(ctx context.Context, e *engine.Engine, o Options) (*Result, error) {
 			}
 			j.kept = j.score >= o.MinScore
 		}
-		mu.Lock()
-		done++
-		if o.Progress != nil {
-			o.Progress(done, len(jobs))
-		}
-		mu.Unlock()
 		return nil
-	})
+	}, o.Progress)
 	if err != nil {
 		return nil, err
 	}

@@ -28,7 +28,6 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 
 	"persona/axis"
 	"persona/backend"
@@ -215,11 +214,7 @@ func Run(ctx context.Context, e *engine.Engine, scenarios []Scenario, o Options)
 			}
 		}
 	}
-	var (
-		mu   sync.Mutex
-		done int
-	)
-	err := parallel.For(ctx, o.Workers, len(convs), func(i int) error {
+	err := parallel.ForProgress(ctx, o.Workers, len(convs), func(i int) error {
 		c := convs[i]
 		var ivs []resid.Intervention
 		if c.Capped {
@@ -228,14 +223,8 @@ func Run(ctx context.Context, e *engine.Engine, scenarios []Scenario, o Options)
 		if err := o.converse(ctx, e, scenarios[c.unit], c, ivs); err != nil {
 			return fmt.Errorf("drift: scenario %q (%s): %w", c.Scenario, c.System, err)
 		}
-		mu.Lock()
-		done++
-		if o.Progress != nil {
-			o.Progress(done, len(convs))
-		}
-		mu.Unlock()
 		return nil
-	})
+	}, o.Progress)
 	if err != nil {
 		return nil, err
 	}

@@ -7,10 +7,10 @@ import (
 	"math"
 	"runtime"
 	"strconv"
-	"sync"
 
 	"persona/chat"
 	"persona/engine"
+	"persona/internal/parallel"
 	"persona/personas"
 	"persona/sample"
 )
@@ -127,47 +127,13 @@ func Generate(ctx context.Context, e *engine.Engine, spec *TraitSpec, questions 
 		}
 	}
 	out := make([]Response, len(jobs))
-	var (
-		mu    sync.Mutex
-		next  int
-		done  int
-		first error
-		wg    sync.WaitGroup
-	)
-	worker := func() {
-		defer wg.Done()
-		for {
-			mu.Lock()
-			i := next
-			next++
-			stop := first != nil || i >= len(jobs) || ctx.Err() != nil
-			mu.Unlock()
-			if stop {
-				return
-			}
-			j := jobs[i]
-			r, err := respond(ctx, e, spec, questions[j.q], j.pair, j.pos, sc, opt, opt.Seed*1_000_003+uint64(i))
-			mu.Lock()
-			if err != nil && first == nil {
-				first = err
-			}
-			out[i] = r
-			done++
-			if opt.Progress != nil {
-				opt.Progress(done, len(jobs))
-			}
-			mu.Unlock()
-		}
-	}
-	for w := 0; w < min(opt.Workers, len(jobs)); w++ {
-		wg.Add(1)
-		go worker()
-	}
-	wg.Wait()
-	if first == nil {
-		first = ctx.Err()
-	}
-	return out, first
+	err := parallel.ForProgress(ctx, opt.Workers, len(jobs), func(i int) error {
+		j := jobs[i]
+		var err error
+		out[i], err = respond(ctx, e, spec, questions[j.q], j.pair, j.pos, sc, opt, opt.Seed*1_000_003+uint64(i))
+		return err
+	}, opt.Progress)
+	return out, err
 }
 
 // respond generates, scores and captures one answer.

@@ -1,6 +1,7 @@
-// Package parallel runs independent jobs (generations, conversations) on a
-// fixed number of goroutines: measurement loops on a shared machine want a
-// bounded worker count, the first error to stop the rest, and cancellation.
+// Package parallel runs independent jobs (generations, conversations, audit
+// samples, attention heads) on a fixed number of goroutines: measurement
+// loops on a shared machine want a bounded worker count, the first error to
+// stop the rest, cancellation, and progress reports.
 package parallel
 
 import (
@@ -12,16 +13,21 @@ import (
 // index as it finishes the last. After the first error (or cancellation of
 // ctx) no new index starts; that error is returned.
 func For(ctx context.Context, workers, n int, fn func(i int) error) error {
+	return ForProgress(ctx, workers, n, fn, nil)
+}
+
+// ForProgress is For that calls progress(done, n) after each index that
+// finished without error, one call at a time; progress may be nil.
+func ForProgress(ctx context.Context, workers, n int, fn func(i int) error, progress func(done, n int)) error {
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex
 		first error
 		next  int
+		done  int
 	)
 	for range max(min(workers, n), 0) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for {
 				mu.Lock()
 				i := next
@@ -31,16 +37,23 @@ func For(ctx context.Context, workers, n int, fn func(i int) error) error {
 				if stop {
 					return
 				}
-				if err := fn(i); err != nil {
-					mu.Lock()
-					if first == nil {
-						first = err
+				err := fn(i)
+				mu.Lock()
+				if err != nil && first == nil {
+					first = err
+				}
+				if err == nil {
+					done++
+					if progress != nil {
+						progress(done, n)
 					}
-					mu.Unlock()
+				}
+				mu.Unlock()
+				if err != nil {
 					return
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	if first == nil {

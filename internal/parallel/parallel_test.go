@@ -33,3 +33,24 @@ func TestFor(t *testing.T) {
 		t.Errorf("cancelled: %v", err)
 	}
 }
+
+// Progress counts every finished index once, in order of completion, never
+// two calls at once.
+func TestForProgress(t *testing.T) {
+	var calls, inside atomic.Int64
+	last := 0
+	err := ForProgress(context.Background(), 4, 50, func(int) error { return nil }, func(done, n int) {
+		if inside.Add(1) != 1 {
+			t.Error("progress called concurrently")
+		}
+		if done != last+1 || n != 50 {
+			t.Errorf("progress(%d, %d) after %d", done, n, last)
+		}
+		last = done
+		calls.Add(1)
+		inside.Add(-1)
+	})
+	if err != nil || calls.Load() != 50 {
+		t.Errorf("err %v, %d progress calls", err, calls.Load())
+	}
+}
