@@ -20,6 +20,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"unicode/utf8"
 )
 
 // Role names accepted in conversations. They are the roles every mainstream
@@ -121,12 +122,17 @@ func (e *LineError) Error() string {
 // Unwrap returns the underlying cause.
 func (e *LineError) Unwrap() error { return e.Err }
 
+// ErrEmpty is returned for input that holds no conversation at all.
+var ErrEmpty = errors.New("no conversations")
+
 // ReadJSONL reads one conversation per line, each a JSON object of the form
 // {"messages":[{"role":..,"content":..}, ...], ...}. Blank lines are skipped;
 // other top-level fields go to Chat.Meta; extra fields inside a message are
 // ignored. name is used only in error messages, which have the form
 // "chats.jsonl:17: message 2: unknown role \"robot\"" (lines count from 1,
-// messages from 0, as in .messages[2]). The first error stops reading.
+// messages from 0, as in .messages[2]). The first error stops reading. Text
+// must be valid UTF-8 (JSON decoding would silently replace bad bytes), and
+// input without a single conversation is ErrEmpty.
 func ReadJSONL(r io.Reader, name string) ([]Chat, error) {
 	br := bufio.NewReader(r)
 	var chats []Chat
@@ -138,6 +144,9 @@ func ReadJSONL(r io.Reader, name string) ([]Chat, error) {
 		if lineNo == 1 {
 			line = bytes.TrimPrefix(line, []byte("\xef\xbb\xbf")) // UTF-8 byte-order mark
 		}
+		if !utf8.Valid(line) {
+			return chats, &LineError{File: name, Line: lineNo, Message: -1, Err: fmt.Errorf("invalid UTF-8 at byte %d", validPrefix(line))}
+		}
 		if len(bytes.TrimSpace(line)) > 0 {
 			c, msgIdx, perr := parseLine(line)
 			if perr != nil {
@@ -146,9 +155,25 @@ func ReadJSONL(r io.Reader, name string) ([]Chat, error) {
 			chats = append(chats, c)
 		}
 		if err == io.EOF {
+			if len(chats) == 0 {
+				return nil, fmt.Errorf("%s: %w (want one JSON object with \"messages\" per line)", name, ErrEmpty)
+			}
 			return chats, nil
 		}
 	}
+}
+
+// validPrefix returns the length of the longest valid UTF-8 prefix of b.
+func validPrefix(b []byte) int {
+	n := 0
+	for n < len(b) {
+		r, size := utf8.DecodeRune(b[n:])
+		if r == utf8.RuneError && size <= 1 {
+			return n
+		}
+		n += size
+	}
+	return n
 }
 
 // parseLine decodes one non-blank line. On error it also returns the index of

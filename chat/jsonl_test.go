@@ -127,7 +127,7 @@ func FuzzReadJSONL(f *testing.F) {
 		chats, err := ReadJSONL(bytes.NewReader(data), "fuzz")
 		if err != nil {
 			var le *LineError
-			if !errors.As(err, &le) || le.Line < 1 {
+			if !errors.Is(err, ErrEmpty) && (!errors.As(err, &le) || le.Line < 1) {
 				t.Fatalf("error without a line: %v", err)
 			}
 			return
@@ -182,5 +182,21 @@ func TestWriteTranscript(t *testing.T) {
 	WriteTranscript(&b, []Message{{RoleSystem, "secret"}, {RoleUser, "hi"}, {RoleAssistant, "hello there"}}, 5)
 	if want := "[USER]\nhi\n\n[ASSISTANT]\nhello…\n\n"; b.String() != want {
 		t.Errorf("%q, want %q", b.String(), want)
+	}
+}
+
+// Input with no conversation, or with bytes that are not UTF-8, is refused
+// with the line at fault rather than read as nothing or as U+FFFD.
+func TestReadJSONLRefusesEmptyAndInvalidUTF8(t *testing.T) {
+	for _, in := range []string{"", "\n\n  \n"} {
+		if _, err := ReadJSONL(strings.NewReader(in), "e.jsonl"); !errors.Is(err, ErrEmpty) {
+			t.Errorf("%q: %v", in, err)
+		}
+	}
+	bad := "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}\n{\"messages\":[{\"role\":\"user\",\"content\":\"caf\xe9\"}]}\n"
+	_, err := ReadJSONL(strings.NewReader(bad), "b.jsonl")
+	var le *LineError
+	if !errors.As(err, &le) || le.Line != 2 || !strings.Contains(err.Error(), "invalid UTF-8 at byte 42") {
+		t.Errorf("invalid UTF-8: %v", err)
 	}
 }

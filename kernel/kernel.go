@@ -32,6 +32,11 @@ var (
 	simdActive = false
 )
 
+// SIMD reports whether the AVX-512 kernels are in use: the binary was built
+// with GOEXPERIMENT=simd and the CPU has AVX-512. Benchmarks print it beside
+// every figure.
+func SIMD() bool { return simdActive }
+
 // Dot returns Σ a[i]·b[i] over len(a) elements; b must be at least as long.
 // It is the inner loop of attention scores and of every mat-vec.
 func Dot(a, b []float32) float32 {

@@ -21,6 +21,7 @@ package personas
 
 import (
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -184,8 +185,11 @@ func (l *Library) Get(name string) (*Persona, error) {
 	if p, ok := l.byName[name]; ok {
 		return p, nil
 	}
-	return nil, fmt.Errorf("unknown persona %q (known: %s)", name, strings.Join(l.Names(), ", "))
+	return nil, fmt.Errorf("%w %q (known: %s)", ErrUnknown, name, strings.Join(l.Names(), ", "))
 }
+
+// ErrUnknown is returned for a persona name the library does not hold.
+var ErrUnknown = errors.New("unknown persona")
 
 // MustGet is Get for names known to exist; it panics otherwise.
 func (l *Library) MustGet(name string) *Persona {

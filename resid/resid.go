@@ -13,6 +13,7 @@
 package resid
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"sort"
@@ -30,6 +31,20 @@ const (
 
 func (w Where) String() string {
 	return [...]string{"all", "prompt", "generated"}[w]
+}
+
+// ErrWhere is returned for a position selector that is not all, prompt or
+// generated.
+var ErrWhere = errors.New("unknown positions (want all, prompt or generated)")
+
+// ParseWhere reads "all", "prompt" or "generated".
+func ParseWhere(s string) (Where, error) {
+	for w := All; w <= Generated; w++ {
+		if s == w.String() {
+			return w, nil
+		}
+	}
+	return All, fmt.Errorf("%q: %w", s, ErrWhere)
 }
 
 // includes reports whether absolute position pos is selected.

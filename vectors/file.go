@@ -78,6 +78,15 @@ func Load(path string) (*Set, error) {
 	return s, nil
 }
 
+// Open reads a vector file: safetensors as Save writes them, or a
+// llama.cpp control vector (a .gguf file).
+func Open(path string) (*Set, error) {
+	if strings.HasSuffix(strings.ToLower(path), ".gguf") {
+		return ReadControlVector(path)
+	}
+	return Load(path)
+}
+
 // Parse is Load on bytes already in memory; name is used in errors.
 func Parse(data []byte, name string) (*Set, error) {
 	f, err := safetensors.Parse(data, name)

@@ -21,6 +21,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 
 	"persona/engine"
 	"persona/resid"
@@ -119,7 +120,7 @@ func (s *Set) Check(numLayers, hidden int) error {
 func (s *Set) Vector(layer int) ([]float32, error) {
 	i, ok := slices.BinarySearch(s.Layers, layer)
 	if !ok {
-		return nil, fmt.Errorf("vectors %q have no layer %d (they have %s): %w", s.Name, layer, layerList(s.Layers), engine.ErrLayer)
+		return nil, fmt.Errorf("vectors %q have no layer %d (they have %s): %w", s.Name, layer, FormatLayers(s.Layers), engine.ErrLayer)
 	}
 	return s.Vectors[i], nil
 }
@@ -325,7 +326,7 @@ func (a *Accumulator) Set(name, model string) (*Set, error) {
 // Assistant, neg: role vectors). Meta records the method and counts.
 func Difference(name, model string, pos, neg *Accumulator) (*Set, error) {
 	if !slices.Equal(pos.Layers, neg.Layers) {
-		return nil, fmt.Errorf("vectors %q: positive layers %s, negative layers %s", name, layerList(pos.Layers), layerList(neg.Layers))
+		return nil, fmt.Errorf("vectors %q: positive layers %s, negative layers %s", name, FormatLayers(pos.Layers), FormatLayers(neg.Layers))
 	}
 	if pos.N() == 0 || neg.N() == 0 {
 		return nil, fmt.Errorf("vectors %q: mean difference needs both sides: %d positive, %d negative samples", name, pos.N(), neg.N())
@@ -356,8 +357,8 @@ func nonFinite(v []float32) int {
 	return -1
 }
 
-// layerList prints layers compactly: "1..4,7".
-func layerList(ls []int) string {
+// FormatLayers prints layers compactly, as ParseLayers reads them: "1-4,7".
+func FormatLayers(ls []int) string {
 	if len(ls) == 0 {
 		return "none"
 	}
@@ -372,10 +373,41 @@ func layerList(ls []int) string {
 		}
 		b = strconv.AppendInt(b, int64(ls[i]), 10)
 		if j > i {
-			b = append(b, ".."...)
+			b = append(b, '-')
 			b = strconv.AppendInt(b, int64(ls[j]), 10)
 		}
 		i = j + 1
 	}
 	return string(b)
+}
+
+// ParseLayers reads a layer list such as "3", "1,4,7" or "8-20" for a model
+// of numLayers layers: ascending, no repeats, every layer in the model. An
+// empty list is nil, which callers read as every layer.
+func ParseLayers(s string, numLayers int) ([]int, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	var out []int
+	for _, part := range strings.Split(s, ",") {
+		lo, hi, isRange := strings.Cut(strings.TrimSpace(part), "-")
+		a, err1 := strconv.Atoi(strings.TrimSpace(lo))
+		b, err2 := a, error(nil)
+		if isRange {
+			b, err2 = strconv.Atoi(strings.TrimSpace(hi))
+		}
+		if err1 != nil || err2 != nil || b < a {
+			return nil, fmt.Errorf("layers %q: %q is not a layer or a range such as 8-20", s, part)
+		}
+		for l := a; l <= b; l++ {
+			if l < 0 || l >= numLayers {
+				return nil, fmt.Errorf("layers %q: layer %d, the model has layers 0-%d: %w", s, l, numLayers-1, engine.ErrLayer)
+			}
+			if len(out) > 0 && l <= out[len(out)-1] {
+				return nil, fmt.Errorf("layers %q: layers must be ascending without repeats", s)
+			}
+			out = append(out, l)
+		}
+	}
+	return out, nil
 }

@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -127,7 +128,7 @@ func TestCheckAgainstModel(t *testing.T) {
 			t.Errorf("%s: err = %v, want %v containing %q", c.name, err, c.want, c.text)
 		}
 	}
-	if _, err := s.Steer(1, 1, resid.All); !errors.Is(err, engine.ErrLayer) || !strings.Contains(err.Error(), "0,2..3") {
+	if _, err := s.Steer(1, 1, resid.All); !errors.Is(err, engine.ErrLayer) || !strings.Contains(err.Error(), "0,2-3") {
 		t.Errorf("Steer on a missing layer: %v", err)
 	}
 	if _, err := s.Steer(2, float32(math.NaN()), resid.All); !errors.Is(err, ErrNotFinite) {
@@ -314,14 +315,49 @@ func TestControlVectorFile(t *testing.T) {
 	}
 }
 
-func TestLayerList(t *testing.T) {
-	for in, want := range map[string]string{"": "none", "3": "3", "1 2 3 5 7 8": "1..3,5,7..8"} {
+func TestFormatLayers(t *testing.T) {
+	for in, want := range map[string]string{"": "none", "3": "3", "1 2 3 5 7 8": "1-3,5,7-8"} {
 		var ls []int
 		for _, f := range strings.Fields(in) {
 			ls = append(ls, int(f[0]-'0'))
 		}
-		if got := layerList(ls); got != want {
-			t.Errorf("layerList(%v) = %q, want %q", ls, got, want)
+		if got := FormatLayers(ls); got != want {
+			t.Errorf("FormatLayers(%v) = %q, want %q", ls, got, want)
 		}
+	}
+}
+
+func TestParseLayers(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want []int
+		err  string
+	}{
+		{"", nil, ""},
+		{"3", []int{3}, ""},
+		{"1, 4,7", []int{1, 4, 7}, ""},
+		{"2-4,6", []int{2, 3, 4, 6}, ""},
+		{"4-2", nil, "not a layer"},
+		{"x", nil, "not a layer"},
+		{"3,3", nil, "ascending"},
+		{"5,2", nil, "ascending"},
+		{"9", nil, "layers 0-7"},
+		{"-1", nil, "not a layer"},
+	} {
+		got, err := ParseLayers(c.in, 8)
+		if c.err == "" && (err != nil || !slices.Equal(got, c.want)) {
+			t.Errorf("%q: %v, %v; want %v", c.in, got, err, c.want)
+		}
+		if c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)) {
+			t.Errorf("%q: error %v, want %q", c.in, err, c.err)
+		}
+		if err == nil && c.in != "" {
+			if back, _ := ParseLayers(FormatLayers(got), 8); !slices.Equal(back, got) {
+				t.Errorf("%q: FormatLayers does not round-trip: %q", c.in, FormatLayers(got))
+			}
+		}
+	}
+	if _, err := ParseLayers("9", 6); !errors.Is(err, engine.ErrLayer) {
+		t.Errorf("layer beyond the model: %v", err)
 	}
 }

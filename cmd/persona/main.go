@@ -1,37 +1,22 @@
 // Command persona measures, audits and controls the personas of language
 // models. Run `persona --help` for the verbs.
+//
+// The command is a thin layer: each verb turns its flags into a call of a
+// package function and prints the result. What verbs share (exit codes,
+// the root context, progress bars, JSON output, opening models and
+// backends) is in cli.go.
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/spf13/cobra"
 )
-
-// Exit codes, shared by every verb.
-const (
-	exitOK      = 0
-	exitFailed  = 1 // a threshold or audit failed
-	exitUsage   = 2 // usage or input error
-	exitBackend = 3 // backend or infrastructure error
-)
-
-// exitError carries an exit code through cobra.
-type exitError struct {
-	code int
-	err  error
-}
-
-func (e *exitError) Error() string { return e.err.Error() }
-func (e *exitError) Unwrap() error { return e.err }
-
-// usageErr marks bad flags or bad input files (exit 2).
-func usageErr(err error) error { return &exitError{exitUsage, err} }
-
-// backendErr marks failures of the model or infrastructure (exit 3).
-func backendErr(err error) error { return &exitError{exitBackend, err} }
 
 func newRoot() *cobra.Command {
 	root := &cobra.Command{
@@ -41,7 +26,10 @@ func newRoot() *cobra.Command {
 controllable: which persona a model is in, how it drifts, and how to steer it.
 
 Models are Hugging Face directories (config.json, *.safetensors, tokenizer.json)
-or GGUF files; the engine is pure Go.`,
+or GGUF files; the engine is pure Go.
+
+Exit status: 0 ok, 1 a threshold or audit failed, 2 usage or input error,
+3 backend or infrastructure error.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -56,7 +44,20 @@ or GGUF files; the engine is pure Go.`,
 }
 
 func main() {
-	err := newRoot().Execute()
+	// The first SIGINT or SIGTERM cancels the command's context, so it can
+	// stop cleanly (save what finished, drain a server); a second one ends
+	// the process at once.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop()
+		again := make(chan os.Signal, 1)
+		signal.Notify(again, os.Interrupt, syscall.SIGTERM)
+		<-again
+		fmt.Fprintln(os.Stderr, "persona: interrupted twice; exiting now")
+		os.Exit(130)
+	}()
+	err := newRoot().ExecuteContext(ctx)
 	if err == nil {
 		os.Exit(exitOK)
 	}

@@ -1,0 +1,191 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/pflag"
+	"golang.org/x/term"
+
+	"persona/audit"
+	"persona/backend"
+	"persona/chat"
+	"persona/engine"
+	"persona/model"
+	"persona/models"
+	"persona/personas"
+	"persona/posterior"
+	"persona/resid"
+	"persona/vectors"
+)
+
+// Exit codes, shared by every verb.
+const (
+	exitOK      = 0
+	exitFailed  = 1 // a threshold or audit failed
+	exitUsage   = 2 // usage or input error
+	exitBackend = 3 // backend or infrastructure error
+)
+
+// exitError carries an exit code through cobra.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// usageErr marks bad flags or bad input files (exit 2).
+func usageErr(err error) error { return &exitError{exitUsage, err} }
+
+// backendErr marks failures of the model or infrastructure (exit 3).
+func backendErr(err error) error { return &exitError{exitBackend, err} }
+
+// inputErrors are the package errors that mean the user's input was wrong,
+// not the machinery.
+var inputErrors = []error{model.ErrContext, engine.ErrNoTemplate, engine.ErrNoTurn, engine.ErrLayer,
+	audit.ErrInput, posterior.ErrNoAssistant, personas.ErrUnknown, chat.ErrEmpty, vectors.ErrWidth, resid.ErrWhere}
+
+// classify gives err the exit code its kind asks for: 2 for bad input, 3
+// for anything else; an error that already has a code keeps it.
+func classify(err error) error {
+	var ee *exitError
+	if err == nil || errors.As(err, &ee) {
+		return err
+	}
+	for _, in := range inputErrors {
+		if errors.Is(err, in) {
+			return usageErr(err)
+		}
+	}
+	return backendErr(err)
+}
+
+// printJSON writes v to standard output as indented JSON.
+func printJSON(v any) error {
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// progress is a progress bar on a terminal and nothing elsewhere. Its
+// update method is the progress callback the packages take.
+type progress struct {
+	what string
+	bar  *progressbar.ProgressBar
+}
+
+func newProgress(what string) *progress { return &progress{what: what} }
+
+func (p *progress) update(done, total int) {
+	if p.bar == nil {
+		if !term.IsTerminal(int(os.Stderr.Fd())) {
+			return
+		}
+		p.bar = progressbar.NewOptions(total, progressbar.OptionSetWriter(os.Stderr), progressbar.OptionSetDescription(p.what),
+			progressbar.OptionShowCount(), progressbar.OptionSetPredictTime(true), progressbar.OptionClearOnFinish())
+	}
+	p.bar.Set(done)
+}
+
+func (p *progress) finish() {
+	if p.bar != nil {
+		p.bar.Finish()
+	}
+}
+
+// modelFlag registers --model with the embedded organism as its default, so
+// every verb runs out of the box.
+func modelFlag(f *pflag.FlagSet, p *string, usage string) {
+	f.StringVar(p, "model", models.Default, usage+`; "organism" is the embedded post-trained organism, "organism-base" its base`)
+}
+
+// sampling is the sampling block of the verbs that generate text: the
+// defaults of --max-tokens, --temperature and --seed, and what each verb's
+// tokens and seed are for.
+type sampling struct {
+	MaxTokens   int
+	TokensUsage string // e.g. "tokens per reply"
+	Temperature float32
+	Seed        uint64
+	SeedUsage   string // e.g. "seed for questions and sampling"
+}
+
+// samplingFlags registers --max-tokens, --temperature and --seed with d's
+// defaults. A greedy default temperature says so in its help.
+func samplingFlags(f *pflag.FlagSet, maxTokens *int, temperature *float32, seed *uint64, d sampling) {
+	f.IntVar(maxTokens, "max-tokens", d.MaxTokens, d.TokensUsage)
+	usage := "sampling temperature"
+	if d.Temperature == 0 {
+		usage += "; 0 is greedy"
+	}
+	f.Float32Var(temperature, "temperature", d.Temperature, usage)
+	f.Uint64Var(seed, "seed", d.Seed, d.SeedUsage)
+}
+
+// loadEngine loads a model named by --model: an embedded name or a path.
+// A model that cannot be loaded is bad input.
+func loadEngine(path string, opt engine.Options) (*engine.Engine, error) {
+	dir, err := models.Resolve(path)
+	if err != nil {
+		return nil, usageErr(err)
+	}
+	e, err := engine.LoadWith(dir, opt)
+	if err != nil {
+		return nil, usageErr(err)
+	}
+	return e, nil
+}
+
+// loadChatEngine is loadEngine for verbs that hold conversations.
+func loadChatEngine(path, verb string) (*engine.Engine, error) {
+	e, err := loadEngine(path, engine.Options{})
+	if err != nil {
+		return nil, err
+	}
+	if e.Template == nil {
+		e.Close()
+		return nil, usageErr(fmt.Errorf("%s has no chat template; %s needs one to hold conversations", path, verb))
+	}
+	return e, nil
+}
+
+// openBackend opens the entry name (default: the first) of a backend config
+// file. A bad file or entry is a usage error, a backend that cannot start an
+// infrastructure one.
+func openBackend(configPath, name string) (backend.Backend, io.Closer, error) {
+	cfg, err := backend.LoadConfig(configPath)
+	if err != nil {
+		return nil, nil, usageErr(err)
+	}
+	if name == "" {
+		name = cfg.Backends[0].Name
+	}
+	bc, err := cfg.Backend(name)
+	if err != nil {
+		return nil, nil, usageErr(err)
+	}
+	b, c, err := bc.Open()
+	if err != nil {
+		var ce *backend.ConfigError
+		if errors.As(err, &ce) {
+			return nil, nil, usageErr(err)
+		}
+		return nil, nil, backendErr(err)
+	}
+	return b, c, nil
+}
+
+// readChats reads a JSONL file of conversations; an empty file is an error.
+func readChats(path string) ([]chat.Chat, error) {
+	chats, err := chat.ReadJSONLFile(path)
+	if err != nil {
+		return nil, usageErr(err)
+	}
+	return chats, nil
+}

@@ -1,6 +1,0 @@
-//go:build !goexperiment.simd
-
-package main
-
-// simdBuild records whether this binary was built with GOEXPERIMENT=simd.
-const simdBuild = false
