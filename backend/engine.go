@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"strings"
 
+	"persona/chat"
 	"persona/engine"
 	"persona/resid"
 	"persona/sample"
@@ -74,6 +75,9 @@ func (b *Engine) ChatStream(ctx context.Context, req Request, emit func(Delta) e
 	if len(req.Messages) == 0 {
 		return nil, b.badRequest("no messages")
 	}
+	if err := b.E.CheckLength(req.Messages...); err != nil {
+		return nil, b.badRequest(err.Error())
+	}
 	enc, err := b.E.EncodeChat(req.Messages, true)
 	if err != nil {
 		return nil, b.badRequest(err.Error())
@@ -84,6 +88,9 @@ func (b *Engine) ChatStream(ctx context.Context, req Request, emit func(Delta) e
 // Complete continues a raw prompt (tokenized as is, with BOS; no chat
 // template): the /v1/completions API. req.Messages is ignored.
 func (b *Engine) Complete(ctx context.Context, prompt string, req Request, emit func(Delta) error) (*Response, error) {
+	if err := b.E.CheckLength(chat.Message{Role: chat.RoleUser, Content: prompt}); err != nil {
+		return nil, b.badRequest(err.Error())
+	}
 	return b.generate(ctx, b.E.EncodeRaw(prompt).IDs, req, emit)
 }
 

@@ -95,6 +95,9 @@ func (a *Activations) Mean() [][]float32 {
 // assistant axis, so it costs one forward pass without logits over the
 // conversation up to the end of the last selected message.
 func (e *Engine) Capture(ctx context.Context, msgs []chat.Message, opt CaptureOptions) (*Activations, error) {
+	if err := e.CheckLength(msgs...); err != nil {
+		return nil, err
+	}
 	enc, err := e.EncodeChat(msgs, false)
 	if err != nil {
 		return nil, err

@@ -56,6 +56,9 @@ type Reply struct {
 // out of the ids and the mean: it is the same for every persona and would
 // only dilute the difference between them.
 func (e *Engine) Reply(ctx context.Context, msgs []chat.Message, o ReplyOptions) (*Reply, error) {
+	if err := e.CheckLength(msgs...); err != nil {
+		return nil, err
+	}
 	enc, err := e.EncodeChat(msgs, true)
 	if err != nil {
 		return nil, err

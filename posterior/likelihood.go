@@ -125,12 +125,15 @@ func (t *Tracker) Update(ctx context.Context, msgs []chat.Message) (*Result, err
 			if p != "" {
 				full = append([]chat.Message{{Role: chat.RoleSystem, Content: p}}, conv...)
 			}
+			if err := l.E.CheckLength(full...); err != nil {
+				return nil, fmt.Errorf("posterior: persona %s: %w", h.Name, err)
+			}
 			enc, err := l.E.EncodeChat(full, false)
 			if err != nil {
 				return nil, fmt.Errorf("posterior: persona %s: %w", h.Name, err)
 			}
 			if len(enc.IDs) > l.E.Model.MaxSeq {
-				return nil, fmt.Errorf("posterior: persona %s: conversation of %d tokens exceeds the model's context of %d", h.Name, len(enc.IDs), l.E.Model.MaxSeq)
+				return nil, fmt.Errorf("posterior: persona %s: conversation of %d tokens exceeds the model's context of %d: %w", h.Name, len(enc.IDs), l.E.Model.MaxSeq, model.ErrContext)
 			}
 			var spans [][2]int
 			for _, sp := range enc.Spans {

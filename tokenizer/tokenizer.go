@@ -39,6 +39,9 @@ type Tokenizer struct {
 	kind string
 
 	tokens  []string // by id: model vocabulary and added tokens
+	// maxTok caches MaxTokenBytes.
+	maxTok     int
+	maxTokOnce sync.Once
 	ids     map[string]int
 	special []bool // by id
 
@@ -202,6 +205,21 @@ func (t *Tokenizer) decode(ids []int, skipSpecial bool) string {
 // VocabSize is the number of ids, added tokens included: the size of the
 // embedding table the tokenizer needs.
 func (t *Tokenizer) VocabSize() int { return len(t.tokens) }
+
+// MaxTokenBytes is the length in bytes of the longest token as the
+// vocabulary spells it. A token never stands for more input bytes than its
+// spelling (byte-level alphabets and "▁" only make spellings longer), so a
+// text of n bytes has at least n/MaxTokenBytes tokens: how callers refuse an
+// input too long for a context without tokenizing all of it.
+func (t *Tokenizer) MaxTokenBytes() int {
+	t.maxTokOnce.Do(func() {
+		for _, s := range t.tokens {
+			t.maxTok = max(t.maxTok, len(s))
+		}
+		t.maxTok = max(t.maxTok, 1)
+	})
+	return t.maxTok
+}
 
 // Token is the vocabulary entry of id as stored (byte-level spelling, "▁"
 // for spaces), or "" when id is out of range.

@@ -105,6 +105,12 @@ func modelFlag(f *pflag.FlagSet, p *string, usage string) {
 	f.StringVar(p, "model", models.Default, usage+`; "organism" is the embedded post-trained organism, "organism-base" its base`)
 }
 
+// tokenizerFlag registers --tokenizer, for verbs that can take the tokenizer
+// from another file than the model's.
+func tokenizerFlag(f *pflag.FlagSet, p *string) {
+	f.StringVar(p, "tokenizer", "", "tokenizer.json or GGUF file to take the tokenizer from (default: the model's own)")
+}
+
 // sampling is the sampling block of the verbs that generate text: the
 // defaults of --max-tokens, --temperature and --seed, and what each verb's
 // tokens and seed are for.

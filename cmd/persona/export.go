@@ -9,7 +9,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"persona/engine"
-	"persona/gguf"
 	"persona/tensor"
 )
 
@@ -52,18 +51,11 @@ llama.cpp knows) or, for a GGUF source, is copied unchanged.`,
 			}
 			e, err := loadEngine(modelPath, engine.Options{})
 			if err != nil {
-				return usageErr(err)
+				return err
 			}
 			defer e.Close()
-			vocab, err := exportVocab(e)
-			if err != nil {
+			if err := e.WriteGGUF(out, dt); err != nil {
 				return usageErr(err)
-			}
-			if err := e.Model.Convert(dt); err != nil {
-				return usageErr(err)
-			}
-			if err := e.Model.WriteGGUF(out, vocab); err != nil {
-				return backendErr(err)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s (%s, %d layers, hidden %d, vocab %d, %s)\n",
 				out, e.Model.Arch, e.Model.NumLayers, e.Model.Hidden, e.Model.Vocab, strings.ToLower(dtype))
@@ -75,55 +67,4 @@ llama.cpp knows) or, for a GGUF source, is copied unchanged.`,
 	cmd.Flags().StringVar(&dtype, "dtype", "f32", "storage type of the matrices: f32, f16 or q8_0")
 	cmd.Flags().BoolVar(&force, "force", false, "replace an existing output file")
 	return cmd
-}
-
-// exportVocab returns the tokenizer.* metadata for the export. A GGUF source
-// already carries llama.cpp's own description of its vocabulary (possibly a
-// SentencePiece one we could not re-derive), so it is copied verbatim; an HF
-// directory's tokenizer is translated by GGUFMetadata, with the chat template
-// from tokenizer_config.json added when the tokenizer itself has none, since
-// llama.cpp and ollama take the template only from the GGUF.
-func exportVocab(e *engine.Engine) ([]gguf.KV, error) {
-	if st, err := os.Stat(e.Path); err == nil && !st.IsDir() {
-		f, err := gguf.Open(e.Path)
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		var kvs []gguf.KV
-		for _, kv := range f.KV {
-			if strings.HasPrefix(kv.Key, "tokenizer.") {
-				kvs = append(kvs, kv)
-			}
-		}
-		if len(kvs) == 0 {
-			return nil, fmt.Errorf("%s has no tokenizer metadata to export", e.Path)
-		}
-		return kvs, nil
-	}
-	kvs, err := e.Tokenizer.GGUFMetadata()
-	if err != nil {
-		return nil, fmt.Errorf("%s: llama.cpp cannot represent this tokenizer: %w", e.Path, err)
-	}
-	if n := len(kvTokens(kvs)); n != e.Model.Vocab {
-		return nil, fmt.Errorf("%s: the tokenizer has %d tokens but the model's vocabulary is %d; llama.cpp needs them equal", e.Path, n, e.Model.Vocab)
-	}
-	hasTemplate := false
-	for _, kv := range kvs {
-		hasTemplate = hasTemplate || kv.Key == "tokenizer.chat_template"
-	}
-	if !hasTemplate && e.ChatConfig != nil && e.ChatConfig.Template != "" {
-		kvs = append(kvs, gguf.KV{Key: "tokenizer.chat_template", Value: e.ChatConfig.Template})
-	}
-	return kvs, nil
-}
-
-func kvTokens(kvs []gguf.KV) []string {
-	for _, kv := range kvs {
-		if kv.Key == "tokenizer.ggml.tokens" {
-			toks, _ := kv.Value.([]string)
-			return toks
-		}
-	}
-	return nil
 }

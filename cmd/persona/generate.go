@@ -6,12 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"persona/chat"
 	"persona/engine"
@@ -62,48 +59,44 @@ and generates the next assistant turn of each.`,
 			}
 			var convs [][]chat.Message
 			if chatFile != "" {
-				chats, err := chat.ReadJSONLFile(chatFile)
+				chats, err := readChats(chatFile)
 				if err != nil {
-					return usageErr(err)
+					return err
 				}
 				for _, c := range chats {
 					convs = append(convs, c.Messages)
 				}
+			} else if !raw {
+				var msgs []chat.Message
+				if system != "" {
+					msgs = append(msgs, chat.Message{Role: chat.RoleSystem, Content: system})
+				}
+				convs = [][]chat.Message{append(msgs, chat.Message{Role: chat.RoleUser, Content: prompt})}
 			}
 			e, err := loadEngine(modelPath, engine.Options{Tokenizer: tokPath})
 			if err != nil {
-				return usageErr(err)
+				return err
 			}
 			defer e.Close()
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-			defer stop()
-
 			var prompts []*engine.Encoded
-			switch {
-			case raw:
+			if raw {
+				if err := e.CheckLength(chat.Message{Content: prompt}); err != nil {
+					return usageErr(err)
+				}
 				prompts = append(prompts, e.EncodeRaw(prompt))
-			case chatFile != "":
-				for i, msgs := range convs {
-					enc, err := e.EncodeChat(msgs, true)
-					if err != nil {
-						return usageErr(fmt.Errorf("%s: conversation %d: %w", chatFile, i+1, err))
-					}
-					prompts = append(prompts, enc)
+			}
+			for i, msgs := range convs {
+				if err := e.CheckLength(msgs...); err != nil {
+					return usageErr(fmt.Errorf("conversation %d: %w", i+1, err))
 				}
-			default:
-				var msgs []chat.Message
-				if system != "" {
-					msgs = append(msgs, chat.Message{Role: "system", Content: system})
-				}
-				msgs = append(msgs, chat.Message{Role: "user", Content: prompt})
 				enc, err := e.EncodeChat(msgs, true)
 				if err != nil {
-					return usageErr(fmt.Errorf("%w; pass --raw to skip the chat template", err))
+					return usageErr(fmt.Errorf("conversation %d: %w; pass --raw to skip the chat template", i+1, err))
 				}
 				prompts = append(prompts, enc)
 			}
 			for i, enc := range prompts {
-				if err := runGeneration(ctx, e, enc, i, len(prompts), maxTokens, p, asJSON); err != nil {
+				if err := runGeneration(cmd.Context(), e, enc, i, len(prompts), maxTokens, p, asJSON); err != nil {
 					return err
 				}
 			}
@@ -130,32 +123,26 @@ and generates the next assistant turn of each.`,
 
 func runGeneration(ctx context.Context, e *engine.Engine, enc *engine.Encoded, i, n, maxTokens int, p sample.Params, asJSON bool) error {
 	req := engine.Request{Prompt: enc.IDs, MaxTokens: maxTokens, Sampling: p}
-	var bar *progressbar.ProgressBar
-	if asJSON && term.IsTerminal(int(os.Stderr.Fd())) {
-		bar = progressbar.NewOptions(maxTokens, progressbar.OptionSetWriter(os.Stderr),
-			progressbar.OptionSetDescription(fmt.Sprintf("generating %d/%d", i+1, n)),
-			progressbar.OptionShowIts(), progressbar.OptionSetItsString("tok"), progressbar.OptionClearOnFinish())
-	}
+	bar := newProgress(fmt.Sprintf("generating %d/%d", i+1, n))
 	var first time.Time
+	generated := 0
 	req.OnToken = func(st engine.Step) error {
 		if first.IsZero() {
 			first = time.Now()
 		}
-		if bar != nil {
-			bar.Add(1)
-		}
-		if !asJSON {
+		generated++
+		if asJSON {
+			bar.update(generated, maxTokens)
+		} else {
 			fmt.Print(st.Text)
 		}
 		return nil
 	}
 	start := time.Now()
 	res, err := e.Generate(ctx, req)
-	if bar != nil {
-		bar.Finish()
-	}
+	bar.finish()
 	if err != nil {
-		return backendErr(err)
+		return classify(err)
 	}
 	out := generateOutput{Result: *res, Prompt: enc.Text}
 	if !first.IsZero() {

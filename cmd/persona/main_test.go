@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"persona/engine"
 	"persona/internal/testmodel"
 	"persona/internal/testref"
 )
@@ -78,7 +79,7 @@ func TestInspect(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	var info modelInfo
+	var info engine.Info
 	if err := json.Unmarshal([]byte(out), &info); err != nil {
 		t.Fatal(err)
 	}

@@ -1,16 +1,12 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -38,7 +34,7 @@ and GET /metrics in the Prometheus text format.
 
 The server listens on --addr (127.0.0.1:8080; use :8080 to accept other
 machines). SIGINT or SIGTERM stops accepting requests and lets running ones
-finish for up to --grace before closing them.`,
+finish for up to --grace before closing them; a second signal exits at once.`,
 		Example: `  persona serve --model DIR
   persona serve --model model.gguf --addr :8080 --concurrency 2
   curl -s localhost:8080/v1/chat/completions -d '{"messages":[{"role":"user","content":"Hi"}]}'`,
@@ -47,12 +43,12 @@ finish for up to --grace before closing them.`,
 			if modelPath == "" {
 				return usageErr(errors.New("--model is required (a Hugging Face directory or a GGUF file)"))
 			}
-			if concurrency < 1 {
-				return usageErr(fmt.Errorf("--concurrency %d must be ≥ 1", concurrency))
+			if concurrency < 1 || maxBody < 1 || grace < 0 {
+				return usageErr(fmt.Errorf("--concurrency (%d) and --max-body (%d) must be ≥ 1 and --grace (%v) ≥ 0", concurrency, maxBody, grace))
 			}
 			e, err := loadEngine(modelPath, engine.Options{Tokenizer: tokPath})
 			if err != nil {
-				return usageErr(err)
+				return err
 			}
 			defer e.Close()
 			if e.Template == nil {
@@ -65,15 +61,14 @@ finish for up to --grace before closing them.`,
 			if err != nil {
 				return usageErr(fmt.Errorf("listen on %s: %w", addr, err))
 			}
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
 			s := backend.NewServer(backend.NewEngine(e, name, concurrency))
 			s.MaxBodyBytes = maxBody
 			s.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 			fmt.Fprintf(os.Stderr, "persona serve: model %q on http://%s/v1\n", name, ln.Addr())
-			if err := serve(ctx, ln, s, grace); err != nil {
+			if err := backend.Serve(cmd.Context(), ln, s, grace); err != nil {
 				return backendErr(err)
 			}
+			fmt.Fprintln(os.Stderr, "persona serve: stopped")
 			return nil
 		},
 	}
@@ -86,27 +81,4 @@ finish for up to --grace before closing them.`,
 	f.Int64Var(&maxBody, "max-body", 4<<20, "largest request body accepted, in bytes")
 	f.DurationVar(&grace, "grace", 30*time.Second, "how long running requests may finish after SIGINT/SIGTERM")
 	return cmd
-}
-
-// serve runs h on ln until ctx ends, then shuts down gracefully: no new
-// connections, running requests get grace to finish, then are cut off.
-func serve(ctx context.Context, ln net.Listener, h http.Handler, grace time.Duration) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	fmt.Fprintln(os.Stderr, "persona serve: shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), grace)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		srv.Close()
-	}
-	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
 }
