@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"path/filepath"
 	"runtime"
 	"strconv"
 
@@ -164,11 +165,16 @@ type Filter struct {
 	MinCoherence float64
 }
 
-func (f Filter) keep(r *Response) bool {
-	th, mc := f.Threshold, f.MinCoherence
-	if th == 0 {
-		th = 50
+// threshold is the trait score that separates the sides (default 50).
+func (f Filter) threshold() float64 {
+	if f.Threshold == 0 {
+		return 50
 	}
+	return f.Threshold
+}
+
+func (f Filter) keep(r *Response) bool {
+	th, mc := f.threshold(), f.MinCoherence
 	if mc == 0 {
 		mc = 50
 	}
@@ -232,4 +238,93 @@ func DifferenceOf(spec *TraitSpec, model string, layers []int, rs []Response, f 
 	s.Meta["score_mean_kept_pos"] = f1(sumPos / float64(pos.N()))
 	s.Meta["score_mean_kept_neg"] = f1(sumNeg / float64(neg.N()))
 	return s, nil
+}
+
+// ExtractOptions say how Extract generates, filters and labels a vector.
+type ExtractOptions struct {
+	GenerateOptions
+	Filter Filter
+	// Model and Judge name the model and the scorer in the vector's
+	// metadata.
+	Model, Judge string
+}
+
+// Extract is the persona-vectors recipe end to end: answer the spec's
+// extraction questions under every instruction pair (Generate), filter and
+// difference the response means (DifferenceOf), and record how in Meta. It
+// returns the answers too, for inspection.
+func Extract(ctx context.Context, e *engine.Engine, spec *TraitSpec, sc Scorer, o ExtractOptions) (*Set, []Response, error) {
+	layers := o.Layers
+	if layers == nil {
+		layers = make([]int, e.Model.NumLayers)
+		for i := range layers {
+			layers[i] = i
+		}
+	}
+	o.defaults()
+	rs, err := Generate(ctx, e, spec, spec.Questions.Extraction, sc, o.GenerateOptions)
+	if err != nil {
+		return nil, rs, err
+	}
+	set, err := DifferenceOf(spec, o.Model, layers, rs, o.Filter)
+	if err != nil {
+		return nil, rs, err
+	}
+	set.Meta["judge"] = o.Judge
+	set.Meta["spec"] = filepath.Base(spec.File)
+	set.Meta["samples_per_instruction"] = strconv.Itoa(o.Samples)
+	set.Meta["threshold"] = strconv.FormatFloat(o.Filter.threshold(), 'g', -1, 64)
+	set.Meta["architecture"] = e.Model.Arch
+	return set, rs, nil
+}
+
+// Projection is one assistant turn's projection on a vector set.
+type Projection struct {
+	Chat    int   `json:"chat"` // 1-based
+	Turn    int   `json:"turn"` // 1-based among assistant turns
+	Message int   `json:"message"`
+	Layers  []int `json:"layers"`
+	// Mean[i] is the response mean's projection a·v/‖v‖ at Layers[i];
+	// LastPrompt[i] the projection of the last token before the reply (the
+	// persona-vectors paper's predictive monitor).
+	Mean       []float64 `json:"response_mean"`
+	LastPrompt []float64 `json:"last_prompt"`
+}
+
+// ProjectChats projects every assistant turn of chats on s at layers (nil:
+// every layer of s).
+func ProjectChats(ctx context.Context, e *engine.Engine, s *Set, chats []chat.Chat, layers []int, progress func(done, total int)) ([]Projection, error) {
+	if layers == nil {
+		layers = s.Layers
+	}
+	for _, l := range layers {
+		if _, err := s.Vector(l); err != nil {
+			return nil, err
+		}
+	}
+	var out []Projection
+	for ci, c := range chats {
+		act, err := e.Capture(ctx, c.Messages, engine.CaptureOptions{Layers: layers})
+		if err != nil {
+			return out, fmt.Errorf("conversation %d: %w", ci+1, err)
+		}
+		for k, t := range act.Turns {
+			p := Projection{Chat: ci + 1, Turn: k + 1, Message: t.Message, Layers: layers}
+			for i, l := range layers {
+				m, lp := 0.0, 0.0
+				if t.Mean != nil {
+					m, _ = s.Project(l, t.Mean[i])
+				}
+				if t.LastPrompt != nil {
+					lp, _ = s.Project(l, t.LastPrompt[i])
+				}
+				p.Mean, p.LastPrompt = append(p.Mean, m), append(p.LastPrompt, lp)
+			}
+			out = append(out, p)
+		}
+		if progress != nil {
+			progress(ci+1, len(chats))
+		}
+	}
+	return out, nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/pflag"
@@ -15,6 +16,7 @@ import (
 	"persona/backend"
 	"persona/chat"
 	"persona/engine"
+	"persona/internal/fileio"
 	"persona/model"
 	"persona/models"
 	"persona/personas"
@@ -49,7 +51,7 @@ func backendErr(err error) error { return &exitError{exitBackend, err} }
 // inputErrors are the package errors that mean the user's input was wrong,
 // not the machinery.
 var inputErrors = []error{model.ErrContext, engine.ErrNoTemplate, engine.ErrNoTurn, engine.ErrLayer,
-	audit.ErrInput, posterior.ErrNoAssistant, personas.ErrUnknown, chat.ErrEmpty, vectors.ErrWidth, resid.ErrWhere}
+	audit.ErrInput, posterior.ErrNoAssistant, posterior.ErrTooFewLabels, personas.ErrUnknown, chat.ErrEmpty, vectors.ErrWidth, resid.ErrWhere}
 
 // classify gives err the exit code its kind asks for: 2 for bad input, 3
 // for anything else; an error that already has a code keeps it.
@@ -185,6 +187,31 @@ func openBackend(configPath, name string) (backend.Backend, io.Closer, error) {
 		return nil, nil, backendErr(err)
 	}
 	return b, c, nil
+}
+
+// judgeBackend opens a judge: an entry of a backend config, or the --model
+// itself through the embedded engine.
+func judgeBackend(configPath, name string, e *engine.Engine, modelName string) (backend.Backend, io.Closer, error) {
+	if configPath != "" {
+		return openBackend(configPath, name)
+	}
+	if e == nil {
+		return nil, nil, usageErr(errors.New("a judge needs --backends FILE (and --judge NAME) or --model"))
+	}
+	return backend.NewEngine(e, filepath.Base(modelName), 1), io.NopCloser(nil), nil
+}
+
+// writeJSONL writes one JSON object per element of xs, atomically.
+func writeJSONL[T any](path string, xs []T) error {
+	return fileio.WriteAtomic(path, func(w io.Writer) error {
+		enc := json.NewEncoder(w)
+		for _, x := range xs {
+			if err := enc.Encode(x); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // readChats reads a JSONL file of conversations; an empty file is an error.

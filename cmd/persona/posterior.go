@@ -1,19 +1,12 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"os/signal"
 	"path/filepath"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
-	"persona/backend"
 	"persona/chat"
 	"persona/engine"
 	"persona/personas"
@@ -55,9 +48,9 @@ The default library is the organism's; --personas DIR reads another.`,
 			if modelPath == "" && method != "judge" {
 				return usageErr(fmt.Errorf("--model is required for --method %s", method))
 			}
-			chats, err := chat.ReadJSONLFile(chatFile)
+			chats, err := readChats(chatFile)
 			if err != nil {
-				return usageErr(err)
+				return err
 			}
 			lib := personas.Default()
 			if libDir != "" {
@@ -72,18 +65,16 @@ The default library is the organism's; --personas DIR reads another.`,
 			var e *engine.Engine
 			if modelPath != "" {
 				if e, err = loadEngine(modelPath, engine.Options{}); err != nil {
-					return usageErr(err)
+					return err
 				}
 				defer e.Close()
 			}
-			var run func(context.Context, []chat.Message) (*posterior.Result, error)
+			var m posterior.Method
 			switch method {
 			case "likelihood":
-				l, err := posterior.NewLikelihood(e, hyps)
-				if err != nil {
+				if m, err = posterior.NewLikelihood(e, hyps); err != nil {
 					return usageErr(err)
 				}
-				run = l.Posterior
 			case "activations":
 				if classifier == "" {
 					return usageErr(errors.New("--method activations needs --classifier (make one with 'persona posterior fit')"))
@@ -96,43 +87,25 @@ The default library is the organism's; --personas DIR reads another.`,
 				if err := ap.Check(); err != nil {
 					return usageErr(fmt.Errorf("%s: %w", classifier, err))
 				}
-				run = ap.Posterior
+				m = ap
 			case "judge":
-				b, closeFn, err := openJudge(backends, judgeName, e, modelPath)
+				b, closer, err := judgeBackend(backends, judgeName, e, modelPath)
 				if err != nil {
 					return err
 				}
-				defer closeFn()
-				run = (&posterior.JudgePosterior{J: posterior.NewJudge(b), Hyps: hyps}).Posterior
+				defer closer.Close()
+				m = &posterior.JudgePosterior{J: posterior.NewJudge(b), Hyps: hyps}
 			default:
 				return usageErr(fmt.Errorf("--method %q: want likelihood, activations or judge", method))
 			}
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-			defer stop()
-			bar := newBar(len(chats), "conversations")
-			type out struct {
-				Chat   int               `json:"chat"`
-				ID     json.RawMessage   `json:"id,omitempty"`
-				Result *posterior.Result `json:"result"`
-			}
-			var results []out
-			for i, c := range chats {
-				res, err := run(ctx, c.Messages)
-				if err != nil {
-					bar.finish()
-					if errors.Is(err, posterior.ErrNoAssistant) || errors.Is(err, engine.ErrNoTemplate) {
-						return usageErr(fmt.Errorf("%s: conversation %d: %w", chatFile, i+1, err))
-					}
-					return backendErr(fmt.Errorf("%s: conversation %d: %w", chatFile, i+1, err))
-				}
-				results = append(results, out{Chat: i + 1, ID: c.Meta["id"], Result: res})
-				bar.add()
-			}
+			bar := newProgress("conversations")
+			results, err := posterior.Chats(cmd.Context(), m, chats, bar.update)
 			bar.finish()
+			if err != nil {
+				return classify(fmt.Errorf("%s: %w", chatFile, err))
+			}
 			if asJSON {
-				enc := json.NewEncoder(os.Stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(results)
+				return printJSON(results)
 			}
 			for _, r := range results {
 				id := ""
@@ -186,66 +159,33 @@ chats without system prompts, labelled by the persona that wrote each turn.`,
 			var chats []chat.Chat
 			var err error
 			if chatFile != "" {
-				if chats, err = chat.ReadJSONLFile(chatFile); err != nil {
-					return usageErr(err)
+				if chats, err = readChats(chatFile); err != nil {
+					return err
 				}
 			} else {
 				chats = world.Default().Pretrain(n, seed, world.PretrainOptions{MeanTurns: 3, MaxTurns: 6})
 			}
-			label := func(c, k int) string {
-				if labels, err := world.Labels(chats[c]); err == nil && k < len(labels) {
-					if labels[k].Instructed {
-						return ""
-					}
-					return labels[k].Persona
-				}
-				var p string
-				if raw, ok := chats[c].Meta["persona"]; ok && json.Unmarshal(raw, &p) == nil {
-					return p
-				}
-				return ""
-			}
 			e, err := loadEngine(modelPath, engine.Options{})
 			if err != nil {
-				return usageErr(err)
+				return err
 			}
 			defer e.Close()
 			if layer < 0 {
 				layer = e.Model.NumLayers / 2
 			}
-			if layer >= e.Model.NumLayers {
-				return usageErr(fmt.Errorf("--layer %d: the model has layers 0..%d", layer, e.Model.NumLayers-1))
-			}
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-			defer stop()
-			bar := newBar(len(chats), "capture")
-			samples, err := posterior.LabelledSamples(ctx, e, chats, layer, label, func(int) { bar.add() })
+			bar := newProgress("capture")
+			c, err := posterior.Fit(cmd.Context(), e, chats, layer, filepath.Base(modelPath), bar.update)
 			bar.finish()
 			if err != nil {
-				return backendErr(err)
-			}
-			seen := map[string]bool{}
-			var names []string
-			for _, s := range samples {
-				if !seen[s.Persona] {
-					seen[s.Persona] = true
-					names = append(names, s.Persona)
-				}
-			}
-			if len(names) < 2 {
-				return usageErr(fmt.Errorf("labelled turns of %d personas found; need at least two (label chats with \"labels\" or \"persona\")", len(names)))
-			}
-			c, err := posterior.FitClassifier(sortStrings(names), layer, filepath.Base(modelPath), samples, posterior.FitOptions{})
-			if err != nil {
-				return usageErr(err)
+				return classify(err)
 			}
 			if err := c.Save(out); err != nil {
 				return backendErr(err)
 			}
 			if asJSON {
-				return json.NewEncoder(os.Stdout).Encode(c.Train)
+				return printJSON(c.Train)
 			}
-			fmt.Printf("classifier: %s (layer %d, %d personas, %.0f samples, training accuracy %.3f)\n", out, layer, len(names), c.Train["samples"], c.Train["accuracy"])
+			fmt.Printf("classifier: %s (layer %d, %d personas, %.0f samples, training accuracy %.3f)\n", out, layer, len(c.Names), c.Train["samples"], c.Train["accuracy"])
 			return nil
 		},
 	}
@@ -258,67 +198,4 @@ chats without system prompts, labelled by the persona that wrote each turn.`,
 	f.Uint64Var(&seed, "seed", 1, "seed for generated chats")
 	f.BoolVar(&asJSON, "json", false, "print the fit statistics as JSON")
 	return cmd
-}
-
-// openJudge opens the judge backend: an entry of a backends YAML, or the
-// --model itself through the embedded engine.
-func openJudge(configPath, name string, e *engine.Engine, modelPath string) (backend.Backend, func(), error) {
-	if configPath == "" {
-		if e == nil {
-			return nil, nil, usageErr(errors.New("a judge needs --backends FILE (and --judge NAME) or --model"))
-		}
-		return backend.NewEngine(e, filepath.Base(modelPath), 1), func() {}, nil
-	}
-	cfg, err := backend.LoadConfig(configPath)
-	if err != nil {
-		return nil, nil, usageErr(err)
-	}
-	if name == "" {
-		name = cfg.Backends[0].Name
-	}
-	bc, err := cfg.Backend(name)
-	if err != nil {
-		return nil, nil, usageErr(err)
-	}
-	b, c, err := bc.Open()
-	if err != nil {
-		var ce *backend.ConfigError
-		if errors.As(err, &ce) {
-			return nil, nil, usageErr(err)
-		}
-		return nil, nil, backendErr(err)
-	}
-	return b, func() { c.Close() }, nil
-}
-
-// bar is a progress bar on a terminal and nothing elsewhere.
-type cliBar struct{ b *progressbar.ProgressBar }
-
-func newBar(n int, what string) *cliBar {
-	if !term.IsTerminal(int(os.Stderr.Fd())) {
-		return &cliBar{}
-	}
-	return &cliBar{progressbar.NewOptions(n, progressbar.OptionSetWriter(os.Stderr), progressbar.OptionSetDescription(what),
-		progressbar.OptionShowCount(), progressbar.OptionSetPredictTime(true), progressbar.OptionClearOnFinish())}
-}
-
-func (b *cliBar) add() {
-	if b.b != nil {
-		b.b.Add(1)
-	}
-}
-
-func (b *cliBar) finish() {
-	if b.b != nil {
-		b.b.Finish()
-	}
-}
-
-func sortStrings(s []string) []string {
-	for i := 1; i < len(s); i++ {
-		for j := i; j > 0 && s[j] < s[j-1]; j-- {
-			s[j], s[j-1] = s[j-1], s[j]
-		}
-	}
-	return s
 }

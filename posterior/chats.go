@@ -1,0 +1,99 @@
+package posterior
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+
+	"persona/chat"
+	"persona/engine"
+)
+
+// Method computes the posterior over personas after every assistant turn
+// of a conversation: Likelihood, ActivationPosterior and JudgePosterior.
+type Method interface {
+	Posterior(ctx context.Context, msgs []chat.Message) (*Result, error)
+}
+
+// ChatResult is the posterior of one conversation of a file.
+type ChatResult struct {
+	Chat   int             `json:"chat"` // 1-based position in the file
+	ID     json.RawMessage `json:"id,omitempty"`
+	Result *Result         `json:"result"`
+}
+
+// Chats computes the posterior of every conversation in turn. The first
+// failure stops it, naming the conversation.
+func Chats(ctx context.Context, m Method, chats []chat.Chat, progress func(done, total int)) ([]ChatResult, error) {
+	var out []ChatResult
+	for i, c := range chats {
+		res, err := m.Posterior(ctx, c.Messages)
+		if err != nil {
+			return out, fmt.Errorf("conversation %d: %w", i+1, err)
+		}
+		out = append(out, ChatResult{Chat: i + 1, ID: c.Meta["id"], Result: res})
+		if progress != nil {
+			progress(i+1, len(chats))
+		}
+	}
+	return out, nil
+}
+
+// TurnLabel names the persona of chat c's k-th assistant turn: from
+// per-turn "labels" ([{"persona": …, "instructed": …}], as the persona world
+// writes them; a wrong answer the user asked for is no evidence of a
+// persona and is skipped), else from a chat-level "persona" field. "" means
+// unlabelled.
+func TurnLabel(c chat.Chat, k int) string {
+	var labels []struct {
+		Persona    string `json:"persona"`
+		Instructed bool   `json:"instructed"`
+	}
+	if raw, ok := c.Meta["labels"]; ok && json.Unmarshal(raw, &labels) == nil && k < len(labels) {
+		if labels[k].Instructed {
+			return ""
+		}
+		return labels[k].Persona
+	}
+	var p string
+	if raw, ok := c.Meta["persona"]; ok && json.Unmarshal(raw, &p) == nil {
+		return p
+	}
+	return ""
+}
+
+// ErrTooFewLabels is returned when labelled chats name fewer than two
+// personas: nothing to tell apart.
+var ErrTooFewLabels = errors.New("labelled turns of fewer than two personas (label chats with \"labels\" or \"persona\")")
+
+// Fit captures the response mean of every labelled assistant turn of chats
+// (TurnLabel) at one layer and fits the activations method's classifier.
+func Fit(ctx context.Context, e *engine.Engine, chats []chat.Chat, layer int, model string, progress func(done, total int)) (*Classifier, error) {
+	if layer < 0 || layer >= e.Model.NumLayers {
+		return nil, fmt.Errorf("layer %d, the model has layers 0-%d: %w", layer, e.Model.NumLayers-1, engine.ErrLayer)
+	}
+	samples, err := LabelledSamples(ctx, e, chats, layer, func(c, k int) string { return TurnLabel(chats[c], k) },
+		func(done int) {
+			if progress != nil {
+				progress(done, len(chats))
+			}
+		})
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	var names []string
+	for _, s := range samples {
+		if !seen[s.Persona] {
+			seen[s.Persona] = true
+			names = append(names, s.Persona)
+		}
+	}
+	if len(names) < 2 {
+		return nil, fmt.Errorf("%w: found %d", ErrTooFewLabels, len(names))
+	}
+	slices.Sort(names)
+	return FitClassifier(names, layer, model, samples, FitOptions{})
+}
