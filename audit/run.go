@@ -35,6 +35,7 @@ const (
 	StatusError = "error"
 
 	ErrKindBackend    = "backend"    // a backend call failed
+	ErrKindInput      = "input"      // the target refused the request as malformed or too long
 	ErrKindTranscript = "transcript" // the conversation is empty or broken
 	ErrKindScorer     = "scorer"     // a scorer could not judge a turn
 )
@@ -82,6 +83,8 @@ type RunInfo struct {
 	Seed      int64     `json:"seed"`
 	Created   time.Time `json:"created"`
 	Status    string    `json:"status"` // "running", "done"
+	// Finished is when the run completed; nil while it is running.
+	Finished *time.Time `json:"finished"`
 }
 
 // Options configure a run.
@@ -201,10 +204,12 @@ func Execute(ctx context.Context, info *RunInfo, s *Suite, opt Options) (*Report
 	var (
 		mu       sync.Mutex
 		finished = total - len(todo)
+		failing  int // samples in a row that a backend failed
 	)
 	if opt.Progress != nil {
 		opt.Progress(finished, total, nil)
 	}
+	breaker := max(4, 2*opt.Concurrency)
 	err = parallel.For(ctx, opt.Concurrency, len(todo), func(i int) error {
 		j := todo[i]
 		r := runSample(ctx, s, j.probe, j.sample, scorers[j.probe.ID], opt)
@@ -215,11 +220,24 @@ func Execute(ctx context.Context, info *RunInfo, s *Suite, opt Options) (*Report
 			return &storeError{err}
 		}
 		mu.Lock()
+		defer mu.Unlock()
 		finished++
 		if opt.Progress != nil {
 			opt.Progress(finished, total, r)
 		}
-		mu.Unlock()
+		if r.ErrorKind == ErrKindInput {
+			// Retrying a request the target refused as bad cannot help.
+			return fmt.Errorf("%w: probe %s sample %d: %s", ErrInput, r.ProbeID, r.Sample, r.Error)
+		}
+		if r.ErrorKind != ErrKindBackend {
+			failing = 0
+			return nil
+		}
+		// A backend that fails every request would fail every remaining
+		// sample too, each after its retries: stop now, resumable.
+		if failing++; failing >= breaker {
+			return fmt.Errorf("%w: %d samples in a row failed, the last with: %s", ErrBackendDown, failing, r.Error)
+		}
 		return nil
 	})
 	if err != nil {
@@ -229,13 +247,18 @@ func Execute(ctx context.Context, info *RunInfo, s *Suite, opt Options) (*Report
 	if err != nil {
 		return nil, err
 	}
+	end := time.Now().UTC()
+	info.Status, info.Finished = "done", &end
 	rep := Summarize(info, s, all, opt.Samples)
 	if err := opt.Store.FinishRun(context.WithoutCancel(ctx), info.ID, rep); err != nil {
 		return nil, err
 	}
-	info.Status = "done"
 	return rep, nil
 }
+
+// ErrBackendDown stops a run whose backend fails sample after sample; the
+// run stays resumable once the backend is fixed.
+var ErrBackendDown = errors.New("backend failing")
 
 // storeError is a failure to save a sample: the run stops, resumable.
 type storeError struct{ err error }
@@ -305,6 +328,9 @@ func runSample(ctx context.Context, s *Suite, p *Probe, k int, scorers []boundSc
 		var be *BackendError
 		if errors.As(err, &be) {
 			kind = ErrKindBackend
+		}
+		if backend.IsBadRequest(err) {
+			kind = ErrKindInput
 		}
 		r.Status, r.ErrorKind, r.Error = StatusError, kind, err.Error()
 		r.Elicited = false

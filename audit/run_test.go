@@ -252,3 +252,31 @@ func TestRunCancel(t *testing.T) {
 		t.Errorf("resumed: %+v %+v", rep.Overall, rep.Failures)
 	}
 }
+
+// A target that fails every request stops the run after a few samples
+// instead of failing each of them in turn; the run resumes once it works.
+func TestDeadBackendStopsRun(t *testing.T) {
+	s := tinySuite(t)
+	st := openTestStore(t)
+	dead := &fakeBackend{name: "fake:target", reply: func(backend.Request) (*backend.Response, error) {
+		return nil, &backend.Error{Kind: backend.KindServer, Msg: "500 internal error"}
+	}}
+	_, err := Start(context.Background(), s, Options{Target: dead, Judge: pirateJudge(false), Store: st, Samples: 50, Concurrency: 2})
+	if !errors.Is(err, ErrBackendDown) {
+		t.Fatalf("err %v", err)
+	}
+	runs, _ := st.Runs(context.Background())
+	got, _ := st.Samples(context.Background(), runs[0].ID)
+	// The breaker trips after max(4, 2×concurrency) failures in a row; the
+	// samples in flight then may finish too.
+	if len(got) < 4 || len(got) > 4+2 || runs[0].Status != "running" {
+		t.Fatalf("%d samples stored, status %s", len(got), runs[0].Status)
+	}
+	rep, err := Resume(context.Background(), runs[0].ID, Options{Target: pirateTarget(), Judge: pirateJudge(false), Store: st, Concurrency: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Overall.N != 100 || rep.Failures.Samples != 0 || rep.Run.Finished == nil || rep.Run.Status != "done" {
+		t.Errorf("resumed: %+v %+v run %+v", rep.Overall, rep.Failures, rep.Run)
+	}
+}

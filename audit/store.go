@@ -289,16 +289,20 @@ func (s *sqlStore) CreateRun(ctx context.Context, r *RunInfo) error {
 	return err
 }
 
-const runCols = `id, suite_name, suite_file, suite_source, target, judge, auditor, samples, seed, created_at, status`
+const runCols = `id, suite_name, suite_file, suite_source, target, judge, auditor, samples, seed, created_at, status, finished_at`
 
 func scanRun(sc interface{ Scan(...any) error }) (*RunInfo, error) {
 	var r RunInfo
 	var src, created string
-	if err := sc.Scan(&r.ID, &r.SuiteName, &r.SuiteFile, &src, &r.Target, &r.Judge, &r.Auditor, &r.Samples, &r.Seed, &created, &r.Status); err != nil {
+	var finished sql.NullString
+	if err := sc.Scan(&r.ID, &r.SuiteName, &r.SuiteFile, &src, &r.Target, &r.Judge, &r.Auditor, &r.Samples, &r.Seed, &created, &r.Status, &finished); err != nil {
 		return nil, err
 	}
 	r.Suite = []byte(src)
 	r.Created, _ = time.Parse(time.RFC3339Nano, created)
+	if t, err := time.Parse(time.RFC3339Nano, finished.String); finished.Valid && err == nil {
+		r.Finished = &t
+	}
 	return &r, nil
 }
 
@@ -430,7 +434,11 @@ func (s *sqlStore) FinishRun(ctx context.Context, id string, rep *Report) error 
 	if err != nil {
 		return err
 	}
-	_, err = s.db.ExecContext(ctx, s.q(`UPDATE runs SET status = 'done', finished_at = ?, report = ? WHERE id = ?`), now(), string(js), id)
+	finished := time.Now().UTC()
+	if rep.Run.Finished != nil {
+		finished = *rep.Run.Finished
+	}
+	_, err = s.db.ExecContext(ctx, s.q(`UPDATE runs SET status = 'done', finished_at = ?, report = ? WHERE id = ?`), finished.Format(time.RFC3339Nano), string(js), id)
 	return err
 }
 

@@ -544,3 +544,20 @@ func (s *Suite) Probe(id string) *Probe {
 	}
 	return nil
 }
+
+// NeedsModelHelp reports what the suite asks of backends other than the
+// target: a judge (judge scorers) and an auditor (probes whose user turns a
+// model writes from a seed). The CLI refuses suites whose helper would be a
+// model that cannot play that part.
+func (s *Suite) NeedsModelHelp() (judge, auditor bool) {
+	for _, sc := range s.Scorers {
+		judge = judge || sc.Type == "judge"
+	}
+	for _, p := range s.Probes {
+		auditor = auditor || p.Seed != ""
+		for _, sc := range p.Scorers {
+			judge = judge || sc.Type == "judge"
+		}
+	}
+	return judge, auditor
+}

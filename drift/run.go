@@ -141,6 +141,9 @@ type OracleTurn struct {
 // so callers can tell an infrastructure failure from a bad input.
 var ErrAuditor = errors.New("auditor backend failed")
 
+// ErrInput marks options or scenarios that cannot be run as given.
+var ErrInput = errors.New("drift input")
+
 // minTopProb is the oracle confidence a reply needs to count as a
 // persona's, as in the organism's evaluation (garbled text gets a
 // near-uniform posterior whose top is arbitrary).
@@ -151,23 +154,23 @@ const minTopProb = 0.5
 func Run(ctx context.Context, e *engine.Engine, scenarios []Scenario, o Options) (*Report, error) {
 	o.defaults()
 	if len(scenarios) == 0 {
-		return nil, errors.New("drift: no scenarios")
+		return nil, fmt.Errorf("drift: no scenarios: %w", ErrInput)
 	}
 	if o.Axis == nil && o.Oracle == nil && o.Posterior == nil {
-		return nil, errors.New("drift: nothing to measure with: give an axis file, a persona library or the organism's oracle")
+		return nil, fmt.Errorf("drift: nothing to measure with: give an axis file, a persona library or the organism's oracle: %w", ErrInput)
 	}
 	rep := &Report{Model: e.Path, Settings: o.settings()}
 	var capIvs []resid.Intervention
 	if o.Axis != nil {
 		if err := o.Axis.Check(e.Model.NumLayers, e.Model.Hidden); err != nil {
-			return nil, fmt.Errorf("drift: axis does not fit the model: %w", err)
+			return nil, fmt.Errorf("drift: axis does not fit the model: %w: %w", err, ErrInput)
 		}
 		if o.Layer < 0 {
 			o.Layer = o.Axis.DriftLayer
 		}
 		tau, ok := o.Axis.Tau[o.Layer]
 		if !ok {
-			return nil, fmt.Errorf("drift: the axis has no layer %d (it has %v)", o.Layer, o.Axis.Set.Layers)
+			return nil, fmt.Errorf("drift: the axis has no layer %d (it has %v): %w", o.Layer, o.Axis.Set.Layers, ErrInput)
 		}
 		if o.Threshold != nil {
 			tau = *o.Threshold
@@ -187,7 +190,7 @@ func Run(ctx context.Context, e *engine.Engine, scenarios []Scenario, o Options)
 			}
 		}
 	} else if o.Cap {
-		return nil, errors.New("drift: capping needs an axis file (--axis)")
+		return nil, fmt.Errorf("drift: capping needs an axis file (--axis): %w", ErrInput)
 	}
 	for _, s := range scenarios {
 		if s.Seed != "" && o.Auditor == nil {
@@ -195,7 +198,7 @@ func Run(ctx context.Context, e *engine.Engine, scenarios []Scenario, o Options)
 			if s.File != "" {
 				where = fmt.Sprintf(" (%s:%d)", s.File, s.Line)
 			}
-			return nil, fmt.Errorf("drift: scenario %q%s is seeded: its user turns need an auditor backend (--backend CONFIG --auditor NAME)", s.ID, where)
+			return nil, fmt.Errorf("drift: scenario %q%s is seeded: its user turns need an auditor backend (--backend CONFIG --auditor NAME): %w", s.ID, where, ErrInput)
 		}
 	}
 

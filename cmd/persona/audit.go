@@ -6,16 +6,15 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
+	"slices"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"persona/audit"
 	"persona/backend"
 	"persona/engine"
+	"persona/internal/fileio"
 	"persona/models"
 	"persona/world"
 )
@@ -64,11 +63,19 @@ flags or config, 3 a backend or the store failed (the audit is incomplete).`,
 			if concurrency < 1 || samples < 0 {
 				return usageErr(fmt.Errorf("--concurrency must be ≥ 1 and --samples ≥ 0"))
 			}
+			organismTarget := slices.Contains(models.Names(), modelPath)
 			var suite *audit.Suite
 			if resumeID == "" {
+				if organismTarget && !cmd.Flags().Changed("suite") {
+					suiteArg = "organism" // the suite the organism can be audited with
+				}
 				s, err := audit.OpenSuite(suiteArg)
 				if err != nil {
 					return usageErr(err)
+				}
+				if judge, auditor := s.NeedsModelHelp(); organismTarget && (judge || auditor) {
+					return usageErr(fmt.Errorf("suite %q needs a model to act as judge or simulated user, and the model organism can only chat "+
+						"in its persona world; audit the organism with --suite organism, or give --backend CONFIG with --judge and --auditor entries", s.Name))
 				}
 				suite = s
 			} else if cmd.Flags().Changed("suite") {
@@ -80,9 +87,7 @@ flags or config, 3 a backend or the store failed (the audit is incomplete).`,
 				return err
 			}
 			defer closeAll()
-
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-			defer stop()
+			ctx := cmd.Context()
 			store, err := audit.OpenStore(ctx, dbArg)
 			if err != nil {
 				return backendErr(err)
@@ -94,35 +99,24 @@ flags or config, 3 a backend or the store failed (the audit is incomplete).`,
 			if resumeID == "" {
 				opt.RunID = audit.NewRunID()
 			}
-			fmt.Fprintf(os.Stderr, "persona: run %s (db %s); if interrupted: persona audit --resume %s%s --db %s\n",
-				opt.RunID, dbShown(dbArg), opt.RunID, backendFlags(configPath, modelPath, targetName, judgeName, auditorName), dbShown(dbArg))
-			var bar *progressbar.ProgressBar
-			if term.IsTerminal(int(os.Stderr.Fd())) {
-				opt.Progress = func(done, total int, _ *audit.SampleResult) {
-					if bar == nil {
-						bar = progressbar.NewOptions(total, progressbar.OptionSetWriter(os.Stderr),
-							progressbar.OptionSetDescription("probing"), progressbar.OptionShowCount(),
-							progressbar.OptionSetItsString("samples"), progressbar.OptionShowIts(), progressbar.OptionClearOnFinish())
-					}
-					bar.Set(done)
-				}
-			}
+			resume := fmt.Sprintf("persona audit --resume %s%s --db %s", opt.RunID, backendFlags(configPath, modelPath, targetName, judgeName, auditorName), dbShown(dbArg))
+			fmt.Fprintf(os.Stderr, "persona: run %s (db %s); if interrupted: %s\n", opt.RunID, dbShown(dbArg), resume)
+			bar := newProgress("probing")
+			opt.Progress = func(done, total int, _ *audit.SampleResult) { bar.update(done, total) }
 			var rep *audit.Report
 			if resumeID != "" {
 				rep, err = audit.Resume(ctx, resumeID, opt)
 			} else {
 				rep, err = audit.Start(ctx, suite, opt)
 			}
-			if bar != nil {
-				bar.Finish()
-			}
+			bar.finish()
 			switch {
-			case errors.Is(err, audit.ErrInput):
-				return usageErr(err)
 			case errors.Is(err, context.Canceled):
-				return backendErr(fmt.Errorf("interrupted; finish with --resume %s", opt.RunID))
+				return backendErr(fmt.Errorf("interrupted; finish with %s", resume))
+			case errors.Is(err, audit.ErrBackendDown):
+				return backendErr(fmt.Errorf("%w; fix the backend and finish with %s", err, resume))
 			case err != nil:
-				return backendErr(err)
+				return classify(err)
 			}
 			if err := writeAuditReports(rep, asJSON, junitPath, htmlPath); err != nil {
 				return backendErr(err)
@@ -131,7 +125,7 @@ flags or config, 3 a backend or the store failed (the audit is incomplete).`,
 			case audit.ExitBreached:
 				return &exitError{exitFailed, fmt.Errorf("%d threshold(s) breached", len(rep.Breaches))}
 			case audit.ExitInfra:
-				return backendErr(fmt.Errorf("%d sample(s) could not be measured; fix the backend and run persona audit --resume %s", rep.Failures.Samples, rep.Run.ID))
+				return backendErr(fmt.Errorf("%d sample(s) could not be measured; fix the backend and finish with %s", rep.Failures.Samples, resume))
 			}
 			return nil
 		},
@@ -165,17 +159,17 @@ func openAuditBackends(configPath, modelPath, targetName, judgeName, auditorName
 	if modelPath != "" {
 		e, err := loadEngine(modelPath, engine.Options{})
 		if err != nil {
-			return nil, nil, nil, closeAll, usageErr(err)
+			return nil, nil, nil, closeAll, err
 		}
 		closers = append(closers, e)
 		b := backend.NewEngine(e, filepath.Base(modelPath), 1)
 		return b, b, b, closeAll, nil
 	}
-	cfg, err := backend.LoadConfig(configPath)
-	if err != nil {
-		return nil, nil, nil, closeAll, usageErr(err)
-	}
 	if targetName == "" {
+		cfg, err := backend.LoadConfig(configPath)
+		if err != nil {
+			return nil, nil, nil, closeAll, usageErr(err)
+		}
 		targetName = cfg.Backends[0].Name
 	}
 	opened := map[string]audit.Backend{}
@@ -186,32 +180,20 @@ func openAuditBackends(configPath, modelPath, targetName, judgeName, auditorName
 		if b := opened[name]; b != nil {
 			return b, nil
 		}
-		bc, err := cfg.Backend(name)
+		b, c, err := openBackend(configPath, name)
 		if err != nil {
-			return nil, usageErr(err)
-		}
-		b, c, err := bc.Open()
-		if err != nil {
-			var ce *backend.ConfigError
-			if errors.As(err, &ce) {
-				return nil, usageErr(err)
-			}
-			return nil, backendErr(err)
+			return nil, err
 		}
 		closers = append(closers, c)
 		opened[name] = b
 		return b, nil
 	}
-	if t, err = open(targetName); err != nil {
-		return nil, nil, nil, closeAll, err
+	if t, err = open(targetName); err == nil {
+		if j, err = open(judgeName); err == nil {
+			a, err = open(auditorName)
+		}
 	}
-	if j, err = open(judgeName); err != nil {
-		return nil, nil, nil, closeAll, err
-	}
-	if a, err = open(auditorName); err != nil {
-		return nil, nil, nil, closeAll, err
-	}
-	return t, j, a, closeAll, nil
+	return t, j, a, closeAll, err
 }
 
 func writeAuditReports(rep *audit.Report, asJSON bool, junitPath, htmlPath string) error {
@@ -229,15 +211,7 @@ func writeAuditReports(rep *audit.Report, asJSON bool, junitPath, htmlPath strin
 		if out.path == "" {
 			continue
 		}
-		f, err := os.Create(out.path)
-		if err != nil {
-			return err
-		}
-		if err := out.write(f); err != nil {
-			f.Close()
-			return err
-		}
-		if err := f.Close(); err != nil {
+		if err := fileio.WriteAtomic(out.path, out.write); err != nil {
 			return err
 		}
 	}

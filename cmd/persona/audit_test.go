@@ -192,8 +192,10 @@ func TestAuditCLIExitCodes(t *testing.T) {
 	deadURL := "http://" + l.Addr().String()
 	l.Close()
 	dead := backendConfig(t, t.TempDir(), deadURL)
+	// The run stops after a few samples in a row fail rather than trying
+	// every one, and says how to finish it.
 	out, stderr, code = run(t, "audit", "--suite", pass, "--backend", dead, "--db", db)
-	if code != exitBackend || !strings.Contains(out, "failed samples: 8 (backend 8") || !strings.Contains(stderr, "--resume") {
+	if code != exitBackend || !strings.Contains(stderr, "backend failing") || !strings.Contains(stderr, "connection refused") || !strings.Contains(stderr, "--resume") {
 		t.Errorf("dead backend: exit %d\n%s\n%s", code, out, stderr)
 	}
 }
@@ -272,4 +274,14 @@ func TestAuditCLIKillResume(t *testing.T) {
 		}
 	}
 	t.Logf("killed after %d of 60 samples; resume made %d target calls", len(before), len(srv.seeds))
+}
+
+// A suite that needs a judge or a simulated user is refused at once on the
+// organism, which can be neither, with the command that works; without
+// --suite the organism gets its own suite.
+func TestAuditOrganismNeedsItsSuite(t *testing.T) {
+	_, stderr, code := run(t, "audit", "--suite", "default", "--db", filepath.Join(t.TempDir(), "a.db"))
+	if code != exitUsage || !strings.Contains(stderr, "--suite organism") {
+		t.Errorf("default suite on the organism: exit %d: %s", code, stderr)
+	}
 }

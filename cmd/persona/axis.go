@@ -1,24 +1,18 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"persona/axis"
-	"persona/engine"
 	"persona/internal/fileio"
 	"persona/organism"
 	"persona/personas"
+	"persona/vectors"
 	"persona/world"
 )
 
@@ -66,17 +60,14 @@ convention); persona drift --axis and --cap read it.`,
 					return usageErr(err)
 				}
 			}
-			layers, err := parseLayers(layersArg)
+			e, err := loadChatEngine(modelPath, "persona axis")
 			if err != nil {
-				return usageErr(err)
-			}
-			e, err := loadEngine(modelPath, engine.Options{})
-			if err != nil {
-				return usageErr(err)
+				return err
 			}
 			defer e.Close()
-			if e.Template == nil {
-				return usageErr(fmt.Errorf("%s has no chat template; persona axis needs one to ask questions", modelPath))
+			layers, err := vectors.ParseLayers(layersArg, e.Model.NumLayers)
+			if err != nil {
+				return usageErr(fmt.Errorf("--layers: %w", err))
 			}
 			opt := axis.Options{Library: lib, Layers: layers, Samples: samples, MaxTokens: maxTokens, Temperature: temperature,
 				Seed: seed, MinScore: minScore, Model: modelPath}
@@ -86,39 +77,24 @@ convention); persona drift --axis and --cap read it.`,
 					return usageErr(err)
 				}
 			case organismMode:
-				w, err := world.New(lib)
-				if err != nil {
-					return err
-				}
-				if opt.Questions, err = organism.AxisQuestions(w, nQuestions, seed); err != nil {
+				if opt.Questions, err = organism.AxisQuestions(world.Default(), nQuestions, seed); err != nil {
 					return usageErr(err)
 				}
 			default:
 				opt.Questions = axis.DefaultQuestions()
 			}
 			if organismMode && !noJudge {
-				w, err := world.New(lib)
-				if err != nil {
-					return err
-				}
-				opt.Judge = axis.OracleJudge{Oracle: w.Oracle()}
+				opt.Judge = axis.OracleJudge{Oracle: world.Default().Oracle()}
 			}
-			if term.IsTerminal(int(os.Stderr.Fd())) {
-				var bar *progressbar.ProgressBar
-				opt.Progress = func(done, total int) {
-					if bar == nil {
-						bar = progressbar.NewOptions(total, progressbar.OptionSetWriter(os.Stderr), progressbar.OptionSetDescription("replies"),
-							progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionClearOnFinish())
-					}
-					bar.Set(done)
-				}
-			}
+			bar := newProgress("replies")
+			opt.Progress = bar.update
 			res, err := axis.Build(cmd.Context(), e, opt)
+			bar.finish()
 			if err != nil {
-				return err
+				return classify(err)
 			}
 			if err := res.Axis.Save(out); err != nil {
-				return err
+				return backendErr(err)
 			}
 			if mapLayer < 0 {
 				mapLayer = res.DriftLayer
@@ -129,11 +105,10 @@ convention); persona drift --axis and --cap read it.`,
 				}
 			}
 			if asJSON {
-				enc := json.NewEncoder(os.Stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(res)
+				return printJSON(res)
 			}
-			printAxis(os.Stdout, res, out, svgPath)
+			res.WriteText(os.Stdout)
+			fmt.Printf("wrote %s %s\n", out, svgPath)
 			return nil
 		},
 	}
@@ -153,57 +128,4 @@ convention); persona drift --axis and --cap read it.`,
 	f.StringVar(&layersArg, "layers", "", "layers to compute, e.g. 8-20 or 4,8,12 (default: all)")
 	f.BoolVar(&asJSON, "json", false, "print the full result as JSON")
 	return cmd
-}
-
-// parseLayers reads "3", "1,4,7" or "8-20" (empty: nil, all layers).
-func parseLayers(s string) ([]int, error) {
-	if strings.TrimSpace(s) == "" {
-		return nil, nil
-	}
-	var out []int
-	for _, part := range strings.Split(s, ",") {
-		part = strings.TrimSpace(part)
-		lo, hi, isRange := strings.Cut(part, "-")
-		a, err1 := strconv.Atoi(lo)
-		b := a
-		var err2 error
-		if isRange {
-			b, err2 = strconv.Atoi(hi)
-		}
-		if err1 != nil || err2 != nil || a < 0 || b < a {
-			return nil, fmt.Errorf("--layers %q: want layers such as 3, 1,4,7 or 8-20", s)
-		}
-		for l := a; l <= b; l++ {
-			if len(out) > 0 && l <= out[len(out)-1] {
-				return nil, fmt.Errorf("--layers %q: layers must be ascending without repeats", s)
-			}
-			out = append(out, l)
-		}
-	}
-	return out, nil
-}
-
-func printAxis(w io.Writer, res *axis.Result, out, svg string) {
-	fmt.Fprintf(w, "assistant axis over %d questions, %d roles; default Assistant: %d of %d replies kept\n", res.Questions, len(res.Roles), res.Default.Kept, res.Default.Generated)
-	fmt.Fprintf(w, "\n%-16s %9s %6s\n", "role", "kept", "score")
-	for _, r := range res.Roles {
-		fmt.Fprintf(w, "%-16s %4d/%-4d %6.2f\n", r.Name, r.Kept, r.Generated, r.MeanScore)
-	}
-	fmt.Fprintf(w, "\n%5s %8s %8s %8s %10s %10s %12s %10s\n", "layer", "PC1 var", "PC2 var", "cos", "asst PC1", "rank", "separation", "tau")
-	for _, ls := range res.Layers {
-		pc2 := 0.0
-		if len(ls.Explained) > 1 {
-			pc2 = ls.Explained[1]
-		}
-		fmt.Fprintf(w, "%5d %7.1f%% %7.1f%% %8.3f %10.4g %10.2f %12.2f %10.4g\n", ls.Layer, 100*ls.Explained[0], 100*pc2, ls.CosAxisPC1, ls.Assistant[0], ls.AssistantRank, ls.Separation, ls.Tau)
-	}
-	fmt.Fprintf(w, "\ndrift layer %d, capping band %v\n", res.DriftLayer, res.CapLayers)
-	for _, n := range res.Notes {
-		fmt.Fprintln(w, "note:", n)
-	}
-	fmt.Fprintf(w, "wrote %s", out)
-	if svg != "" {
-		fmt.Fprintf(w, " and %s", filepath.Clean(svg))
-	}
-	fmt.Fprintln(w)
 }

@@ -94,7 +94,6 @@ func TestAxisDriftBadInput(t *testing.T) {
 		{"not an axis", []string{"drift", "--model", m, "--organism", "--axis", plain, "--html", html}, "not an assistant axis"},
 		{"wrong width", []string{"drift", "--model", m, "--organism", "--axis", wide, "--html", html}, "width 48"},
 		{"both sources", []string{"drift", "--model", m, "--organism", "--scenarios", badYAML, "--html", html}, "alternatives"},
-		{"no output", []string{"drift", "--model", m, "--organism"}, "--html"},
 		{"auditor without config", []string{"drift", "--model", m, "--auditor", "a", "--html", html}, "go together"},
 	} {
 		_, stderr, code := run(t, c.args...)

@@ -5,14 +5,10 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"persona/axis"
-	"persona/backend"
 	"persona/drift"
-	"persona/engine"
 	"persona/internal/fileio"
 	"persona/organism"
 	"persona/personas"
@@ -68,29 +64,19 @@ Exit codes: 0 ok, 2 bad flags or input files, 3 backend failure.`,
 			if (configPath == "") != (auditorName == "") {
 				return usageErr(errors.New("--backend CONFIG and --auditor NAME go together"))
 			}
-			if htmlPath == "" && !asJSON {
-				return usageErr(errors.New("give --html FILE and/or --json"))
-			}
 			var scen []drift.Scenario
 			var err error
 			lib := personas.Default()
-			var w *world.World
 			switch {
 			case orgMode:
-				if w, err = world.New(lib); err != nil {
-					return err
-				}
-				if scen, err = organism.DriftScenarios(w, perDomain, turns, seed); err != nil {
-					return usageErr(err)
-				}
+				scen, err = organism.DriftScenarios(world.Default(), perDomain, turns, seed)
 			case scenariosPath != "":
-				if scen, err = drift.LoadScenarios(scenariosPath); err != nil {
-					return usageErr(err)
-				}
+				scen, err = drift.LoadScenarios(scenariosPath)
 			default:
-				if scen, err = drift.DefaultScenarios(); err != nil {
-					return err
-				}
+				scen, err = drift.DefaultScenarios()
+			}
+			if err != nil {
+				return usageErr(err)
 			}
 			if libDir != "" {
 				if lib, err = personas.Load(libDir); err != nil {
@@ -101,26 +87,21 @@ Exit codes: 0 ok, 2 bad flags or input files, 3 backend failure.`,
 			if cmd.Flags().Changed("threshold") {
 				opt.Threshold = &threshold
 			}
-			if axisPath != "" {
-				if opt.Axis, err = axis.Load(axisPath); err != nil {
-					return usageErr(err)
-				}
-			}
-			e, err := loadEngine(modelPath, engine.Options{})
+			e, err := loadChatEngine(modelPath, "persona drift")
 			if err != nil {
-				return usageErr(err)
+				return err
 			}
 			defer e.Close()
-			if e.Template == nil {
-				return usageErr(fmt.Errorf("%s has no chat template; drift needs one to hold conversations", modelPath))
-			}
-			if opt.Axis != nil {
-				if err := opt.Axis.Check(e.Model.NumLayers, e.Model.Hidden); err != nil {
+			if axisPath != "" {
+				if opt.Axis, err = axis.Load(axisPath); err == nil {
+					err = opt.Axis.Check(e.Model.NumLayers, e.Model.Hidden)
+				}
+				if err != nil {
 					return usageErr(fmt.Errorf("axis %s: %w", axisPath, err))
 				}
 			}
-			if w != nil {
-				opt.Oracle = w.Oracle()
+			if orgMode {
+				opt.Oracle = world.Default().Oracle()
 			}
 			if !noPosterior && (orgMode || libDir != "") {
 				hyps, err := posterior.FromLibrary(lib, posterior.LibraryOptions{})
@@ -132,41 +113,19 @@ Exit codes: 0 ok, 2 bad flags or input files, 3 backend failure.`,
 				}
 			}
 			if configPath != "" {
-				cfg, err := backend.LoadConfig(configPath)
+				b, closer, err := openBackend(configPath, auditorName)
 				if err != nil {
-					return usageErr(err)
-				}
-				bc, err := cfg.Backend(auditorName)
-				if err != nil {
-					return usageErr(err)
-				}
-				b, closer, err := bc.Open()
-				if err != nil {
-					var ce *backend.ConfigError
-					if errors.As(err, &ce) {
-						return usageErr(err)
-					}
-					return backendErr(err)
+					return err
 				}
 				defer closer.Close()
 				opt.Auditor = b
 			}
-			if term.IsTerminal(int(os.Stderr.Fd())) {
-				var bar *progressbar.ProgressBar
-				opt.Progress = func(done, total int) {
-					if bar == nil {
-						bar = progressbar.NewOptions(total, progressbar.OptionSetWriter(os.Stderr), progressbar.OptionSetDescription("conversations"),
-							progressbar.OptionShowCount(), progressbar.OptionSetPredictTime(true), progressbar.OptionClearOnFinish())
-					}
-					bar.Set(done)
-				}
-			}
+			bar := newProgress("conversations")
+			opt.Progress = bar.update
 			rep, err := drift.Run(cmd.Context(), e, scen, opt)
+			bar.finish()
 			if err != nil {
-				if opt.Auditor != nil && errors.Is(err, drift.ErrAuditor) {
-					return backendErr(err)
-				}
-				return err
+				return classify(err)
 			}
 			if htmlPath != "" {
 				if err := fileio.WriteAtomic(htmlPath, rep.WriteHTML); err != nil {
@@ -176,11 +135,7 @@ Exit codes: 0 ok, 2 bad flags or input files, 3 backend failure.`,
 			if asJSON {
 				return rep.WriteJSON(os.Stdout)
 			}
-			if err := rep.WriteText(os.Stdout); err != nil {
-				return err
-			}
-			fmt.Fprintf(os.Stdout, "\nwrote %s\n", htmlPath)
-			return nil
+			return rep.WriteText(os.Stdout)
 		},
 	}
 	f := cmd.Flags()

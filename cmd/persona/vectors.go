@@ -63,7 +63,7 @@ activations per layer as safetensors with the counts and scores in metadata;
 			}
 			defer e.Close()
 			if o.Layers, err = vectors.ParseLayers(layersFlag, e.Model.NumLayers); err != nil {
-				return usageErr(err)
+				return usageErr(fmt.Errorf("--layers: %w", err))
 			}
 			var sc vectors.Scorer
 			if judgeFlag == "oracle" || (judgeFlag == "" && backends == "" && spec.OracleTrait != "") {
@@ -173,7 +173,7 @@ paper's predictive monitor).`,
 			}
 			layers, err := vectors.ParseLayers(layersFlag, e.Model.NumLayers)
 			if err != nil {
-				return usageErr(err)
+				return usageErr(fmt.Errorf("--layers: %w", err))
 			}
 			bar := newProgress("conversations")
 			rows, err := vectors.ProjectChats(cmd.Context(), e, set, chats, layers, bar.update)
