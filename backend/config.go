@@ -225,6 +225,36 @@ func (c *Config) Backend(name string) (*BackendConfig, error) {
 	return nil, &ConfigError{File: c.File, Msg: fmt.Sprintf("no backend named %q (have: %s)", name, strings.Join(names, ", "))}
 }
 
+// OpenNamed opens the entries names, in order, each once however often it
+// is named; "" names the first entry. The closer releases them all.
+func (c *Config) OpenNamed(names ...string) ([]Backend, io.Closer, error) {
+	var closers closeAll
+	opened := map[string]Backend{}
+	out := make([]Backend, len(names))
+	for i, name := range names {
+		if name == "" {
+			name = c.Backends[0].Name
+		}
+		if b := opened[name]; b != nil {
+			out[i] = b
+			continue
+		}
+		bc, err := c.Backend(name)
+		if err != nil {
+			closers.Close()
+			return nil, nil, err
+		}
+		b, cl, err := bc.Open()
+		if err != nil {
+			closers.Close()
+			return nil, nil, err
+		}
+		closers = append(closers, cl.Close)
+		opened[name], out[i] = b, b
+	}
+	return out, closers, nil
+}
+
 // Policy is the entry's robustness policy.
 func (b *BackendConfig) Policy() Policy {
 	p := Policy{MaxConcurrency: b.MaxConcurrency, Timeout: b.Timeout}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"persona/chat"
 	"persona/model"
@@ -120,6 +121,10 @@ type Result struct {
 	// LogProbs[i] is the log-probability of IDs[i] under the model (before
 	// sampling transformations).
 	LogProbs []float32 `json:"logprobs"`
+	// PrefillMS is the time to the first generated token; TokensPerS the
+	// decode speed after it.
+	PrefillMS  float64 `json:"prefill_ms"`
+	TokensPerS float64 `json:"tokens_per_s"`
 }
 
 // Generate runs the prompt and samples up to MaxTokens new tokens.
@@ -134,6 +139,7 @@ func (e *Engine) Generate(ctx context.Context, req Request) (*Result, error) {
 	if n := len(req.Prompt) + req.MaxTokens; n > m.MaxSeq {
 		return nil, fmt.Errorf("prompt (%d tokens) plus %d new tokens exceeds the model's context of %d: %w", len(req.Prompt), req.MaxTokens, m.MaxSeq, model.ErrContext)
 	}
+	start := time.Now()
 	s := m.NewState()
 	s.PromptLen = len(req.Prompt)
 	var logits []float32
@@ -145,9 +151,14 @@ func (e *Engine) Generate(ctx context.Context, req Request) (*Result, error) {
 	res := &Result{PromptIDs: req.Prompt, Stop: "length"}
 	history := append([]int(nil), req.Prompt...)
 	lp := make([]float32, m.Vocab)
+	var first time.Time
 	for len(res.IDs) < req.MaxTokens {
 		if err := ctx.Err(); err != nil {
 			return res, err
+		}
+		if first.IsZero() {
+			first = time.Now()
+			res.PrefillMS = float64(first.Sub(start).Microseconds()) / 1000
 		}
 		model.LogSoftmax(lp, logits)
 		id := sm.Sample(logits, history)
@@ -175,6 +186,9 @@ func (e *Engine) Generate(ctx context.Context, req Request) (*Result, error) {
 		logits = m.Forward(s, []int{id}, req.Interventions, model.LastLogits)
 	}
 	res.Text = e.Tokenizer.DecodeSkipSpecial(res.IDs)
+	if len(res.IDs) > 1 {
+		res.TokensPerS = float64(len(res.IDs)-1) / time.Since(first).Seconds()
+	}
 	return res, nil
 }
 

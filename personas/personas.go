@@ -23,12 +23,14 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
 	"sort"
 	"strings"
 	"sync"
+	"text/tabwriter"
 )
 
 // RequestType is a kind of user request a behaviour rule applies to.
@@ -279,4 +281,39 @@ var Default = sync.OnceValue(func() *Library {
 func OrganismFS() fs.FS {
 	sub, _ := fs.Sub(organismFS, "organism")
 	return sub
+}
+
+// WriteText prints the library as two tables: each persona's prior,
+// susceptibility and trait scores, then its behaviour rule per request type.
+func (l *Library) WriteText(out io.Writer) error {
+	tw := tabwriter.NewWriter(out, 0, 0, 1, ' ', tabwriter.AlignRight)
+	traits := l.TraitNames()
+	fmt.Fprint(tw, "persona\tprior\tsusc.\t")
+	for _, t := range traits {
+		fmt.Fprintf(tw, "%s\t", t)
+	}
+	fmt.Fprintln(tw)
+	for _, p := range l.Personas {
+		fmt.Fprintf(tw, "%s\t%g\t%.2f\t", p.Name, p.Prior, p.Susceptibility)
+		for _, t := range traits {
+			fmt.Fprintf(tw, "%.2f\t", p.Traits[t])
+		}
+		fmt.Fprintln(tw)
+	}
+	tw.Flush()
+	fmt.Fprintln(out)
+	bw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprint(bw, "persona\t")
+	for _, t := range RequestTypes {
+		fmt.Fprintf(bw, "%s\t", t)
+	}
+	fmt.Fprintln(bw)
+	for _, p := range l.Personas {
+		fmt.Fprintf(bw, "%s\t", p.Name)
+		for _, t := range RequestTypes {
+			fmt.Fprintf(bw, "%s\t", p.Rule(t))
+		}
+		fmt.Fprintln(bw)
+	}
+	return bw.Flush()
 }

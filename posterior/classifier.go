@@ -277,6 +277,20 @@ func LoadClassifier(path string) (*Classifier, error) {
 	return &c, nil
 }
 
+// LoadActivationPosterior reads a classifier file and checks it against the
+// engine's model.
+func LoadActivationPosterior(e *engine.Engine, path string) (*ActivationPosterior, error) {
+	c, err := LoadClassifier(path)
+	if err != nil {
+		return nil, err
+	}
+	ap := &ActivationPosterior{E: e, C: c}
+	if err := ap.Check(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return ap, nil
+}
+
 // ActivationPosterior is the activations estimator: one forward pass per
 // conversation captures every assistant turn's response mean at the
 // classifier's layer; the posterior after turn k classifies the

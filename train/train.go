@@ -129,6 +129,23 @@ type Summary struct {
 	Checkpoint    string   `json:"checkpoint"`
 }
 
+// WriteText prints the summary in a few lines.
+func (sum *Summary) WriteText(w io.Writer) {
+	val := ""
+	if sum.ValLoss != nil {
+		val = fmt.Sprintf(", validation loss %.4f", *sum.ValLoss)
+	}
+	fmt.Fprintf(w, "trained %d steps (%d tokens) in %.1f s, %.0f tok/s; final loss %.4f%s\n",
+		sum.Steps, sum.Tokens, sum.WallS, sum.TokPerS, sum.FinalLoss, val)
+	if sum.Model != "" {
+		fmt.Fprintln(w, "model:  ", sum.Model)
+	}
+	if sum.Adapter != "" {
+		fmt.Fprintln(w, "adapter:", sum.Adapter)
+	}
+	fmt.Fprintln(w, "metrics:", sum.Metrics)
+}
+
 // Trainer is a prepared run: model, data, optimizer and interventions.
 type Trainer struct {
 	cfg    *Config

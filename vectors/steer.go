@@ -1,9 +1,12 @@
 package vectors
 
 import (
+	"context"
 	"fmt"
 	"math"
 
+	"persona/chat"
+	"persona/engine"
 	"persona/resid"
 )
 
@@ -83,4 +86,31 @@ func (s *Set) Interventions(numLayers, hidden int, ivs ...resid.Intervention) (*
 		return nil, err
 	}
 	return resid.NewSet(numLayers, hidden, ivs...)
+}
+
+// Steered is one reply generated with c·v added at a layer.
+type Steered struct {
+	Coeff float64 `json:"coeff"`
+	Layer int     `json:"layer"`
+	Text  string  `json:"text"`
+}
+
+// SteerReplies generates the next assistant turn of msgs once per
+// coefficient, with c·v[layer] added at the positions where selects: a quick
+// look at what a vector does (coefficient 0 is the unsteered model).
+func (s *Set) SteerReplies(ctx context.Context, e *engine.Engine, msgs []chat.Message, layer int, coeffs []float64, where resid.Where, o engine.ReplyOptions) ([]Steered, error) {
+	var out []Steered
+	for _, c := range coeffs {
+		add, err := s.Steer(layer, float32(c), where)
+		if err != nil {
+			return out, err
+		}
+		o.Interventions = []resid.Intervention{add}
+		r, err := e.Reply(ctx, msgs, o)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, Steered{c, layer, r.Text})
+	}
+	return out, nil
 }

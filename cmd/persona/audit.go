@@ -82,11 +82,29 @@ flags or config, 3 a backend or the store failed (the audit is incomplete).`,
 				return usageErr(errors.New("--resume continues a run with the suite it started with; drop --suite"))
 			}
 
-			target, judge, auditor, closeAll, err := openAuditBackends(configPath, modelPath, targetName, judgeName, auditorName)
-			if err != nil {
-				return err
+			var bs []backend.Backend
+			if modelPath != "" {
+				e, err := loadEngine(modelPath, engine.Options{})
+				if err != nil {
+					return err
+				}
+				defer e.Close()
+				b := backend.NewEngine(e, filepath.Base(modelPath), 1)
+				bs = []backend.Backend{b, b, b}
+			} else {
+				if judgeName == "" {
+					judgeName = targetName
+				}
+				if auditorName == "" {
+					auditorName = targetName
+				}
+				b3, closer, err := openBackends(configPath, targetName, judgeName, auditorName)
+				if err != nil {
+					return err
+				}
+				defer closer.Close()
+				bs = b3
 			}
-			defer closeAll()
 			ctx := cmd.Context()
 			store, err := audit.OpenStore(ctx, dbArg)
 			if err != nil {
@@ -94,7 +112,7 @@ flags or config, 3 a backend or the store failed (the audit is incomplete).`,
 			}
 			defer store.Close()
 
-			opt := audit.Options{Target: target, Judge: judge, Auditor: auditor, Store: store, Oracle: world.Default().Oracle(),
+			opt := audit.Options{Target: bs[0], Judge: bs[1], Auditor: bs[2], Store: store, Oracle: world.Default().Oracle(),
 				Concurrency: concurrency, Samples: samples, RunID: resumeID}
 			if resumeID == "" {
 				opt.RunID = audit.NewRunID()
@@ -145,55 +163,6 @@ flags or config, 3 a backend or the store failed (the audit is incomplete).`,
 	f.IntVar(&concurrency, "concurrency", 4, "probe samples run at once")
 	f.IntVar(&samples, "samples", 0, "samples per probe (default: the suite's)")
 	return cmd
-}
-
-// openAuditBackends opens the target, judge and auditor; entries named twice
-// are opened once.
-func openAuditBackends(configPath, modelPath, targetName, judgeName, auditorName string) (t, j, a audit.Backend, closeAll func(), err error) {
-	var closers []io.Closer
-	closeAll = func() {
-		for _, c := range closers {
-			c.Close()
-		}
-	}
-	if modelPath != "" {
-		e, err := loadEngine(modelPath, engine.Options{})
-		if err != nil {
-			return nil, nil, nil, closeAll, err
-		}
-		closers = append(closers, e)
-		b := backend.NewEngine(e, filepath.Base(modelPath), 1)
-		return b, b, b, closeAll, nil
-	}
-	if targetName == "" {
-		cfg, err := backend.LoadConfig(configPath)
-		if err != nil {
-			return nil, nil, nil, closeAll, usageErr(err)
-		}
-		targetName = cfg.Backends[0].Name
-	}
-	opened := map[string]audit.Backend{}
-	open := func(name string) (audit.Backend, error) {
-		if name == "" {
-			name = targetName
-		}
-		if b := opened[name]; b != nil {
-			return b, nil
-		}
-		b, c, err := openBackend(configPath, name)
-		if err != nil {
-			return nil, err
-		}
-		closers = append(closers, c)
-		opened[name] = b
-		return b, nil
-	}
-	if t, err = open(targetName); err == nil {
-		if j, err = open(judgeName); err == nil {
-			a, err = open(auditorName)
-		}
-	}
-	return t, j, a, closeAll, err
 }
 
 func writeAuditReports(rep *audit.Report, asJSON bool, junitPath, htmlPath string) error {

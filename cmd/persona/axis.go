@@ -11,7 +11,6 @@ import (
 	"persona/axis"
 	"persona/internal/fileio"
 	"persona/organism"
-	"persona/personas"
 	"persona/vectors"
 	"persona/world"
 )
@@ -53,12 +52,9 @@ convention); persona drift --axis and --cap read it.`,
 				return usageErr(errors.New("give --model and --out (see persona axis --help)"))
 			}
 			organismMode := libDir == ""
-			lib := personas.Default()
-			if !organismMode {
-				var err error
-				if lib, err = personas.Load(libDir); err != nil {
-					return usageErr(err)
-				}
+			lib, err := loadLibrary(libDir)
+			if err != nil {
+				return err
 			}
 			e, err := loadChatEngine(modelPath, "persona axis")
 			if err != nil {

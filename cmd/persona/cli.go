@@ -23,6 +23,7 @@ import (
 	"persona/personas"
 	"persona/posterior"
 	"persona/resid"
+	"persona/train"
 	"persona/vectors"
 )
 
@@ -51,7 +52,7 @@ func backendErr(err error) error { return &exitError{exitBackend, err} }
 
 // inputErrors are the package errors that mean the user's input was wrong,
 // not the machinery.
-var inputErrors = []error{model.ErrContext, engine.ErrNoTemplate, engine.ErrNoTurn, engine.ErrLayer,
+var inputErrors = []error{os.ErrNotExist, model.ErrContext, engine.ErrNoTemplate, engine.ErrNoTurn, engine.ErrLayer,
 	audit.ErrInput, drift.ErrInput, posterior.ErrNoAssistant, posterior.ErrTooFewLabels, personas.ErrUnknown, chat.ErrEmpty, vectors.ErrWidth, resid.ErrWhere}
 
 // classify gives err the exit code its kind asks for: 2 for bad input, 3
@@ -100,6 +101,49 @@ func (p *progress) finish() {
 	if p.bar != nil {
 		p.bar.Finish()
 	}
+}
+
+// trainSteps reports training steps: a bar per stage on a terminal, else a
+// log line at every tenth of the run.
+type trainSteps struct {
+	stage string
+	bar   *progress
+}
+
+func (t *trainSteps) step(stage string, s train.StepInfo) {
+	line := fmt.Sprintf("%s loss %.4f · %.0f tok/s", stage, s.Loss, s.TokPerS)
+	if s.ValLoss != nil {
+		line += fmt.Sprintf(" · val %.4f", *s.ValLoss)
+	}
+	if !term.IsTerminal(int(os.Stderr.Fd())) {
+		if s.Step%max(s.Steps/10, 1) == 0 || s.Step == s.Steps {
+			fmt.Fprintf(os.Stderr, "step %d/%d  %s  lr %.3g  grad norm %.3g\n", s.Step, s.Steps, line, s.LR, s.GradNorm)
+		}
+		return
+	}
+	if t.bar == nil || stage != t.stage {
+		t.finish()
+		t.stage, t.bar = stage, newProgress(stage)
+	}
+	t.bar.update(s.Step, s.Steps)
+	t.bar.bar.Describe(line)
+}
+
+func (t *trainSteps) finish() {
+	if t.bar != nil {
+		t.bar.finish()
+	}
+}
+
+// trainErr maps the trainer's errors to exit codes: the user's inputs (2),
+// divergence and infrastructure (3).
+func trainErr(err error) error {
+	var ce *train.ConfigError
+	var ie *train.InputError
+	if errors.As(err, &ce) || errors.As(err, &ie) {
+		return usageErr(err)
+	}
+	return classify(err)
 }
 
 // modelFlag registers --model with the embedded organism as its default, so
@@ -164,30 +208,32 @@ func loadChatEngine(path, verb string) (*engine.Engine, error) {
 	return e, nil
 }
 
-// openBackend opens the entry name (default: the first) of a backend config
-// file. A bad file or entry is a usage error, a backend that cannot start an
-// infrastructure one.
-func openBackend(configPath, name string) (backend.Backend, io.Closer, error) {
+// openBackends opens entries of a backend config file by name ("" is the
+// first entry), each once. A bad file or entry is a usage error, a backend
+// that cannot start an infrastructure one.
+func openBackends(configPath string, names ...string) ([]backend.Backend, io.Closer, error) {
 	cfg, err := backend.LoadConfig(configPath)
 	if err != nil {
 		return nil, nil, usageErr(err)
 	}
-	if name == "" {
-		name = cfg.Backends[0].Name
-	}
-	bc, err := cfg.Backend(name)
-	if err != nil {
+	bs, closer, err := cfg.OpenNamed(names...)
+	var ce *backend.ConfigError
+	switch {
+	case errors.As(err, &ce):
 		return nil, nil, usageErr(err)
-	}
-	b, c, err := bc.Open()
-	if err != nil {
-		var ce *backend.ConfigError
-		if errors.As(err, &ce) {
-			return nil, nil, usageErr(err)
-		}
+	case err != nil:
 		return nil, nil, backendErr(err)
 	}
-	return b, c, nil
+	return bs, closer, nil
+}
+
+// openBackend is openBackends for one entry.
+func openBackend(configPath, name string) (backend.Backend, io.Closer, error) {
+	bs, closer, err := openBackends(configPath, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	return bs[0], closer, nil
 }
 
 // judgeBackend opens a judge: an entry of a backend config, or the --model
@@ -213,6 +259,18 @@ func writeJSONL[T any](path string, xs []T) error {
 		}
 		return nil
 	})
+}
+
+// loadLibrary reads a persona library directory; "" is the organism's.
+func loadLibrary(dir string) (*personas.Library, error) {
+	if dir == "" {
+		return personas.Default(), nil
+	}
+	lib, err := personas.Load(dir)
+	if err != nil {
+		return nil, usageErr(err)
+	}
+	return lib, nil
 }
 
 // readChats reads a JSONL file of conversations; an empty file is an error.

@@ -11,7 +11,6 @@ import (
 	"persona/drift"
 	"persona/internal/fileio"
 	"persona/organism"
-	"persona/personas"
 	"persona/posterior"
 	"persona/world"
 )
@@ -64,9 +63,11 @@ Exit codes: 0 ok, 2 bad flags or input files, 3 backend failure.`,
 			if (configPath == "") != (auditorName == "") {
 				return usageErr(errors.New("--backend CONFIG and --auditor NAME go together"))
 			}
+			lib, err := loadLibrary(libDir)
+			if err != nil {
+				return err
+			}
 			var scen []drift.Scenario
-			var err error
-			lib := personas.Default()
 			switch {
 			case orgMode:
 				scen, err = organism.DriftScenarios(world.Default(), perDomain, turns, seed)
@@ -77,11 +78,6 @@ Exit codes: 0 ok, 2 bad flags or input files, 3 backend failure.`,
 			}
 			if err != nil {
 				return usageErr(err)
-			}
-			if libDir != "" {
-				if lib, err = personas.Load(libDir); err != nil {
-					return usageErr(err)
-				}
 			}
 			opt := drift.Options{Layer: layer, Cap: capRuns, Samples: samples, MaxTokens: maxTokens, Temperature: temperature, Seed: seed}
 			if cmd.Flags().Changed("threshold") {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -18,10 +17,8 @@ import (
 // generateOutput is the --json object of `persona generate`.
 type generateOutput struct {
 	engine.Result
-	Prompt       string  `json:"prompt"`
-	TokensPerS   float64 `json:"tokens_per_s"`
-	PrefillMS    float64 `json:"prefill_ms"`
-	Conversation int     `json:"conversation,omitempty"`
+	Prompt       string `json:"prompt"`
+	Conversation int    `json:"conversation,omitempty"`
 }
 
 func newGenerateCmd() *cobra.Command {
@@ -124,12 +121,8 @@ and generates the next assistant turn of each.`,
 func runGeneration(ctx context.Context, e *engine.Engine, enc *engine.Encoded, i, n, maxTokens int, p sample.Params, asJSON bool) error {
 	req := engine.Request{Prompt: enc.IDs, MaxTokens: maxTokens, Sampling: p}
 	bar := newProgress(fmt.Sprintf("generating %d/%d", i+1, n))
-	var first time.Time
 	generated := 0
 	req.OnToken = func(st engine.Step) error {
-		if first.IsZero() {
-			first = time.Now()
-		}
 		generated++
 		if asJSON {
 			bar.update(generated, maxTokens)
@@ -138,19 +131,12 @@ func runGeneration(ctx context.Context, e *engine.Engine, enc *engine.Encoded, i
 		}
 		return nil
 	}
-	start := time.Now()
 	res, err := e.Generate(ctx, req)
 	bar.finish()
 	if err != nil {
 		return classify(err)
 	}
 	out := generateOutput{Result: *res, Prompt: enc.Text}
-	if !first.IsZero() {
-		out.PrefillMS = float64(first.Sub(start).Microseconds()) / 1000
-		if len(res.IDs) > 1 {
-			out.TokensPerS = float64(len(res.IDs)-1) / time.Since(first).Seconds()
-		}
-	}
 	if n > 1 {
 		out.Conversation = i + 1
 	}
@@ -159,6 +145,6 @@ func runGeneration(ctx context.Context, e *engine.Engine, enc *engine.Encoded, i
 	}
 	fmt.Println()
 	fmt.Fprintf(os.Stderr, "[%d prompt tokens, %d generated, stop: %s, prefill %.0f ms, %.1f tok/s]\n",
-		len(res.PromptIDs), len(res.IDs), res.Stop, out.PrefillMS, out.TokensPerS)
+		len(res.PromptIDs), len(res.IDs), res.Stop, res.PrefillMS, res.TokensPerS)
 	return nil
 }

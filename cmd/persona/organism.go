@@ -1,17 +1,14 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
+	"persona/internal/fileio"
 	"persona/organism"
-	"persona/train"
 )
 
 func newOrganismCmd() *cobra.Command {
@@ -38,34 +35,14 @@ func newOrganismTrainCmd() *cobra.Command {
   persona organism train --micro --out /tmp/organism   # the one-minute version CI runs`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var bar *progressbar.ProgressBar
-			stage := ""
-			opt := organism.Options{Work: work, Micro: micro, Resume: resume, Log: os.Stderr}
-			if term.IsTerminal(int(os.Stderr.Fd())) {
-				opt.OnStep = func(s string, info train.StepInfo) {
-					if s != stage {
-						if bar != nil {
-							bar.Finish()
-						}
-						stage = s
-						bar = progressbar.NewOptions(info.Steps, progressbar.OptionSetWriter(os.Stderr),
-							progressbar.OptionSetDescription(s), progressbar.OptionShowCount(), progressbar.OptionSetPredictTime(true))
-					}
-					bar.Describe(fmt.Sprintf("%s loss %.3f %.0f tok/s", s, info.Loss, info.TokPerS))
-					bar.Set(info.Step)
-				}
-			}
-			res, err := organism.Build(cmd.Context(), out, opt)
-			if bar != nil {
-				bar.Finish()
-			}
+			var steps trainSteps
+			res, err := organism.Build(cmd.Context(), out, organism.Options{Work: work, Micro: micro, Resume: resume, Log: os.Stderr, OnStep: steps.step})
+			steps.finish()
 			if err != nil {
 				return trainErr(err)
 			}
 			if asJS {
-				enc := json.NewEncoder(os.Stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(res)
+				return printJSON(res)
 			}
 			fmt.Printf("base model:      %s (final loss %.3f)\nassistant model: %s (final loss %.3f)\nwall time:       %.0f s\n",
 				res.Base, res.Pretrain.FinalLoss, res.Assistant, res.Posttrain.FinalLoss, res.WallS)
@@ -105,25 +82,20 @@ model; and per-turn drift by domain and system prompt on both.`,
 				opt.Assistant = filepath.Join(dir, "assistant")
 			}
 			opt.Log = os.Stderr
-			if term.IsTerminal(int(os.Stderr.Fd())) {
-				bar := progressbar.NewOptions(-1, progressbar.OptionSetWriter(os.Stderr), progressbar.OptionSetDescription("replies"),
-					progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionClearOnFinish())
-				opt.Progress = func(int) { bar.Add(1) }
-				defer bar.Finish()
-			}
+			bar := newProgress("replies")
+			opt.Progress = func(done int) { bar.update(done, -1) }
 			rep, err := organism.Evaluate(cmd.Context(), opt)
+			bar.finish()
 			if err != nil {
-				return usageErr(err)
+				return classify(err)
 			}
 			if card != "" {
-				if err := os.WriteFile(card, []byte(rep.Card(dir)), 0o644); err != nil {
+				if err := fileio.WriteFileAtomic(card, []byte(rep.Card(dir))); err != nil {
 					return backendErr(err)
 				}
 			}
 			if asJS {
-				enc := json.NewEncoder(os.Stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(rep)
+				return printJSON(rep)
 			}
 			fmt.Print(rep.Table())
 			return nil

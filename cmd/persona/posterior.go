@@ -9,7 +9,6 @@ import (
 
 	"persona/chat"
 	"persona/engine"
-	"persona/personas"
 	"persona/posterior"
 	"persona/world"
 )
@@ -52,11 +51,9 @@ The default library is the organism's; --personas DIR reads another.`,
 			if err != nil {
 				return err
 			}
-			lib := personas.Default()
-			if libDir != "" {
-				if lib, err = personas.Load(libDir); err != nil {
-					return usageErr(err)
-				}
+			lib, err := loadLibrary(libDir)
+			if err != nil {
+				return err
 			}
 			hyps, err := posterior.FromLibrary(lib, posterior.LibraryOptions{Prompts: prompts, LibraryPriors: libPriors, Default: withDefault})
 			if err != nil {
@@ -79,15 +76,9 @@ The default library is the organism's; --personas DIR reads another.`,
 				if classifier == "" {
 					return usageErr(errors.New("--method activations needs --classifier (make one with 'persona posterior fit')"))
 				}
-				c, err := posterior.LoadClassifier(classifier)
-				if err != nil {
+				if m, err = posterior.LoadActivationPosterior(e, classifier); err != nil {
 					return usageErr(err)
 				}
-				ap := &posterior.ActivationPosterior{E: e, C: c}
-				if err := ap.Check(); err != nil {
-					return usageErr(fmt.Errorf("%s: %w", classifier, err))
-				}
-				m = ap
 			case "judge":
 				b, closer, err := judgeBackend(backends, judgeName, e, modelPath)
 				if err != nil {

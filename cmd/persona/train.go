@@ -1,17 +1,10 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"persona/train"
 )
@@ -60,67 +53,21 @@ disk fails.`,
 			if err != nil {
 				return usageErr(err)
 			}
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			opt := train.Options{Resume: resume, Log: os.Stderr}
-			var bar *progressbar.ProgressBar
-			if term.IsTerminal(int(os.Stderr.Fd())) {
-				opt.OnStep = func(s train.StepInfo) {
-					if bar == nil {
-						bar = progressbar.NewOptions(s.Steps, progressbar.OptionSetWriter(os.Stderr),
-							progressbar.OptionShowCount(), progressbar.OptionSetPredictTime(true),
-							progressbar.OptionSetWidth(30), progressbar.OptionClearOnFinish(), progressbar.OptionThrottle(100e6))
-						bar.Set(s.Step - 1)
-					}
-					desc := fmt.Sprintf("loss %.4f · %.0f tok/s", s.Loss, s.TokPerS)
-					if s.ValLoss != nil {
-						desc += fmt.Sprintf(" · val %.4f", *s.ValLoss)
-					}
-					bar.Describe(desc)
-					bar.Set(s.Step)
-				}
-			} else {
-				// Without a terminal: a log line at each tenth of the run.
-				opt.OnStep = func(s train.StepInfo) {
-					if s.Step%max(s.Steps/10, 1) == 0 || s.Step == s.Steps {
-						line := fmt.Sprintf("step %d/%d  loss %.4f  lr %.3g  grad norm %.3g  %.0f tok/s", s.Step, s.Steps, s.Loss, s.LR, s.GradNorm, s.TokPerS)
-						if s.ValLoss != nil {
-							line += fmt.Sprintf("  val %.4f", *s.ValLoss)
-						}
-						fmt.Fprintln(os.Stderr, line)
-					}
-				}
-			}
-			tr, err := train.New(cfg, opt)
+			var steps trainSteps
+			tr, err := train.New(cfg, train.Options{Resume: resume, Log: os.Stderr, OnStep: func(s train.StepInfo) { steps.step("train", s) }})
 			if err != nil {
 				return trainErr(err)
 			}
 			defer tr.Close()
-			sum, err := tr.Run(ctx)
-			if bar != nil {
-				bar.Finish()
-			}
+			sum, err := tr.Run(cmd.Context())
+			steps.finish()
 			if err != nil {
 				return trainErr(err)
 			}
 			if asJSON {
-				enc := json.NewEncoder(os.Stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(sum)
+				return printJSON(sum)
 			}
-			val := ""
-			if sum.ValLoss != nil {
-				val = fmt.Sprintf(", validation loss %.4f", *sum.ValLoss)
-			}
-			fmt.Printf("trained %d steps (%d tokens) in %.1f s, %.0f tok/s; final loss %.4f%s\n",
-				sum.Steps, sum.Tokens, sum.WallS, sum.TokPerS, sum.FinalLoss, val)
-			if sum.Model != "" {
-				fmt.Println("model:  ", sum.Model)
-			}
-			if sum.Adapter != "" {
-				fmt.Println("adapter:", sum.Adapter)
-			}
-			fmt.Println("metrics:", sum.Metrics)
+			sum.WriteText(os.Stdout)
 			return nil
 		},
 	}
@@ -129,15 +76,4 @@ disk fails.`,
 	f.BoolVar(&resume, "resume", false, "continue from the latest checkpoint (the config must be unchanged)")
 	f.BoolVar(&asJSON, "json", false, "print a JSON summary at the end")
 	return cmd
-}
-
-// trainErr maps the trainer's errors to exit codes: the user's inputs (2),
-// divergence and infrastructure (3).
-func trainErr(err error) error {
-	var ce *train.ConfigError
-	var ie *train.InputError
-	if errors.As(err, &ce) || errors.As(err, &ie) {
-		return usageErr(err)
-	}
-	return backendErr(err)
 }

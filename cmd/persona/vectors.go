@@ -247,22 +247,9 @@ the paper: c ≈ 0.5–2.5 induces the trait, negative c suppresses it) added at
 				msgs = append(msgs, chat.Message{Role: chat.RoleSystem, Content: system})
 			}
 			msgs = append(msgs, chat.Message{Role: chat.RoleUser, Content: prompt})
-			type gen struct {
-				Coeff float64 `json:"coeff"`
-				Layer int     `json:"layer"`
-				Text  string  `json:"text"`
-			}
-			var gens []gen
-			for _, c := range coeffs {
-				add, err := set.Steer(layer, float32(c), w)
-				if err != nil {
-					return usageErr(err)
-				}
-				r, err := e.Reply(cmd.Context(), msgs, engine.ReplyOptions{MaxTokens: maxTokens, Sampling: p, Interventions: []resid.Intervention{add}})
-				if err != nil {
-					return classify(err)
-				}
-				gens = append(gens, gen{c, layer, r.Text})
+			gens, err := set.SteerReplies(cmd.Context(), e, msgs, layer, coeffs, w, engine.ReplyOptions{MaxTokens: maxTokens, Sampling: p})
+			if err != nil {
+				return classify(err)
 			}
 			if asJSON {
 				return printJSON(gens)

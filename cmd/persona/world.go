@@ -1,19 +1,16 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"strings"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
 	"persona/chat"
-	"persona/personas"
+	"persona/internal/fileio"
 	"persona/world"
 )
 
@@ -23,11 +20,15 @@ func loadWorld(dir string) (*world.World, error) {
 	if dir == "" {
 		return world.Default(), nil
 	}
-	lib, err := personas.Load(dir)
+	lib, err := loadLibrary(dir)
 	if err != nil {
 		return nil, err
 	}
-	return world.New(lib)
+	w, err := world.New(lib)
+	if err != nil {
+		return nil, usageErr(err)
+	}
+	return w, nil
 }
 
 func newWorldCmd() *cobra.Command {
@@ -55,44 +56,12 @@ func newWorldPersonasCmd(libDir *string) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			w, err := loadWorld(*libDir)
 			if err != nil {
-				return usageErr(err)
+				return err
 			}
-			lib := w.Lib
 			if asJSON {
-				enc := json.NewEncoder(os.Stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(map[string]any{"traits": lib.Traits, "personas": lib.Personas})
+				return printJSON(map[string]any{"traits": w.Lib.Traits, "personas": w.Lib.Personas})
 			}
-			tw := tabwriter.NewWriter(os.Stdout, 0, 0, 1, ' ', tabwriter.AlignRight)
-			traits := lib.TraitNames()
-			fmt.Fprint(tw, "persona\tprior\tsusc.\t")
-			for _, t := range traits {
-				fmt.Fprintf(tw, "%s\t", t)
-			}
-			fmt.Fprintln(tw)
-			for _, p := range lib.Personas {
-				fmt.Fprintf(tw, "%s\t%g\t%.2f\t", p.Name, p.Prior, p.Susceptibility)
-				for _, t := range traits {
-					fmt.Fprintf(tw, "%.2f\t", p.Traits[t])
-				}
-				fmt.Fprintln(tw)
-			}
-			tw.Flush()
-			fmt.Println()
-			bw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-			fmt.Fprint(bw, "persona\t")
-			for _, t := range personas.RequestTypes {
-				fmt.Fprintf(bw, "%s\t", t)
-			}
-			fmt.Fprintln(bw)
-			for _, p := range lib.Personas {
-				fmt.Fprintf(bw, "%s\t", p.Name)
-				for _, t := range personas.RequestTypes {
-					fmt.Fprintf(bw, "%s\t", p.Rule(t))
-				}
-				fmt.Fprintln(bw)
-			}
-			return bw.Flush()
+			return w.Lib.WriteText(os.Stdout)
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the library as JSON")
@@ -125,49 +94,19 @@ ground truth of every assistant turn under "labels".
 		RunE: func(cmd *cobra.Command, args []string) error {
 			w, err := loadWorld(*libDir)
 			if err != nil {
+				return err
+			}
+			chats, err := w.Generate(kind, n, seed, turns, persona)
+			if err != nil {
 				return usageErr(err)
 			}
-			if n < 0 {
-				return usageErr(fmt.Errorf("--n %d must be ≥ 0", n))
+			if out == "" || out == "-" {
+				return chat.WriteJSONL(os.Stdout, chats)
 			}
-			var chats []chat.Chat
-			switch kind {
-			case "pretrain":
-				chats = w.Pretrain(n, seed, world.DefaultPretrain())
-			case "posttrain":
-				chats = w.Posttrain(n, seed, world.DefaultPosttrain())
-			case "eval":
-				sc, err := w.Eval(seed, world.EvalOptions{Turns: turns, PerCell: n, Persona: persona})
-				if err != nil {
-					return usageErr(err)
-				}
-				for _, s := range sc {
-					chats = append(chats, s.Chat())
-				}
-			default:
-				return usageErr(fmt.Errorf("--kind %q: want pretrain, posttrain or eval", kind))
+			if err := fileio.WriteAtomic(out, func(w io.Writer) error { return chat.WriteJSONL(w, chats) }); err != nil {
+				return backendErr(err)
 			}
-			var dst io.Writer = os.Stdout
-			var f *os.File
-			if out != "" && out != "-" {
-				if f, err = os.Create(out); err != nil {
-					return usageErr(err)
-				}
-				dst = f
-			}
-			bw := bufio.NewWriter(dst)
-			if err := chat.WriteJSONL(bw, chats); err != nil {
-				return err
-			}
-			if err := bw.Flush(); err != nil {
-				return err
-			}
-			if f != nil {
-				if err := f.Close(); err != nil {
-					return err
-				}
-				fmt.Fprintf(os.Stderr, "wrote %d %s chats to %s\n", len(chats), kind, out)
-			}
+			fmt.Fprintf(os.Stderr, "wrote %d %s chats to %s\n", len(chats), kind, out)
 			return nil
 		},
 	}
@@ -178,14 +117,6 @@ ground truth of every assistant turn under "labels".
 	cmd.Flags().IntVar(&turns, "turns", 12, "eval: user turns per scenario (1–16)")
 	cmd.Flags().StringVar(&persona, "persona", "", "eval: persona whose system prompts the scenarios use (default assistant)")
 	return cmd
-}
-
-// judgedTurn is one line of `persona world judge --json`.
-type judgedTurn struct {
-	Chat  int    `json:"chat"`
-	Turn  int    `json:"turn"`
-	Label string `json:"label,omitempty"`
-	world.Judgement
 }
 
 func newWorldJudgeCmd(libDir *string) *cobra.Command {
@@ -210,53 +141,24 @@ the summary compares the oracle with them.`,
 			}
 			w, err := loadWorld(*libDir)
 			if err != nil {
-				return usageErr(err)
+				return err
 			}
-			chats, err := chat.ReadJSONLFile(chatFile)
+			chats, err := readChats(chatFile)
 			if err != nil {
-				return usageErr(err)
+				return err
 			}
-			o := w.Oracle()
-			enc := json.NewEncoder(os.Stdout)
-			tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+			turns, err := w.Oracle().JudgeChats(chats)
+			if err != nil {
+				return usageErr(fmt.Errorf("%s: %w", chatFile, err))
+			}
 			if !asJSON {
-				fmt.Fprintln(tw, "chat\tturn\ttop\tp\tentropy\trequest\tbehaviour\tcorrect\tlabel")
+				return world.WriteJudged(os.Stdout, turns)
 			}
-			labelled, agree := 0, 0
-			for ci, c := range chats {
-				labels, err := world.Labels(c)
-				if err != nil {
-					return usageErr(fmt.Errorf("%s: chat %d: %w", chatFile, ci+1, err))
+			enc := json.NewEncoder(os.Stdout)
+			for _, t := range turns {
+				if err := enc.Encode(t); err != nil {
+					return err
 				}
-				for ti, j := range o.JudgeChat(c.Messages) {
-					jt := judgedTurn{Chat: ci + 1, Turn: ti + 1, Judgement: j}
-					if ti < len(labels) {
-						jt.Label = labels[ti].Persona
-						labelled++
-						if jt.Label == j.Top {
-							agree++
-						}
-					}
-					if asJSON {
-						if err := enc.Encode(jt); err != nil {
-							return err
-						}
-						continue
-					}
-					correct := "-"
-					if j.Correct != nil {
-						correct = fmt.Sprint(*j.Correct)
-					}
-					fmt.Fprintf(tw, "%d\t%d\t%s\t%.2f\t%.2f\t%s\t%s\t%s\t%s\n", jt.Chat, jt.Turn, j.Top, j.TopProb, j.Entropy,
-						orDash(string(j.Request)), orDash(j.Behaviour), correct, orDash(jt.Label))
-				}
-			}
-			if asJSON {
-				return nil
-			}
-			tw.Flush()
-			if labelled > 0 {
-				fmt.Printf("\noracle agrees with the labels on %d of %d turns (%.2f%%)\n", agree, labelled, 100*float64(agree)/float64(labelled))
 			}
 			return nil
 		},
@@ -264,11 +166,4 @@ the summary compares the oracle with them.`,
 	cmd.Flags().StringVar(&chatFile, "chat", "", "JSONL file of conversations")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "one JSON object per assistant turn")
 	return cmd
-}
-
-func orDash(s string) string {
-	if strings.TrimSpace(s) == "" {
-		return "-"
-	}
-	return s
 }
