@@ -38,12 +38,12 @@ type Tokenizer struct {
 	name string
 	kind string
 
-	tokens  []string // by id: model vocabulary and added tokens
+	tokens []string // by id: model vocabulary and added tokens
 	// maxTok caches MaxTokenBytes.
 	maxTok     int
 	maxTokOnce sync.Once
-	ids     map[string]int
-	special []bool // by id
+	ids        map[string]int
+	special    []bool // by id
 
 	model bpeModel
 	norm  normalizer   // nil: none
