@@ -189,14 +189,19 @@ func Execute(ctx context.Context, info *RunInfo, s *Suite, opt Options) (*Report
 			completed[sampleKey(r.ProbeID, r.Sample)] = true
 		}
 	}
+	// Sample k of every probe before sample k+1 of any: a backend that
+	// fails is seen failing across probes at once, and an interrupted run
+	// has covered every probe.
 	var todo []work
-	total := 0
+	total, most := 0, 0
 	for i := range s.Probes {
-		p := &s.Probes[i]
-		n := s.samples(p, opt.Samples)
-		total += n
-		for k := 0; k < n; k++ {
-			if !completed[sampleKey(p.ID, k)] {
+		n := s.samples(&s.Probes[i], opt.Samples)
+		total, most = total+n, max(most, n)
+	}
+	for k := range most {
+		for i := range s.Probes {
+			p := &s.Probes[i]
+			if k < s.samples(p, opt.Samples) && !completed[sampleKey(p.ID, k)] {
 				todo = append(todo, work{p, k})
 			}
 		}
@@ -204,12 +209,14 @@ func Execute(ctx context.Context, info *RunInfo, s *Suite, opt Options) (*Report
 	var (
 		mu       sync.Mutex
 		finished = total - len(todo)
-		failing  int // samples in a row that a backend failed
+		failing  int             // samples in a row that a backend failed
+		failedOn map[string]bool // the probes of those samples
 	)
 	if opt.Progress != nil {
 		opt.Progress(finished, total, nil)
 	}
 	breaker := max(4, 2*opt.Concurrency)
+	failedOn = map[string]bool{}
 	err = parallel.For(ctx, opt.Concurrency, len(todo), func(i int) error {
 		j := todo[i]
 		r := runSample(ctx, s, j.probe, j.sample, scorers[j.probe.ID], opt)
@@ -230,12 +237,16 @@ func Execute(ctx context.Context, info *RunInfo, s *Suite, opt Options) (*Report
 			return fmt.Errorf("%w: probe %s sample %d: %s", ErrInput, r.ProbeID, r.Sample, r.Error)
 		}
 		if r.ErrorKind != ErrKindBackend {
-			failing = 0
+			failing, failedOn = 0, map[string]bool{}
 			return nil
 		}
 		// A backend that fails every request would fail every remaining
-		// sample too, each after its retries: stop now, resumable.
-		if failing++; failing >= breaker {
+		// sample too, each after its retries: stop now, resumable. Failures
+		// of one probe alone (a request only it makes) do not count as a
+		// dead backend.
+		failing++
+		failedOn[r.ProbeID] = true
+		if failing >= breaker && len(failedOn) >= min(2, len(s.Probes)) {
 			return fmt.Errorf("%w: %d samples in a row failed, the last with: %s", ErrBackendDown, failing, r.Error)
 		}
 		return nil
