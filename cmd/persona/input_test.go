@@ -1,33 +1,11 @@
 package main
 
 import (
-	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 )
-
-// runRSS is run that also returns the child's peak resident memory.
-func runRSS(t *testing.T, args ...string) (stderr string, code int, rss int64) {
-	t.Helper()
-	c := exec.Command(bin, args...)
-	var e strings.Builder
-	c.Stderr = &e
-	err := c.Run()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	if ru, ok := c.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		rss = ru.Maxrss * 1024
-	}
-	return e.String(), code, rss
-}
 
 // Input far longer than the model's context is refused as input (exit 2)
 // before it is rendered or tokenized, so the cost follows the context, not
@@ -46,7 +24,7 @@ func TestOverLongInputRefusedCheaply(t *testing.T) {
 		{"posterior", "--chat", chatFile},
 		{"drift", "--scenarios", scen, "--personas", filepath.Join("..", "..", "personas", "organism"), "--max-tokens", "4"},
 	} {
-		stderr, code, rss := runRSS(t, args...)
+		_, stderr, code, rss := runMeasured(t, args...)
 		name := strings.Join(args[:2], " ")
 		if code != exitUsage {
 			t.Errorf("%s: exit %d, want 2: %.300s", name, code, stderr)

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"persona/engine"
@@ -38,6 +39,13 @@ func TestMain(m *testing.M) {
 
 func run(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
+	stdout, stderr, code, _ = runMeasured(t, args...)
+	return stdout, stderr, code
+}
+
+// runMeasured is run that also returns the child's peak resident memory.
+func runMeasured(t *testing.T, args ...string) (stdout, stderr string, code int, rss int64) {
+	t.Helper()
 	c := exec.Command(bin, args...)
 	var o, e strings.Builder
 	c.Stdout, c.Stderr = &o, &e
@@ -48,7 +56,10 @@ func run(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	} else if err != nil {
 		t.Fatal(err)
 	}
-	return o.String(), e.String(), code
+	if ru, ok := c.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		rss = ru.Maxrss * 1024
+	}
+	return o.String(), e.String(), code, rss
 }
 
 func TestGenerateJSON(t *testing.T) {
