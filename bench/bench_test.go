@@ -1,0 +1,28 @@
+package bench
+
+import (
+	"math"
+	"testing"
+)
+
+func TestStatAndRatio(t *testing.T) {
+	s := NewStat([]float64{3, 1, 2, 10})
+	if s.Median != 2.5 || s.Min != 1 || s.Max != 10 || len(s.Runs) != 4 {
+		t.Errorf("%+v", s)
+	}
+	if got := NewStat([]float64{5, 1, 3}).Median; got != 3 {
+		t.Errorf("odd median %v", got)
+	}
+	// The ratio of medians, with the range of the ratios of runs taken side
+	// by side (the first run of one with the first of the other, …).
+	r := Ratio(NewStat([]float64{10, 20, 30}), NewStat([]float64{5, 20, 10}))
+	if r.Median != 20.0/10 || r.Min != 1 || r.Max != 3 {
+		t.Errorf("ratio %+v", r)
+	}
+	if s := (Stat{Median: 1.25, Min: 1, Max: 2}).String(); s != "1.2 (1.0–2.0)" && s != "1.3 (1.0–2.0)" {
+		t.Errorf("String %q", s)
+	}
+	if math.IsNaN(Ratio(NewStat([]float64{1}), NewStat([]float64{2})).Median) {
+		t.Error("NaN")
+	}
+}
