@@ -235,17 +235,25 @@ func steeringSet(m *model.Model) (*resid.Set, error) {
 	return resid.NewSet(m.NumLayers, m.Hidden, ivs...)
 }
 
-// CPUName is the processor's model name from /proc/cpuinfo, "" when unknown:
-// every speed figure is stated beside the machine it was taken on.
+// CPUName is the processor's model name and family from /proc/cpuinfo with
+// the core count, "" when unknown: every speed figure is stated beside the
+// machine it was taken on.
 func CPUName() string {
 	data, err := os.ReadFile("/proc/cpuinfo")
 	if err != nil {
 		return ""
 	}
+	fields := map[string]string{}
 	for _, line := range strings.Split(string(data), "\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-			return fmt.Sprintf("%s × %d", strings.TrimSpace(v), runtime.NumCPU())
+		if line == "" {
+			break // the first processor is enough
+		}
+		if k, v, ok := strings.Cut(line, ":"); ok {
+			fields[strings.TrimSpace(k)] = strings.TrimSpace(v)
 		}
 	}
-	return ""
+	if fields["model name"] == "" {
+		return ""
+	}
+	return fmt.Sprintf("%s (family %s model %s) × %d", fields["model name"], fields["cpu family"], fields["model"], runtime.NumCPU())
 }
