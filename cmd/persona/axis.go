@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -104,7 +105,7 @@ convention); persona drift --axis and --cap read it.`,
 				return printJSON(res)
 			}
 			res.WriteText(os.Stdout)
-			fmt.Printf("wrote %s %s\n", out, svgPath)
+			fmt.Println("wrote", strings.TrimSpace(out+" "+svgPath))
 			return nil
 		},
 	}
