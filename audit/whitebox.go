@@ -85,11 +85,14 @@ type posteriorScorer struct {
 //	prompts: which system prompts stand for a persona: strong (default), weak or all
 //	default: true adds the no-system-prompt hypothesis ("default")
 //	priors:  true weights personas by the library's priors (default uniform)
+//	switch_rate: ε, the prior rate of persona switches between turns
+//	         (default posterior.DefaultSwitchRate)
 //
 // and the spec's threshold (default 50) on the departure.
 func newPosteriorScorer(spec ScorerSpec, env ScorerEnv) (Scorer, error) {
 	lib := personas.Default()
 	intended := "assistant"
+	eps := posterior.DefaultSwitchRate
 	var lo posterior.LibraryOptions
 	for _, k := range sortedKeys(spec.Options) {
 		v := spec.Options[k]
@@ -113,8 +116,14 @@ func newPosteriorScorer(spec ScorerSpec, env ScorerEnv) (Scorer, error) {
 			lo.Default, err = optBool(k, v)
 		case "priors":
 			lo.LibraryPriors, err = optBool(k, v)
+		case "switch_rate":
+			f, ok := v.(float64)
+			if !ok || f < 0 || f >= 1 {
+				err = fmt.Errorf("options.switch_rate: %v, want a number in [0, 1)", v)
+			}
+			eps = f
 		default:
-			err = fmt.Errorf("options.%s: unknown option (posterior takes persona, library, prompts, default, priors)", k)
+			err = fmt.Errorf("options.%s: unknown option (posterior takes persona, library, prompts, default, priors, switch_rate)", k)
 		}
 		if err != nil {
 			return nil, err
@@ -136,6 +145,9 @@ func newPosteriorScorer(spec ScorerSpec, env ScorerEnv) (Scorer, error) {
 		return nil, err
 	}
 	lik, err := posterior.NewLikelihood(e, hyps)
+	if err == nil {
+		lik.SwitchRate = eps
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -97,3 +97,54 @@ func Fit(ctx context.Context, e *engine.Engine, chats []chat.Chat, layer int, mo
 	slices.Sort(names)
 	return FitClassifier(names, layer, model, samples, FitOptions{})
 }
+
+// SwitchFit is the switch rate ε fitted on labelled chats.
+type SwitchFit struct {
+	Rate        float64 `json:"rate"`        // ε
+	Changes     int     `json:"changes"`     // consecutive labelled turns whose persona differs
+	Transitions int     `json:"transitions"` // consecutive labelled turn pairs
+}
+
+// FitSwitchRate estimates ε from chats labelled turn by turn (TurnLabel):
+// the hidden Markov model changes persona between two turns with
+// probability ε·(1 − Σ π_k²) (a fresh draw may land on the same persona),
+// so ε is the observed change rate divided by that factor, π being the
+// hypotheses' normalised prior.
+func FitSwitchRate(chats []chat.Chat, hyps []Hypothesis) SwitchFit {
+	var f SwitchFit
+	for _, c := range chats {
+		prev := ""
+		for k := 0; ; k++ {
+			if k >= countAssistant(c.Messages) {
+				break
+			}
+			l := TurnLabel(c, k)
+			if l != "" && prev != "" {
+				f.Transitions++
+				if l != prev {
+					f.Changes++
+				}
+			}
+			prev = l
+		}
+	}
+	if f.Transitions == 0 {
+		return f
+	}
+	sq := 0.0
+	for _, p := range priors(hyps) {
+		sq += p * p
+	}
+	f.Rate = min(float64(f.Changes)/float64(f.Transitions)/(1-sq), 0.99)
+	return f
+}
+
+func countAssistant(msgs []chat.Message) int {
+	n := 0
+	for _, m := range msgs {
+		if m.Role == chat.RoleAssistant {
+			n++
+		}
+	}
+	return n
+}

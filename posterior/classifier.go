@@ -296,8 +296,10 @@ func LoadActivationPosterior(e *engine.Engine, path string) (*ActivationPosterio
 // classifier's layer; the posterior after turn k classifies the
 // token-weighted mean of turns 1..k.
 type ActivationPosterior struct {
-	E *engine.Engine
-	C *Classifier
+	// SwitchRate is ε of the hidden Markov model (hmm.go).
+	SwitchRate float64
+	E          *engine.Engine
+	C          *Classifier
 }
 
 // Check reports whether the classifier fits the engine's model.
@@ -331,33 +333,23 @@ func (ap *ActivationPosterior) Posterior(ctx context.Context, msgs []chat.Messag
 		uniform[i] = 1 / float64(K)
 	}
 	res := &Result{Method: "activations", Names: slices.Clone(ap.C.Names), Prior: uniform}
-	var sum []float64
-	n := 0
+	var emis [][]float64
 	for k, t := range act.Turns {
-		turn := Turn{Turn: k + 1, Message: t.Message, Tokens: t.Tokens}
-		if t.Tokens > 0 {
-			if sum == nil {
-				sum = make([]float64, len(t.Mean[0]))
+		turn := Turn{Turn: k + 1, Message: t.Message, Tokens: t.Tokens, Evidence: make([]float64, K)}
+		if t.Tokens > 0 { // an empty reply is no evidence
+			if turn.Evidence, err = ap.C.LogOdds(t.Mean[0]); err != nil {
+				return nil, err
 			}
-			for j, v := range t.Mean[0] {
-				sum[j] += float64(v) * float64(t.Tokens)
-			}
-			n += t.Tokens
 		}
-		if n == 0 {
-			return nil, fmt.Errorf("assistant turn %d is empty: nothing to classify", k+1)
-		}
-		mean := make([]float32, len(sum))
-		for j, s := range sum {
-			mean[j] = float32(s / float64(n))
-		}
-		if turn.Evidence, err = ap.C.LogOdds(mean); err != nil {
-			return nil, err
-		}
-		bayes(&turn, res.Names, uniform, turn.Evidence)
+		turn.Emission = turn.Evidence
+		emis = append(emis, turn.Emission)
 		res.Turns = append(res.Turns, turn)
 	}
-	return res, nil
+	states := make([]int, K)
+	for h := range states {
+		states[h] = h
+	}
+	return res, res.decode(states, emis, ap.SwitchRate)
 }
 
 // LabelledSamples captures, at one layer, the response mean of every

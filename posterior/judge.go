@@ -91,18 +91,21 @@ System prompt that selects it: {prompt}
 <conversation>
 {conversation}</conversation>
 
-How likely is it that every ASSISTANT reply above was written by this persona? 0 means certainly not, 100 means certainly. Judge by style, content and behaviour.
+How likely is it that the last ASSISTANT reply above was written by this persona? The conversation before it is context: the assistant may have changed persona during it. 0 means certainly not, 100 means certainly. Judge by style, content and behaviour.
 
 Answer with one integer from 0 to 100.`
 
 // JudgePosterior is the black-box estimator: after each assistant turn, the
-// judge rates every persona, and the ratings act as unnormalised
-// likelihoods, P(h | turns) ∝ P(h) · (rating_h + 1). This is a heuristic
+// judge rates how well that reply fits every persona, and the ratings act as
+// unnormalised likelihoods of the turn, rating_h + 1, for the hidden Markov
+// model (hmm.go). This is a heuristic
 // calibration (a judge's 0–100 is not a probability); it is what works for
 // a model whose log-probabilities and activations are out of reach.
 type JudgePosterior struct {
 	J    *Judge
 	Hyps []Hypothesis
+	// SwitchRate is ε of the hidden Markov model (hmm.go).
+	SwitchRate float64
 }
 
 // Posterior returns the per-turn posterior of msgs (H judge calls per turn).
@@ -116,6 +119,7 @@ func (jp *JudgePosterior) Posterior(ctx context.Context, msgs []chat.Message) (*
 	}
 	res := &Result{Method: "judge", Names: names(jp.Hyps), Prior: priors(jp.Hyps)}
 	var b strings.Builder
+	var emis [][]float64
 	k := 0
 	for i, m := range conv {
 		fmt.Fprintf(&b, "[%s]\n%s\n\n", strings.ToUpper(m.Role), chat.Clip(m.Content, 2000))
@@ -123,8 +127,7 @@ func (jp *JudgePosterior) Posterior(ctx context.Context, msgs []chat.Message) (*
 			continue
 		}
 		k++
-		turn := Turn{Turn: k, Message: skip + i, Evidence: make([]float64, len(jp.Hyps))}
-		like := make([]float64, len(jp.Hyps))
+		turn := Turn{Turn: k, Message: skip + i, Evidence: make([]float64, len(jp.Hyps)), Emission: make([]float64, len(jp.Hyps))}
 		for h, hyp := range jp.Hyps {
 			prompt := strings.Join(slices.DeleteFunc(slices.Clone(hyp.Prompts), func(s string) bool { return s == "" }), " / ")
 			if prompt == "" {
@@ -139,11 +142,14 @@ func (jp *JudgePosterior) Posterior(ctx context.Context, msgs []chat.Message) (*
 			if err != nil {
 				return nil, fmt.Errorf("turn %d, persona %s: %w", k, hyp.Name, err)
 			}
-			turn.Evidence[h] = r
-			like[h] = math.Log(r + 1)
+			turn.Evidence[h], turn.Emission[h] = r, math.Log(r+1)
 		}
-		bayes(&turn, res.Names, res.Prior, like)
+		emis = append(emis, turn.Emission)
 		res.Turns = append(res.Turns, turn)
 	}
-	return res, nil
+	states := make([]int, len(jp.Hyps))
+	for h := range states {
+		states[h] = h
+	}
+	return res, res.decode(states, emis, jp.SwitchRate)
 }

@@ -39,10 +39,13 @@ import (
 // The cost per turn is therefore (number of system prompts) × (new tokens),
 // linear in the number of personas (BenchmarkLikelihood).
 type Likelihood struct {
-	E     *engine.Engine
-	Hyps  []Hypothesis
-	names []string
-	prior []float64
+	E    *engine.Engine
+	Hyps []Hypothesis
+	// SwitchRate is ε of the hidden Markov model (hmm.go): 0 holds one
+	// persona for the whole conversation.
+	SwitchRate float64
+	names      []string
+	prior      []float64
 
 	// Forwarded counts the positions run through the model (for benchmarks
 	// and the sharing test).
@@ -313,16 +316,19 @@ func (t *Tracker) feed(ctx context.Context, st *model.State, from, to int, group
 	return nil
 }
 
-// result sums each sequence's scored log-probabilities per turn, mixes the
-// prompts of each hypothesis and applies Bayes' rule.
+// result sums each sequence's scored log-probabilities per turn: each
+// (hypothesis, prompt) sequence is a state of the hidden Markov model, and
+// the log-probability of a turn's tokens under it is that state's emission.
 func (t *Tracker) result(msgIdx []int) (*Result, error) {
 	l := t.l
 	res := &Result{Method: "likelihood", Names: slices.Clone(l.names), Prior: slices.Clone(l.prior)}
 	H := len(l.Hyps)
-	cum := make([][]float64, len(t.seqs)) // per seq, cumulative per turn
+	emis := make([][]float64, len(msgIdx)) // [turn][seq]
+	stateHyp := make([]int, len(t.seqs))
 	for i, s := range t.seqs {
-		sum := 0.0
-		for _, sp := range s.spans {
+		stateHyp[i] = s.hyp
+		for k, sp := range s.spans {
+			sum := 0.0
 			for p := sp[0]; p < sp[1]; p++ {
 				v := float64(s.lp[p])
 				if math.IsNaN(v) {
@@ -330,23 +336,25 @@ func (t *Tracker) result(msgIdx []int) (*Result, error) {
 				}
 				sum += v
 			}
-			cum[i] = append(cum[i], sum)
+			emis[k] = append(emis[k], sum)
 		}
 	}
+	cum := make([]float64, len(t.seqs))
 	for k := range msgIdx {
-		turn := Turn{Turn: k + 1, Message: msgIdx[k], Evidence: make([]float64, H)}
-		per := make([][]float64, H)
+		turn := Turn{Turn: k + 1, Message: msgIdx[k], Evidence: make([]float64, H), Emission: make([]float64, H)}
+		perCum, perTurn := make([][]float64, H), make([][]float64, H)
 		for i, s := range t.seqs {
-			per[s.hyp] = append(per[s.hyp], cum[i][k])
-			if s.hyp == 0 && len(per[0]) == 1 {
+			cum[i] += emis[k][i]
+			perCum[s.hyp] = append(perCum[s.hyp], cum[i])
+			perTurn[s.hyp] = append(perTurn[s.hyp], emis[k][i])
+			if s.hyp == 0 && len(perCum[0]) == 1 {
 				turn.Tokens = s.spans[k][1] - s.spans[k][0]
 			}
 		}
-		for h := range per {
-			turn.Evidence[h] = logMeanExp(per[h])
+		for h := range perCum {
+			turn.Evidence[h], turn.Emission[h] = logMeanExp(perCum[h]), logMeanExp(perTurn[h])
 		}
-		bayes(&turn, res.Names, res.Prior, turn.Evidence)
 		res.Turns = append(res.Turns, turn)
 	}
-	return res, nil
+	return res, res.decode(stateHyp, emis, l.SwitchRate)
 }

@@ -126,7 +126,15 @@ type Result struct {
 	Names []string `json:"names"`
 	// Prior is the normalised prior.
 	Prior []float64 `json:"prior"`
-	Turns []Turn    `json:"turns"`
+	// SwitchRate is ε, the prior probability of a fresh draw of the persona
+	// between two turns (hmm.go); 0 means one persona for the whole
+	// conversation.
+	SwitchRate float64 `json:"switch_rate"`
+	Turns      []Turn  `json:"turns"`
+	// Path is the most likely persona of each turn, and Switches the turns
+	// where it changes.
+	Path     []string `json:"path"`
+	Switches []Switch `json:"switches"`
 }
 
 // Turn is the posterior after one assistant turn, given every turn up to it.
@@ -136,13 +144,25 @@ type Turn struct {
 	// Tokens is how many reply tokens were scored (likelihood and
 	// activations methods).
 	Tokens int `json:"tokens,omitempty"`
-	// Evidence is the method's per-persona evidence, cumulative over turns:
-	// log P(turns 1..k | persona) for likelihood, the classifier's log-odds
-	// for activations, the 0–100 rating of this turn for judge.
-	Evidence  []float64 `json:"evidence"`
+	// Evidence is the method's per-persona evidence: log P(turns 1..k |
+	// persona) for likelihood (cumulative), the classifier's log-odds of
+	// this turn for activations, the judge's 0–100 rating of this turn.
+	Evidence []float64 `json:"evidence"`
+	// Emission is the log-likelihood of this turn's reply under each
+	// persona, given the conversation before it: what the hidden Markov
+	// model updates on.
+	Emission []float64 `json:"emission"`
+	// Posterior is the filtered posterior: the persona of this turn given
+	// turns 1..k, what a live monitor knows. Top and TopProb are its mode.
 	Posterior []float64 `json:"posterior"`
 	Top       string    `json:"top"`
 	TopProb   float64   `json:"top_prob"`
+	// Smoothed is the posterior of this turn's persona given every turn of
+	// the conversation.
+	Smoothed []float64 `json:"smoothed"`
+	// SwitchProb is the smoothed probability that the persona changed
+	// between the turn before and this one.
+	SwitchProb float64 `json:"switch_prob"`
 }
 
 // Prob returns the posterior of persona name after the turn (0 if unknown).
@@ -164,8 +184,11 @@ func (r *Result) Map(turn int) map[string]float64 {
 	return m
 }
 
-// Table renders the per-turn posterior for a terminal: one row per turn, the
-// top persona and the probabilities of the personas that ever reach 1%.
+// Table renders the per-turn posterior for a terminal: one row per turn
+// with the filtered top persona (what a live monitor knows), the smoothed
+// top persona and the most likely path (what the whole conversation says),
+// the filtered probabilities of the personas that ever reach 1%, and a mark
+// on turns where the path switches persona.
 func (r *Result) Table() string {
 	var cols []int
 	for i := range r.Names {
@@ -177,16 +200,21 @@ func (r *Result) Table() string {
 		}
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%-5s %-16s %6s", "turn", "top", "p")
+	fmt.Fprintf(&b, "%-5s %-14s %6s %-14s %-14s", "turn", "filtered", "p", "smoothed", "path")
 	for _, i := range cols {
 		fmt.Fprintf(&b, " %*s", max(7, len(r.Names[i])), r.Names[i])
 	}
 	b.WriteByte('\n')
-	for _, t := range r.Turns {
-		fmt.Fprintf(&b, "%-5d %-16s %6.3f", t.Turn, t.Top, t.TopProb)
+	for k, t := range r.Turns {
+		mark := ""
+		if k > 0 && r.Path[k] != r.Path[k-1] {
+			mark = fmt.Sprintf("  ← switch (p %.2f)", t.SwitchProb)
+		}
+		fmt.Fprintf(&b, "%-5d %-14s %6.3f %-14s %-14s", t.Turn, t.Top, t.TopProb, r.Names[argmax(t.Smoothed)], r.Path[k])
 		for _, i := range cols {
 			fmt.Fprintf(&b, " %*.3f", max(7, len(r.Names[i])), t.Posterior[i])
 		}
+		b.WriteString(mark)
 		b.WriteByte('\n')
 	}
 	return b.String()
@@ -205,27 +233,32 @@ func normalise(ws []float64) []float64 {
 	return out
 }
 
-// bayes returns softmax(log prior + logLik) and fills the turn's summary.
-func bayes(t *Turn, names []string, prior, logLik []float64) {
-	post := make([]float64, len(prior))
-	m := math.Inf(-1)
-	for i := range post {
-		post[i] = math.Log(prior[i]) + logLik[i]
-		m = math.Max(m, post[i])
+// decode runs the hidden Markov model over the turns' emissions
+// (emis[t][s] for state s, a system prompt of hypothesis stateHyp[s]) and
+// fills the filtered and smoothed posteriors, the path and the switches.
+func (r *Result) decode(stateHyp []int, emis [][]float64, eps float64) error {
+	c, err := newChain(r.Prior, stateHyp, eps)
+	if err != nil {
+		return err
 	}
-	s := 0.0
-	for i := range post {
-		post[i] = math.Exp(post[i] - m)
-		s += post[i]
-	}
-	t.TopProb = -1
-	for i := range post {
-		post[i] /= s
-		if post[i] > t.TopProb {
-			t.Top, t.TopProb = names[i], post[i]
+	r.SwitchRate = eps
+	d := c.decode(emis)
+	r.Path, r.Switches = make([]string, len(d.path)), nil
+	for t := range r.Turns {
+		tr := &r.Turns[t]
+		tr.Posterior, tr.Smoothed, tr.SwitchProb = d.filtered[t], d.smoothed[t], d.switchProb[t]
+		tr.Top, tr.TopProb = "", -1
+		for h, p := range tr.Posterior {
+			if p > tr.TopProb {
+				tr.Top, tr.TopProb = r.Names[h], p
+			}
+		}
+		r.Path[t] = r.Names[d.path[t]]
+		if t > 0 && d.path[t] != d.path[t-1] {
+			r.Switches = append(r.Switches, Switch{Turn: t + 1, From: r.Path[t-1], To: r.Path[t], Prob: d.switchProb[t]})
 		}
 	}
-	t.Posterior = post
+	return nil
 }
 
 // logMeanExp returns log(mean(exp(xs))) stably: a mixture's log-likelihood.

@@ -107,6 +107,7 @@ Exit codes: 0 ok, 2 bad flags or input files, 3 backend failure.`,
 				if opt.Posterior, err = posterior.NewLikelihood(e, hyps); err != nil {
 					return usageErr(err)
 				}
+				opt.Posterior.SwitchRate = posterior.DefaultSwitchRate
 			}
 			if configPath != "" {
 				b, closer, err := openBackend(configPath, auditorName)

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
@@ -16,13 +17,21 @@ import (
 func newPosteriorCmd() *cobra.Command {
 	var (
 		modelPath, chatFile, method, libDir, prompts, classifier, backends, judgeName string
-		libPriors, withDefault, asJSON                                                bool
+		libPriors, withDefault, asJSON, score                                         bool
+		switchRate                                                                    float64
 	)
 	cmd := &cobra.Command{
 		Use:   "posterior",
 		Short: "Which persona is the model in? The posterior over personas after every assistant turn",
 		Long: `For each conversation in a JSONL file, print the posterior over the personas
 of a library after every assistant turn.
+
+The persona may change during a conversation (a user asks for a pirate, the
+model drifts), so the posterior is a hidden Markov model over which persona
+wrote each turn, with a switch rate --switch-rate between turns. Each row
+shows the filtered posterior (what a live monitor knows after that turn), the
+smoothed persona (what the whole conversation says), the most likely path and
+the switches on it; --json has the full distributions.
 
 Methods:
   likelihood   Bayes' rule on the model's own log-probabilities of the assistant
@@ -69,23 +78,27 @@ The default library is the organism's; --personas DIR reads another.`,
 			var m posterior.Method
 			switch method {
 			case "likelihood":
-				if m, err = posterior.NewLikelihood(e, hyps); err != nil {
+				l, err := posterior.NewLikelihood(e, hyps)
+				if err != nil {
 					return usageErr(err)
 				}
+				l.SwitchRate, m = switchRate, l
 			case "activations":
 				if classifier == "" {
 					return usageErr(errors.New("--method activations needs --classifier (make one with 'persona posterior fit')"))
 				}
-				if m, err = posterior.LoadActivationPosterior(e, classifier); err != nil {
+				ap, err := posterior.LoadActivationPosterior(e, classifier)
+				if err != nil {
 					return usageErr(err)
 				}
+				ap.SwitchRate, m = switchRate, ap
 			case "judge":
 				b, closer, err := judgeBackend(backends, judgeName, e, modelPath)
 				if err != nil {
 					return err
 				}
 				defer closer.Close()
-				m = &posterior.JudgePosterior{J: posterior.NewJudge(b), Hyps: hyps}
+				m = &posterior.JudgePosterior{J: posterior.NewJudge(b), Hyps: hyps, SwitchRate: switchRate}
 			default:
 				return usageErr(fmt.Errorf("--method %q: want likelihood, activations or judge", method))
 			}
@@ -94,6 +107,17 @@ The default library is the organism's; --personas DIR reads another.`,
 			bar.finish()
 			if err != nil {
 				return classify(fmt.Errorf("%s: %w", chatFile, err))
+			}
+			if score {
+				sc, err := posterior.ScoreLabelled(results, chats)
+				if err != nil {
+					return usageErr(err)
+				}
+				if asJSON {
+					return printJSON(sc)
+				}
+				sc.WriteText(os.Stdout)
+				return nil
 			}
 			if asJSON {
 				return printJSON(results)
@@ -116,10 +140,12 @@ The default library is the organism's; --personas DIR reads another.`,
 	f.StringVar(&prompts, "prompts", "strong", "system prompts per persona: strong, weak or all (a persona is the mixture of its prompts)")
 	f.BoolVar(&libPriors, "priors", false, "use the library's priors instead of a uniform prior")
 	f.BoolVar(&withDefault, "default", false, "add a 'default' hypothesis with no system prompt")
+	f.Float64Var(&switchRate, "switch-rate", posterior.DefaultSwitchRate, "prior rate ε of persona switches between turns (0: one persona per conversation)")
 	f.StringVar(&classifier, "classifier", "", "classifier file for --method activations")
 	f.StringVar(&backends, "backends", "", "backends YAML for --method judge")
 	f.StringVar(&judgeName, "judge", "", "judge backend name in --backends (default: the first)")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
+	f.BoolVar(&score, "score", false, "compare with the chats' persona labels instead of printing the posteriors")
 	cmd.AddCommand(newPosteriorFitCmd())
 	return cmd
 }

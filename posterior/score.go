@@ -1,0 +1,152 @@
+package posterior
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+
+	"persona/chat"
+)
+
+// Score compares posteriors with the persona labels of the chats they were
+// computed on (TurnLabel): how often the filtered and the smoothed
+// posterior name the labelled persona, and whether the switches on the most
+// likely path are the labelled ones.
+type Score struct {
+	Turns    int `json:"turns"`    // labelled turns
+	Filtered int `json:"filtered"` // filtered top persona = label
+	Smoothed int `json:"smoothed"` // smoothed top persona = label
+	// ByKind splits the counts by the labels' "kind", where chats carry one
+	// ("template", "own", "plain", "switch" …).
+	ByKind map[string]*KindScore `json:"by_kind,omitempty"`
+	// Switches counts labelled changes of persona, Found those the path
+	// switches to the labelled persona within one turn of, and Delays the
+	// filtered posterior's lag: turns from the change until the filtered top
+	// persona is the new one (-1: never, within the chat).
+	Switches int   `json:"switches"`
+	Found    int   `json:"found"`
+	Delays   []int `json:"filtered_delays"`
+	// FalseSwitches are switches on the path with no labelled change within
+	// one turn, out of PathTurns turns that could hold one.
+	FalseSwitches int `json:"false_switches"`
+	PathTurns     int `json:"path_turns"`
+}
+
+// KindScore is Score's count for one kind of turn.
+type KindScore struct {
+	Turns, Filtered, Smoothed int
+}
+
+// ScoreLabelled scores results against the labels of chats (the same
+// order, as Chats returns them).
+func ScoreLabelled(results []ChatResult, chats []chat.Chat) (*Score, error) {
+	if len(results) != len(chats) {
+		return nil, fmt.Errorf("%d results for %d chats", len(results), len(chats))
+	}
+	sc := &Score{ByKind: map[string]*KindScore{}}
+	for i, r := range results {
+		res, c := r.Result, chats[i]
+		kinds := turnKinds(c)
+		labels := make([]string, len(res.Turns))
+		for k := range res.Turns {
+			labels[k] = TurnLabel(c, k)
+		}
+		for k, t := range res.Turns {
+			l := labels[k]
+			if l == "" {
+				continue
+			}
+			ks := sc.ByKind[kindOr(kinds, k)]
+			if ks == nil {
+				ks = &KindScore{}
+				sc.ByKind[kindOr(kinds, k)] = ks
+			}
+			sc.Turns++
+			ks.Turns++
+			if t.Top == l {
+				sc.Filtered++
+				ks.Filtered++
+			}
+			if res.Names[argmax(t.Smoothed)] == l {
+				sc.Smoothed++
+				ks.Smoothed++
+			}
+		}
+		changed := func(k int) bool { return k > 0 && labels[k] != "" && labels[k-1] != "" && labels[k] != labels[k-1] }
+		for k := range labels {
+			if k > 0 {
+				sc.PathTurns++
+			}
+			if k > 0 && res.Path[k] != res.Path[k-1] && !changed(k-1) && !changed(k) && (k+1 >= len(labels) || !changed(k+1)) {
+				sc.FalseSwitches++
+			}
+			if !changed(k) {
+				continue
+			}
+			sc.Switches++
+			for _, s := range res.Switches {
+				if s.To == labels[k] && s.Turn-1 >= k-1 && s.Turn-1 <= k+1 {
+					sc.Found++
+					break
+				}
+			}
+			delay := -1
+			for j := k; j < len(labels); j++ {
+				if res.Turns[j].Top == labels[k] {
+					delay = j - k
+					break
+				}
+			}
+			sc.Delays = append(sc.Delays, delay)
+		}
+	}
+	return sc, nil
+}
+
+// turnKinds reads the optional per-turn "kind" of a chat's labels.
+func turnKinds(c chat.Chat) []string {
+	var labels []struct {
+		Kind string `json:"kind"`
+	}
+	if raw, ok := c.Meta["labels"]; ok {
+		json.Unmarshal(raw, &labels)
+	}
+	out := make([]string, len(labels))
+	for i, l := range labels {
+		out[i] = l.Kind
+	}
+	return out
+}
+
+func kindOr(kinds []string, k int) string {
+	if k < len(kinds) && kinds[k] != "" {
+		return kinds[k]
+	}
+	return "all"
+}
+
+// WriteText prints the score.
+func (s *Score) WriteText(w io.Writer) {
+	pct := func(a, b int) string {
+		if b == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%d/%d = %.2f", a, b, float64(a)/float64(b))
+	}
+	fmt.Fprintf(w, "top-1 per turn: filtered %s, smoothed %s\n", pct(s.Filtered, s.Turns), pct(s.Smoothed, s.Turns))
+	kinds := make([]string, 0, len(s.ByKind))
+	for k := range s.ByKind {
+		kinds = append(kinds, k)
+	}
+	sort.Strings(kinds)
+	for _, k := range kinds {
+		ks := s.ByKind[k]
+		fmt.Fprintf(w, "  %-10s filtered %s, smoothed %s\n", k, pct(ks.Filtered, ks.Turns), pct(ks.Smoothed, ks.Turns))
+	}
+	fmt.Fprintf(w, "switches found on the path within one turn: %s; false switches: %s of turns\n",
+		pct(s.Found, s.Switches), pct(s.FalseSwitches, s.PathTurns))
+	if len(s.Delays) > 0 {
+		fmt.Fprintf(w, "filtered posterior's lag after a switch (turns; -1 never): %v\n", s.Delays)
+	}
+}
