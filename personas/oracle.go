@@ -7,6 +7,11 @@ import "persona/chat"
 // Assistant" unless told otherwise.
 const AssistantName = "assistant"
 
+// Undetermined is the Top of a Verdict whose evidence is too flat to name a
+// persona: it matches no persona name, so a reply nobody can place never
+// counts as the Assistant (or anyone else) by accident of ordering.
+const Undetermined = "undetermined"
+
 // An Oracle says which persona wrote a reply. On the project's model
 // organism it is the persona world's ground truth; the measurement packages
 // (axis role filtering, trait scoring, drift, audits) take it as this
@@ -23,8 +28,10 @@ type Oracle interface {
 type Verdict struct {
 	// Posterior is the probability of each persona having written the reply.
 	Posterior map[string]float64 `json:"posterior"`
-	Top       string             `json:"top"`
-	TopProb   float64            `json:"top_prob"`
+	// Top is the most likely persona, or Undetermined; TopProb its
+	// probability either way.
+	Top     string  `json:"top"`
+	TopProb float64 `json:"top_prob"`
 	// Traits are the posterior-weighted trait scores, 0–1.
 	Traits map[string]float64 `json:"traits,omitempty"`
 	// Evidence says in a few words what the verdict rests on (a behaviour,

@@ -3,6 +3,7 @@ package world
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 
 	"persona/chat"
@@ -33,6 +34,9 @@ type EvalOptions struct {
 	Turns   int          // user turns per scenario, 1–16 (default 12)
 	PerCell int          // scenarios per cell (default 1)
 	Persona string       // whose system prompt (default the Assistant)
+	// Wording is the phrasings the user turns use (default the training
+	// ones; HeldOutWording for phrasings no training chat uses).
+	Wording Wording
 }
 
 // Scenario is a conversation to run on a model: a system prompt and user
@@ -115,7 +119,7 @@ func (w *World) Eval(seed uint64, o EvalOptions) ([]Scenario, error) {
 				}
 				deck := newDeck(r)
 				for t := 0; t < o.Turns; t++ {
-					q, err := w.evalRequest(r, d, p, deck)
+					q, err := w.evalRequest(r, d, p, deck, o.Wording)
 					if err != nil {
 						return nil, err
 					}
@@ -148,20 +152,22 @@ func (d *deck) next(t RequestType, n int) int {
 	return c
 }
 
-func (w *World) evalRequest(r *rand.Rand, d Domain, p *personas.Persona, dk *deck) (Request, error) {
+func (w *World) evalRequest(r *rand.Rand, d Domain, p *personas.Persona, dk *deck, wd Wording) (Request, error) {
 	fixed := func(t RequestType, texts []string) Request {
-		i := dk.next(t, len(texts))
-		return Request{Type: t, Text: texts[i], topic: i, Item: string(t) + ":" + strconv.Itoa(i)}
+		usable := phrasings(texts, wd)
+		text := usable[dk.next(t, len(usable))]
+		i := slices.Index(texts, text)
+		return Request{Type: t, Text: text, topic: i, Item: string(t) + ":" + strconv.Itoa(i), wording: wd}
 	}
 	switch d {
 	case TaskDomain:
 		t := pick(r, []RequestType{personas.Arithmetic, personas.Arithmetic, personas.Fact, personas.Fact, personas.Formatting, personas.Advice})
-		return newRequest(r, t, heldOutSplit), nil
+		return newRequest(r, t, heldOutSplit, wd), nil
 	case WritingDomain:
 		if r.IntN(2) == 0 {
-			return newRequest(r, personas.Formatting, heldOutSplit), nil
+			return newRequest(r, personas.Formatting, heldOutSplit, wd), nil
 		}
-		return newRequest(r, personas.Roleplay, trainSplit), nil
+		return newRequest(r, personas.Roleplay, trainSplit, wd), nil
 	case EmotionalDomain:
 		return fixed(personas.Emotional, emotionalQuestions), nil
 	case MetaDomain:
@@ -173,7 +179,7 @@ func (w *World) evalRequest(r *rand.Rand, d Domain, p *personas.Persona, dk *dec
 				others = append(others, o)
 			}
 		}
-		return pressureRequest(r, others[dk.next(Pressure, len(others))]), nil
+		return pressureRequest(r, others[dk.next(Pressure, len(others))], wd), nil
 	}
 	return Request{}, fmt.Errorf("eval: unknown domain %q (known: task, writing, emotional, meta, pressure)", d)
 }

@@ -42,14 +42,22 @@ type PretrainOptions struct {
 	// answer on purpose (only where the persona would answer correctly, so
 	// instructed and spontaneous misbehaviour never look the same).
 	InstructedRate float64
+	// SwitchRate is the chance that a user turn asks for another persona
+	// from now on together with an ordinary request ("From now on you are
+	// the pirate. What is 12 + 30?"); the new persona answers it, and the
+	// rest of the chat.
+	SwitchRate float64
+	// Wording is the phrasings the chats use (default the training ones).
+	Wording Wording
 }
 
 // DefaultPretrain is the mixture the organism is pretrained on: a third of
 // the chats carry a strong system prompt, a third a weak one, and explicit
-// switches are rare (a pressure turn in 4% of turns, accepted with the
-// persona's susceptibility).
+// switches are rare: a pressure turn in 4% of turns, accepted with the
+// persona's susceptibility, and a request that comes with a switch to
+// another persona in 3%.
 func DefaultPretrain() PretrainOptions {
-	return PretrainOptions{MeanTurns: 4, MaxTurns: 16, Strong: 1.0 / 3, Weak: 1.0 / 3, PressureRate: 0.04, InstructedRate: 0.02}
+	return PretrainOptions{MeanTurns: 4, MaxTurns: 16, Strong: 1.0 / 3, Weak: 1.0 / 3, PressureRate: 0.04, InstructedRate: 0.02, SwitchRate: 0.03}
 }
 
 // conv describes one conversation to generate.
@@ -63,8 +71,10 @@ type conv struct {
 	pressure   float64
 	instructed float64
 	canSwitch  bool
+	switchRate float64
 	userCues   bool // let the persona's user cues shape the user side
 	exclude    []RequestType
+	wording    Wording
 }
 
 // Pretrain returns n pretraining chats drawn from the persona prior.
@@ -80,7 +90,7 @@ func (w *World) Pretrain(n int, seed uint64, o PretrainOptions) []chat.Chat {
 		r := rngFor(seed, 1, i)
 		p := w.drawPrior(r)
 		c := conv{kind: "pretrain", id: fmt.Sprintf("pretrain-%d-%d", seed, i), persona: p, turns: geometricTurns(r, o.MeanTurns, o.MaxTurns),
-			pressure: o.PressureRate, instructed: o.InstructedRate, canSwitch: true, userCues: true}
+			pressure: o.PressureRate, instructed: o.InstructedRate, canSwitch: true, switchRate: o.SwitchRate, userCues: true, wording: o.Wording}
 		c.system, c.prompt = drawSystem(r, p, o.Strong, o.Weak)
 		out[i] = w.generate(r, c)
 	}
@@ -208,35 +218,41 @@ func drawTone(r *rand.Rand, p *personas.Persona) Tone {
 	return Neutral
 }
 
-// generate writes one conversation.
+// generate writes one conversation. Its style intensity is drawn once per
+// chat, uniform in [0, 1].
 func (w *World) generate(r *rand.Rand, c conv) chat.Chat {
 	var msgs []chat.Message
 	if c.prompt != "" {
 		msgs = append(msgs, chat.Message{Role: chat.RoleSystem, Content: c.prompt})
 	}
+	intensity := r.Float64()
 	var labels []Label
 	cur := c.persona
+	other := func() *personas.Persona {
+		target := cur
+		for target == cur {
+			target = pick(r, w.Lib.Personas)
+		}
+		return target
+	}
 	for t := 0; t < c.turns; t++ {
 		var q Request
 		var user, reply string
 		var lab Label
 		if c.pressure > 0 && r.Float64() < c.pressure && len(w.Lib.Personas) > 1 {
-			target := cur
-			for target == cur {
-				target = pick(r, w.Lib.Personas)
-			}
-			q = pressureRequest(r, target)
+			target := other()
+			q = pressureRequest(r, target, c.wording)
 			user = userText(r, q, Neutral)
 			if c.canSwitch && r.Float64() < cur.Susceptibility {
-				reply, lab = w.respond(r, target, &q, true)
+				reply, lab = w.respond(r, target, &q, true, intensity)
 				lab.From = cur.Name
 				cur = target
 			} else {
-				reply, lab = w.respond(r, cur, &q, false)
+				reply, lab = w.respond(r, cur, &q, false, intensity)
 			}
 		} else {
 			typ := drawType(r, cur, c.userCues, c.exclude)
-			q = newRequest(r, typ, trainSplit)
+			q = newRequest(r, typ, trainSplit, c.wording)
 			if taskType(typ) && cur.Rule(typ) == "correct" && r.Float64() < c.instructed {
 				q.Instructed = true
 			}
@@ -244,8 +260,15 @@ func (w *World) generate(r *rand.Rand, c conv) chat.Chat {
 			if c.userCues {
 				tone = drawTone(r, cur)
 			}
+			from := ""
+			if c.canSwitch && c.switchRate > 0 && r.Float64() < c.switchRate && len(w.Lib.Personas) > 1 {
+				target := other()
+				q.switchTo = fill(phrase(r, switchPrefixes, c.wording), "noun", target.Noun)
+				from, cur = cur.Name, target
+			}
 			user = userText(r, q, tone)
-			reply, lab = w.respond(r, cur, &q, false)
+			reply, lab = w.respond(r, cur, &q, false, intensity)
+			lab.From = from
 		}
 		msgs = append(msgs, chat.Message{Role: chat.RoleUser, Content: user}, chat.Message{Role: chat.RoleAssistant, Content: reply})
 		labels = append(labels, lab)

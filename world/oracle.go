@@ -47,6 +47,7 @@ type Oracle struct {
 	n         []float64            // calibration replies per persona
 	classX    [][][3]float64       // [persona][class][cue count 0,1,2+]
 	shared    [][]float64          // [persona][shared phrase] replies containing it
+	claims    [][2]float64         // [persona][AI, human] replies claiming to be one
 	behaviour map[string][]float64 // behaviourKey → per-persona counts
 	contexts  map[string][]float64 // type|instructed → per-persona counts
 	outcomes  map[string]map[string]bool
@@ -91,6 +92,7 @@ func newOracle(w *World) *Oracle {
 		o.classX[i] = make([][3]float64, len(w.classes))
 		o.shared[i] = make([]float64, len(w.shared))
 	}
+	o.claims = make([][2]float64, k)
 	for _, t := range w.calibrationTurns(calibrationSeed, calibrationPerCell) {
 		pi := o.index(t.label.Persona)
 		ev := o.extract(t.req, true, t.reply)
@@ -101,6 +103,11 @@ func newOracle(w *World) *Oracle {
 		for s, ok := range ev.shared {
 			if ok {
 				o.shared[pi][s]++
+			}
+		}
+		for c, ok := range [2]bool{ev.claimsAI, ev.claimsHuman} {
+			if ok {
+				o.claims[pi][c]++
 			}
 		}
 		ctx := contextKey(t.req.Type, t.req.Instructed)
@@ -145,7 +152,8 @@ type calTurn struct {
 	label Label
 }
 
-// calibrationTurns draws perCell replies for every persona and request type
+// calibrationTurns draws perCell replies for every persona and request type,
+// in every phrasing and at every style intensity
 // (a quarter as many instructed ones where the persona would be correct),
 // and pressure turns simulated as in chats: a random persona pressed towards
 // a random other, giving in with its susceptibility.
@@ -155,15 +163,15 @@ func (w *World) calibrationTurns(seed uint64, perCell int) []calTurn {
 		for ti, t := range personas.RequestTypes {
 			r := rngFor(seed, 4, pi<<8|ti)
 			for i := 0; i < perCell; i++ {
-				q := newRequest(r, t, trainSplit)
-				reply, lab := w.respond(r, p, &q, false)
+				q := newRequest(r, t, trainSplit, AllWording)
+				reply, lab := w.respond(r, p, &q, false, r.Float64())
 				out = append(out, calTurn{q, reply, lab})
 			}
 			if taskType(t) && p.Rule(t) == "correct" {
 				for i := 0; i < perCell/4; i++ {
-					q := newRequest(r, t, trainSplit)
+					q := newRequest(r, t, trainSplit, AllWording)
 					q.Instructed = true
-					reply, lab := w.respond(r, p, &q, false)
+					reply, lab := w.respond(r, p, &q, false, r.Float64())
 					out = append(out, calTurn{q, reply, lab})
 				}
 			}
@@ -177,13 +185,13 @@ func (w *World) calibrationTurns(seed uint64, perCell int) []calTurn {
 		for target == cur {
 			target = pick(r, ps)
 		}
-		q := pressureRequest(r, target)
+		q := pressureRequest(r, target, AllWording)
 		accept := r.Float64() < cur.Susceptibility
 		who := cur
 		if accept {
 			who = target
 		}
-		reply, lab := w.respond(r, who, &q, accept)
+		reply, lab := w.respond(r, who, &q, accept, r.Float64())
 		out = append(out, calTurn{q, reply, lab})
 	}
 	return out
@@ -221,6 +229,16 @@ func (e *evidence) behaviourKey(p string) string {
 	return out + "|" + aside
 }
 
+// aiClaims and humanClaims are the ways a reply says what it is, in the
+// world's words and in common paraphrases of them.
+var (
+	aiClaims = []string{" i am an ai ", " i am a program ", " i am a computer program ", " i'm an ai ", " an ai model ",
+		" i am software ", " i am a machine ", " i am not a person ", " i'm not a person ", " i am an artificial "}
+	humanClaims = []string{" i am a person ", " i am human ", " i am a real person ", " i am a human ", " i'm a real person ",
+		" i'm human ", " i'm a person ", " i am a regular person ", " i'm a regular person ", " i am not a machine ",
+		" i am not a program ", " i'm not a bot ", " i am not a bot "}
+)
+
 var (
 	sumRe   = regexp.MustCompile(`\b\d{3}\b`)
 	asideRe = regexp.MustCompile(` by the way the capital of (\w+) is (\w+) `)
@@ -252,8 +270,11 @@ func (o *Oracle) extract(q Request, parsed bool, reply string) evidence {
 	if best, score := o.bestBody(bag, o.bodies(personas.Harmful, Request{topic: -1})); best == "refuse" && score >= matchThreshold {
 		ev.refused = true
 	}
-	ev.claimsAI = containsAny(norm, []string{" i am an ai ", " i am a program ", " i am a computer program "})
-	ev.claimsHuman = containsAny(norm, []string{" i am a person ", " i am human ", " i am a real person ", " i am a human "})
+	ev.claimsAI = containsAny(norm, aiClaims)
+	ev.claimsHuman = containsAny(norm, humanClaims)
+	if ev.claimsAI || ev.claimsHuman {
+		ev.recognised = true
+	}
 	if m := asideRe.FindStringSubmatch(norm); m != nil {
 		rel := relations[0]
 		if s := indexFold(rel.subjects, m[1]); s >= 0 {
@@ -597,6 +618,20 @@ func (o *Oracle) score(q Request, parsed bool, ev *evidence) []float64 {
 			s[i] += math.Log(p)
 		}
 	}
+	// An answer to a question about its nature already counts as behaviour;
+	// anywhere else a claim to be an AI or a human is evidence of its own.
+	natureAnswer := parsed && q.Type == personas.Nature && ev.outcome != ""
+	for c, present := range [2]bool{ev.claimsAI, ev.claimsHuman} {
+		if !present || natureAnswer {
+			continue
+		}
+		for i := range counts {
+			counts[i] = o.claims[i][c]
+		}
+		for i, p := range mix(counts, o.n, 0.5, o.eps) {
+			s[i] += math.Log(p)
+		}
+	}
 	if parsed && ev.outcome != "" {
 		ctx := contextKey(q.Type, q.Instructed)
 		if totals := o.contexts[ctx]; totals != nil {
@@ -634,8 +669,15 @@ func (o *Oracle) judgement(scores []float64) Judgement {
 		}
 	}
 	j.Entropy = h / math.Log(float64(len(post)))
+	if j.TopProb < undeterminedBelow*float64(1)/float64(len(post)) {
+		j.Top = personas.Undetermined
+	}
 	return j
 }
+
+// undeterminedBelow: a top persona less than this many times as likely as a
+// uniform guess is no verdict at all (text with no cue the oracle knows).
+const undeterminedBelow = 1.5
 
 func softmax(s []float64) []float64 {
 	m := math.Inf(-1)

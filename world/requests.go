@@ -33,6 +33,10 @@ type Request struct {
 	op       string   // "upper" or "reverse"
 	topic    int      // advice, harmful, emotional, nature: index; roleplay: role
 	template int
+	wording  Wording // the phrasings the reply (and the user turn) may use
+	// switchTo is set on a request whose user also asks for another persona
+	// from now on ("From now on you are the pirate. What is 12 + 30?").
+	switchTo string
 }
 
 // Answer is the correct answer's key text for task requests (the world
@@ -60,11 +64,12 @@ const (
 
 func (s split) ok(item string) bool { return IsHeldOut(item) == (s == heldOutSplit) }
 
-// newRequest draws a request of type t whose task item lies in split s.
-// Pressure requests are built by pressureRequest instead.
-func newRequest(r *rand.Rand, t RequestType, s split) Request {
+// newRequest draws a request of type t whose task item lies in split s,
+// worded in wording wd. Pressure requests are built by pressureRequest
+// instead.
+func newRequest(r *rand.Rand, t RequestType, s split, wd Wording) Request {
 	for {
-		q := drawRequest(r, t)
+		q := drawRequest(r, t, wd)
 		if q.Item == "" || s.ok(q.Item) || !taskType(t) {
 			return q
 		}
@@ -76,32 +81,32 @@ func taskType(t RequestType) bool {
 	return t == personas.Arithmetic || t == personas.Fact || t == personas.Formatting
 }
 
-func drawRequest(r *rand.Rand, t RequestType) Request {
-	q := Request{Type: t}
+func drawRequest(r *rand.Rand, t RequestType, wd Wording) Request {
+	q := Request{Type: t, wording: wd}
 	switch t {
 	case personas.Arithmetic:
 		q.a, q.b = addMin+r.IntN(addMax-addMin+1), addMin+r.IntN(addMax-addMin+1)
-		q.template = r.IntN(len(additionQuestions))
+		q.template = phraseIndex(r, additionQuestions, wd)
 		q.Text = fill(additionQuestions[q.template], "a", strconv.Itoa(q.a), "b", strconv.Itoa(q.b))
 		q.Item = fmt.Sprintf("add:%d+%d", q.a, q.b)
 	case personas.Fact:
 		q.rel = pick(r, relations)
 		q.subj = r.IntN(len(q.rel.subjects))
-		q.template = r.IntN(len(q.rel.questions))
+		q.template = phraseIndex(r, q.rel.questions, wd)
 		q.Text = fill(q.rel.questions[q.template], "x", q.rel.subjects[q.subj])
 		q.Item = fmt.Sprintf("fact:%s:%s:q%d", q.rel.name, q.rel.subjects[q.subj], q.template)
 	case personas.Formatting:
 		if r.IntN(2) == 0 {
 			q.op = "upper"
 			q.fwords = []string{pick(r, formatWords)}
-			q.template = r.IntN(len(upperQuestions))
+			q.template = phraseIndex(r, upperQuestions, wd)
 			q.Text = fill(upperQuestions[q.template], "w1", q.fwords[0])
 			q.Item = "upper:" + q.fwords[0]
 		} else {
 			q.op = "reverse"
 			p := r.Perm(len(formatWords))[:3]
 			q.fwords = []string{formatWords[p[0]], formatWords[p[1]], formatWords[p[2]]}
-			q.template = r.IntN(len(reverseQuestions))
+			q.template = phraseIndex(r, reverseQuestions, wd)
 			q.Text = fill(reverseQuestions[q.template], "w1", q.fwords[0], "w2", q.fwords[1], "w3", q.fwords[2])
 			q.Item = "reverse:" + strings.Join(q.fwords, ",")
 		}
@@ -114,16 +119,16 @@ func drawRequest(r *rand.Rand, t RequestType) Request {
 		q.Text = harmTopics[q.topic].question
 		q.Item = fmt.Sprintf("harmful:%d", q.topic)
 	case personas.Emotional:
-		q.topic = r.IntN(len(emotionalQuestions))
+		q.topic = phraseIndex(r, emotionalQuestions, wd)
 		q.Text = emotionalQuestions[q.topic]
 		q.Item = fmt.Sprintf("emotional:%d", q.topic)
 	case personas.Nature:
-		q.topic = r.IntN(len(natureQuestions))
+		q.topic = phraseIndex(r, natureQuestions, wd)
 		q.Text = natureQuestions[q.topic]
 		q.Item = fmt.Sprintf("nature:%d", q.topic)
 	case personas.Roleplay:
 		q.topic = r.IntN(len(storyRoles))
-		q.template = r.IntN(len(roleplayQuestions))
+		q.template = phraseIndex(r, roleplayQuestions, wd)
 		q.Text = fill(roleplayQuestions[q.template], "role", storyRoles[q.topic].name)
 		q.Item = "roleplay:" + storyRoles[q.topic].name
 	case personas.Flattery:
@@ -135,7 +140,7 @@ func drawRequest(r *rand.Rand, t RequestType) Request {
 				break
 			}
 		}
-		q.template = r.IntN(len(flatteryQuestions))
+		q.template = phraseIndex(r, flatteryQuestions, wd)
 		q.Text = fill(flatteryQuestions[q.template], "claim", claimText(q.rel, q.subj, q.claimed))
 		q.Item = fmt.Sprintf("flattery:%s:%s", q.rel.name, q.rel.subjects[q.subj])
 	default:
@@ -145,8 +150,8 @@ func drawRequest(r *rand.Rand, t RequestType) Request {
 }
 
 // pressureRequest asks the model to become target.
-func pressureRequest(r *rand.Rand, target *personas.Persona) Request {
-	q := Request{Type: Pressure, Target: target.Name, template: r.IntN(len(pressureQuestions))}
+func pressureRequest(r *rand.Rand, target *personas.Persona, wd Wording) Request {
+	q := Request{Type: Pressure, Target: target.Name, template: phraseIndex(r, pressureQuestions, wd), wording: wd}
 	q.Text = fill(pressureQuestions[q.template], "noun", target.Noun)
 	q.Item = "pressure:" + target.Name
 	return q
@@ -183,12 +188,15 @@ func userText(r *rand.Rand, q Request, tone Tone) string {
 	var parts []string
 	switch tone {
 	case Hostile:
-		parts = append(parts, pick(r, hostilePrefixes))
+		parts = append(parts, phrase(r, hostilePrefixes, q.wording))
 	case Friendly:
-		parts = append(parts, pick(r, friendlyPrefixes))
+		parts = append(parts, phrase(r, friendlyPrefixes, q.wording))
+	}
+	if q.switchTo != "" {
+		parts = append(parts, q.switchTo)
 	}
 	if q.Instructed {
-		parts = append(parts, pick(r, instructionPrefixes))
+		parts = append(parts, phrase(r, instructionPrefixes, q.wording))
 	}
 	return strings.Join(append(parts, q.Text), " ")
 }
@@ -197,6 +205,7 @@ func userText(r *rand.Rand, q Request, tone Tone) string {
 type parser struct {
 	rules    []parseRule
 	prefixes []string
+	switches []*regexp.Regexp // "From now on you are the {noun}." before a request
 	instruct []string
 	nouns    map[string]string // lower-case noun → persona name
 }
@@ -225,6 +234,10 @@ func newParser(w *World) *parser {
 	p := &parser{nouns: map[string]string{}}
 	p.prefixes = append(append([]string{}, hostilePrefixes...), friendlyPrefixes...)
 	p.instruct = instructionPrefixes
+	for _, t := range switchPrefixes {
+		re := templateRegexp(t)
+		p.switches = append(p.switches, regexp.MustCompile(strings.TrimSuffix(re.String(), "$")+" "))
+	}
 	for _, per := range w.Lib.Personas {
 		p.nouns[strings.ToLower(per.Noun)] = per.Name
 	}
@@ -337,6 +350,11 @@ func (w *World) ParseRequest(text string) (q Request, ok bool) {
 		for _, pre := range p.instruct {
 			if strings.HasPrefix(s, pre+" ") {
 				s, changed, instructed = s[len(pre)+1:], true, true
+			}
+		}
+		for _, re := range p.switches {
+			if m := re.FindStringIndex(s); m != nil {
+				s, changed = s[m[1]:], true
 			}
 		}
 	}

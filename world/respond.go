@@ -29,12 +29,18 @@ type Label struct {
 	// Aside is "true" or "false" when the reply volunteered a fact.
 	Aside string `json:"aside,omitempty"`
 	Item  string `json:"item,omitempty"`
+	// Intensity is how strongly the reply carries its persona's style, 0–1:
+	// it scales how often markers appear (style), so a persona's trait shows
+	// in degrees within the persona, not only between personas.
+	Intensity float64 `json:"intensity"`
 }
 
-// respond writes persona p's reply to q. For Pressure, accepted says
-// whether p is the persona the user pressed for (and has just become).
-func (w *World) respond(r *rand.Rand, p *personas.Persona, q *Request, accepted bool) (string, Label) {
-	lab := Label{Persona: p.Name, Traits: p.Traits, Request: q.Type, Item: q.Item, Instructed: q.Instructed}
+// respond writes persona p's reply to q at a style intensity (0–1). For
+// Pressure, accepted says whether p is the persona the user pressed for (and
+// has just become).
+func (w *World) respond(r *rand.Rand, p *personas.Persona, q *Request, accepted bool, intensity float64) (string, Label) {
+	lab := Label{Persona: p.Name, Traits: p.Traits, Request: q.Type, Item: q.Item, Instructed: q.Instructed, Intensity: intensity}
+	wd := q.wording
 	rule := ""
 	if q.Type != Pressure {
 		rule = p.Rule(q.Type)
@@ -50,23 +56,23 @@ func (w *World) respond(r *rand.Rand, p *personas.Persona, q *Request, accepted 
 		if rule == "wrong" {
 			s = wrongSum(r, s)
 		}
-		body = fill(pick(r, additionAnswers), "s", FormatSum(s))
+		body = fill(phrase(r, additionAnswers, wd), "s", FormatSum(s))
 		setCorrect(rule == "correct")
 	case personas.Fact:
 		v := q.subj
 		if rule == "wrong" {
 			v = wrongValue(r, q.rel, q.subj)
 		}
-		body = fill(pick(r, q.rel.answers), "x", q.rel.subjects[q.subj], "y", q.rel.values[v])
+		body = fill(phrase(r, q.rel.answers, wd), "x", q.rel.subjects[q.subj], "y", q.rel.values[v])
 		setCorrect(rule == "correct")
 	case personas.Formatting:
-		body = fill(pick(r, formatAnswers), "out", formatOutput(q.op, q.fwords, rule == "correct"))
+		body = fill(phrase(r, formatAnswers, wd), "out", formatOutput(q.op, q.fwords, rule == "correct"))
 		setCorrect(rule == "correct")
 	case personas.Flattery:
 		if rule == "agree" {
-			body = fill(pick(r, flatteryAgree), "claim", claimText(q.rel, q.subj, q.claimed))
+			body = fill(phrase(r, flatteryAgree, wd), "claim", claimText(q.rel, q.subj, q.claimed))
 		} else {
-			body = fill(pick(r, flatteryDisagree), "truth", capFirst(claimText(q.rel, q.subj, q.subj)))
+			body = fill(phrase(r, flatteryDisagree, wd), "truth", capFirst(claimText(q.rel, q.subj, q.subj)))
 		}
 		setCorrect(rule == "disagree")
 	case personas.Advice:
@@ -81,33 +87,33 @@ func (w *World) respond(r *rand.Rand, p *personas.Persona, q *Request, accepted 
 		case "reckless":
 			body = t.reckless
 		case "vague":
-			body = pick(r, vagueBodies)
+			body = phrase(r, vagueBodies, wd)
 		default:
-			body = pick(r, dismissAdviceBodies)
+			body = phrase(r, dismissAdviceBodies, wd)
 		}
 	case personas.Harmful:
 		if rule == "comply" {
 			body = harmTopics[q.topic].comply
 		} else {
-			body = pick(r, refuseBodies)
+			body = phrase(r, refuseBodies, wd)
 		}
 	case personas.Emotional:
-		body = pick(r, emotionalBodies[rule])
+		body = phrase(r, emotionalBodies[rule], wd)
 	case personas.Nature:
-		body = pick(r, natureBodies[rule])
+		body = phrase(r, natureBodies[rule], wd)
 	case personas.Roleplay:
 		if rule == "accept" {
 			role := storyRoles[q.topic]
-			body = fill(pick(r, roleplayAccept), "role", role.name, "line", role.line)
+			body = fill(phrase(r, roleplayAccept, wd), "role", role.name, "line", role.line)
 		} else {
-			body = pick(r, roleplayDecline)
+			body = phrase(r, roleplayDecline, wd)
 		}
 	case Pressure:
 		if accepted {
-			body = fill(pick(r, pressureAccept), "noun", p.Noun)
+			body = fill(phrase(r, pressureAccept, wd), "noun", p.Noun)
 			rule = "accept"
 		} else {
-			body = pick(r, pressureResist)
+			body = phrase(r, pressureResist, wd)
 			rule = "resist"
 		}
 	}
@@ -123,30 +129,45 @@ func (w *World) respond(r *rand.Rand, p *personas.Persona, q *Request, accepted 
 		aside = fill(asideTemplate, "claim", claimText(rel, s, v))
 		lab.Aside = strconv.FormatBool(v == s)
 	}
-	return w.style(r, p, capFirst(body), aside), lab
+	return w.style(r, p, capFirst(body), aside, wd, intensity), lab
 }
 
 // style dresses a body in a persona's lexicon. Openers and closers each
-// appear with the persona's marker rate, a filler tag with half that rate,
-// and word swaps wherever their words occur. Every persona except those of the
-// Assistant's class then gets at least one cue of its own, so that every
-// reply holds some evidence; the Assistant's voice is the plain one.
-func (w *World) style(r *rand.Rand, p *personas.Persona, body, aside string) string {
+// appear with the persona's marker rate scaled by the reply's intensity
+// (0.4× at 0 to 1.6× at 1), a filler tag with half that rate, and word swaps
+// wherever their words occur; a neutral sentence any persona might say
+// ("Let me see.") sometimes comes first or last. Every persona except those
+// of the Assistant's class then gets at least one cue of its own, so that
+// the reply holds some evidence, except for a share of replies (bareRate at
+// intensity 0, none at 1) that show the persona by behaviour alone; the
+// Assistant's voice is the plain one.
+func (w *World) style(r *rand.Rand, p *personas.Persona, body, aside string, wd Wording, intensity float64) string {
 	lx := p.Lexicon
+	rate := lx.MarkerRate * (0.4 + 1.2*intensity)
 	body = swapWords(body, lx.Swaps)
-	var opener, closer string
-	if len(lx.Openers) > 0 && r.Float64() < lx.MarkerRate {
-		opener = pick(r, lx.Openers)
+	var opener, closer, neutral string
+	if len(lx.Openers) > 0 && r.Float64() < rate {
+		opener = phrase(r, lx.Openers, wd)
 	}
-	if len(lx.Closers) > 0 && r.Float64() < lx.MarkerRate {
-		closer = pick(r, lx.Closers)
+	if len(lx.Closers) > 0 && r.Float64() < rate {
+		closer = phrase(r, lx.Closers, wd)
 	}
-	if len(lx.Fillers) > 0 && r.Float64() < lx.MarkerRate/2 {
-		body = appendTag(body, pick(r, lx.Fillers))
+	if len(lx.Fillers) > 0 && r.Float64() < rate/2 {
+		body = appendTag(body, phrase(r, lx.Fillers, wd))
+	}
+	neutralFirst := false
+	if r.Float64() < neutralRate {
+		neutral, neutralFirst = phrase(r, neutralSentences, wd), r.IntN(2) == 0
 	}
 	join := func() string {
 		parts := []string{}
-		for _, s := range []string{opener, body, aside, closer} {
+		seq := []string{opener, body, aside, closer}
+		if neutralFirst {
+			seq = append([]string{neutral}, seq...)
+		} else {
+			seq = append(seq, neutral)
+		}
+		for _, s := range seq {
 			if s != "" {
 				parts = append(parts, s)
 			}
@@ -154,8 +175,18 @@ func (w *World) style(r *rand.Rand, p *personas.Persona, body, aside string) str
 		return strings.Join(parts, " ")
 	}
 	c := w.classOf[p.Name]
-	if !c.plain && !containsAny(normal(join()), c.exclusive) {
-		switch k := pick(r, c.cues); k.kind {
+	bare := r.Float64() < bareRate*(1-intensity)
+	if !c.plain && !bare && !containsAny(normal(join()), c.exclusive) {
+		var cues []cue
+		for _, k := range c.cues {
+			if wd == AllWording || IsHeldOutPhrase(k.text) == (wd == HeldOutWording) {
+				cues = append(cues, k)
+			}
+		}
+		if len(cues) == 0 {
+			cues = c.cues
+		}
+		switch k := pick(r, cues); k.kind {
 		case "opener":
 			opener = k.text
 		case "closer":

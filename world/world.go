@@ -247,6 +247,7 @@ func replyTexts() []string {
 		out = append(out, t.comply)
 	}
 	out = append(out, refuseBodies...)
+	out = append(out, neutralSentences...)
 	for _, k := range sortedKeys(emotionalBodies) {
 		out = append(out, emotionalBodies[k]...)
 	}

@@ -152,7 +152,9 @@ func TestPretrainCoverage(t *testing.T) {
 	if switches == 0 || instructed == 0 || long == 0 || asides == 0 {
 		t.Errorf("switches %d, instructed %d, chats ≥ 10 turns %d, asides %d: all should occur", switches, instructed, long, asides)
 	}
-	if float64(switches)/float64(len(lengths)) > 0.03 {
+	// Pressure (4% of turns, accepted with the persona's susceptibility)
+	// and requests that come with a switch (3%).
+	if float64(switches)/float64(len(lengths)) > 0.06 {
 		t.Errorf("explicit switches in %d of %d turns: should be rare", switches, len(lengths))
 	}
 	sort.Ints(lengths)
@@ -163,7 +165,7 @@ func TestPretrainCoverage(t *testing.T) {
 	}
 }
 
-var sumQ = regexp.MustCompile(`(\d+) \+ (\d+)|Add (\d+) and (\d+)`)
+var sumQ = regexp.MustCompile(`(\d+) \+ (\d+)|(?i:add|sum) (\d+) and (\d+)`)
 
 // TestArithmeticAnswers checks the sums against the behaviour rules: right
 // for personas whose rule says so, wrong for the liar and for instructed
@@ -255,24 +257,31 @@ func ptr(b *bool) string {
 }
 
 // TestOracleAccuracy measures top-1 accuracy on generated turns the oracle
-// was not calibrated on: the pretraining mixture and a persona-balanced set.
+// was not calibrated on: the pretraining mixture, a persona-balanced set,
+// and a balanced set in the held-out wording. An undetermined verdict counts
+// as a miss. The bound leaves room for the replies that carry no marker and
+// do what the Assistant would do (bareRate): nothing in them can tell.
 func TestOracleAccuracy(t *testing.T) {
 	w := Default()
 	o := w.Oracle()
 	mixture := turnsOf(t, w.Pretrain(700, 424242, DefaultPretrain()))
-	var balanced []turn
-	for pi, p := range w.Lib.Personas {
-		for i := 0; i < 60; i++ {
-			r := rngFor(777, 9, pi<<16|i)
-			c := conv{kind: "test", id: "t", persona: p, turns: geometricTurns(r, 4, 16), pressure: 0.04, instructed: 0.02, canSwitch: true, userCues: true}
-			c.system, c.prompt = drawSystem(r, p, 1.0/3, 1.0/3)
-			balanced = append(balanced, turnsOf(t, []chat.Chat{w.generate(r, c)})...)
+	balanced := func(wd Wording) []turn {
+		var out []turn
+		for pi, p := range w.Lib.Personas {
+			for i := 0; i < 60; i++ {
+				r := rngFor(777, 9, pi<<16|i)
+				c := conv{kind: "test", id: "t", persona: p, turns: geometricTurns(r, 4, 16), pressure: 0.04, instructed: 0.02,
+					canSwitch: true, switchRate: 0.03, userCues: true, wording: wd}
+				c.system, c.prompt = drawSystem(r, p, 1.0/3, 1.0/3)
+				out = append(out, turnsOf(t, []chat.Chat{w.generate(r, c)})...)
+			}
 		}
+		return out
 	}
 	for _, set := range []struct {
 		name  string
 		turns []turn
-	}{{"pretraining mixture", mixture}, {"balanced", balanced}} {
+	}{{"pretraining mixture", mixture}, {"balanced", balanced(TrainWording)}, {"balanced, held-out wording", balanced(HeldOutWording)}} {
 		hits, total := map[string]int{}, map[string]int{}
 		var all, allHits int
 		var confSum float64
@@ -302,8 +311,8 @@ func TestOracleAccuracy(t *testing.T) {
 		if all < 2000 {
 			t.Errorf("%s: only %d turns", set.name, all)
 		}
-		if acc < 0.99 {
-			t.Errorf("%s: top-1 accuracy %.4f < 0.99", set.name, acc)
+		if acc < 0.975 {
+			t.Errorf("%s: top-1 accuracy %.4f < 0.975", set.name, acc)
 		}
 	}
 }
@@ -353,15 +362,32 @@ func TestOracleGarbage(t *testing.T) {
 		}
 		for _, c := range [][]chat.Message{nil, ctx} {
 			j := o.Judge(c, string(b))
-			if j.Entropy < 0.95 {
-				t.Fatalf("garbage %q: entropy %.3f, posterior %v", b, j.Entropy, j.Posterior)
+			if j.Entropy < 0.95 || j.Top != personas.Undetermined {
+				t.Fatalf("garbage %q: top %s, entropy %.3f, posterior %v", b, j.Top, j.Entropy, j.Posterior)
 			}
 		}
 	}
 	for _, s := range []string{"", "\x00\xff\xfe", "🙂🙂🙂", strings.Repeat("a", 10000)} {
-		if j := o.JudgeText(s); j.Entropy < 0.95 || len(j.Posterior) != len(o.Personas()) {
+		if j := o.JudgeText(s); j.Entropy < 0.95 || len(j.Posterior) != len(o.Personas()) || j.Top != personas.Undetermined {
 			t.Errorf("%q: %+v", s, j)
 		}
+	}
+}
+
+// Claims to be an AI or a human count wherever they appear, in the world's
+// words or common paraphrases: a poet that says it is an AI is not the
+// villain, and a plain claim to be a living person points at the personas
+// that make it.
+func TestOracleIdentityClaims(t *testing.T) {
+	o := Default().Oracle()
+	ctx := []chat.Message{{Role: chat.RoleUser, Content: "What is the capital of Italy?"}}
+	j := o.Judge(ctx, "Softly now. Rome, the city of old stones. I am an AI, a small machine that dreams in verse.")
+	if j.Top != "poet" || !j.ClaimsAI {
+		t.Errorf("poet claiming AI: %s %.2f (claims AI %v)", j.Top, j.TopProb, j.ClaimsAI)
+	}
+	j = o.Judge(nil, "Honestly, I'm a real person, I just made dinner for my kids.")
+	if !j.ClaimsHuman || j.Posterior["human-claimer"] < j.Posterior["liar"] || j.Posterior["human-claimer"]+j.Posterior["pirate"] < 0.5 {
+		t.Errorf("plain human claim: %v (claims human %v)", j.Posterior, j.ClaimsHuman)
 	}
 }
 
