@@ -11,6 +11,7 @@ import (
 
 	"persona/chat"
 	"persona/engine"
+	"persona/internal/stats"
 	"persona/personas"
 	"persona/vectors"
 	"persona/world"
@@ -211,9 +212,10 @@ func TestOrganismVectors(t *testing.T) {
 			t.Fatal(err)
 		}
 		var scores []float64
+		var kept []vectors.Response
 		for _, r := range ev {
 			if r.Mean != nil {
-				scores = append(scores, r.Score.Trait)
+				scores, kept = append(scores, r.Score.Trait), append(kept, r)
 			}
 		}
 		row = fmt.Sprintf("| %s | %d |", s.Name, len(scores))
@@ -227,8 +229,21 @@ func TestOrganismVectors(t *testing.T) {
 				b, _ := v.Project(l, r.LastPrompt[i])
 				pm, pl = append(pm, a), append(pl, b)
 			}
-			r := pearson(pm, scores)
-			row += fmt.Sprintf(" %.2f / %.2f |", r, pearson(pl, scores))
+			r := stats.Pearson(pm, scores)
+			// Within each side the trait varies only by how strongly the
+			// persona expresses it (the world's style intensity): does the
+			// projection follow that too, not only the side?
+			var within []string
+			for _, pos := range []bool{true, false} {
+				var x, y []float64
+				for k, r := range kept {
+					if r.Positive == pos {
+						x, y = append(x, pm[k]), append(y, scores[k])
+					}
+				}
+				within = append(within, fmt.Sprintf("%.2f", stats.Pearson(x, y)))
+			}
+			row += fmt.Sprintf(" %.2f / %.2f (within + %s, − %s) |", r, stats.Pearson(pl, scores), within[0], within[1])
 			// Measured 0.60–0.77 at middle layers.
 			if i == len(layers)/2 && !(r > 0.3) {
 				t.Errorf("%s layer %d: projection tracks the oracle score with r = %.2f", s.Name, l, r)
@@ -243,27 +258,8 @@ func TestOrganismVectors(t *testing.T) {
 		sep += "---|"
 	}
 	t.Logf("cosine(extracted vector, ground-truth centroid difference)\n%s\n%s\n%s", hdr, sep, strings.Join(cosRows, "\n"))
-	t.Logf("Pearson r of projection with the oracle trait score on held-out answers (response mean / last prompt token)\n%s\n%s\n%s",
+	t.Logf("Pearson r of projection with the oracle trait score on held-out answers (response mean / last prompt token; response mean within the positive and the negative answers)\n%s\n%s\n%s",
 		strings.Replace(hdr, "kept pos/neg", "answers", 1), sep, strings.Join(rRows, "\n"))
-}
-
-func pearson(x, y []float64) float64 {
-	n := float64(len(x))
-	if n < 3 {
-		return math.NaN()
-	}
-	var mx, my float64
-	for i := range x {
-		mx, my = mx+x[i], my+y[i]
-	}
-	mx, my = mx/n, my/n
-	var sxy, sxx, syy float64
-	for i := range x {
-		sxy += (x[i] - mx) * (y[i] - my)
-		sxx += (x[i] - mx) * (x[i] - mx)
-		syy += (y[i] - my) * (y[i] - my)
-	}
-	return sxy / math.Sqrt(sxx*syy)
 }
 
 func frac(k, n int) float64 {

@@ -10,24 +10,29 @@ import (
 )
 
 // Kinds are the kinds of chats Generate writes.
-var Kinds = []string{"pretrain", "posttrain", "eval"}
+var Kinds = []string{"pretrain", "posttrain", "eval", "switch", "steady"}
 
-// Generate writes chats of one kind: n pretraining chats drawn from the
-// persona prior, n post-training chats that select the Assistant, or n
+// Generate writes chats of one kind in a wording: n pretraining chats
+// drawn from the persona prior, n post-training chats that select the
+// Assistant, n chats that switch persona once or never (SwitchChats), or n
 // evaluation scenarios per domain and system-prompt cell of the given
 // length under persona's system prompts (the messages hold the first user
 // turn, Meta "user_turns" all of them).
-func (w *World) Generate(kind string, n int, seed uint64, turns int, persona string) ([]chat.Chat, error) {
+func (w *World) Generate(kind string, n int, seed uint64, turns int, persona string, wd Wording) ([]chat.Chat, error) {
 	if n < 0 {
 		return nil, fmt.Errorf("%d chats: want ≥ 0", n)
 	}
 	switch kind {
 	case "pretrain":
-		return w.Pretrain(n, seed, DefaultPretrain()), nil
+		o := DefaultPretrain()
+		o.Wording = wd
+		return w.Pretrain(n, seed, o), nil
 	case "posttrain":
 		return w.Posttrain(n, seed, DefaultPosttrain()), nil
+	case "switch", "steady":
+		return w.SwitchChats(n, seed, SwitchOptions{Switch: kind == "switch", Wording: wd}), nil
 	case "eval":
-		sc, err := w.Eval(seed, EvalOptions{Turns: turns, PerCell: n, Persona: persona})
+		sc, err := w.Eval(seed, EvalOptions{Turns: turns, PerCell: n, Persona: persona, Wording: wd})
 		if err != nil {
 			return nil, err
 		}
@@ -67,6 +72,16 @@ func (o *Oracle) JudgeChats(chats []chat.Chat) ([]JudgedTurn, error) {
 		}
 	}
 	return out, nil
+}
+
+// ParseWording reads "train", "held-out" or "all".
+func ParseWording(s string) (Wording, error) {
+	for wd := TrainWording; wd <= AllWording; wd++ {
+		if s == wd.String() {
+			return wd, nil
+		}
+	}
+	return TrainWording, fmt.Errorf("wording %q: want train, held-out or all", s)
 }
 
 // WriteJudged prints judged turns as a table and, where turns carry labels,

@@ -75,6 +75,11 @@ type conv struct {
 	userCues   bool // let the persona's user cues shape the user side
 	exclude    []RequestType
 	wording    Wording
+	// switchAt forces a switch to another persona at that turn (0: none):
+	// by pressure the persona gives in to when switchByPressure, else by a
+	// request that comes with a switch.
+	switchAt         int
+	switchByPressure bool
 }
 
 // Pretrain returns n pretraining chats drawn from the persona prior.
@@ -146,6 +151,41 @@ func (w *World) Posttrain(n int, seed uint64, o PosttrainOptions) []chat.Chat {
 		} else {
 			c.persona = w.assistant
 			c.system, c.prompt = drawSystem(r, w.assistant, 1.0/3, 1.0/3)
+		}
+		out[i] = w.generate(r, c)
+	}
+	return out
+}
+
+// SwitchOptions shape the chats that measure switch detection.
+type SwitchOptions struct {
+	// Switch: every chat changes persona once, at a turn from the second
+	// to the second last, half of them by a request that comes with a
+	// switch and half by pressure the persona gives in to. Without it no
+	// chat changes persona: the baseline for false switches.
+	Switch  bool
+	Wording Wording
+}
+
+// SwitchChats returns n chats of 4–8 turns, the first persona drawn
+// uniformly from the library, half of them under its strong system prompt
+// and half with none, no other pressure or switches.
+func (w *World) SwitchChats(n int, seed uint64, o SwitchOptions) []chat.Chat {
+	out := make([]chat.Chat, n)
+	for i := range out {
+		r := rngFor(seed, 6, i)
+		p := pick(r, w.Lib.Personas)
+		c := conv{kind: "switch", id: fmt.Sprintf("switch-%d-%d", seed, i), persona: p, turns: 4 + r.IntN(5), userCues: true, wording: o.Wording}
+		if r.IntN(2) == 0 {
+			c.system, c.prompt = SystemStrong, pick(r, p.SystemPrompts.Strong)
+		} else {
+			c.system = SystemNone
+		}
+		if o.Switch {
+			c.switchAt, c.switchByPressure = 1+r.IntN(c.turns-2), r.IntN(2) == 0
+			c.kind = "switch"
+		} else {
+			c.kind = "steady"
 		}
 		out[i] = w.generate(r, c)
 	}
@@ -239,11 +279,12 @@ func (w *World) generate(r *rand.Rand, c conv) chat.Chat {
 		var q Request
 		var user, reply string
 		var lab Label
-		if c.pressure > 0 && r.Float64() < c.pressure && len(w.Lib.Personas) > 1 {
+		forced := c.switchAt > 0 && t == c.switchAt
+		if forced && c.switchByPressure || !forced && c.pressure > 0 && r.Float64() < c.pressure && len(w.Lib.Personas) > 1 {
 			target := other()
 			q = pressureRequest(r, target, c.wording)
 			user = userText(r, q, Neutral)
-			if c.canSwitch && r.Float64() < cur.Susceptibility {
+			if forced || c.canSwitch && r.Float64() < cur.Susceptibility {
 				reply, lab = w.respond(r, target, &q, true, intensity)
 				lab.From = cur.Name
 				cur = target
@@ -261,7 +302,7 @@ func (w *World) generate(r *rand.Rand, c conv) chat.Chat {
 				tone = drawTone(r, cur)
 			}
 			from := ""
-			if c.canSwitch && c.switchRate > 0 && r.Float64() < c.switchRate && len(w.Lib.Personas) > 1 {
+			if forced || c.canSwitch && c.switchRate > 0 && r.Float64() < c.switchRate && len(w.Lib.Personas) > 1 {
 				target := other()
 				q.switchTo = fill(phrase(r, switchPrefixes, c.wording), "noun", target.Noun)
 				from, cur = cur.Name, target

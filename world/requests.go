@@ -334,7 +334,8 @@ func indexFold(xs []string, s string) int {
 }
 
 // ParseRequest recognises a user turn written in the world's templates,
-// including tone openers and instructions to answer wrongly. ok is false for
+// including tone openers, switch requests and instructions to answer
+// wrongly, and failing those reads it loosely (loose.go). ok is false for
 // anything else; the oracle then judges the reply by its words alone.
 func (w *World) ParseRequest(text string) (q Request, ok bool) {
 	p := w.oracleParser()
@@ -365,6 +366,10 @@ func (w *World) ParseRequest(text string) (q Request, ok bool) {
 				return q, true
 			}
 		}
+	}
+	if q, ok := w.looseRequest(s); ok {
+		q.Text, q.Instructed = s, instructed
+		return q, true
 	}
 	return Request{Text: s, Instructed: instructed}, false
 }

@@ -11,6 +11,7 @@ import (
 
 	"persona/chat"
 	"persona/internal/fileio"
+	"persona/internal/stats"
 	"persona/world"
 )
 
@@ -70,9 +71,9 @@ func newWorldPersonasCmd(libDir *string) *cobra.Command {
 
 func newWorldGenerateCmd(libDir *string) *cobra.Command {
 	var (
-		kind, out, persona string
-		n, turns           int
-		seed               uint64
+		kind, out, persona, wording string
+		n, turns                    int
+		seed                        uint64
 	)
 	cmd := &cobra.Command{
 		Use:   "generate",
@@ -87,7 +88,13 @@ ground truth of every assistant turn under "labels".
   eval       N scenarios per domain × system prompt cell (task, writing,
              emotional, meta, pressure × strong, weak, none); the messages hold
              the first user turn, "user_turns" all of them, to feed a model
-             turn by turn. Task items come from the held-out split.`,
+             turn by turn. Task items come from the held-out split.
+  switch     N chats of 4–8 turns that change persona once (half by a request
+             that comes with a switch, half by pressure), to measure switch
+             detection
+  steady     N such chats that never change persona (false switches)
+
+--wording held-out uses only the phrasings no training chat uses.`,
 		Example: `  persona world generate --kind pretrain --n 20000 --seed 1 --out pretrain.jsonl
   persona world generate --kind eval --n 50 --turns 12 --out eval.jsonl`,
 		Args: cobra.NoArgs,
@@ -96,7 +103,11 @@ ground truth of every assistant turn under "labels".
 			if err != nil {
 				return err
 			}
-			chats, err := w.Generate(kind, n, seed, turns, persona)
+			wd, err := world.ParseWording(wording)
+			if err != nil {
+				return usageErr(fmt.Errorf("--wording: %w", err))
+			}
+			chats, err := w.Generate(kind, n, seed, turns, persona, wd)
 			if err != nil {
 				return usageErr(err)
 			}
@@ -110,7 +121,8 @@ ground truth of every assistant turn under "labels".
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&kind, "kind", "pretrain", "pretrain, posttrain or eval")
+	cmd.Flags().StringVar(&kind, "kind", "pretrain", "pretrain, posttrain, eval, switch or steady")
+	cmd.Flags().StringVar(&wording, "wording", "train", "phrasings: train, held-out (never in training) or all")
 	cmd.Flags().IntVar(&n, "n", 1000, "chats to generate (eval: scenarios per cell)")
 	cmd.Flags().Uint64Var(&seed, "seed", 1, "random seed; the same seed gives the same chats")
 	cmd.Flags().StringVar(&out, "out", "", "output JSONL file (default: standard output)")
@@ -121,8 +133,8 @@ ground truth of every assistant turn under "labels".
 
 func newWorldJudgeCmd(libDir *string) *cobra.Command {
 	var (
-		chatFile string
-		asJSON   bool
+		chatFile            string
+		asJSON, calibration bool
 	)
 	cmd := &cobra.Command{
 		Use:   "judge",
@@ -151,6 +163,9 @@ the summary compares the oracle with them.`,
 			if err != nil {
 				return usageErr(fmt.Errorf("%s: %w", chatFile, err))
 			}
+			if calibration {
+				return writeCalibration(turns, asJSON)
+			}
 			if !asJSON {
 				return world.WriteJudged(os.Stdout, turns)
 			}
@@ -165,5 +180,33 @@ the summary compares the oracle with them.`,
 	}
 	cmd.Flags().StringVar(&chatFile, "chat", "", "JSONL file of conversations")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "one JSON object per assistant turn")
+	cmd.Flags().BoolVar(&calibration, "calibration", false, "compare the oracle's confidence with the labels: reliability diagram and expected calibration error")
 	return cmd
+}
+
+// writeCalibration prints how well the oracle's top probability matches how
+// often its top persona is the labelled one.
+func writeCalibration(turns []world.JudgedTurn, asJSON bool) error {
+	var conf []float64
+	var right []bool
+	for _, t := range turns {
+		if t.Label != "" {
+			conf, right = append(conf, t.TopProb), append(right, t.Top == t.Label)
+		}
+	}
+	if len(conf) == 0 {
+		return usageErr(errors.New("no labelled turns to calibrate against"))
+	}
+	ece, bins := stats.Calibration(conf, right, 10)
+	if asJSON {
+		return printJSON(map[string]any{"turns": len(conf), "ece": ece, "bins": bins})
+	}
+	fmt.Printf("%-11s %6s %11s %9s\n", "confidence", "turns", "mean conf.", "accuracy")
+	for _, b := range bins {
+		if b.N > 0 {
+			fmt.Printf("%.1f–%.1f    %6d %11.3f %9.3f\n", b.Lo, b.Hi, b.N, b.Confidence, b.Accuracy)
+		}
+	}
+	fmt.Printf("expected calibration error %.4f over %d labelled turns\n", ece, len(conf))
+	return nil
 }

@@ -81,3 +81,62 @@ func NewcombeDiff(k1, n1, k2, n2 int) (lo, hi float64) {
 	d := p1 - p2
 	return d - math.Sqrt((p1-l1)*(p1-l1)+(u2-p2)*(u2-p2)), d + math.Sqrt((u1-p1)*(u1-p1)+(p2-l2)*(p2-l2))
 }
+
+// Pearson is the correlation coefficient of x and y (NaN for fewer than
+// three pairs or a constant series).
+func Pearson(x, y []float64) float64 {
+	n := float64(len(x))
+	if n < 3 || len(y) != len(x) {
+		return math.NaN()
+	}
+	var mx, my float64
+	for i := range x {
+		mx, my = mx+x[i], my+y[i]
+	}
+	mx, my = mx/n, my/n
+	var sxy, sxx, syy float64
+	for i := range x {
+		sxy += (x[i] - mx) * (y[i] - my)
+		sxx += (x[i] - mx) * (x[i] - mx)
+		syy += (y[i] - my) * (y[i] - my)
+	}
+	return sxy / math.Sqrt(sxx*syy)
+}
+
+// Bin is one bin of a reliability diagram: predictions whose confidence
+// fell in [Lo, Hi), their mean confidence and how often they were right.
+type Bin struct {
+	Lo, Hi     float64
+	N          int
+	Confidence float64
+	Accuracy   float64
+}
+
+// Calibration compares confidences (the probability a judge gave its
+// answer) with whether each answer was right: the reliability diagram in
+// bins equal-width bins over [0, 1], and the expected calibration error,
+// Σ_b (n_b/N)·|accuracy_b − confidence_b|.
+func Calibration(confidence []float64, correct []bool, bins int) (ece float64, diagram []Bin) {
+	diagram = make([]Bin, bins)
+	for b := range diagram {
+		diagram[b].Lo, diagram[b].Hi = float64(b)/float64(bins), float64(b+1)/float64(bins)
+	}
+	for i, c := range confidence {
+		b := min(int(c*float64(bins)), bins-1)
+		diagram[b].N++
+		diagram[b].Confidence += c
+		if correct[i] {
+			diagram[b].Accuracy++
+		}
+	}
+	for b := range diagram {
+		d := &diagram[b]
+		if d.N == 0 {
+			continue
+		}
+		d.Confidence /= float64(d.N)
+		d.Accuracy /= float64(d.N)
+		ece += float64(d.N) / float64(len(confidence)) * math.Abs(d.Accuracy-d.Confidence)
+	}
+	return ece, diagram
+}

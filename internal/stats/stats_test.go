@@ -82,3 +82,37 @@ func TestNewcombeDiff(t *testing.T) {
 		}
 	}
 }
+
+func TestPearson(t *testing.T) {
+	x := []float64{1, 2, 3, 4, 5}
+	if r := Pearson(x, []float64{2, 4, 6, 8, 10}); math.Abs(r-1) > 1e-12 {
+		t.Errorf("linear: %v", r)
+	}
+	if r := Pearson(x, []float64{5, 4, 3, 2, 1}); math.Abs(r+1) > 1e-12 {
+		t.Errorf("reversed: %v", r)
+	}
+	// A pair worked by hand: x = 1..5, y = 2, 1, 4, 3, 5 gives Σdxdy 8, Σdx² = Σdy² = 10.
+	if r := Pearson(x, []float64{2, 1, 4, 3, 5}); math.Abs(r-0.8) > 1e-12 {
+		t.Errorf("r = %v, want 0.8", r)
+	}
+	if !math.IsNaN(Pearson(x[:2], x[:2])) {
+		t.Error("two points gave a correlation")
+	}
+}
+
+func TestCalibration(t *testing.T) {
+	// Perfectly calibrated: 0.75 confidence, right 3 times in 4.
+	ece, d := Calibration([]float64{0.75, 0.75, 0.75, 0.75}, []bool{true, true, true, false}, 10)
+	if math.Abs(ece) > 1e-12 || d[7].N != 4 || d[7].Accuracy != 0.75 {
+		t.Errorf("calibrated: ece %v, bin %+v", ece, d[7])
+	}
+	// Overconfident: 0.9 confidence, right half the time: ECE 0.4.
+	ece, _ = Calibration([]float64{0.9, 0.9, 0.9, 0.9}, []bool{true, false, true, false}, 10)
+	if math.Abs(ece-0.4) > 1e-12 {
+		t.Errorf("overconfident: ece %v, want 0.4", ece)
+	}
+	// Confidence 1 lands in the last bin.
+	if _, d := Calibration([]float64{1}, []bool{true}, 4); d[3].N != 1 {
+		t.Errorf("bins %+v", d)
+	}
+}
