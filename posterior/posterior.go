@@ -38,6 +38,11 @@ import (
 // there is no evidence to update on.
 var ErrNoAssistant = errors.New("conversation has no assistant turn")
 
+// ErrHypotheses is returned for a set of candidate personas that cannot make
+// a posterior: none, one (nothing to choose between), unnamed or repeated
+// names, no prompt, a prior that is not positive.
+var ErrHypotheses = errors.New("bad persona hypotheses")
+
 // DefaultName names the no-system-prompt hypothesis.
 const DefaultName = "default"
 
@@ -80,10 +85,10 @@ func FromLibrary(lib *personas.Library, opt LibraryOptions) ([]Hypothesis, error
 		case "all":
 			h.Prompts = append(append([]string(nil), p.SystemPrompts.Strong...), p.SystemPrompts.Weak...)
 		default:
-			return nil, fmt.Errorf("system prompts %q: want strong, weak or all", opt.Prompts)
+			return nil, fmt.Errorf("%w: system prompts %q: want strong, weak or all", ErrHypotheses, opt.Prompts)
 		}
 		if len(h.Prompts) == 0 {
-			return nil, fmt.Errorf("persona %s (%s) has no %s system prompt", p.Name, p.File, opt.Prompts)
+			return nil, fmt.Errorf("%w: persona %s (%s) has no %s system prompt", ErrHypotheses, p.Name, p.File, opt.Prompts)
 		}
 		if opt.LibraryPriors {
 			h.Prior = p.Prior
@@ -99,20 +104,20 @@ func FromLibrary(lib *personas.Library, opt LibraryOptions) ([]Hypothesis, error
 }
 
 func checkHypotheses(hs []Hypothesis) error {
-	if len(hs) == 0 {
-		return errors.New("no persona hypotheses")
+	if len(hs) < 2 {
+		return fmt.Errorf("%w: %d personas, a posterior needs at least two to choose between", ErrHypotheses, len(hs))
 	}
 	seen := map[string]bool{}
 	for _, h := range hs {
 		if h.Name == "" || seen[h.Name] {
-			return fmt.Errorf("persona hypothesis name %q is empty or repeated", h.Name)
+			return fmt.Errorf("%w: persona name %q is empty or repeated", ErrHypotheses, h.Name)
 		}
 		seen[h.Name] = true
 		if len(h.Prompts) == 0 {
-			return fmt.Errorf("persona %s: no system prompt (use \"\" for none)", h.Name)
+			return fmt.Errorf("%w: persona %s has no system prompt (use \"\" for none)", ErrHypotheses, h.Name)
 		}
 		if !(h.Prior > 0) || math.IsInf(h.Prior, 0) {
-			return fmt.Errorf("persona %s: prior %g must be positive and finite", h.Name, h.Prior)
+			return fmt.Errorf("%w: persona %s: prior %g must be positive and finite", ErrHypotheses, h.Name, h.Prior)
 		}
 	}
 	return nil

@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
+	"strings"
 
 	"persona/chat"
 )
@@ -51,6 +53,10 @@ func ScoreLabelled(results []ChatResult, chats []chat.Chat) (*Score, error) {
 		labels := make([]string, len(res.Turns))
 		for k := range res.Turns {
 			labels[k] = TurnLabel(c, k)
+			if labels[k] != "" && !slices.Contains(res.Names, labels[k]) {
+				return nil, fmt.Errorf("chat %d turn %d: label %q is not a persona of the library (%s): %w",
+					i+1, k+1, labels[k], strings.Join(res.Names, ", "), ErrHypotheses)
+			}
 		}
 		for k, t := range res.Turns {
 			l := labels[k]

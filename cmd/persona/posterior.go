@@ -53,6 +53,9 @@ The default library is the organism's; --personas DIR reads another.`,
 			if chatFile == "" {
 				return usageErr(errors.New("--chat is required (a JSONL file of conversations)"))
 			}
+			if !(switchRate >= 0 && switchRate < 1) {
+				return usageErr(fmt.Errorf("--switch-rate %g: the switch rate must be in [0, 1)", switchRate))
+			}
 			if modelPath == "" && method != "judge" {
 				return usageErr(fmt.Errorf("--model is required for --method %s", method))
 			}
@@ -111,7 +114,7 @@ The default library is the organism's; --personas DIR reads another.`,
 			if score {
 				sc, err := posterior.ScoreLabelled(results, chats)
 				if err != nil {
-					return usageErr(err)
+					return usageErr(fmt.Errorf("%s: %w", chatFile, err))
 				}
 				if asJSON {
 					return printJSON(sc)

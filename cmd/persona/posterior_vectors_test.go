@@ -52,7 +52,7 @@ func TestPosteriorCLI(t *testing.T) {
 	}
 	// Table output and the activations method with a fitted classifier.
 	out, stderr, code = run(t, "posterior", "--model", m, "--chat", chats)
-	if code != 0 || !strings.Contains(out, "turn  top") {
+	if code != 0 || !strings.Contains(out, "turn  filtered") || !strings.Contains(out, "smoothed") {
 		t.Fatalf("exit %d: %s %s", code, out, stderr)
 	}
 	cls := filepath.Join(t.TempDir(), "c.json")
@@ -81,6 +81,21 @@ func TestPosteriorVectorsBadInput(t *testing.T) {
 	(&vectors.Set{Name: "x", Layers: []int{0, 1}, Vectors: [][]float32{v, v}}).Save(good)
 	nan := filepath.Join(dir, "nan.safetensors")
 	os.WriteFile(nan, []byte("not a safetensors file"), 0o644)
+	// A library of one persona, an empty one, and labels naming a persona
+	// the library lacks.
+	one := filepath.Join(dir, "one")
+	os.MkdirAll(one, 0o755)
+	for _, f := range []string{"traits.yaml", "pirate.yaml"} {
+		data, err := os.ReadFile(filepath.Join("..", "..", "personas", "organism", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(one, f), data, 0o644)
+	}
+	emptyLib := filepath.Join(dir, "none")
+	os.MkdirAll(emptyLib, 0o755)
+	unknown := filepath.Join(dir, "unknown.jsonl")
+	os.WriteFile(unknown, []byte(`{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"Arr!"}],"labels":[{"persona":"kraken"}]}`+"\n"), 0o644)
 	for _, c := range []struct {
 		args []string
 		code int
@@ -91,6 +106,10 @@ func TestPosteriorVectorsBadInput(t *testing.T) {
 		{[]string{"posterior", "--model", m, "--chat", chats, "--method", "vibes"}, exitUsage, "vibes"},
 		{[]string{"posterior", "--model", m, "--chat", chats, "--method", "activations"}, exitUsage, "--classifier"},
 		{[]string{"posterior", "--model", m, "--chat", chats, "--prompts", "loud"}, exitUsage, "loud"},
+		{[]string{"posterior", "--model", m, "--chat", chats, "--personas", one}, exitUsage, "at least two"},
+		{[]string{"posterior", "--model", m, "--chat", chats, "--personas", emptyLib}, exitUsage, "none"},
+		{[]string{"posterior", "--model", m, "--chat", unknown, "--score"}, exitUsage, "kraken"},
+		{[]string{"posterior", "--model", m, "--chat", chats, "--switch-rate", "1"}, exitUsage, "switch rate"},
 		{[]string{"vectors", "extract", "--model", m, "--trait", empty, "--out", filepath.Join(dir, "o.safetensors")}, exitUsage, "empty trait spec"},
 		{[]string{"vectors", "extract", "--model", m, "--trait", "../../vectors/traits/organism/malicious.yaml", "--layers", "7", "--out", filepath.Join(dir, "o.safetensors")}, exitUsage, "layer 7"},
 		{[]string{"vectors", "project", "--model", m, "--vectors", wide, "--chat", chats}, exitUsage, "width 64"},
