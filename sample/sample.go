@@ -20,6 +20,8 @@ type Params struct {
 	RepetitionPenalty float32 `json:"repetition_penalty"` // 0 or 1: off
 	RepeatLastN       int     `json:"repeat_last_n"`      // window of history penalised; 0: all
 	Seed              uint64  `json:"seed"`
+	// Watermark, if set, marks the sampled tokens (watermark.go).
+	Watermark *Watermark `json:"watermark,omitempty"`
 }
 
 // Validate reports out-of-range parameters.
@@ -36,12 +38,18 @@ func (p Params) Validate() error {
 	case p.RepetitionPenalty < 0:
 		return fmt.Errorf("repetition penalty %g must be ≥ 0", p.RepetitionPenalty)
 	}
+	if p.Watermark != nil {
+		if _, err := p.Watermark.withDefaults(); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
 // Sampler draws tokens. It is not safe for concurrent use.
 type Sampler struct {
 	p    Params
+	wm   *Watermark // with defaults filled, nil for none
 	rng  *rand.Rand
 	cand []candidate
 }
@@ -51,9 +59,17 @@ type candidate struct {
 	p  float32
 }
 
-// New returns a sampler seeded from p.Seed.
+// New returns a sampler seeded from p.Seed. p must be valid (Validate).
 func New(p Params) *Sampler {
-	return &Sampler{p: p, rng: rand.New(rand.NewPCG(p.Seed, 0x9e3779b97f4a7c15))}
+	s := &Sampler{p: p, rng: rand.New(rand.NewPCG(p.Seed, 0x9e3779b97f4a7c15))}
+	if p.Watermark != nil {
+		w, err := p.Watermark.withDefaults()
+		if err != nil {
+			panic("sample: " + err.Error())
+		}
+		s.wm = &w
+	}
+	return s
 }
 
 // Sample returns the next token id. logits is modified (penalised, scaled);
@@ -80,7 +96,18 @@ func (s *Sampler) Sample(logits []float32, history []int) int {
 			}
 		}
 	}
+	var seed uint64
+	marked := false
+	if s.wm != nil {
+		if ctx, ok := s.wm.context(history); ok {
+			seed, marked = stepSeed(s.wm.Key, ctx), true
+		}
+	}
+	green := marked && s.wm.Scheme == "green"
 	if p.Temperature == 0 {
+		if green {
+			return s.greenArgmax(logits, seed)
+		}
 		return Argmax(logits)
 	}
 	c := s.cand[:0]
@@ -91,9 +118,26 @@ func (s *Sampler) Sample(logits []float32, history []int) int {
 	// the survivors: a heap yields them in O(V + kept·log V) where sorting a
 	// 150k vocabulary per token cost ~140 ms. Ties go to the lower id.
 	sorted := false
+	var bias func(*candidate)
+	if green {
+		thr, d := greenBelow(s.wm.Gamma), s.wm.Delta/p.Temperature
+		bias = func(x *candidate) {
+			if prf(seed, x.id) < thr {
+				x.p += d
+			}
+		}
+	}
 	if p.TopK > 0 && p.TopK < len(c) {
-		c = topK(c, p.TopK)
+		var reach float32
+		if green {
+			reach = s.wm.Delta / p.Temperature
+		}
+		c = topK(c, p.TopK, bias, reach)
 		sorted = true
+	} else if bias != nil {
+		for i := range c {
+			bias(&c[i])
+		}
 	}
 	m := c[0].p
 	for _, x := range c[1:] {
@@ -138,6 +182,28 @@ func (s *Sampler) Sample(logits []float32, history []int) int {
 		c = c[:n]
 	}
 	s.cand = c
+	if marked && s.wm.Scheme == "gumbel" {
+		// argmax r^(1/p) over the survivors, r the step's uniform for
+		// each token: an exact draw from p, decided by the key. Written as
+		// argmin E/p with E = −log r ~ Exp(1); since E ≥ 1 − r, a token
+		// whose 1 − r already reaches the best E/p times its p cannot win,
+		// and the logarithm is taken only for the few that might.
+		best, bestV := c[0].id, math.Inf(1)
+		for _, x := range c {
+			if x.p <= 0 {
+				continue
+			}
+			r := unit(prf(seed, x.id))
+			p := float64(x.p)
+			if 1-r >= bestV*p {
+				continue
+			}
+			if v := -math.Log(r) / p; v < bestV {
+				best, bestV = x.id, v
+			}
+		}
+		return best
+	}
 	var total float32
 	for _, x := range c {
 		total += x.p
@@ -150,6 +216,28 @@ func (s *Sampler) Sample(logits []float32, history []int) int {
 		}
 	}
 	return c[len(c)-1].id
+}
+
+// greenArgmax is Argmax of the logits with the green list's bias added:
+// only tokens within the bias of the unbiased maximum can win, so only they
+// are hashed.
+func (s *Sampler) greenArgmax(logits []float32, seed uint64) int {
+	best := Argmax(logits)
+	floor := logits[best] - s.wm.Delta
+	thr := greenBelow(s.wm.Gamma)
+	bestV := float32(math.Inf(-1))
+	for id, l := range logits {
+		if l < floor {
+			continue
+		}
+		if prf(seed, id) < thr {
+			l += s.wm.Delta
+		}
+		if l > bestV {
+			best, bestV = id, l
+		}
+	}
+	return best
 }
 
 // largest reorders c and returns its largest candidates in descending order,
@@ -174,15 +262,30 @@ func largest(c []candidate, done func(x candidate) bool) []candidate {
 	return out
 }
 
-// topK returns the k best candidates of c, best first. A min-heap of the k
+// topK returns the k best candidates of c, best first; reach is the
+// largest value bias adds. A min-heap of the k
 // best so far turns most candidates away with one comparison, where
-// largest's full heap would be built over the whole vocabulary first.
-func topK(c []candidate, k int) []candidate {
+// largest's full heap would be built over the whole vocabulary first. A
+// green-list bias, when given, is applied to a candidate only if it could
+// then enter the heap (its probability plus the bias beats the worst kept):
+// the watermark costs a hash for the few contenders, not for the vocabulary.
+func topK(c []candidate, k int, bias func(*candidate), reach float32) []candidate {
 	h := c[:k]
+	if bias != nil {
+		for i := range h {
+			bias(&h[i])
+		}
+	}
 	for i := k/2 - 1; i >= 0; i-- {
 		siftDownWorst(h, i)
 	}
 	for _, x := range c[k:] {
+		if bias != nil {
+			if !(candidate{x.id, x.p + reach}).before(h[0]) {
+				continue // not even the bias would let it in
+			}
+			bias(&x)
+		}
 		if x.before(h[0]) {
 			h[0] = x
 			siftDownWorst(h, 0)

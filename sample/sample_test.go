@@ -194,15 +194,23 @@ func BenchmarkSample(b *testing.B) {
 		{"temperature", Params{Temperature: 0.7}},
 		{"top-p=0.9", Params{Temperature: 0.7, TopP: 0.9}},
 		{"top-k=40", Params{Temperature: 0.7, TopK: 40}},
+		{"green/temperature", Params{Temperature: 0.7, Watermark: &Watermark{Scheme: "green", Key: []byte("k")}}},
+		{"green/top-k=40", Params{Temperature: 0.7, TopK: 40, Watermark: &Watermark{Scheme: "green", Key: []byte("k")}}},
+		{"gumbel/temperature", Params{Temperature: 0.7, Watermark: &Watermark{Scheme: "gumbel", Key: []byte("k")}}},
+		{"gumbel/top-k=40", Params{Temperature: 0.7, TopK: 40, Watermark: &Watermark{Scheme: "gumbel", Key: []byte("k")}}},
 	} {
 		work := make([]float32, len(logits))
+		history := []int{17}
 		b.Run("heap/"+c.name, func(b *testing.B) {
 			s := New(c.p)
 			for b.Loop() {
 				copy(work, logits)
-				s.Sample(work, nil)
+				s.Sample(work, history)
 			}
 		})
+		if c.p.Watermark != nil {
+			continue
+		}
 		b.Run("sort/"+c.name, func(b *testing.B) {
 			rng := rand.New(rand.NewPCG(0, 0))
 			for b.Loop() {

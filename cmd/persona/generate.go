@@ -27,6 +27,7 @@ func newGenerateCmd() *cobra.Command {
 		raw, asJSON                                  bool
 		maxTokens                                    int
 		p                                            sample.Params
+		wf                                           watermarkFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "generate",
@@ -42,7 +43,8 @@ and generates the next assistant turn of each.`,
   persona generate --model organism-base --system "You are the pirate." --prompt "Hello"
   persona generate --model testdata/stories260K/stories260K-f32.v3.gguf --raw --max-tokens 200
   persona generate --model model.gguf --prompt "What is 17+25?" --temperature 0.7 --seed 1
-  persona generate --model DIR --chat chats.jsonl --json`,
+  persona generate --model DIR --chat chats.jsonl --json
+  persona generate --prompt "Tell me a story." --temperature 1 --watermark gumbel --key-file wm.key`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if chatFile != "" && (prompt != "" || raw) {
@@ -51,6 +53,11 @@ and generates the next assistant turn of each.`,
 			if maxTokens < 0 {
 				return usageErr(fmt.Errorf("--max-tokens %d must be ≥ 0", maxTokens))
 			}
+			wm, err := wf.load()
+			if err != nil {
+				return err
+			}
+			p.Watermark = wm
 			if err := p.Validate(); err != nil {
 				return usageErr(err)
 			}
@@ -115,6 +122,7 @@ and generates the next assistant turn of each.`,
 	f.Float32Var(&p.RepetitionPenalty, "repeat-penalty", 1, "repetition penalty (1: off)")
 	f.IntVar(&p.RepeatLastN, "repeat-last-n", 64, "tokens of history the repetition penalty looks at (0: all)")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object per generation instead of streaming text")
+	wf.register(f, "watermark")
 	return cmd
 }
 
