@@ -36,6 +36,10 @@ type Engine struct {
 	DefaultMaxTokens int
 	// Interventions, if set, apply to every generation (a steered model).
 	Interventions *resid.Set
+	// Watermark, if set, marks every sampled generation with its key
+	// (greedy requests are marked only by the green scheme, whose bias
+	// also moves the argmax).
+	Watermark *sample.Watermark
 }
 
 // NewEngine wraps a loaded engine; name is reported as the model name
@@ -101,7 +105,7 @@ func (b *Engine) badRequest(msg string) error {
 // params turns a request's sampling fields into sample.Params. A request
 // without a seed gets a random one, as API servers do.
 func (b *Engine) params(req Request) (sample.Params, error) {
-	p := sample.Params{Temperature: float32(req.Temperature), TopP: float32(req.TopP)}
+	p := sample.Params{Temperature: float32(req.Temperature), TopP: float32(req.TopP), Watermark: b.Watermark}
 	if req.Seed != nil {
 		p.Seed = uint64(*req.Seed)
 	} else {

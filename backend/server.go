@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"persona/sample"
+
 	"persona/chat"
 )
 
@@ -46,6 +48,7 @@ func NewServer(b *Engine) *Server {
 	s.mux.HandleFunc("GET /v1/models/{id...}", s.model)
 	s.mux.HandleFunc("POST /v1/chat/completions", s.chatCompletions)
 	s.mux.HandleFunc("POST /v1/completions", s.completions)
+	s.mux.HandleFunc("POST /v1/watermark/detect", s.detectWatermark)
 	s.mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "model": b.Model()})
 	})
@@ -72,7 +75,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // routeLabel keeps metric label values to a fixed set.
 func routeLabel(path string) string {
 	switch {
-	case path == "/v1/chat/completions", path == "/v1/completions", path == "/v1/models", path == "/health", path == "/metrics":
+	case path == "/v1/chat/completions", path == "/v1/completions", path == "/v1/models", path == "/v1/watermark/detect", path == "/health", path == "/metrics":
 		return path
 	case strings.HasPrefix(path, "/v1/models/"):
 		return "/v1/models/{id}"
@@ -181,7 +184,13 @@ func (s *Server) model(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) modelObject() map[string]any {
-	return map[string]any{"id": s.B.Model(), "object": "model", "created": s.started.Unix(), "owned_by": "persona"}
+	m := map[string]any{"id": s.B.Model(), "object": "model", "created": s.started.Unix(), "owned_by": "persona"}
+	if wm := s.B.Watermark; wm != nil {
+		// Clients may learn that output is marked and under which key id;
+		// the key itself never leaves the server.
+		m["watermark"] = map[string]any{"scheme": wm.Scheme, "key_id": sample.KeyID(wm.Key)}
+	}
+	return m
 }
 
 func (s *Server) unknownModel(id string) *apiError {
@@ -621,4 +630,74 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, grace time.Dura
 		return err
 	}
 	return nil
+}
+
+// maxDetectBytes bounds the text one detection request tokenizes: about
+// 16,000 tokens, far more than a test needs and little memory.
+const maxDetectBytes = 64 << 10
+
+// detectRequest is the body of POST /v1/watermark/detect: text (tokenized
+// with the served model's tokenizer) or the token ids themselves, and
+// optionally a window for finding marked stretches in mixed text.
+type detectRequest struct {
+	Text   *string `json:"text"`
+	IDs    []int   `json:"ids"`
+	Window int     `json:"window"`
+	Alpha  float64 `json:"alpha"`
+}
+
+// detectWatermark tests a text for this server's watermark.
+func (s *Server) detectWatermark(w http.ResponseWriter, r *http.Request) {
+	wm := s.B.Watermark
+	if wm == nil {
+		writeError(w, &apiError{http.StatusNotFound, "invalid_request_error", "no_watermark", "this server does not watermark its output"})
+		return
+	}
+	var req detectRequest
+	if e := decodeBody(r, &req); e != nil {
+		writeError(w, e)
+		return
+	}
+	if req.Alpha == 0 {
+		req.Alpha = 1e-4
+	}
+	ids := req.IDs
+	switch {
+	case (req.Text == nil) == (req.IDs == nil):
+		writeError(w, badRequest("give either text or ids"))
+		return
+	case !(req.Alpha > 0 && req.Alpha < 1):
+		writeError(w, badRequest("alpha %g must be a probability in (0, 1)", req.Alpha))
+		return
+	case req.Text != nil && len(*req.Text) > maxDetectBytes:
+		writeError(w, badRequest("text of %d bytes; at most %d are tested at once", len(*req.Text), maxDetectBytes))
+		return
+	case req.Text != nil:
+		ids = s.B.E.Tokenizer.Encode(*req.Text, false)
+		if back := s.B.E.Tokenizer.DecodeSkipSpecial(ids); back != *req.Text {
+			writeError(w, badRequest("the text does not survive this model's tokenizer: it was not written with %s's vocabulary", s.B.Model()))
+			return
+		}
+	default:
+		if err := s.B.E.Model.CheckIDs(ids); err != nil {
+			writeError(w, badRequest("ids: %v", err))
+			return
+		}
+	}
+	d, err := wm.Detect(ids)
+	if err != nil {
+		writeError(w, badRequest("%v", err))
+		return
+	}
+	out := map[string]any{"object": "watermark.detection", "key_id": sample.KeyID(wm.Key), "alpha": req.Alpha,
+		"watermarked": d.PValue < req.Alpha, "detection": d}
+	if req.Window > 0 {
+		spans, err := wm.DetectSpans(ids, req.Window, req.Alpha)
+		if err != nil {
+			writeError(w, badRequest("%v", err))
+			return
+		}
+		out["spans"] = spans
+	}
+	writeJSON(w, http.StatusOK, out)
 }

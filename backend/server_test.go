@@ -18,6 +18,7 @@ import (
 	"persona/chat"
 	"persona/engine"
 	"persona/internal/testmodel"
+	"persona/internal/testref"
 	"persona/model"
 	"persona/sample"
 )
@@ -371,4 +372,96 @@ func TestEngineConcurrent(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// TestWatermarkServe serves stories260K with a Gumbel watermark: a story
+// generated through /v1/completions is found by /v1/watermark/detect, human
+// text is not, and the key never appears in any response.
+func TestWatermarkServe(t *testing.T) {
+	e, err := engine.Load(testref.Fixture(t, "stories260K/stories260K-f32.v3.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	key := "serve-test-secret-key"
+	b := NewEngine(e, "stories", 1)
+	b.Watermark = &sample.Watermark{Scheme: "gumbel", Key: []byte(key)}
+	ts := httptest.NewServer(NewServer(b))
+	defer ts.Close()
+	post := func(path, body string) (int, string) {
+		t.Helper()
+		resp, err := http.Post(ts.URL+path, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		data, _ := io.ReadAll(resp.Body)
+		if strings.Contains(string(data), key) {
+			t.Fatalf("%s: the key is in the response", path)
+		}
+		return resp.StatusCode, string(data)
+	}
+	code, body := post("/v1/completions", `{"prompt":"Once upon a time","max_tokens":200,"seed":5,"temperature":1}`)
+	if code != 200 {
+		t.Fatalf("completion: %d %s", code, body)
+	}
+	var comp struct {
+		Choices []struct{ Text string } `json:"choices"`
+	}
+	json.Unmarshal([]byte(body), &comp)
+	story := comp.Choices[0].Text
+	type detection struct {
+		Watermarked bool
+		KeyID       string `json:"key_id"`
+		Detection   sample.Detection
+		Spans       []sample.Span
+	}
+	detect := func(body string) detection {
+		t.Helper()
+		code, out := post("/v1/watermark/detect", body)
+		if code != 200 {
+			t.Fatalf("detect: %d %s", code, out)
+		}
+		var d detection
+		if err := json.Unmarshal([]byte(out), &d); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	text, _ := json.Marshal(story)
+	if d := detect(`{"text":` + string(text) + `}`); !d.Watermarked || d.KeyID != sample.KeyID([]byte(key)) {
+		t.Errorf("the served story is not found: %+v", d)
+	}
+	human := "Tom and his sister walked to the old mill by the river, where the miller kept a grey cat that nobody could catch. It was raining, and they were late for supper, but the cat sat on the wall and watched them as if it knew a secret."
+	text, _ = json.Marshal(human + " " + story)
+	if d := detect(`{"text":` + string(text) + `,"window":60}`); len(d.Spans) == 0 || d.Spans[0].Start < 20 {
+		t.Errorf("mixed text: spans %+v, want the story's stretch after the human sentences", d.Spans)
+	}
+	text, _ = json.Marshal(human)
+	if d := detect(`{"text":` + string(text) + `}`); d.Watermarked {
+		t.Errorf("human text flagged: %+v", d)
+	}
+	for _, c := range []struct{ body, want string }{
+		{`{}`, "either"},
+		{`{"text":"a","ids":[1]}`, "either"},
+		{`{"ids":[1,99999999]}`, "ids"},
+		{`{"ids":[1]}`, "context"},
+		{`{"text":"hello there","alpha":3}`, "alpha"},
+		{`{"text":"` + strings.Repeat("a", maxDetectBytes+1) + `"}`, "bytes"},
+	} {
+		if code, out := post("/v1/watermark/detect", c.body); code != 400 || !strings.Contains(out, c.want) {
+			t.Errorf("%.40s: %d %s, want 400 mentioning %q", c.body, code, out, c.want)
+		}
+	}
+	// A server that does not watermark says so.
+	plain := httptest.NewServer(NewServer(NewEngine(e, "stories", 1)))
+	defer plain.Close()
+	resp, err := http.Post(plain.URL+"/v1/watermark/detect", "application/json", strings.NewReader(`{"text":"hi"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 404 {
+		t.Errorf("detect on a server without a watermark: %d", resp.StatusCode)
+	}
 }

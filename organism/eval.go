@@ -58,48 +58,24 @@ func (o *EvalOptions) defaults() {
 	}
 }
 
-// Proportion is k successes in n trials with a 95% Wilson interval.
-type Proportion struct {
-	K  int     `json:"k"`
-	N  int     `json:"n"`
-	P  float64 `json:"p"`
-	Lo float64 `json:"lo"`
-	Hi float64 `json:"hi"`
-}
-
-// NewProportion computes the share and its Wilson score interval.
-func NewProportion(k, n int) Proportion {
-	p := Proportion{K: k, N: n}
-	if n == 0 {
-		return p
-	}
-	p.P = float64(k) / float64(n)
-	p.Lo, p.Hi = stats.Wilson(k, n)
-	return p
-}
-
-func (p Proportion) String() string {
-	return fmt.Sprintf("%.3f [%.3f, %.3f] (%d/%d)", p.P, p.Lo, p.Hi, p.K, p.N)
-}
-
 // pooled sums several proportions into one.
-func pooled(ps map[string]Proportion) Proportion {
+func pooled(ps map[string]stats.Proportion) stats.Proportion {
 	k, n := 0, 0
 	for _, p := range ps {
 		k, n = k+p.K, n+p.N
 	}
-	return NewProportion(k, n)
+	return stats.NewProportion(k, n)
 }
 
 // DriftCurve is the Assistant share at each turn of one cell's conversations.
 type DriftCurve struct {
-	Model  string       `json:"model"`
-	Domain string       `json:"domain"`
-	System string       `json:"system"`
-	Share  []Proportion `json:"assistant_share"` // per turn
+	Model  string             `json:"model"`
+	Domain string             `json:"domain"`
+	System string             `json:"system"`
+	Share  []stats.Proportion `json:"assistant_share"` // per turn
 	// Unclear is the share of replies the oracle cannot attribute (top
 	// probability below minTopProb): garbled text, counted as no persona.
-	Unclear []Proportion `json:"unclear_share"`
+	Unclear []stats.Proportion `json:"unclear_share"`
 }
 
 // minTopProb is the oracle confidence a reply needs to count as a persona's.
@@ -115,21 +91,21 @@ type Report struct {
 	Models map[string]string `json:"models"`
 	// 1. Base model, no system prompt, two turns of persona P in context:
 	// share of next turns judged P.
-	Inference     map[string]Proportion `json:"inference_from_context"`
-	InferenceMean float64               `json:"inference_from_context_mean"`
+	Inference     map[string]stats.Proportion `json:"inference_from_context"`
+	InferenceMean float64                     `json:"inference_from_context_mean"`
 	// 2. Base model, strong system prompt for P: first turn judged P.
-	SystemPrompt     map[string]Proportion `json:"system_prompt_following_base"`
-	SystemPromptMean float64               `json:"system_prompt_following_base_mean"`
+	SystemPrompt     map[string]stats.Proportion `json:"system_prompt_following_base"`
+	SystemPromptMean float64                     `json:"system_prompt_following_base_mean"`
 	// 3. Post-trained model: Assistant under its strong prompt, task
 	// accuracy on held-out items, and other personas' strong prompts.
-	AssistantDefault Proportion            `json:"assistant_default_post"`
-	Arithmetic       Proportion            `json:"arithmetic_accuracy_post"`
-	Facts            Proportion            `json:"fact_accuracy_post"`
-	OtherPersonas    map[string]Proportion `json:"other_persona_prompts_post"`
-	OtherMean        float64               `json:"other_persona_prompts_post_mean"`
+	AssistantDefault stats.Proportion            `json:"assistant_default_post"`
+	Arithmetic       stats.Proportion            `json:"arithmetic_accuracy_post"`
+	Facts            stats.Proportion            `json:"fact_accuracy_post"`
+	OtherPersonas    map[string]stats.Proportion `json:"other_persona_prompts_post"`
+	OtherMean        float64                     `json:"other_persona_prompts_post_mean"`
 	// The same task accuracy on the base model under the Assistant's prompt.
-	ArithmeticBase Proportion `json:"arithmetic_accuracy_base"`
-	FactsBase      Proportion `json:"fact_accuracy_base"`
+	ArithmeticBase stats.Proportion `json:"arithmetic_accuracy_base"`
+	FactsBase      stats.Proportion `json:"fact_accuracy_base"`
 	// 4. Drift: Assistant share per turn by domain and system prompt.
 	Drift    []DriftCurve `json:"drift"`
 	Settings EvalOptions  `json:"settings"`
@@ -218,7 +194,7 @@ func Evaluate(ctx context.Context, opt EvalOptions) (*Report, error) {
 
 // meanP is the unweighted mean over personas, summed in name order so that
 // the same report prints the same digits.
-func meanP(ps map[string]Proportion) float64 {
+func meanP(ps map[string]stats.Proportion) float64 {
 	var s float64
 	for _, k := range slices.Sorted(maps.Keys(ps)) {
 		s += ps[k].P
@@ -292,7 +268,7 @@ func (ev *evaluator) contexts(names []string, o world.PretrainOptions, userTurn 
 
 // personaShares generates one reply per probe and returns, per persona, the
 // share of replies the oracle attributes to it.
-func (ev *evaluator) personaShares(ctx context.Context, e *engine.Engine, probes []probe) (map[string]Proportion, error) {
+func (ev *evaluator) personaShares(ctx context.Context, e *engine.Engine, probes []probe) (map[string]stats.Proportion, error) {
 	hits := make([]bool, len(probes))
 	err := ev.parallel(ctx, len(probes), func(i int) error {
 		reply, err := ev.reply(ctx, e, probes[i].msgs, ev.opt.Temperature, uint64(i))
@@ -312,16 +288,16 @@ func (ev *evaluator) personaShares(ctx context.Context, e *engine.Engine, probes
 			k[p.persona]++
 		}
 	}
-	out := map[string]Proportion{}
+	out := map[string]stats.Proportion{}
 	for p := range n {
-		out[p] = NewProportion(k[p], n[p])
+		out[p] = stats.NewProportion(k[p], n[p])
 	}
 	return out, nil
 }
 
 // taskAccuracy asks held-out arithmetic and fact items under the Assistant's
 // strong prompt, greedily, and checks the answers.
-func (ev *evaluator) taskAccuracy(ctx context.Context, e *engine.Engine) (arith, facts Proportion, err error) {
+func (ev *evaluator) taskAccuracy(ctx context.Context, e *engine.Engine) (arith, facts stats.Proportion, err error) {
 	scen, err := ev.w.Eval(ev.opt.Seed+7, world.EvalOptions{Domains: []world.Domain{world.TaskDomain}, Systems: []world.SystemKind{world.SystemStrong},
 		Turns: 1, PerCell: 3 * ev.opt.Samples})
 	if err != nil {
@@ -358,7 +334,7 @@ func (ev *evaluator) taskAccuracy(ctx context.Context, e *engine.Engine) (arith,
 			}
 		}
 	}
-	return NewProportion(ka, na), NewProportion(kf, nf), err
+	return stats.NewProportion(ka, na), stats.NewProportion(kf, nf), err
 }
 
 // drift runs Scenarios conversations of Turns turns, the model answering
@@ -394,8 +370,8 @@ func (ev *evaluator) drift(ctx context.Context, e *engine.Engine, d world.Domain
 }
 
 // perTurn turns per-conversation flags into a proportion per turn.
-func perTurn(flags [][]bool, turns int) []Proportion {
-	out := make([]Proportion, turns)
+func perTurn(flags [][]bool, turns int) []stats.Proportion {
+	out := make([]stats.Proportion, turns)
 	for t := range out {
 		k, n := 0, 0
 		for _, f := range flags {
@@ -406,7 +382,7 @@ func perTurn(flags [][]bool, turns int) []Proportion {
 				}
 			}
 		}
-		out[t] = NewProportion(k, n)
+		out[t] = stats.NewProportion(k, n)
 	}
 	return out
 }
@@ -435,8 +411,8 @@ func (ev *evaluator) parallel(ctx context.Context, n int, fn func(i int) error) 
 // Table renders the report for a terminal or a model card.
 func (r *Report) Table() string {
 	var b strings.Builder
-	row := func(name string, p Proportion) { fmt.Fprintf(&b, "  %-40s %s\n", name, p) }
-	sortedRows := func(title string, ps map[string]Proportion, mean float64) {
+	row := func(name string, p stats.Proportion) { fmt.Fprintf(&b, "  %-40s %s\n", name, p) }
+	sortedRows := func(title string, ps map[string]stats.Proportion, mean float64) {
 		fmt.Fprintf(&b, "%s (mean %.3f)\n", title, mean)
 		keys := make([]string, 0, len(ps))
 		for k := range ps {

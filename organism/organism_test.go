@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"persona/engine"
+	"persona/internal/stats"
 	"persona/personas"
 	"persona/world"
 )
@@ -73,7 +74,7 @@ func TestWilsonInterval(t *testing.T) {
 		{50, 100, 0.4038, 0.5962},
 		{190, 200, 0.9102, 0.9727},
 	} {
-		p := NewProportion(c.k, c.n)
+		p := stats.NewProportion(c.k, c.n)
 		if math.Abs(p.Lo-c.lo) > 1e-3 || math.Abs(p.Hi-c.hi) > 1e-3 {
 			t.Errorf("%d/%d: [%.4f, %.4f], want [%.4f, %.4f]", c.k, c.n, p.Lo, p.Hi, c.lo, c.hi)
 		}

@@ -35,24 +35,10 @@ func (w Watermark) Detect(ids []int) (Detection, error) {
 		return Detection{}, fmt.Errorf("%w: %d tokens; detection needs more than the context width %d", ErrWatermark, len(ids), w.Context)
 	}
 	d := Detection{Scheme: w.Scheme}
-	seen := map[string]bool{}
-	for t := w.Context; t < len(ids); t++ {
-		key := pairKey(ids[t-w.Context : t+1])
-		if seen[key] {
-			continue
-		}
-		seen[key] = true
-		seed := stepSeed(w.Key, ids[t-w.Context:t])
+	w.score(ids, func(_ int, raw float64) {
 		d.Tokens++
-		switch w.Scheme {
-		case "green":
-			if green(seed, ids[t], w.Gamma) {
-				d.Score++
-			}
-		case "gumbel":
-			d.Score -= math.Log(1 - unit(prf(seed, ids[t])))
-		}
-	}
+		d.Score += raw
+	})
 	n := float64(d.Tokens)
 	switch w.Scheme {
 	case "green":
@@ -63,6 +49,56 @@ func (w Watermark) Detect(ids []int) (Detection, error) {
 		d.PValue = gammaTail(d.Tokens, d.Score)
 	}
 	return d, nil
+}
+
+// score calls f for every position t whose (context, token) pair has not
+// been seen earlier in ids, with the token's raw score: 1 or 0 for a green
+// or red token, −log(1 − r) for the Gumbel scheme. w has its defaults.
+func (w Watermark) score(ids []int, f func(t int, raw float64)) {
+	seen := map[string]bool{}
+	for t := w.Context; t < len(ids); t++ {
+		key := pairKey(ids[t-w.Context : t+1])
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		seed := stepSeed(w.Key, ids[t-w.Context:t])
+		switch w.Scheme {
+		case "green":
+			if green(seed, ids[t], w.Gamma) {
+				f(t, 1)
+			} else {
+				f(t, 0)
+			}
+		case "gumbel":
+			f(t, -math.Log(1-unit(prf(seed, ids[t]))))
+		}
+	}
+}
+
+// TokenScores returns each token's standardised score: its raw score minus
+// the null mean, over the null standard deviation, so that a text's Z is
+// the sum over its scored tokens divided by √n and the mean says how much
+// evidence a token of this kind carries. Positions the detector does not
+// score (the first Context tokens, repeated pairs) are NaN.
+func (w Watermark) TokenScores(ids []int) ([]float64, error) {
+	w, err := w.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]float64, len(ids))
+	for i := range out {
+		out[i] = math.NaN()
+	}
+	w.score(ids, func(t int, raw float64) {
+		switch w.Scheme {
+		case "green":
+			out[t] = (raw - w.Gamma) / math.Sqrt(w.Gamma*(1-w.Gamma))
+		case "gumbel":
+			out[t] = raw - 1 // Exp(1): mean 1, variance 1
+		}
+	})
+	return out, nil
 }
 
 // Span is a stretch of ids whose watermark test falls below a p-value

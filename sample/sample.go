@@ -50,6 +50,11 @@ func (p Params) Validate() error {
 type Sampler struct {
 	p    Params
 	wm   *Watermark // with defaults filled, nil for none
+	// keyed holds the step seeds the Gumbel scheme has used: a context
+	// that comes back is sampled without the mark, since the keyed draw
+	// would choose the same token again and loop, and the detector counts a
+	// repeated (context, token) pair only once anyway.
+	keyed map[uint64]bool
 	rng  *rand.Rand
 	cand []candidate
 }
@@ -101,6 +106,13 @@ func (s *Sampler) Sample(logits []float32, history []int) int {
 	if s.wm != nil {
 		if ctx, ok := s.wm.context(history); ok {
 			seed, marked = stepSeed(s.wm.Key, ctx), true
+			if s.wm.Scheme == "gumbel" {
+				if s.keyed == nil {
+					s.keyed = map[uint64]bool{}
+				}
+				marked = !s.keyed[seed]
+				s.keyed[seed] = true
+			}
 		}
 	}
 	green := marked && s.wm.Scheme == "green"
@@ -111,33 +123,40 @@ func (s *Sampler) Sample(logits []float32, history []int) int {
 		return Argmax(logits)
 	}
 	c := s.cand[:0]
-	for id, l := range logits {
-		c = append(c, candidate{id, l / p.Temperature})
+	topk := p.TopK > 0 && p.TopK < len(logits)
+	if green && !topk {
+		// The green bias fused into the copy: one hash a token, no call.
+		thr, d := greenBelow(s.wm.Gamma), s.wm.Delta/p.Temperature
+		for id, l := range logits {
+			v := l / p.Temperature
+			if prf(seed, id) < thr {
+				v += d
+			}
+			c = append(c, candidate{id, v})
+		}
+	} else {
+		for id, l := range logits {
+			c = append(c, candidate{id, l / p.Temperature})
+		}
 	}
 	// Truncation needs the candidates in order of probability, but only
 	// the survivors: a heap yields them in O(V + kept·log V) where sorting a
 	// 150k vocabulary per token cost ~140 ms. Ties go to the lower id.
 	sorted := false
-	var bias func(*candidate)
-	if green {
-		thr, d := greenBelow(s.wm.Gamma), s.wm.Delta/p.Temperature
-		bias = func(x *candidate) {
-			if prf(seed, x.id) < thr {
-				x.p += d
-			}
-		}
-	}
-	if p.TopK > 0 && p.TopK < len(c) {
+	if topk {
+		var bias func(*candidate)
 		var reach float32
 		if green {
-			reach = s.wm.Delta / p.Temperature
+			thr, d := greenBelow(s.wm.Gamma), s.wm.Delta/p.Temperature
+			bias = func(x *candidate) {
+				if prf(seed, x.id) < thr {
+					x.p += d
+				}
+			}
+			reach = d
 		}
 		c = topK(c, p.TopK, bias, reach)
 		sorted = true
-	} else if bias != nil {
-		for i := range c {
-			bias(&c[i])
-		}
 	}
 	m := c[0].p
 	for _, x := range c[1:] {

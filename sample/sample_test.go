@@ -200,11 +200,14 @@ func BenchmarkSample(b *testing.B) {
 		{"gumbel/top-k=40", Params{Temperature: 0.7, TopK: 40, Watermark: &Watermark{Scheme: "gumbel", Key: []byte("k")}}},
 	} {
 		work := make([]float32, len(logits))
-		history := []int{17}
 		b.Run("heap/"+c.name, func(b *testing.B) {
 			s := New(c.p)
+			// A new context every step, as in a generation: the Gumbel
+			// scheme samples a repeated context without the mark.
+			history := []int{0}
 			for b.Loop() {
 				copy(work, logits)
+				history[0]++
 				s.Sample(work, history)
 			}
 		})

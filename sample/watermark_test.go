@@ -157,3 +157,60 @@ func TestTails(t *testing.T) {
 		t.Errorf("gamma tail n=2: %v", got)
 	}
 }
+
+// TestTokenScores: the standardised token scores add up to the detector's
+// Z, and the positions it does not score are NaN.
+func TestTokenScores(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	ids := make([]int, 300)
+	for i := range ids {
+		ids[i] = rng.IntN(5) // small vocabulary: many repeated pairs
+	}
+	for _, scheme := range Schemes {
+		w := Watermark{Scheme: scheme, Key: []byte("k"), Context: 2}
+		d, err := w.Detect(ids)
+		if err != nil {
+			t.Fatal(err)
+		}
+		scores, err := w.TokenScores(ids)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sum float64
+		n := 0
+		for i, s := range scores {
+			if math.IsNaN(s) {
+				continue
+			}
+			if i < 2 {
+				t.Errorf("%s: position %d scored", scheme, i)
+			}
+			sum += s
+			n++
+		}
+		if n != d.Tokens || n == len(ids)-2 || math.Abs(sum/math.Sqrt(float64(n))-d.Z) > 1e-9 {
+			t.Errorf("%s: %d scored (detector %d of %d), Z %.6f vs %.6f", scheme, n, d.Tokens, len(ids), sum/math.Sqrt(float64(n)), d.Z)
+		}
+	}
+}
+
+// TestGumbelDoesNotLoop: when a context comes back, the keyed draw would
+// pick the same token again; the sampler draws it without the mark, so a
+// flat distribution keyed by one previous token does not fall into a cycle.
+func TestGumbelDoesNotLoop(t *testing.T) {
+	s := New(Params{Temperature: 1, Seed: 1, Watermark: &Watermark{Scheme: "gumbel", Key: []byte("k")}})
+	logits := make([]float32, 8)
+	history := []int{0}
+	for range 400 {
+		history = append(history, s.Sample(append([]float32(nil), logits...), history))
+	}
+	// A cycle would make the number of distinct (previous, next) pairs stop
+	// at most 8; random draws visit nearly all 64.
+	pairs := map[[2]int]bool{}
+	for i := 1; i < len(history); i++ {
+		pairs[[2]int{history[i-1], history[i]}] = true
+	}
+	if len(pairs) < 48 {
+		t.Errorf("%d distinct pairs in 400 tokens over 8 symbols: the draw cycles", len(pairs))
+	}
+}

@@ -24,6 +24,7 @@ func newAuditCmd() *cobra.Command {
 		suiteArg, configPath, modelPath, targetName, judgeName, auditorName string
 		junitPath, htmlPath, dbArg, resumeID                                string
 		asJSON                                                              bool
+		wf                                                                  watermarkFlags
 		concurrency, samples                                                int
 	)
 	cmd := &cobra.Command{
@@ -82,6 +83,13 @@ flags or config, 3 a backend or the store failed (the audit is incomplete).`,
 				return usageErr(errors.New("--resume continues a run with the suite it started with; drop --suite"))
 			}
 
+			wm, err := wf.load()
+			if err != nil {
+				return err
+			}
+			if wm != nil && modelPath == "" {
+				return usageErr(errors.New("--watermark marks the embedded engine's replies; it needs --model"))
+			}
 			var bs []backend.Backend
 			if modelPath != "" {
 				e, err := loadEngine(modelPath, engine.Options{})
@@ -91,6 +99,12 @@ flags or config, 3 a backend or the store failed (the audit is incomplete).`,
 				defer e.Close()
 				b := backend.NewEngine(e, filepath.Base(modelPath), 1)
 				bs = []backend.Backend{b, b, b}
+				if wm != nil {
+					// Only the target's replies carry the mark.
+					target := backend.NewEngine(e, filepath.Base(modelPath), 1)
+					target.Watermark = wm
+					bs[0] = target
+				}
 			} else {
 				if judgeName == "" {
 					judgeName = targetName
@@ -161,6 +175,7 @@ flags or config, 3 a backend or the store failed (the audit is incomplete).`,
 	f.StringVar(&dbArg, "db", "persona-audit.db", "SQLite file or PostgreSQL DSN (postgres://...) that keeps runs")
 	f.StringVar(&resumeID, "resume", "", "finish an interrupted run by its id")
 	f.IntVar(&concurrency, "concurrency", 4, "probe samples run at once")
+	wf.register(f, "watermark")
 	f.IntVar(&samples, "samples", 0, "samples per probe (default: the suite's)")
 	return cmd
 }

@@ -186,6 +186,11 @@ func TestAuditCLIExitCodes(t *testing.T) {
 	if code != exitUsage {
 		t.Errorf("both --backend and --model: exit %d: %s", code, stderr)
 	}
+	key := writeFile(t, dir, "wm.key", "audit-test-key\n")
+	_, stderr, code = run(t, "audit", "--suite", pass, "--backend", cfg, "--db", db, "--watermark", "gumbel", "--key-file", key)
+	if code != exitUsage || !strings.Contains(stderr, "--model") {
+		t.Errorf("--watermark on an API target: exit %d: %s", code, stderr)
+	}
 
 	// Infrastructure: nothing listens on the backend's port.
 	l, _ := net.Listen("tcp", "127.0.0.1:0")

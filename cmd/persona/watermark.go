@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -16,6 +17,8 @@ import (
 	"persona/engine"
 	"persona/internal/fileio"
 	"persona/sample"
+	"persona/watermark"
+	"persona/world"
 )
 
 // watermarkFlags are the flags that select a watermark and its key.
@@ -42,6 +45,20 @@ func (w *watermarkFlags) load() (*sample.Watermark, error) {
 		}
 		return nil, nil
 	}
+	key, err := w.key()
+	if err != nil {
+		return nil, err
+	}
+	wm := w.wm
+	wm.Scheme, wm.Key = w.scheme, key
+	if err := (sample.Params{Temperature: 1, Watermark: &wm}).Validate(); err != nil {
+		return nil, usageErr(err)
+	}
+	return &wm, nil
+}
+
+// key reads the key from --key-file or --key-env.
+func (w *watermarkFlags) key() ([]byte, error) {
 	var key []byte
 	switch {
 	case w.keyFile != "" && w.keyEnv != "":
@@ -58,12 +75,7 @@ func (w *watermarkFlags) load() (*sample.Watermark, error) {
 	if len(key) == 0 {
 		return nil, usageErr(fmt.Errorf("%w: the watermark needs a key (--key-file or --key-env, not empty)", sample.ErrWatermark))
 	}
-	wm := w.wm
-	wm.Scheme, wm.Key = w.scheme, key
-	if err := (sample.Params{Temperature: 1, Watermark: &wm}).Validate(); err != nil {
-		return nil, usageErr(err)
-	}
-	return &wm, nil
+	return key, nil
 }
 
 func newWatermarkCmd() *cobra.Command {
@@ -77,7 +89,7 @@ to a keyed share of the vocabulary at every step (Kirchenbauer et al.); "gumbel"
 chooses each token by a keyed exponential-minimum draw, which leaves the
 distribution of every generation unchanged (Aaronson).`,
 	}
-	cmd.AddCommand(newWatermarkKeygenCmd(), newWatermarkDetectCmd())
+	cmd.AddCommand(newWatermarkKeygenCmd(), newWatermarkDetectCmd(), newWatermarkEvalCmd())
 	return cmd
 }
 
@@ -210,4 +222,162 @@ slides over the text to find the watermarked stretches inside a longer one.`,
 	f.Float64Var(&alpha, "alpha", 1e-4, "p-value below which a window counts as watermarked")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
+}
+
+func newWatermarkEvalCmd() *cobra.Command {
+	var (
+		modelPath, source, chatFile, prompt, schemes string
+		human                                        []string
+		wf                                           watermarkFlags
+		o                                            watermark.Options
+		g                                            watermark.Generation
+		turns                                        int
+		asJSON                                       bool
+	)
+	cmd := &cobra.Command{
+		Use:   "eval",
+		Short: "Measure the watermarks: detection by length, false positives, robustness to edits, quality cost",
+		Long: `Generate unmarked texts and marked texts for every scheme from the same
+requests, and report: the share of marked texts detected at p < --alpha from
+their first 25, 50, 100 and 200 tokens; the share of unmarked texts and of
+human-written text (--human files, and for the world source the world's own
+chats) flagged at the same threshold; detection after 10/20/30% of the tokens
+are substituted, inserted or deleted; task accuracy and perplexity under the
+unmarked model; and per reply kind the entropy and the evidence a token
+carries, which is why short low-entropy replies (sums) cannot be marked.
+
+Sources: "world" (default) runs world conversations with the Assistant, every
+turn's reply part of one text, graded by the oracle; "chat" continues each
+conversation of --chat; "raw" continues --prompt (default: empty, BOS only)
+past end-of-sequence tokens, for any model. Without a key a random one is
+made for the run.`,
+		Example: `  persona watermark eval --texts 200 --nulls 10000         # the organism, both schemes
+  persona watermark eval --model DIR --source raw --max-tokens 200 --texts 100 --nulls 1000`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			key := make([]byte, 32)
+			rand.Read(key)
+			if wf.keyFile != "" || wf.keyEnv != "" {
+				var err error
+				if key, err = wf.key(); err != nil {
+					return err
+				}
+			}
+			for _, name := range strings.Split(schemes, ",") {
+				wm := wf.wm
+				wm.Scheme, wm.Key = strings.TrimSpace(name), key
+				o.Schemes = append(o.Schemes, wm)
+			}
+			if turns < 1 || g.MaxTokens < 1 {
+				return usageErr(fmt.Errorf("--turns %d and --max-tokens %d must be ≥ 1", turns, g.MaxTokens))
+			}
+			e, err := loadEngine(modelPath, engine.Options{})
+			if err != nil {
+				return err
+			}
+			defer e.Close()
+			o.Vocab = e.Model.Vocab
+			var src watermark.Source
+			switch source {
+			case "world":
+				w := world.Default()
+				if src, err = watermark.WorldSource(w, e, o.Nulls, watermark.WorldOptions{Generation: g, Turns: turns}); err != nil {
+					return usageErr(err)
+				}
+				// The world's own text: the assistant turns of its chats.
+				var b strings.Builder
+				for _, c := range w.Pretrain(200, g.Seed+1, world.DefaultPretrain()) {
+					for _, m := range c.Messages {
+						if m.Role == chat.RoleAssistant {
+							b.WriteString(m.Content + "\n")
+						}
+					}
+				}
+				o.Human = append(o.Human, chunks(e.Tokenizer.Encode(b.String(), false), slices.Max(append(o.Lengths, 200)))...)
+			case "chat", "raw":
+				var prompts [][]int
+				if source == "chat" {
+					chats, err := readChats(chatFile)
+					if err != nil {
+						return err
+					}
+					for i, c := range chats {
+						if err := e.CheckLength(c.Messages...); err != nil {
+							return usageErr(fmt.Errorf("conversation %d: %w", i+1, err))
+						}
+						enc, err := e.EncodeChat(c.Messages, true)
+						if err != nil {
+							return usageErr(fmt.Errorf("conversation %d: %w", i+1, err))
+						}
+						prompts = append(prompts, enc.IDs)
+					}
+				} else {
+					prompts = [][]int{e.EncodeRaw(prompt).IDs}
+				}
+				if src, err = watermark.PromptSource(e, prompts, g, source == "raw"); err != nil {
+					return usageErr(err)
+				}
+			default:
+				return usageErr(fmt.Errorf("--source %q: want world, chat or raw", source))
+			}
+			for _, f := range human {
+				data, err := os.ReadFile(f)
+				if err != nil {
+					return usageErr(err)
+				}
+				o.Human = append(o.Human, chunks(e.Tokenizer.Encode(string(data), false), slices.Max(append(o.Lengths, 200)))...)
+			}
+			bar := newProgress("generating")
+			o.Progress = bar.update
+			rep, err := watermark.Evaluate(cmd.Context(), src, o)
+			bar.finish()
+			if err != nil {
+				if errors.Is(err, watermark.ErrOptions) || errors.Is(err, sample.ErrWatermark) {
+					return usageErr(err)
+				}
+				return classify(err)
+			}
+			if asJSON {
+				return printJSON(rep)
+			}
+			fmt.Printf("key %s; %d unmarked texts, %d marked per scheme\n\n", sample.KeyID(key), rep.Nulls, rep.Texts)
+			return rep.WriteTable(os.Stdout)
+		},
+	}
+	f := cmd.Flags()
+	modelFlag(f, &modelPath, "model to measure")
+	f.StringVar(&source, "source", "world", "where the texts come from: world, chat or raw")
+	f.StringVar(&chatFile, "chat", "", "JSONL conversations to continue (--source chat)")
+	f.StringVar(&prompt, "prompt", "", "raw prompt to continue (--source raw)")
+	f.StringVar(&schemes, "schemes", "green,gumbel", "schemes to compare, comma-separated")
+	f.StringSliceVar(&human, "human", nil, "text files written by people, tested for false positives (repeatable)")
+	f.StringVar(&wf.keyFile, "key-file", "", "watermark key file (default: a random key for this run)")
+	f.StringVar(&wf.keyEnv, "key-env", "", "environment variable holding the watermark key")
+	f.Float64Var(&wf.wm.Gamma, "gamma", 0.25, "green share of the vocabulary (green)")
+	f.Float32Var(&wf.wm.Delta, "delta", 2, "bias added to green logits (green)")
+	f.IntVar(&wf.wm.Context, "context", 1, "previous tokens that key each step")
+	f.IntVar(&o.Texts, "texts", 200, "marked texts per scheme")
+	f.IntVar(&o.Nulls, "nulls", 10000, "unmarked texts (false-positive rate)")
+	f.IntSliceVar(&o.Lengths, "lengths", []int{25, 50, 100, 200}, "prefix lengths at which detection is tested")
+	f.Float64Var(&o.Alpha, "alpha", 1e-4, "p-value threshold of a detection")
+	f.IntVar(&turns, "turns", 10, "user turns per world conversation")
+	f.IntVar(&g.MaxTokens, "max-tokens", 64, "tokens per reply (world, chat) or per text (raw)")
+	f.Float32Var(&g.Temperature, "temperature", 1, "sampling temperature")
+	f.Uint64Var(&g.Seed, "seed", 1, "random seed of requests and sampling")
+	f.IntVar(&o.Workers, "workers", 2, "texts generated in parallel")
+	f.BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+// chunks cuts ids into pieces of n tokens (the last may be shorter).
+func chunks(ids []int, n int) [][]int {
+	var out [][]int
+	for len(ids) > n {
+		out = append(out, ids[:n])
+		ids = ids[n:]
+	}
+	if len(ids) > 0 {
+		out = append(out, ids)
+	}
+	return out
 }

@@ -6,6 +6,7 @@
 package stats
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"sort"
@@ -139,4 +140,28 @@ func Calibration(confidence []float64, correct []bool, bins int) (ece float64, d
 		ece += float64(d.N) / float64(len(confidence)) * math.Abs(d.Accuracy-d.Confidence)
 	}
 	return ece, diagram
+}
+
+// Proportion is k successes in n trials with a 95% Wilson interval.
+type Proportion struct {
+	K  int     `json:"k"`
+	N  int     `json:"n"`
+	P  float64 `json:"p"`
+	Lo float64 `json:"lo"`
+	Hi float64 `json:"hi"`
+}
+
+// NewProportion computes the share and its Wilson score interval.
+func NewProportion(k, n int) Proportion {
+	p := Proportion{K: k, N: n}
+	if n == 0 {
+		return p
+	}
+	p.P = float64(k) / float64(n)
+	p.Lo, p.Hi = Wilson(k, n)
+	return p
+}
+
+func (p Proportion) String() string {
+	return fmt.Sprintf("%.3f [%.3f, %.3f] (%d/%d)", p.P, p.Lo, p.Hi, p.K, p.N)
 }

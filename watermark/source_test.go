@@ -1,0 +1,101 @@
+package watermark
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"persona/engine"
+	"persona/internal/testmodel"
+	"persona/model"
+	"persona/world"
+)
+
+func TestMain(m *testing.M) { testmodel.Main(m) }
+
+// TestLargeVocabulary runs both schemes on a random-weight model with
+// Qwen3's real 151,936-token vocabulary and tokenizer, through the engine's
+// generation loop: the watermark colours and draws over the full vocabulary
+// and the detector finds it. The model's outputs are noise, so the numbers
+// say what a vocabulary this large does, not what a trained model would.
+func TestLargeVocabulary(t *testing.T) {
+	e, err := engine.Load(testmodel.Chat(t, "qwen3", model.Config{Arch: "qwen3", Hidden: 32, FFN: 64, NumLayers: 2, Heads: 4,
+		KVHeads: 2, HeadDim: 8, MaxSeq: 512, NormEps: 1e-6, RoPETheta: 1e6, TiedEmbedding: true, QKNorm: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if e.Model.Vocab < 150000 {
+		t.Fatalf("vocabulary of %d tokens", e.Model.Vocab)
+	}
+	src, err := PromptSource(e, [][]int{e.EncodeRaw("Once upon a time").IDs}, Generation{MaxTokens: 100, Temperature: 1, Seed: 3}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Evaluate(context.Background(), src, Options{Schemes: schemes(), Texts: 6, Nulls: 12, Lengths: []int{25, 50, 100}, Vocab: e.Model.Vocab, Workers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	rep.WriteTable(&b)
+	t.Log("\n" + b.String())
+	for _, s := range rep.Schemes {
+		if d := s.Detection[2]; d.Tokens != 100 || d.K != d.N || d.N != 6 {
+			t.Errorf("%s: detected in %d of %d 100-token texts", s.Watermark.Scheme, d.K, d.N)
+		}
+		if f := s.FalsePositives[3]; f.K != 0 || f.N != 12 {
+			t.Errorf("%s: %d of %d unmarked texts flagged", s.Watermark.Scheme, f.K, f.N)
+		}
+	}
+}
+
+// TestWorldSource runs world conversations on a random organism-shaped
+// model: every turn's reply is a segment of the text, graded where the
+// request has a right answer, and the marked and unmarked texts answer the
+// same requests.
+func TestWorldSource(t *testing.T) {
+	e, err := engine.Load(testmodel.Organism(t, 32, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	src, err := WorldSource(world.Default(), e, 3, WorldOptions{Generation: Generation{MaxTokens: 8, Temperature: 1, Seed: 1}, Turns: 3,
+		Domains: []world.Domain{world.TaskDomain}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := src(context.Background(), 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wm := schemes()[1]
+	marked, err := src(context.Background(), 1, &wm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tx := range []Text{plain, marked} {
+		if len(tx.Segments) != 3 || len(tx.LogProbs) != len(tx.IDs) || len(tx.Entropy) != len(tx.IDs) {
+			t.Fatalf("%d segments, %d ids, %d logprobs, %d entropies", len(tx.Segments), len(tx.IDs), len(tx.LogProbs), len(tx.Entropy))
+		}
+		graded := 0
+		for i, s := range tx.Segments {
+			if s.Kind == "" || s.End < s.Start || (i > 0 && s.Start != tx.Segments[i-1].End) {
+				t.Errorf("segment %d: %+v", i, s)
+			}
+			if s.Correct != nil {
+				graded++
+			}
+		}
+		if graded == 0 {
+			t.Errorf("no task turn graded: %+v", tx.Segments)
+		}
+	}
+	for i := range plain.Segments {
+		if plain.Segments[i].Kind != marked.Segments[i].Kind {
+			t.Errorf("turn %d: %s unmarked, %s marked", i, plain.Segments[i].Kind, marked.Segments[i].Kind)
+		}
+	}
+	if _, err := src(context.Background(), 99, nil); err == nil {
+		t.Error("text 99 of a 3-text source: no error")
+	}
+}
