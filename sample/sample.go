@@ -48,15 +48,15 @@ func (p Params) Validate() error {
 
 // Sampler draws tokens. It is not safe for concurrent use.
 type Sampler struct {
-	p    Params
-	wm   *Watermark // with defaults filled, nil for none
+	p  Params
+	wm *Watermark // with defaults filled, nil for none
 	// keyed holds the step seeds the Gumbel scheme has used: a context
 	// that comes back is sampled without the mark, since the keyed draw
 	// would choose the same token again and loop, and the detector counts a
 	// repeated (context, token) pair only once anyway.
 	keyed map[uint64]bool
-	rng  *rand.Rand
-	cand []candidate
+	rng   *rand.Rand
+	cand  []candidate
 }
 
 type candidate struct {

@@ -130,11 +130,11 @@ type SchemeReport struct {
 	FalsePositives []Rate           `json:"false_positives"`
 	// Calibration is the unmarked whole texts flagged at looser thresholds
 	// (0.01, 0.001): with exact p-values each should be near its threshold.
-	Calibration []Rate `json:"calibration"`
-	Human          Rate             `json:"human_false_positives"`
-	Robustness     []EditRate       `json:"robustness"`
-	Quality        Quality          `json:"quality"`
-	Kinds          []Kind           `json:"kinds"`
+	Calibration []Rate     `json:"calibration"`
+	Human       Rate       `json:"human_false_positives"`
+	Robustness  []EditRate `json:"robustness"`
+	Quality     Quality    `json:"quality"`
+	Kinds       []Kind     `json:"kinds"`
 }
 
 // Report is the evaluation of every scheme against the same prompts.
