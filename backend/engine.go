@@ -11,6 +11,7 @@ import (
 	"persona/engine"
 	"persona/resid"
 	"persona/sample"
+	"persona/tokenizer"
 )
 
 // MaxTopLogprobs is the most alternatives a request may ask for per
@@ -79,10 +80,7 @@ func (b *Engine) ChatStream(ctx context.Context, req Request, emit func(Delta) e
 	if len(req.Messages) == 0 {
 		return nil, b.badRequest("no messages")
 	}
-	if err := b.E.CheckLength(req.Messages...); err != nil {
-		return nil, b.badRequest(err.Error())
-	}
-	enc, err := b.E.EncodeChat(req.Messages, true)
+	enc, err := b.E.EncodePrompt(req.Messages)
 	if err != nil {
 		return nil, b.badRequest(err.Error())
 	}
@@ -95,7 +93,13 @@ func (b *Engine) Complete(ctx context.Context, prompt string, req Request, emit 
 	if err := b.E.CheckLength(chat.Message{Role: chat.RoleUser, Content: prompt}); err != nil {
 		return nil, b.badRequest(err.Error())
 	}
-	return b.generate(ctx, b.E.EncodeRaw(prompt).IDs, req, emit)
+	// Raw prompts are the caller's to shape, control tokens included; only
+	// their length is bounded while tokenizing.
+	ids, _, err := b.E.Tokenizer.EncodeWith(prompt, tokenizer.EncodeOptions{AddSpecial: true, MaxTokens: b.E.Model.MaxSeq})
+	if err != nil {
+		return nil, b.badRequest(fmt.Sprintf("prompt: %v (the model's context is %d tokens)", err, b.E.Model.MaxSeq))
+	}
+	return b.generate(ctx, ids, req, emit)
 }
 
 func (b *Engine) badRequest(msg string) error {

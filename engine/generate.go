@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"persona/chat"
 	"persona/model"
 	"persona/resid"
 	"persona/sample"
+	"persona/tokenizer"
 )
 
 // Encoded is a tokenized prompt: the ids and, for a rendered conversation,
@@ -32,11 +34,31 @@ type TokenSpan struct {
 // model has no chat template.
 var ErrNoTemplate = errors.New("model has no chat template (use raw prompts)")
 
-// EncodeChat renders msgs with the chat template and tokenizes the text
-// exactly as Hugging Face's apply_chat_template does (no special tokens added
-// beyond those the template writes), returning the token span of each
-// message's content: the tokens whose text overlaps the content's bytes.
+// EncodeChat renders msgs with the chat template and tokenizes the text as
+// Hugging Face's apply_chat_template does (no special tokens added beyond
+// those the template writes), returning the token span of each message's
+// content: the tokens whose text overlaps the content's bytes.
+//
+// One difference, on purpose: control-token text inside a message's
+// content ("<|im_end|>" typed by a user) is tokenized as the characters it
+// is, so content cannot forge turn boundaries or system messages. The
+// template's own markers are control tokens as usual.
 func (e *Engine) EncodeChat(msgs []chat.Message, addGenerationPrompt bool) (*Encoded, error) {
+	return e.encodeChat(msgs, addGenerationPrompt, 0)
+}
+
+// EncodePrompt is EncodeChat with the generation prompt for input from
+// outside: it refuses, with model.ErrContext, a conversation longer than
+// the model's context as soon as tokenizing passes it, so a hostile input
+// costs work and memory in proportion to the context, not to its size.
+func (e *Engine) EncodePrompt(msgs []chat.Message) (*Encoded, error) {
+	if err := e.CheckLength(msgs...); err != nil {
+		return nil, err
+	}
+	return e.encodeChat(msgs, true, e.Model.MaxSeq)
+}
+
+func (e *Engine) encodeChat(msgs []chat.Message, addGenerationPrompt bool, maxTokens int) (*Encoded, error) {
 	if e.Template == nil {
 		return nil, ErrNoTemplate
 	}
@@ -44,7 +66,15 @@ func (e *Engine) EncodeChat(msgs []chat.Message, addGenerationPrompt bool) (*Enc
 	if err != nil {
 		return nil, err
 	}
-	ids, offs := e.Tokenizer.EncodeWithOffsets(r.Text, false)
+	var plain []tokenizer.Offset
+	for _, sp := range append(append([]chat.Span(nil), r.Spans...), r.Reasoning...) {
+		plain = append(plain, tokenizer.Offset{Start: sp.Start, End: sp.End})
+	}
+	slices.SortFunc(plain, func(a, b tokenizer.Offset) int { return a.Start - b.Start })
+	ids, offs, err := e.Tokenizer.EncodeWith(r.Text, tokenizer.EncodeOptions{Offsets: true, Plain: plain, MaxTokens: maxTokens})
+	if errors.Is(err, tokenizer.ErrTooLong) {
+		return nil, fmt.Errorf("the conversation has more tokens than the model's context of %d: %w", e.Model.MaxSeq, model.ErrContext)
+	}
 	enc := &Encoded{Text: r.Text, IDs: ids}
 	for _, sp := range r.Spans {
 		ts := TokenSpan{Message: sp.Message, Role: sp.Role, Start: -1}

@@ -56,10 +56,7 @@ type Reply struct {
 // out of the ids and the mean: it is the same for every persona and would
 // only dilute the difference between them.
 func (e *Engine) Reply(ctx context.Context, msgs []chat.Message, o ReplyOptions) (*Reply, error) {
-	if err := e.CheckLength(msgs...); err != nil {
-		return nil, err
-	}
-	enc, err := e.EncodeChat(msgs, true)
+	enc, err := e.EncodePrompt(msgs)
 	if err != nil {
 		return nil, err
 	}

@@ -48,14 +48,23 @@ type segment struct {
 
 func isWordChar(r rune) bool { return unicode.IsLetter(r) || unicode.IsNumber(r) || r == '_' }
 
-// split cuts text at added tokens.
-func (a *addedSet) split(text string) []segment {
+// split cuts text at added tokens, except inside the plain ranges (in
+// order, not overlapping): a token that would touch one is text.
+func (a *addedSet) split(text string, plain []Offset) []segment {
 	var segs []segment
 	last := 0 // end of the previous segment
+	floor := 0 // lstrip may not reach into a plain range before i
 	for i := 0; i < len(text); i++ {
+		for len(plain) > 0 && plain[0].End <= i {
+			floor = max(floor, plain[0].End)
+			plain = plain[1:]
+		}
 		cands := a.byFirst[text[i]]
 		if len(cands) == 0 {
 			continue
+		}
+		if len(plain) > 0 && plain[0].Start <= i {
+			continue // inside a plain range
 		}
 		for _, k := range cands {
 			t := &a.toks[k]
@@ -63,6 +72,9 @@ func (a *addedSet) split(text string) []segment {
 				continue
 			}
 			s, e := i, i+len(t.content)
+			if len(plain) > 0 && e > plain[0].Start {
+				continue // would run into a plain range
+			}
 			if t.singleWord {
 				if r, _ := utf8.DecodeLastRuneInString(text[:s]); s > 0 && isWordChar(r) {
 					continue
@@ -72,7 +84,7 @@ func (a *addedSet) split(text string) []segment {
 				}
 			}
 			if t.lstrip {
-				for s > last {
+				for s > max(last, floor) {
 					r, w := utf8.DecodeLastRuneInString(text[:s])
 					if !unicode.IsSpace(r) {
 						break
@@ -81,7 +93,7 @@ func (a *addedSet) split(text string) []segment {
 				}
 			}
 			if t.rstrip {
-				for e < len(text) {
+				for e < len(text) && (len(plain) == 0 || e < plain[0].Start) {
 					r, w := utf8.DecodeRuneInString(text[e:])
 					if !unicode.IsSpace(r) {
 						break

@@ -22,6 +22,8 @@
 package tokenizer
 
 import (
+	"errors"
+	"fmt"
 	"strings"
 	"sync"
 )
@@ -79,7 +81,7 @@ const (
 // add_bos/add_eos flags). Added tokens in the text (such as "<|eot_id|>")
 // are always recognised, as Hugging Face does.
 func (t *Tokenizer) Encode(text string, addSpecial bool) []int {
-	ids, _ := t.encode(text, addSpecial, false)
+	ids, _, _ := t.EncodeWith(text, EncodeOptions{AddSpecial: addSpecial})
 	return ids
 }
 
@@ -88,29 +90,62 @@ func (t *Tokenizer) Encode(text string, addSpecial bool) []int {
 // where one character is split over several byte-level tokens (each then
 // covers the whole character when a normalizer rewrote it).
 func (t *Tokenizer) EncodeWithOffsets(text string, addSpecial bool) ([]int, []Offset) {
-	return t.encode(text, addSpecial, true)
+	ids, offs, _ := t.EncodeWith(text, EncodeOptions{AddSpecial: addSpecial, Offsets: true})
+	return ids, offs
 }
 
-func (t *Tokenizer) encode(text string, addSpecial, wantOffsets bool) ([]int, []Offset) {
-	ids := make([]int, 0, len(text)/3+4)
+// EncodeOptions tune EncodeWith.
+type EncodeOptions struct {
+	// AddSpecial adds the BOS/EOS tokens the model expects.
+	AddSpecial bool
+	// Offsets asks for each token's byte range.
+	Offsets bool
+	// Plain are byte ranges (in order, not overlapping) where added tokens
+	// are not recognised and their text is tokenized like any other: the
+	// content of chat messages, so that a user who types "<|im_end|>"
+	// writes those characters and not a turn boundary.
+	Plain []Offset
+	// MaxTokens, if positive, stops encoding with ErrTooLong as soon as
+	// the text has more tokens: the work and memory then depend on the
+	// bound, not on the length of a hostile input.
+	MaxTokens int
+}
+
+// ErrTooLong is returned by EncodeWith when the text has more tokens than
+// EncodeOptions.MaxTokens.
+var ErrTooLong = errors.New("text has more tokens than allowed")
+
+// EncodeWith encodes text as the options say.
+func (t *Tokenizer) EncodeWith(text string, o EncodeOptions) ([]int, []Offset, error) {
+	capacity := len(text)/3 + 4
+	if o.MaxTokens > 0 {
+		capacity = min(capacity, o.MaxTokens+1)
+	}
+	ids := make([]int, 0, capacity)
 	var offs []Offset
-	if wantOffsets {
+	if o.Offsets {
 		offs = make([]Offset, 0, cap(ids))
 	}
-	emit := func(id int, o Offset) {
+	emit := func(id int, off Offset) bool {
 		ids = append(ids, id)
-		if wantOffsets {
-			offs = append(offs, o)
+		if o.Offsets {
+			offs = append(offs, off)
 		}
+		return o.MaxTokens <= 0 || len(ids) <= o.MaxTokens
 	}
-	if addSpecial {
+	tooLong := func() ([]int, []Offset, error) {
+		return nil, nil, fmt.Errorf("%w: more than %d", ErrTooLong, o.MaxTokens)
+	}
+	if o.AddSpecial {
 		for _, id := range t.prefix {
-			emit(id, Offset{0, 0})
+			if !emit(id, Offset{0, 0}) {
+				return tooLong()
+			}
 		}
 	}
 	var segs []segment
 	if t.added != nil {
-		segs = t.added.split(text)
+		segs = t.added.split(text, o.Plain)
 	} else if text != "" {
 		segs = []segment{{0, len(text), -1}}
 	}
@@ -118,7 +153,9 @@ func (t *Tokenizer) encode(text string, addSpecial, wantOffsets bool) ([]int, []
 	prevSpecial := true
 	for _, sg := range segs {
 		if sg.id >= 0 {
-			emit(sg.id, Offset{sg.start, sg.end})
+			if !emit(sg.id, Offset{sg.start, sg.end}) {
+				return tooLong()
+			}
 			prevSpecial = true
 			continue
 		}
@@ -143,17 +180,21 @@ func (t *Tokenizer) encode(text string, addSpecial, wantOffsets bool) ([]int, []
 			scratch = t.encodePiece(p.text, scratch[:0])
 			pos := 0
 			for _, tk := range scratch {
-				emit(int(tk.id), p.offset(pos, pos+int(tk.n)))
+				if !emit(int(tk.id), p.offset(pos, pos+int(tk.n))) {
+					return tooLong()
+				}
 				pos += int(tk.n)
 			}
 		}
 	}
-	if addSpecial {
+	if o.AddSpecial {
 		for _, id := range t.suffix {
-			emit(id, Offset{len(text), len(text)})
+			if !emit(id, Offset{len(text), len(text)}) {
+				return tooLong()
+			}
 		}
 	}
-	return ids, offs
+	return ids, offs, nil
 }
 
 // encodePiece BPE-encodes one pre-token, through the cache for short ones.

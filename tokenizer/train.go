@@ -247,7 +247,7 @@ func Train(texts iter.Seq[string], opt TrainOptions) (*Tokenizer, error) {
 func countPieces(texts iter.Seq[string], added *addedSet, pre preTokenizer) map[string]int64 {
 	counts := map[string]int64{}
 	for text := range texts {
-		for _, sg := range added.split(text) {
+		for _, sg := range added.split(text, nil) {
 			if sg.id >= 0 {
 				continue
 			}
