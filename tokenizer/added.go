@@ -52,7 +52,7 @@ func isWordChar(r rune) bool { return unicode.IsLetter(r) || unicode.IsNumber(r)
 // order, not overlapping): a token that would touch one is text.
 func (a *addedSet) split(text string, plain []Offset) []segment {
 	var segs []segment
-	last := 0 // end of the previous segment
+	last := 0  // end of the previous segment
 	floor := 0 // lstrip may not reach into a plain range before i
 	for i := 0; i < len(text); i++ {
 		for len(plain) > 0 && plain[0].End <= i {
