@@ -478,14 +478,35 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
-	if r.Context().Err() != nil {
-		return // the client is gone; nobody to tell
+	if clientGone(r) {
+		markGone(w)
+		return // nobody to tell
 	}
 	e := fromBackend(err)
 	if e.status >= 500 && s.Log != nil {
 		s.Log.Error("request failed", "path", r.URL.Path, "err", err)
 	}
 	writeError(w, e)
+}
+
+// statusClientGone is what the metrics record for a request whose client
+// went away before the answer (nginx's convention): neither a success nor
+// the server's failure.
+const statusClientGone = 499
+
+// clientGone reports whether the request ended because its client left, as
+// opposed to a deadline the server set.
+func clientGone(r *http.Request) bool {
+	return errors.Is(r.Context().Err(), context.Canceled)
+}
+
+// markGone records 499 for the metrics without writing to the client, also
+// for a stream whose 200 already went out: what counts is that the client
+// did not get its answer.
+func markGone(w http.ResponseWriter) {
+	if sw, ok := w.(*statusWriter); ok {
+		sw.code, sw.wroteHeader = statusClientGone, true
+	}
 }
 
 // failStream reports an error on a stream: as a normal error response when
@@ -496,7 +517,8 @@ func (s *Server) failStream(w http.ResponseWriter, r *http.Request, sse *sseWrit
 		s.fail(w, r, err)
 		return
 	}
-	if r.Context().Err() != nil {
+	if clientGone(r) {
+		markGone(w)
 		return
 	}
 	e := fromBackend(err)
@@ -573,6 +595,11 @@ type sseWriter struct {
 	started bool
 }
 
+// streamWriteTimeout bounds each write of a stream: a client that stops
+// reading fills its socket buffers, the next write fails after this long,
+// and the generation ends and frees its slot.
+const streamWriteTimeout = 10 * time.Second
+
 func newSSE(w http.ResponseWriter) *sseWriter {
 	return &sseWriter{w: w, rc: http.NewResponseController(w)}
 }
@@ -595,6 +622,7 @@ func (s *sseWriter) send(v any) error {
 	if err != nil {
 		return err
 	}
+	s.rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
 	if _, err := fmt.Fprintf(s.w, "data: %s\n\n", data); err != nil {
 		return errClientGone
 	}
@@ -613,7 +641,11 @@ func (s *sseWriter) done() {
 // Serve runs h on ln until ctx ends, then shuts down gracefully: no new
 // connections, running requests get grace to finish, then are cut off.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler, grace time.Duration) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	// Headers must arrive within 10 s and an idle keep-alive connection is
+	// closed after a minute; bodies and generations have their own limits
+	// (package gateway), since a server-wide read or write timeout would
+	// also cut off a long stream.
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

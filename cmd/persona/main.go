@@ -34,7 +34,7 @@ Exit status: 0 ok, 1 a threshold or audit failed, 2 usage or input error,
 		SilenceErrors: true,
 	}
 	root.AddCommand(newInspectCmd(), newGenerateCmd(), newBenchCmd(), newTrainCmd())
-	root.AddCommand(newServeCmd())
+	root.AddCommand(newServeCmd(), newKeysCmd())
 	root.AddCommand(newWorldCmd(), newOrganismCmd())
 	root.AddCommand(newAuditCmd())
 	root.AddCommand(newPosteriorCmd(), newVectorsCmd())
@@ -53,6 +53,7 @@ func main() {
 		stop()
 		again := make(chan os.Signal, 1)
 		signal.Notify(again, os.Interrupt, syscall.SIGTERM)
+		fmt.Fprintln(os.Stderr, "persona: stopping; interrupt again to exit at once")
 		<-again
 		fmt.Fprintln(os.Stderr, "persona: interrupted twice; exiting now")
 		os.Exit(130)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -13,15 +14,18 @@ import (
 
 	"persona/backend"
 	"persona/engine"
+	"persona/gateway"
 	"persona/sample"
 )
 
 func newServeCmd() *cobra.Command {
 	var (
 		modelPath, tokPath, addr, name string
-		concurrency                    int
+		keysPath, tlsCert, tlsKey      string
+		concurrency, queue             int
 		maxBody                        int64
-		grace                          time.Duration
+		grace, deadline, bodyTimeout   time.Duration
+		insecure                       bool
 		wf                             watermarkFlags
 	)
 	cmd := &cobra.Command{
@@ -37,11 +41,19 @@ generation is marked with the key, /v1/models names the key id, and POST
 /v1/watermark/detect tests a text ({"text": ...} or {"ids": [...]}, optional
 "window" and "alpha") without the key leaving the server.
 
-The server listens on --addr (127.0.0.1:8080; use :8080 to accept other
-machines). SIGINT or SIGTERM stops accepting requests and lets running ones
-finish for up to --grace before closing them; a second signal exits at once.`,
+The server listens on --addr (127.0.0.1:8080). To accept other machines
+(--addr :8080) it needs API keys (--keys FILE, made with persona keys add;
+clients send Authorization: Bearer KEY) or an explicit --insecure, and should
+get TLS (--tls-cert, --tls-key). --concurrency generations run at once and
+--queue more wait; beyond that a request gets 429 with Retry-After at once.
+Bodies must arrive within --body-timeout and a request ends after --deadline.
+Control tokens typed in messages are text, never turn boundaries.
+
+SIGINT or SIGTERM stops accepting requests and lets running ones finish for
+up to --grace before closing them; a second signal exits at once.`,
 		Example: `  persona serve --model DIR
-  persona serve --model model.gguf --addr :8080 --concurrency 2
+  persona keys add --keys keys.json --id alice --rate 2 --concurrency 1
+  persona serve --model model.gguf --addr :8080 --keys keys.json --tls-cert c.pem --tls-key k.pem
   persona serve --model DIR --watermark gumbel --key-file wm.key
   curl -s localhost:8080/v1/chat/completions -d '{"messages":[{"role":"user","content":"Hi"}]}'`,
 		Args: cobra.NoArgs,
@@ -49,12 +61,27 @@ finish for up to --grace before closing them; a second signal exits at once.`,
 			if modelPath == "" {
 				return usageErr(errors.New("--model is required (a Hugging Face directory or a GGUF file)"))
 			}
-			if concurrency < 1 || maxBody < 1 || grace < 0 {
-				return usageErr(fmt.Errorf("--concurrency (%d) and --max-body (%d) must be ≥ 1 and --grace (%v) ≥ 0", concurrency, maxBody, grace))
-			}
 			wm, err := wf.load()
 			if err != nil {
 				return err
+			}
+			if concurrency < 1 || maxBody < 1 || queue < 0 || grace < 0 || deadline < 0 || bodyTimeout <= 0 {
+				return usageErr(fmt.Errorf("--concurrency (%d) and --max-body (%d) must be ≥ 1, --queue (%d), --grace (%v) and --deadline (%v) ≥ 0, --body-timeout (%v) > 0",
+					concurrency, maxBody, queue, grace, deadline, bodyTimeout))
+			}
+			if (tlsCert == "") != (tlsKey == "") {
+				return usageErr(errors.New("--tls-cert and --tls-key go together"))
+			}
+			var keys *gateway.Keys
+			if keysPath != "" {
+				if keys, err = gateway.LoadKeys(keysPath); err != nil {
+					return usageErr(err)
+				}
+				if len(keys.Keys) == 0 {
+					return usageErr(fmt.Errorf("%s holds no keys; add one with persona keys add --keys %s", keysPath, keysPath))
+				}
+			} else if !insecure && !loopback(addr) {
+				return usageErr(fmt.Errorf("--addr %s accepts other machines: give --keys FILE (persona keys add) so only key holders use the model, or --insecure to serve it to anyone", addr))
 			}
 			e, err := loadEngine(modelPath, engine.Options{Tokenizer: tokPath})
 			if err != nil {
@@ -73,14 +100,30 @@ finish for up to --grace before closing them; a second signal exits at once.`,
 			}
 			b := backend.NewEngine(e, name, concurrency)
 			b.Watermark = wm
+			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 			s := backend.NewServer(b)
 			s.MaxBodyBytes = maxBody
-			s.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
-			fmt.Fprintf(os.Stderr, "persona serve: model %q on http://%s/v1\n", name, ln.Addr())
+			s.Log = log
+			gw := gateway.New(s, gateway.Options{Keys: keys, Slots: concurrency, Queue: queue, Deadline: deadline,
+				BodyTimeout: bodyTimeout, MaxBody: maxBody, Log: log})
+			scheme := "http"
+			if tlsCert != "" {
+				cert, err := tls.LoadX509KeyPair(tlsCert, tlsKey)
+				if err != nil {
+					ln.Close()
+					return usageErr(fmt.Errorf("TLS: %w", err))
+				}
+				ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+				scheme = "https"
+			}
+			fmt.Fprintf(os.Stderr, "persona serve: model %q on %s://%s/v1\n", name, scheme, ln.Addr())
+			if keys != nil {
+				fmt.Fprintf(os.Stderr, "persona serve: %d API keys from %s\n", len(keys.Keys), keysPath)
+			}
 			if wm != nil {
 				fmt.Fprintf(os.Stderr, "persona serve: %s watermark, key id %s\n", wm.Scheme, sample.KeyID(wm.Key))
 			}
-			if err := backend.Serve(cmd.Context(), ln, s, grace); err != nil {
+			if err := backend.Serve(cmd.Context(), ln, gw, grace); err != nil {
 				return backendErr(err)
 			}
 			fmt.Fprintln(os.Stderr, "persona serve: stopped")
@@ -92,9 +135,29 @@ finish for up to --grace before closing them; a second signal exits at once.`,
 	tokenizerFlag(f, &tokPath)
 	f.StringVar(&addr, "addr", "127.0.0.1:8080", "address to listen on (host:port; port 0 picks a free one)")
 	f.StringVar(&name, "name", "", "model id clients use (default: the model's file or directory name)")
-	f.IntVar(&concurrency, "concurrency", 1, "generations run at once (more queue)")
+	f.IntVar(&concurrency, "concurrency", 1, "generations run at once")
+	f.IntVar(&queue, "queue", 16, "requests that may wait for a generation slot; more get 429")
+	f.DurationVar(&deadline, "deadline", 5*time.Minute, "longest a generation request may take (0: no limit)")
+	f.DurationVar(&bodyTimeout, "body-timeout", 10*time.Second, "longest a request body may take to arrive")
+	f.StringVar(&keysPath, "keys", "", "API key file (persona keys add); clients must send one of its keys")
+	f.BoolVar(&insecure, "insecure", false, "serve a non-loopback --addr without API keys")
+	f.StringVar(&tlsCert, "tls-cert", "", "TLS certificate (PEM) to serve HTTPS")
+	f.StringVar(&tlsKey, "tls-key", "", "TLS private key (PEM)")
 	f.Int64Var(&maxBody, "max-body", 4<<20, "largest request body accepted, in bytes")
 	f.DurationVar(&grace, "grace", 30*time.Second, "how long running requests may finish after SIGINT/SIGTERM")
 	wf.register(f, "watermark")
 	return cmd
+}
+
+// loopback reports whether addr only accepts connections from this machine.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

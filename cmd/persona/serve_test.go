@@ -2,11 +2,22 @@ package main
 
 import (
 	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"io"
+	"math/big"
+	"net"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -14,10 +25,20 @@ import (
 	"time"
 )
 
-// TestServe runs `persona serve` as a user would: it prints its address,
-// answers over HTTP, and exits 0 on SIGTERM after finishing.
-func TestServe(t *testing.T) {
-	c := exec.Command(bin, "serve", "--model", fixtures+"/stories260K/stories260K-f32.v3.gguf", "--addr", "127.0.0.1:0", "--name", "stories")
+// served is a running `persona serve` process.
+type served struct {
+	cmd  *exec.Cmd
+	base string
+	rest chan string // the rest of its stderr, once it exits
+	// lines carries stderr lines after the address until the process exits.
+	lines chan string
+}
+
+// startServe runs `persona serve` with args and waits for it to print its
+// address.
+func startServe(t *testing.T, args ...string) *served {
+	t.Helper()
+	c := exec.Command(bin, append([]string{"serve"}, args...)...)
 	stderr, err := c.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -25,24 +46,61 @@ func TestServe(t *testing.T) {
 	if err := c.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer c.Process.Kill()
-	lines := bufio.NewScanner(stderr)
-	addrRe := regexp.MustCompile(`on (http://127\.0\.0\.1:\d+)/v1`)
-	var base string
+	t.Cleanup(func() { c.Process.Kill(); c.Wait() })
+	sc := bufio.NewScanner(stderr)
+	addrRe := regexp.MustCompile(`on (https?://127\.0\.0\.1:\d+)/v1`)
+	s := &served{cmd: c, rest: make(chan string, 1), lines: make(chan string, 100)}
 	var log strings.Builder
-	for lines.Scan() {
-		log.WriteString(lines.Text() + "\n")
-		if m := addrRe.FindStringSubmatch(lines.Text()); m != nil {
-			base = m[1]
+	for sc.Scan() {
+		log.WriteString(sc.Text() + "\n")
+		if m := addrRe.FindStringSubmatch(sc.Text()); m != nil {
+			s.base = m[1]
 			break
 		}
 	}
-	if base == "" {
+	if s.base == "" {
 		t.Fatalf("no address printed:\n%s", log.String())
 	}
-	rest := make(chan string)
-	go func() { b, _ := io.ReadAll(stderr); rest <- string(b) }()
+	go func() {
+		var b strings.Builder
+		for sc.Scan() {
+			b.WriteString(sc.Text() + "\n")
+			select {
+			case s.lines <- sc.Text():
+			default:
+			}
+		}
+		close(s.lines)
+		s.rest <- b.String()
+	}()
+	return s
+}
 
+// wait waits for the process to exit and returns its exit code.
+func (s *served) wait(t *testing.T) int {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- s.cmd.Wait() }()
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return 0
+	case <-time.After(60 * time.Second): // a hang guard, not a timing claim
+		t.Fatalf("no exit:\n%s", <-s.rest)
+		return -1
+	}
+}
+
+// TestServe runs `persona serve` as a user would: it prints its address,
+// answers over HTTP, and exits 0 on SIGTERM after finishing.
+func TestServe(t *testing.T) {
+	s := startServe(t, "--model", fixtures+"/stories260K/stories260K-f32.v3.gguf", "--addr", "127.0.0.1:0", "--name", "stories")
+	base := s.base
 	resp, err := http.Get(base + "/health")
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("health: %v %v", resp, err)
@@ -72,19 +130,110 @@ func TestServe(t *testing.T) {
 	if resp.StatusCode != 400 {
 		t.Errorf("chat without a template: status %d, want 400", resp.StatusCode)
 	}
-
-	c.Process.Signal(syscall.SIGTERM)
-	done := make(chan error)
-	go func() { done <- c.Wait() }()
-	select {
-	case err := <-done:
-		var ee *exec.ExitError
-		if errors.As(err, &ee) || err != nil {
-			t.Errorf("exit after SIGTERM: %v\n%s", err, <-rest)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("no exit 20s after SIGTERM")
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	if code := s.wait(t); code != 0 {
+		t.Errorf("exit %d after SIGTERM:\n%s", code, <-s.rest)
 	}
+}
+
+// TestServeSecured serves over TLS with API keys made by `persona keys`:
+// only key holders get answers, metrics need the admin key, and a second
+// SIGTERM during a long stream ends the process at once with 130.
+func TestServeSecured(t *testing.T) {
+	dir := t.TempDir()
+	keys := filepath.Join(dir, "keys.json")
+	client, _, code := run(t, "keys", "add", "--keys", keys, "--id", "alice")
+	admin, _, code2 := run(t, "keys", "add", "--keys", keys, "--id", "ops", "--admin")
+	if code != 0 || code2 != 0 {
+		t.Fatalf("keys add: exit %d %d", code, code2)
+	}
+	client, admin = strings.TrimSpace(client), strings.TrimSpace(admin)
+	certFile, keyFile, pool := selfSigned(t, dir)
+	s := startServe(t, "--model", fixtures+"/stories260K/stories260K-f32.v3.gguf", "--addr", "127.0.0.1:0",
+		"--keys", keys, "--tls-cert", certFile, "--tls-key", keyFile, "--grace", "5m")
+	if !strings.HasPrefix(s.base, "https://") {
+		t.Fatalf("served at %s", s.base)
+	}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	req := func(method, path, secret, body string) (*http.Response, error) {
+		r, _ := http.NewRequest(method, s.base+path, strings.NewReader(body))
+		if secret != "" {
+			r.Header.Set("Authorization", "Bearer "+secret)
+		}
+		return hc.Do(r)
+	}
+	status := func(method, path, secret, body string) int {
+		t.Helper()
+		resp, err := req(method, path, secret, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	completion := `{"prompt":"Once upon a time","max_tokens":4}`
+	for _, c := range []struct {
+		method, path, secret string
+		want                 int
+	}{
+		{"POST", "/v1/completions", "", 401},
+		{"POST", "/v1/completions", "psk_guess", 401},
+		{"POST", "/v1/completions", client, 200},
+		{"GET", "/metrics", client, 403},
+		{"GET", "/metrics", admin, 200},
+		{"GET", "/health", "", 200},
+	} {
+		if got := status(c.method, c.path, c.secret, completion); got != c.want {
+			t.Errorf("%s %s: %d, want %d", c.method, c.path, got, c.want)
+		}
+	}
+	// A long stream is running when the first SIGTERM starts the drain;
+	// the second ends the process without waiting the 5-minute grace.
+	resp, err := req("POST", "/v1/completions", client, `{"prompt":"Once","max_tokens":400,"stream":true}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	bufio.NewReader(resp.Body).ReadString('\n')
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	for line := range s.lines {
+		if strings.Contains(line, "interrupt again") {
+			break
+		}
+	}
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	if code := s.wait(t); code != 130 {
+		t.Errorf("exit %d after a second SIGTERM, want 130", code)
+	}
+}
+
+// selfSigned writes a certificate for 127.0.0.1 and its key, and returns a
+// pool that trusts it.
+func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "persona test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
+	cert, _ := x509.ParseCertificate(der)
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
 }
 
 func TestServeUsage(t *testing.T) {
@@ -92,6 +241,13 @@ func TestServeUsage(t *testing.T) {
 		{"serve", "--addr", "not-an-address"},
 		{"serve", "--model", "/nonexistent"},
 		{"serve", "--model", fixtures + "/stories260K/stories260K-f32.v3.gguf", "--addr", "not-an-address"},
+		{"serve", "--model", fixtures + "/stories260K/stories260K-f32.v3.gguf", "--addr", "0.0.0.0:0"},
+		{"serve", "--model", fixtures + "/stories260K/stories260K-f32.v3.gguf", "--max-body", "0"},
+		{"serve", "--model", fixtures + "/stories260K/stories260K-f32.v3.gguf", "--queue", "-1"},
+		{"serve", "--model", fixtures + "/stories260K/stories260K-f32.v3.gguf", "--tls-cert", "c.pem"},
+		{"serve", "--model", fixtures + "/stories260K/stories260K-f32.v3.gguf", "--keys", "/nonexistent/keys.json"},
+		{"keys", "add", "--keys", filepath.Join(t.TempDir(), "k.json"), "--id", "has space"},
+		{"keys", "revoke", "--keys", filepath.Join(t.TempDir(), "k.json"), "nobody"},
 	} {
 		if _, stderr, code := run(t, args...); code != exitUsage {
 			t.Errorf("%v: exit %d, want %d: %s", args, code, exitUsage, stderr)
