@@ -1,8 +1,8 @@
 package main
 
 import (
-	"errors"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
