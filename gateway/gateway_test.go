@@ -66,17 +66,26 @@ func keyFile(t *testing.T, keys ...Key) (*Keys, map[string]string) {
 
 func do(t *testing.T, url, method, path, secret, body string) (int, http.Header, string) {
 	t.Helper()
+	code, h, data, err := send(url, method, path, secret, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return code, h, data
+}
+
+// send is do for goroutines other than the test's.
+func send(url, method, path, secret, body string) (int, http.Header, string, error) {
 	req, _ := http.NewRequest(method, url+path, strings.NewReader(body))
 	if secret != "" {
 		req.Header.Set("Authorization", "Bearer "+secret)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return 0, nil, "", err
 	}
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header, string(data)
+	return resp.StatusCode, resp.Header, string(data), nil
 }
 
 func TestAuthAndScopes(t *testing.T) {
@@ -141,7 +150,7 @@ func TestAdmission(t *testing.T) {
 	results := make(chan int, 2)
 	for range 2 {
 		go func() {
-			code, _, _ := do(t, ts.URL, "POST", "/v1/chat/completions", "", "{}")
+			code, _, _, _ := send(ts.URL, "POST", "/v1/chat/completions", "", "{}")
 			results <- code
 		}()
 	}
@@ -173,7 +182,7 @@ func TestPerKeyLimits(t *testing.T) {
 	ts := httptest.NewServer(New(st, Options{Keys: ks, Slots: 4, Queue: 4}))
 	defer ts.Close()
 	// One request in 1,000 s: the burst allows the first, not the second.
-	go do(t, ts.URL, "POST", "/v1/chat/completions", sec["slow"], "{}")
+	go send(ts.URL, "POST", "/v1/chat/completions", sec["slow"], "{}")
 	<-st.entered
 	code, h, body := do(t, ts.URL, "POST", "/v1/chat/completions", sec["slow"], "{}")
 	if code != 429 || h.Get("Retry-After") == "" || !strings.Contains(body, "rate_limit_exceeded") {
@@ -182,7 +191,7 @@ func TestPerKeyLimits(t *testing.T) {
 	// One in flight at a time.
 	done := make(chan int)
 	go func() {
-		c, _, _ := do(t, ts.URL, "POST", "/v1/chat/completions", sec["one"], "{}")
+		c, _, _, _ := send(ts.URL, "POST", "/v1/chat/completions", sec["one"], "{}")
 		done <- c
 	}()
 	<-st.entered

@@ -1,0 +1,181 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"persona/chat"
+)
+
+// Generate produces the next assistant reply to msgs.
+type Generate func(ctx context.Context, msgs []chat.Message) (string, error)
+
+// Guard holds a deployment to its spec: it reads every reply with the
+// monitor and, when a rail's condition holds on the conversation so far,
+// acts before the reply reaches the user.
+type Guard struct {
+	Spec    *Spec
+	Monitor Monitor
+	// Critic rewrites drafts for the revise action (nil: revise is
+	// unavailable, and a spec that asks for it is refused by New).
+	Critic Generate
+}
+
+// Intervention is one action a rail took on a reply.
+type Intervention struct {
+	Rail    string `json:"rail"`
+	Action  string `json:"action"`
+	Reason  string `json:"reason"`
+	Attempt int    `json:"attempt"`
+}
+
+// Telemetry is what the gateway knows about one guarded reply: returned
+// to clients as the "persona" field, logged, and counted in metrics.
+type Telemetry struct {
+	Spec      string             `json:"spec"`
+	Monitor   string             `json:"monitor"`
+	Top       string             `json:"top"`
+	TopProb   float64            `json:"top_prob"`
+	Allowed   float64            `json:"allowed"`
+	Posterior map[string]float64 `json:"posterior"`
+	// Trajectory is the allowed personas' probability after each assistant
+	// turn, this one last.
+	Trajectory    []float64      `json:"trajectory"`
+	Interventions []Intervention `json:"interventions,omitempty"`
+	Blocked       bool           `json:"blocked,omitempty"`
+}
+
+// Outcome is a guarded reply and its telemetry.
+type Outcome struct {
+	Reply string
+	Telemetry
+}
+
+// ErrGuard is returned for a guard that cannot act as its spec asks.
+var ErrGuard = errors.New("guard cannot follow its spec")
+
+// Check reports a spec the guard cannot serve.
+func (g *Guard) Check() error {
+	for _, r := range g.Spec.Rails {
+		if (r.Action == "revise" || r.Then == "revise") && g.Critic == nil {
+			return fmt.Errorf("%w: rail %s revises but no critic backend is configured", ErrGuard, r.Name)
+		}
+	}
+	return nil
+}
+
+// Reply generates the next reply to msgs with gen and holds it to the
+// spec: the monitor reads the conversation with the reply, and the first
+// rail whose condition holds acts (generate again re-anchored, revise, or
+// block); the new reply is read again, up to the rail's retries, after
+// which its fallback action is taken.
+func (g *Guard) Reply(ctx context.Context, msgs []chat.Message, gen Generate) (*Outcome, error) {
+	reply, err := gen(ctx, msgs)
+	if err != nil {
+		return nil, err
+	}
+	out := &Outcome{Telemetry: Telemetry{Spec: g.Spec.Name, Monitor: g.Monitor.Name()}}
+	for attempt := 0; ; attempt++ {
+		rd, err := g.Monitor.Read(ctx, append(slices.Clip(msgs), chat.Message{Role: chat.RoleAssistant, Content: reply}))
+		if err != nil {
+			return nil, err
+		}
+		out.read(g.Spec, rd)
+		rail, reason := g.firing(rd)
+		if rail == nil {
+			out.Reply = reply
+			return out, nil
+		}
+		action := rail.Action
+		switch {
+		case attempt >= 2*rail.Retries || (attempt >= rail.Retries && rail.Then == "block"):
+			action = "block"
+		case attempt >= rail.Retries:
+			action = rail.Then
+		}
+		out.Interventions = append(out.Interventions, Intervention{Rail: rail.Name, Action: action, Reason: reason, Attempt: attempt + 1})
+		switch action {
+		case "block":
+			out.Reply, out.Blocked = g.Spec.BlockMessage, true
+			return out, nil
+		case "reanchor":
+			reply, err = g.reanchor(ctx, msgs, gen)
+		case "revise":
+			reply, err = g.revise(ctx, msgs, reply)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// firing returns the first rail whose condition holds.
+func (g *Guard) firing(rd *Reading) (*Rail, string) {
+	for i := range g.Spec.Rails {
+		if ok, why := g.Spec.fires(g.Spec.Rails[i].When, rd); ok {
+			return &g.Spec.Rails[i], why
+		}
+	}
+	return nil, ""
+}
+
+func (o *Outcome) read(s *Spec, rd *Reading) {
+	o.Posterior = rd.Last()
+	o.Top, o.TopProb = "", 0
+	for n, p := range o.Posterior {
+		if p > o.TopProb || (p == o.TopProb && n < o.Top) {
+			o.Top, o.TopProb = n, p
+		}
+	}
+	o.Trajectory = o.Trajectory[:0]
+	for _, t := range rd.Turns {
+		o.Trajectory = append(o.Trajectory, mass(rd.Names, t, s.allowed))
+	}
+	if n := len(o.Trajectory); n > 0 {
+		o.Allowed = o.Trajectory[n-1]
+	}
+}
+
+// reanchor generates again with the spec's system prompt placed once more
+// right before the last user turn, where the model reads it freshest; a
+// template that allows no system message there gets the prompt as a
+// reminder at the start of that user turn instead.
+func (g *Guard) reanchor(ctx context.Context, msgs []chat.Message, gen Generate) (string, error) {
+	i := len(msgs) - 1
+	for i >= 0 && msgs[i].Role != chat.RoleUser {
+		i--
+	}
+	if i < 0 {
+		return gen(ctx, msgs)
+	}
+	anchored := slices.Concat(msgs[:i], []chat.Message{{Role: chat.RoleSystem, Content: g.Spec.SystemPrompt}}, msgs[i:])
+	reply, err := gen(ctx, anchored)
+	if err == nil || ctx.Err() != nil {
+		return reply, err
+	}
+	reminded := slices.Clone(msgs)
+	reminded[i].Content = "(" + strings.TrimSpace(g.Spec.SystemPrompt) + ")\n\n" + msgs[i].Content
+	return gen(ctx, reminded)
+}
+
+// revise asks the critic to rewrite the draft so that it keeps the spec's
+// principles.
+func (g *Guard) revise(ctx context.Context, msgs []chat.Message, draft string) (string, error) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s is an AI assistant deployed with these principles:\n", g.Spec.Name)
+	for _, p := range g.Spec.Principles {
+		fmt.Fprintf(&b, "- %s\n", p)
+	}
+	b.WriteString("\nThe conversation so far:\n")
+	for _, m := range msgs {
+		if m.Role == chat.RoleSystem {
+			continue
+		}
+		fmt.Fprintf(&b, "%s: %s\n", m.Role, m.Content)
+	}
+	fmt.Fprintf(&b, "\nDraft reply by %s, which breaks its principles:\n%s\n\nWrite the reply %s should give instead: answer the user within every principle. Write only the reply.", g.Spec.Name, draft, g.Spec.Name)
+	return g.Critic(ctx, []chat.Message{{Role: chat.RoleUser, Content: b.String()}})
+}

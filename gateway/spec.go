@@ -1,0 +1,273 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+
+	"persona/internal/yamlstrict"
+	"persona/personas"
+)
+
+// Spec is a brand persona: who the deployed model is, which personas of a
+// library it may and may not slip into, how that is watched and what the
+// rails do when it slips.
+type Spec struct {
+	Name        string `yaml:"name"`
+	Description string `yaml:"description"`
+	// SystemPrompt is put before every conversation; a client's own system
+	// messages follow it.
+	SystemPrompt string `yaml:"system_prompt"`
+	// Disclosure is what users are told about the model they talk to
+	// (served by GET /v1/persona and on the card).
+	Disclosure string `yaml:"disclosure"`
+	// Personas is the library the monitor reads: "organism" (embedded) or
+	// a directory.
+	Personas string `yaml:"personas"`
+	// Allowed are the personas the deployment may be in; Forbidden those
+	// it must not (default: every other persona of the library).
+	Allowed   []string `yaml:"allowed"`
+	Forbidden []string `yaml:"forbidden"`
+	// Monitor names how each turn is read: "posterior" (the served model's
+	// own likelihood under each persona's prompt; white-box), "judge" (a
+	// judge backend rates the replies; any upstream) or "oracle" (the
+	// persona world's rule-based reader; the organism only).
+	Monitor string `yaml:"monitor"`
+	// SwitchRate is the posterior's per-turn persona switch rate.
+	SwitchRate *float64 `yaml:"switch_rate"`
+	Rails      []Rail   `yaml:"rails"`
+	// BlockMessage replaces a reply the rails could not bring back.
+	BlockMessage string `yaml:"block_message"`
+	// Principles guide the critique-and-revise action.
+	Principles []string `yaml:"principles"`
+
+	File               string            `yaml:"-"`
+	Library            *personas.Library `yaml:"-"`
+	allowed, forbidden map[string]bool
+}
+
+// Rail is one rule: when its condition holds on the conversation's
+// reading, its action is taken.
+type Rail struct {
+	Name string `yaml:"name"`
+	// When: the reply is taken as off-persona if any set condition holds.
+	When Condition `yaml:"when"`
+	// Action is reanchor (generate again with the system prompt placed
+	// again before the last user turn), revise (a critic rewrites the reply
+	// against the principles) or block (the block message instead).
+	Action string `yaml:"action"`
+	// Retries is how many times reanchor or revise may try (default 2);
+	// Then is the action when they are used up (default block).
+	Retries int    `yaml:"retries"`
+	Then    string `yaml:"then"`
+}
+
+// Condition is a test on the persona distribution the monitor read,
+// turn by turn.
+type Condition struct {
+	// ForbiddenAbove: the forbidden personas' total probability on the
+	// newest turn exceeds this.
+	ForbiddenAbove *float64 `yaml:"forbidden_above"`
+	// AllowedBelow: the allowed personas' total probability on the newest
+	// turn is below this.
+	AllowedBelow *float64 `yaml:"allowed_below"`
+	// SlopeBelow with Window: the allowed probability's least-squares slope
+	// over the newest Window turns (including this one) is below this: a
+	// slide that has not yet crossed a threshold.
+	SlopeBelow *float64 `yaml:"slope_below"`
+	Window     int      `yaml:"window"`
+}
+
+// Actions are the rail actions.
+var Actions = []string{"reanchor", "revise", "block"}
+
+// Monitors are the ways a turn can be read.
+var Monitors = []string{"posterior", "judge", "oracle"}
+
+// ErrSpec is returned for a spec that cannot be used.
+var ErrSpec = errors.New("bad persona spec")
+
+// LoadSpec reads and checks a spec. Errors name the file and line.
+func LoadSpec(path string) (*Spec, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return ParseSpec(path, data)
+}
+
+// ParseSpec parses spec YAML; file names it in errors.
+func ParseSpec(file string, data []byte) (*Spec, error) {
+	fail := func(e *yamlstrict.Error) (*Spec, error) { return nil, fmt.Errorf("%w: %w", ErrSpec, e) }
+	root, err := yamlstrict.Root(data)
+	if err != nil {
+		return fail(yamlstrict.FileError(file, err))
+	}
+	if root == nil {
+		return fail(&yamlstrict.Error{File: file, Msg: "empty spec"})
+	}
+	s := &Spec{File: file}
+	more, moreLine, err := yamlstrict.Decode(data, s)
+	if err != nil {
+		return fail(yamlstrict.FileError(file, err))
+	}
+	if more {
+		return fail(&yamlstrict.Error{File: file, Line: moreLine, Msg: "a spec file holds one YAML document"})
+	}
+	at := func(field string, path ...string) *yamlstrict.Error {
+		return &yamlstrict.Error{File: file, Line: yamlstrict.LineOf(root, path...), Field: field}
+	}
+	bad := func(field string, path []string, format string, args ...any) (*Spec, error) {
+		e := at(field, path...)
+		e.Msg = fmt.Sprintf(format, args...)
+		return fail(e)
+	}
+	if s.Name == "" {
+		return bad("name", []string{"name"}, "missing")
+	}
+	if s.SystemPrompt == "" {
+		return bad("system_prompt", []string{"system_prompt"}, "missing: the prompt that makes the model the brand persona")
+	}
+	if s.Monitor == "" {
+		s.Monitor = "posterior"
+	}
+	if !slices.Contains(Monitors, s.Monitor) {
+		return bad("monitor", []string{"monitor"}, "%q: want posterior, judge or oracle", s.Monitor)
+	}
+	if s.SwitchRate != nil && !(*s.SwitchRate >= 0 && *s.SwitchRate < 1) {
+		return bad("switch_rate", []string{"switch_rate"}, "%g must be in [0, 1)", *s.SwitchRate)
+	}
+	lib, err := loadLibrary(s.Personas)
+	if err != nil {
+		return bad("personas", []string{"personas"}, "%v", err)
+	}
+	s.Library = lib
+	s.allowed, s.forbidden = map[string]bool{}, map[string]bool{}
+	if len(s.Allowed) == 0 {
+		return bad("allowed", []string{"allowed"}, "name at least one persona of the library the deployment may be in")
+	}
+	for i, field := range []string{"allowed", "forbidden"} {
+		set := []map[string]bool{s.allowed, s.forbidden}[i]
+		for j, n := range [][]string{s.Allowed, s.Forbidden}[i] {
+			if _, err := lib.Get(n); err != nil {
+				return bad(fmt.Sprintf("%s[%d]", field, j), []string{field, strconv.Itoa(j)}, "%v", err)
+			}
+			set[n] = true
+		}
+	}
+	for n := range s.allowed {
+		if s.forbidden[n] {
+			return bad("forbidden", []string{"forbidden"}, "%q is both allowed and forbidden", n)
+		}
+	}
+	if len(s.Forbidden) == 0 {
+		for _, n := range lib.Names() {
+			if !s.allowed[n] {
+				s.forbidden[n] = true
+				s.Forbidden = append(s.Forbidden, n)
+			}
+		}
+	}
+	for i := range s.Rails {
+		r := &s.Rails[i]
+		path := func(f ...string) []string { return append([]string{"rails", strconv.Itoa(i)}, f...) }
+		field := fmt.Sprintf("rails[%d]", i)
+		if r.Name == "" {
+			r.Name = fmt.Sprintf("rail-%d", i+1)
+		}
+		c := r.When
+		if c.ForbiddenAbove == nil && c.AllowedBelow == nil && c.SlopeBelow == nil {
+			return bad(field+".when", path("when"), "no condition: set forbidden_above, allowed_below or slope_below")
+		}
+		for name, v := range map[string]*float64{"forbidden_above": c.ForbiddenAbove, "allowed_below": c.AllowedBelow} {
+			if v != nil && !(*v >= 0 && *v <= 1) {
+				return bad(field+".when."+name, path("when", name), "%g is not a probability", *v)
+			}
+		}
+		if c.SlopeBelow != nil && c.Window < 2 {
+			return bad(field+".when.window", path("when"), "slope_below needs a window of at least 2 turns")
+		}
+		if !slices.Contains(Actions, r.Action) {
+			return bad(field+".action", path("action"), "%q: want reanchor, revise or block", r.Action)
+		}
+		if r.Then == "" {
+			r.Then = "block"
+		}
+		if !slices.Contains(Actions, r.Then) || r.Then == r.Action && r.Action != "block" {
+			return bad(field+".then", path("then"), "%q: want an action other than %s", r.Then, r.Action)
+		}
+		if r.Retries == 0 {
+			r.Retries = 2
+		}
+		if r.Retries < 0 || r.Retries > 8 {
+			return bad(field+".retries", path("retries"), "%d: want 1–8", r.Retries)
+		}
+		if (r.Action == "block" || r.Then == "block") && s.BlockMessage == "" {
+			return bad("block_message", []string{"block_message"}, "rail %s can block, so the spec needs a block_message", r.Name)
+		}
+		if (r.Action == "revise" || r.Then == "revise") && len(s.Principles) == 0 {
+			return bad("principles", []string{"principles"}, "rail %s revises, so the spec needs principles to revise against", r.Name)
+		}
+	}
+	return s, nil
+}
+
+func loadLibrary(dir string) (*personas.Library, error) {
+	if dir == "" || dir == "organism" {
+		return personas.Default(), nil
+	}
+	return personas.Load(dir)
+}
+
+// mass sums the probability of the names in set.
+func mass(names []string, probs []float64, set map[string]bool) float64 {
+	var m float64
+	for i, n := range names {
+		if set[n] {
+			m += probs[i]
+		}
+	}
+	return m
+}
+
+// fires reports whether c holds on the newest turn of the reading, and
+// why.
+func (s *Spec) fires(c Condition, rd *Reading) (bool, string) {
+	if len(rd.Turns) == 0 {
+		return false, ""
+	}
+	last := rd.Turns[len(rd.Turns)-1]
+	if c.ForbiddenAbove != nil {
+		if m := mass(rd.Names, last, s.forbidden); m > *c.ForbiddenAbove {
+			return true, fmt.Sprintf("forbidden personas at %.2f > %.2f", m, *c.ForbiddenAbove)
+		}
+	}
+	if c.AllowedBelow != nil {
+		if m := mass(rd.Names, last, s.allowed); m < *c.AllowedBelow {
+			return true, fmt.Sprintf("allowed personas at %.2f < %.2f", m, *c.AllowedBelow)
+		}
+	}
+	if c.SlopeBelow != nil && len(rd.Turns) >= c.Window {
+		ys := make([]float64, c.Window)
+		for i := range ys {
+			ys[i] = mass(rd.Names, rd.Turns[len(rd.Turns)-c.Window+i], s.allowed)
+		}
+		if sl := slope(ys); sl < *c.SlopeBelow {
+			return true, fmt.Sprintf("allowed personas falling %.3f a turn over %d turns", sl, c.Window)
+		}
+	}
+	return false, ""
+}
+
+// slope is the least-squares slope of ys against 0, 1, 2, ….
+func slope(ys []float64) float64 {
+	n := float64(len(ys))
+	var sx, sy, sxy, sxx float64
+	for i, y := range ys {
+		x := float64(i)
+		sx, sy, sxy, sxx = sx+x, sy+y, sxy+x*y, sxx+x*x
+	}
+	return (n*sxy - sx*sy) / (n*sxx - sx*sx)
+}
