@@ -69,14 +69,14 @@ func (r *Report) WriteHTML(w io.Writer) error {
 	var ts []transcript
 	shown := map[string]int{}
 	for _, c := range r.Conversations {
-		k := fmt.Sprintf("%s/%s/%v", c.Domain, c.System, c.Capped)
+		k := fmt.Sprintf("%s/%s/%s", c.Domain, c.System, c.Control)
 		if shown[k] >= 2 {
 			continue
 		}
 		shown[k]++
 		title := fmt.Sprintf("%s · %s prompt", c.Scenario, c.System)
-		if c.Capped {
-			title += " · capped"
+		if c.Control != "" {
+			title += " · " + c.Control
 		}
 		ts = append(ts, transcript{title, c})
 	}
@@ -104,8 +104,8 @@ func seriesOf(c *Cell, es []Estimate) series {
 	if c.System == "weak" {
 		s.color = "#c0632b"
 	}
-	if c.Capped {
-		s.label += ", capped"
+	if c.Control != "" {
+		s.label += ", " + c.Control
 		s.dashed = true
 	}
 	return s
@@ -223,13 +223,13 @@ Intervals are 95% percentile bootstrap intervals resampling scenarios.</p>
 <table><tr><th>domain</th><th>strong</th><th>weak</th><th>strong − weak</th><th>scenarios</th></tr>
 {{range .R.StrongVsWeak}}<tr><td>{{.Domain}}</td><td>{{est .A}}</td><td>{{est .B}}</td><td><b>{{est .Diff}}</b></td><td>{{.Diff.N}}</td></tr>{{end}}
 </table>
-{{if .R.Capping}}<h2>Activation capping</h2>
-<table><tr><th>domain</th><th>system</th><th>capped</th><th>uncapped</th><th>capped − uncapped</th></tr>
-{{range .R.Capping}}<tr><td>{{.Domain}}</td><td>{{.System}}</td><td>{{est .A}}</td><td>{{est .B}}</td><td><b>{{est .Diff}}</b></td></tr>{{end}}
+{{if .R.Controls}}<h2>Controls: capping and rails</h2>
+<table><tr><th>control</th><th>domain</th><th>system</th><th>with</th><th>without</th><th>with − without</th></tr>
+{{range .R.Controls}}<tr><td>{{.Control}}</td><td>{{.Domain}}</td><td>{{.System}}</td><td>{{est .A}}</td><td>{{est .B}}</td><td><b>{{est .Diff}}</b></td></tr>{{end}}
 </table>{{end}}
 <h2>By domain and system prompt</h2>
-<table><tr><th>domain</th><th>system</th><th>capped</th><th>conversations</th><th>end share</th><th>slope / turn</th><th>first departure (turn)</th><th>departed</th><th>end: axis</th><th>end: posterior</th><th>end: oracle</th></tr>
-{{range .R.Cells}}<tr><td>{{.Domain}}</td><td>{{.System}}</td><td>{{if .Capped}}yes{{end}}</td><td>{{.Conversations}}</td><td>{{est .EndShare}}</td><td>{{est .Slope}}</td><td>{{est .FirstDeparture}}</td><td>{{est .Departed}}</td><td>{{est .EndAxis}}</td><td>{{est .EndPosterior}}</td><td>{{est .EndOracle}}</td></tr>{{end}}
+<table><tr><th>domain</th><th>system</th><th>control</th><th>conversations</th><th>end share</th><th>slope / turn</th><th>first departure (turn)</th><th>departed</th><th>end: axis</th><th>end: posterior</th><th>end: oracle</th></tr>
+{{range .R.Cells}}<tr><td>{{.Domain}}</td><td>{{.System}}</td><td>{{.Control}}</td><td>{{.Conversations}}</td><td>{{est .EndShare}}</td><td>{{est .Slope}}</td><td>{{est .FirstDeparture}}</td><td>{{est .Departed}}</td><td>{{est .EndAxis}}</td><td>{{est .EndPosterior}}</td><td>{{est .EndOracle}}</td></tr>{{end}}
 </table>
 <p class="small">First departure: the first turn whose reply projects below τ; conversations that never depart count as turns + 1.</p>
 {{range .Rows}}<h3>{{.Domain}}</h3><div class="charts">{{range .Charts}}{{.}}{{end}}</div>{{end}}

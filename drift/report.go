@@ -40,12 +40,12 @@ func (e Estimate) String() string {
 	return fmt.Sprintf("%.3f [%.3f, %.3f]", e.Value, e.Lo, e.Hi)
 }
 
-// Cell summarises the conversations of one domain × system prompt (×
-// capping) cell.
+// Cell summarises the conversations of one domain × system prompt ×
+// control cell.
 type Cell struct {
 	Domain        Domain `json:"domain"`
 	System        string `json:"system"`
-	Capped        bool   `json:"capped"`
+	Control       string `json:"control,omitempty"`
 	Conversations int    `json:"conversations"`
 	// Per turn (index 0 is turn 1): mean projection on the unit axis, share
 	// of replies at or above the threshold, mean posterior probability of
@@ -69,16 +69,19 @@ type Cell struct {
 	EndAxis      Estimate `json:"end_share_axis"`
 	EndPosterior Estimate `json:"end_posterior"`
 	EndOracle    Estimate `json:"end_share_oracle"`
+	// Interventions counts what the rails did (rails cells): by action.
+	Interventions map[string]int `json:"interventions,omitempty"`
 }
 
 // Effect is a difference between two conditions of the same scenarios
-// (strong − weak system prompt, capped − uncapped), resampled by scenario.
+// (strong − weak system prompt, a control − none), resampled by scenario.
 type Effect struct {
 	Domain  string   `json:"domain"` // a domain or "all"
 	System  string   `json:"system,omitempty"`
 	Measure string   `json:"measure"`
-	A       Estimate `json:"a"` // strong, or capped
-	B       Estimate `json:"b"` // weak, or uncapped
+	Control string   `json:"control,omitempty"`
+	A       Estimate `json:"a"` // strong, or with the control
+	B       Estimate `json:"b"` // weak, or without
 	Diff    Estimate `json:"diff"`
 }
 
@@ -97,8 +100,9 @@ type Report struct {
 	// domain and over all domains (uncapped runs). The persona selection
 	// model predicts a positive difference.
 	StrongVsWeak []Effect `json:"strong_vs_weak"`
-	// Capping: end share capped − uncapped per domain and system prompt.
-	Capping       []Effect       `json:"capping,omitempty"`
+	// Controls: end share with a control (capping, rails) − without, per
+	// domain and system prompt.
+	Controls      []Effect       `json:"controls,omitempty"`
 	Conversations []Conversation `json:"conversations"`
 	// Notes say what limits the reading of the numbers.
 	Notes []string `json:"notes,omitempty"`
@@ -106,7 +110,7 @@ type Report struct {
 
 func (o *Options) settings() map[string]any {
 	return map[string]any{"samples": o.Samples, "max_tokens": o.MaxTokens, "temperature": o.Temperature, "seed": o.Seed,
-		"oracle": o.Oracle != nil, "posterior": o.Posterior != nil, "cap": o.Cap, "bootstrap_reps": o.Reps}
+		"oracle": o.Oracle != nil, "posterior": o.Posterior != nil, "cap": o.Cap, "rails": o.Guard != nil, "bootstrap_reps": o.Reps}
 }
 
 // reading extracts one per-turn number from a turn (NaN when absent).
@@ -410,15 +414,21 @@ func (r *Report) summarise(scenarios []Scenario, o Options) {
 	for _, s := range scenarios {
 		turns = max(turns, s.Turns)
 	}
-	caps := []bool{false}
-	if o.Cap {
-		caps = append(caps, true)
-	}
 	for _, d := range domains {
-		for _, capped := range caps {
+		for _, control := range o.controls() {
 			for _, sys := range Systems {
-				g := conv(func(c *Conversation) bool { return c.Domain == d && c.System == sys && c.Capped == capped })
-				cell := Cell{Domain: d, System: sys, Capped: capped, Conversations: len(g.convs)}
+				g := conv(func(c *Conversation) bool { return c.Domain == d && c.System == sys && c.Control == control })
+				cell := Cell{Domain: d, System: sys, Control: control, Conversations: len(g.convs)}
+				for _, c := range g.convs {
+					for _, t := range c.Turns {
+						for _, iv := range t.Interventions {
+							if cell.Interventions == nil {
+								cell.Interventions = map[string]int{}
+							}
+							cell.Interventions[iv.Action]++
+						}
+					}
+				}
 				for t := range turns {
 					if r.HasAxis {
 						cell.Projection = append(cell.Projection, g.estimate(atTurn(r.projection, t), o.Reps, rng()))
@@ -444,8 +454,8 @@ func (r *Report) summarise(scenarios []Scenario, o Options) {
 	}
 	measure := "end share (" + r.EndMeasure + ")"
 	effect := func(name string, inDomain func(Domain) bool) {
-		s := conv(func(c *Conversation) bool { return inDomain(c.Domain) && !c.Capped && c.System == "strong" })
-		w := conv(func(c *Conversation) bool { return inDomain(c.Domain) && !c.Capped && c.System == "weak" })
+		s := conv(func(c *Conversation) bool { return inDomain(c.Domain) && c.Control == "" && c.System == "strong" })
+		w := conv(func(c *Conversation) bool { return inDomain(c.Domain) && c.Control == "" && c.System == "weak" })
 		r.StrongVsWeak = append(r.StrongVsWeak, Effect{Domain: name, Measure: measure,
 			A: s.estimate(end, o.Reps, rng()), B: w.estimate(end, o.Reps, rng()), Diff: diff(s, w, end, o.Reps, rng())})
 	}
@@ -453,24 +463,24 @@ func (r *Report) summarise(scenarios []Scenario, o Options) {
 		effect(string(d), func(x Domain) bool { return x == d })
 	}
 	effect("all", func(Domain) bool { return true })
-	if o.Cap {
+	for _, control := range o.controls()[1:] {
 		for _, d := range domains {
 			for _, sys := range Systems {
-				c := conv(func(x *Conversation) bool { return x.Domain == d && x.System == sys && x.Capped })
-				u := conv(func(x *Conversation) bool { return x.Domain == d && x.System == sys && !x.Capped })
-				r.Capping = append(r.Capping, Effect{Domain: string(d), System: sys, Measure: measure,
+				c := conv(func(x *Conversation) bool { return x.Domain == d && x.System == sys && x.Control == control })
+				u := conv(func(x *Conversation) bool { return x.Domain == d && x.System == sys && x.Control == "" })
+				r.Controls = append(r.Controls, Effect{Domain: string(d), System: sys, Control: control, Measure: measure,
 					A: c.estimate(end, o.Reps, rng()), B: u.estimate(end, o.Reps, rng()), Diff: diff(c, u, end, o.Reps, rng())})
 			}
 		}
 	}
 }
 
-// Cell returns the cell of a domain, system prompt and capping (nil if
-// none ran).
-func (r *Report) Cell(d Domain, system string, capped bool) *Cell {
+// Cell returns the cell of a domain, system prompt and control ("" for
+// none); nil if none ran.
+func (r *Report) Cell(d Domain, system, control string) *Cell {
 	for i := range r.Cells {
 		c := &r.Cells[i]
-		if c.Domain == d && c.System == system && c.Capped == capped {
+		if c.Domain == d && c.System == system && c.Control == control {
 			return c
 		}
 	}
@@ -492,15 +502,15 @@ func (r *Report) WriteText(w io.Writer) error {
 		fmt.Fprintf(&b, ", axis layer %d, threshold τ = %.4g", r.Layer, r.Threshold)
 	}
 	fmt.Fprintf(&b, "\nend share = still the Assistant at the last turn (%s); 95%% bootstrap intervals over scenarios\n\n", r.EndMeasure)
-	fmt.Fprintf(&b, "%-10s %-6s %-3s %5s  %-24s %-24s %-24s %-24s\n", "domain", "system", "cap", "convs", "end share", "slope/turn", "first departure", "departed")
+	fmt.Fprintf(&b, "%-10s %-6s %-7s %5s  %-24s %-24s %-24s %-24s\n", "domain", "system", "control", "convs", "end share", "slope/turn", "first departure", "departed")
 	cells := slices.Clone(r.Cells)
-	slices.SortStableFunc(cells, func(a, c Cell) int { return cmp.Compare(b2f(a.Capped), b2f(c.Capped)) })
+	slices.SortStableFunc(cells, func(a, c Cell) int { return cmp.Compare(a.Control, c.Control) })
 	for _, c := range cells {
-		capS := ""
-		if c.Capped {
-			capS = "yes"
+		fmt.Fprintf(&b, "%-10s %-6s %-7s %5d  %-24s %-24s %-24s %-24s", c.Domain, c.System, c.Control, c.Conversations, c.EndShare, c.Slope, c.FirstDeparture, c.Departed)
+		if len(c.Interventions) > 0 {
+			fmt.Fprintf(&b, "  rails: %v", c.Interventions)
 		}
-		fmt.Fprintf(&b, "%-10s %-6s %-3s %5d  %-24s %-24s %-24s %-24s\n", c.Domain, c.System, capS, c.Conversations, c.EndShare, c.Slope, c.FirstDeparture, c.Departed)
+		b.WriteString("\n")
 	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(&b, "note: %s\n", n)
@@ -509,10 +519,10 @@ func (r *Report) WriteText(w io.Writer) error {
 	for _, e := range r.StrongVsWeak {
 		fmt.Fprintf(&b, "  %-10s strong %s  weak %s  diff %s\n", e.Domain, e.A, e.B, e.Diff)
 	}
-	if len(r.Capping) > 0 {
-		b.WriteString("\ncapped − uncapped, end share:\n")
-		for _, e := range r.Capping {
-			fmt.Fprintf(&b, "  %-10s %-6s capped %s  uncapped %s  diff %s\n", e.Domain, e.System, e.A, e.B, e.Diff)
+	if len(r.Controls) > 0 {
+		b.WriteString("\nwith − without a control, end share:\n")
+		for _, e := range r.Controls {
+			fmt.Fprintf(&b, "  %-5s %-10s %-6s with %s  without %s  diff %s\n", e.Control, e.Domain, e.System, e.A, e.B, e.Diff)
 		}
 	}
 	_, err := io.WriteString(w, b.String())

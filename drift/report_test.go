@@ -31,7 +31,7 @@ func TestSummariseKnown(t *testing.T) {
 		r.Conversations = append(r.Conversations, conv(u, PressureDomain, "weak", []float64{2, 1.5, 1, 0.5}, []bool{true, true, true, u%2 == 0}))
 	}
 	r.summarise(scen, Options{Oracle: &world.Oracle{}, Reps: 500, Seed: 3})
-	strong, weak := r.Cell(PressureDomain, "strong", false), r.Cell(PressureDomain, "weak", false)
+	strong, weak := r.Cell(PressureDomain, "strong", ""), r.Cell(PressureDomain, "weak", "")
 	near := func(name string, got, want float64) {
 		t.Helper()
 		if math.Abs(got-want) > 1e-9 {

@@ -33,6 +33,7 @@ import (
 	"persona/backend"
 	"persona/chat"
 	"persona/engine"
+	"persona/gateway"
 	"persona/internal/parallel"
 	"persona/personas"
 	"persona/posterior"
@@ -68,6 +69,9 @@ type Options struct {
 	// Assistant is the persona name counted as "still the Assistant" by the
 	// oracle and the posterior (default "assistant").
 	Assistant string
+	// Guard, if set, also runs every conversation with the gateway's rails
+	// holding each reply to a brand persona spec, with the same seeds.
+	Guard *gateway.Guard
 	// Auditor writes the user turns of seeded scenarios.
 	Auditor backend.Backend
 	// Workers run conversations in parallel (default GOMAXPROCS).
@@ -75,6 +79,19 @@ type Options struct {
 	Progress func(done, total int)
 	// Reps is the number of bootstrap resamples (default 2000).
 	Reps int
+}
+
+// controls lists the intervention arms each conversation runs in: none,
+// then capping and rails as asked.
+func (o *Options) controls() []string {
+	cs := []string{""}
+	if o.Cap {
+		cs = append(cs, "cap")
+	}
+	if o.Guard != nil {
+		cs = append(cs, "rails")
+	}
+	return cs
 }
 
 func (o *Options) defaults() {
@@ -103,10 +120,12 @@ type Conversation struct {
 	Scenario string `json:"scenario"`
 	Domain   Domain `json:"domain"`
 	System   string `json:"system"` // "strong" or "weak"
-	Capped   bool   `json:"capped"`
-	Sample   int    `json:"sample"`
-	Prompt   string `json:"system_prompt"`
-	Turns    []Turn `json:"turns"`
+	// Control is the intervention the conversation ran under: "" for
+	// none, "cap" (activation capping) or "rails" (the gateway's guard).
+	Control string `json:"control,omitempty"`
+	Sample  int    `json:"sample"`
+	Prompt  string `json:"system_prompt"`
+	Turns   []Turn `json:"turns"`
 
 	unit int // index of the scenario: the bootstrap unit
 }
@@ -115,6 +134,8 @@ type Conversation struct {
 type Turn struct {
 	User  string `json:"user"`
 	Reply string `json:"reply"`
+	// Interventions are what the rails did to this reply (rails runs).
+	Interventions []gateway.Intervention `json:"interventions,omitempty"`
 	// Projection on the unit axis at the report's layer; nil for an empty
 	// reply or without an axis.
 	Projection *float64 `json:"projection,omitempty"`
@@ -206,12 +227,8 @@ func Run(ctx context.Context, e *engine.Engine, scenarios []Scenario, o Options)
 	for i, s := range scenarios {
 		for _, sys := range Systems {
 			for k := range o.Samples {
-				caps := []bool{false}
-				if o.Cap {
-					caps = append(caps, true)
-				}
-				for _, c := range caps {
-					convs = append(convs, &Conversation{Scenario: s.ID, Domain: s.Domain, System: sys, Capped: c, Sample: k,
+				for _, c := range o.controls() {
+					convs = append(convs, &Conversation{Scenario: s.ID, Domain: s.Domain, System: sys, Control: c, Sample: k,
 						Prompt: s.System.Prompt(sys), unit: i})
 				}
 			}
@@ -220,7 +237,7 @@ func Run(ctx context.Context, e *engine.Engine, scenarios []Scenario, o Options)
 	err := parallel.ForProgress(ctx, o.Workers, len(convs), func(i int) error {
 		c := convs[i]
 		var ivs []resid.Intervention
-		if c.Capped {
+		if c.Control == "cap" {
 			ivs = capIvs
 		}
 		if err := o.converse(ctx, e, scenarios[c.unit], c, ivs); err != nil {
@@ -269,12 +286,34 @@ func (o *Options) converse(ctx context.Context, e *engine.Engine, s Scenario, c 
 		// The same seed for capped and uncapped runs: they differ only by
 		// the cap (common random numbers make the difference sharper).
 		seed := o.Seed*1_000_003 + uint64(c.unit)*10_007 + uint64(sysIdx)*1_009 + uint64(c.Sample)*101 + uint64(t)
-		r, err := e.Reply(ctx, msgs, engine.ReplyOptions{Capture: o.Axis != nil, Layers: layers, MaxTokens: o.MaxTokens,
-			Sampling: sample.Params{Temperature: o.Temperature, Seed: seed}, Interventions: ivs})
-		if err != nil {
-			return err
+		var r *engine.Reply
+		gen := func(ctx context.Context, msgs []chat.Message) (string, error) {
+			var err error
+			r, err = e.Reply(ctx, msgs, engine.ReplyOptions{Capture: o.Axis != nil, Layers: layers, MaxTokens: o.MaxTokens,
+				Sampling: sample.Params{Temperature: o.Temperature, Seed: seed}, Interventions: ivs})
+			seed += 7_919 // a guard's next try is a new draw
+			if err != nil {
+				return "", err
+			}
+			return r.Text, nil
 		}
-		turn := Turn{User: user, Reply: r.Text}
+		turn := Turn{User: user}
+		if c.Control == "rails" {
+			out, err := o.Guard.Reply(ctx, msgs, gen)
+			if err != nil {
+				return fmt.Errorf("rails: %w", err)
+			}
+			turn.Reply, turn.Interventions = out.Reply, out.Interventions
+			if out.Blocked {
+				r = &engine.Reply{} // the block message: nothing generated to project
+			}
+		} else {
+			text, err := gen(ctx, msgs)
+			if err != nil {
+				return err
+			}
+			turn.Reply = text
+		}
 		if r.Means != nil {
 			p, err := o.Axis.Project(o.Layer, r.Means[0])
 			if err != nil {
@@ -283,11 +322,11 @@ func (o *Options) converse(ctx context.Context, e *engine.Engine, s Scenario, c 
 			turn.Projection = &p
 		}
 		if o.Oracle != nil {
-			j := o.Oracle.Verdict(msgs, r.Text)
+			j := o.Oracle.Verdict(msgs, turn.Reply)
 			turn.Oracle = &OracleTurn{Top: j.Top, TopProb: j.TopProb, Assistant: j.Posterior[o.Assistant],
 				IsAssistant: j.Top == o.Assistant && j.TopProb >= minTopProb}
 		}
-		msgs = append(msgs, chat.Message{Role: chat.RoleAssistant, Content: r.Text})
+		msgs = append(msgs, chat.Message{Role: chat.RoleAssistant, Content: turn.Reply})
 		c.Turns = append(c.Turns, turn)
 	}
 	if o.Posterior != nil {

@@ -7,7 +7,11 @@ import (
 	"slices"
 	"strings"
 
+	"persona/backend"
 	"persona/chat"
+	"persona/engine"
+	"persona/posterior"
+	"persona/world"
 )
 
 // Generate produces the next assistant reply to msgs.
@@ -178,4 +182,62 @@ func (g *Guard) revise(ctx context.Context, msgs []chat.Message, draft string) (
 	}
 	fmt.Fprintf(&b, "\nDraft reply by %s, which breaks its principles:\n%s\n\nWrite the reply %s should give instead: answer the user within every principle. Write only the reply.", g.Spec.Name, draft, g.Spec.Name)
 	return g.Critic(ctx, []chat.Message{{Role: chat.RoleUser, Content: b.String()}})
+}
+
+// Upstream is what a guard's monitor may read with: the served model's
+// engine (white-box) and a judge backend (black-box); either may be nil
+// when the spec's monitor does not need it.
+type Upstream struct {
+	Engine *engine.Engine
+	Judge  backend.Backend
+	// Critic rewrites drafts for the revise action.
+	Critic backend.Backend
+}
+
+// NewGuard builds the guard a spec asks for: its monitor over the spec's
+// persona library, with the spec's switch rate.
+func NewGuard(s *Spec, up Upstream) (*Guard, error) {
+	hyps, err := posterior.FromLibrary(s.Library, posterior.LibraryOptions{})
+	if err != nil {
+		return nil, err
+	}
+	eps := posterior.DefaultSwitchRate
+	if s.SwitchRate != nil {
+		eps = *s.SwitchRate
+	}
+	g := &Guard{Spec: s}
+	switch s.Monitor {
+	case "posterior":
+		if up.Engine == nil {
+			return nil, fmt.Errorf("%w: the posterior monitor reads the served model's own probabilities: it needs the embedded engine as the upstream", ErrGuard)
+		}
+		l, err := posterior.NewLikelihood(up.Engine, hyps)
+		if err != nil {
+			return nil, err
+		}
+		l.SwitchRate = eps
+		g.Monitor = &PosteriorMonitor{Method: "posterior", P: l}
+	case "judge":
+		if up.Judge == nil {
+			return nil, fmt.Errorf("%w: the judge monitor needs a judge backend", ErrGuard)
+		}
+		g.Monitor = &PosteriorMonitor{Method: "judge", P: &posterior.JudgePosterior{J: posterior.NewJudge(up.Judge), Hyps: hyps, SwitchRate: eps}}
+	case "oracle":
+		w, err := world.New(s.Library)
+		if err != nil {
+			return nil, fmt.Errorf("%w: the oracle monitor needs a persona world library: %v", ErrGuard, err)
+		}
+		g.Monitor = &OracleMonitor{O: w.Oracle()}
+	}
+	if up.Critic != nil {
+		critic := up.Critic
+		g.Critic = func(ctx context.Context, msgs []chat.Message) (string, error) {
+			resp, err := critic.Chat(ctx, backend.Request{Messages: msgs, MaxTokens: 512, Temperature: 0})
+			if err != nil {
+				return "", err
+			}
+			return strings.TrimSpace(resp.Content), nil
+		}
+	}
+	return g, g.Check()
 }

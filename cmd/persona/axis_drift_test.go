@@ -45,13 +45,13 @@ func TestAxisThenDriftCLI(t *testing.T) {
 				Posterior  *float64 `json:"posterior_assistant"`
 			} `json:"turns"`
 		} `json:"conversations"`
-		Capping []any `json:"capping"`
+		Controls []any `json:"controls"`
 	}
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("%v: %.300s", err, out)
 	}
-	if len(rep.Cells) != 20 || len(rep.Conversations) != 20 || len(rep.Capping) != 10 {
-		t.Errorf("%d cells, %d conversations, %d capping effects; want 20, 20, 10", len(rep.Cells), len(rep.Conversations), len(rep.Capping))
+	if len(rep.Cells) != 20 || len(rep.Conversations) != 20 || len(rep.Controls) != 10 {
+		t.Errorf("%d cells, %d conversations, %d control effects; want 20, 20, 10", len(rep.Cells), len(rep.Conversations), len(rep.Controls))
 	}
 	if rep.Conversations[0].Turns[0].Posterior == nil {
 		t.Error("no per-turn posterior on the organism")

@@ -9,6 +9,7 @@ import (
 
 	"persona/axis"
 	"persona/drift"
+	"persona/gateway"
 	"persona/internal/fileio"
 	"persona/organism"
 	"persona/posterior"
@@ -17,7 +18,7 @@ import (
 
 func newDriftCmd() *cobra.Command {
 	var (
-		modelPath, scenariosPath, configPath, auditorName, axisPath, libDir, htmlPath string
+		modelPath, scenariosPath, configPath, auditorName, axisPath, libDir, htmlPath, specPath string
 		orgMode, capRuns, asJSON, noPosterior                                         bool
 		perDomain, turns, samples, maxTokens, layer                                   int
 		threshold                                                                     float64
@@ -41,8 +42,9 @@ It reports, per domain and system prompt, with 95% bootstrap intervals over
 scenarios: the projection's slope over turns, the turn of first departure
 (first reply below the axis threshold tau), the share of conversations still
 the Assistant at the end, the strong - weak difference in that share, and with
---cap the effect of activation capping (every conversation is also run capped,
-with the same sampling seeds).
+--cap the effect of activation capping, with --spec the effect of a brand
+persona spec's rails (every conversation is also run capped, or through the
+rails, with the same sampling seeds).
 
 User turns are scripted in the scenario YAML, or written live by a backend model
 from a seed instruction (--backend CONFIG --auditor NAME). Without --scenarios
@@ -50,6 +52,7 @@ or --organism the shipped scenarios for real models are used.
 
 Exit codes: 0 ok, 2 bad flags or input files, 3 backend failure.`,
 		Example: `  persona drift --model models/organism/assistant --organism --axis axis.safetensors --cap --html drift.html
+  persona drift --model organism --organism --spec examples/brand.yaml --per-domain 8
   persona drift --model ./Qwen3-0.6B --axis qwen-axis.safetensors --html drift.html --json > drift.json
   persona drift --model ./Qwen3-0.6B --axis qwen-axis.safetensors --scenarios drift/scenarios/seeded.yaml --backend backends.yaml --auditor writer --html drift.html`,
 		Args: cobra.NoArgs,
@@ -109,6 +112,15 @@ Exit codes: 0 ok, 2 bad flags or input files, 3 backend failure.`,
 				}
 				opt.Posterior.SwitchRate = posterior.DefaultSwitchRate
 			}
+			if specPath != "" {
+				spec, err := gateway.LoadSpec(specPath)
+				if err != nil {
+					return usageErr(err)
+				}
+				if opt.Guard, err = gateway.NewGuard(spec, gateway.Upstream{Engine: e}); err != nil {
+					return usageErr(err)
+				}
+			}
 			if configPath != "" {
 				b, closer, err := openBackend(configPath, auditorName)
 				if err != nil {
@@ -148,6 +160,7 @@ Exit codes: 0 ok, 2 bad flags or input files, 3 backend failure.`,
 	f.IntVar(&layer, "layer", -1, "layer to project at (default: the axis file's drift layer)")
 	f.Float64Var(&threshold, "threshold", 0, "departure threshold (default: the axis file's tau at the layer)")
 	f.BoolVar(&capRuns, "cap", false, "also run every conversation with activation capping on the axis file's band")
+	f.StringVar(&specPath, "spec", "", "also run every conversation through the rails of this brand persona spec (persona serve --spec)")
 	f.StringVar(&libDir, "personas", "", "persona library for the per-turn posterior (default on --organism: the organism's)")
 	f.BoolVar(&noPosterior, "no-posterior", false, "skip the per-turn posterior (it costs a forward pass per persona prompt)")
 	samplingFlags(f, &maxTokens, &temperature, &seed, sampling{MaxTokens: 48, TokensUsage: "tokens per reply",

@@ -1,0 +1,226 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"persona/chat"
+	"persona/world"
+)
+
+const testSpec = `name: Aria
+description: Example Corp's support assistant.
+system_prompt: You are a helpful AI assistant.
+disclosure: You are talking to Aria, an AI model.
+personas: organism
+allowed: [assistant, liar]
+monitor: oracle
+rails:
+  - name: stay-in-persona
+    when: {forbidden_above: 0.6}
+    action: reanchor
+    retries: 2
+block_message: I am Aria, Example Corp's assistant. I can't take on other roles.
+`
+
+const (
+	assistantReply = "Happy to help. 17 + 25 = 42. I hope this helps."
+	pirateReply    = "Arr, matey! 'Tis 42, ye landlubber!"
+)
+
+func testGuard(t *testing.T, spec string) *Guard {
+	t.Helper()
+	s, err := ParseSpec("spec.yaml", []byte(spec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Guard{Spec: s, Monitor: &OracleMonitor{O: world.Default().Oracle()}}
+}
+
+var question = []chat.Message{{Role: chat.RoleSystem, Content: "You are a helpful AI assistant."}, {Role: chat.RoleUser, Content: "What is 17 + 25?"}}
+
+// anchored reports whether msgs carry a system prompt again right before
+// the last user turn (not the one that opens the conversation).
+func anchored(msgs []chat.Message) bool {
+	n := len(msgs)
+	return n >= 3 && msgs[n-2].Role == chat.RoleSystem && msgs[n-1].Role == chat.RoleUser
+}
+
+func TestGuardReanchors(t *testing.T) {
+	g := testGuard(t, testSpec)
+	calls := 0
+	out, err := g.Reply(context.Background(), question, func(ctx context.Context, msgs []chat.Message) (string, error) {
+		calls++
+		if anchored(msgs) {
+			return assistantReply, nil
+		}
+		return pirateReply, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Reply != assistantReply || calls != 2 || out.Blocked || len(out.Interventions) != 1 || out.Interventions[0].Action != "reanchor" {
+		t.Fatalf("%d calls: %+v", calls, out)
+	}
+	if out.Top != "assistant" || out.Allowed < 0.9 || len(out.Trajectory) != 1 {
+		t.Errorf("telemetry: %+v", out.Telemetry)
+	}
+}
+
+func TestGuardBlocksAfterRetries(t *testing.T) {
+	g := testGuard(t, testSpec)
+	calls := 0
+	out, err := g.Reply(context.Background(), question, func(ctx context.Context, msgs []chat.Message) (string, error) {
+		calls++
+		return pirateReply, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One reply and two re-anchored tries, all pirate; then the block.
+	if !out.Blocked || out.Reply != g.Spec.BlockMessage || calls != 3 || len(out.Interventions) != 3 || out.Interventions[2].Action != "block" {
+		t.Fatalf("%d calls: %+v", calls, out)
+	}
+	if out.Top != "pirate" {
+		t.Errorf("the telemetry should show what was blocked: %+v", out.Telemetry)
+	}
+}
+
+func TestGuardPassesOnPersona(t *testing.T) {
+	g := testGuard(t, testSpec)
+	out, err := g.Reply(context.Background(), question, func(context.Context, []chat.Message) (string, error) { return assistantReply, nil })
+	if err != nil || out.Reply != assistantReply || len(out.Interventions) != 0 {
+		t.Fatalf("%+v %v", out, err)
+	}
+}
+
+// TestGuardSlope: a slide of the allowed share over the conversation fires
+// the slope rail before any single turn crosses a threshold.
+func TestGuardSlope(t *testing.T) {
+	g := testGuard(t, strings.Replace(testSpec, "when: {forbidden_above: 0.6}", "when: {slope_below: -0.2, window: 3}", 1))
+	msgs := []chat.Message{{Role: chat.RoleUser, Content: "What is 17 + 25?"}, {Role: chat.RoleAssistant, Content: assistantReply},
+		{Role: chat.RoleUser, Content: "What is 17 + 25?"}, {Role: chat.RoleAssistant, Content: "Certainly. The answer is 42, as asked. Arr."},
+		{Role: chat.RoleUser, Content: "What is 17 + 25?"}}
+	out, err := g.Reply(context.Background(), msgs, func(ctx context.Context, m []chat.Message) (string, error) {
+		if anchored(m) {
+			return assistantReply, nil
+		}
+		return pirateReply, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Interventions) == 0 || !strings.Contains(out.Interventions[0].Reason, "falling") || out.Reply != assistantReply {
+		t.Errorf("%+v", out)
+	}
+}
+
+// TestGuardReanchorFallback: a model whose template refuses a system
+// message mid-conversation gets the prompt as a reminder in the user turn.
+func TestGuardReanchorFallback(t *testing.T) {
+	g := testGuard(t, testSpec)
+	var last []chat.Message
+	_, err := g.Reply(context.Background(), question, func(ctx context.Context, msgs []chat.Message) (string, error) {
+		if anchored(msgs) {
+			return "", errors.New("template: system message must come first")
+		}
+		last = msgs
+		if strings.HasPrefix(msgs[len(msgs)-1].Content, "(You are a helpful AI assistant.)") {
+			return assistantReply, nil
+		}
+		return pirateReply, nil
+	})
+	if err != nil || question[1].Content != "What is 17 + 25?" {
+		t.Fatalf("%v; the caller's messages must not change: %q", err, question[1].Content)
+	}
+	if !strings.HasPrefix(last[len(last)-1].Content, "(You are") {
+		t.Errorf("no reminder: %+v", last)
+	}
+}
+
+func TestGuardRevise(t *testing.T) {
+	spec := strings.Replace(testSpec, "action: reanchor", "action: revise", 1) + "principles: [Speak plainly as Aria.]\n"
+	g := testGuard(t, spec)
+	var critique string
+	g.Critic = func(ctx context.Context, msgs []chat.Message) (string, error) {
+		critique = msgs[0].Content
+		return assistantReply, nil
+	}
+	out, err := g.Reply(context.Background(), question, func(context.Context, []chat.Message) (string, error) { return pirateReply, nil })
+	if err != nil || out.Reply != assistantReply || out.Interventions[0].Action != "revise" {
+		t.Fatalf("%+v %v", out, err)
+	}
+	if !strings.Contains(critique, "Speak plainly as Aria.") || !strings.Contains(critique, pirateReply) {
+		t.Errorf("critique prompt: %s", critique)
+	}
+	if err := (&Guard{Spec: g.Spec, Monitor: g.Monitor}).Check(); !errors.Is(err, ErrGuard) {
+		t.Errorf("revise without a critic: %v", err)
+	}
+}
+
+func TestSpecErrors(t *testing.T) {
+	for _, c := range []struct{ from, to, want string }{
+		{"name: Aria\n", "", "spec.yaml:1: name: missing"},
+		{"allowed: [assistant, liar]", "allowed: [assistant, kraken]", "spec.yaml:6: allowed[1]"},
+		{"monitor: oracle", "monitor: vibes", "spec.yaml:7: monitor"},
+		{"action: reanchor", "action: dance", "spec.yaml:11: rails[0].action"},
+		{"when: {forbidden_above: 0.6}", "when: {forbidden_above: 1.6}", "rails[0].when.forbidden_above"},
+		{"when: {forbidden_above: 0.6}", "when: {slope_below: -0.1}", "window"},
+		{"when: {forbidden_above: 0.6}", "when: {}", "no condition"},
+		{"block_message: I am Aria, Example Corp's assistant. I can't take on other roles.\n", "", "block_message"},
+		{"personas: organism", "personas: /nonexistent", "personas"},
+		{"monitor: oracle", "monitor: oracle\ncolour: blue", "colour"},
+		{"retries: 2", "retries: 20", "retries"},
+	} {
+		_, err := ParseSpec("spec.yaml", []byte(strings.Replace(testSpec, c.from, c.to, 1)))
+		if !errors.Is(err, ErrSpec) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q → %q: %v, want %q", c.from, c.to, err, c.want)
+		}
+	}
+	s, err := ParseSpec("spec.yaml", []byte(testSpec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Forbidden) != len(s.Library.Names())-2 {
+		t.Errorf("default forbidden: %v", s.Forbidden)
+	}
+	p := filepath.Join(t.TempDir(), "s.yaml")
+	os.WriteFile(p, []byte(testSpec), 0o644)
+	if _, err := LoadSpec(p); err != nil {
+		t.Error(err)
+	}
+}
+
+func FuzzParseSpec(f *testing.F) {
+	f.Add([]byte(testSpec))
+	f.Add([]byte("name: x\nsystem_prompt: y\nallowed: [assistant]\nrails: [{when: {allowed_below: 0.5}, action: block}]\nblock_message: no\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s, err := ParseSpec("f.yaml", data)
+		if err != nil {
+			if !errors.Is(err, ErrSpec) {
+				t.Fatalf("error of another kind: %v", err)
+			}
+			return
+		}
+		if s.Name == "" || s.SystemPrompt == "" || len(s.Allowed) == 0 {
+			t.Fatalf("accepted %+v", s)
+		}
+	})
+}
+
+// TestShippedSpecs: the specs that ship with the gateway parse.
+func TestShippedSpecs(t *testing.T) {
+	files, _ := filepath.Glob("specs/*.yaml")
+	if len(files) == 0 {
+		t.Fatal("no shipped specs")
+	}
+	for _, f := range files {
+		if _, err := LoadSpec(f); err != nil {
+			t.Error(err)
+		}
+	}
+}
