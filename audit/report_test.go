@@ -8,7 +8,6 @@ import (
 	"errors"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -131,43 +130,13 @@ func TestTextReport(t *testing.T) {
 	}
 }
 
-// chromium finds a headless browser; under CI its absence is a failure.
-func chromium(t *testing.T) string {
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	testref.Require(t, testref.Missing("chromium", "apt-get install chromium"))
-	return ""
-}
-
-var consoleLine = regexp.MustCompile(`(?m)^.*:CONSOLE[:(].*$`)
-
-// renderHTML loads a page in headless Chromium and returns the DOM after its
-// scripts ran and every console message the page produced.
-func renderHTML(t *testing.T, browser, page string, extra ...string) (dom string, console []string) {
-	t.Helper()
-	args := append([]string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--user-data-dir=" + t.TempDir(), "--enable-logging=stderr", "--v=0"}, extra...)
-	args = append(args, "file://"+page)
-	cmd := exec.Command(browser, args...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("%s: %v\n%s", browser, err, errb.String())
-	}
-	return out.String(), consoleLine.FindAllString(errb.String(), -1)
-}
-
 func TestHTMLInChromium(t *testing.T) {
-	browser := chromium(t)
+	browser := testref.Chromium(t)
 	dir := t.TempDir()
 	// The checker must see a broken page as broken.
 	bad := filepath.Join(dir, "bad.html")
 	os.WriteFile(bad, []byte(`<html><body><script>undefinedFn();</script></body></html>`), 0o644)
-	if _, console := renderHTML(t, browser, bad, "--dump-dom"); len(console) == 0 {
+	if _, console := testref.Render(t, browser, "file://"+bad, "--dump-dom"); len(console) == 0 {
 		t.Fatal("a page with a script error produced no console message: the check cannot fail")
 	}
 
@@ -191,7 +160,7 @@ func TestHTMLInChromium(t *testing.T) {
 	if err := os.WriteFile(page, buf.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	dom, console := renderHTML(t, browser, page, "--dump-dom")
+	dom, console := testref.Render(t, browser, "file://"+page, "--dump-dom")
 	if len(console) > 0 {
 		t.Errorf("console messages:\n%s", strings.Join(console, "\n"))
 	}
@@ -201,7 +170,7 @@ func TestHTMLInChromium(t *testing.T) {
 		}
 	}
 	shot := filepath.Join(dir, "report.png")
-	renderHTML(t, browser, page, "--screenshot="+shot, "--window-size=1200,1600", "--hide-scrollbars")
+	testref.Render(t, browser, "file://"+page, "--screenshot="+shot, "--window-size=1200,1600", "--hide-scrollbars")
 	png, err := os.ReadFile(shot)
 	if err != nil || len(png) < 10000 || !bytes.HasPrefix(png, []byte("\x89PNG")) {
 		t.Fatalf("screenshot: %d bytes, %v", len(png), err)

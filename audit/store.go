@@ -6,13 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
+	"persona/internal/sqldb"
+
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
-	"modernc.org/sqlite"               // database/sql driver "sqlite"
-	sqlite3 "modernc.org/sqlite/lib"
+	// database/sql driver "sqlite"
 )
 
 // Store keeps runs and their samples. Each sample is saved in its own
@@ -36,90 +35,21 @@ type Store interface {
 // ErrNoRun is returned for a run id the store does not hold.
 var ErrNoRun = errors.New("no such run")
 
-// sqlStore is the Store over database/sql for SQLite and PostgreSQL: one
-// schema, written in the SQL both accept, with "?" placeholders rewritten to
-// "$n" for PostgreSQL.
-type sqlStore struct {
-	db       *sql.DB
-	postgres bool
-}
+// sqlStore is the Store over a SQLite or PostgreSQL database.
+type sqlStore struct{ db *sqldb.DB }
 
 // IsPostgresDSN reports whether a --db value names a PostgreSQL database
 // rather than a SQLite file.
-func IsPostgresDSN(dsn string) bool {
-	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") ||
-		strings.Contains(dsn, "host=") || strings.Contains(dsn, "dbname=")
-}
+func IsPostgresDSN(dsn string) bool { return sqldb.IsPostgres(dsn) }
 
 // OpenStore opens (creating and migrating as needed) a SQLite file or a
 // PostgreSQL database given by DSN.
 func OpenStore(ctx context.Context, dsn string) (Store, error) {
-	s := &sqlStore{postgres: IsPostgresDSN(dsn)}
-	var err error
-	if s.postgres {
-		s.db, err = sql.Open("pgx", dsn)
-	} else {
-		// busy_timeout comes first so that every later statement on the
-		// connection waits out another process's lock instead of failing.
-		// Transactions take the write lock when they begin
-		// (_txlock=immediate): a deferred one that reads and then writes
-		// fails at once with SQLITE_BUSY when another process holds the
-		// lock, without waiting. One connection serialises this process's
-		// writes. WAL is switched on below, not here.
-		s.db, err = sql.Open("sqlite", "file:"+dsn+"?_pragma=busy_timeout(10000)&_txlock=immediate&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)")
-		if err == nil {
-			s.db.SetMaxOpenConns(1)
-		}
-	}
+	db, err := sqldb.Open(ctx, dsn, sqldb.Schema{Table: "schema_migrations", Lock: 7411626, Migrations: migrations})
 	if err != nil {
-		return nil, fmt.Errorf("store %s: %w", redact(dsn), err)
+		return nil, fmt.Errorf("store: %w", err)
 	}
-	if err := s.db.PingContext(ctx); err != nil {
-		s.db.Close()
-		return nil, fmt.Errorf("store %s: %w", redact(dsn), err)
-	}
-	if !s.postgres {
-		// WAL lets readers (a report on a running audit) proceed beside the
-		// writer. Switching to it needs the file to itself, and SQLite
-		// answers SQLITE_BUSY at once, without its busy handler, when
-		// another process is opening the same new file: so retry here.
-		// The mode is stored in the file, so once is enough.
-		err := retryBusy(ctx, func() error {
-			_, err := s.db.ExecContext(ctx, `PRAGMA journal_mode=WAL`)
-			return err
-		})
-		if err != nil {
-			s.db.Close()
-			return nil, fmt.Errorf("store %s: journal mode: %w", redact(dsn), err)
-		}
-	}
-	if err := s.migrate(ctx); err != nil {
-		s.db.Close()
-		return nil, fmt.Errorf("store %s: migrate: %w", redact(dsn), err)
-	}
-	return s, nil
-}
-
-// redact hides a password in a DSN so errors and reports never carry it.
-func redact(dsn string) string {
-	if i := strings.Index(dsn, "://"); i >= 0 {
-		if at := strings.LastIndex(dsn, "@"); at > i {
-			cred := dsn[i+3 : at]
-			if c := strings.Index(cred, ":"); c >= 0 {
-				return dsn[:i+3] + cred[:c] + ":***" + dsn[at:]
-			}
-		}
-	}
-	if strings.Contains(dsn, "password=") {
-		f := strings.Fields(dsn)
-		for i, kv := range f {
-			if strings.HasPrefix(kv, "password=") {
-				f[i] = "password=***"
-			}
-		}
-		return strings.Join(f, " ")
-	}
-	return dsn
+	return &sqlStore{db: db}, nil
 }
 
 // migrations are applied in order, each in its own transaction, and recorded
@@ -174,115 +104,8 @@ var migrations = []string{
 	)`,
 }
 
-func (s *sqlStore) q(query string) string {
-	if !s.postgres {
-		return query
-	}
-	var b strings.Builder
-	n := 0
-	for _, c := range query {
-		if c == '?' {
-			n++
-			b.WriteString("$" + strconv.Itoa(n))
-			continue
-		}
-		b.WriteRune(c)
-	}
-	return b.String()
-}
-
-func (s *sqlStore) migrate(ctx context.Context) error {
-	err := retryBusy(ctx, func() error {
-		_, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)`)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	for i, m := range migrations {
-		version := i + 1
-		apply := func(tx *sql.Tx) error {
-			if s.postgres {
-				// Concurrent openers (parallel CI jobs) take turns.
-				if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7411626)`); err != nil {
-					return err
-				}
-			}
-			var n int
-			if err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM schema_migrations WHERE version = ?`), version).Scan(&n); err != nil {
-				return err
-			}
-			if n > 0 {
-				return nil
-			}
-			for _, stmt := range strings.Split(m, ";") {
-				if strings.TrimSpace(stmt) == "" {
-					continue
-				}
-				if _, err := tx.ExecContext(ctx, stmt); err != nil {
-					return fmt.Errorf("migration %d: %w", version, err)
-				}
-			}
-			_, err := tx.ExecContext(ctx, s.q(`INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`), version, now())
-			return err
-		}
-		if err := retryBusy(ctx, func() error { return s.tx(ctx, apply) }); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// retryBusy runs f until it does not fail with SQLITE_BUSY or SQLITE_LOCKED,
-// backing off from 1 ms to 100 ms, for at most busyWait in all.
-func retryBusy(ctx context.Context, f func() error) error {
-	deadline := time.Now().Add(busyWait)
-	pause := time.Millisecond
-	for {
-		err := f()
-		if !isBusy(err) || time.Now().After(deadline) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(pause):
-		}
-		pause = min(2*pause, 100*time.Millisecond)
-	}
-}
-
-// busyWait bounds how long opening a store waits for other processes that
-// are opening it too; the same as the connection's busy_timeout.
-const busyWait = 10 * time.Second
-
-// isBusy reports whether err is SQLite's "the file is locked by someone
-// else" (SQLITE_BUSY or SQLITE_LOCKED, with any extended code).
-func isBusy(err error) bool {
-	var se *sqlite.Error
-	if !errors.As(err, &se) {
-		return false
-	}
-	code := se.Code() & 0xff
-	return code == sqlite3.SQLITE_BUSY || code == sqlite3.SQLITE_LOCKED
-}
-
-func now() string { return time.Now().UTC().Format(time.RFC3339Nano) }
-
-func (s *sqlStore) tx(ctx context.Context, f func(*sql.Tx) error) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := f(tx); err != nil {
-		tx.Rollback()
-		return err
-	}
-	return tx.Commit()
-}
-
 func (s *sqlStore) CreateRun(ctx context.Context, r *RunInfo) error {
-	_, err := s.db.ExecContext(ctx, s.q(`INSERT INTO runs (id, suite_name, suite_file, suite_source, target, judge, auditor, samples, seed, created_at, status)
+	_, err := s.db.ExecContext(ctx, s.db.Q(`INSERT INTO runs (id, suite_name, suite_file, suite_source, target, judge, auditor, samples, seed, created_at, status)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 		r.ID, r.SuiteName, r.SuiteFile, string(r.Suite), r.Target, r.Judge, r.Auditor, r.Samples, r.Seed,
 		r.Created.UTC().Format(time.RFC3339Nano), r.Status)
@@ -307,7 +130,7 @@ func scanRun(sc interface{ Scan(...any) error }) (*RunInfo, error) {
 }
 
 func (s *sqlStore) Run(ctx context.Context, id string) (*RunInfo, error) {
-	r, err := scanRun(s.db.QueryRowContext(ctx, s.q(`SELECT `+runCols+` FROM runs WHERE id = ?`), id))
+	r, err := scanRun(s.db.QueryRowContext(ctx, s.db.Q(`SELECT `+runCols+` FROM runs WHERE id = ?`), id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%w: %w %q", ErrInput, ErrNoRun, id)
 	}
@@ -343,15 +166,15 @@ func (s *sqlStore) SaveSample(ctx context.Context, runID string, r *SampleResult
 	if err != nil {
 		return err
 	}
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.db.Tx(ctx, func(tx *sql.Tx) error {
 		// turn_scores go with the sample by cascade.
-		if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM turn_scores WHERE run_id = ? AND probe_id = ? AND sample = ?`), runID, r.ProbeID, r.Sample); err != nil {
+		if _, err := tx.ExecContext(ctx, s.db.Q(`DELETE FROM turn_scores WHERE run_id = ? AND probe_id = ? AND sample = ?`), runID, r.ProbeID, r.Sample); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM samples WHERE run_id = ? AND probe_id = ? AND sample = ?`), runID, r.ProbeID, r.Sample); err != nil {
+		if _, err := tx.ExecContext(ctx, s.db.Q(`DELETE FROM samples WHERE run_id = ? AND probe_id = ? AND sample = ?`), runID, r.ProbeID, r.Sample); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO samples (run_id, probe_id, sample, category, seed, status, error_kind, error, elicited, messages, started_at, duration_ns)
+		if _, err := tx.ExecContext(ctx, s.db.Q(`INSERT INTO samples (run_id, probe_id, sample, category, seed, status, error_kind, error, elicited, messages, started_at, duration_ns)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 			runID, r.ProbeID, r.Sample, string(r.Category), r.Seed, r.Status, r.ErrorKind, r.Error, b2i(r.Elicited),
 			string(msgs), r.Started.UTC().Format(time.RFC3339Nano), int64(r.Duration)); err != nil {
@@ -362,7 +185,7 @@ func (s *sqlStore) SaveSample(ctx context.Context, runID string, r *SampleResult
 			if err != nil {
 				return err
 			}
-			if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO turn_scores (run_id, probe_id, sample, turn, message, finish, persona, elicited, incoherent, scores)
+			if _, err := tx.ExecContext(ctx, s.db.Q(`INSERT INTO turn_scores (run_id, probe_id, sample, turn, message, finish, persona, elicited, incoherent, scores)
 				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 				runID, r.ProbeID, r.Sample, t, tr.Message, tr.Finish, tr.Persona, b2i(tr.Elicited), b2i(tr.Incoherent), string(scores)); err != nil {
 				return err
@@ -373,7 +196,7 @@ func (s *sqlStore) SaveSample(ctx context.Context, runID string, r *SampleResult
 }
 
 func (s *sqlStore) Samples(ctx context.Context, runID string) ([]*SampleResult, error) {
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT probe_id, sample, category, seed, status, error_kind, error, elicited, messages, started_at, duration_ns
+	rows, err := s.db.QueryContext(ctx, s.db.Q(`SELECT probe_id, sample, category, seed, status, error_kind, error, elicited, messages, started_at, duration_ns
 		FROM samples WHERE run_id = ? ORDER BY probe_id, sample`), runID)
 	if err != nil {
 		return nil, err
@@ -402,7 +225,7 @@ func (s *sqlStore) Samples(ctx context.Context, runID string) ([]*SampleResult, 
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	trows, err := s.db.QueryContext(ctx, s.q(`SELECT probe_id, sample, message, finish, persona, elicited, incoherent, scores
+	trows, err := s.db.QueryContext(ctx, s.db.Q(`SELECT probe_id, sample, message, finish, persona, elicited, incoherent, scores
 		FROM turn_scores WHERE run_id = ? ORDER BY probe_id, sample, turn`), runID)
 	if err != nil {
 		return nil, err
@@ -438,7 +261,7 @@ func (s *sqlStore) FinishRun(ctx context.Context, id string, rep *Report) error 
 	if rep.Run.Finished != nil {
 		finished = *rep.Run.Finished
 	}
-	_, err = s.db.ExecContext(ctx, s.q(`UPDATE runs SET status = 'done', finished_at = ?, report = ? WHERE id = ?`), finished.Format(time.RFC3339Nano), string(js), id)
+	_, err = s.db.ExecContext(ctx, s.db.Q(`UPDATE runs SET status = 'done', finished_at = ?, report = ? WHERE id = ?`), finished.Format(time.RFC3339Nano), string(js), id)
 	return err
 }
 

@@ -36,6 +36,10 @@ type Response struct {
 	// Logprobs is empty unless requested and supported.
 	Logprobs []TokenLogprob `json:"logprobs,omitempty"`
 	Usage    Usage          `json:"usage"`
+	// Persona is what a gateway in front of the model read and did (package
+	// gateway's Telemetry); the server returns it as the "persona" field,
+	// which OpenAI clients ignore. Nil from plain backends.
+	Persona any `json:"persona,omitempty"`
 }
 
 // TokenLogprob is one generated token with its log-probability and the most
@@ -63,6 +67,18 @@ type Backend interface {
 	// Name identifies the backend and model in reports, e.g. "openai:gpt-4o-mini".
 	Name() string
 	Chat(ctx context.Context, req Request) (*Response, error)
+}
+
+// Streamer is a backend that can stream its reply: what the server serves
+// on /v1/chat/completions (the embedded engine, or a gateway in front of
+// it).
+type Streamer interface {
+	Backend
+	// Model is the model id clients see.
+	Model() string
+	// ChatStream is Chat calling emit with the reply's text as it becomes
+	// final; the emitted texts concatenate to the Response's Content.
+	ChatStream(ctx context.Context, req Request, emit func(Delta) error) (*Response, error)
 }
 
 // ErrUnsupported is returned for a request feature a backend cannot serve

@@ -14,27 +14,8 @@ import (
 	"persona/internal/testref"
 )
 
-const openaiClientInstall = "bash tools/openai-client/install.sh"
-
-// openaiClientDir finds tools/openai-client and checks node and the package
-// are there; it fails under CI=true (a broken setup) and skips elsewhere,
-// with the install command.
-func openaiClientDir(t *testing.T) string {
-	t.Helper()
-	dir, err := filepath.Abs("../tools/openai-client")
-	if err == nil {
-		if _, err = exec.LookPath("node"); err != nil {
-			err = fmt.Errorf("node is not on PATH (install Node >= 20, then %s)", openaiClientInstall)
-		} else if _, err = os.Stat(filepath.Join(dir, "node_modules", "openai", "package.json")); err != nil {
-			err = fmt.Errorf("the openai npm package is not installed; run %s", openaiClientInstall)
-		}
-	}
-	testref.Require(t, err)
-	return dir
-}
-
 func TestOpenAINpmClient(t *testing.T) {
-	dir := openaiClientDir(t)
+	dir := testref.OpenAIClient(t)
 	ts, _ := startServer(t)
 	cmd := exec.Command("node", filepath.Join(dir, "client.mjs"), ts.URL+"/v1", "tiny-qwen3")
 	cmd.Stderr = os.Stderr

@@ -30,7 +30,11 @@ import (
 // n > 1, tools and non-text content parts are rejected with 400 rather than
 // ignored, so a client never silently gets something other than it asked.
 type Server struct {
+	// B is the embedded engine: raw completions and watermark detection.
 	B *Engine
+	// Chat answers /v1/chat/completions: B itself, or a gateway that holds
+	// B's replies to a persona spec.
+	Chat Streamer
 	// MaxBodyBytes bounds request bodies (default 4 MiB); larger ones get 413.
 	MaxBodyBytes int64
 	// Log receives one line per failed request (nil: discard).
@@ -43,14 +47,14 @@ type Server struct {
 
 // NewServer serves b under its model name.
 func NewServer(b *Engine) *Server {
-	s := &Server{B: b, MaxBodyBytes: 4 << 20, mux: http.NewServeMux(), metrics: newMetrics(), started: time.Now()}
+	s := &Server{B: b, Chat: b, MaxBodyBytes: 4 << 20, mux: http.NewServeMux(), metrics: newMetrics(), started: time.Now()}
 	s.mux.HandleFunc("GET /v1/models", s.models)
 	s.mux.HandleFunc("GET /v1/models/{id...}", s.model)
 	s.mux.HandleFunc("POST /v1/chat/completions", s.chatCompletions)
 	s.mux.HandleFunc("POST /v1/completions", s.completions)
 	s.mux.HandleFunc("POST /v1/watermark/detect", s.detectWatermark)
 	s.mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "model": b.Model()})
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "model": s.Chat.Model()})
 	})
 	s.mux.HandleFunc("GET /metrics", s.metrics.serve)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -176,7 +180,7 @@ func (s *Server) models(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) model(w http.ResponseWriter, r *http.Request) {
-	if id := r.PathValue("id"); id != s.B.Model() {
+	if id := r.PathValue("id"); id != s.Chat.Model() {
 		writeError(w, s.unknownModel(id))
 		return
 	}
@@ -184,7 +188,7 @@ func (s *Server) model(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) modelObject() map[string]any {
-	m := map[string]any{"id": s.B.Model(), "object": "model", "created": s.started.Unix(), "owned_by": "persona"}
+	m := map[string]any{"id": s.Chat.Model(), "object": "model", "created": s.started.Unix(), "owned_by": "persona"}
 	if wm := s.B.Watermark; wm != nil {
 		// Clients may learn that output is marked and under which key id;
 		// the key itself never leaves the server.
@@ -195,7 +199,7 @@ func (s *Server) modelObject() map[string]any {
 
 func (s *Server) unknownModel(id string) *apiError {
 	return &apiError{http.StatusNotFound, "invalid_request_error", "model_not_found",
-		fmt.Sprintf("model %q is not served here; this server serves %q", id, s.B.Model())}
+		fmt.Sprintf("model %q is not served here; this server serves %q", id, s.Chat.Model())}
 }
 
 // samplingFields are the request fields both completion endpoints share.
@@ -218,7 +222,7 @@ type samplingFields struct {
 // defaults apply: temperature 1, top_p 1.
 func (s *Server) request(f *samplingFields, defaultMax int) (Request, *apiError) {
 	var req Request
-	if f.Model != "" && f.Model != s.B.Model() {
+	if f.Model != "" && f.Model != s.Chat.Model() {
 		return req, s.unknownModel(f.Model)
 	}
 	if f.N != nil && *f.N != 1 {
@@ -350,7 +354,7 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		req.TopLogprobs = *body.TopLogprobs
 	}
 	id, created := "chatcmpl-"+randomID(), time.Now().Unix()
-	run := func(emit func(Delta) error) (*Response, error) { return s.B.ChatStream(r.Context(), req, emit) }
+	run := func(emit func(Delta) error) (*Response, error) { return s.Chat.ChatStream(r.Context(), req, emit) }
 	if !body.Stream {
 		resp, err := run(nil)
 		if err != nil {
@@ -364,16 +368,20 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 			"logprobs":      chatLogprobs(resp.Logprobs, req.Logprobs),
 			"finish_reason": resp.FinishReason,
 		}
-		writeJSON(w, http.StatusOK, map[string]any{
-			"id": id, "object": "chat.completion", "created": created, "model": s.B.Model(),
+		out := map[string]any{
+			"id": id, "object": "chat.completion", "created": created, "model": s.Chat.Model(),
 			"choices": []any{choice}, "usage": usage(resp.Usage),
-		})
+		}
+		if resp.Persona != nil {
+			out["persona"] = resp.Persona
+		}
+		writeJSON(w, http.StatusOK, out)
 		return
 	}
 	sse := newSSE(w)
 	chunk := func(delta map[string]any, lps any, finish any) map[string]any {
 		return map[string]any{
-			"id": id, "object": "chat.completion.chunk", "created": created, "model": s.B.Model(),
+			"id": id, "object": "chat.completion.chunk", "created": created, "model": s.Chat.Model(),
 			"choices": []any{map[string]any{"index": 0, "delta": delta, "logprobs": lps, "finish_reason": finish}},
 		}
 	}
@@ -393,9 +401,13 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 	if !sse.started {
 		sse.send(chunk(map[string]any{"role": "assistant", "content": ""}, nil, nil))
 	}
-	sse.send(chunk(map[string]any{}, nil, resp.FinishReason))
+	final := chunk(map[string]any{}, nil, resp.FinishReason)
+	if resp.Persona != nil {
+		final["persona"] = resp.Persona
+	}
+	sse.send(final)
 	if body.StreamOptions != nil && body.StreamOptions.IncludeUsage {
-		sse.send(map[string]any{"id": id, "object": "chat.completion.chunk", "created": created, "model": s.B.Model(),
+		sse.send(map[string]any{"id": id, "object": "chat.completion.chunk", "created": created, "model": s.Chat.Model(),
 			"choices": []any{}, "usage": usage(resp.Usage)})
 	}
 	sse.done()
@@ -443,7 +455,7 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
 	id, created := "cmpl-"+randomID(), time.Now().Unix()
 	chunk := func(text string, lps []TokenLogprob, offset int, finish any) map[string]any {
 		return map[string]any{
-			"id": id, "object": "text_completion", "created": created, "model": s.B.Model(),
+			"id": id, "object": "text_completion", "created": created, "model": s.Chat.Model(),
 			"choices": []any{map[string]any{"index": 0, "text": text, "logprobs": completionLogprobs(lps, req.Logprobs, offset), "finish_reason": finish}},
 		}
 	}
@@ -707,7 +719,7 @@ func (s *Server) detectWatermark(w http.ResponseWriter, r *http.Request) {
 	case req.Text != nil:
 		ids = s.B.E.Tokenizer.Encode(*req.Text, false)
 		if back := s.B.E.Tokenizer.DecodeSkipSpecial(ids); back != *req.Text {
-			writeError(w, badRequest("the text does not survive this model's tokenizer: it was not written with %s's vocabulary", s.B.Model()))
+			writeError(w, badRequest("the text does not survive this model's tokenizer: it was not written with %s's vocabulary", s.Chat.Model()))
 			return
 		}
 	default:

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -39,9 +40,16 @@ type Options struct {
 	BodyTimeout time.Duration
 	// MaxBody is the largest request body accepted (default 4 MiB).
 	MaxBody int64
-	// Log receives one line per refused request (nil: discard). Secrets
+	// Logger receives one line per refused request (nil: discard). Secrets
 	// are never logged; keys appear by id.
-	Log *slog.Logger
+	Logger *slog.Logger
+	// Persona, if set, is the guarded model being served: its card is at
+	// GET /v1/persona, its counts join the metrics, and /ui shows it live.
+	Persona *Guarded
+	// Log is the conversation log /ui reads (nil: none).
+	Log *Log
+	// Watermark names the output watermark on the card (scheme, key_id).
+	Watermark map[string]string
 }
 
 // Gateway authenticates, limits and admits requests before next serves
@@ -114,8 +122,8 @@ type apiError struct {
 func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, e apiError, keyID string) {
 	c, _ := g.refused.LoadOrStore(e.code, new(atomic.Uint64))
 	c.(*atomic.Uint64).Add(1)
-	if g.o.Log != nil {
-		g.o.Log.Warn("request refused", "path", r.URL.Path, "status", e.status, "reason", e.code, "key", keyID, "remote", r.RemoteAddr)
+	if g.o.Logger != nil {
+		g.o.Logger.Warn("request refused", "path", r.URL.Path, "status", e.status, "reason", e.code, "key", keyID, "remote", r.RemoteAddr)
 	}
 	if e.retryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(e.retryAfter.Seconds()))))
@@ -138,7 +146,7 @@ func scopeFor(path string) Scope {
 	switch {
 	case path == "/health":
 		return ""
-	case path == "/metrics", strings.HasPrefix(path, "/admin/"):
+	case path == "/metrics", path == "/ui", strings.HasPrefix(path, "/admin/"):
 		return ScopeAdmin
 	}
 	return ScopeClient
@@ -187,8 +195,15 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if r.URL.Path == "/admin/reload" && r.Method == http.MethodPost {
+	switch {
+	case r.URL.Path == "/admin/reload" && r.Method == http.MethodPost:
 		g.reload(w, r)
+		return
+	case r.URL.Path == "/v1/persona" && r.Method == http.MethodGet && g.o.Persona != nil:
+		g.servePersona(w, r)
+		return
+	case r.URL.Path == "/ui" && r.Method == http.MethodGet && g.o.Persona != nil:
+		g.serveUI(w, r)
 		return
 	}
 	if !generates(r) {
@@ -237,6 +252,9 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 	g.next.ServeHTTP(w, r)
 	if r.URL.Path == "/metrics" && r.Method == http.MethodGet {
 		g.writeMetrics(w)
+		if g.o.Persona != nil {
+			g.o.Persona.WriteMetrics(w)
+		}
 	}
 }
 
@@ -285,10 +303,16 @@ func (g *Gateway) reload(w http.ResponseWriter, r *http.Request) {
 func (g *Gateway) writeMetrics(w io.Writer) {
 	fmt.Fprintln(w, "# HELP persona_gateway_refused_total Requests the gateway refused, by reason.")
 	fmt.Fprintln(w, "# TYPE persona_gateway_refused_total counter")
-	g.refused.Range(func(k, v any) bool {
-		fmt.Fprintf(w, "persona_gateway_refused_total{reason=%q} %d\n", k, v.(*atomic.Uint64).Load())
+	var reasons []string
+	g.refused.Range(func(k, _ any) bool {
+		reasons = append(reasons, k.(string))
 		return true
 	})
+	sort.Strings(reasons)
+	for _, k := range reasons {
+		v, _ := g.refused.Load(k)
+		fmt.Fprintf(w, "persona_gateway_refused_total{reason=%q} %d\n", k, v.(*atomic.Uint64).Load())
+	}
 	fmt.Fprintln(w, "# HELP persona_gateway_admitted Generation requests running or waiting for a slot.")
 	fmt.Fprintln(w, "# TYPE persona_gateway_admitted gauge")
 	fmt.Fprintf(w, "persona_gateway_admitted %d\n", len(g.admitted))

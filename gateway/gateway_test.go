@@ -93,7 +93,7 @@ func TestAuthAndScopes(t *testing.T) {
 	var logs bytes.Buffer
 	st := newStub()
 	close(st.release)
-	ts := httptest.NewServer(New(st, Options{Keys: ks, Slots: 2, Log: slog.New(slog.NewTextHandler(&logs, nil))}))
+	ts := httptest.NewServer(New(st, Options{Keys: ks, Slots: 2, Logger: slog.New(slog.NewTextHandler(&logs, nil))}))
 	defer ts.Close()
 	for _, c := range []struct {
 		method, path, secret string

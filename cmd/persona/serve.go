@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -22,6 +23,9 @@ func newServeCmd() *cobra.Command {
 	var (
 		modelPath, tokPath, addr, name string
 		keysPath, tlsCert, tlsKey      string
+		specPath, logDSN, configPath   string
+		judgeName, criticName          string
+		retention                      time.Duration
 		concurrency, queue             int
 		maxBody                        int64
 		grace, deadline, bodyTimeout   time.Duration
@@ -100,12 +104,30 @@ up to --grace before closing them; a second signal exits at once.`,
 			}
 			b := backend.NewEngine(e, name, concurrency)
 			b.Watermark = wm
+			var guarded *gateway.Guarded
+			var convLog *gateway.Log
+			if specPath != "" {
+				if guarded, convLog, err = openGuard(cmd.Context(), b, specPath, logDSN, retention, configPath, judgeName, criticName); err != nil {
+					ln.Close()
+					return err
+				}
+				if convLog != nil {
+					defer convLog.Close()
+				}
+			}
 			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 			s := backend.NewServer(b)
 			s.MaxBodyBytes = maxBody
 			s.Log = log
-			gw := gateway.New(s, gateway.Options{Keys: keys, Slots: concurrency, Queue: queue, Deadline: deadline,
-				BodyTimeout: bodyTimeout, MaxBody: maxBody, Log: log})
+			opts := gateway.Options{Keys: keys, Slots: concurrency, Queue: queue, Deadline: deadline,
+				BodyTimeout: bodyTimeout, MaxBody: maxBody, Logger: log, Persona: guarded, Log: convLog}
+			if guarded != nil {
+				s.Chat = guarded
+			}
+			if wm != nil {
+				opts.Watermark = map[string]string{"scheme": wm.Scheme, "key_id": sample.KeyID(wm.Key)}
+			}
+			gw := gateway.New(s, opts)
 			scheme := "http"
 			if tlsCert != "" {
 				cert, err := tls.LoadX509KeyPair(tlsCert, tlsKey)
@@ -119,6 +141,10 @@ up to --grace before closing them; a second signal exits at once.`,
 			fmt.Fprintf(os.Stderr, "persona serve: model %q on %s://%s/v1\n", name, scheme, ln.Addr())
 			if keys != nil {
 				fmt.Fprintf(os.Stderr, "persona serve: %d API keys from %s\n", len(keys.Keys), keysPath)
+			}
+			if guarded != nil {
+				fmt.Fprintf(os.Stderr, "persona serve: brand persona %q (%s monitor, %d rails); card at /v1/persona, live page at /ui\n",
+					guarded.Guard.Spec.Name, guarded.Guard.Spec.Monitor, len(guarded.Guard.Spec.Rails))
 			}
 			if wm != nil {
 				fmt.Fprintf(os.Stderr, "persona serve: %s watermark, key id %s\n", wm.Scheme, sample.KeyID(wm.Key))
@@ -143,6 +169,12 @@ up to --grace before closing them; a second signal exits at once.`,
 	f.BoolVar(&insecure, "insecure", false, "serve a non-loopback --addr without API keys")
 	f.StringVar(&tlsCert, "tls-cert", "", "TLS certificate (PEM) to serve HTTPS")
 	f.StringVar(&tlsKey, "tls-key", "", "TLS private key (PEM)")
+	f.StringVar(&specPath, "spec", "", "brand persona spec YAML: serve the model as that persona, monitored and held by rails")
+	f.StringVar(&logDSN, "log", "gateway.db", "conversation log with --spec: a SQLite file or postgres:// DSN; \"none\" keeps no log")
+	f.DurationVar(&retention, "retention", 30*24*time.Hour, "how long the conversation log keeps turns")
+	f.StringVar(&configPath, "backend", "", "backend config YAML with the judge (--judge) and critic (--critic) the spec uses")
+	f.StringVar(&judgeName, "judge", "", "backend config entry that rates turns for a spec with monitor: judge")
+	f.StringVar(&criticName, "critic", "", "backend config entry that rewrites replies for the revise action")
 	f.Int64Var(&maxBody, "max-body", 4<<20, "largest request body accepted, in bytes")
 	f.DurationVar(&grace, "grace", 30*time.Second, "how long running requests may finish after SIGINT/SIGTERM")
 	wf.register(f, "watermark")
@@ -160,4 +192,56 @@ func loopback(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// openGuard loads a spec and builds what serves it: the guard with its
+// monitor, the conversation log (pruned now and every hour), and the
+// judge and critic backends it names.
+func openGuard(ctx context.Context, b *backend.Engine, specPath, logDSN string, retention time.Duration, configPath, judgeName, criticName string) (*gateway.Guarded, *gateway.Log, error) {
+	spec, err := gateway.LoadSpec(specPath)
+	if err != nil {
+		return nil, nil, usageErr(err)
+	}
+	up := gateway.Upstream{Engine: b.E}
+	for _, c := range []struct {
+		name string
+		into *backend.Backend
+	}{{judgeName, &up.Judge}, {criticName, &up.Critic}} {
+		if c.name == "" {
+			continue
+		}
+		if configPath == "" {
+			return nil, nil, usageErr(errors.New("--judge and --critic name entries of a --backend config"))
+		}
+		bk, _, err := openBackend(configPath, c.name)
+		if err != nil {
+			return nil, nil, err
+		}
+		*c.into = bk
+	}
+	guard, err := gateway.NewGuard(spec, up)
+	if err != nil {
+		return nil, nil, usageErr(err)
+	}
+	g := &gateway.Guarded{Up: b, Guard: guard}
+	if logDSN == "none" {
+		return g, nil, nil
+	}
+	if retention <= 0 {
+		return nil, nil, usageErr(fmt.Errorf("--retention %v must be > 0", retention))
+	}
+	if g.Log, err = gateway.OpenLog(ctx, logDSN); err != nil {
+		return nil, nil, usageErr(err)
+	}
+	go func() {
+		for {
+			g.Log.Prune(ctx, retention)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Hour):
+			}
+		}
+	}()
+	return g, g.Log, nil
 }

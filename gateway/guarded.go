@@ -1,0 +1,190 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"persona/backend"
+	"persona/chat"
+)
+
+// Guarded serves a model as its brand persona: the spec's system prompt
+// opens every conversation, every reply passes the guard before the client
+// sees it, and what the monitor read comes back in the response's persona
+// field, in the conversation log and in the metrics. Streams are buffered
+// (a rail may replace the reply), so a stream arrives as one piece once the
+// reply has passed.
+type Guarded struct {
+	Up    backend.Streamer
+	Guard *Guard
+	// Log, if set, keeps every turn durably before its response is sent.
+	Log *Log
+
+	mu    sync.Mutex
+	stats Stats
+}
+
+// Stats counts what the gateway saw and did since it started.
+type Stats struct {
+	Turns         int            `json:"turns"`
+	ByTop         map[string]int `json:"by_top_persona"`
+	Interventions map[string]int `json:"interventions"` // by "rail/action"
+	Blocked       int            `json:"blocked"`
+	// AllowedMean is the mean allowed-persona probability of served replies.
+	AllowedMean float64 `json:"allowed_mean"`
+	allowedSum  float64
+}
+
+// Name names the gateway and its upstream.
+func (g *Guarded) Name() string { return "gateway:" + g.Guard.Spec.Name + "/" + g.Up.Name() }
+
+// Model is the upstream's model id.
+func (g *Guarded) Model() string { return g.Up.Model() }
+
+// Chat is ChatStream without streaming.
+func (g *Guarded) Chat(ctx context.Context, req backend.Request) (*backend.Response, error) {
+	return g.ChatStream(ctx, req, nil)
+}
+
+// ChatStream answers as the brand persona.
+func (g *Guarded) ChatStream(ctx context.Context, req backend.Request, emit func(backend.Delta) error) (*backend.Response, error) {
+	msgs := append([]chat.Message{{Role: chat.RoleSystem, Content: g.Guard.Spec.SystemPrompt}}, req.Messages...)
+	var last *backend.Response
+	attempt := int64(0)
+	gen := func(ctx context.Context, m []chat.Message) (string, error) {
+		r := req
+		r.Messages = m
+		if r.Seed != nil {
+			s := *r.Seed + attempt // a rail's next try is a new draw
+			r.Seed = &s
+		}
+		attempt++
+		resp, err := g.Up.Chat(ctx, r)
+		if err != nil {
+			return "", err
+		}
+		last = resp
+		return resp.Content, nil
+	}
+	out, err := g.Guard.Reply(ctx, msgs, gen)
+	if err != nil {
+		return nil, err
+	}
+	resp := *last
+	if out.Reply != resp.Content {
+		// The client gets the text the rails let through; the drawn
+		// tokens' probabilities describe another text.
+		resp.Content, resp.Logprobs = out.Reply, nil
+		if out.Blocked {
+			resp.FinishReason = "content_filter"
+		}
+	}
+	resp.Persona = &out.Telemetry
+	g.count(out)
+	if g.Log != nil {
+		if err := g.Log.Append(ctx, Turn{Conversation: ConversationID(msgs), Messages: msgs, Reply: out.Reply, Telemetry: out.Telemetry,
+			Model: g.Up.Model(), At: time.Now().UTC()}); err != nil {
+			return nil, fmt.Errorf("conversation log: %w", err)
+		}
+	}
+	if emit != nil && resp.Content != "" {
+		if err := emit(backend.Delta{Text: resp.Content}); err != nil {
+			return nil, err
+		}
+	}
+	return &resp, nil
+}
+
+func (g *Guarded) count(out *Outcome) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	s := &g.stats
+	if s.ByTop == nil {
+		s.ByTop, s.Interventions = map[string]int{}, map[string]int{}
+	}
+	s.Turns++
+	s.ByTop[out.Top]++
+	for _, iv := range out.Interventions {
+		s.Interventions[iv.Rail+"/"+iv.Action]++
+	}
+	if out.Blocked {
+		s.Blocked++
+	}
+	s.allowedSum += out.Allowed
+	s.AllowedMean = s.allowedSum / float64(s.Turns)
+}
+
+// Stats returns a copy of the counts.
+func (g *Guarded) Stats() Stats {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	s := g.stats
+	s.ByTop, s.Interventions = clone(s.ByTop), clone(s.Interventions)
+	return s
+}
+
+func clone(m map[string]int) map[string]int {
+	out := make(map[string]int, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// WriteMetrics writes the counts in the Prometheus text format.
+func (g *Guarded) WriteMetrics(w io.Writer) {
+	s := g.Stats()
+	spec := g.Guard.Spec.Name
+	fmt.Fprintln(w, "# HELP persona_gateway_turns_total Replies served, by the persona the monitor read as most likely.")
+	fmt.Fprintln(w, "# TYPE persona_gateway_turns_total counter")
+	for _, k := range sortedKeys(s.ByTop) {
+		fmt.Fprintf(w, "persona_gateway_turns_total{spec=%q,top=%q} %d\n", spec, k, s.ByTop[k])
+	}
+	fmt.Fprintln(w, "# HELP persona_gateway_interventions_total Actions the rails took, by rail and action.")
+	fmt.Fprintln(w, "# TYPE persona_gateway_interventions_total counter")
+	for _, k := range sortedKeys(s.Interventions) {
+		rail, action, _ := strings.Cut(k, "/")
+		fmt.Fprintf(w, "persona_gateway_interventions_total{spec=%q,rail=%q,action=%q} %d\n", spec, rail, action, s.Interventions[k])
+	}
+	fmt.Fprintln(w, "# HELP persona_gateway_allowed_mean Mean probability of the allowed personas over served replies.")
+	fmt.Fprintln(w, "# TYPE persona_gateway_allowed_mean gauge")
+	fmt.Fprintf(w, "persona_gateway_allowed_mean{spec=%q} %g\n", spec, s.AllowedMean)
+}
+
+func sortedKeys(m map[string]int) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// Card is the persona card: what a deployment is, how it is held, and
+// what was measured of it.
+type Card struct {
+	Name        string   `json:"name"`
+	Description string   `json:"description,omitempty"`
+	Disclosure  string   `json:"disclosure,omitempty"`
+	Model       string   `json:"model"`
+	Monitor     string   `json:"monitor"`
+	Allowed     []string `json:"allowed"`
+	Forbidden   []string `json:"forbidden"`
+	Rails       []Rail   `json:"rails"`
+	// Watermark names the scheme and key id when output is marked.
+	Watermark map[string]string `json:"watermark,omitempty"`
+	Stats     Stats             `json:"stats"`
+}
+
+// Card returns the deployment's card.
+func (g *Guarded) Card() Card {
+	s := g.Guard.Spec
+	return Card{Name: s.Name, Description: s.Description, Disclosure: s.Disclosure, Model: g.Up.Model(), Monitor: s.Monitor,
+		Allowed: slices.Clone(s.Allowed), Forbidden: slices.Clone(s.Forbidden), Rails: slices.Clone(s.Rails), Stats: g.Stats()}
+}
