@@ -19,11 +19,11 @@ import (
 func newDriftCmd() *cobra.Command {
 	var (
 		modelPath, scenariosPath, configPath, auditorName, axisPath, libDir, htmlPath, specPath string
-		orgMode, capRuns, asJSON, noPosterior                                         bool
-		perDomain, turns, samples, maxTokens, layer                                   int
-		threshold                                                                     float64
-		temperature                                                                   float32
-		seed                                                                          uint64
+		orgMode, capRuns, asJSON, noPosterior                                                   bool
+		perDomain, turns, samples, maxTokens, layer                                             int
+		threshold                                                                               float64
+		temperature                                                                             float32
+		seed                                                                                    uint64
 	)
 	cmd := &cobra.Command{
 		Use:   "drift",
