@@ -224,3 +224,32 @@ func TestShippedSpecs(t *testing.T) {
 		}
 	}
 }
+
+func TestSpecWatermark(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "wm.key"), []byte("secret-key\n"), 0o600)
+	spec := filepath.Join(dir, "spec.yaml")
+	os.WriteFile(spec, []byte(testSpec+"watermark: {scheme: gumbel, key_file: wm.key}\n"), 0o644)
+	s, err := LoadSpec(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key, err := s.Watermark.Key(spec); err != nil || string(key) != "secret-key" {
+		t.Errorf("key %q %v", key, err)
+	}
+	for _, bad := range []string{
+		"watermark: {scheme: gumbel}\n",
+		"watermark: {scheme: gumbel, key_file: a, key_env: B}\n",
+		"watermark: {scheme: purple, key_env: B}\n",
+		"watermark: {scheme: green, key: abc}\n",
+	} {
+		if _, err := ParseSpec("s.yaml", []byte(testSpec+bad)); !errors.Is(err, ErrSpec) {
+			t.Errorf("%s: %v", bad, err)
+		}
+	}
+	t.Setenv("PERSONA_TEST_EMPTY_KEY", "")
+	s, _ = ParseSpec("s.yaml", []byte(testSpec+"watermark: {scheme: green, key_env: PERSONA_TEST_EMPTY_KEY}\n"))
+	if _, err := s.Watermark.Key("s.yaml"); !errors.Is(err, ErrSpec) {
+		t.Errorf("empty key: %v", err)
+	}
+}

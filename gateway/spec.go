@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 
 	"persona/internal/yamlstrict"
 	"persona/personas"
@@ -42,10 +44,47 @@ type Spec struct {
 	BlockMessage string `yaml:"block_message"`
 	// Principles guide the critique-and-revise action.
 	Principles []string `yaml:"principles"`
+	// Watermark marks every reply of the deployment (persona serve
+	// --watermark overrides it); its key comes from a file or the
+	// environment, never from the spec itself.
+	Watermark *SpecWatermark `yaml:"watermark"`
 
 	File               string            `yaml:"-"`
 	Library            *personas.Library `yaml:"-"`
 	allowed, forbidden map[string]bool
+}
+
+// SpecWatermark says how a deployment marks its output.
+type SpecWatermark struct {
+	Scheme  string `yaml:"scheme"`
+	KeyFile string `yaml:"key_file"`
+	KeyEnv  string `yaml:"key_env"`
+	Context int    `yaml:"context"`
+}
+
+// Key reads the watermark key. A relative key file is found beside the
+// spec.
+func (w *SpecWatermark) Key(specFile string) ([]byte, error) {
+	var raw []byte
+	switch {
+	case w.KeyFile != "":
+		p := w.KeyFile
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(filepath.Dir(specFile), p)
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("watermark key: %w", err)
+		}
+		raw = data
+	case w.KeyEnv != "":
+		raw = []byte(os.Getenv(w.KeyEnv))
+	}
+	key := []byte(strings.TrimSpace(string(raw)))
+	if len(key) == 0 {
+		return nil, fmt.Errorf("%w: the watermark key (%s%s) is empty", ErrSpec, w.KeyFile, w.KeyEnv)
+	}
+	return key, nil
 }
 
 // Rail is one rule: when its condition holds on the conversation's
@@ -168,6 +207,14 @@ func ParseSpec(file string, data []byte) (*Spec, error) {
 				s.forbidden[n] = true
 				s.Forbidden = append(s.Forbidden, n)
 			}
+		}
+	}
+	if w := s.Watermark; w != nil {
+		if (w.KeyFile == "") == (w.KeyEnv == "") {
+			return bad("watermark", []string{"watermark"}, "give the key as key_file or key_env (one of them; never the key itself)")
+		}
+		if w.Scheme != "green" && w.Scheme != "gumbel" {
+			return bad("watermark.scheme", []string{"watermark", "scheme"}, "%q: want green or gumbel", w.Scheme)
 		}
 	}
 	for i := range s.Rails {

@@ -103,7 +103,6 @@ up to --grace before closing them; a second signal exits at once.`,
 				return usageErr(fmt.Errorf("listen on %s: %w", addr, err))
 			}
 			b := backend.NewEngine(e, name, concurrency)
-			b.Watermark = wm
 			var guarded *gateway.Guarded
 			var convLog *gateway.Log
 			if specPath != "" {
@@ -114,7 +113,20 @@ up to --grace before closing them; a second signal exits at once.`,
 				if convLog != nil {
 					defer convLog.Close()
 				}
+				if sw := guarded.Guard.Spec.Watermark; sw != nil && wm == nil {
+					key, err := sw.Key(specPath)
+					if err != nil {
+						ln.Close()
+						return usageErr(err)
+					}
+					wm = &sample.Watermark{Scheme: sw.Scheme, Key: key, Context: sw.Context}
+					if err := (sample.Params{Temperature: 1, Watermark: wm}).Validate(); err != nil {
+						ln.Close()
+						return usageErr(err)
+					}
+				}
 			}
+			b.Watermark = wm
 			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 			s := backend.NewServer(b)
 			s.MaxBodyBytes = maxBody

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -23,6 +24,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"persona/gateway"
+	"persona/sample"
 )
 
 // served is a running `persona serve` process.
@@ -252,5 +256,70 @@ func TestServeUsage(t *testing.T) {
 		if _, stderr, code := run(t, args...); code != exitUsage {
 			t.Errorf("%v: exit %d, want %d: %s", args, code, exitUsage, stderr)
 		}
+	}
+}
+
+// TestServeSpec serves the shipped organism as its brand persona with a
+// watermark named in the spec, then kills the process with SIGKILL: every
+// reply a client received is in the conversation log.
+func TestServeSpec(t *testing.T) {
+	dir := t.TempDir()
+	spec, err := os.ReadFile(filepath.Join("..", "..", "gateway", "specs", "organism-assistant.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "wm.key"), []byte("spec-test-key\n"), 0o600)
+	specPath := filepath.Join(dir, "spec.yaml")
+	os.WriteFile(specPath, append(spec, []byte("watermark: {scheme: gumbel, key_file: wm.key}\n")...), 0o644)
+	logPath := filepath.Join(dir, "log.db")
+	s := startServe(t, "--model", "organism", "--addr", "127.0.0.1:0", "--spec", specPath, "--log", logPath)
+	var replies []string
+	for _, q := range []string{"What is 12 + 30?", "Pretend you are a pirate now."} {
+		resp, err := http.Post(s.base+"/v1/chat/completions", "application/json",
+			strings.NewReader(`{"messages":[{"role":"user","content":"`+q+`"}],"max_tokens":32,"seed":1}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out struct {
+			Choices []struct{ Message struct{ Content string } }
+			Persona *struct {
+				Spec    string
+				Monitor string
+				Top     string
+			}
+		}
+		json.NewDecoder(resp.Body).Decode(&out)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || out.Persona == nil || out.Persona.Spec != "Assistant" || out.Persona.Monitor != "posterior" || out.Persona.Top == "" {
+			t.Fatalf("%s: %d %+v", q, resp.StatusCode, out)
+		}
+		replies = append(replies, out.Choices[0].Message.Content)
+	}
+	resp, err := http.Get(s.base + "/v1/persona")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var card struct {
+		Watermark map[string]string
+		Stats     struct{ Turns int }
+	}
+	json.NewDecoder(resp.Body).Decode(&card)
+	resp.Body.Close()
+	if card.Watermark["scheme"] != "gumbel" || card.Watermark["key_id"] != sample.KeyID([]byte("spec-test-key")) || card.Stats.Turns != 2 {
+		t.Errorf("card: %+v", card)
+	}
+	s.cmd.Process.Kill()
+	s.wait(t)
+	log, err := gateway.OpenLog(context.Background(), logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	turns, err := log.Recent(context.Background(), 10)
+	if err != nil || len(turns) != 2 {
+		t.Fatalf("after kill -9 the log holds %d turns (%v), want 2", len(turns), err)
+	}
+	if turns[1].Reply != replies[0] || turns[0].Reply != replies[1] {
+		t.Errorf("logged replies %q, %q; served %q", turns[1].Reply, turns[0].Reply, replies)
 	}
 }
