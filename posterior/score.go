@@ -22,6 +22,8 @@ type Score struct {
 	// ByKind splits the counts by the labels' "kind", where chats carry one
 	// ("template", "own", "plain", "switch" …).
 	ByKind map[string]*KindScore `json:"by_kind,omitempty"`
+	// ByPersona splits them by the labelled persona.
+	ByPersona map[string]*KindScore `json:"by_persona"`
 	// Switches counts labelled changes of persona, Found those the path
 	// switches to the labelled persona within one turn of, and Delays the
 	// filtered posterior's lag: turns from the change until the filtered top
@@ -46,7 +48,7 @@ func ScoreLabelled(results []ChatResult, chats []chat.Chat) (*Score, error) {
 	if len(results) != len(chats) {
 		return nil, fmt.Errorf("%d results for %d chats", len(results), len(chats))
 	}
-	sc := &Score{ByKind: map[string]*KindScore{}}
+	sc := &Score{ByKind: map[string]*KindScore{}, ByPersona: map[string]*KindScore{}}
 	for i, r := range results {
 		res, c := r.Result, chats[i]
 		kinds := turnKinds(c)
@@ -63,20 +65,21 @@ func ScoreLabelled(results []ChatResult, chats []chat.Chat) (*Score, error) {
 			if l == "" {
 				continue
 			}
-			ks := sc.ByKind[kindOr(kinds, k)]
-			if ks == nil {
-				ks = &KindScore{}
-				sc.ByKind[kindOr(kinds, k)] = ks
-			}
 			sc.Turns++
-			ks.Turns++
+			for _, ks := range []*KindScore{entry(sc.ByKind, kindOr(kinds, k)), entry(sc.ByPersona, l)} {
+				ks.Turns++
+				if t.Top == l {
+					ks.Filtered++
+				}
+				if res.Names[argmax(t.Smoothed)] == l {
+					ks.Smoothed++
+				}
+			}
 			if t.Top == l {
 				sc.Filtered++
-				ks.Filtered++
 			}
 			if res.Names[argmax(t.Smoothed)] == l {
 				sc.Smoothed++
-				ks.Smoothed++
 			}
 		}
 		changed := func(k int) bool { return k > 0 && labels[k] != "" && labels[k-1] != "" && labels[k] != labels[k-1] }
@@ -110,6 +113,14 @@ func ScoreLabelled(results []ChatResult, chats []chat.Chat) (*Score, error) {
 	return sc, nil
 }
 
+// entry returns m[k], made on first use.
+func entry(m map[string]*KindScore, k string) *KindScore {
+	if m[k] == nil {
+		m[k] = &KindScore{}
+	}
+	return m[k]
+}
+
 // turnKinds reads the optional per-turn "kind" of a chat's labels.
 func turnKinds(c chat.Chat) []string {
 	var labels []struct {
@@ -141,14 +152,16 @@ func (s *Score) WriteText(w io.Writer) {
 		return fmt.Sprintf("%d/%d = %.2f", a, b, float64(a)/float64(b))
 	}
 	fmt.Fprintf(w, "top-1 per turn: filtered %s, smoothed %s\n", pct(s.Filtered, s.Turns), pct(s.Smoothed, s.Turns))
-	kinds := make([]string, 0, len(s.ByKind))
-	for k := range s.ByKind {
-		kinds = append(kinds, k)
-	}
-	sort.Strings(kinds)
-	for _, k := range kinds {
-		ks := s.ByKind[k]
-		fmt.Fprintf(w, "  %-10s filtered %s, smoothed %s\n", k, pct(ks.Filtered, ks.Turns), pct(ks.Smoothed, ks.Turns))
+	for _, by := range []map[string]*KindScore{s.ByKind, s.ByPersona} {
+		keys := make([]string, 0, len(by))
+		for k := range by {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			ks := by[k]
+			fmt.Fprintf(w, "  %-14s filtered %s, smoothed %s\n", k, pct(ks.Filtered, ks.Turns), pct(ks.Smoothed, ks.Turns))
+		}
 	}
 	fmt.Fprintf(w, "switches found on the path within one turn: %s; false switches: %s of turns\n",
 		pct(s.Found, s.Switches), pct(s.FalseSwitches, s.PathTurns))
