@@ -58,6 +58,9 @@ func AxisQuestions(w *world.World, n int, seed uint64) ([]string, error) {
 // and one of its weak prompts with the same user turns, so the two
 // conditions are paired.
 func DriftScenarios(w *world.World, n, turns int, seed uint64) ([]drift.Scenario, error) {
+	if n < 1 {
+		return nil, fmt.Errorf("%d scenarios per domain: want at least 1: %w", n, drift.ErrInput)
+	}
 	asst, err := w.Lib.Get(personas.AssistantName)
 	if err != nil {
 		return nil, err

@@ -95,6 +95,8 @@ func TestAxisDriftBadInput(t *testing.T) {
 		{"wrong width", []string{"drift", "--model", m, "--organism", "--axis", wide, "--html", html}, "width 48"},
 		{"both sources", []string{"drift", "--model", m, "--organism", "--scenarios", badYAML, "--html", html}, "alternatives"},
 		{"auditor without config", []string{"drift", "--model", m, "--auditor", "a", "--html", html}, "go together"},
+		{"no scenarios per domain", []string{"drift", "--model", m, "--organism", "--per-domain", "0", "--html", html}, "at least 1"},
+		{"bad spec", []string{"drift", "--model", m, "--organism", "--spec", badYAML, "--html", html}, "bad.yaml"},
 	} {
 		_, stderr, code := run(t, c.args...)
 		if code != 2 || !strings.Contains(stderr, c.want) {
