@@ -47,7 +47,7 @@ func (s *stub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func keyFile(t *testing.T, keys ...Key) (*Keys, map[string]string) {
+func keyFile(t testing.TB, keys ...Key) (*Keys, map[string]string) {
 	t.Helper()
 	ks, err := LoadKeys(filepath.Join(t.TempDir(), "keys.json"))
 	if err != nil {

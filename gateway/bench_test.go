@@ -1,0 +1,226 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"persona/backend"
+	"persona/chat"
+	"persona/engine"
+	"persona/internal/testmodel"
+)
+
+// These benchmarks measure the gateway's targets on loopback; they assert
+// nothing about time (the machine is shared) and report what they saw:
+//
+//	go test -run XXX -bench . -benchtime 1x ./gateway
+
+func benchServer(b *testing.B) (*backend.Server, *engine.Engine) {
+	e, err := engine.Load(testmodel.Organism(b, 32, 2))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { e.Close() })
+	be := backend.NewEngine(e, "tiny", 1)
+	return backend.NewServer(be), e
+}
+
+const benchChat = `{"messages":[{"role":"user","content":"What is 12 + 30?"}],"max_tokens":16,"temperature":0}`
+
+func percentile(d []time.Duration, q float64) time.Duration {
+	slices.Sort(d)
+	return d[int(q*float64(len(d)-1))]
+}
+
+// BenchmarkOverhead: the same requests straight to the model server and
+// through the gateway (keys, admission, body read; no spec), taking turns.
+func BenchmarkOverhead(b *testing.B) {
+	srv, _ := benchServer(b)
+	ks, sec := keyFile(b, Key{ID: "k", Scopes: []Scope{ScopeClient}})
+	direct := httptest.NewServer(srv)
+	defer direct.Close()
+	gw := httptest.NewServer(New(srv, Options{Keys: ks, Slots: 1, Queue: 16}))
+	defer gw.Close()
+	var dLat, gLat []time.Duration
+	for b.Loop() {
+		for range 50 {
+			for i, url := range []string{direct.URL, gw.URL} {
+				start := time.Now()
+				code, _, _, err := send(url, "POST", "/v1/chat/completions", sec["k"], benchChat)
+				if err != nil || code != 200 {
+					b.Fatalf("%d %v", code, err)
+				}
+				if i == 0 {
+					dLat = append(dLat, time.Since(start))
+				} else {
+					gLat = append(gLat, time.Since(start))
+				}
+			}
+		}
+	}
+	b.ReportMetric(float64(percentile(dLat, 0.5).Microseconds())/1000, "direct-p50-ms")
+	b.ReportMetric(float64(percentile(gLat, 0.5).Microseconds())/1000, "gateway-p50-ms")
+	b.ReportMetric(float64(percentile(dLat, 0.99).Microseconds())/1000, "direct-p99-ms")
+	b.ReportMetric(float64(percentile(gLat, 0.99).Microseconds())/1000, "gateway-p99-ms")
+}
+
+// BenchmarkCrowd: 1,000 clients at once against one generation slot and a
+// queue of 16: how fast the refused ones hear 429, whether every admitted
+// one finishes, and the process's peak memory.
+func BenchmarkCrowd(b *testing.B) {
+	srv, _ := benchServer(b)
+	gw := httptest.NewServer(New(srv, Options{Slots: 1, Queue: 16}))
+	defer gw.Close()
+	tr := &http.Transport{MaxIdleConnsPerHost: 1000, MaxConnsPerHost: 0}
+	client := &http.Client{Transport: tr}
+	for b.Loop() {
+		var mu sync.Mutex
+		var refused []time.Duration
+		ok, other := 0, 0
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for range 1000 {
+			wg.Go(func() {
+				<-start
+				t0 := time.Now()
+				resp, err := client.Post(gw.URL+"/v1/chat/completions", "application/json", strings.NewReader(benchChat))
+				d := time.Since(t0)
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err != nil:
+					other++
+				case resp.StatusCode == 429:
+					refused = append(refused, d)
+				case resp.StatusCode == 200:
+					ok++
+				default:
+					other++
+				}
+				if err == nil {
+					resp.Body.Close()
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		b.ReportMetric(float64(ok), "admitted")
+		b.ReportMetric(float64(len(refused)), "refused")
+		b.ReportMetric(float64(other), "other")
+		if len(refused) > 0 {
+			b.ReportMetric(float64(percentile(refused, 0.5).Microseconds())/1000, "429-p50-ms")
+			b.ReportMetric(float64(percentile(refused, 0.99).Microseconds())/1000, "429-p99-ms")
+		}
+	}
+	b.ReportMetric(peakRSSMB(), "peak-RSS-MB")
+}
+
+// BenchmarkHostileBodies: four clients at once send 4 MiB messages of
+// two-byte characters; each is refused by the length check before any
+// tokenizing.
+func BenchmarkHostileBodies(b *testing.B) {
+	srv, _ := benchServer(b)
+	gw := httptest.NewServer(New(srv, Options{Slots: 1, Queue: 16, MaxBody: 5 << 20}))
+	defer gw.Close()
+	body := `{"messages":[{"role":"user","content":"` + strings.Repeat("ÿ", 2<<20) + `"}],"max_tokens":4}`
+	before := rssMB()
+	for b.Loop() {
+		var wg sync.WaitGroup
+		lat := make([]time.Duration, 4)
+		codes := make([]int, 4)
+		for i := range 4 {
+			wg.Go(func() {
+				t0 := time.Now()
+				resp, err := http.Post(gw.URL+"/v1/chat/completions", "application/json", strings.NewReader(body))
+				lat[i] = time.Since(t0)
+				if err == nil {
+					codes[i] = resp.StatusCode
+					resp.Body.Close()
+				}
+			})
+		}
+		wg.Wait()
+		for _, c := range codes {
+			if c != 400 {
+				b.Fatalf("hostile body answered %v", codes)
+			}
+		}
+		b.ReportMetric(float64(slices.Max(lat).Microseconds())/1000, "slowest-refusal-ms")
+	}
+	b.ReportMetric(peakRSSMB()-before, "peak-RSS-growth-MB")
+}
+
+// rssMB and peakRSSMB read this process's resident memory (Linux).
+func rssMB() float64     { return procStatusMB("VmRSS:") }
+func peakRSSMB() float64 { return procStatusMB("VmHWM:") }
+
+func procStatusMB(field string) float64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), field); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+// BenchmarkMonitor: what reading every reply with the posterior monitor
+// costs, on a model of the shipped organism's shape: a 32-token reply to a
+// four-turn conversation, with and without the monitor (no rails, so the
+// difference is the reading alone).
+func BenchmarkMonitor(b *testing.B) {
+	e, err := engine.Load(testmodel.Organism(b, 128, 4))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	up := backend.NewEngine(e, "organism-shape", 1)
+	spec, err := ParseSpec("bench.yaml", []byte("name: A\nsystem_prompt: You are the Assistant.\nallowed: [assistant]\nmonitor: posterior\n"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	guard, err := NewGuard(spec, Upstream{Engine: e})
+	if err != nil {
+		b.Fatal(err)
+	}
+	guarded := &Guarded{Up: up, Guard: guard}
+	var msgs []chat.Message
+	for i := range 4 {
+		msgs = append(msgs, chat.Message{Role: chat.RoleUser, Content: "What is 12 + 30?"})
+		if i < 3 {
+			msgs = append(msgs, chat.Message{Role: chat.RoleAssistant, Content: "Sure. 12 + 30 = 42. I hope this helps."})
+		}
+	}
+	seed := int64(1)
+	req := backend.Request{Messages: msgs, MaxTokens: 32, Temperature: 1, Seed: &seed}
+	var plain, monitored time.Duration
+	for b.Loop() {
+		t0 := time.Now()
+		if _, err := up.Chat(context.Background(), req); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		if _, err := guarded.Chat(context.Background(), req); err != nil {
+			b.Fatal(err)
+		}
+		plain, monitored = plain+t1.Sub(t0), monitored+time.Since(t1)
+	}
+	b.ReportMetric(float64(plain.Microseconds())/1000/float64(b.N), "plain-ms/reply")
+	b.ReportMetric(float64(monitored.Microseconds())/1000/float64(b.N), "monitored-ms/reply")
+	b.ReportMetric(monitored.Seconds()/plain.Seconds(), "ratio")
+}
