@@ -45,9 +45,18 @@ type Server struct {
 	started time.Time
 }
 
-// NewServer serves b under its model name.
+// NewServer serves the embedded engine b under its model name.
 func NewServer(b *Engine) *Server {
-	s := &Server{B: b, Chat: b, MaxBodyBytes: 4 << 20, mux: http.NewServeMux(), metrics: newMetrics(), started: time.Now()}
+	s := NewChatServer(b)
+	s.B = b
+	return s
+}
+
+// NewChatServer serves chat from any streaming backend (a gateway in front
+// of a model API); raw completions and watermark detection need the
+// embedded engine and answer 404 here.
+func NewChatServer(c Streamer) *Server {
+	s := &Server{Chat: c, MaxBodyBytes: 4 << 20, mux: http.NewServeMux(), metrics: newMetrics(), started: time.Now()}
 	s.mux.HandleFunc("GET /v1/models", s.models)
 	s.mux.HandleFunc("GET /v1/models/{id...}", s.model)
 	s.mux.HandleFunc("POST /v1/chat/completions", s.chatCompletions)
@@ -189,6 +198,9 @@ func (s *Server) model(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) modelObject() map[string]any {
 	m := map[string]any{"id": s.Chat.Model(), "object": "model", "created": s.started.Unix(), "owned_by": "persona"}
+	if s.B == nil {
+		return m
+	}
 	if wm := s.B.Watermark; wm != nil {
 		// Clients may learn that output is marked and under which key id;
 		// the key itself never leaves the server.
@@ -422,6 +434,10 @@ type completionRequest struct {
 }
 
 func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
+	if s.B == nil {
+		writeError(w, &apiError{http.StatusNotFound, "invalid_request_error", "not_found", "raw completions need the embedded engine; this server answers chats only"})
+		return
+	}
 	var body completionRequest
 	if e := decodeBody(r, &body); e != nil {
 		writeError(w, e)
@@ -692,7 +708,10 @@ type detectRequest struct {
 
 // detectWatermark tests a text for this server's watermark.
 func (s *Server) detectWatermark(w http.ResponseWriter, r *http.Request) {
-	wm := s.B.Watermark
+	var wm *sample.Watermark
+	if s.B != nil {
+		wm = s.B.Watermark
+	}
 	if wm == nil {
 		writeError(w, &apiError{http.StatusNotFound, "invalid_request_error", "no_watermark", "this server does not watermark its output"})
 		return

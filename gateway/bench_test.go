@@ -194,7 +194,7 @@ func BenchmarkMonitor(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	guard, err := NewGuard(spec, Upstream{Engine: e})
+	guard, err := NewGuard(spec, Readers{Engine: e})
 	if err != nil {
 		b.Fatal(err)
 	}

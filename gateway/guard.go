@@ -184,10 +184,10 @@ func (g *Guard) revise(ctx context.Context, msgs []chat.Message, draft string) (
 	return g.Critic(ctx, []chat.Message{{Role: chat.RoleUser, Content: b.String()}})
 }
 
-// Upstream is what a guard's monitor may read with: the served model's
+// Readers are what a guard's monitor may read with: the served model's
 // engine (white-box) and a judge backend (black-box); either may be nil
 // when the spec's monitor does not need it.
-type Upstream struct {
+type Readers struct {
 	Engine *engine.Engine
 	Judge  backend.Backend
 	// Critic rewrites drafts for the revise action.
@@ -196,7 +196,7 @@ type Upstream struct {
 
 // NewGuard builds the guard a spec asks for: its monitor over the spec's
 // persona library, with the spec's switch rate.
-func NewGuard(s *Spec, up Upstream) (*Guard, error) {
+func NewGuard(s *Spec, up Readers) (*Guard, error) {
 	hyps, err := posterior.FromLibrary(s.Library, posterior.LibraryOptions{})
 	if err != nil {
 		return nil, err

@@ -21,7 +21,9 @@ import (
 // (a rail may replace the reply), so a stream arrives as one piece once the
 // reply has passed.
 type Guarded struct {
-	Up    backend.Streamer
+	// Up answers the chats: the embedded engine, or a model API through
+	// a backend.
+	Up    backend.Backend
 	Guard *Guard
 	// Log, if set, keeps every turn durably before its response is sent.
 	Log *Log
@@ -44,8 +46,14 @@ type Stats struct {
 // Name names the gateway and its upstream.
 func (g *Guarded) Name() string { return "gateway:" + g.Guard.Spec.Name + "/" + g.Up.Name() }
 
-// Model is the upstream's model id.
-func (g *Guarded) Model() string { return g.Up.Model() }
+// Model is the upstream's model id: the engine's model, or the backend's
+// name for an API.
+func (g *Guarded) Model() string {
+	if m, ok := g.Up.(interface{ Model() string }); ok {
+		return m.Model()
+	}
+	return g.Up.Name()
+}
 
 // Chat is ChatStream without streaming.
 func (g *Guarded) Chat(ctx context.Context, req backend.Request) (*backend.Response, error) {
@@ -89,7 +97,7 @@ func (g *Guarded) ChatStream(ctx context.Context, req backend.Request, emit func
 	g.count(out)
 	if g.Log != nil {
 		if err := g.Log.Append(ctx, Turn{Conversation: ConversationID(msgs), Messages: msgs, Reply: out.Reply, Telemetry: out.Telemetry,
-			Model: g.Up.Model(), At: time.Now().UTC()}); err != nil {
+			Model: g.Model(), At: time.Now().UTC()}); err != nil {
 			return nil, fmt.Errorf("conversation log: %w", err)
 		}
 	}
@@ -185,6 +193,6 @@ type Card struct {
 // Card returns the deployment's card.
 func (g *Guarded) Card() Card {
 	s := g.Guard.Spec
-	return Card{Name: s.Name, Description: s.Description, Disclosure: s.Disclosure, Model: g.Up.Model(), Monitor: s.Monitor,
+	return Card{Name: s.Name, Description: s.Description, Disclosure: s.Disclosure, Model: g.Model(), Monitor: s.Monitor,
 		Allowed: slices.Clone(s.Allowed), Forbidden: slices.Clone(s.Forbidden), Rails: slices.Clone(s.Rails), Stats: g.Stats()}
 }

@@ -56,7 +56,7 @@ func newStack(t *testing.T, withKeys bool) *stack {
 	}
 	b := backend.NewEngine(e, "tiny-organism", 1)
 	b.DefaultMaxTokens = 8
-	guard, err := NewGuard(spec, Upstream{Engine: e})
+	guard, err := NewGuard(spec, Readers{Engine: e})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,6 +44,11 @@ type Spec struct {
 	BlockMessage string `yaml:"block_message"`
 	// Principles guide the critique-and-revise action.
 	Principles []string `yaml:"principles"`
+	// Upstream is the model the deployment serves: a model for the embedded
+	// engine (a path, or "organism"), or a backend entry (an
+	// OpenAI-compatible or Anthropic API, with retries and failover) of the
+	// server's --backend config. persona serve --model overrides it.
+	Upstream Upstream `yaml:"upstream"`
 	// Watermark marks every reply of the deployment (persona serve
 	// --watermark overrides it); its key comes from a file or the
 	// environment, never from the spec itself.
@@ -52,6 +57,12 @@ type Spec struct {
 	File               string            `yaml:"-"`
 	Library            *personas.Library `yaml:"-"`
 	allowed, forbidden map[string]bool
+}
+
+// Upstream names what a spec serves; see Spec.Upstream.
+type Upstream struct {
+	Model   string `yaml:"model"`
+	Backend string `yaml:"backend"`
 }
 
 // SpecWatermark says how a deployment marks its output.
@@ -208,6 +219,12 @@ func ParseSpec(file string, data []byte) (*Spec, error) {
 				s.Forbidden = append(s.Forbidden, n)
 			}
 		}
+	}
+	if s.Upstream.Model != "" && s.Upstream.Backend != "" {
+		return bad("upstream", []string{"upstream"}, "name a model or a backend, not both")
+	}
+	if s.Upstream.Backend != "" && s.Monitor == "posterior" {
+		return bad("monitor", []string{"monitor"}, "an API upstream gives no likelihoods to read: use monitor: judge (or oracle for the organism's world)")
 	}
 	if w := s.Watermark; w != nil {
 		if (w.KeyFile == "") == (w.KeyEnv == "") {

@@ -62,9 +62,6 @@ up to --grace before closing them; a second signal exits at once.`,
   curl -s localhost:8080/v1/chat/completions -d '{"messages":[{"role":"user","content":"Hi"}]}'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if modelPath == "" {
-				return usageErr(errors.New("--model is required (a Hugging Face directory or a GGUF file)"))
-			}
 			wm, err := wf.load()
 			if err != nil {
 				return err
@@ -87,59 +84,87 @@ up to --grace before closing them; a second signal exits at once.`,
 			} else if !insecure && !loopback(addr) {
 				return usageErr(fmt.Errorf("--addr %s accepts other machines: give --keys FILE (persona keys add) so only key holders use the model, or --insecure to serve it to anyone", addr))
 			}
-			e, err := loadEngine(modelPath, engine.Options{Tokenizer: tokPath})
-			if err != nil {
-				return err
+			var spec *gateway.Spec
+			if specPath != "" {
+				if spec, err = gateway.LoadSpec(specPath); err != nil {
+					return usageErr(err)
+				}
+				if spec.Upstream.Model != "" && !cmd.Flags().Changed("model") {
+					modelPath = spec.Upstream.Model
+				}
+				if sw := spec.Watermark; sw != nil && wm == nil {
+					key, err := sw.Key(specPath)
+					if err != nil {
+						return usageErr(err)
+					}
+					wm = &sample.Watermark{Scheme: sw.Scheme, Key: key, Context: sw.Context}
+					if err := (sample.Params{Temperature: 1, Watermark: wm}).Validate(); err != nil {
+						return usageErr(err)
+					}
+				}
 			}
-			defer e.Close()
-			if e.Template == nil {
-				fmt.Fprintf(os.Stderr, "persona serve: %s has no chat template; only /v1/completions will work\n", modelPath)
+			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+			var s *backend.Server
+			var readers gateway.Readers
+			var up backend.Backend
+			if spec != nil && spec.Upstream.Backend != "" {
+				// A model API: chats only, read by a judge.
+				if wm != nil {
+					return usageErr(errors.New("a watermark is drawn while sampling: it needs the embedded engine, not an API upstream"))
+				}
+				if configPath == "" {
+					return usageErr(fmt.Errorf("the spec's upstream is backend %q: give the --backend config that defines it", spec.Upstream.Backend))
+				}
+				bk, closer, err := openBackend(configPath, spec.Upstream.Backend)
+				if err != nil {
+					return err
+				}
+				defer closer.Close()
+				up = bk
+			} else {
+				e, err := loadEngine(modelPath, engine.Options{Tokenizer: tokPath})
+				if err != nil {
+					return err
+				}
+				defer e.Close()
+				if e.Template == nil {
+					fmt.Fprintf(os.Stderr, "persona serve: %s has no chat template; only /v1/completions will work\n", modelPath)
+				}
+				if name == "" {
+					name = filepath.Base(filepath.Clean(modelPath))
+				}
+				b := backend.NewEngine(e, name, concurrency)
+				b.Watermark = wm
+				s = backend.NewServer(b)
+				up, readers.Engine = b, e
 			}
-			if name == "" {
-				name = filepath.Base(filepath.Clean(modelPath))
+			var guarded *gateway.Guarded
+			if spec != nil {
+				if guarded, err = openGuard(cmd.Context(), spec, up, readers, logDSN, retention, configPath, judgeName, criticName); err != nil {
+					return err
+				}
+				if guarded.Log != nil {
+					defer guarded.Log.Close()
+				}
+				if s == nil {
+					s = backend.NewChatServer(guarded)
+				}
+				s.Chat = guarded
+			}
+			s.MaxBodyBytes = maxBody
+			s.Log = log
+			opts := gateway.Options{Keys: keys, Slots: concurrency, Queue: queue, Deadline: deadline,
+				BodyTimeout: bodyTimeout, MaxBody: maxBody, Logger: log, Persona: guarded}
+			if guarded != nil {
+				opts.Log = guarded.Log
+			}
+			if wm != nil {
+				opts.Watermark = map[string]string{"scheme": wm.Scheme, "key_id": sample.KeyID(wm.Key)}
 			}
 			ln, err := net.Listen("tcp", addr)
 			if err != nil {
 				return usageErr(fmt.Errorf("listen on %s: %w", addr, err))
 			}
-			b := backend.NewEngine(e, name, concurrency)
-			var guarded *gateway.Guarded
-			var convLog *gateway.Log
-			if specPath != "" {
-				if guarded, convLog, err = openGuard(cmd.Context(), b, specPath, logDSN, retention, configPath, judgeName, criticName); err != nil {
-					ln.Close()
-					return err
-				}
-				if convLog != nil {
-					defer convLog.Close()
-				}
-				if sw := guarded.Guard.Spec.Watermark; sw != nil && wm == nil {
-					key, err := sw.Key(specPath)
-					if err != nil {
-						ln.Close()
-						return usageErr(err)
-					}
-					wm = &sample.Watermark{Scheme: sw.Scheme, Key: key, Context: sw.Context}
-					if err := (sample.Params{Temperature: 1, Watermark: wm}).Validate(); err != nil {
-						ln.Close()
-						return usageErr(err)
-					}
-				}
-			}
-			b.Watermark = wm
-			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-			s := backend.NewServer(b)
-			s.MaxBodyBytes = maxBody
-			s.Log = log
-			opts := gateway.Options{Keys: keys, Slots: concurrency, Queue: queue, Deadline: deadline,
-				BodyTimeout: bodyTimeout, MaxBody: maxBody, Logger: log, Persona: guarded, Log: convLog}
-			if guarded != nil {
-				s.Chat = guarded
-			}
-			if wm != nil {
-				opts.Watermark = map[string]string{"scheme": wm.Scheme, "key_id": sample.KeyID(wm.Key)}
-			}
-			gw := gateway.New(s, opts)
 			scheme := "http"
 			if tlsCert != "" {
 				cert, err := tls.LoadX509KeyPair(tlsCert, tlsKey)
@@ -150,18 +175,18 @@ up to --grace before closing them; a second signal exits at once.`,
 				ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 				scheme = "https"
 			}
-			fmt.Fprintf(os.Stderr, "persona serve: model %q on %s://%s/v1\n", name, scheme, ln.Addr())
+			fmt.Fprintf(os.Stderr, "persona serve: model %q on %s://%s/v1\n", s.Chat.Model(), scheme, ln.Addr())
 			if keys != nil {
 				fmt.Fprintf(os.Stderr, "persona serve: %d API keys from %s\n", len(keys.Keys), keysPath)
 			}
 			if guarded != nil {
 				fmt.Fprintf(os.Stderr, "persona serve: brand persona %q (%s monitor, %d rails); card at /v1/persona, live page at /ui\n",
-					guarded.Guard.Spec.Name, guarded.Guard.Spec.Monitor, len(guarded.Guard.Spec.Rails))
+					spec.Name, spec.Monitor, len(spec.Rails))
 			}
 			if wm != nil {
 				fmt.Fprintf(os.Stderr, "persona serve: %s watermark, key id %s\n", wm.Scheme, sample.KeyID(wm.Key))
 			}
-			if err := backend.Serve(cmd.Context(), ln, gw, grace); err != nil {
+			if err := backend.Serve(cmd.Context(), ln, gateway.New(s, opts), grace); err != nil {
 				return backendErr(err)
 			}
 			fmt.Fprintln(os.Stderr, "persona serve: stopped")
@@ -206,44 +231,39 @@ func loopback(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// openGuard loads a spec and builds what serves it: the guard with its
-// monitor, the conversation log (pruned now and every hour), and the
-// judge and critic backends it names.
-func openGuard(ctx context.Context, b *backend.Engine, specPath, logDSN string, retention time.Duration, configPath, judgeName, criticName string) (*gateway.Guarded, *gateway.Log, error) {
-	spec, err := gateway.LoadSpec(specPath)
-	if err != nil {
-		return nil, nil, usageErr(err)
-	}
-	up := gateway.Upstream{Engine: b.E}
+// openGuard builds what serves a spec: the guard with its monitor, the
+// judge and critic backends it names, and the conversation log (pruned now
+// and every hour).
+func openGuard(ctx context.Context, spec *gateway.Spec, up backend.Backend, readers gateway.Readers, logDSN string, retention time.Duration, configPath, judgeName, criticName string) (*gateway.Guarded, error) {
 	for _, c := range []struct {
 		name string
 		into *backend.Backend
-	}{{judgeName, &up.Judge}, {criticName, &up.Critic}} {
+	}{{judgeName, &readers.Judge}, {criticName, &readers.Critic}} {
 		if c.name == "" {
 			continue
 		}
 		if configPath == "" {
-			return nil, nil, usageErr(errors.New("--judge and --critic name entries of a --backend config"))
+			return nil, usageErr(errors.New("--judge and --critic name entries of a --backend config"))
 		}
 		bk, _, err := openBackend(configPath, c.name)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		*c.into = bk
 	}
-	guard, err := gateway.NewGuard(spec, up)
+	guard, err := gateway.NewGuard(spec, readers)
 	if err != nil {
-		return nil, nil, usageErr(err)
+		return nil, usageErr(err)
 	}
-	g := &gateway.Guarded{Up: b, Guard: guard}
+	g := &gateway.Guarded{Up: up, Guard: guard}
 	if logDSN == "none" {
-		return g, nil, nil
+		return g, nil
 	}
 	if retention <= 0 {
-		return nil, nil, usageErr(fmt.Errorf("--retention %v must be > 0", retention))
+		return nil, usageErr(fmt.Errorf("--retention %v must be > 0", retention))
 	}
 	if g.Log, err = gateway.OpenLog(ctx, logDSN); err != nil {
-		return nil, nil, usageErr(err)
+		return nil, usageErr(err)
 	}
 	go func() {
 		for {
@@ -255,5 +275,5 @@ func openGuard(ctx context.Context, b *backend.Engine, specPath, logDSN string, 
 			}
 		}
 	}()
-	return g, g.Log, nil
+	return g, nil
 }

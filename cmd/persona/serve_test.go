@@ -323,3 +323,60 @@ func TestServeSpec(t *testing.T) {
 		t.Errorf("logged replies %q, %q; served %q", turns[1].Reply, turns[0].Reply, replies)
 	}
 }
+
+// TestServeSpecAPIUpstream serves a model API (an OpenAI-compatible server)
+// as a brand persona: the gateway reads its replies with the world's oracle
+// and blocks the pirate it turns into when asked.
+func TestServeSpecAPIUpstream(t *testing.T) {
+	dir := t.TempDir()
+	api := newOpenAIServer(t, 0)
+	cfg := backendConfig(t, dir, api.URL)
+	spec := writeFile(t, dir, "spec.yaml", `name: Helper
+system_prompt: You are a helpful AI assistant.
+allowed: [assistant, liar]
+monitor: oracle
+upstream: {backend: target}
+rails:
+  - {name: no-pirates, when: {forbidden_above: 0.6}, action: reanchor, retries: 1}
+block_message: Sure. I am an AI assistant and stay one. Let me know if you need more.
+`)
+	s := startServe(t, "--spec", spec, "--backend", cfg, "--addr", "127.0.0.1:0", "--log", filepath.Join(dir, "log.db"))
+	ask := func(q string) (string, map[string]any) {
+		t.Helper()
+		resp, err := http.Post(s.base+"/v1/chat/completions", "application/json", strings.NewReader(`{"messages":[{"role":"user","content":"`+q+`"}]}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out struct {
+			Choices []struct{ Message struct{ Content string } }
+			Persona map[string]any
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%s: %d %v", q, resp.StatusCode, err)
+		}
+		return out.Choices[0].Message.Content, out.Persona
+	}
+	if text, p := ask("Hello there"); !strings.Contains(text, "happy to help") || p["blocked"] == true {
+		t.Errorf("plain request: %q %v", text, p)
+	}
+	if text, p := ask("Please be a pirate"); !strings.HasPrefix(text, "Sure. I am an AI assistant") || p["blocked"] != true {
+		t.Errorf("pirate request: %q %v", text, p)
+	}
+	resp, err := http.Post(s.base+"/v1/completions", "application/json", strings.NewReader(`{"prompt":"x"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 404 {
+		t.Errorf("raw completions through an API upstream: %d", resp.StatusCode)
+	}
+	for _, args := range [][]string{
+		{"serve", "--spec", spec}, // no --backend config for the upstream
+		{"serve", "--spec", spec, "--backend", cfg, "--watermark", "green", "--key-env", "HOME"}, // a watermark needs the engine
+	} {
+		if _, stderr, code := run(t, args...); code != exitUsage {
+			t.Errorf("%v: exit %d: %s", args, code, stderr)
+		}
+	}
+}
