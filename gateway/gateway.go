@@ -283,21 +283,33 @@ func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *api
 	return data, nil
 }
 
+// reload rereads the key file and the persona spec. What does not load
+// stays as it was: a broken file must not lock everyone out or drop the
+// rails.
 func (g *Gateway) reload(w http.ResponseWriter, r *http.Request) {
-	ks := g.keys.Load()
-	if ks == nil {
-		g.refuse(w, r, apiError{status: http.StatusNotFound, typ: "invalid_request_error", code: "no_keys", msg: "this server runs without API keys"}, "")
+	out := map[string]any{}
+	if ks := g.keys.Load(); ks != nil {
+		fresh, err := LoadKeys(ks.Path)
+		if err != nil {
+			g.refuse(w, r, apiError{status: http.StatusBadRequest, typ: "invalid_request_error", code: "bad_keys", msg: err.Error()}, "")
+			return
+		}
+		g.SetKeys(fresh)
+		out["keys"] = len(fresh.Keys)
+	}
+	if p := g.o.Persona; p != nil && p.SpecPath != "" {
+		if err := p.Reload(); err != nil {
+			g.refuse(w, r, apiError{status: http.StatusBadRequest, typ: "invalid_request_error", code: "bad_spec", msg: err.Error()}, "")
+			return
+		}
+		out["spec"] = p.guard().Spec.Name
+	}
+	if len(out) == 0 {
+		g.refuse(w, r, apiError{status: http.StatusNotFound, typ: "invalid_request_error", code: "nothing_to_reload", msg: "this server has no key file or spec file"}, "")
 		return
 	}
-	fresh, err := LoadKeys(ks.Path)
-	if err != nil {
-		// The keys in force stay: a broken file must not lock everyone out.
-		g.refuse(w, r, apiError{status: http.StatusBadRequest, typ: "invalid_request_error", code: "bad_keys", msg: err.Error()}, "")
-		return
-	}
-	g.SetKeys(fresh)
 	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(map[string]any{"reloaded": "keys", "keys": len(fresh.Keys)})
+	json.NewEncoder(w).Encode(out)
 }
 
 func (g *Gateway) writeMetrics(w io.Writer) {

@@ -23,13 +23,44 @@ import (
 type Guarded struct {
 	// Up answers the chats: the embedded engine, or a model API through
 	// a backend.
-	Up    backend.Backend
+	Up backend.Backend
+	// Guard holds replies to the spec. Set it before serving; Reload
+	// replaces it while serving.
 	Guard *Guard
+	// SpecPath and Readers let Reload build the guard again from the file.
+	SpecPath string
+	Readers  Readers
 	// Log, if set, keeps every turn durably before its response is sent.
 	Log *Log
 
 	mu    sync.Mutex
 	stats Stats
+	// guardMu guards Guard against Reload.
+	guardMu sync.RWMutex
+}
+
+// guard returns the guard in force.
+func (g *Guarded) guard() *Guard {
+	g.guardMu.RLock()
+	defer g.guardMu.RUnlock()
+	return g.Guard
+}
+
+// Reload reads the spec file again and puts its guard in force for the
+// requests that come after; a spec that does not load leaves the old one.
+func (g *Guarded) Reload() error {
+	spec, err := LoadSpec(g.SpecPath)
+	if err != nil {
+		return err
+	}
+	guard, err := NewGuard(spec, g.Readers)
+	if err != nil {
+		return err
+	}
+	g.guardMu.Lock()
+	g.Guard = guard
+	g.guardMu.Unlock()
+	return nil
 }
 
 // Stats counts what the gateway saw and did since it started.
@@ -44,7 +75,7 @@ type Stats struct {
 }
 
 // Name names the gateway and its upstream.
-func (g *Guarded) Name() string { return "gateway:" + g.Guard.Spec.Name + "/" + g.Up.Name() }
+func (g *Guarded) Name() string { return "gateway:" + g.guard().Spec.Name + "/" + g.Up.Name() }
 
 // Model is the upstream's model id: the engine's model, or the backend's
 // name for an API.
@@ -62,7 +93,8 @@ func (g *Guarded) Chat(ctx context.Context, req backend.Request) (*backend.Respo
 
 // ChatStream answers as the brand persona.
 func (g *Guarded) ChatStream(ctx context.Context, req backend.Request, emit func(backend.Delta) error) (*backend.Response, error) {
-	msgs := append([]chat.Message{{Role: chat.RoleSystem, Content: g.Guard.Spec.SystemPrompt}}, req.Messages...)
+	guard := g.guard()
+	msgs := append([]chat.Message{{Role: chat.RoleSystem, Content: guard.Spec.SystemPrompt}}, req.Messages...)
 	var last *backend.Response
 	attempt := int64(0)
 	gen := func(ctx context.Context, m []chat.Message) (string, error) {
@@ -80,7 +112,7 @@ func (g *Guarded) ChatStream(ctx context.Context, req backend.Request, emit func
 		last = resp
 		return resp.Content, nil
 	}
-	out, err := g.Guard.Reply(ctx, msgs, gen)
+	out, err := guard.Reply(ctx, msgs, gen)
 	if err != nil {
 		return nil, err
 	}
@@ -148,7 +180,7 @@ func clone(m map[string]int) map[string]int {
 // WriteMetrics writes the counts in the Prometheus text format.
 func (g *Guarded) WriteMetrics(w io.Writer) {
 	s := g.Stats()
-	spec := g.Guard.Spec.Name
+	spec := g.guard().Spec.Name
 	fmt.Fprintln(w, "# HELP persona_gateway_turns_total Replies served, by the persona the monitor read as most likely.")
 	fmt.Fprintln(w, "# TYPE persona_gateway_turns_total counter")
 	for _, k := range sortedKeys(s.ByTop) {
@@ -192,7 +224,7 @@ type Card struct {
 
 // Card returns the deployment's card.
 func (g *Guarded) Card() Card {
-	s := g.Guard.Spec
+	s := g.guard().Spec
 	return Card{Name: s.Name, Description: s.Description, Disclosure: s.Disclosure, Model: g.Model(), Monitor: s.Monitor,
 		Allowed: slices.Clone(s.Allowed), Forbidden: slices.Clone(s.Forbidden), Rails: slices.Clone(s.Rails), Stats: g.Stats()}
 }

@@ -50,13 +50,16 @@ func newStack(t *testing.T, withKeys bool) *stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.Close() })
-	spec, err := ParseSpec("spec.yaml", []byte(stackSpec))
+	specPath := filepath.Join(t.TempDir(), "spec.yaml")
+	os.WriteFile(specPath, []byte(stackSpec), 0o644)
+	spec, err := LoadSpec(specPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	b := backend.NewEngine(e, "tiny-organism", 1)
 	b.DefaultMaxTokens = 8
-	guard, err := NewGuard(spec, Readers{Engine: e})
+	readers := Readers{Engine: e}
+	guard, err := NewGuard(spec, readers)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +68,7 @@ func newStack(t *testing.T, withKeys bool) *stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { log.Close() })
-	st := &stack{guarded: &Guarded{Up: b, Guard: guard, Log: log}, log: log}
+	st := &stack{guarded: &Guarded{Up: b, Guard: guard, Log: log, SpecPath: specPath, Readers: readers}, log: log}
 	srv := backend.NewServer(b)
 	srv.Chat = st.guarded
 	o := Options{Slots: 1, Queue: 4, Persona: st.guarded, Log: log}
@@ -220,5 +223,38 @@ func TestUIInChromium(t *testing.T) {
 		if !strings.Contains(dom, want) {
 			t.Errorf("rendered page lacks %q", want)
 		}
+	}
+}
+
+// TestSpecReload: an admin reload puts an edited spec in force; a broken
+// one is refused and the rails in force stay.
+func TestSpecReload(t *testing.T) {
+	st := newStack(t, true)
+	chat := `{"messages":[{"role":"user","content":"Hi"}],"max_tokens":6}`
+	reply := func() string {
+		t.Helper()
+		_, _, body := do(t, st.URL, "POST", "/v1/chat/completions", st.client, chat)
+		var r struct{ Choices []struct{ Message struct{ Content string } } }
+		json.Unmarshal([]byte(body), &r)
+		return r.Choices[0].Message.Content
+	}
+	old := st.guarded.Guard.Spec.BlockMessage
+	if got := reply(); got != old {
+		t.Fatalf("before: %q", got)
+	}
+	fresh := "Certainly. I am the assistant; let me know if you need more."
+	os.WriteFile(st.guarded.SpecPath, []byte(strings.Replace(stackSpec, old, fresh, 1)), 0o644)
+	if code, _, body := do(t, st.URL, "POST", "/admin/reload", st.admin, ""); code != 200 || !strings.Contains(body, `"spec":"Aria"`) {
+		t.Fatalf("reload: %d %s", code, body)
+	}
+	if got := reply(); got != fresh {
+		t.Errorf("after the reload: %q", got)
+	}
+	os.WriteFile(st.guarded.SpecPath, []byte("name: [broken"), 0o644)
+	if code, _, body := do(t, st.URL, "POST", "/admin/reload", st.admin, ""); code != 400 || !strings.Contains(body, "bad_spec") {
+		t.Errorf("reload of a broken spec: %d %s", code, body)
+	}
+	if got := reply(); got != fresh {
+		t.Errorf("after a failed reload: %q", got)
 	}
 }

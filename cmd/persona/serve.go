@@ -255,7 +255,7 @@ func openGuard(ctx context.Context, spec *gateway.Spec, up backend.Backend, read
 	if err != nil {
 		return nil, usageErr(err)
 	}
-	g := &gateway.Guarded{Up: up, Guard: guard}
+	g := &gateway.Guarded{Up: up, Guard: guard, SpecPath: spec.File, Readers: readers}
 	if logDSN == "none" {
 		return g, nil
 	}
