@@ -234,7 +234,9 @@ func TestSpecReload(t *testing.T) {
 	reply := func() string {
 		t.Helper()
 		_, _, body := do(t, st.URL, "POST", "/v1/chat/completions", st.client, chat)
-		var r struct{ Choices []struct{ Message struct{ Content string } } }
+		var r struct {
+			Choices []struct{ Message struct{ Content string } }
+		}
 		json.Unmarshal([]byte(body), &r)
 		return r.Choices[0].Message.Content
 	}
