@@ -44,7 +44,11 @@ type Likelihood struct {
 	// SwitchRate is ε of the hidden Markov model (hmm.go): 0 holds one
 	// persona for the whole conversation.
 	SwitchRate float64
-	names      []string
+	// TurnContext scores each reply given only its own user turn, not the
+	// conversation before it (see turnPosterior). Posterior honours it; a
+	// Tracker always reads the whole conversation.
+	TurnContext bool
+	names       []string
 	prior      []float64
 
 	// Forwarded counts the positions run through the model (for benchmarks
@@ -68,6 +72,9 @@ func NewLikelihood(e *engine.Engine, hyps []Hypothesis) (*Likelihood, error) {
 // one KV state alive per level of the prompt trie, not one per hypothesis,
 // so it fits real models with many personas.
 func (l *Likelihood) Posterior(ctx context.Context, msgs []chat.Message) (*Result, error) {
+	if l.TurnContext {
+		return l.turnPosterior(ctx, msgs)
+	}
 	t := &Tracker{l: l, keep: false}
 	return t.Update(ctx, msgs)
 }
@@ -320,11 +327,20 @@ func (t *Tracker) feed(ctx context.Context, st *model.State, from, to int, group
 // (hypothesis, prompt) sequence is a state of the hidden Markov model, and
 // the log-probability of a turn's tokens under it is that state's emission.
 func (t *Tracker) result(msgIdx []int) (*Result, error) {
-	l := t.l
-	res := &Result{Method: "likelihood", Names: slices.Clone(l.names), Prior: slices.Clone(l.prior)}
-	H := len(l.Hyps)
-	emis := make([][]float64, len(msgIdx)) // [turn][seq]
-	stateHyp := make([]int, len(t.seqs))
+	emis, stateHyp, tokens, err := t.emissions(len(msgIdx))
+	if err != nil {
+		return nil, err
+	}
+	return t.l.combine(msgIdx, emis, stateHyp, tokens)
+}
+
+// emissions returns, per turn and sequence, the summed log-probability of
+// the turn's reply tokens, each sequence's hypothesis, and each turn's
+// token count.
+func (t *Tracker) emissions(turns int) (emis [][]float64, stateHyp, tokens []int, err error) {
+	emis = make([][]float64, turns)
+	tokens = make([]int, turns)
+	stateHyp = make([]int, len(t.seqs))
 	for i, s := range t.seqs {
 		stateHyp[i] = s.hyp
 		for k, sp := range s.spans {
@@ -332,24 +348,33 @@ func (t *Tracker) result(msgIdx []int) (*Result, error) {
 			for p := sp[0]; p < sp[1]; p++ {
 				v := float64(s.lp[p])
 				if math.IsNaN(v) {
-					return nil, fmt.Errorf("posterior: internal error: position %d not scored", p)
+					return nil, nil, nil, fmt.Errorf("posterior: internal error: position %d not scored", p)
 				}
 				sum += v
 			}
 			emis[k] = append(emis[k], sum)
+			if i == 0 {
+				tokens[k] = sp[1] - sp[0]
+			}
 		}
 	}
-	cum := make([]float64, len(t.seqs))
+	return emis, stateHyp, tokens, nil
+}
+
+// combine turns per-sequence emissions into the posterior: the evidence
+// per persona, and the hidden Markov model's filtered and smoothed
+// posteriors and path.
+func (l *Likelihood) combine(msgIdx []int, emis [][]float64, stateHyp, tokens []int) (*Result, error) {
+	res := &Result{Method: "likelihood", Names: slices.Clone(l.names), Prior: slices.Clone(l.prior)}
+	H := len(l.Hyps)
+	cum := make([]float64, len(stateHyp))
 	for k := range msgIdx {
-		turn := Turn{Turn: k + 1, Message: msgIdx[k], Evidence: make([]float64, H), Emission: make([]float64, H)}
+		turn := Turn{Turn: k + 1, Message: msgIdx[k], Tokens: tokens[k], Evidence: make([]float64, H), Emission: make([]float64, H)}
 		perCum, perTurn := make([][]float64, H), make([][]float64, H)
-		for i, s := range t.seqs {
+		for i, h := range stateHyp {
 			cum[i] += emis[k][i]
-			perCum[s.hyp] = append(perCum[s.hyp], cum[i])
-			perTurn[s.hyp] = append(perTurn[s.hyp], emis[k][i])
-			if s.hyp == 0 && len(perCum[0]) == 1 {
-				turn.Tokens = s.spans[k][1] - s.spans[k][0]
-			}
+			perCum[h] = append(perCum[h], cum[i])
+			perTurn[h] = append(perTurn[h], emis[k][i])
 		}
 		for h := range perCum {
 			turn.Evidence[h], turn.Emission[h] = logMeanExp(perCum[h]), logMeanExp(perTurn[h])
@@ -357,4 +382,39 @@ func (t *Tracker) result(msgIdx []int) (*Result, error) {
 		res.Turns = append(res.Turns, turn)
 	}
 	return res, res.decode(stateHyp, emis, l.SwitchRate)
+}
+
+// turnPosterior scores each reply in the context of its own user turn
+// only (Likelihood.TurnContext): the emission of turn k is log P(reply k |
+// persona prompt, user turn k), so what earlier turns made likely (a
+// request to play a pirate, a persona the model already slid into) does
+// not vouch for the reply.
+func (l *Likelihood) turnPosterior(ctx context.Context, msgs []chat.Message) (*Result, error) {
+	conv, skip, err := conversation(msgs)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		msgIdx, stateHyp, tokens []int
+		emis                     [][]float64
+	)
+	for i, m := range conv {
+		if m.Role != chat.RoleAssistant {
+			continue
+		}
+		sub := []chat.Message{m}
+		if i > 0 && conv[i-1].Role == chat.RoleUser {
+			sub = []chat.Message{conv[i-1], m}
+		}
+		t := &Tracker{l: l}
+		if _, err := t.Update(ctx, sub); err != nil {
+			return nil, err
+		}
+		em, sh, tok, err := t.emissions(1)
+		if err != nil {
+			return nil, err
+		}
+		msgIdx, emis, stateHyp, tokens = append(msgIdx, skip+i), append(emis, em[0]), sh, append(tokens, tok[0])
+	}
+	return l.combine(msgIdx, emis, stateHyp, tokens)
 }

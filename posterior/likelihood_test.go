@@ -189,3 +189,52 @@ func TestLikelihoodErrors(t *testing.T) {
 		t.Error("unknown prompt kind accepted")
 	}
 }
+
+// With TurnContext each turn's emission is the engine's log-probability of
+// the reply after its own user turn alone, whatever came before.
+func TestTurnContext(t *testing.T) {
+	e := testEngine(t)
+	ctx := context.Background()
+	l, err := NewLikelihood(e, testHyps())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.TurnContext = true
+	res, err := l.Posterior(ctx, testChat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Turns) != 3 || res.Turns[2].Message != 6 {
+		t.Fatalf("turns: %+v", res.Turns)
+	}
+	conv := testChat[1:]
+	for k, ai := range []int{1, 3, 5} {
+		for hi, h := range l.Hyps {
+			var xs []float64
+			for _, p := range h.Prompts {
+				msgs := []chat.Message{conv[ai-1], conv[ai]}
+				if p != "" {
+					msgs = append([]chat.Message{{Role: "system", Content: p}}, msgs...)
+				}
+				enc, err := e.EncodeChat(msgs, false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				lp, err := e.LogProbs(ctx, enc.IDs, 1, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				sum := 0.0
+				sp := enc.Spans[len(enc.Spans)-1]
+				for q := sp.Start; q < sp.End; q++ {
+					sum += float64(lp[q-1])
+				}
+				xs = append(xs, sum)
+			}
+			want := logMeanExp(xs)
+			if got := res.Turns[k].Emission[hi]; math.Abs(got-want) > 1e-3*math.Max(1, math.Abs(want)) {
+				t.Errorf("%s turn %d: emission %g, LogProbs give %g", h.Name, k+1, got, want)
+			}
+		}
+	}
+}

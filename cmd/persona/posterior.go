@@ -19,6 +19,7 @@ func newPosteriorCmd() *cobra.Command {
 		modelPath, chatFile, method, libDir, prompts, classifier, backends, judgeName string
 		libPriors, withDefault, asJSON, score                                         bool
 		switchRate                                                                    float64
+		turnContext                                                                   bool
 	)
 	cmd := &cobra.Command{
 		Use:   "posterior",
@@ -85,7 +86,7 @@ The default library is the organism's; --personas DIR reads another.`,
 				if err != nil {
 					return usageErr(err)
 				}
-				l.SwitchRate, m = switchRate, l
+				l.SwitchRate, l.TurnContext, m = switchRate, turnContext, l
 			case "activations":
 				if classifier == "" {
 					return usageErr(errors.New("--method activations needs --classifier (make one with 'persona posterior fit')"))
@@ -144,6 +145,7 @@ The default library is the organism's; --personas DIR reads another.`,
 	f.BoolVar(&libPriors, "priors", false, "use the library's priors instead of a uniform prior")
 	f.BoolVar(&withDefault, "default", false, "add a 'default' hypothesis with no system prompt")
 	f.Float64Var(&switchRate, "switch-rate", posterior.DefaultSwitchRate, "prior rate ε of persona switches between turns (0: one persona per conversation)")
+	f.BoolVar(&turnContext, "turn-context", false, "likelihood: score each reply after its own user turn only, not the whole conversation before it")
 	f.StringVar(&classifier, "classifier", "", "classifier file for --method activations")
 	f.StringVar(&backends, "backends", "", "backends YAML for --method judge")
 	f.StringVar(&judgeName, "judge", "", "judge backend name in --backends (default: the first)")
