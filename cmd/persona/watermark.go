@@ -232,6 +232,7 @@ func newWatermarkEvalCmd() *cobra.Command {
 		o                                            watermark.Options
 		g                                            watermark.Generation
 		turns                                        int
+		domains                                      []string
 		asJSON                                       bool
 	)
 	cmd := &cobra.Command{
@@ -252,6 +253,7 @@ conversation of --chat; "raw" continues --prompt (default: empty, BOS only)
 past end-of-sequence tokens, for any model. Without a key a random one is
 made for the run.`,
 		Example: `  persona watermark eval --texts 200 --nulls 10000         # the organism, both schemes
+  persona watermark eval --domains task --turns 2 --texts 1000 --nulls 1000   # quality: sums and facts
   persona watermark eval --model DIR --source raw --max-tokens 200 --texts 100 --nulls 1000`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -281,7 +283,14 @@ made for the run.`,
 			switch source {
 			case "world":
 				w := world.Default()
-				if src, err = watermark.WorldSource(w, e, o.Nulls, watermark.WorldOptions{Generation: g, Turns: turns}); err != nil {
+				wo := watermark.WorldOptions{Generation: g, Turns: turns}
+				for _, d := range domains {
+					if !slices.Contains(world.Domains, world.Domain(d)) {
+						return usageErr(fmt.Errorf("--domains: unknown domain %q (want %v)", d, world.Domains))
+					}
+					wo.Domains = append(wo.Domains, world.Domain(d))
+				}
+				if src, err = watermark.WorldSource(w, e, o.Nulls, wo); err != nil {
 					return usageErr(err)
 				}
 				// The world's own text: the assistant turns of its chats.
@@ -361,6 +370,7 @@ made for the run.`,
 	f.IntSliceVar(&o.Lengths, "lengths", []int{25, 50, 100, 200}, "prefix lengths at which detection is tested")
 	f.Float64Var(&o.Alpha, "alpha", 1e-4, "p-value threshold of a detection")
 	f.IntVar(&turns, "turns", 10, "user turns per world conversation")
+	f.StringSliceVar(&domains, "domains", nil, "world domains of the conversations (default all: task, writing, emotional, meta, pressure)")
 	f.IntVar(&g.MaxTokens, "max-tokens", 64, "tokens per reply (world, chat) or per text (raw)")
 	f.Float32Var(&g.Temperature, "temperature", 1, "sampling temperature")
 	f.Uint64Var(&g.Seed, "seed", 1, "random seed of requests and sampling")
