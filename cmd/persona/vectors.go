@@ -1,13 +1,18 @@
 package main
 
 import (
+	"encoding/csv"
 	"errors"
 	"fmt"
+	"io"
+	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"persona/chat"
 	"persona/engine"
+	"persona/internal/fileio"
 	"persona/posterior"
 	"persona/resid"
 	"persona/sample"
@@ -24,7 +29,7 @@ stream: the mean activation over responses that express a trait minus the mean
 over responses that do not. Layer ℓ is the output of decoder block ℓ (Hugging
 Face hidden_states[ℓ+1]); llama.cpp control vectors use the same index.`,
 	}
-	cmd.AddCommand(newVectorsExtractCmd(), newVectorsProjectCmd(), newVectorsSteerCmd())
+	cmd.AddCommand(newVectorsExtractCmd(), newVectorsProjectCmd(), newVectorsSteerCmd(), newVectorsScreenCmd())
 	return cmd
 }
 
@@ -271,4 +276,104 @@ the paper: c ≈ 0.5–2.5 induces the trait, negative c suppresses it) added at
 	samplingFlags(f, &maxTokens, &p.Temperature, &p.Seed, sampling{MaxTokens: 64, TokensUsage: "tokens per reply", SeedUsage: "sampling seed"})
 	f.BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
+}
+
+func newVectorsScreenCmd() *cobra.Command {
+	var (
+		modelPath, vecPath, out string
+		o                       vectors.ScreenOptions
+		threshold               float64
+		asJSON                  bool
+	)
+	cmd := &cobra.Command{
+		Use:   "screen DATA.jsonl",
+		Short: "Flag fine-tuning samples that would push the model along a persona vector",
+		Long: `For every sample of a fine-tuning dataset (a conversation ending with the
+assistant response to train on), project the response on the vector at --layer
+and subtract the projection of the model's own greedy reply to the same
+conversation: a sample far above zero would teach the model more of the trait
+than it shows now (the persona-vectors paper's projection difference). Samples
+above the threshold (default: median + 3 robust standard deviations of the
+dataset) are flagged; the mean difference scores the dataset as a whole.
+--out writes every sample's numbers as JSONL (or CSV for a .csv name).`,
+		Example: `  persona vectors screen data.jsonl --vectors cynical.safetensors --layer 2
+  persona vectors screen data.jsonl --model M --vectors evil.safetensors --layer 12 --out screen.csv`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if vecPath == "" {
+				return usageErr(errors.New("--vectors is required"))
+			}
+			if cmd.Flags().Changed("threshold") {
+				o.Threshold = &threshold
+			}
+			chats, err := readChats(args[0])
+			if err != nil {
+				return err
+			}
+			e, err := loadEngine(modelPath, engine.Options{})
+			if err != nil {
+				return err
+			}
+			defer e.Close()
+			set, err := loadVectorsFor(vecPath, e)
+			if err != nil {
+				return err
+			}
+			if o.Layer < 0 || o.Layer >= e.Model.NumLayers {
+				return usageErr(fmt.Errorf("--layer %d: the model has layers 0–%d", o.Layer, e.Model.NumLayers-1))
+			}
+			bar := newProgress("samples")
+			o.Progress = bar.update
+			sc, err := vectors.Screen(cmd.Context(), e, set, chats, o)
+			bar.finish()
+			if errors.Is(err, vectors.ErrDataset) {
+				return usageErr(fmt.Errorf("%s: %w", args[0], err))
+			} else if err != nil {
+				return classify(fmt.Errorf("%s: %w", args[0], err))
+			}
+			if out != "" {
+				if err := writeScreening(out, sc); err != nil {
+					return backendErr(err)
+				}
+			}
+			if asJSON {
+				return printJSON(sc)
+			}
+			fmt.Printf("%s at layer %d: %d of %d samples above %.3f; dataset score (mean difference) %.3f\n",
+				sc.Vectors, sc.Layer, sc.Flagged, len(sc.Samples), sc.Threshold, sc.Score)
+			for _, s := range sc.Samples {
+				if s.Flagged {
+					fmt.Printf("  sample %d: %+.3f (response %.3f, model's own %.3f)\n", s.Sample, s.Diff, s.Given, s.Own)
+				}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	modelFlag(f, &modelPath, "model the dataset would fine-tune")
+	f.StringVar(&vecPath, "vectors", "", "vector file (safetensors, or a llama.cpp control-vector .gguf)")
+	f.IntVar(&o.Layer, "layer", 0, "layer to project at")
+	f.Float64Var(&threshold, "threshold", 0, "flag samples whose difference exceeds this (default: median + 3 robust SD)")
+	f.IntVar(&o.MaxTokens, "max-tokens", 64, "length of the model's own reply")
+	f.IntVar(&o.Workers, "workers", 2, "samples screened in parallel")
+	f.StringVar(&out, "out", "", "write every sample's numbers to this JSONL or .csv file")
+	f.BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+// writeScreening writes a screening's samples as JSONL, or CSV for a .csv
+// path.
+func writeScreening(path string, sc *vectors.Screening) error {
+	if strings.HasSuffix(path, ".csv") {
+		return fileio.WriteAtomic(path, func(w io.Writer) error {
+			cw := csv.NewWriter(w)
+			cw.Write([]string{"sample", "given", "own", "diff", "flagged"})
+			for _, s := range sc.Samples {
+				cw.Write([]string{strconv.Itoa(s.Sample), fmt.Sprint(s.Given), fmt.Sprint(s.Own), fmt.Sprint(s.Diff), strconv.FormatBool(s.Flagged)})
+			}
+			cw.Flush()
+			return cw.Error()
+		})
+	}
+	return writeJSONL(path, sc.Samples)
 }

@@ -165,3 +165,43 @@ func NewProportion(k, n int) Proportion {
 func (p Proportion) String() string {
 	return fmt.Sprintf("%.3f [%.3f, %.3f] (%d/%d)", p.P, p.Lo, p.Hi, p.K, p.N)
 }
+
+// AUROC is the area under the ROC curve of scores against binary labels:
+// the probability that a positive outscores a negative, ties counting half
+// (the Mann–Whitney U over n₊n₋). NaN without both classes.
+func AUROC(scores []float64, positive []bool) float64 {
+	type pt struct {
+		s   float64
+		pos bool
+	}
+	pts := make([]pt, len(scores))
+	var np, nn float64
+	for i, s := range scores {
+		pts[i] = pt{s, positive[i]}
+		if positive[i] {
+			np++
+		} else {
+			nn++
+		}
+	}
+	if np == 0 || nn == 0 {
+		return math.NaN()
+	}
+	sort.Slice(pts, func(i, j int) bool { return pts[i].s < pts[j].s })
+	// Sum of the positives' ranks, ties sharing their mean rank.
+	var rankSum float64
+	for i := 0; i < len(pts); {
+		j := i
+		for j < len(pts) && pts[j].s == pts[i].s {
+			j++
+		}
+		mean := float64(i+j+1) / 2 // ranks i+1 … j
+		for k := i; k < j; k++ {
+			if pts[k].pos {
+				rankSum += mean
+			}
+		}
+		i = j
+	}
+	return (rankSum - np*(np+1)/2) / (np * nn)
+}

@@ -116,3 +116,23 @@ func TestCalibration(t *testing.T) {
 		t.Errorf("bins %+v", d)
 	}
 }
+
+func TestAUROC(t *testing.T) {
+	for _, c := range []struct {
+		s    []float64
+		p    []bool
+		want float64
+	}{
+		{[]float64{1, 2, 3, 4}, []bool{false, false, true, true}, 1},
+		{[]float64{4, 3, 2, 1}, []bool{false, false, true, true}, 0},
+		{[]float64{1, 1, 1, 1}, []bool{false, true, false, true}, 0.5},
+		{[]float64{0.1, 0.4, 0.35, 0.8}, []bool{false, false, true, true}, 0.75},
+	} {
+		if got := AUROC(c.s, c.p); math.Abs(got-c.want) > 1e-12 {
+			t.Errorf("AUROC(%v, %v) = %g, want %g", c.s, c.p, got, c.want)
+		}
+	}
+	if !math.IsNaN(AUROC([]float64{1, 2}, []bool{true, true})) {
+		t.Error("one class: want NaN")
+	}
+}
