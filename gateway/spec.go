@@ -42,8 +42,8 @@ type Spec struct {
 	// TurnContext has the posterior monitor read each reply after its own
 	// user turn only, so a conversation that made a persona likely (role-play
 	// pressure) does not vouch for a reply in that persona.
-	TurnContext bool `yaml:"turn_context"`
-	Rails      []Rail   `yaml:"rails"`
+	TurnContext bool   `yaml:"turn_context"`
+	Rails       []Rail `yaml:"rails"`
 	// BlockMessage replaces a reply the rails could not bring back.
 	BlockMessage string `yaml:"block_message"`
 	// Principles guide the critique-and-revise action.

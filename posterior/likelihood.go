@@ -49,7 +49,7 @@ type Likelihood struct {
 	// Tracker always reads the whole conversation.
 	TurnContext bool
 	names       []string
-	prior      []float64
+	prior       []float64
 
 	// Forwarded counts the positions run through the model (for benchmarks
 	// and the sharing test).
