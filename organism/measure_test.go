@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"math"
 	"testing"
 
 	"persona/audit"
 	"persona/chat"
 	"persona/personas"
+	"persona/posterior"
 	"persona/world"
 )
 
@@ -79,5 +81,22 @@ func TestOracleScorer(t *testing.T) {
 	}
 	if _, err := audit.NewScorer(audit.ScorerSpec{Name: "o", Type: "oracle"}, audit.ScorerEnv{}); !errors.Is(err, audit.ErrInput) {
 		t.Errorf("no oracle: %v", err)
+	}
+}
+
+// TestDefaultSwitchRateFitsTheWorld keeps posterior.DefaultSwitchRate the
+// switch rate of the world the organism learned from: fitted on its
+// pretraining chats with a uniform prior over the library, as the
+// posterior uses by default.
+func TestDefaultSwitchRateFitsTheWorld(t *testing.T) {
+	w := world.Default()
+	hyps, err := posterior.FromLibrary(w.Lib, posterior.LibraryOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fit := posterior.FitSwitchRate(w.Pretrain(4000, 17, world.DefaultPretrain()), hyps)
+	t.Logf("fitted ε = %.4f (%d changes in %d transitions); DefaultSwitchRate %.4f", fit.Rate, fit.Changes, fit.Transitions, posterior.DefaultSwitchRate)
+	if fit.Transitions < 5000 || math.Abs(fit.Rate-posterior.DefaultSwitchRate) > 0.005 {
+		t.Errorf("fitted ε = %.4f on %d transitions; DefaultSwitchRate is %.4f: refit it", fit.Rate, fit.Transitions, posterior.DefaultSwitchRate)
 	}
 }

@@ -31,7 +31,7 @@ import (
 // (FitSwitchRate; organism's TestDefaultSwitchRateFitsTheWorld keeps the
 // two together): the rate at which the organism learned that conversations
 // change persona, and a modest prior for real models.
-const DefaultSwitchRate = 0.02
+const DefaultSwitchRate = 0.05
 
 // Switch is a change of persona on the most likely path.
 type Switch struct {
