@@ -215,7 +215,7 @@ func NewGuard(s *Spec, up Readers) (*Guard, error) {
 		if err != nil {
 			return nil, err
 		}
-		l.SwitchRate, l.TurnContext = eps, s.TurnContext
+		l.SwitchRate, l.WholeConversation = eps, s.WholeConversation
 		g.Monitor = &PosteriorMonitor{Method: "posterior", P: l}
 	case "judge":
 		if up.Judge == nil {

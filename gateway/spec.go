@@ -39,11 +39,12 @@ type Spec struct {
 	Monitor string `yaml:"monitor"`
 	// SwitchRate is the posterior's per-turn persona switch rate.
 	SwitchRate *float64 `yaml:"switch_rate"`
-	// TurnContext has the posterior monitor read each reply after its own
-	// user turn only, so a conversation that made a persona likely (role-play
-	// pressure) does not vouch for a reply in that persona.
-	TurnContext bool   `yaml:"turn_context"`
-	Rails       []Rail `yaml:"rails"`
+	// WholeConversation has the posterior monitor read each reply given the
+	// whole conversation before it. By default it reads each reply after its
+	// own user turn only, so a conversation that made a persona likely
+	// (role-play pressure) does not vouch for a reply in that persona.
+	WholeConversation bool   `yaml:"whole_conversation"`
+	Rails             []Rail `yaml:"rails"`
 	// BlockMessage replaces a reply the rails could not bring back.
 	BlockMessage string `yaml:"block_message"`
 	// Principles guide the critique-and-revise action.

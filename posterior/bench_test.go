@@ -43,8 +43,11 @@ func benchHyps(n int) []Hypothesis {
 //
 //   - tracker: a Tracker updated after every turn (KV states kept; each turn
 //     runs only its new tokens, once per persona);
-//   - recompute: the posterior recomputed from scratch after every turn
-//     (prompt trie, no kept states): what a stateless caller pays;
+//   - recompute: the posterior over the whole conversation recomputed from
+//     scratch after every turn (prompt trie, no kept states): what a
+//     stateless caller pays;
+//   - turn-context: the default posterior, each reply scored after its own
+//     user turn, recomputed after every turn;
 //   - naive: engine.LogProbs per persona and turn, nothing shared.
 func BenchmarkLikelihood(b *testing.B) {
 	e := benchEngine(b)
@@ -77,18 +80,24 @@ func BenchmarkLikelihood(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(cuts))/1e6, "ms/turn")
 			b.ReportMetric(float64(l.Forwarded.Load())/float64(b.N*len(cuts)), "positions/turn")
 		})
-		b.Run(fmt.Sprintf("personas=%d/recompute", n), func(b *testing.B) {
-			l.Forwarded.Store(0)
-			for b.Loop() {
-				for _, c := range cuts {
-					if _, err := l.Posterior(ctx, conv[:c]); err != nil {
-						b.Fatal(err)
+		for _, mode := range []struct {
+			name  string
+			whole bool
+		}{{"recompute", true}, {"turn-context", false}} {
+			b.Run(fmt.Sprintf("personas=%d/%s", n, mode.name), func(b *testing.B) {
+				l.WholeConversation = mode.whole
+				l.Forwarded.Store(0)
+				for b.Loop() {
+					for _, c := range cuts {
+						if _, err := l.Posterior(ctx, conv[:c]); err != nil {
+							b.Fatal(err)
+						}
 					}
 				}
-			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(cuts))/1e6, "ms/turn")
-			b.ReportMetric(float64(l.Forwarded.Load())/float64(b.N*len(cuts)), "positions/turn")
-		})
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(cuts))/1e6, "ms/turn")
+				b.ReportMetric(float64(l.Forwarded.Load())/float64(b.N*len(cuts)), "positions/turn")
+			})
+		}
 		b.Run(fmt.Sprintf("personas=%d/naive", n), func(b *testing.B) {
 			positions := 0
 			for b.Loop() {

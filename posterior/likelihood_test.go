@@ -30,6 +30,7 @@ func TestLikelihoodMatchesLogProbs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	l.WholeConversation = true
 	res, err := l.Posterior(ctx, testChat)
 	if err != nil {
 		t.Fatal(err)
@@ -111,6 +112,7 @@ func TestTrackerIncremental(t *testing.T) {
 	incremental := l.Forwarded.Load()
 
 	l2, _ := NewLikelihood(e, testHyps())
+	l2.WholeConversation = true
 	full, err := l2.Posterior(ctx, testChat)
 	if err != nil {
 		t.Fatal(err)
@@ -152,6 +154,7 @@ func TestTrieSharesPrefixes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	l.WholeConversation = true
 	if _, err := l.Posterior(context.Background(), testChat); err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +193,7 @@ func TestLikelihoodErrors(t *testing.T) {
 	}
 }
 
-// With TurnContext each turn's emission is the engine's log-probability of
+// By default each turn's emission is the engine's log-probability of
 // the reply after its own user turn alone, whatever came before.
 func TestTurnContext(t *testing.T) {
 	e := testEngine(t)
@@ -199,7 +202,6 @@ func TestTurnContext(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.TurnContext = true
 	res, err := l.Posterior(ctx, testChat)
 	if err != nil {
 		t.Fatal(err)

@@ -19,7 +19,7 @@ func newPosteriorCmd() *cobra.Command {
 		modelPath, chatFile, method, libDir, prompts, classifier, backends, judgeName string
 		libPriors, withDefault, asJSON, score                                         bool
 		switchRate                                                                    float64
-		turnContext                                                                   bool
+		wholeConversation                                                             bool
 	)
 	cmd := &cobra.Command{
 		Use:   "posterior",
@@ -37,7 +37,9 @@ the switches on it; --json has the full distributions.
 Methods:
   likelihood   Bayes' rule on the model's own log-probabilities of the assistant
                turns under each persona's system prompt (white-box, exact).
-               The conversation's system message is replaced by each persona's.
+               The conversation's system message is replaced by each persona's;
+               each reply is scored after its own user turn, so earlier turns
+               do not vouch for it (--whole-conversation reads them all).
   activations  response-mean activations projected on persona vectors and
                calibrated by logistic regression (--classifier, from
                'persona posterior fit').
@@ -86,7 +88,7 @@ The default library is the organism's; --personas DIR reads another.`,
 				if err != nil {
 					return usageErr(err)
 				}
-				l.SwitchRate, l.TurnContext, m = switchRate, turnContext, l
+				l.SwitchRate, l.WholeConversation, m = switchRate, wholeConversation, l
 			case "activations":
 				if classifier == "" {
 					return usageErr(errors.New("--method activations needs --classifier (make one with 'persona posterior fit')"))
@@ -145,7 +147,7 @@ The default library is the organism's; --personas DIR reads another.`,
 	f.BoolVar(&libPriors, "priors", false, "use the library's priors instead of a uniform prior")
 	f.BoolVar(&withDefault, "default", false, "add a 'default' hypothesis with no system prompt")
 	f.Float64Var(&switchRate, "switch-rate", posterior.DefaultSwitchRate, "prior rate ε of persona switches between turns (0: one persona per conversation)")
-	f.BoolVar(&turnContext, "turn-context", false, "likelihood: score each reply after its own user turn only, not the whole conversation before it")
+	f.BoolVar(&wholeConversation, "whole-conversation", false, "likelihood: score each reply given the whole conversation before it (default: after its own user turn only)")
 	f.StringVar(&classifier, "classifier", "", "classifier file for --method activations")
 	f.StringVar(&backends, "backends", "", "backends YAML for --method judge")
 	f.StringVar(&judgeName, "judge", "", "judge backend name in --backends (default: the first)")
