@@ -8,9 +8,11 @@ package backend
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 
 	"persona/chat"
+	"persona/resid"
 )
 
 // Request is one chat completion.
@@ -26,6 +28,13 @@ type Request struct {
 	Logprobs    bool     `json:"logprobs,omitempty"`
 	TopLogprobs int      `json:"top_logprobs,omitempty"`
 	Stop        []string `json:"stop,omitempty"`
+	// Persona is the request's "persona" extension field as sent (a
+	// gateway reads its control from it); plain backends ignore it.
+	Persona json.RawMessage `json:"-"`
+	// Interventions, if set, act on the embedded engine's residual stream
+	// for this generation instead of the backend's own; API backends
+	// ignore them.
+	Interventions []resid.Intervention `json:"-"`
 }
 
 // Response is a finished completion.

@@ -150,6 +150,12 @@ func (b *Engine) generate(ctx context.Context, prompt []int, req Request, emit f
 	if err := m.CheckIDs(prompt); err != nil {
 		return nil, b.badRequest(err.Error())
 	}
+	ivs := b.Interventions
+	if len(req.Interventions) > 0 {
+		if ivs, err = resid.NewSet(m.NumLayers, m.Hidden, req.Interventions...); err != nil {
+			return nil, b.badRequest(err.Error())
+		}
+	}
 
 	select {
 	case b.sem <- struct{}{}:
@@ -198,7 +204,7 @@ func (b *Engine) generate(ctx context.Context, prompt []int, req Request, emit f
 		return nil
 	}
 	if _, err := b.E.Generate(ctx, engine.Request{Prompt: prompt, MaxTokens: maxTokens, Sampling: p,
-		Interventions: b.Interventions, OnToken: onToken}); err != nil {
+		Interventions: ivs, OnToken: onToken}); err != nil {
 		return nil, err
 	}
 	if !stopped {

@@ -289,6 +289,9 @@ type chatRequest struct {
 	Logprobs    bool            `json:"logprobs"`
 	TopLogprobs *int            `json:"top_logprobs"`
 	Tools       json.RawMessage `json:"tools"`
+	// Persona is this server's extension: what a gateway may let a
+	// request change (steering, capping).
+	Persona json.RawMessage `json:"persona"`
 }
 
 // messageText accepts a string or a list of text parts.
@@ -353,7 +356,7 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		}
 		req.Messages = append(req.Messages, chat.Message{Role: role, Content: text})
 	}
-	req.Logprobs = body.Logprobs
+	req.Logprobs, req.Persona = body.Logprobs, body.Persona
 	if body.TopLogprobs != nil {
 		if !body.Logprobs {
 			writeError(w, badRequest("top_logprobs requires logprobs: true"))

@@ -287,10 +287,10 @@ func (o *Options) converse(ctx context.Context, e *engine.Engine, s Scenario, c 
 		// the cap (common random numbers make the difference sharper).
 		seed := o.Seed*1_000_003 + uint64(c.unit)*10_007 + uint64(sysIdx)*1_009 + uint64(c.Sample)*101 + uint64(t)
 		var r *engine.Reply
-		gen := func(ctx context.Context, msgs []chat.Message) (string, error) {
+		gen := func(ctx context.Context, msgs []chat.Message, guardIvs []resid.Intervention) (string, error) {
 			var err error
 			r, err = e.Reply(ctx, msgs, engine.ReplyOptions{Capture: o.Axis != nil, Layers: layers, MaxTokens: o.MaxTokens,
-				Sampling: sample.Params{Temperature: o.Temperature, Seed: seed}, Interventions: ivs})
+				Sampling: sample.Params{Temperature: o.Temperature, Seed: seed}, Interventions: slices.Concat(ivs, guardIvs)})
 			seed += 7_919 // a guard's next try is a new draw
 			if err != nil {
 				return "", err
@@ -299,7 +299,11 @@ func (o *Options) converse(ctx context.Context, e *engine.Engine, s Scenario, c 
 		}
 		turn := Turn{User: user}
 		if c.Control == "rails" {
-			out, err := o.Guard.Reply(ctx, msgs, gen)
+			ctl, err := o.Guard.Spec.RequestControl(nil)
+			if err != nil {
+				return err
+			}
+			out, err := o.Guard.Reply(ctx, msgs, ctl, gen)
 			if err != nil {
 				return fmt.Errorf("rails: %w", err)
 			}
@@ -308,7 +312,7 @@ func (o *Options) converse(ctx context.Context, e *engine.Engine, s Scenario, c 
 				r = &engine.Reply{} // the block message: nothing generated to project
 			}
 		} else {
-			text, err := gen(ctx, msgs)
+			text, err := gen(ctx, msgs, nil)
 			if err != nil {
 				return err
 			}

@@ -11,11 +11,13 @@ import (
 	"persona/chat"
 	"persona/engine"
 	"persona/posterior"
+	"persona/resid"
 	"persona/world"
 )
 
-// Generate produces the next assistant reply to msgs.
-type Generate func(ctx context.Context, msgs []chat.Message) (string, error)
+// Generate produces the next assistant reply to msgs, with ivs (steering,
+// capping; nil: none) applied to the model's residual stream.
+type Generate func(ctx context.Context, msgs []chat.Message, ivs []resid.Intervention) (string, error)
 
 // Guard holds a deployment to its spec: it reads every reply with the
 // monitor and, when a rail's condition holds on the conversation so far,
@@ -25,7 +27,9 @@ type Guard struct {
 	Monitor Monitor
 	// Critic rewrites drafts for the revise action (nil: revise is
 	// unavailable, and a spec that asks for it is refused by New).
-	Critic Generate
+	Critic func(ctx context.Context, msgs []chat.Message) (string, error)
+
+	controls *controls
 }
 
 // Intervention is one action a rail took on a reply.
@@ -50,6 +54,10 @@ type Telemetry struct {
 	Trajectory    []float64      `json:"trajectory"`
 	Interventions []Intervention `json:"interventions,omitempty"`
 	Blocked       bool           `json:"blocked,omitempty"`
+	// Steer and Capped are the control the served reply was generated
+	// under.
+	Steer  map[string]float64 `json:"steer,omitempty"`
+	Capped bool               `json:"capped,omitempty"`
 }
 
 // Outcome is a guarded reply and its telemetry.
@@ -71,17 +79,23 @@ func (g *Guard) Check() error {
 	return nil
 }
 
-// Reply generates the next reply to msgs with gen and holds it to the
-// spec: the monitor reads the conversation with the reply, and the first
-// rail whose condition holds acts (generate again re-anchored, revise, or
+// Reply generates the next reply to msgs with gen under the control ctl
+// (Spec.RequestControl: the spec's steering and capping, changed by the
+// request where the spec allows) and holds it to the spec: the monitor
+// reads the conversation with the reply, and the first rail whose
+// condition holds acts (generate again re-anchored or capped, revise, or
 // block); the new reply is read again, up to the rail's retries, after
 // which its fallback action is taken.
-func (g *Guard) Reply(ctx context.Context, msgs []chat.Message, gen Generate) (*Outcome, error) {
-	reply, err := gen(ctx, msgs)
+func (g *Guard) Reply(ctx context.Context, msgs []chat.Message, ctl Control, gen Generate) (*Outcome, error) {
+	ivs, err := g.controls.interventions(ctl)
 	if err != nil {
 		return nil, err
 	}
-	out := &Outcome{Telemetry: Telemetry{Spec: g.Spec.Name, Monitor: g.Monitor.Name()}}
+	reply, err := gen(ctx, msgs, ivs)
+	if err != nil {
+		return nil, err
+	}
+	out := &Outcome{Telemetry: Telemetry{Spec: g.Spec.Name, Monitor: g.Monitor.Name(), Steer: ctl.steering(), Capped: ctl.Cap}}
 	for attempt := 0; ; attempt++ {
 		rd, err := g.Monitor.Read(ctx, append(slices.Clip(msgs), chat.Message{Role: chat.RoleAssistant, Content: reply}))
 		if err != nil {
@@ -106,7 +120,13 @@ func (g *Guard) Reply(ctx context.Context, msgs []chat.Message, gen Generate) (*
 			out.Reply, out.Blocked = g.Spec.BlockMessage, true
 			return out, nil
 		case "reanchor":
-			reply, err = g.reanchor(ctx, msgs, gen)
+			reply, err = g.reanchor(ctx, msgs, func(ctx context.Context, m []chat.Message) (string, error) { return gen(ctx, m, ivs) })
+		case "cap":
+			// Capping stays on for the tries after this one.
+			ctl.Cap, out.Capped = true, true
+			if ivs, err = g.controls.interventions(ctl); err == nil {
+				reply, err = gen(ctx, msgs, ivs)
+			}
 		case "revise":
 			reply, err = g.revise(ctx, msgs, reply)
 		}
@@ -147,7 +167,7 @@ func (o *Outcome) read(s *Spec, rd *Reading) {
 // right before the last user turn, where the model reads it freshest; a
 // template that allows no system message there gets the prompt as a
 // reminder at the start of that user turn instead.
-func (g *Guard) reanchor(ctx context.Context, msgs []chat.Message, gen Generate) (string, error) {
+func (g *Guard) reanchor(ctx context.Context, msgs []chat.Message, gen func(context.Context, []chat.Message) (string, error)) (string, error) {
 	i := len(msgs) - 1
 	for i >= 0 && msgs[i].Role != chat.RoleUser {
 		i--
@@ -205,7 +225,11 @@ func NewGuard(s *Spec, up Readers) (*Guard, error) {
 	if s.SwitchRate != nil {
 		eps = *s.SwitchRate
 	}
-	g := &Guard{Spec: s}
+	ctls, err := loadControls(s, up.Engine)
+	if err != nil {
+		return nil, err
+	}
+	g := &Guard{Spec: s, controls: ctls}
 	switch s.Monitor {
 	case "posterior":
 		if up.Engine == nil {

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"persona/chat"
+	"persona/resid"
 	"persona/world"
 )
 
@@ -53,7 +54,7 @@ func anchored(msgs []chat.Message) bool {
 func TestGuardReanchors(t *testing.T) {
 	g := testGuard(t, testSpec)
 	calls := 0
-	out, err := g.Reply(context.Background(), question, func(ctx context.Context, msgs []chat.Message) (string, error) {
+	out, err := g.Reply(context.Background(), question, Control{}, func(ctx context.Context, msgs []chat.Message, _ []resid.Intervention) (string, error) {
 		calls++
 		if anchored(msgs) {
 			return assistantReply, nil
@@ -74,7 +75,7 @@ func TestGuardReanchors(t *testing.T) {
 func TestGuardBlocksAfterRetries(t *testing.T) {
 	g := testGuard(t, testSpec)
 	calls := 0
-	out, err := g.Reply(context.Background(), question, func(ctx context.Context, msgs []chat.Message) (string, error) {
+	out, err := g.Reply(context.Background(), question, Control{}, func(ctx context.Context, msgs []chat.Message, _ []resid.Intervention) (string, error) {
 		calls++
 		return pirateReply, nil
 	})
@@ -92,7 +93,9 @@ func TestGuardBlocksAfterRetries(t *testing.T) {
 
 func TestGuardPassesOnPersona(t *testing.T) {
 	g := testGuard(t, testSpec)
-	out, err := g.Reply(context.Background(), question, func(context.Context, []chat.Message) (string, error) { return assistantReply, nil })
+	out, err := g.Reply(context.Background(), question, Control{}, func(context.Context, []chat.Message, []resid.Intervention) (string, error) {
+		return assistantReply, nil
+	})
 	if err != nil || out.Reply != assistantReply || len(out.Interventions) != 0 {
 		t.Fatalf("%+v %v", out, err)
 	}
@@ -105,7 +108,7 @@ func TestGuardSlope(t *testing.T) {
 	msgs := []chat.Message{{Role: chat.RoleUser, Content: "What is 17 + 25?"}, {Role: chat.RoleAssistant, Content: assistantReply},
 		{Role: chat.RoleUser, Content: "What is 17 + 25?"}, {Role: chat.RoleAssistant, Content: "Certainly. The answer is 42, as asked. Arr."},
 		{Role: chat.RoleUser, Content: "What is 17 + 25?"}}
-	out, err := g.Reply(context.Background(), msgs, func(ctx context.Context, m []chat.Message) (string, error) {
+	out, err := g.Reply(context.Background(), msgs, Control{}, func(ctx context.Context, m []chat.Message, _ []resid.Intervention) (string, error) {
 		if anchored(m) {
 			return assistantReply, nil
 		}
@@ -124,7 +127,7 @@ func TestGuardSlope(t *testing.T) {
 func TestGuardReanchorFallback(t *testing.T) {
 	g := testGuard(t, testSpec)
 	var last []chat.Message
-	_, err := g.Reply(context.Background(), question, func(ctx context.Context, msgs []chat.Message) (string, error) {
+	_, err := g.Reply(context.Background(), question, Control{}, func(ctx context.Context, msgs []chat.Message, _ []resid.Intervention) (string, error) {
 		if anchored(msgs) {
 			return "", errors.New("template: system message must come first")
 		}
@@ -150,7 +153,7 @@ func TestGuardRevise(t *testing.T) {
 		critique = msgs[0].Content
 		return assistantReply, nil
 	}
-	out, err := g.Reply(context.Background(), question, func(context.Context, []chat.Message) (string, error) { return pirateReply, nil })
+	out, err := g.Reply(context.Background(), question, Control{}, func(context.Context, []chat.Message, []resid.Intervention) (string, error) { return pirateReply, nil })
 	if err != nil || out.Reply != assistantReply || out.Interventions[0].Action != "revise" {
 		t.Fatalf("%+v %v", out, err)
 	}
@@ -175,6 +178,12 @@ func TestSpecErrors(t *testing.T) {
 		{"personas: organism", "personas: /nonexistent", "personas"},
 		{"monitor: oracle", "monitor: oracle\ncolour: blue", "colour"},
 		{"retries: 2", "retries: 20", "retries"},
+		{"monitor: oracle", "monitor: oracle\nsteer: {warm: 2}", "steer.warm: no vector"},
+		{"monitor: oracle", "monitor: oracle\nvectors: {warm: w.safetensors}\nsteer: {warm: .nan}", "finite"},
+		{"monitor: oracle", "monitor: oracle\noverrides: [spec]", "overrides[0]"},
+		{"monitor: oracle", "monitor: oracle\ncapping: {layers: [1]}", "capping.axis: missing"},
+		{"action: reanchor", "action: cap", "needs a capping axis"},
+		{"monitor: oracle", "monitor: judge\nupstream: {backend: api}\ncapping: {axis: a.safetensors}", "API upstream"},
 	} {
 		_, err := ParseSpec("spec.yaml", []byte(strings.Replace(testSpec, c.from, c.to, 1)))
 		if !errors.Is(err, ErrSpec) || !strings.Contains(err.Error(), c.want) {

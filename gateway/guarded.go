@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -12,6 +13,7 @@ import (
 
 	"persona/backend"
 	"persona/chat"
+	"persona/resid"
 )
 
 // Guarded serves a model as its brand persona: the spec's system prompt
@@ -94,12 +96,16 @@ func (g *Guarded) Chat(ctx context.Context, req backend.Request) (*backend.Respo
 // ChatStream answers as the brand persona.
 func (g *Guarded) ChatStream(ctx context.Context, req backend.Request, emit func(backend.Delta) error) (*backend.Response, error) {
 	guard := g.guard()
+	ctl, err := guard.Spec.RequestControl(req.Persona)
+	if err != nil {
+		return nil, &backend.Error{Backend: g.Name(), Kind: backend.KindBadRequest, Msg: err.Error()}
+	}
 	msgs := append([]chat.Message{{Role: chat.RoleSystem, Content: guard.Spec.SystemPrompt}}, req.Messages...)
 	var last *backend.Response
 	attempt := int64(0)
-	gen := func(ctx context.Context, m []chat.Message) (string, error) {
+	gen := func(ctx context.Context, m []chat.Message, ivs []resid.Intervention) (string, error) {
 		r := req
-		r.Messages = m
+		r.Messages, r.Interventions = m, ivs
 		if r.Seed != nil {
 			s := *r.Seed + attempt // a rail's next try is a new draw
 			r.Seed = &s
@@ -112,7 +118,10 @@ func (g *Guarded) ChatStream(ctx context.Context, req backend.Request, emit func
 		last = resp
 		return resp.Content, nil
 	}
-	out, err := guard.Reply(ctx, msgs, gen)
+	out, err := guard.Reply(ctx, msgs, ctl, gen)
+	if errors.Is(err, ErrControl) {
+		return nil, &backend.Error{Backend: g.Name(), Kind: backend.KindBadRequest, Msg: err.Error()}
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,8 @@ package gateway
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -54,6 +56,19 @@ type Spec struct {
 	// OpenAI-compatible or Anthropic API, with retries and failover) of the
 	// server's --backend config. persona serve --model overrides it.
 	Upstream Upstream `yaml:"upstream"`
+	// Vectors names persona vectors (files from persona vectors extract, or
+	// llama.cpp control vectors; relative paths are beside the spec) that
+	// Steer and requests may steer with; Steer is the steering every reply
+	// gets (name → strength). White-box upstreams only.
+	Vectors map[string]string  `yaml:"vectors"`
+	Steer   map[string]float64 `yaml:"steer"`
+	// Capping holds the persona on an assistant axis: on every reply
+	// (always), with the cap action, or when a request asks.
+	Capping *SpecCapping `yaml:"capping"`
+	// Overrides lists what a request's "persona" field may change: "steer"
+	// (strengths of the named vectors) and "cap" (capping on or off). None
+	// by default: a client cannot steer the deployment.
+	Overrides []string `yaml:"overrides"`
 	// Watermark marks every reply of the deployment (persona serve
 	// --watermark overrides it); its key comes from a file or the
 	// environment, never from the spec itself.
@@ -110,8 +125,9 @@ type Rail struct {
 	// When: the reply is taken as off-persona if any set condition holds.
 	When Condition `yaml:"when"`
 	// Action is reanchor (generate again with the system prompt placed
-	// again before the last user turn), revise (a critic rewrites the reply
-	// against the principles) or block (the block message instead).
+	// again before the last user turn), cap (generate again with the spec's
+	// activation capping on), revise (a critic rewrites the reply against
+	// the principles) or block (the block message instead).
 	Action string `yaml:"action"`
 	// Retries is how many times reanchor or revise may try (default 2);
 	// Then is the action when they are used up (default block).
@@ -136,7 +152,7 @@ type Condition struct {
 }
 
 // Actions are the rail actions.
-var Actions = []string{"reanchor", "revise", "block"}
+var Actions = []string{"reanchor", "cap", "revise", "block"}
 
 // Monitors are the ways a turn can be read.
 var Monitors = []string{"posterior", "judge", "oracle"}
@@ -239,6 +255,30 @@ func ParseSpec(file string, data []byte) (*Spec, error) {
 			return bad("watermark.scheme", []string{"watermark", "scheme"}, "%q: want green or gumbel", w.Scheme)
 		}
 	}
+	for _, name := range slices.Sorted(maps.Keys(s.Vectors)) {
+		if s.Vectors[name] == "" {
+			return bad("vectors."+name, []string{"vectors", name}, "no file")
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(s.Steer)) {
+		if _, ok := s.Vectors[name]; !ok {
+			return bad("steer."+name, []string{"steer", name}, "no vector %q under vectors", name)
+		}
+		if v := s.Steer[name]; math.IsNaN(v) || math.IsInf(v, 0) || math.Abs(v) > 100 {
+			return bad("steer."+name, []string{"steer", name}, "strength %g must be finite and within ±100", v)
+		}
+	}
+	if s.Capping != nil && s.Capping.Axis == "" {
+		return bad("capping.axis", []string{"capping"}, "missing: the axis file (persona axis --out) to cap on")
+	}
+	for i, o := range s.Overrides {
+		if !slices.Contains(Overrides, o) {
+			return bad(fmt.Sprintf("overrides[%d]", i), []string{"overrides", strconv.Itoa(i)}, "%q: want steer or cap", o)
+		}
+	}
+	if (len(s.Vectors) > 0 || s.Capping != nil) && s.Upstream.Backend != "" {
+		return bad("upstream", []string{"upstream"}, "steering and capping act on the model's activations: an API upstream has none to change")
+	}
 	for i := range s.Rails {
 		r := &s.Rails[i]
 		path := func(f ...string) []string { return append([]string{"rails", strconv.Itoa(i)}, f...) }
@@ -259,7 +299,7 @@ func ParseSpec(file string, data []byte) (*Spec, error) {
 			return bad(field+".when.window", path("when"), "slope_below needs a window of at least 2 turns")
 		}
 		if !slices.Contains(Actions, r.Action) {
-			return bad(field+".action", path("action"), "%q: want reanchor, revise or block", r.Action)
+			return bad(field+".action", path("action"), "%q: want reanchor, cap, revise or block", r.Action)
 		}
 		if r.Then == "" {
 			r.Then = "block"
@@ -275,6 +315,9 @@ func ParseSpec(file string, data []byte) (*Spec, error) {
 		}
 		if (r.Action == "block" || r.Then == "block") && s.BlockMessage == "" {
 			return bad("block_message", []string{"block_message"}, "rail %s can block, so the spec needs a block_message", r.Name)
+		}
+		if (r.Action == "cap" || r.Then == "cap") && s.Capping == nil {
+			return bad("capping", []string{"rails", strconv.Itoa(i)}, "rail %s caps, so the spec needs a capping axis", r.Name)
 		}
 		if (r.Action == "revise" || r.Then == "revise") && len(s.Principles) == 0 {
 			return bad("principles", []string{"principles"}, "rail %s revises, so the spec needs principles to revise against", r.Name)
