@@ -7,6 +7,7 @@ package sample
 import (
 	"fmt"
 	"math"
+	"math/bits"
 	"math/rand/v2"
 	"slices"
 )
@@ -125,14 +126,17 @@ func (s *Sampler) Sample(logits []float32, history []int) int {
 	c := s.cand[:0]
 	topk := p.TopK > 0 && p.TopK < len(logits)
 	if green && !topk {
-		// The green bias fused into the copy: one hash a token, no call.
+		// The green bias fused into the copy: one hash a token, no call,
+		// and no branch (a green token is a coin flip the CPU cannot
+		// predict): the borrow of prf − thr is 1 exactly when it is green.
 		thr, d := greenBelow(s.wm.Gamma), s.wm.Delta/p.Temperature
-		for id, l := range logits {
-			v := l / p.Temperature
-			if prf(seed, id) < thr {
-				v += d
+		for base := 0; base < len(logits); base += 4 {
+			h := prf(seed, base>>2) // four tokens' colours (greenLane)
+			for id := base; id < min(base+4, len(logits)); id++ {
+				_, isGreen := bits.Sub64(h&0xffff, thr, 0)
+				h >>= 16
+				c = append(c, candidate{id, logits[id]/p.Temperature + d*float32(isGreen)})
 			}
-			c = append(c, candidate{id, v})
 		}
 	} else {
 		for id, l := range logits {
@@ -149,7 +153,7 @@ func (s *Sampler) Sample(logits []float32, history []int) int {
 		if green {
 			thr, d := greenBelow(s.wm.Gamma), s.wm.Delta/p.Temperature
 			bias = func(x *candidate) {
-				if prf(seed, x.id) < thr {
+				if greenLane(seed, x.id) < thr {
 					x.p += d
 				}
 			}
@@ -249,7 +253,7 @@ func (s *Sampler) greenArgmax(logits []float32, seed uint64) int {
 		if l < floor {
 			continue
 		}
-		if prf(seed, id) < thr {
+		if greenLane(seed, id) < thr {
 			l += s.wm.Delta
 		}
 		if l > bestV {

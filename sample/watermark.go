@@ -66,13 +66,16 @@ func (w Watermark) withDefaults() (Watermark, error) {
 		return w, fmt.Errorf("%w: unknown scheme %q (want green or gumbel)", ErrWatermark, w.Scheme)
 	case len(w.Key) == 0:
 		return w, fmt.Errorf("%w: empty key", ErrWatermark)
-	case w.Gamma <= 0 || w.Gamma >= 1:
+	case !(w.Gamma >= 1.0/greenLevels && w.Gamma <= 1-1.0/greenLevels):
 		return w, fmt.Errorf("%w: gamma %g must be in (0, 1)", ErrWatermark, w.Gamma)
 	case w.Delta < 0 || math.IsNaN(float64(w.Delta)):
 		return w, fmt.Errorf("%w: delta %g must be ≥ 0", ErrWatermark, w.Delta)
 	case w.Context < 1 || w.Context > 16:
 		return w, fmt.Errorf("%w: context %d must be in 1–16", ErrWatermark, w.Context)
 	}
+	// The green list is drawn in steps of 1/65,536 (greenBelow): the share
+	// detection assumes is the one sampling uses.
+	w.Gamma = math.Round(w.Gamma*greenLevels) / greenLevels
 	return w, nil
 }
 
@@ -109,11 +112,20 @@ func prf(seed uint64, id int) uint64 {
 // unit maps a PRF value to (0, 1).
 func unit(x uint64) float64 { return (float64(x>>11) + 0.5) / (1 << 53) }
 
-// greenBelow is the PRF threshold of a green share gamma.
-func greenBelow(gamma float64) uint64 { return uint64(gamma * (1 << 63) * 2) }
+// greenLevels is the resolution of a green share: each token's colour is a
+// 16-bit lane of a PRF value, so one hash colours four tokens (the
+// sampler colours a whole 150k vocabulary every step).
+const greenLevels = 1 << 16
+
+// greenBelow is the 16-bit threshold of a green share gamma (a multiple of
+// 1/65,536 after withDefaults).
+func greenBelow(gamma float64) uint64 { return uint64(gamma * greenLevels) }
+
+// greenLane is token id's 16-bit lane of the step's PRF values.
+func greenLane(seed uint64, id int) uint64 { return prf(seed, id>>2) >> (16 * (id & 3)) & 0xffff }
 
 // green reports whether id is on the step's green list.
-func green(seed uint64, id int, gamma float64) bool { return prf(seed, id) < greenBelow(gamma) }
+func green(seed uint64, id int, gamma float64) bool { return greenLane(seed, id) < greenBelow(gamma) }
 
 // context returns the ids that key the step after history.
 func (w *Watermark) context(history []int) ([]int, bool) {
