@@ -47,7 +47,8 @@ func benchHyps(n int) []Hypothesis {
 //     scratch after every turn (prompt trie, no kept states): what a
 //     stateless caller pays;
 //   - turn-context: the default posterior, each reply scored after its own
-//     user turn, recomputed after every turn;
+//     user turn, asked again after every turn (turns scored before are
+//     remembered, so each call runs only the newest turn);
 //   - naive: engine.LogProbs per persona and turn, nothing shared.
 func BenchmarkLikelihood(b *testing.B) {
 	e := benchEngine(b)
@@ -88,6 +89,7 @@ func BenchmarkLikelihood(b *testing.B) {
 				l.WholeConversation = mode.whole
 				l.Forwarded.Store(0)
 				for b.Loop() {
+					l.scored = nil // a new conversation: nothing scored yet
 					for _, c := range cuts {
 						if _, err := l.Posterior(ctx, conv[:c]); err != nil {
 							b.Fatal(err)

@@ -2,9 +2,11 @@ package posterior
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"math"
 	"slices"
+	"sync"
 	"sync/atomic"
 
 	"persona/chat"
@@ -53,6 +55,9 @@ type Likelihood struct {
 	WholeConversation bool
 	names             []string
 	prior             []float64
+
+	mu     sync.Mutex
+	scored map[[sha256.Size]byte]scoredTurn // scoreTurn's cache
 
 	// Forwarded counts the positions run through the model (for benchmarks
 	// and the sharing test).
@@ -409,15 +414,61 @@ func (l *Likelihood) turnPosterior(ctx context.Context, msgs []chat.Message) (*R
 		if i > 0 && conv[i-1].Role == chat.RoleUser {
 			sub = []chat.Message{conv[i-1], m}
 		}
-		t := &Tracker{l: l}
-		if _, err := t.Update(ctx, sub); err != nil {
-			return nil, err
-		}
-		em, sh, tok, err := t.emissions(1)
+		st, err := l.scoreTurn(ctx, sub)
 		if err != nil {
 			return nil, err
 		}
-		msgIdx, emis, stateHyp, tokens = append(msgIdx, skip+i), append(emis, em[0]), sh, append(tokens, tok[0])
+		msgIdx, emis, stateHyp, tokens = append(msgIdx, skip+i), append(emis, st.emis), st.stateHyp, append(tokens, st.tokens)
 	}
 	return l.combine(msgIdx, emis, stateHyp, tokens)
+}
+
+// scoredTurn is one reply's emission under every (persona, prompt)
+// sequence, given its own user turn.
+type scoredTurn struct {
+	emis     []float64
+	stateHyp []int
+	tokens   int
+}
+
+// maxScoredTurns bounds the cache of scored turns (a few hundred bytes
+// each for ten personas).
+const maxScoredTurns = 1 << 14
+
+// scoreTurn scores a [user, reply] pair, or returns the score of the same
+// pair seen before: a reply's turn-context emission depends on nothing
+// else, so a monitor that reads a growing conversation after every turn
+// runs only the newest turn through the model.
+func (l *Likelihood) scoreTurn(ctx context.Context, sub []chat.Message) (scoredTurn, error) {
+	h := sha256.New()
+	for _, hy := range l.Hyps {
+		fmt.Fprintf(h, "%q%q", hy.Name, hy.Prompts)
+	}
+	for _, m := range sub {
+		fmt.Fprintf(h, "%q%q", m.Role, m.Content)
+	}
+	var key [sha256.Size]byte
+	h.Sum(key[:0])
+	l.mu.Lock()
+	st, ok := l.scored[key]
+	l.mu.Unlock()
+	if ok {
+		return st, nil
+	}
+	t := &Tracker{l: l}
+	if _, err := t.Update(ctx, sub); err != nil {
+		return st, err
+	}
+	em, sh, tok, err := t.emissions(1)
+	if err != nil {
+		return st, err
+	}
+	st = scoredTurn{emis: em[0], stateHyp: sh, tokens: tok[0]}
+	l.mu.Lock()
+	if l.scored == nil || len(l.scored) >= maxScoredTurns {
+		l.scored = map[[sha256.Size]byte]scoredTurn{} // start over rather than track ages
+	}
+	l.scored[key] = st
+	l.mu.Unlock()
+	return st, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"slices"
 	"testing"
 
 	"persona/chat"
@@ -238,5 +239,56 @@ func TestTurnContext(t *testing.T) {
 				t.Errorf("%s turn %d: emission %g, LogProbs give %g", h.Name, k+1, got, want)
 			}
 		}
+	}
+}
+
+// A conversation read again after every turn runs only its newest turn
+// through the model; an edited turn is scored afresh.
+func TestTurnContextRemembersTurns(t *testing.T) {
+	e := testEngine(t)
+	ctx := context.Background()
+	l, err := NewLikelihood(e, testHyps())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var perCall []int64
+	for _, n := range []int{3, 5, 7} {
+		before := l.Forwarded.Load()
+		if _, err := l.Posterior(ctx, testChat[:n]); err != nil {
+			t.Fatal(err)
+		}
+		perCall = append(perCall, l.Forwarded.Load()-before)
+	}
+	fresh, _ := NewLikelihood(e, testHyps())
+	want, err := fresh.Posterior(ctx, testChat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := l.Posterior(ctx, testChat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := l.Forwarded.Load() - perCall[0] - perCall[1] - perCall[2]; n != 0 {
+		t.Errorf("the same conversation again ran %d positions", n)
+	}
+	for k := range want.Turns {
+		if !slices.Equal(want.Turns[k].Emission, again.Turns[k].Emission) {
+			t.Errorf("turn %d: remembered %v, fresh %v", k+1, again.Turns[k].Emission, want.Turns[k].Emission)
+		}
+	}
+	// Each growing call ran one turn: about as many positions as the first.
+	for i, n := range perCall {
+		if n == 0 || n > 2*perCall[0] {
+			t.Errorf("call %d ran %d positions (first %d)", i+1, n, perCall[0])
+		}
+	}
+	edited := slices.Clone(testChat)
+	edited[4].Content = "Paris, matey."
+	before := l.Forwarded.Load()
+	if _, err := l.Posterior(ctx, edited); err != nil {
+		t.Fatal(err)
+	}
+	if l.Forwarded.Load() == before {
+		t.Error("an edited turn was not scored again")
 	}
 }
