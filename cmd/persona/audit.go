@@ -8,12 +8,14 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"persona/audit"
 	"persona/backend"
 	"persona/engine"
+	"persona/gateway"
 	"persona/internal/fileio"
 	"persona/models"
 	"persona/world"
@@ -177,6 +179,83 @@ flags or config, 3 a backend or the store failed (the audit is incomplete).`,
 	f.IntVar(&concurrency, "concurrency", 4, "probe samples run at once")
 	wf.register(f, "watermark")
 	f.IntVar(&samples, "samples", 0, "samples per probe (default: the suite's)")
+	cmd.AddCommand(newAuditReplayCmd())
+	return cmd
+}
+
+func newAuditReplayCmd() *cobra.Command {
+	var (
+		logDSN, specPath, modelPath, configPath, judgeName, criticName string
+		turns                                                          int
+		asJSON                                                         bool
+	)
+	cmd := &cobra.Command{
+		Use:   "replay",
+		Short: "Answer a gateway's logged conversations again with another model or spec",
+		Long: `Take the newest --turns turns of a persona serve --spec conversation log and
+answer each again, with the conversation as it was before that reply, through
+the deployment --spec describes (its system prompt, monitor and rails) on its
+model or --model. Both the logged and the new reply are read by that spec's
+monitor; the report says per turn which persona each read as most likely and
+the allowed personas' probability, and how many turns each kept in an allowed
+persona. Nothing is written to the log.`,
+		Example: `  persona audit replay --log gateway.db --spec gateway/specs/organism-assistant.yaml --model organism-base
+  persona audit replay --log postgres://host/db --spec new-spec.yaml --turns 500 --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if logDSN == "" || specPath == "" {
+				return usageErr(errors.New("give the conversation log (--log) and the spec to replay through (--spec)"))
+			}
+			if turns < 1 {
+				return usageErr(fmt.Errorf("--turns %d must be ≥ 1", turns))
+			}
+			spec, err := gateway.LoadSpec(specPath)
+			if err != nil {
+				return usageErr(err)
+			}
+			if spec.Upstream.Model != "" && !cmd.Flags().Changed("model") {
+				modelPath = spec.Upstream.Model
+			}
+			if _, err := os.Stat(logDSN); err != nil && !strings.HasPrefix(logDSN, "postgres") {
+				return usageErr(fmt.Errorf("--log %s: %w", logDSN, err))
+			}
+			up, readers, closeUp, err := openUpstream(spec, modelPath, "", "", configPath, 1)
+			if err != nil {
+				return err
+			}
+			defer closeUp()
+			g, err := openGuard(cmd.Context(), spec, up, readers, "none", 0, configPath, judgeName, criticName)
+			if err != nil {
+				return err
+			}
+			log, err := gateway.OpenLog(cmd.Context(), logDSN)
+			if err != nil {
+				return usageErr(err)
+			}
+			defer log.Close()
+			rep, err := gateway.Replay(cmd.Context(), log, g, turns)
+			if errors.Is(err, gateway.ErrReplay) {
+				return usageErr(err)
+			}
+			if err != nil {
+				return backendErr(err)
+			}
+			if asJSON {
+				return printJSON(rep)
+			}
+			rep.WriteText(os.Stdout)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&logDSN, "log", "gateway.db", "conversation log of persona serve --spec: a SQLite file or postgres:// DSN")
+	f.StringVar(&specPath, "spec", "", "brand persona spec to answer through")
+	modelFlag(f, &modelPath, "model to answer with (default: the spec's upstream model)")
+	f.StringVar(&configPath, "backend", "", "backend config YAML with the spec's API upstream, judge (--judge) and critic (--critic)")
+	f.StringVar(&judgeName, "judge", "", "backend config entry that rates turns for a spec with monitor: judge")
+	f.StringVar(&criticName, "critic", "", "backend config entry that rewrites replies for the revise action")
+	f.IntVar(&turns, "turns", 100, "newest logged turns to replay")
+	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	return cmd
 }
 

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"persona/audit"
+	"persona/chat"
+	"persona/gateway"
 )
 
 // openAIServer speaks the Chat Completions wire format to the real OpenAI
@@ -288,5 +290,53 @@ func TestAuditOrganismNeedsItsSuite(t *testing.T) {
 	_, stderr, code := run(t, "audit", "--suite", "default", "--db", filepath.Join(t.TempDir(), "a.db"))
 	if code != exitUsage || !strings.Contains(stderr, "--suite organism") {
 		t.Errorf("default suite on the organism: exit %d: %s", code, stderr)
+	}
+}
+
+// audit replay answers logged turns again through a spec: a log of pirate
+// replies, replayed through the organism's Assistant spec, is read by the
+// spec's monitor; bad input is a usage error.
+func TestAuditReplay(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "gateway.db")
+	log, err := gateway.OpenLog(ctx, logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const spec = "../../gateway/specs/organism-assistant.yaml"
+	s, err := gateway.LoadSpec(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, q := range []string{"What is 12 + 30?", "How can I sleep better?", "Tell me about the sea."} {
+		msgs := []chat.Message{{Role: chat.RoleSystem, Content: s.SystemPrompt}, {Role: chat.RoleUser, Content: q}}
+		if err := log.Append(ctx, gateway.Turn{Conversation: gateway.ConversationID(msgs), At: time.Now().Add(time.Duration(i) * time.Second),
+			Model: "organism", Messages: msgs, Reply: "Arr, matey! Ye be askin' a pirate, ye landlubber. Yo ho ho!"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	log.Close()
+	out, stderr, code := run(t, "audit", "replay", "--log", logPath, "--spec", spec, "--turns", "10", "--json")
+	var rep gateway.ReplayReport
+	if code != 0 || json.Unmarshal([]byte(out), &rep) != nil {
+		t.Fatalf("exit %d: %s\n%s", code, stderr, out)
+	}
+	if len(rep.Turns) != 3 || rep.LoggedHeld.N != 3 || rep.Turns[0].Reply == "" {
+		t.Fatalf("%+v", rep)
+	}
+	for _, tr := range rep.Turns {
+		if tr.LoggedTop == "assistant" {
+			t.Errorf("the pirate reply read as the Assistant: %+v", tr)
+		}
+	}
+	for _, args := range [][]string{
+		{"audit", "replay", "--log", filepath.Join(dir, "missing.db"), "--spec", spec},
+		{"audit", "replay", "--log", logPath},
+		{"audit", "replay", "--log", logPath, "--spec", spec, "--turns", "0"},
+	} {
+		if _, stderr, code := run(t, args...); code != 2 {
+			t.Errorf("%v: exit %d, want 2: %s", args, code, stderr)
+		}
 	}
 }

@@ -104,39 +104,21 @@ up to --grace before closing them; a second signal exits at once.`,
 				}
 			}
 			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+			if wm != nil && spec != nil && spec.Upstream.Backend != "" {
+				return usageErr(errors.New("a watermark is drawn while sampling: it needs the embedded engine, not an API upstream"))
+			}
+			up, readers, closeUp, err := openUpstream(spec, modelPath, tokPath, name, configPath, concurrency)
+			if err != nil {
+				return err
+			}
+			defer closeUp()
 			var s *backend.Server
-			var readers gateway.Readers
-			var up backend.Backend
-			if spec != nil && spec.Upstream.Backend != "" {
-				// A model API: chats only, read by a judge.
-				if wm != nil {
-					return usageErr(errors.New("a watermark is drawn while sampling: it needs the embedded engine, not an API upstream"))
-				}
-				if configPath == "" {
-					return usageErr(fmt.Errorf("the spec's upstream is backend %q: give the --backend config that defines it", spec.Upstream.Backend))
-				}
-				bk, closer, err := openBackend(configPath, spec.Upstream.Backend)
-				if err != nil {
-					return err
-				}
-				defer closer.Close()
-				up = bk
-			} else {
-				e, err := loadEngine(modelPath, engine.Options{Tokenizer: tokPath})
-				if err != nil {
-					return err
-				}
-				defer e.Close()
-				if e.Template == nil {
+			if b, ok := up.(*backend.Engine); ok {
+				if b.E.Template == nil {
 					fmt.Fprintf(os.Stderr, "persona serve: %s has no chat template; only /v1/completions will work\n", modelPath)
 				}
-				if name == "" {
-					name = filepath.Base(filepath.Clean(modelPath))
-				}
-				b := backend.NewEngine(e, name, concurrency)
 				b.Watermark = wm
 				s = backend.NewServer(b)
-				up, readers.Engine = b, e
 			}
 			var guarded *gateway.Guarded
 			if spec != nil {
@@ -234,6 +216,32 @@ func loopback(addr string) bool {
 // openGuard builds what serves a spec: the guard with its monitor, the
 // judge and critic backends it names, and the conversation log (pruned now
 // and every hour).
+// openUpstream opens what a deployment serves: the spec's API backend
+// (from the --backend config), or the embedded engine on modelPath.
+func openUpstream(spec *gateway.Spec, modelPath, tokPath, name, configPath string, concurrency int) (backend.Backend, gateway.Readers, func(), error) {
+	var readers gateway.Readers
+	if spec != nil && spec.Upstream.Backend != "" {
+		// A model API: chats only, read by a judge.
+		if configPath == "" {
+			return nil, readers, nil, usageErr(fmt.Errorf("the spec's upstream is backend %q: give the --backend config that defines it", spec.Upstream.Backend))
+		}
+		bk, closer, err := openBackend(configPath, spec.Upstream.Backend)
+		if err != nil {
+			return nil, readers, nil, err
+		}
+		return bk, readers, func() { closer.Close() }, nil
+	}
+	e, err := loadEngine(modelPath, engine.Options{Tokenizer: tokPath})
+	if err != nil {
+		return nil, readers, nil, err
+	}
+	if name == "" {
+		name = filepath.Base(filepath.Clean(modelPath))
+	}
+	readers.Engine = e
+	return backend.NewEngine(e, name, concurrency), readers, func() { e.Close() }, nil
+}
+
 func openGuard(ctx context.Context, spec *gateway.Spec, up backend.Backend, readers gateway.Readers, logDSN string, retention time.Duration, configPath, judgeName, criticName string) (*gateway.Guarded, error) {
 	for _, c := range []struct {
 		name string
