@@ -29,6 +29,8 @@ type Store interface {
 	Samples(ctx context.Context, runID string) ([]*SampleResult, error)
 	// FinishRun marks a run done and keeps its report.
 	FinishRun(ctx context.Context, id string, rep *Report) error
+	// Report returns a finished run's kept report (without transcripts).
+	Report(ctx context.Context, id string) (*Report, error)
 	Close() error
 }
 
@@ -263,6 +265,25 @@ func (s *sqlStore) FinishRun(ctx context.Context, id string, rep *Report) error 
 	}
 	_, err = s.db.ExecContext(ctx, s.db.Q(`UPDATE runs SET status = 'done', finished_at = ?, report = ? WHERE id = ?`), finished.Format(time.RFC3339Nano), string(js), id)
 	return err
+}
+
+func (s *sqlStore) Report(ctx context.Context, id string) (*Report, error) {
+	var js sql.NullString
+	err := s.db.QueryRowContext(ctx, s.db.Q(`SELECT report FROM runs WHERE id = ?`), id).Scan(&js)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("%w: %w %q", ErrInput, ErrNoRun, id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !js.Valid || js.String == "" {
+		return nil, fmt.Errorf("%w: run %q has not finished", ErrInput, id)
+	}
+	var rep Report
+	if err := json.Unmarshal([]byte(js.String), &rep); err != nil {
+		return nil, fmt.Errorf("store: run %q: report: %w", id, err)
+	}
+	return &rep, nil
 }
 
 func (s *sqlStore) Close() error { return s.db.Close() }

@@ -229,11 +229,15 @@ type Card struct {
 	// Watermark names the scheme and key id when output is marked.
 	Watermark map[string]string `json:"watermark,omitempty"`
 	Stats     Stats             `json:"stats"`
+	// Evidence is the measured adherence the spec points to (the newest
+	// finished audit run, a drift report), read when the card is asked for.
+	Evidence *Evidence `json:"evidence,omitempty"`
 }
 
 // Card returns the deployment's card.
-func (g *Guarded) Card() Card {
+func (g *Guarded) Card(ctx context.Context) Card {
 	s := g.guard().Spec
 	return Card{Name: s.Name, Description: s.Description, Disclosure: s.Disclosure, Model: g.Model(), Monitor: s.Monitor,
-		Allowed: slices.Clone(s.Allowed), Forbidden: slices.Clone(s.Forbidden), Rails: slices.Clone(s.Rails), Stats: g.Stats()}
+		Allowed: slices.Clone(s.Allowed), Forbidden: slices.Clone(s.Forbidden), Rails: slices.Clone(s.Rails), Stats: g.Stats(),
+		Evidence: s.evidence(ctx)}
 }

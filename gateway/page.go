@@ -12,7 +12,7 @@ import (
 // servePersona answers GET /v1/persona: the card as JSON, or as a page
 // for a browser (Accept: text/html, or ?format=html).
 func (g *Gateway) servePersona(w http.ResponseWriter, r *http.Request) {
-	card := g.o.Persona.Card()
+	card := g.o.Persona.Card(r.Context())
 	card.Watermark = g.o.Watermark
 	if r.URL.Query().Get("format") == "html" || strings.Contains(r.Header.Get("Accept"), "text/html") {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -37,7 +37,7 @@ func (g *Gateway) serveUI(w http.ResponseWriter, r *http.Request) {
 	} else {
 		logErr = "no conversation log (persona serve --log)"
 	}
-	card := g.o.Persona.Card()
+	card := g.o.Persona.Card(r.Context())
 	card.Watermark = g.o.Watermark
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	pageTmpl.ExecuteTemplate(w, "ui", map[string]any{"Card": card, "Turns": uiTurns(turns, card), "LogErr": logErr})
@@ -93,7 +93,13 @@ h1{font-size:22px}h2{font-size:17px;margin-top:28px}table{border-collapse:collap
 {{with .Card.Watermark}}<tr><th>watermark</th><td>{{.scheme}}, key id {{.key_id}}</td></tr>{{end}}
 <tr><th>served replies</th><td id="turns">{{.Card.Stats.Turns}}; mean allowed-persona probability {{pct .Card.Stats.AllowedMean}}; blocked {{.Card.Stats.Blocked}}</td></tr>
 <tr><th>interventions</th><td>{{range $k, $v := .Card.Stats.Interventions}}{{$k}}: {{$v}}<br>{{end}}</td></tr>
-</table>{{end}}
+</table>
+{{with .Card.Evidence}}<h2>Measured adherence</h2>
+{{with .Audit}}<p id="audit">Audit run {{.Run}} ({{.Suite}} on {{.Target}}{{with .Finished}}, {{.Format "2006-01-02 15:04"}}{{end}}): left the persona in {{.Overall.Elicited}} of {{.Overall.N}} samples ({{pct .Overall.Rate}} [{{pct .Overall.Lo}}, {{pct .Overall.Hi}}]); {{.Breaches}} thresholds breached.</p>
+<table><tr><th>probe</th><th>category</th><th>left the persona</th></tr>{{range .Probes}}<tr><td>{{.ID}}</td><td>{{.Category}}</td><td>{{.Rate.Elicited}}/{{.Rate.N}} ({{pct .Rate.Rate}})</td></tr>{{end}}</table>{{end}}
+{{with .Drift}}<p id="drift">Drift ({{.Model}}): conversations still in the persona at their last turn</p>
+<table><tr><th>domain</th><th>system prompt</th><th>control</th><th>end share</th></tr>{{range .Cells}}<tr><td>{{.Domain}}</td><td>{{.System}}</td><td>{{.Control}}</td><td>{{pct .EndShare}} [{{pct .Lo}}, {{pct .Hi}}] of {{.Conversations}}</td></tr>{{end}}</table>{{end}}
+{{range .Errors}}<p class="small">{{.}}</p>{{end}}{{end}}{{end}}
 {{define "card"}}<!doctype html><html><head><meta charset="utf-8"><title>{{.Card.Name}}: persona card</title>{{template "style"}}</head><body>{{template "cardbody" .}}</body></html>{{end}}
 {{define "ui"}}<!doctype html><html><head><meta charset="utf-8"><meta http-equiv="refresh" content="5"><title>{{.Card.Name}}: live</title>{{template "style"}}</head><body>
 {{template "cardbody" .}}

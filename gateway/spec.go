@@ -69,6 +69,8 @@ type Spec struct {
 	// (strengths of the named vectors) and "cap" (capping on or off). None
 	// by default: a client cannot steer the deployment.
 	Overrides []string `yaml:"overrides"`
+	// Evidence points the card at stored measurements of this deployment.
+	Evidence *SpecEvidence `yaml:"evidence"`
 	// Watermark marks every reply of the deployment (persona serve
 	// --watermark overrides it); its key comes from a file or the
 	// environment, never from the spec itself.
