@@ -63,6 +63,7 @@ func (m *memStore) Run(context.Context, string) (*RunInfo, error)            { r
 func (m *memStore) Runs(context.Context) ([]RunInfo, error)                  { return nil, nil }
 func (m *memStore) Samples(context.Context, string) ([]*SampleResult, error) { return nil, nil }
 func (m *memStore) FinishRun(context.Context, string, *Report) error         { return nil }
+func (m *memStore) Report(context.Context, string) (*Report, error)          { return nil, ErrNoRun }
 func (m *memStore) Close() error                                             { return nil }
 func (m *memStore) SaveSample(context.Context, string, *SampleResult) error {
 	m.mu.Lock()
