@@ -58,6 +58,9 @@ type Likelihood struct {
 
 	mu     sync.Mutex
 	scored map[[sha256.Size]byte]scoredTurn // scoreTurn's cache
+	// prefixes are keepPrefixes' kept states, per (hypothesis, prompt)
+	// sequence.
+	prefixes []*prefix
 
 	// Forwarded counts the positions run through the model (for benchmarks
 	// and the sharing test).
@@ -96,6 +99,16 @@ type Tracker struct {
 	l    *Likelihood
 	keep bool
 	seqs []*seq
+	// prefixes, when set, are kept states of each sequence's opening
+	// tokens (its system prompt): a fresh sequence that begins with one
+	// starts from a clone instead of from nothing.
+	prefixes []*prefix
+}
+
+// prefix is the state after a sequence's first len(ids) tokens.
+type prefix struct {
+	ids   []int
+	state *model.State
 }
 
 // Tracker returns a Tracker for a new conversation.
@@ -105,7 +118,10 @@ func (l *Likelihood) Tracker() *Tracker { return &Tracker{l: l, keep: true} }
 type seq struct {
 	hyp   int
 	ids   []int
-	spans [][2]int  // assistant content spans [start, end), in turn order
+	spans [][2]int // assistant content spans [start, end), in turn order
+	// open is where the first message's content starts after the system
+	// prompt: the tokens before it are the same whatever the user says.
+	open  int
 	lp    []float32 // lp[p] = log P(ids[p] | ids[:p]) where scored, else NaN
 	state *model.State
 }
@@ -154,9 +170,13 @@ func (t *Tracker) Update(ctx context.Context, msgs []chat.Message) (*Result, err
 				return nil, fmt.Errorf("posterior: persona %s: conversation of %d tokens exceeds the model's context of %d: %w", h.Name, len(enc.IDs), l.E.Model.MaxSeq, model.ErrContext)
 			}
 			var spans [][2]int
+			open := -1
 			for _, sp := range enc.Spans {
 				if sp.Role == chat.RoleAssistant {
 					spans = append(spans, [2]int{max(sp.Start, 1), sp.End}) // position 0 cannot be scored
+				}
+				if sp.Role != chat.RoleSystem && open < 0 {
+					open = sp.Start
 				}
 			}
 			if len(spans) != len(msgIdx) {
@@ -172,7 +192,7 @@ func (t *Tracker) Update(ctx context.Context, msgs []chat.Message) (*Result, err
 			for lcp < len(s.ids) && lcp < len(enc.IDs) && s.ids[lcp] == enc.IDs[lcp] {
 				lcp++
 			}
-			s.ids, s.spans = enc.IDs, spans
+			s.ids, s.spans, s.open = enc.IDs, spans, open
 			// A kept position the new rendering scores but the old one did
 			// not must be run again.
 			for p := 1; p < lcp; p++ {
@@ -191,6 +211,11 @@ func (t *Tracker) Update(ctx context.Context, msgs []chat.Message) (*Result, err
 				s.lp[p] = float32(math.NaN())
 			}
 			copy(s.lp, old[:min(lcp, len(old))])
+			if s.state == nil && k-1 < len(t.prefixes) {
+				if pre := t.prefixes[k-1]; pre != nil && len(pre.ids) < spans[0][0] && slices.Equal(pre.ids, s.ids[:min(len(pre.ids), len(s.ids))]) {
+					s.state = pre.state.Clone()
+				}
+			}
 			if s.state == nil {
 				fresh = append(fresh, s)
 			}
@@ -423,6 +448,38 @@ func (l *Likelihood) turnPosterior(ctx context.Context, msgs []chat.Message) (*R
 	return l.combine(msgIdx, emis, stateHyp, tokens)
 }
 
+// minPrefix is the shortest opening worth keeping a state for.
+const minPrefix = 4
+
+// keepPrefixes keeps, per sequence, the model state after its opening —
+// the persona's system prompt and the first message's header, which do
+// not depend on the turn — so that later turns start there rather than
+// running the prompt again.
+func (l *Likelihood) keepPrefixes(ctx context.Context, t *Tracker) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.prefixes) != len(t.seqs) {
+		l.prefixes = make([]*prefix, len(t.seqs))
+	}
+	for k, s := range t.seqs {
+		// The first scored token's predictor must be fed after the prefix.
+		n := min(s.open, s.spans[0][0]-1)
+		if n < minPrefix {
+			continue
+		}
+		if pre := l.prefixes[k]; pre != nil && slices.Equal(pre.ids, s.ids[:n]) {
+			continue
+		}
+		st := l.E.Model.NewState()
+		l.Forwarded.Add(int64(n))
+		if err := l.E.Model.Feed(ctx, st, s.ids[:n], nil, model.NoLogits, nil); err != nil {
+			return fmt.Errorf("posterior: %w", err)
+		}
+		l.prefixes[k] = &prefix{ids: slices.Clone(s.ids[:n]), state: st}
+	}
+	return nil
+}
+
 // scoredTurn is one reply's emission under every (persona, prompt)
 // sequence, given its own user turn.
 type scoredTurn struct {
@@ -455,12 +512,17 @@ func (l *Likelihood) scoreTurn(ctx context.Context, sub []chat.Message) (scoredT
 	if ok {
 		return st, nil
 	}
-	t := &Tracker{l: l}
+	l.mu.Lock()
+	t := &Tracker{l: l, prefixes: slices.Clone(l.prefixes)}
+	l.mu.Unlock()
 	if _, err := t.Update(ctx, sub); err != nil {
 		return st, err
 	}
 	em, sh, tok, err := t.emissions(1)
 	if err != nil {
+		return st, err
+	}
+	if err := l.keepPrefixes(ctx, t); err != nil {
 		return st, err
 	}
 	st = scoredTurn{emis: em[0], stateHyp: sh, tokens: tok[0]}

@@ -282,6 +282,15 @@ func TestTurnContextRemembersTurns(t *testing.T) {
 			t.Errorf("call %d ran %d positions (first %d)", i+1, n, perCall[0])
 		}
 	}
+	// From the third turn on, the personas' prompts are not run again: the
+	// newest turn costs less than the same turn scored by a fresh reader.
+	alone, _ := NewLikelihood(e, testHyps())
+	if _, err := alone.Posterior(ctx, []chat.Message{testChat[5], testChat[6]}); err != nil {
+		t.Fatal(err)
+	}
+	if perCall[2] >= alone.Forwarded.Load() {
+		t.Errorf("third turn ran %d positions, the same turn alone %d: the prompts ran again", perCall[2], alone.Forwarded.Load())
+	}
 	edited := slices.Clone(testChat)
 	edited[4].Content = "Paris, matey."
 	before := l.Forwarded.Load()
