@@ -47,8 +47,29 @@ type SpecCapping struct {
 }
 
 // Overrides are what a request's "persona" field may change, when the spec
-// lists them.
-var Overrides = []string{"steer", "cap"}
+// lists them: the steering strengths, capping, and which of the server's
+// specs answers.
+var Overrides = []string{"steer", "cap", "spec"}
+
+// personaField is a request's "persona" extension field.
+type personaField struct {
+	Steer map[string]float64 `json:"steer"`
+	Cap   *bool              `json:"cap"`
+	Spec  string             `json:"spec"`
+}
+
+func parsePersonaField(raw json.RawMessage) (personaField, error) {
+	var f personaField
+	if len(raw) == 0 || string(raw) == "null" {
+		return f, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		return f, fmt.Errorf("%w: persona: %v (want {\"steer\": {name: strength}, \"cap\": bool, \"spec\": name})", ErrControl, err)
+	}
+	return f, nil
+}
 
 // ErrControl is returned for a request's control the spec does not allow
 // or cannot apply.
@@ -155,20 +176,12 @@ func (c *controls) interventions(ctl Control) ([]resid.Intervention, error) {
 
 // RequestControl reads a request's "persona" field ({"steer": {name:
 // strength}, "cap": bool}) over the spec's defaults, refusing what the
-// spec's overrides do not allow.
+// spec's overrides do not allow. (Its "spec" is the server's to read.)
 func (s *Spec) RequestControl(raw json.RawMessage) (Control, error) {
 	ctl := Control{Steer: maps.Clone(s.Steer), Cap: s.Capping != nil && s.Capping.Always}
-	if len(raw) == 0 || string(raw) == "null" {
-		return ctl, nil
-	}
-	var req struct {
-		Steer map[string]float64 `json:"steer"`
-		Cap   *bool              `json:"cap"`
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		return ctl, fmt.Errorf("%w: persona: %v (want {\"steer\": {name: strength}, \"cap\": bool})", ErrControl, err)
+	req, err := parsePersonaField(raw)
+	if err != nil {
+		return ctl, err
 	}
 	if req.Steer != nil {
 		if !slices.Contains(s.Overrides, "steer") {

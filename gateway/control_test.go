@@ -178,3 +178,74 @@ func TestControlFilesChecked(t *testing.T) {
 		t.Errorf("vectors without the engine: %v", err)
 	}
 }
+
+// A server with two specs answers a request with the one it names, where
+// the default spec lets requests choose; otherwise, or for a name it does
+// not serve, the request is bad. Reload reads both again.
+func TestRequestChoosesSpec(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, []byte(body), 0o644)
+		return p
+	}
+	mainSpec := write("main.yaml", "name: Aria\nsystem_prompt: You are Aria.\nallowed: [assistant]\nmonitor: oracle\noverrides: [spec]\n")
+	other := write("other.yaml", "name: Pip\nsystem_prompt: You are Pip, a pirate.\nallowed: [pirate]\nmonitor: oracle\n")
+	spec, err := LoadSpec(mainSpec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	guard, err := NewGuard(spec, Readers{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var prompts []string
+	up := backendFunc(func(req backend.Request) string {
+		prompts = append(prompts, req.Messages[0].Content)
+		return pirateReply
+	})
+	g := &Guarded{Up: up, Guard: guard, SpecPath: mainSpec}
+	if err := g.AddSpec(other); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.AddSpec(mainSpec); err == nil {
+		t.Error("a second spec of the same name was accepted")
+	}
+	ask := func(persona string) (*backend.Response, error) {
+		return g.Chat(context.Background(), backend.Request{Messages: []chat.Message{{Role: chat.RoleUser, Content: "Hi"}}, Persona: []byte(persona)})
+	}
+	resp, err := ask(`{"spec": "Pip"}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tel := resp.Persona.(*Telemetry); tel.Spec != "Pip" || prompts[0] != "You are Pip, a pirate." || tel.Allowed < 0.5 {
+		t.Errorf("telemetry %+v, system prompt %q", tel, prompts[0])
+	}
+	if resp, err := ask(""); err != nil || resp.Persona.(*Telemetry).Spec != "Aria" {
+		t.Errorf("default: %+v %v", resp, err)
+	}
+	if _, err := ask(`{"spec": "Zed"}`); !backend.IsBadRequest(err) {
+		t.Errorf("unknown spec: %v", err)
+	}
+	if names := g.Card(context.Background()).OtherSpecs; len(names) != 1 || names[0] != "Pip" {
+		t.Errorf("card: %v", names)
+	}
+	if err := g.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	write("main.yaml", "name: Aria\nsystem_prompt: You are Aria.\nallowed: [assistant]\nmonitor: oracle\n")
+	if err := g.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ask(`{"spec": "Pip"}`); !backend.IsBadRequest(err) {
+		t.Errorf("choosing a spec the default no longer allows: %v", err)
+	}
+}
+
+// backendFunc is a backend answering with a function of the request.
+type backendFunc func(backend.Request) string
+
+func (f backendFunc) Name() string { return "func" }
+func (f backendFunc) Chat(_ context.Context, req backend.Request) (*backend.Response, error) {
+	return &backend.Response{Model: "func", Content: f(req)}, nil
+}

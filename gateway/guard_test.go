@@ -180,7 +180,7 @@ func TestSpecErrors(t *testing.T) {
 		{"retries: 2", "retries: 20", "retries"},
 		{"monitor: oracle", "monitor: oracle\nsteer: {warm: 2}", "steer.warm: no vector"},
 		{"monitor: oracle", "monitor: oracle\nvectors: {warm: w.safetensors}\nsteer: {warm: .nan}", "finite"},
-		{"monitor: oracle", "monitor: oracle\noverrides: [spec]", "overrides[0]"},
+		{"monitor: oracle", "monitor: oracle\noverrides: [colour]", "overrides[0]"},
 		{"monitor: oracle", "monitor: oracle\ncapping: {layers: [1]}", "capping.axis: missing"},
 		{"action: reanchor", "action: cap", "needs a capping axis"},
 		{"monitor: oracle", "monitor: judge\nupstream: {backend: api}\ncapping: {axis: a.safetensors}", "API upstream"},

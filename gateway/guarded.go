@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -34,6 +35,10 @@ type Guarded struct {
 	Readers  Readers
 	// Log, if set, keeps every turn durably before its response is sent.
 	Log *Log
+	// others are the server's further specs (AddSpec), which a request
+	// may choose by name where the default spec's overrides list "spec".
+	others     map[string]*Guard
+	otherPaths []string
 
 	mu    sync.Mutex
 	stats Stats
@@ -48,21 +53,84 @@ func (g *Guarded) guard() *Guard {
 	return g.Guard
 }
 
-// Reload reads the spec file again and puts its guard in force for the
-// requests that come after; a spec that does not load leaves the old one.
+// Reload reads the spec files again and puts their guards in force for
+// the requests that come after; if any does not load, all the old ones
+// stay.
 func (g *Guarded) Reload() error {
-	spec, err := LoadSpec(g.SpecPath)
+	guard, err := g.load(g.SpecPath)
 	if err != nil {
 		return err
 	}
-	guard, err := NewGuard(spec, g.Readers)
+	others := map[string]*Guard{}
+	for _, p := range g.otherPaths {
+		o, err := g.load(p)
+		if err != nil {
+			return err
+		}
+		if o.Spec.Name == guard.Spec.Name || others[o.Spec.Name] != nil {
+			return fmt.Errorf("%w: %s: a second spec named %q", ErrSpec, p, o.Spec.Name)
+		}
+		others[o.Spec.Name] = o
+	}
+	g.guardMu.Lock()
+	g.Guard, g.others = guard, others
+	g.guardMu.Unlock()
+	return nil
+}
+
+func (g *Guarded) load(path string) (*Guard, error) {
+	spec, err := LoadSpec(path)
+	if err != nil {
+		return nil, err
+	}
+	return NewGuard(spec, g.Readers)
+}
+
+// AddSpec serves one more spec beside the default, answered by the same
+// upstream: requests choose it with "persona": {"spec": NAME} where the
+// default spec's overrides list "spec". Names must differ.
+func (g *Guarded) AddSpec(path string) error {
+	o, err := g.load(path)
 	if err != nil {
 		return err
 	}
 	g.guardMu.Lock()
-	g.Guard = guard
-	g.guardMu.Unlock()
+	defer g.guardMu.Unlock()
+	if o.Spec.Name == g.Guard.Spec.Name || g.others[o.Spec.Name] != nil {
+		return fmt.Errorf("%w: %s: a second spec named %q", ErrSpec, path, o.Spec.Name)
+	}
+	if g.others == nil {
+		g.others = map[string]*Guard{}
+	}
+	g.others[o.Spec.Name], g.otherPaths = o, append(g.otherPaths, path)
 	return nil
+}
+
+// choose returns the guard a request's persona field asks for.
+func (g *Guarded) choose(raw json.RawMessage) (*Guard, error) {
+	f, err := parsePersonaField(raw)
+	if err != nil {
+		return nil, err
+	}
+	g.guardMu.RLock()
+	defer g.guardMu.RUnlock()
+	def := g.Guard
+	if f.Spec == "" || f.Spec == def.Spec.Name {
+		return def, nil
+	}
+	if !slices.Contains(def.Spec.Overrides, "spec") {
+		return nil, fmt.Errorf("%w: this deployment does not let requests choose a spec (the spec's overrides: %v)", ErrControl, def.Spec.Overrides)
+	}
+	o := g.others[f.Spec]
+	if o == nil {
+		names := []string{def.Spec.Name}
+		for n := range g.others {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		return nil, fmt.Errorf("%w: no spec %q on this server (it has %v)", ErrControl, f.Spec, names)
+	}
+	return o, nil
 }
 
 // Stats counts what the gateway saw and did since it started.
@@ -95,7 +163,10 @@ func (g *Guarded) Chat(ctx context.Context, req backend.Request) (*backend.Respo
 
 // ChatStream answers as the brand persona.
 func (g *Guarded) ChatStream(ctx context.Context, req backend.Request, emit func(backend.Delta) error) (*backend.Response, error) {
-	guard := g.guard()
+	guard, err := g.choose(req.Persona)
+	if err != nil {
+		return nil, &backend.Error{Backend: g.Name(), Kind: backend.KindBadRequest, Msg: err.Error()}
+	}
 	ctl, err := guard.Spec.RequestControl(req.Persona)
 	if err != nil {
 		return nil, &backend.Error{Backend: g.Name(), Kind: backend.KindBadRequest, Msg: err.Error()}
@@ -232,6 +303,8 @@ type Card struct {
 	// Evidence is the measured adherence the spec points to (the newest
 	// finished audit run, a drift report), read when the card is asked for.
 	Evidence *Evidence `json:"evidence,omitempty"`
+	// OtherSpecs names the further specs requests may choose.
+	OtherSpecs []string `json:"other_specs,omitempty"`
 }
 
 // Card returns the deployment's card.
@@ -239,5 +312,19 @@ func (g *Guarded) Card(ctx context.Context) Card {
 	s := g.guard().Spec
 	return Card{Name: s.Name, Description: s.Description, Disclosure: s.Disclosure, Model: g.Model(), Monitor: s.Monitor,
 		Allowed: slices.Clone(s.Allowed), Forbidden: slices.Clone(s.Forbidden), Rails: slices.Clone(s.Rails), Stats: g.Stats(),
-		Evidence: s.evidence(ctx)}
+		Evidence: s.evidence(ctx), OtherSpecs: g.otherNames()}
+}
+
+func (g *Guarded) otherNames() []string {
+	g.guardMu.RLock()
+	defer g.guardMu.RUnlock()
+	if !slices.Contains(g.Guard.Spec.Overrides, "spec") {
+		return nil
+	}
+	names := make([]string, 0, len(g.others))
+	for n := range g.others {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
 }

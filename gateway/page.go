@@ -90,6 +90,7 @@ h1{font-size:22px}h2{font-size:17px;margin-top:28px}table{border-collapse:collap
 <tr><th>allowed personas</th><td>{{range .Card.Allowed}}{{.}} {{end}}</td></tr>
 <tr><th>forbidden personas</th><td>{{range .Card.Forbidden}}{{.}} {{end}}</td></tr>
 <tr><th>rails</th><td>{{range .Card.Rails}}{{.Name}}: {{.Action}} (then {{.Then}}, {{.Retries}} tries)<br>{{end}}</td></tr>
+{{with .Card.OtherSpecs}}<tr><th>other specs a request may choose</th><td>{{range .}}{{.}} {{end}}</td></tr>{{end}}
 {{with .Card.Watermark}}<tr><th>watermark</th><td>{{.scheme}}, key id {{.key_id}}</td></tr>{{end}}
 <tr><th>served replies</th><td id="turns">{{.Card.Stats.Turns}}; mean allowed-persona probability {{pct .Card.Stats.AllowedMean}}; blocked {{.Card.Stats.Blocked}}</td></tr>
 <tr><th>interventions</th><td>{{range $k, $v := .Card.Stats.Interventions}}{{$k}}: {{$v}}<br>{{end}}</td></tr>

@@ -275,7 +275,7 @@ func ParseSpec(file string, data []byte) (*Spec, error) {
 	}
 	for i, o := range s.Overrides {
 		if !slices.Contains(Overrides, o) {
-			return bad(fmt.Sprintf("overrides[%d]", i), []string{"overrides", strconv.Itoa(i)}, "%q: want steer or cap", o)
+			return bad(fmt.Sprintf("overrides[%d]", i), []string{"overrides", strconv.Itoa(i)}, "%q: want steer, cap or spec", o)
 		}
 	}
 	if (len(s.Vectors) > 0 || s.Capping != nil) && s.Upstream.Backend != "" {

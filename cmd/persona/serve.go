@@ -23,7 +23,8 @@ func newServeCmd() *cobra.Command {
 	var (
 		modelPath, tokPath, addr, name string
 		keysPath, tlsCert, tlsKey      string
-		specPath, logDSN, configPath   string
+		logDSN, configPath             string
+		specPaths                      []string
 		judgeName, criticName          string
 		retention                      time.Duration
 		concurrency, queue             int
@@ -85,7 +86,9 @@ up to --grace before closing them; a second signal exits at once.`,
 				return usageErr(fmt.Errorf("--addr %s accepts other machines: give --keys FILE (persona keys add) so only key holders use the model, or --insecure to serve it to anyone", addr))
 			}
 			var spec *gateway.Spec
-			if specPath != "" {
+			specPath := ""
+			if len(specPaths) > 0 {
+				specPath = specPaths[0]
 				if spec, err = gateway.LoadSpec(specPath); err != nil {
 					return usageErr(err)
 				}
@@ -127,6 +130,11 @@ up to --grace before closing them; a second signal exits at once.`,
 				}
 				if guarded.Log != nil {
 					defer guarded.Log.Close()
+				}
+				for _, p := range specPaths[1:] {
+					if err := guarded.AddSpec(p); err != nil {
+						return usageErr(err)
+					}
 				}
 				if s == nil {
 					s = backend.NewChatServer(guarded)
@@ -188,7 +196,7 @@ up to --grace before closing them; a second signal exits at once.`,
 	f.BoolVar(&insecure, "insecure", false, "serve a non-loopback --addr without API keys")
 	f.StringVar(&tlsCert, "tls-cert", "", "TLS certificate (PEM) to serve HTTPS")
 	f.StringVar(&tlsKey, "tls-key", "", "TLS private key (PEM)")
-	f.StringVar(&specPath, "spec", "", "brand persona spec YAML: serve the model as that persona, monitored and held by rails")
+	f.StringArrayVar(&specPaths, "spec", nil, "brand persona spec YAML: serve the model as that persona, monitored and held by rails; repeat to serve more specs, which requests choose with \"persona\": {\"spec\": NAME} where the first spec's overrides list spec")
 	f.StringVar(&logDSN, "log", "gateway.db", "conversation log with --spec: a SQLite file or postgres:// DSN; \"none\" keeps no log")
 	f.DurationVar(&retention, "retention", 30*24*time.Hour, "how long the conversation log keeps turns")
 	f.StringVar(&configPath, "backend", "", "backend config YAML with the judge (--judge) and critic (--critic) the spec uses")
