@@ -7,7 +7,6 @@ package sample
 import (
 	"fmt"
 	"math"
-	"math/bits"
 	"math/rand/v2"
 	"slices"
 )
@@ -126,22 +125,12 @@ func (s *Sampler) Sample(logits []float32, history []int) int {
 	c := s.cand[:0]
 	topk := p.TopK > 0 && p.TopK < len(logits)
 	if green && !topk {
-		// The green bias fused into the copy: one hash a token, no call,
-		// and no branch (a green token is a coin flip the CPU cannot
-		// predict): the borrow of prf − thr is 1 exactly when it is green.
-		thr, d := greenBelow(s.wm.Gamma), s.wm.Delta/p.Temperature
-		for base := 0; base < len(logits); base += 4 {
-			h := prf(seed, base>>2) // four tokens' colours (greenLane)
-			for id := base; id < min(base+4, len(logits)); id++ {
-				_, isGreen := bits.Sub64(h&0xffff, thr, 0)
-				h >>= 16
-				c = append(c, candidate{id, logits[id]/p.Temperature + d*float32(isGreen)})
-			}
-		}
-	} else {
-		for id, l := range logits {
-			c = append(c, candidate{id, l / p.Temperature})
-		}
+		// The bias goes into the logits before the copy: one vector pass
+		// over the vocabulary (addGreen).
+		addGreen(logits, seed, greenBelow(s.wm.Gamma), s.wm.Delta)
+	}
+	for id, l := range logits {
+		c = append(c, candidate{id, l / p.Temperature})
 	}
 	// Truncation needs the candidates in order of probability, but only
 	// the survivors: a heap yields them in O(V + kept·log V) where sorting a

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 )
 
 // A Watermark hides a keyed statistical signal in sampled tokens, so that
@@ -113,7 +114,7 @@ func prf(seed uint64, id int) uint64 {
 func unit(x uint64) float64 { return (float64(x>>11) + 0.5) / (1 << 53) }
 
 // greenLevels is the resolution of a green share: each token's colour is a
-// 16-bit lane of a PRF value, so one hash colours four tokens (the
+// 16-bit piece of a PRF value, so one hash colours four tokens (the
 // sampler colours a whole 150k vocabulary every step).
 const greenLevels = 1 << 16
 
@@ -121,8 +122,29 @@ const greenLevels = 1 << 16
 // 1/65,536 after withDefaults).
 func greenBelow(gamma float64) uint64 { return uint64(gamma * greenLevels) }
 
-// greenLane is token id's 16-bit lane of the step's PRF values.
-func greenLane(seed uint64, id int) uint64 { return prf(seed, id>>2) >> (16 * (id & 3)) & 0xffff }
+// greenLane is token id's 16-bit colour value. The vocabulary is coloured
+// in blocks of 32 tokens by 8 PRF values laid out as one 512-bit vector:
+// token i of a block takes the low (i < 16) or high 16 bits of the vector's
+// 32-bit lane i mod 16, so an AVX-512 pass colours 32 tokens with 8 hashes
+// and no shuffles (addGreen).
+func greenLane(seed uint64, id int) uint64 {
+	i := id & 31
+	lane := i & 15
+	h := prf(seed, (id>>5)*8+lane>>1)
+	return h >> (32*(lane&1) + 16*(i>>4)) & 0xffff
+}
+
+// addGreen adds delta to the logits of the step's green tokens (those
+// whose colour value is below thr). An AVX-512 version replaces it where
+// the CPU has one (green_simd_amd64.go).
+var addGreen = addGreenScalar
+
+func addGreenScalar(logits []float32, seed, thr uint64, delta float32) {
+	for id := range logits {
+		_, isGreen := bits.Sub64(greenLane(seed, id), thr, 0)
+		logits[id] += delta * float32(isGreen)
+	}
+}
 
 // green reports whether id is on the step's green list.
 func green(seed uint64, id int, gamma float64) bool { return greenLane(seed, id) < greenBelow(gamma) }
