@@ -2,6 +2,9 @@ package watermark
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -21,15 +24,7 @@ func TestMain(m *testing.M) { testmodel.Main(m) }
 // the texts are sampled at temperature 3; the numbers say what a vocabulary
 // this large does, not what a trained model would.
 func TestLargeVocabulary(t *testing.T) {
-	e, err := engine.Load(testmodel.Chat(t, "qwen3", model.Config{Arch: "qwen3", Hidden: 32, FFN: 64, NumLayers: 2, Heads: 4,
-		KVHeads: 2, HeadDim: 8, MaxSeq: 512, NormEps: 1e-6, RoPETheta: 1e6, TiedEmbedding: true, QKNorm: true}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	if e.Model.Vocab < 150000 {
-		t.Fatalf("vocabulary of %d tokens", e.Model.Vocab)
-	}
+	e := largeVocabulary(t)
 	src, err := PromptSource(e, [][]int{e.EncodeRaw("Once upon a time").IDs}, Generation{MaxTokens: 60, Temperature: 3, Seed: 3}, true)
 	if err != nil {
 		t.Fatal(err)
@@ -55,6 +50,58 @@ func TestLargeVocabulary(t *testing.T) {
 			t.Errorf("%s: %d of %d unmarked texts flagged", s.Watermark.Scheme, f.K, f.N)
 		}
 	}
+}
+
+// largeVocabulary is a random-weight model with Qwen3's tokenizer.
+func largeVocabulary(t testing.TB) *engine.Engine {
+	e, err := engine.Load(testmodel.Chat(t, "qwen3", model.Config{Arch: "qwen3", Hidden: 32, FFN: 64, NumLayers: 2, Heads: 4,
+		KVHeads: 2, HeadDim: 8, MaxSeq: 512, NormEps: 1e-6, RoPETheta: 1e6, TiedEmbedding: true, QKNorm: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	if e.Model.Vocab < 150000 {
+		t.Fatalf("vocabulary of %d tokens", e.Model.Vocab)
+	}
+	return e
+}
+
+// BenchmarkLargeVocabulary measures both schemes on the random-weight
+// Qwen3-shaped model (temperature 3, as in TestLargeVocabulary): detection
+// at 25, 50 and 100 tokens and false positives at p < 1e-4, reported as
+// metrics; PERSONA_WM_TEXTS and PERSONA_WM_NULLS size it (default 40 and
+// 400):
+//
+//	go test -run XXX -bench LargeVocabulary -benchtime 1x ./watermark
+func BenchmarkLargeVocabulary(b *testing.B) {
+	e := largeVocabulary(b)
+	texts, nulls := envInt("PERSONA_WM_TEXTS", 40), envInt("PERSONA_WM_NULLS", 400)
+	for b.Loop() {
+		src, err := PromptSource(e, [][]int{e.EncodeRaw("Once upon a time").IDs}, Generation{MaxTokens: 100, Temperature: 3, Seed: 5}, true)
+		if err != nil {
+			b.Fatal(err)
+		}
+		rep, err := Evaluate(context.Background(), src, Options{Schemes: schemes(), Texts: texts, Nulls: nulls, Lengths: []int{25, 50, 100},
+			Vocab: e.Model.Vocab, Workers: 2, EditRates: []float64{}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, s := range rep.Schemes {
+			for _, d := range s.Detection {
+				b.ReportMetric(d.P, fmt.Sprintf("%s-detected@%d", s.Watermark.Scheme, d.Tokens))
+			}
+			f := s.FalsePositives[len(s.FalsePositives)-1]
+			b.ReportMetric(float64(f.K), s.Watermark.Scheme+"-false-positives")
+			b.ReportMetric(float64(f.N), s.Watermark.Scheme+"-unmarked-texts")
+		}
+	}
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
 }
 
 // TestWorldSource runs world conversations on a random organism-shaped
