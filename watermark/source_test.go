@@ -2,7 +2,6 @@ package watermark
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -88,7 +87,11 @@ func BenchmarkLargeVocabulary(b *testing.B) {
 		}
 		for _, s := range rep.Schemes {
 			for _, d := range s.Detection {
-				b.ReportMetric(d.P, fmt.Sprintf("%s-detected@%d", s.Watermark.Scheme, d.Tokens))
+				at := "whole"
+				if d.Tokens > 0 {
+					at = strconv.Itoa(d.Tokens)
+				}
+				b.ReportMetric(d.P, s.Watermark.Scheme+"-detected@"+at)
 			}
 			f := s.FalsePositives[len(s.FalsePositives)-1]
 			b.ReportMetric(float64(f.K), s.Watermark.Scheme+"-false-positives")
