@@ -110,7 +110,7 @@ func (s *sqlStore) CreateRun(ctx context.Context, r *RunInfo) error {
 	_, err := s.db.ExecContext(ctx, s.db.Q(`INSERT INTO runs (id, suite_name, suite_file, suite_source, target, judge, auditor, samples, seed, created_at, status)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 		r.ID, r.SuiteName, r.SuiteFile, string(r.Suite), r.Target, r.Judge, r.Auditor, r.Samples, r.Seed,
-		r.Created.UTC().Format(time.RFC3339Nano), r.Status)
+		sqldb.Time(r.Created), r.Status)
 	return err
 }
 
@@ -179,7 +179,7 @@ func (s *sqlStore) SaveSample(ctx context.Context, runID string, r *SampleResult
 		if _, err := tx.ExecContext(ctx, s.db.Q(`INSERT INTO samples (run_id, probe_id, sample, category, seed, status, error_kind, error, elicited, messages, started_at, duration_ns)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 			runID, r.ProbeID, r.Sample, string(r.Category), r.Seed, r.Status, r.ErrorKind, r.Error, b2i(r.Elicited),
-			string(msgs), r.Started.UTC().Format(time.RFC3339Nano), int64(r.Duration)); err != nil {
+			string(msgs), sqldb.Time(r.Started), int64(r.Duration)); err != nil {
 			return err
 		}
 		for t, tr := range r.Turns {
@@ -263,7 +263,7 @@ func (s *sqlStore) FinishRun(ctx context.Context, id string, rep *Report) error 
 	if rep.Run.Finished != nil {
 		finished = *rep.Run.Finished
 	}
-	_, err = s.db.ExecContext(ctx, s.db.Q(`UPDATE runs SET status = 'done', finished_at = ?, report = ? WHERE id = ?`), finished.Format(time.RFC3339Nano), string(js), id)
+	_, err = s.db.ExecContext(ctx, s.db.Q(`UPDATE runs SET status = 'done', finished_at = ?, report = ? WHERE id = ?`), sqldb.Time(finished), string(js), id)
 	return err
 }
 

@@ -46,11 +46,6 @@ var logSchema = sqldb.Schema{Table: "gateway_migrations", Lock: 7411627, Migrati
 	CREATE INDEX gateway_turns_at ON gateway_turns (at)`,
 }}
 
-// atLayout writes times with a fixed number of digits, so that the
-// database orders them as text (RFC 3339 with trimmed zeros puts .1 after
-// .15).
-const atLayout = "2006-01-02T15:04:05.000000000Z"
-
 // OpenLog opens (creating as needed) the log at dsn.
 func OpenLog(ctx context.Context, dsn string) (*Log, error) {
 	db, err := sqldb.Open(ctx, dsn, logSchema)
@@ -98,7 +93,7 @@ func (l *Log) Append(ctx context.Context, t Turn) error {
 	}
 	return sqldb.RetryBusy(ctx, func() error {
 		_, err := l.db.ExecContext(ctx, l.db.Q(`INSERT INTO gateway_turns (conversation, turn, at, model, messages, reply, telemetry, top, allowed, interventions)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`), t.Conversation, t.Turn, t.At.UTC().Format(atLayout), t.Model, string(msgs), t.Reply,
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`), t.Conversation, t.Turn, sqldb.Time(t.At), t.Model, string(msgs), t.Reply,
 			string(tel), t.Telemetry.Top, t.Telemetry.Allowed, len(t.Telemetry.Interventions))
 		return err
 	})
@@ -141,7 +136,7 @@ func (l *Log) query(ctx context.Context, q string, args ...any) ([]Turn, error) 
 
 // Prune deletes turns older than the retention period and returns how many.
 func (l *Log) Prune(ctx context.Context, retention time.Duration) (int64, error) {
-	cut := time.Now().Add(-retention).UTC().Format(atLayout)
+	cut := sqldb.Time(time.Now().Add(-retention))
 	res, err := l.db.ExecContext(ctx, l.db.Q(`DELETE FROM gateway_turns WHERE at < ?`), cut)
 	if err != nil {
 		return 0, err

@@ -225,6 +225,10 @@ func isBusy(err error) bool {
 	return code == sqlite3.SQLITE_BUSY || code == sqlite3.SQLITE_LOCKED
 }
 
-// Now is the time stamp stores write: UTC, RFC 3339 with nanoseconds, so
-// it sorts as text in both databases.
-func Now() string { return time.Now().UTC().Format(time.RFC3339Nano) }
+// Now is the time stamp stores write (Time of now).
+func Now() string { return Time(time.Now()) }
+
+// Time writes t in UTC with a fixed number of digits, so that the database
+// orders times correctly as text (RFC 3339 with trimmed zeros puts .1
+// after .15). time.RFC3339Nano parses it back.
+func Time(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000000000Z") }

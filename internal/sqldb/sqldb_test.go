@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 func TestRedact(t *testing.T) {
@@ -56,5 +57,21 @@ func TestSchemasShareAFile(t *testing.T) {
 	}
 	if err := db.QueryRow(`SELECT COUNT(*) FROM a_migrations`).Scan(&n); err != nil || n != 1 {
 		t.Errorf("a migrations: %d %v", n, err)
+	}
+}
+
+// Time stamps sort as text in time order, fractions of a second included.
+func TestTimeSortsAsText(t *testing.T) {
+	base := time.Date(2026, 12, 4, 10, 0, 5, 0, time.UTC)
+	var prev string
+	for _, d := range []time.Duration{0, 100 * time.Millisecond, 150 * time.Millisecond, time.Second} {
+		s := Time(base.Add(d))
+		if prev != "" && s <= prev {
+			t.Errorf("%s sorts before %s", s, prev)
+		}
+		if back, err := time.Parse(time.RFC3339Nano, s); err != nil || !back.Equal(base.Add(d)) {
+			t.Errorf("%s parses back as %v, %v", s, back, err)
+		}
+		prev = s
 	}
 }
