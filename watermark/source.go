@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 
 	"persona/engine"
@@ -17,6 +18,12 @@ type Generation struct {
 	MaxTokens   int
 	Temperature float32
 	Seed        uint64
+	// Opening is how many tokens PromptSource samples without any mark
+	// before each text (with the text's seed, so its marked and unmarked
+	// versions share them) and adds to the prompt: texts continued from one
+	// prompt then start apart. Without it, a scheme whose draw is decided by
+	// the key and the context (Gumbel) writes near-copies of one text.
+	Opening int
 }
 
 // generate samples one continuation of prompt and records, per token, its
@@ -108,15 +115,27 @@ func WorldSource(w *world.World, e *engine.Engine, n int, o WorldOptions) (Sourc
 }
 
 // PromptSource makes text i by continuing prompts[i mod len(prompts)] with
-// seed Seed + i: the source for any model, from chats or a raw prompt.
+// seed Seed + i (after g.Opening unmarked tokens): the source for any
+// model, from chats or a raw prompt.
 // ignoreStop keeps generating past an end-of-sequence token, so every text
 // reaches MaxTokens.
 func PromptSource(e *engine.Engine, prompts [][]int, g Generation, ignoreStop bool) (Source, error) {
 	if len(prompts) == 0 {
 		return nil, fmt.Errorf("%w: no prompts", ErrOptions)
 	}
+	if g.Opening < 0 {
+		return nil, fmt.Errorf("%w: opening %d tokens", ErrOptions, g.Opening)
+	}
 	return func(ctx context.Context, i int, wm *sample.Watermark) (Text, error) {
-		res, entropy, err := generate(ctx, e, prompts[i%len(prompts)], g, g.Seed+uint64(i), wm, ignoreStop)
+		prompt, seed := prompts[i%len(prompts)], g.Seed+uint64(i)
+		if g.Opening > 0 {
+			open, _, err := generate(ctx, e, prompt, Generation{MaxTokens: g.Opening, Temperature: g.Temperature}, seed, nil, true)
+			if err != nil {
+				return Text{}, err
+			}
+			prompt = append(slices.Clip(prompt), open.IDs...)
+		}
+		res, entropy, err := generate(ctx, e, prompt, g, seed, wm, ignoreStop)
 		if err != nil {
 			return Text{}, err
 		}

@@ -2,6 +2,7 @@ package watermark
 
 import (
 	"context"
+	"errors"
 	"os"
 	"strconv"
 	"strings"
@@ -155,5 +156,50 @@ func TestWorldSource(t *testing.T) {
 	}
 	if _, err := src(context.Background(), 99, nil); err == nil {
 		t.Error("text 99 of a 3-text source: no error")
+	}
+}
+
+// With one key and one prompt the Gumbel draw starts every text the same
+// way; an unmarked opening per text makes the texts start apart.
+func TestOpeningSeparatesTexts(t *testing.T) {
+	e, err := engine.Load(testmodel.Organism(t, 32, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	gumbel := &schemes()[1]
+	prompt := [][]int{e.EncodeRaw("Once").IDs}
+	texts := func(opening int) [][]int {
+		src, err := PromptSource(e, prompt, Generation{MaxTokens: 12, Temperature: 3, Seed: 1, Opening: opening}, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out [][]int
+		for i := range 6 {
+			txt, err := src(context.Background(), i, gumbel)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, txt.IDs)
+		}
+		return out
+	}
+	// The first marked token's context is the prompt's last token: without
+	// an opening, every text's first token is the key's choice there.
+	firsts := func(ts [][]int) int {
+		seen := map[int]bool{}
+		for _, ids := range ts {
+			seen[ids[0]] = true
+		}
+		return len(seen)
+	}
+	if n := firsts(texts(0)); n != 1 {
+		t.Errorf("without an opening, %d distinct first tokens in 6 Gumbel texts from one prompt and key (want 1)", n)
+	}
+	if n := firsts(texts(4)); n < 3 {
+		t.Errorf("with a 4-token opening only %d distinct first tokens in 6 texts", n)
+	}
+	if _, err := PromptSource(e, prompt, Generation{MaxTokens: 4, Opening: -1}, true); !errors.Is(err, ErrOptions) {
+		t.Errorf("negative opening: %v", err)
 	}
 }

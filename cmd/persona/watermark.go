@@ -372,6 +372,7 @@ made for the run.`,
 	f.IntVar(&turns, "turns", 10, "user turns per world conversation")
 	f.StringSliceVar(&domains, "domains", nil, "world domains of the conversations (default all: task, writing, emotional, meta, pressure)")
 	f.IntVar(&g.MaxTokens, "max-tokens", 64, "tokens per reply (world, chat) or per text (raw)")
+	f.IntVar(&g.Opening, "opening", 0, "chat and raw: tokens sampled unmarked before each text, so texts from one prompt start apart")
 	f.Float32Var(&g.Temperature, "temperature", 1, "sampling temperature")
 	f.Uint64Var(&g.Seed, "seed", 1, "random seed of requests and sampling")
 	f.IntVar(&o.Workers, "workers", 2, "texts generated in parallel")
