@@ -178,11 +178,16 @@ func (c *controls) interventions(ctl Control) ([]resid.Intervention, error) {
 // strength}, "cap": bool}) over the spec's defaults, refusing what the
 // spec's overrides do not allow. (Its "spec" is the server's to read.)
 func (s *Spec) RequestControl(raw json.RawMessage) (Control, error) {
-	ctl := Control{Steer: maps.Clone(s.Steer), Cap: s.Capping != nil && s.Capping.Always}
 	req, err := parsePersonaField(raw)
 	if err != nil {
-		return ctl, err
+		return Control{}, err
 	}
+	return s.control(req)
+}
+
+// control is RequestControl on a parsed field.
+func (s *Spec) control(req personaField) (Control, error) {
+	ctl := Control{Steer: maps.Clone(s.Steer), Cap: s.Capping != nil && s.Capping.Always}
 	if req.Steer != nil {
 		if !slices.Contains(s.Overrides, "steer") {
 			return ctl, fmt.Errorf("%w: this deployment does not let requests steer (the spec's overrides: %v)", ErrControl, s.Overrides)

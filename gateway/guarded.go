@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -107,11 +106,7 @@ func (g *Guarded) AddSpec(path string) error {
 }
 
 // choose returns the guard a request's persona field asks for.
-func (g *Guarded) choose(raw json.RawMessage) (*Guard, error) {
-	f, err := parsePersonaField(raw)
-	if err != nil {
-		return nil, err
-	}
+func (g *Guarded) choose(f personaField) (*Guard, error) {
 	g.guardMu.RLock()
 	defer g.guardMu.RUnlock()
 	def := g.Guard
@@ -163,11 +158,15 @@ func (g *Guarded) Chat(ctx context.Context, req backend.Request) (*backend.Respo
 
 // ChatStream answers as the brand persona.
 func (g *Guarded) ChatStream(ctx context.Context, req backend.Request, emit func(backend.Delta) error) (*backend.Response, error) {
-	guard, err := g.choose(req.Persona)
-	if err != nil {
-		return nil, &backend.Error{Backend: g.Name(), Kind: backend.KindBadRequest, Msg: err.Error()}
+	field, err := parsePersonaField(req.Persona)
+	var guard *Guard
+	if err == nil {
+		guard, err = g.choose(field)
 	}
-	ctl, err := guard.Spec.RequestControl(req.Persona)
+	var ctl Control
+	if err == nil {
+		ctl, err = guard.Spec.control(field)
+	}
 	if err != nil {
 		return nil, &backend.Error{Backend: g.Name(), Kind: backend.KindBadRequest, Msg: err.Error()}
 	}

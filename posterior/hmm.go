@@ -3,6 +3,8 @@ package posterior
 import (
 	"fmt"
 	"math"
+
+	"persona/internal/stats"
 )
 
 // The persona of a conversation is not fixed: a user asks for a pirate, the
@@ -108,7 +110,7 @@ func (c *chain) decode(emis [][]float64) *decoded {
 				alpha[t][k] = c.prior[k] + emis[t][k]
 				continue
 			}
-			alpha[t][k] = emis[t][k] + logSumExpOver(S, func(j int) float64 { return alpha[t-1][j] + logA[j][k] })
+			alpha[t][k] = emis[t][k] + stats.LogSumExpOver(S, func(j int) float64 { return alpha[t-1][j] + logA[j][k] })
 		}
 		normaliseLog(alpha[t])
 	}
@@ -118,7 +120,7 @@ func (c *chain) decode(emis [][]float64) *decoded {
 	for t := T - 2; t >= 0; t-- {
 		beta[t] = make([]float64, S)
 		for j := range S {
-			beta[t][j] = logSumExpOver(S, func(k int) float64 { return logA[j][k] + emis[t+1][k] + beta[t+1][k] })
+			beta[t][j] = stats.LogSumExpOver(S, func(k int) float64 { return logA[j][k] + emis[t+1][k] + beta[t+1][k] })
 		}
 		normaliseLog(beta[t]) // a constant shift per turn cancels in γ and ξ
 	}
@@ -147,7 +149,7 @@ func (c *chain) decode(emis [][]float64) *decoded {
 			}
 		}
 		if len(change) > 0 {
-			d.switchProb[t] = math.Exp(logSumExp(change) - logSumExp(all))
+			d.switchProb[t] = math.Exp(stats.LogSumExp(change) - stats.LogSumExp(all))
 		}
 	}
 	d.path = c.viterbi(emis, logA)
@@ -197,30 +199,10 @@ func (c *chain) byHypothesis(logp []float64) []float64 {
 	return out
 }
 
-// logSumExp returns log Σ exp(xs) stably.
-func logSumExp(xs []float64) float64 {
-	return logSumExpOver(len(xs), func(i int) float64 { return xs[i] })
-}
-
-func logSumExpOver(n int, x func(i int) float64) float64 {
-	m := math.Inf(-1)
-	for i := range n {
-		m = math.Max(m, x(i))
-	}
-	if math.IsInf(m, -1) {
-		return m
-	}
-	s := 0.0
-	for i := range n {
-		s += math.Exp(x(i) - m)
-	}
-	return m + math.Log(s)
-}
-
 // normaliseLog shifts log probabilities to sum to 1; with no mass at all
 // (every value −∞) it makes them uniform.
 func normaliseLog(xs []float64) {
-	z := logSumExp(xs)
+	z := stats.LogSumExp(xs)
 	for i := range xs {
 		if math.IsInf(z, -1) {
 			xs[i] = -math.Log(float64(len(xs)))

@@ -31,6 +31,7 @@ import (
 	"strings"
 
 	"persona/chat"
+	"persona/internal/stats"
 	"persona/personas"
 )
 
@@ -268,18 +269,10 @@ func (r *Result) decode(stateHyp []int, emis [][]float64, eps float64) error {
 
 // logMeanExp returns log(mean(exp(xs))) stably: a mixture's log-likelihood.
 func logMeanExp(xs []float64) float64 {
-	m := math.Inf(-1)
-	for _, x := range xs {
-		m = math.Max(m, x)
+	if len(xs) == 0 {
+		return math.Inf(-1)
 	}
-	if math.IsInf(m, -1) {
-		return m
-	}
-	s := 0.0
-	for _, x := range xs {
-		s += math.Exp(x - m)
-	}
-	return m + math.Log(s/float64(len(xs)))
+	return stats.LogSumExp(xs) - math.Log(float64(len(xs)))
 }
 
 // conversation drops leading system messages (the hypotheses supply the

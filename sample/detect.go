@@ -5,6 +5,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+
+	"persona/internal/stats"
 )
 
 // Detection is the outcome of testing token ids for a watermark.
@@ -177,7 +179,7 @@ func binomialTail(n, k int, p float64) float64 {
 		lni, _ := math.Lgamma(float64(n - i + 1))
 		terms = append(terms, lgN-li-lni+float64(i)*lp+float64(n-i)*lq)
 	}
-	return math.Min(1, math.Exp(logSumExp(terms)))
+	return math.Min(1, math.Exp(stats.LogSumExp(terms)))
 }
 
 // gammaTail is P(S ≥ s) for S ~ Gamma(n, 1), the sum of n Exp(1)
@@ -193,20 +195,5 @@ func gammaTail(n int, s float64) float64 {
 		lk, _ := math.Lgamma(float64(k + 1))
 		terms[k] = -s + float64(k)*ls - lk
 	}
-	return math.Min(1, math.Exp(logSumExp(terms)))
-}
-
-func logSumExp(xs []float64) float64 {
-	m := math.Inf(-1)
-	for _, x := range xs {
-		m = math.Max(m, x)
-	}
-	if math.IsInf(m, -1) {
-		return m
-	}
-	s := 0.0
-	for _, x := range xs {
-		s += math.Exp(x - m)
-	}
-	return m + math.Log(s)
+	return math.Min(1, math.Exp(stats.LogSumExp(terms)))
 }

@@ -205,3 +205,26 @@ func AUROC(scores []float64, positive []bool) float64 {
 	}
 	return (rankSum - np*(np+1)/2) / (np * nn)
 }
+
+// LogSumExp returns log Σ exp(xs), stably; −∞ when every term is (or
+// there is none).
+func LogSumExp(xs []float64) float64 {
+	return LogSumExpOver(len(xs), func(i int) float64 { return xs[i] })
+}
+
+// LogSumExpOver is LogSumExp of x(0), …, x(n−1), for terms computed on the
+// fly.
+func LogSumExpOver(n int, x func(i int) float64) float64 {
+	m := math.Inf(-1)
+	for i := range n {
+		m = math.Max(m, x(i))
+	}
+	if math.IsInf(m, -1) {
+		return m
+	}
+	s := 0.0
+	for i := range n {
+		s += math.Exp(x(i) - m)
+	}
+	return m + math.Log(s)
+}
