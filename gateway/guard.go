@@ -10,6 +10,7 @@ import (
 	"persona/backend"
 	"persona/chat"
 	"persona/engine"
+	"persona/personas"
 	"persona/posterior"
 	"persona/resid"
 	"persona/world"
@@ -247,9 +248,11 @@ func NewGuard(s *Spec, up Readers) (*Guard, error) {
 		}
 		g.Monitor = &PosteriorMonitor{Method: "judge", P: &posterior.JudgePosterior{J: posterior.NewJudge(up.Judge), Hyps: hyps, SwitchRate: eps}}
 	case "oracle":
-		w, err := world.New(s.Library)
-		if err != nil {
-			return nil, fmt.Errorf("%w: the oracle monitor needs a persona world library: %v", ErrGuard, err)
+		w := world.Default() // built once per process for the embedded library
+		if s.Library != personas.Default() {
+			if w, err = world.New(s.Library); err != nil {
+				return nil, fmt.Errorf("%w: the oracle monitor needs a persona world library: %v", ErrGuard, err)
+			}
 		}
 		g.Monitor = &OracleMonitor{O: w.Oracle()}
 	}
