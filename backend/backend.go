@@ -12,6 +12,7 @@ import (
 	"errors"
 
 	"persona/chat"
+	"persona/engine"
 	"persona/resid"
 )
 
@@ -35,6 +36,10 @@ type Request struct {
 	// for this generation instead of the backend's own; API backends
 	// ignore them.
 	Interventions []resid.Intervention `json:"-"`
+	// Watch, if set, reads the reply while the embedded engine writes it
+	// and may change the interventions for the rest of it (see
+	// engine.Request.Watch). API backends ignore it.
+	Watch engine.Watch `json:"-"`
 }
 
 // Response is a finished completion.

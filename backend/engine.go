@@ -204,7 +204,7 @@ func (b *Engine) generate(ctx context.Context, prompt []int, req Request, emit f
 		return nil
 	}
 	if _, err := b.E.Generate(ctx, engine.Request{Prompt: prompt, MaxTokens: maxTokens, Sampling: p,
-		Interventions: ivs, OnToken: onToken}); err != nil {
+		Interventions: ivs, OnToken: onToken, Watch: req.Watch}); err != nil {
 		return nil, err
 	}
 	if !stopped {

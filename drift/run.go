@@ -287,10 +287,22 @@ func (o *Options) converse(ctx context.Context, e *engine.Engine, s Scenario, c 
 		// the cap (common random numbers make the difference sharper).
 		seed := o.Seed*1_000_003 + uint64(c.unit)*10_007 + uint64(sysIdx)*1_009 + uint64(c.Sample)*101 + uint64(t)
 		var r *engine.Reply
-		gen := func(ctx context.Context, msgs []chat.Message, guardIvs []resid.Intervention) (string, error) {
+		gen := func(ctx context.Context, msgs []chat.Message, guardIvs []resid.Intervention, watch engine.Watch) (string, error) {
 			var err error
+			if watch != nil && len(ivs) > 0 {
+				// What the watch switches to replaces the guard's control and
+				// keeps the run's own.
+				w := watch
+				watch = func(tokens int, text string) ([]resid.Intervention, error) {
+					next, err := w(tokens, text)
+					if next != nil {
+						next = slices.Concat(ivs, next)
+					}
+					return next, err
+				}
+			}
 			r, err = e.Reply(ctx, msgs, engine.ReplyOptions{Capture: o.Axis != nil, Layers: layers, MaxTokens: o.MaxTokens,
-				Sampling: sample.Params{Temperature: o.Temperature, Seed: seed}, Interventions: slices.Concat(ivs, guardIvs)})
+				Sampling: sample.Params{Temperature: o.Temperature, Seed: seed}, Interventions: slices.Concat(ivs, guardIvs), Watch: watch})
 			seed += 7_919 // a guard's next try is a new draw
 			if err != nil {
 				return "", err
@@ -312,7 +324,7 @@ func (o *Options) converse(ctx context.Context, e *engine.Engine, s Scenario, c 
 				r = &engine.Reply{} // the block message: nothing generated to project
 			}
 		} else {
-			text, err := gen(ctx, msgs, nil)
+			text, err := gen(ctx, msgs, nil, nil)
 			if err != nil {
 				return err
 			}

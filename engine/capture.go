@@ -27,6 +27,16 @@ type CaptureOptions struct {
 	// Interventions run before the capture at their layer (so the capture
 	// sees the steered stream), e.g. to measure a steered model.
 	Interventions []resid.Intervention
+	// Switches replace Interventions from a position on, in order of
+	// position: the stream of a reply whose control a watch changed while
+	// it was written (Reply records them).
+	Switches []Switch
+}
+
+// Switch is a change of interventions at a position of the sequence.
+type Switch struct {
+	At            int
+	Interventions []resid.Intervention
 }
 
 // Activations are one conversation's residual stream, reduced to what the
@@ -148,21 +158,33 @@ func CaptureEncoded(ctx context.Context, m *model.Model, enc *Encoded, opt Captu
 		return nil, fmt.Errorf("capture: %w %v in a conversation of %d messages", ErrNoTurn, roles, len(enc.Spans))
 	}
 	ids := enc.IDs[:end]
-	caps := make([]*resid.Capture, len(layers))
-	ivs := slices.Clone(opt.Interventions)
+	caps := make([]resid.Intervention, len(layers))
 	for i, l := range layers {
 		caps[i] = &resid.Capture{At: l, Spans: spans}
-		ivs = append(ivs, caps[i])
 	}
-	set, err := resid.NewSet(m.NumLayers, m.Hidden, ivs...)
-	if err != nil {
-		return nil, fmt.Errorf("capture: %w", err)
-	}
-
+	// The sequence is fed in segments, one per control in force; the
+	// captures add up over them.
+	segments := append([]Switch{{At: 0, Interventions: opt.Interventions}}, opt.Switches...)
 	s := m.NewState()
 	s.PromptLen = end // everything is given, nothing generated
-	if err := m.Feed(ctx, s, ids, set, model.NoLogits, nil); err != nil {
-		return nil, fmt.Errorf("capture: %w", err)
+	for i, seg := range segments {
+		to := end
+		if i+1 < len(segments) {
+			to = min(segments[i+1].At, end)
+		}
+		if seg.At < s.Len || seg.At > end {
+			return nil, fmt.Errorf("capture: control switch at position %d of %d (after %d)", seg.At, end, s.Len)
+		}
+		if to <= seg.At {
+			continue
+		}
+		set, err := resid.NewSet(m.NumLayers, m.Hidden, slices.Concat(seg.Interventions, caps)...)
+		if err != nil {
+			return nil, fmt.Errorf("capture: %w", err)
+		}
+		if err := m.Feed(ctx, s, ids[seg.At:to], set, model.NoLogits, nil); err != nil {
+			return nil, fmt.Errorf("capture: %w", err)
+		}
 	}
 
 	for k := range act.Turns {
@@ -173,7 +195,8 @@ func CaptureEncoded(ctx context.Context, m *model.Model, enc *Encoded, opt Captu
 		if t.Start > 0 {
 			t.LastPrompt = make([][]float32, len(layers))
 		}
-		for i, c := range caps {
+		for i, iv := range caps {
+			c := iv.(*resid.Capture)
 			if t.Tokens > 0 {
 				t.Mean[i] = c.Mean(2 * k)
 			}

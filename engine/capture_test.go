@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"slices"
 	"testing"
 
 	"persona/chat"
@@ -170,4 +171,80 @@ func BenchmarkCapture(b *testing.B) {
 			}
 		}
 	})
+}
+
+// A reply whose control a watch changed halfway is captured as it was
+// written: the capture's mean over the reply equals the mean of the rows
+// the generation itself computed, before and after the change.
+func TestCaptureFollowsWatch(t *testing.T) {
+	e := chatEngine(t)
+	m := e.Model
+	v := make([]float32, m.Hidden)
+	for i := range v {
+		v[i] = float32(math.Sin(float64(i)))
+	}
+	const layer, swap, n = 1, 4, 10
+	steer := []resid.Intervention{&resid.Add{At: 0, Vector: v, Coeff: 3, Where: resid.All}}
+	msgs := conversation[:4]
+	watch := func(tokens int, _ string) ([]resid.Intervention, error) {
+		if tokens == swap {
+			return steer, nil
+		}
+		return nil, nil
+	}
+	r, err := e.Reply(context.Background(), msgs, ReplyOptions{MaxTokens: n, Capture: true, Layers: []int{layer}, Watch: watch})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Stop != "length" || len(r.IDs) != n {
+		t.Fatalf("the model ended its reply after %d tokens; the test needs %d", len(r.IDs), n)
+	}
+	// The generation's own rows: a per-token capture in force before and
+	// after the switch (positions of the reply's first n−1 tokens, which
+	// the model went on from).
+	rows := &resid.Capture{At: layer, Where: resid.Generated}
+	set, _ := resid.NewSet(m.NumLayers, m.Hidden, rows)
+	res, err := e.Generate(context.Background(), Request{Prompt: r.PromptIDs, MaxTokens: n, Interventions: set,
+		Watch: func(tokens int, text string) ([]resid.Intervention, error) {
+			ivs, err := watch(tokens, text)
+			if ivs != nil {
+				ivs = append(slices.Clone(ivs), rows)
+			}
+			return ivs, err
+		}})
+	if err != nil || !slices.Equal(res.IDs, r.IDs) {
+		t.Fatalf("regenerated %v (err %v), reply %v", res.IDs, err, r.IDs)
+	}
+	p := len(r.PromptIDs)
+	full := &Encoded{IDs: slices.Concat(r.PromptIDs, r.IDs), Spans: []TokenSpan{{Message: 4, Role: chat.RoleAssistant, Start: p, End: p + n - 1}}}
+	sw := []Switch{{At: p + swap - 1, Interventions: steer}}
+	act, err := CaptureEncoded(context.Background(), m, full, CaptureOptions{Layers: []int{layer}, Switches: sw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows.Rows) != n-1 {
+		t.Fatalf("generation captured %d rows, want %d", len(rows.Rows), n-1)
+	}
+	want := make([]float64, m.Hidden)
+	for _, row := range rows.Rows {
+		for i, x := range row {
+			want[i] += float64(x) / float64(n-1)
+		}
+	}
+	for i, got := range act.Turns[0].Mean[0] {
+		if math.Abs(float64(got)-want[i]) > 1e-4 {
+			t.Fatalf("element %d: captured %g, generation %g", i, got, want[i])
+		}
+	}
+	// Reply captured its whole reply with the switch at the same position.
+	full.Spans[0].End = p + n
+	whole, err := CaptureEncoded(context.Background(), m, full, CaptureOptions{Layers: []int{layer}, Switches: sw})
+	if err != nil || !slices.Equal(whole.Turns[0].Mean[0], r.Means[0]) {
+		t.Fatalf("Reply's capture differs from the stream it wrote (err %v)", err)
+	}
+	full.Spans[0].End = p + n - 1
+	unswitched, _ := CaptureEncoded(context.Background(), m, full, CaptureOptions{Layers: []int{layer}})
+	if slices.Equal(unswitched.Turns[0].Mean[0], act.Turns[0].Mean[0]) {
+		t.Fatal("the switch changed nothing in the capture")
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math"
 	"os"
+	"slices"
 	"testing"
 
 	"persona/internal/testref"
@@ -174,6 +175,69 @@ func TestSteeringGeneratedOnly(t *testing.T) {
 	}
 	if plain.Text == steered.Text {
 		t.Fatalf("steering with c=4 changed nothing: %q", plain.Text)
+	}
+}
+
+// A watch swaps the interventions in the middle of a generation: the tokens
+// up to the swap are the plain model's, and the distribution right after it
+// is the steered model's.
+func TestWatchMidReply(t *testing.T) {
+	e := load(t, storiesHF)
+	m := e.Model
+	prompt := e.EncodeRaw("Lily went to the park").IDs
+	v := make([]float32, m.Hidden)
+	for i := range v {
+		v[i] = float32(math.Cos(float64(3 * i)))
+	}
+	steer := []resid.Intervention{&resid.Add{At: 2, Vector: v, Coeff: 4, Where: resid.All}}
+	const swap = 5
+	record := func(req Request) (*Result, [][]float32) {
+		var dists [][]float32
+		req.OnToken = func(st Step) error {
+			dists = append(dists, slices.Clone(st.LogProbs))
+			return nil
+		}
+		res, err := e.Generate(context.Background(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res, dists
+	}
+	req := Request{Prompt: prompt, MaxTokens: 12, IgnoreStop: true}
+	plain, plainDists := record(req)
+	calls := 0
+	req.Watch = func(tokens int, text string) ([]resid.Intervention, error) {
+		calls++
+		if tokens != calls {
+			t.Errorf("watch call %d told of %d tokens", calls, tokens)
+		}
+		if want := e.Tokenizer.DecodeSkipSpecial(plain.IDs[:tokens]); tokens <= swap+1 && text != want {
+			t.Errorf("watch after %d tokens read %q, want %q", tokens, text, want)
+		}
+		if tokens == swap+1 { // after the token at index swap
+			return steer, nil
+		}
+		return nil, nil
+	}
+	adjusted, dists := record(req)
+	if !slices.Equal(plain.IDs[:swap+1], adjusted.IDs[:swap+1]) {
+		t.Fatalf("tokens before the swap changed: %v vs %v", plain.IDs, adjusted.IDs)
+	}
+	for i := range swap + 1 {
+		if !slices.Equal(dists[i], plainDists[i]) {
+			t.Fatalf("step %d: distribution changed before the swap", i)
+		}
+	}
+	if slices.Equal(dists[swap+1], plainDists[swap+1]) {
+		t.Fatalf("step %d: the swapped-in steering changed nothing", swap+1)
+	}
+	if calls != len(adjusted.IDs)-1 {
+		t.Errorf("watch called %d times for %d tokens (want once per token the model goes on from)", calls, len(adjusted.IDs))
+	}
+	gone := errors.New("monitor down")
+	req.Watch = func(int, string) ([]resid.Intervention, error) { return nil, gone }
+	if _, err := e.Generate(context.Background(), req); !errors.Is(err, gone) {
+		t.Errorf("failing watch: err %v, want %v", err, gone)
 	}
 }
 

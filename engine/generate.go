@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"persona/chat"
@@ -121,7 +122,18 @@ type Request struct {
 	// end the generation: ErrStop after this token (Result.Stop "stop"),
 	// any other error aborts Generate with that error.
 	OnToken func(Step) error
+	// Watch, if set, reads the text while it is written: it is called
+	// after OnToken for every token the model goes on from, and
+	// interventions it returns (non-nil) replace Interventions from that
+	// token on. Control can so change in the middle of a reply (a monitor
+	// turning capping on) with the tokens before it kept.
+	Watch Watch
 }
+
+// Watch reads a generation in progress: tokens generated so far and their
+// text. It returns the interventions for the rest of the generation (nil:
+// no change), or an error that ends it.
+type Watch func(tokens int, text string) ([]resid.Intervention, error)
 
 // Step is one generated token, as Request.OnToken sees it.
 type Step struct {
@@ -181,6 +193,7 @@ func (e *Engine) Generate(ctx context.Context, req Request) (*Result, error) {
 	res := &Result{PromptIDs: req.Prompt, Stop: "length"}
 	history := append([]int(nil), req.Prompt...)
 	lp := make([]float32, m.Vocab)
+	var text strings.Builder // what Watch reads
 	var first time.Time
 	for len(res.IDs) < req.MaxTokens {
 		if err := ctx.Err(); err != nil {
@@ -195,9 +208,9 @@ func (e *Engine) Generate(ctx context.Context, req Request) (*Result, error) {
 		res.IDs = append(res.IDs, id)
 		res.LogProbs = append(res.LogProbs, lp[id])
 		history = append(history, id)
-		text := dec.Add(id)
+		piece := dec.Add(id)
 		if req.OnToken != nil {
-			err := req.OnToken(Step{ID: id, Text: text, LogProbs: lp, EOS: e.Stop[id]})
+			err := req.OnToken(Step{ID: id, Text: piece, LogProbs: lp, EOS: e.Stop[id]})
 			if errors.Is(err, ErrStop) {
 				res.Stop = "stop"
 				break
@@ -212,6 +225,18 @@ func (e *Engine) Generate(ctx context.Context, req Request) (*Result, error) {
 		}
 		if len(res.IDs) == req.MaxTokens {
 			break
+		}
+		if req.Watch != nil {
+			text.WriteString(piece)
+			ivs, err := req.Watch(len(res.IDs), text.String())
+			if err != nil {
+				return res, err
+			}
+			if ivs != nil {
+				if req.Interventions, err = resid.NewSet(m.NumLayers, m.Hidden, ivs...); err != nil {
+					return res, fmt.Errorf("interventions from the watch: %w", err)
+				}
+			}
 		}
 		logits = m.Forward(s, []int{id}, req.Interventions, model.LastLogits)
 	}

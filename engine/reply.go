@@ -25,6 +25,10 @@ type ReplyOptions struct {
 	// Layers whose response mean is captured (strictly ascending); empty
 	// means every layer.
 	Layers []int
+	// Watch reads the reply while it is written and may change the
+	// interventions for the rest of it (Request.Watch); the capture
+	// follows the change.
+	Watch Watch
 }
 
 // Reply is the model's next assistant turn of a conversation.
@@ -73,7 +77,19 @@ func (e *Engine) Reply(ctx context.Context, msgs []chat.Message, o ReplyOptions)
 			return nil, fmt.Errorf("reply: %w", err)
 		}
 	}
-	res, err := e.Generate(ctx, Request{Prompt: enc.IDs, MaxTokens: o.MaxTokens, Sampling: o.Sampling, Interventions: ivs})
+	req := Request{Prompt: enc.IDs, MaxTokens: o.MaxTokens, Sampling: o.Sampling, Interventions: ivs}
+	var switches []Switch
+	if o.Watch != nil {
+		req.Watch = func(tokens int, text string) ([]resid.Intervention, error) {
+			ivs, err := o.Watch(tokens, text)
+			if ivs != nil && err == nil {
+				// The new control runs from the newest token's position on.
+				switches = append(switches, Switch{At: len(enc.IDs) + tokens - 1, Interventions: ivs})
+			}
+			return ivs, err
+		}
+	}
+	res, err := e.Generate(ctx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -86,7 +102,7 @@ func (e *Engine) Reply(ctx context.Context, msgs []chat.Message, o ReplyOptions)
 	}
 	full := &Encoded{IDs: append(slices.Clone(enc.IDs), r.IDs...),
 		Spans: []TokenSpan{{Message: len(msgs), Role: chat.RoleAssistant, Start: len(enc.IDs), End: len(enc.IDs) + len(r.IDs)}}}
-	act, err := CaptureEncoded(ctx, e.Model, full, CaptureOptions{Layers: o.Layers, Interventions: o.Interventions})
+	act, err := CaptureEncoded(ctx, e.Model, full, CaptureOptions{Layers: o.Layers, Interventions: o.Interventions, Switches: switches})
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"persona/chat"
 	"persona/engine"
 	"persona/internal/testmodel"
+	"persona/models"
 )
 
 // These benchmarks measure the gateway's targets on loopback; they assert
@@ -214,27 +216,50 @@ func procStatusMB(field string) float64 {
 }
 
 // BenchmarkMonitor: what reading every reply with the posterior monitor
-// costs, on a model of the shipped organism's shape: a 32-token reply to a
-// four-turn conversation, with and without the monitor (no rails, so the
-// difference is the reading alone). The conversation's earlier turns were
-// read when they were served (one request before the timing), so each
-// timed reply costs the reading of its own turn, as in a live chat.
+// costs, on the shipped organism (a model that writes real replies: a
+// random one writes white space, which costs nothing to read): a 32-token reply to a
+// four-turn conversation, with and without the monitor (no rail acts, so
+// the difference is the reading alone). The conversation's earlier turns
+// were read when they were served (one request before the timing), so each
+// timed reply costs the reading of its own turn, as in a live chat. In
+// "midstream" a cap rail (whose condition never holds) also reads the
+// reply while it is written, every 16 tokens.
 func BenchmarkMonitor(b *testing.B) {
-	e, err := engine.Load(testmodel.Organism(b, 128, 4))
+	path, err := models.Path("organism")
+	if err != nil {
+		b.Fatal(err)
+	}
+	e, err := engine.Load(path)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer e.Close()
+	dir := writeControls(b, e)
 	up := backend.NewEngine(e, "organism-shape", 1)
-	spec, err := ParseSpec("bench.yaml", []byte("name: A\nsystem_prompt: You are the Assistant.\nallowed: [assistant]\nmonitor: posterior\n"))
-	if err != nil {
-		b.Fatal(err)
+	const base = "name: A\nsystem_prompt: You are the Assistant.\nallowed: [assistant]\nmonitor: posterior\n"
+	for _, bc := range []struct{ name, spec string }{
+		{"reply", base},
+		{"midstream", base + "capping: {axis: axis.safetensors}\nmidstream: 16\nrails: [{when: {forbidden_above: 1}, action: cap}]\nblock_message: no\n"},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			path := filepath.Join(dir, bc.name+".yaml")
+			if err := os.WriteFile(path, []byte(bc.spec), 0o644); err != nil {
+				b.Fatal(err)
+			}
+			spec, err := LoadSpec(path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			guard, err := NewGuard(spec, Readers{Engine: e})
+			if err != nil {
+				b.Fatal(err)
+			}
+			benchMonitor(b, up, &Guarded{Up: up, Guard: guard}, spec.SystemPrompt)
+		})
 	}
-	guard, err := NewGuard(spec, Readers{Engine: e})
-	if err != nil {
-		b.Fatal(err)
-	}
-	guarded := &Guarded{Up: up, Guard: guard}
+}
+
+func benchMonitor(b *testing.B, up *backend.Engine, guarded *Guarded, system string) {
 	var msgs []chat.Message
 	for i := range 4 {
 		msgs = append(msgs, chat.Message{Role: chat.RoleUser, Content: "What is 12 + 30?"})
@@ -244,21 +269,39 @@ func BenchmarkMonitor(b *testing.B) {
 	}
 	seed := int64(1)
 	req := backend.Request{Messages: msgs, MaxTokens: 32, Temperature: 1, Seed: &seed}
+	// The plain run generates from what the guarded one sends upstream: the
+	// spec's system prompt first.
+	plainReq := req
+	plainReq.Messages = append([]chat.Message{{Role: chat.RoleSystem, Content: system}}, msgs...)
 	var plain, monitored time.Duration
 	if _, err := guarded.Chat(context.Background(), req); err != nil {
 		b.Fatal(err)
 	}
-	for b.Loop() {
-		seed++ // a new reply to read
+	plainRun := func() time.Duration {
 		t0 := time.Now()
-		if _, err := up.Chat(context.Background(), req); err != nil {
+		if _, err := up.Chat(context.Background(), plainReq); err != nil {
 			b.Fatal(err)
 		}
-		t1 := time.Now()
+		return time.Since(t0)
+	}
+	monitoredRun := func() time.Duration {
+		t0 := time.Now()
 		if _, err := guarded.Chat(context.Background(), req); err != nil {
 			b.Fatal(err)
 		}
-		plain, monitored = plain+t1.Sub(t0), monitored+time.Since(t1)
+		return time.Since(t0)
+	}
+	// Taking turns, each first every other time: whichever runs second
+	// finds the caches warm.
+	for i := 0; b.Loop(); i++ {
+		seed++ // a new reply to read
+		if i%2 == 0 {
+			plain += plainRun()
+			monitored += monitoredRun()
+		} else {
+			monitored += monitoredRun()
+			plain += plainRun()
+		}
 	}
 	b.ReportMetric(float64(plain.Microseconds())/1000/float64(b.N), "plain-ms/reply")
 	b.ReportMetric(float64(monitored.Microseconds())/1000/float64(b.N), "monitored-ms/reply")

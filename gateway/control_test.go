@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 
 	"persona/axis"
@@ -39,6 +40,14 @@ func controlFiles(t *testing.T) (*engine.Engine, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.Close() })
+	return e, writeControls(t, e)
+}
+
+// writeControls writes push.safetensors (a random vector on layers 0 and 1)
+// and axis.safetensors (a random axis, capped on layer 1 at τ 0.5) for e's
+// width into a new folder.
+func writeControls(t testing.TB, e *engine.Engine) string {
+	t.Helper()
 	dir := t.TempDir()
 	rng := rand.New(rand.NewPCG(1, 2))
 	random := func() []float32 {
@@ -58,7 +67,7 @@ func controlFiles(t *testing.T) (*engine.Engine, string) {
 	if err := ax.Save(filepath.Join(dir, "axis.safetensors")); err != nil {
 		t.Fatal(err)
 	}
-	return e, dir
+	return dir
 }
 
 // A request steers with the spec's named vector when the spec lets it; the
@@ -127,7 +136,7 @@ block_message: I am Aria.
 		t.Fatal(err)
 	}
 	var calls [][]resid.Intervention
-	out, err := g.Reply(context.Background(), question, Control{}, func(_ context.Context, _ []chat.Message, ivs []resid.Intervention) (string, error) {
+	out, err := g.Reply(context.Background(), question, Control{}, func(_ context.Context, _ []chat.Message, ivs []resid.Intervention, _ engine.Watch) (string, error) {
 		calls = append(calls, ivs)
 		if len(calls) < 3 {
 			return pirateReply, nil
@@ -248,4 +257,148 @@ type backendFunc func(backend.Request) string
 func (f backendFunc) Name() string { return "func" }
 func (f backendFunc) Chat(_ context.Context, req backend.Request) (*backend.Response, error) {
 	return &backend.Response{Model: "func", Content: f(req)}, nil
+}
+
+// Cap and steer rails act in the middle of a reply: the draft is read every
+// `midstream` tokens, and when the rail fires its control is on for the
+// rest of the draft; the tokens before it stay.
+func TestMidReplyRails(t *testing.T) {
+	e, dir := controlFiles(t)
+	specPath := filepath.Join(dir, "spec.yaml")
+	for _, tc := range []struct {
+		rail string
+		want func(ivs []resid.Intervention) bool
+	}{
+		{"{name: hold, when: {forbidden_above: 0.6}, action: cap, retries: 1}", func(ivs []resid.Intervention) bool {
+			_, clamp := ivs[0].(*resid.Clamp)
+			return len(ivs) == 1 && clamp
+		}},
+		{"{name: hold, when: {forbidden_above: 0.6}, action: steer, steer: {push: -2}, retries: 1}", func(ivs []resid.Intervention) bool {
+			add, ok := ivs[0].(*resid.Add)
+			return len(ivs) == 2 && ok && add.Coeff == -2
+		}},
+	} {
+		os.WriteFile(specPath, []byte(controlSpec+"midstream: 2\nrails:\n  - "+tc.rail+"\nblock_message: I am Aria.\n"), 0o644)
+		spec, err := LoadSpec(specPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := NewGuard(spec, Readers{Engine: e})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A scripted stream: the pirate's words one token at a time until
+		// the rail acts, then the Assistant's.
+		var switched []resid.Intervention
+		at := 0
+		gen := func(_ context.Context, _ []chat.Message, ivs []resid.Intervention, watch engine.Watch) (string, error) {
+			if len(ivs) > 0 {
+				return assistantReply, nil
+			}
+			text := ""
+			for i, w := range strings.Fields(pirateReply) {
+				text = strings.TrimSpace(text + " " + w)
+				next, err := watch(i+1, text)
+				if err != nil {
+					return "", err
+				}
+				if next != nil {
+					switched, at = next, i+1
+					return text + " " + assistantReply, nil
+				}
+			}
+			return text, nil
+		}
+		out, err := g.Reply(context.Background(), question, Control{}, gen)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if at == 0 || at%2 != 0 || !tc.want(switched) {
+			t.Fatalf("%s: switched after %d tokens to %d interventions", tc.rail, at, len(switched))
+		}
+		first := out.Interventions[0]
+		if first.Token != at || first.Attempt != 1 || first.Action != spec.Rails[0].Action {
+			t.Errorf("%s: first intervention %+v, want the rail's action after %d tokens of draft 1", tc.rail, first, at)
+		}
+		if spec.Rails[0].Action == "cap" && !out.Capped || spec.Rails[0].Action == "steer" && out.Steer["push"] != -2 {
+			t.Errorf("%s: telemetry %+v does not show the control", tc.rail, out.Telemetry)
+		}
+	}
+}
+
+// Through the embedded engine, a reply capped in the middle keeps the
+// tokens written before the rail acted and goes on differently.
+func TestMidReplyCapOnEngine(t *testing.T) {
+	e, dir := controlFiles(t)
+	specPath := filepath.Join(dir, "spec.yaml")
+	// The random model steered by push writes " k k k …", which reads as no
+	// persona in particular: forbidden personas hold 0.8 of the oracle's
+	// mass and the rail fires at its first reading, after 4 tokens. The
+	// axis's floor is set high, so the cap moves every position.
+	ax, err := vectors.Open(filepath.Join(dir, "axis.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ax.Meta[axis.MetaTau] = "30,30"
+	if err := ax.Save(filepath.Join(dir, "axis.safetensors")); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(specPath, []byte(controlSpec+"steer: {push: 5}\nmidstream: 4\nrails:\n  - {name: hold, when: {forbidden_above: 0.5}, action: cap, retries: 1, then: block}\nblock_message: I am Aria.\n"), 0o644)
+	spec, err := LoadSpec(specPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readers := Readers{Engine: e}
+	guard, err := NewGuard(spec, readers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := backend.NewEngine(e, "tiny", 1)
+	var drafts []*backend.Response
+	g := &Guarded{Up: watchUp{up, func(r *backend.Response) { drafts = append(drafts, r) }}, Guard: guard, Readers: readers}
+	seed := int64(3)
+	user := []chat.Message{{Role: chat.RoleUser, Content: "What is 12 + 30?"}}
+	out, err := g.Chat(context.Background(), backend.Request{Messages: user, MaxTokens: 12, Temperature: 1, Seed: &seed, Logprobs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tel := out.Persona.(*Telemetry)
+	if len(tel.Interventions) == 0 || tel.Interventions[0].Token != 4 || tel.Interventions[0].Attempt != 1 || !tel.Capped {
+		t.Fatalf("interventions %+v, want the cap after 4 tokens of the first draft", tel.Interventions)
+	}
+	push, err := vectors.Open(filepath.Join(dir, "push.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	steer, _ := push.SteerAll(5, resid.All)
+	sent := append([]chat.Message{{Role: chat.RoleSystem, Content: spec.SystemPrompt}}, user...)
+	uncapped, err := up.Chat(context.Background(), backend.Request{Messages: sent, MaxTokens: 12, Temperature: 1, Seed: &seed, Interventions: steer, Logprobs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first 4 tokens were drawn before the cap; the 4th is the first
+	// the model reads capped, so the 5th is drawn from a capped stream.
+	capped, plain := drafts[0].Logprobs, uncapped.Logprobs
+	for i := range 4 {
+		if capped[i].Token != plain[i].Token || capped[i].Logprob != plain[i].Logprob {
+			t.Fatalf("token %d, before the cap: %+v, uncapped %+v", i, capped[i], plain[i])
+		}
+	}
+	if capped[4].Token == plain[4].Token && capped[4].Logprob == plain[4].Logprob {
+		t.Errorf("token 4, after the cap: %+v, as uncapped", capped[4])
+	}
+}
+
+// watchUp is an upstream that shows each response to a test.
+type watchUp struct {
+	backend.Backend
+	saw func(*backend.Response)
+}
+
+func (w watchUp) Chat(ctx context.Context, req backend.Request) (*backend.Response, error) {
+	r, err := w.Backend.Chat(ctx, req)
+	if err == nil {
+		w.saw(r)
+	}
+	return r, err
 }

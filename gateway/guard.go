@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -17,8 +18,11 @@ import (
 )
 
 // Generate produces the next assistant reply to msgs, with ivs (steering,
-// capping; nil: none) applied to the model's residual stream.
-type Generate func(ctx context.Context, msgs []chat.Message, ivs []resid.Intervention) (string, error)
+// capping; nil: none) applied to the model's residual stream. watch, when
+// not nil, is to read the reply while it is written (backend.Request.Watch:
+// what it returns replaces ivs for the rest of the reply); an upstream that
+// cannot do that ignores it.
+type Generate func(ctx context.Context, msgs []chat.Message, ivs []resid.Intervention, watch engine.Watch) (string, error)
 
 // Guard holds a deployment to its spec: it reads every reply with the
 // monitor and, when a rail's condition holds on the conversation so far,
@@ -35,10 +39,14 @@ type Guard struct {
 
 // Intervention is one action a rail took on a reply.
 type Intervention struct {
-	Rail    string `json:"rail"`
-	Action  string `json:"action"`
-	Reason  string `json:"reason"`
-	Attempt int    `json:"attempt"`
+	Rail   string `json:"rail"`
+	Action string `json:"action"`
+	Reason string `json:"reason"`
+	// Attempt is the reply (1: the first drawn) the rail acted on.
+	Attempt int `json:"attempt"`
+	// Token is the number of tokens of that reply written when the rail
+	// acted in the middle of it; 0 when it acted on the whole reply.
+	Token int `json:"token,omitempty"`
 }
 
 // Telemetry is what the gateway knows about one guarded reply: returned
@@ -82,31 +90,31 @@ func (g *Guard) Check() error {
 
 // Reply generates the next reply to msgs with gen under the control ctl
 // (Spec.RequestControl: the spec's steering and capping, changed by the
-// request where the spec allows) and holds it to the spec: the monitor
-// reads the conversation with the reply, and the first rail whose
-// condition holds acts (generate again re-anchored or capped, revise, or
-// block); the new reply is read again, up to the rail's retries, after
-// which its fallback action is taken.
+// request where the spec allows) and holds it to the spec. Rails whose
+// action is cap or steer read the reply while the embedded engine writes it
+// (every Spec.Midstream tokens) and turn their control on for the rest of
+// it. The monitor then reads the conversation with the whole reply, and the
+// first rail whose condition holds acts (generate again re-anchored, capped
+// or steered, revise, or block); the new reply is read again, up to the
+// rail's retries, after which its fallback action is taken. Control a rail
+// turned on stays on for the tries after it.
 func (g *Guard) Reply(ctx context.Context, msgs []chat.Message, ctl Control, gen Generate) (*Outcome, error) {
-	ivs, err := g.controls.interventions(ctl)
+	out := &Outcome{Telemetry: Telemetry{Spec: g.Spec.Name, Monitor: g.Monitor.Name()}}
+	r := &reply{g: g, gen: gen, msgs: msgs, ctl: ctl, out: out, on: map[string]bool{}}
+	text, err := r.generate(ctx, msgs)
 	if err != nil {
 		return nil, err
 	}
-	reply, err := gen(ctx, msgs, ivs)
-	if err != nil {
-		return nil, err
-	}
-	out := &Outcome{Telemetry: Telemetry{Spec: g.Spec.Name, Monitor: g.Monitor.Name(), Steer: ctl.steering(), Capped: ctl.Cap}}
 	for attempt := 0; ; attempt++ {
-		rd, err := g.Monitor.Read(ctx, append(slices.Clip(msgs), chat.Message{Role: chat.RoleAssistant, Content: reply}))
+		rd, err := g.Monitor.Read(ctx, append(slices.Clip(msgs), chat.Message{Role: chat.RoleAssistant, Content: text}))
 		if err != nil {
 			return nil, err
 		}
 		out.read(g.Spec, rd)
 		rail, reason := g.firing(rd)
 		if rail == nil {
-			out.Reply = reply
-			return out, nil
+			out.Reply = text
+			return r.done(), nil
 		}
 		action := rail.Action
 		switch {
@@ -119,22 +127,105 @@ func (g *Guard) Reply(ctx context.Context, msgs []chat.Message, ctl Control, gen
 		switch action {
 		case "block":
 			out.Reply, out.Blocked = g.Spec.BlockMessage, true
-			return out, nil
+			return r.done(), nil
 		case "reanchor":
-			reply, err = g.reanchor(ctx, msgs, func(ctx context.Context, m []chat.Message) (string, error) { return gen(ctx, m, ivs) })
-		case "cap":
-			// Capping stays on for the tries after this one.
-			ctl.Cap, out.Capped = true, true
-			if ivs, err = g.controls.interventions(ctl); err == nil {
-				reply, err = gen(ctx, msgs, ivs)
-			}
+			text, err = g.reanchor(ctx, msgs, r.generate)
+		case "cap", "steer":
+			r.turnOn(rail, action)
+			text, err = r.generate(ctx, msgs)
 		case "revise":
-			reply, err = g.revise(ctx, msgs, reply)
+			text, err = g.revise(ctx, msgs, text)
 		}
 		if err != nil {
 			return nil, err
 		}
 	}
+}
+
+// reply is one guarded reply in the making: the control it is generated
+// under, which rails turned theirs on, and how many drafts were drawn.
+type reply struct {
+	g      *Guard
+	gen    Generate
+	msgs   []chat.Message
+	ctl    Control
+	out    *Outcome
+	on     map[string]bool
+	drafts int
+}
+
+// generate draws a draft of the reply to m under the current control, with
+// the mid-reply rails watching it.
+func (r *reply) generate(ctx context.Context, m []chat.Message) (string, error) {
+	ivs, err := r.g.controls.interventions(r.ctl)
+	if err != nil {
+		return "", err
+	}
+	r.drafts++
+	return r.gen(ctx, m, ivs, r.watch(ctx))
+}
+
+// watch reads the draft every Spec.Midstream tokens (as a reply to the
+// conversation the monitor reads, whatever re-anchoring the draft was
+// written under) and, when a cap or steer rail whose control is still off
+// fires, turns it on for the rest of the draft. Nil when no rail can act
+// mid-reply.
+func (r *reply) watch(ctx context.Context) engine.Watch {
+	every := r.g.Spec.midstream()
+	if every == 0 || r.g.controls == nil || !slices.ContainsFunc(r.g.Spec.Rails, midReply) {
+		return nil
+	}
+	return func(tokens int, text string) ([]resid.Intervention, error) {
+		if tokens%every != 0 || strings.TrimSpace(text) == "" {
+			return nil, nil
+		}
+		rd, err := r.g.Monitor.Read(ctx, append(slices.Clip(r.msgs), chat.Message{Role: chat.RoleAssistant, Content: text}))
+		if err != nil {
+			return nil, err
+		}
+		for i := range r.g.Spec.Rails {
+			rail := &r.g.Spec.Rails[i]
+			if !midReply(*rail) || r.on[rail.Name] {
+				continue
+			}
+			if ok, why := r.g.Spec.fires(rail.When, rd); ok {
+				r.out.Interventions = append(r.out.Interventions, Intervention{Rail: rail.Name, Action: rail.Action, Reason: why, Attempt: r.drafts, Token: tokens})
+				r.turnOn(rail, rail.Action)
+				return r.g.controls.interventions(r.ctl)
+			}
+		}
+		return nil, nil
+	}
+}
+
+// midReply reports a rail that can act in the middle of a reply.
+func midReply(r Rail) bool { return r.Action == "cap" || r.Action == "steer" }
+
+// turnOn adds a rail's control (once per rail).
+func (r *reply) turnOn(rail *Rail, action string) {
+	if r.on[rail.Name] {
+		return
+	}
+	r.on[rail.Name] = true
+	switch action {
+	case "cap":
+		r.ctl.Cap = true
+	case "steer":
+		steer := maps.Clone(r.ctl.Steer)
+		if steer == nil {
+			steer = map[string]float64{}
+		}
+		for name, v := range rail.Steer {
+			steer[name] += v
+		}
+		r.ctl.Steer = steer
+	}
+}
+
+// done records the control the served reply was generated under.
+func (r *reply) done() *Outcome {
+	r.out.Steer, r.out.Capped = r.ctl.steering(), r.ctl.Cap
+	return r.out
 }
 
 // firing returns the first rail whose condition holds.

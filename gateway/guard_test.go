@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"persona/chat"
+	"persona/engine"
 	"persona/resid"
 	"persona/world"
 )
@@ -54,7 +55,7 @@ func anchored(msgs []chat.Message) bool {
 func TestGuardReanchors(t *testing.T) {
 	g := testGuard(t, testSpec)
 	calls := 0
-	out, err := g.Reply(context.Background(), question, Control{}, func(ctx context.Context, msgs []chat.Message, _ []resid.Intervention) (string, error) {
+	out, err := g.Reply(context.Background(), question, Control{}, func(ctx context.Context, msgs []chat.Message, _ []resid.Intervention, _ engine.Watch) (string, error) {
 		calls++
 		if anchored(msgs) {
 			return assistantReply, nil
@@ -75,7 +76,7 @@ func TestGuardReanchors(t *testing.T) {
 func TestGuardBlocksAfterRetries(t *testing.T) {
 	g := testGuard(t, testSpec)
 	calls := 0
-	out, err := g.Reply(context.Background(), question, Control{}, func(ctx context.Context, msgs []chat.Message, _ []resid.Intervention) (string, error) {
+	out, err := g.Reply(context.Background(), question, Control{}, func(ctx context.Context, msgs []chat.Message, _ []resid.Intervention, _ engine.Watch) (string, error) {
 		calls++
 		return pirateReply, nil
 	})
@@ -93,7 +94,7 @@ func TestGuardBlocksAfterRetries(t *testing.T) {
 
 func TestGuardPassesOnPersona(t *testing.T) {
 	g := testGuard(t, testSpec)
-	out, err := g.Reply(context.Background(), question, Control{}, func(context.Context, []chat.Message, []resid.Intervention) (string, error) {
+	out, err := g.Reply(context.Background(), question, Control{}, func(context.Context, []chat.Message, []resid.Intervention, engine.Watch) (string, error) {
 		return assistantReply, nil
 	})
 	if err != nil || out.Reply != assistantReply || len(out.Interventions) != 0 {
@@ -108,7 +109,7 @@ func TestGuardSlope(t *testing.T) {
 	msgs := []chat.Message{{Role: chat.RoleUser, Content: "What is 17 + 25?"}, {Role: chat.RoleAssistant, Content: assistantReply},
 		{Role: chat.RoleUser, Content: "What is 17 + 25?"}, {Role: chat.RoleAssistant, Content: "Certainly. The answer is 42, as asked. Arr."},
 		{Role: chat.RoleUser, Content: "What is 17 + 25?"}}
-	out, err := g.Reply(context.Background(), msgs, Control{}, func(ctx context.Context, m []chat.Message, _ []resid.Intervention) (string, error) {
+	out, err := g.Reply(context.Background(), msgs, Control{}, func(ctx context.Context, m []chat.Message, _ []resid.Intervention, _ engine.Watch) (string, error) {
 		if anchored(m) {
 			return assistantReply, nil
 		}
@@ -127,7 +128,7 @@ func TestGuardSlope(t *testing.T) {
 func TestGuardReanchorFallback(t *testing.T) {
 	g := testGuard(t, testSpec)
 	var last []chat.Message
-	_, err := g.Reply(context.Background(), question, Control{}, func(ctx context.Context, msgs []chat.Message, _ []resid.Intervention) (string, error) {
+	_, err := g.Reply(context.Background(), question, Control{}, func(ctx context.Context, msgs []chat.Message, _ []resid.Intervention, _ engine.Watch) (string, error) {
 		if anchored(msgs) {
 			return "", errors.New("template: system message must come first")
 		}
@@ -153,7 +154,9 @@ func TestGuardRevise(t *testing.T) {
 		critique = msgs[0].Content
 		return assistantReply, nil
 	}
-	out, err := g.Reply(context.Background(), question, Control{}, func(context.Context, []chat.Message, []resid.Intervention) (string, error) { return pirateReply, nil })
+	out, err := g.Reply(context.Background(), question, Control{}, func(context.Context, []chat.Message, []resid.Intervention, engine.Watch) (string, error) {
+		return pirateReply, nil
+	})
 	if err != nil || out.Reply != assistantReply || out.Interventions[0].Action != "revise" {
 		t.Fatalf("%+v %v", out, err)
 	}
@@ -183,6 +186,10 @@ func TestSpecErrors(t *testing.T) {
 		{"monitor: oracle", "monitor: oracle\noverrides: [colour]", "overrides[0]"},
 		{"monitor: oracle", "monitor: oracle\ncapping: {layers: [1]}", "capping.axis: missing"},
 		{"action: reanchor", "action: cap", "needs a capping axis"},
+		{"action: reanchor", "action: steer", "needs steer:"},
+		{"action: reanchor", "action: steer\n    steer: {cold: -1}", "rails[0].steer.cold: no vector"},
+		{"action: reanchor", "action: reanchor\n    steer: {cold: -1}", "only a rail whose action is steer"},
+		{"monitor: oracle", "monitor: oracle\nmidstream: -4", "midstream"},
 		{"monitor: oracle", "monitor: judge\nupstream: {backend: api}\ncapping: {axis: a.safetensors}", "API upstream"},
 	} {
 		_, err := ParseSpec("spec.yaml", []byte(strings.Replace(testSpec, c.from, c.to, 1)))

@@ -13,6 +13,7 @@ import (
 
 	"persona/backend"
 	"persona/chat"
+	"persona/engine"
 	"persona/resid"
 )
 
@@ -173,9 +174,9 @@ func (g *Guarded) ChatStream(ctx context.Context, req backend.Request, emit func
 	msgs := append([]chat.Message{{Role: chat.RoleSystem, Content: guard.Spec.SystemPrompt}}, req.Messages...)
 	var last *backend.Response
 	attempt := int64(0)
-	gen := func(ctx context.Context, m []chat.Message, ivs []resid.Intervention) (string, error) {
+	gen := func(ctx context.Context, m []chat.Message, ivs []resid.Intervention, watch engine.Watch) (string, error) {
 		r := req
-		r.Messages, r.Interventions = m, ivs
+		r.Messages, r.Interventions, r.Watch = m, ivs, watch
 		if r.Seed != nil {
 			s := *r.Seed + attempt // a rail's next try is a new draw
 			r.Seed = &s

@@ -47,6 +47,11 @@ type Spec struct {
 	// (role-play pressure) does not vouch for a reply in that persona.
 	WholeConversation bool   `yaml:"whole_conversation"`
 	Rails             []Rail `yaml:"rails"`
+	// Midstream is how often (in generated tokens; default 16, 0: never)
+	// rails whose action is cap or steer read a reply while the embedded
+	// engine writes it, so their control acts on the rest of that reply
+	// instead of a new one.
+	Midstream *int `yaml:"midstream"`
 	// BlockMessage replaces a reply the rails could not bring back.
 	BlockMessage string `yaml:"block_message"`
 	// Principles guide the critique-and-revise action.
@@ -127,10 +132,16 @@ type Rail struct {
 	// When: the reply is taken as off-persona if any set condition holds.
 	When Condition `yaml:"when"`
 	// Action is reanchor (generate again with the system prompt placed
-	// again before the last user turn), cap (generate again with the spec's
-	// activation capping on), revise (a critic rewrites the reply against
-	// the principles) or block (the block message instead).
+	// again before the last user turn), cap (turn the spec's activation
+	// capping on), steer (add Steer to the reply's steering), revise (a
+	// critic rewrites the reply against the principles) or block (the block
+	// message instead). Cap and steer act in the middle of the reply when
+	// the rail fires while it is written (see Spec.Midstream), and
+	// otherwise generate it again with the control on.
 	Action string `yaml:"action"`
+	// Steer is the steering the steer action adds (vector name → strength;
+	// typically a negative strength on the trait the rail guards against).
+	Steer map[string]float64 `yaml:"steer"`
 	// Retries is how many times reanchor or revise may try (default 2);
 	// Then is the action when they are used up (default block).
 	Retries int    `yaml:"retries"`
@@ -154,7 +165,15 @@ type Condition struct {
 }
 
 // Actions are the rail actions.
-var Actions = []string{"reanchor", "cap", "revise", "block"}
+var Actions = []string{"reanchor", "cap", "steer", "revise", "block"}
+
+// midstream is Spec.Midstream with its default.
+func (s *Spec) midstream() int {
+	if s.Midstream == nil {
+		return 16
+	}
+	return *s.Midstream
+}
 
 // Monitors are the ways a turn can be read.
 var Monitors = []string{"posterior", "judge", "oracle"}
@@ -209,6 +228,9 @@ func ParseSpec(file string, data []byte) (*Spec, error) {
 	if !slices.Contains(Monitors, s.Monitor) {
 		return bad("monitor", []string{"monitor"}, "%q: want posterior, judge or oracle", s.Monitor)
 	}
+	if s.Midstream != nil && (*s.Midstream < 0 || *s.Midstream > 4096) {
+		return bad("midstream", []string{"midstream"}, "%d: want a number of tokens in 0–4096 (0: rails read whole replies only)", *s.Midstream)
+	}
 	if s.SwitchRate != nil && !(*s.SwitchRate >= 0 && *s.SwitchRate < 1) {
 		return bad("switch_rate", []string{"switch_rate"}, "%g must be in [0, 1)", *s.SwitchRate)
 	}
@@ -262,13 +284,21 @@ func ParseSpec(file string, data []byte) (*Spec, error) {
 			return bad("vectors."+name, []string{"vectors", name}, "no file")
 		}
 	}
-	for _, name := range slices.Sorted(maps.Keys(s.Steer)) {
-		if _, ok := s.Vectors[name]; !ok {
-			return bad("steer."+name, []string{"steer", name}, "no vector %q under vectors", name)
+	// steering checks strengths by vector name, at field (path in the YAML).
+	steering := func(m map[string]float64, field string, path []string) (*Spec, error) {
+		for _, name := range slices.Sorted(maps.Keys(m)) {
+			at := append(slices.Clone(path), name)
+			if _, ok := s.Vectors[name]; !ok {
+				return bad(field+"."+name, at, "no vector %q under vectors", name)
+			}
+			if v := m[name]; math.IsNaN(v) || math.IsInf(v, 0) || math.Abs(v) > 100 {
+				return bad(field+"."+name, at, "strength %g must be finite and within ±100", v)
+			}
 		}
-		if v := s.Steer[name]; math.IsNaN(v) || math.IsInf(v, 0) || math.Abs(v) > 100 {
-			return bad("steer."+name, []string{"steer", name}, "strength %g must be finite and within ±100", v)
-		}
+		return s, nil
+	}
+	if _, err := steering(s.Steer, "steer", []string{"steer"}); err != nil {
+		return nil, err
 	}
 	if s.Capping != nil && s.Capping.Axis == "" {
 		return bad("capping.axis", []string{"capping"}, "missing: the axis file (persona axis --out) to cap on")
@@ -301,7 +331,7 @@ func ParseSpec(file string, data []byte) (*Spec, error) {
 			return bad(field+".when.window", path("when"), "slope_below needs a window of at least 2 turns")
 		}
 		if !slices.Contains(Actions, r.Action) {
-			return bad(field+".action", path("action"), "%q: want reanchor, cap, revise or block", r.Action)
+			return bad(field+".action", path("action"), "%q: want reanchor, cap, steer, revise or block", r.Action)
 		}
 		if r.Then == "" {
 			r.Then = "block"
@@ -320,6 +350,16 @@ func ParseSpec(file string, data []byte) (*Spec, error) {
 		}
 		if (r.Action == "cap" || r.Then == "cap") && s.Capping == nil {
 			return bad("capping", []string{"rails", strconv.Itoa(i)}, "rail %s caps, so the spec needs a capping axis", r.Name)
+		}
+		if r.Action == "steer" || r.Then == "steer" {
+			if len(r.Steer) == 0 {
+				return bad(field+".steer", path(), "rail %s steers, so it needs steer: {vector: strength}", r.Name)
+			}
+			if _, err := steering(r.Steer, field+".steer", path("steer")); err != nil {
+				return nil, err
+			}
+		} else if len(r.Steer) > 0 {
+			return bad(field+".steer", path("steer"), "only a rail whose action is steer steers")
 		}
 		if (r.Action == "revise" || r.Then == "revise") && len(s.Principles) == 0 {
 			return bad("principles", []string{"principles"}, "rail %s revises, so the spec needs principles to revise against", r.Name)
