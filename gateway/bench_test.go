@@ -223,7 +223,10 @@ func procStatusMB(field string) float64 {
 // were read when they were served (one request before the timing), so each
 // timed reply costs the reading of its own turn, as in a live chat. In
 // "midstream" a cap rail (whose condition never holds) also reads the
-// reply while it is written, every 16 tokens.
+// reply while it is written, every 16 tokens. In "projections" no persona
+// is read: the reply is projected on a persona vector and the assistant
+// axis while it is written, and a cap rail on the vector's bound (never
+// crossed) reads them every 16 tokens.
 func BenchmarkMonitor(b *testing.B) {
 	path, err := models.Path("organism")
 	if err != nil {
@@ -240,6 +243,8 @@ func BenchmarkMonitor(b *testing.B) {
 	for _, bc := range []struct{ name, spec string }{
 		{"reply", base},
 		{"midstream", base + "capping: {axis: axis.safetensors}\nmidstream: 16\nrails: [{when: {forbidden_above: 1}, action: cap}]\nblock_message: no\n"},
+		{"projections", strings.Replace(base, "monitor: posterior", "monitor: none", 1) +
+			"vectors: {push: push.safetensors}\ncapping: {axis: axis.safetensors}\nbounds: {push: {max: 1e9}}\nmidstream: 16\nrails: [{when: {out_of_bounds: true}, action: cap}]\nblock_message: no\n"},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			path := filepath.Join(dir, bc.name+".yaml")

@@ -75,13 +75,49 @@ func parsePersonaField(raw json.RawMessage) (personaField, error) {
 // or cannot apply.
 var ErrControl = errors.New("persona control refused")
 
-// controls are a guard's loaded vectors and axis.
+// controls are a guard's loaded vectors and axis, and the directions its
+// replies are projected on.
 type controls struct {
 	vectors map[string]*vectors.Set
 	axis    *axis.Axis
 	layers  []int
 	layersN int
 	hidden  int
+	reads   map[string]direction
+}
+
+// direction is a unit direction read at a layer.
+type direction struct {
+	layer int
+	unit  []float32
+}
+
+// probes returns fresh probes for one reply: every direction, read at the
+// generated positions.
+func (c *controls) probes() map[string]*resid.Probe {
+	if c == nil {
+		return nil
+	}
+	out := make(map[string]*resid.Probe, len(c.reads))
+	for name, d := range c.reads {
+		out[name] = &resid.Probe{At: d.layer, Direction: d.unit, Where: resid.Generated}
+	}
+	return out
+}
+
+// read adds a direction of set to project on: at the bound's layer, or at
+// layer def.
+func (c *controls) read(name string, set *vectors.Set, b Bound, def int) error {
+	l := def
+	if b.Layer != nil {
+		l = *b.Layer
+	}
+	u, err := set.Unit(l)
+	if err != nil {
+		return fmt.Errorf("%w: bounds.%s: %v", ErrGuard, name, err)
+	}
+	c.reads[name] = direction{l, u}
+	return nil
 }
 
 // loadControls reads the spec's vector and axis files (relative paths are
@@ -93,7 +129,7 @@ func loadControls(s *Spec, e *engine.Engine) (*controls, error) {
 	if e == nil {
 		return nil, fmt.Errorf("%w: steering and capping act on the model's activations: they need the embedded engine as the upstream", ErrGuard)
 	}
-	c := &controls{vectors: map[string]*vectors.Set{}, layersN: e.Model.NumLayers, hidden: e.Model.Hidden}
+	c := &controls{vectors: map[string]*vectors.Set{}, layersN: e.Model.NumLayers, hidden: e.Model.Hidden, reads: map[string]direction{}}
 	for _, name := range slices.Sorted(maps.Keys(s.Vectors)) {
 		v, err := vectors.Open(s.path(s.Vectors[name]))
 		if err == nil {
@@ -103,6 +139,9 @@ func loadControls(s *Spec, e *engine.Engine) (*controls, error) {
 			return nil, fmt.Errorf("%w: vector %s: %v", ErrGuard, name, err)
 		}
 		c.vectors[name] = v
+		if err := c.read(name, v, s.Bounds[name], v.Layers[len(v.Layers)-1]); err != nil {
+			return nil, err
+		}
 	}
 	if s.Capping != nil {
 		a, err := axis.Load(s.path(s.Capping.Axis))
@@ -116,6 +155,9 @@ func loadControls(s *Spec, e *engine.Engine) (*controls, error) {
 			return nil, fmt.Errorf("%w: capping: %v", ErrGuard, err)
 		}
 		c.axis, c.layers = a, s.Capping.Layers
+		if err := c.read(AxisName, a.Set, s.Bounds[AxisName], a.DriftLayer); err != nil {
+			return nil, err
+		}
 	}
 	return c, nil
 }

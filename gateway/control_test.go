@@ -3,12 +3,15 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"persona/axis"
 	"persona/backend"
@@ -137,7 +140,7 @@ block_message: I am Aria.
 	}
 	var calls [][]resid.Intervention
 	out, err := g.Reply(context.Background(), question, Control{}, func(_ context.Context, _ []chat.Message, ivs []resid.Intervention, _ engine.Watch) (string, error) {
-		calls = append(calls, ivs)
+		calls = append(calls, control(ivs))
 		if len(calls) < 3 {
 			return pirateReply, nil
 		}
@@ -171,6 +174,7 @@ func TestControlFilesChecked(t *testing.T) {
 		"name: A\nsystem_prompt: s\nallowed: [assistant]\nmonitor: oracle\nvectors: {wide: wide.safetensors}\n",
 		"name: A\nsystem_prompt: s\nallowed: [assistant]\nmonitor: oracle\ncapping: {axis: push.safetensors}\n",
 		"name: A\nsystem_prompt: s\nallowed: [assistant]\nmonitor: oracle\nvectors: {gone: nothing.safetensors}\n",
+		"name: A\nsystem_prompt: s\nallowed: [assistant]\nmonitor: oracle\nvectors: {push: push.safetensors}\nbounds: {push: {layer: 7, max: 1}}\n",
 	} {
 		p := filepath.Join(dir, "s"+strconv.Itoa(i)+".yaml")
 		os.WriteFile(p, []byte(spec), 0o644)
@@ -292,7 +296,7 @@ func TestMidReplyRails(t *testing.T) {
 		var switched []resid.Intervention
 		at := 0
 		gen := func(_ context.Context, _ []chat.Message, ivs []resid.Intervention, watch engine.Watch) (string, error) {
-			if len(ivs) > 0 {
+			if len(control(ivs)) > 0 {
 				return assistantReply, nil
 			}
 			text := ""
@@ -303,7 +307,7 @@ func TestMidReplyRails(t *testing.T) {
 					return "", err
 				}
 				if next != nil {
-					switched, at = next, i+1
+					switched, at = control(next), i+1
 					return text + " " + assistantReply, nil
 				}
 			}
@@ -389,6 +393,17 @@ func TestMidReplyCapOnEngine(t *testing.T) {
 	}
 }
 
+// control drops the probes (which only read the stream) from ivs.
+func control(ivs []resid.Intervention) []resid.Intervention {
+	var out []resid.Intervention
+	for _, iv := range ivs {
+		if _, probe := iv.(*resid.Probe); !probe {
+			out = append(out, iv)
+		}
+	}
+	return out
+}
+
 // watchUp is an upstream that shows each response to a test.
 type watchUp struct {
 	backend.Backend
@@ -401,4 +416,96 @@ func (w watchUp) Chat(ctx context.Context, req backend.Request) (*backend.Respon
 		w.saw(r)
 	}
 	return r, err
+}
+
+// Every reply on the embedded engine carries its mean projections on the
+// spec's vectors and axis, read while it was written: the same numbers as
+// the stream captured from an unguarded run with the same seed. A rail on
+// the bounds acts when one leaves its range, with no persona monitor.
+func TestProjectionsAndBounds(t *testing.T) {
+	e, dir := controlFiles(t)
+	up := backend.NewEngine(e, "tiny", 1)
+	user := []chat.Message{{Role: chat.RoleUser, Content: "What is 12 + 30?"}}
+	seed := int64(5)
+	req := backend.Request{Messages: user, MaxTokens: 12, Temperature: 1, Seed: &seed}
+	var last *Guarded
+	serve := func(spec string) *Telemetry {
+		t.Helper()
+		p := filepath.Join(dir, "bounds.yaml")
+		os.WriteFile(p, []byte(spec), 0o644)
+		s, err := LoadSpec(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		guard, err := NewGuard(s, Readers{Engine: e})
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = &Guarded{Up: up, Guard: guard}
+		out, err := last.Chat(context.Background(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out.Persona.(*Telemetry)
+	}
+	base := strings.Replace(controlSpec, "monitor: oracle", "monitor: none", 1)
+	tel := serve(base)
+	// The reference: the stream of the same generation, captured.
+	push, _ := vectors.Open(filepath.Join(dir, "push.safetensors"))
+	ax, _ := axis.Load(filepath.Join(dir, "axis.safetensors"))
+	rows := map[int]*resid.Capture{0: {At: 0, Where: resid.Generated}, 1: {At: 1, Where: resid.Generated}}
+	sent := append([]chat.Message{{Role: chat.RoleSystem, Content: "You are the Assistant."}}, user...)
+	ref := req
+	ref.Messages, ref.Interventions = sent, []resid.Intervention{rows[0], rows[1]}
+	if _, err := up.Chat(context.Background(), ref); err != nil {
+		t.Fatal(err)
+	}
+	want := func(set *vectors.Set, layer int) float64 {
+		u, _ := set.Unit(layer)
+		var sum float64
+		for _, r := range rows[layer].Rows {
+			sum += float64(resid.Project(r, u))
+		}
+		return sum / float64(len(rows[layer].Rows))
+	}
+	for name, w := range map[string]float64{"push": want(push, 1), AxisName: want(ax.Set, ax.DriftLayer)} {
+		if got, ok := tel.Projections[name]; !ok || math.Abs(got-w) > 1e-4 {
+			t.Errorf("%s projection %g (present %v), the captured stream gives %g", name, got, ok, w)
+		}
+	}
+	var metrics strings.Builder
+	last.WriteMetrics(&metrics)
+	for _, want := range []string{`persona_gateway_projection_count{spec="Aria",direction="push"} 1`,
+		`persona_gateway_projection_bucket{spec="Aria",direction="assistant_axis",le="+Inf"} 1`} {
+		if !strings.Contains(metrics.String(), want) {
+			t.Errorf("metrics lack %s:\n%s", want, metrics.String())
+		}
+	}
+	// A bound the reply's push projection is above: the rail blocks.
+	limit := tel.Projections["push"] - 0.01
+	blocked := serve(base + fmt.Sprintf("bounds: {push: {max: %g}}\nrails: [{name: tame, when: {out_of_bounds: true}, action: block}]\nblock_message: I am Aria.\n", limit))
+	if !blocked.Blocked || len(blocked.Interventions) != 1 || !strings.Contains(blocked.Interventions[0].Reason, "push projection") {
+		t.Errorf("out of bounds: %+v", blocked)
+	}
+	// Within bounds: served as is.
+	if ok := serve(base + fmt.Sprintf("bounds: {push: {max: %g}}\nrails: [{name: tame, when: {out_of_bounds: true}, action: block}]\nblock_message: I am Aria.\n", limit+1)); ok.Blocked {
+		t.Errorf("within bounds, blocked: %+v", ok)
+	}
+}
+
+// The live page shows a turn's projections and when a rail acted mid-reply.
+func TestPageShowsProjections(t *testing.T) {
+	turn := Turn{Conversation: "c1", Reply: "Sure.", At: time.Unix(0, 0).UTC(), Telemetry: Telemetry{
+		Projections:   map[string]float64{"push": 1.25, AxisName: -0.5},
+		Interventions: []Intervention{{Rail: "hold", Action: "cap", Reason: "forbidden personas at 0.80 > 0.60", Attempt: 1, Token: 16}},
+	}}
+	var page strings.Builder
+	if err := pageTmpl.ExecuteTemplate(&page, "ui", map[string]any{"Card": Card{Name: "Aria"}, "Turns": uiTurns([]Turn{turn}, Card{})}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"projections: assistant_axis -0.5 push 1.25", "cap (try 1, after 16 tokens;"} {
+		if !strings.Contains(page.String(), want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
 }

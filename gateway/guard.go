@@ -63,6 +63,10 @@ type Telemetry struct {
 	Trajectory    []float64      `json:"trajectory"`
 	Interventions []Intervention `json:"interventions,omitempty"`
 	Blocked       bool           `json:"blocked,omitempty"`
+	// Projections are the served reply's mean projections on the spec's
+	// persona vectors and assistant axis, read while it was written
+	// (embedded engine only).
+	Projections map[string]float64 `json:"projections,omitempty"`
 	// Steer and Capped are the control the served reply was generated
 	// under.
 	Steer  map[string]float64 `json:"steer,omitempty"`
@@ -110,6 +114,7 @@ func (g *Guard) Reply(ctx context.Context, msgs []chat.Message, ctl Control, gen
 		if err != nil {
 			return nil, err
 		}
+		rd.Projections = r.projections()
 		out.read(g.Spec, rd)
 		rail, reason := g.firing(rd)
 		if rail == nil {
@@ -135,6 +140,7 @@ func (g *Guard) Reply(ctx context.Context, msgs []chat.Message, ctl Control, gen
 			text, err = r.generate(ctx, msgs)
 		case "revise":
 			text, err = g.revise(ctx, msgs, text)
+			r.probes = nil // the critic's text was not read by the model
 		}
 		if err != nil {
 			return nil, err
@@ -152,6 +158,8 @@ type reply struct {
 	out    *Outcome
 	on     map[string]bool
 	drafts int
+	// probes read the current draft's projections.
+	probes map[string]*resid.Probe
 }
 
 // generate draws a draft of the reply to m under the current control, with
@@ -162,7 +170,36 @@ func (r *reply) generate(ctx context.Context, m []chat.Message) (string, error) 
 		return "", err
 	}
 	r.drafts++
-	return r.gen(ctx, m, ivs, r.watch(ctx))
+	r.probes = r.g.controls.probes()
+	return r.gen(ctx, m, withProbes(ivs, r.probes), r.watch(ctx))
+}
+
+// withProbes appends the probes to a control's interventions: last at
+// their layers, so they read the stream the control made.
+func withProbes(ivs []resid.Intervention, probes map[string]*resid.Probe) []resid.Intervention {
+	if len(probes) == 0 {
+		return ivs
+	}
+	out := slices.Clone(ivs)
+	for _, name := range slices.Sorted(maps.Keys(probes)) {
+		out = append(out, probes[name])
+	}
+	return out
+}
+
+// projections are the current draft's mean projections so far (nil when
+// the upstream ran none of the probes: an API, or nothing generated yet).
+func (r *reply) projections() map[string]float64 {
+	var out map[string]float64
+	for name, p := range r.probes {
+		if v, n := p.Mean(); n > 0 {
+			if out == nil {
+				out = map[string]float64{}
+			}
+			out[name] = v
+		}
+	}
+	return out
 }
 
 // watch reads the draft every Spec.Midstream tokens (as a reply to the
@@ -175,6 +212,7 @@ func (r *reply) watch(ctx context.Context) engine.Watch {
 	if every == 0 || r.g.controls == nil || !slices.ContainsFunc(r.g.Spec.Rails, midReply) {
 		return nil
 	}
+	probes := r.probes
 	return func(tokens int, text string) ([]resid.Intervention, error) {
 		if tokens%every != 0 || strings.TrimSpace(text) == "" {
 			return nil, nil
@@ -183,6 +221,7 @@ func (r *reply) watch(ctx context.Context) engine.Watch {
 		if err != nil {
 			return nil, err
 		}
+		rd.Projections = r.projections()
 		for i := range r.g.Spec.Rails {
 			rail := &r.g.Spec.Rails[i]
 			if !midReply(*rail) || r.on[rail.Name] {
@@ -191,7 +230,8 @@ func (r *reply) watch(ctx context.Context) engine.Watch {
 			if ok, why := r.g.Spec.fires(rail.When, rd); ok {
 				r.out.Interventions = append(r.out.Interventions, Intervention{Rail: rail.Name, Action: rail.Action, Reason: why, Attempt: r.drafts, Token: tokens})
 				r.turnOn(rail, rail.Action)
-				return r.g.controls.interventions(r.ctl)
+				ivs, err := r.g.controls.interventions(r.ctl)
+				return withProbes(ivs, probes), err
 			}
 		}
 		return nil, nil
@@ -225,6 +265,9 @@ func (r *reply) turnOn(rail *Rail, action string) {
 // done records the control the served reply was generated under.
 func (r *reply) done() *Outcome {
 	r.out.Steer, r.out.Capped = r.ctl.steering(), r.ctl.Cap
+	if !r.out.Blocked {
+		r.out.Projections = r.projections()
+	}
 	return r.out
 }
 
@@ -346,6 +389,8 @@ func NewGuard(s *Spec, up Readers) (*Guard, error) {
 			}
 		}
 		g.Monitor = &OracleMonitor{O: w.Oracle()}
+	case "none":
+		g.Monitor = NoMonitor{}
 	}
 	if up.Critic != nil {
 		critic := up.Critic

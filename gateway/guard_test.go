@@ -190,6 +190,12 @@ func TestSpecErrors(t *testing.T) {
 		{"action: reanchor", "action: steer\n    steer: {cold: -1}", "rails[0].steer.cold: no vector"},
 		{"action: reanchor", "action: reanchor\n    steer: {cold: -1}", "only a rail whose action is steer"},
 		{"monitor: oracle", "monitor: oracle\nmidstream: -4", "midstream"},
+		{"monitor: oracle", "monitor: none", "rails[0].when: rail stay-in-persona reads personas"},
+		{"monitor: oracle", "monitor: oracle\nbounds: {cold: {max: 1}}", "bounds.cold: no vector"},
+		{"monitor: oracle", "monitor: oracle\nvectors: {warm: w.safetensors}\nbounds: {warm: {layer: 1}}", "give min, max"},
+		{"monitor: oracle", "monitor: oracle\nvectors: {warm: w.safetensors}\nbounds: {warm: {min: 2, max: 1}}", "min 2 above max 1"},
+		{"monitor: oracle", "monitor: oracle\nbounds: {assistant_axis: {min: 1}}", "with a capping axis"},
+		{"when: {forbidden_above: 0.6}", "when: {out_of_bounds: true}", "the spec has no bounds"},
 		{"monitor: oracle", "monitor: judge\nupstream: {backend: api}\ncapping: {axis: a.safetensors}", "API upstream"},
 	} {
 		_, err := ParseSpec("spec.yaml", []byte(strings.Replace(testSpec, c.from, c.to, 1)))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -138,6 +139,36 @@ type Stats struct {
 	// AllowedMean is the mean allowed-persona probability of served replies.
 	AllowedMean float64 `json:"allowed_mean"`
 	allowedSum  float64
+	// Projections are the served replies' projections by direction.
+	Projections map[string]Histogram `json:"projections,omitempty"`
+}
+
+// ProjectionBuckets are the upper bounds of the projection histograms:
+// symmetric and doubling, so one set fits directions of any scale.
+var ProjectionBuckets = []float64{-64, -32, -16, -8, -4, -2, -1, -0.5, -0.25, 0, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64}
+
+// Histogram counts values by ProjectionBuckets: Counts[i] of them are
+// ≤ ProjectionBuckets[i] (cumulative, as Prometheus has it).
+type Histogram struct {
+	Counts []int   `json:"counts"`
+	Sum    float64 `json:"sum"`
+	Count  int     `json:"count"`
+}
+
+func (h Histogram) add(v float64) Histogram {
+	if h.Counts == nil {
+		h.Counts = make([]int, len(ProjectionBuckets))
+	} else {
+		h.Counts = slices.Clone(h.Counts)
+	}
+	for i, le := range ProjectionBuckets {
+		if v <= le {
+			h.Counts[i]++
+		}
+	}
+	h.Sum += v
+	h.Count++
+	return h
 }
 
 // Name names the gateway and its upstream.
@@ -238,6 +269,12 @@ func (g *Guarded) count(out *Outcome) {
 	}
 	s.allowedSum += out.Allowed
 	s.AllowedMean = s.allowedSum / float64(s.Turns)
+	for name, v := range out.Projections {
+		if s.Projections == nil {
+			s.Projections = map[string]Histogram{}
+		}
+		s.Projections[name] = s.Projections[name].add(v)
+	}
 }
 
 // Stats returns a copy of the counts.
@@ -245,16 +282,15 @@ func (g *Guarded) Stats() Stats {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	s := g.stats
-	s.ByTop, s.Interventions = clone(s.ByTop), clone(s.Interventions)
+	s.ByTop, s.Interventions, s.Projections = clone(s.ByTop), clone(s.Interventions), maps.Clone(s.Projections)
 	return s
 }
 
 func clone(m map[string]int) map[string]int {
-	out := make(map[string]int, len(m))
-	for k, v := range m {
-		out[k] = v
+	if m == nil {
+		return map[string]int{}
 	}
-	return out
+	return maps.Clone(m)
 }
 
 // WriteMetrics writes the counts in the Prometheus text format.
@@ -275,6 +311,20 @@ func (g *Guarded) WriteMetrics(w io.Writer) {
 	fmt.Fprintln(w, "# HELP persona_gateway_allowed_mean Mean probability of the allowed personas over served replies.")
 	fmt.Fprintln(w, "# TYPE persona_gateway_allowed_mean gauge")
 	fmt.Fprintf(w, "persona_gateway_allowed_mean{spec=%q} %g\n", spec, s.AllowedMean)
+	if len(s.Projections) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "# HELP persona_gateway_projection Served replies' mean projections on the spec's persona vectors and assistant axis.")
+	fmt.Fprintln(w, "# TYPE persona_gateway_projection histogram")
+	for _, name := range slices.Sorted(maps.Keys(s.Projections)) {
+		h := s.Projections[name]
+		for i, le := range ProjectionBuckets {
+			fmt.Fprintf(w, "persona_gateway_projection_bucket{spec=%q,direction=%q,le=\"%g\"} %d\n", spec, name, le, h.Counts[i])
+		}
+		fmt.Fprintf(w, "persona_gateway_projection_bucket{spec=%q,direction=%q,le=\"+Inf\"} %d\n", spec, name, h.Count)
+		fmt.Fprintf(w, "persona_gateway_projection_sum{spec=%q,direction=%q} %g\n", spec, name, h.Sum)
+		fmt.Fprintf(w, "persona_gateway_projection_count{spec=%q,direction=%q} %d\n", spec, name, h.Count)
+	}
 }
 
 func sortedKeys(m map[string]int) []string {

@@ -14,6 +14,9 @@ import (
 type Reading struct {
 	Names []string    `json:"names"`
 	Turns [][]float64 `json:"turns"`
+	// Projections are the newest reply's mean projections on the spec's
+	// vectors and axis (white-box; the guard adds them).
+	Projections map[string]float64 `json:"projections,omitempty"`
 }
 
 // Last returns the newest turn's distribution as a map.
@@ -86,4 +89,16 @@ func (m *OracleMonitor) Read(ctx context.Context, msgs []chat.Message) (*Reading
 		rd.Turns = append(rd.Turns, probs)
 	}
 	return rd, ctx.Err()
+}
+
+// NoMonitor reads no personas: a spec whose rails act on trait bounds
+// alone.
+type NoMonitor struct{}
+
+// Name returns "none".
+func (NoMonitor) Name() string { return "none" }
+
+// Read returns an empty reading.
+func (NoMonitor) Read(ctx context.Context, _ []chat.Message) (*Reading, error) {
+	return &Reading{}, ctx.Err()
 }

@@ -110,6 +110,7 @@ h1{font-size:22px}h2{font-size:17px;margin-top:28px}table{border-collapse:collap
 <div class="small">{{.At.Format "2006-01-02 15:04:05"}} · conversation {{.Conversation}} · turn {{.Turn.Turn}} · top {{.Telemetry.Top}} ({{pct .Telemetry.TopProb}}) · allowed {{pct .Telemetry.Allowed}}</div>
 <div class="bars">{{range .Bars}}<div><span class="bar{{if .Allowed}} ok{{end}}" style="width:{{printf "%.0f" .Percent}}px"></span>{{.Name}} {{printf "%.0f" .Percent}}%</div>{{end}}</div>
 <div><b>reply:</b> {{.Reply}}</div>
-{{range .Telemetry.Interventions}}<div class="iv">rail {{.Rail}}: {{.Action}} (try {{.Attempt}}; {{.Reason}})</div>{{end}}
+{{with .Telemetry.Projections}}<div class="small projections">projections: {{range $k, $v := .}}{{$k}} {{printf "%.3g" $v}} {{end}}</div>{{end}}
+{{range .Telemetry.Interventions}}<div class="iv">rail {{.Rail}}: {{.Action}} (try {{.Attempt}}{{if .Token}}, after {{.Token}} tokens{{end}}; {{.Reason}})</div>{{end}}
 </div>{{else}}<p class="small">No turns yet.</p>{{end}}
 </body></html>{{end}}`))

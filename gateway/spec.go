@@ -36,8 +36,10 @@ type Spec struct {
 	Forbidden []string `yaml:"forbidden"`
 	// Monitor names how each turn is read: "posterior" (the served model's
 	// own likelihood under each persona's prompt; white-box), "judge" (a
-	// judge backend rates the replies; any upstream) or "oracle" (the
-	// persona world's rule-based reader; the organism only).
+	// judge backend rates the replies; any upstream), "oracle" (the
+	// persona world's rule-based reader; the organism only) or "none" (no
+	// persona reading: rails act on Bounds alone, at no cost beyond the
+	// projections).
 	Monitor string `yaml:"monitor"`
 	// SwitchRate is the posterior's per-turn persona switch rate.
 	SwitchRate *float64 `yaml:"switch_rate"`
@@ -70,6 +72,12 @@ type Spec struct {
 	// Capping holds the persona on an assistant axis: on every reply
 	// (always), with the cap action, or when a request asks.
 	Capping *SpecCapping `yaml:"capping"`
+	// Bounds are trait bounds (embedded engine): the range a reply's mean
+	// projection on a persona vector (a name under vectors) or on the
+	// capping axis ("assistant_axis") must stay in. Every reply's
+	// projections on the spec's vectors and axis are returned and logged;
+	// a rail with out_of_bounds acts when one leaves its range.
+	Bounds map[string]Bound `yaml:"bounds"`
 	// Overrides lists what a request's "persona" field may change: "steer"
 	// (strengths of the named vectors) and "cap" (capping on or off). None
 	// by default: a client cannot steer the deployment.
@@ -85,6 +93,18 @@ type Spec struct {
 	Library            *personas.Library `yaml:"-"`
 	allowed, forbidden map[string]bool
 }
+
+// Bound is a trait bound: the range of a reply's mean projection on a
+// direction, read at Layer (default: the axis's monitoring layer, or the
+// last layer of the vector file).
+type Bound struct {
+	Layer *int     `yaml:"layer"`
+	Min   *float64 `yaml:"min"`
+	Max   *float64 `yaml:"max"`
+}
+
+// AxisName is the name Bounds and telemetry give the capping axis.
+const AxisName = "assistant_axis"
 
 // Upstream names what a spec serves; see Spec.Upstream.
 type Upstream struct {
@@ -162,6 +182,14 @@ type Condition struct {
 	// slide that has not yet crossed a threshold.
 	SlopeBelow *float64 `yaml:"slope_below"`
 	Window     int      `yaml:"window"`
+	// OutOfBounds: a projection of the newest reply is outside its range
+	// in the spec's bounds.
+	OutOfBounds bool `yaml:"out_of_bounds"`
+}
+
+// readsPersonas reports a condition on the monitor's persona reading.
+func (c Condition) readsPersonas() bool {
+	return c.ForbiddenAbove != nil || c.AllowedBelow != nil || c.SlopeBelow != nil
 }
 
 // Actions are the rail actions.
@@ -176,7 +204,7 @@ func (s *Spec) midstream() int {
 }
 
 // Monitors are the ways a turn can be read.
-var Monitors = []string{"posterior", "judge", "oracle"}
+var Monitors = []string{"posterior", "judge", "oracle", "none"}
 
 // ErrSpec is returned for a spec that cannot be used.
 var ErrSpec = errors.New("bad persona spec")
@@ -226,7 +254,7 @@ func ParseSpec(file string, data []byte) (*Spec, error) {
 		s.Monitor = "posterior"
 	}
 	if !slices.Contains(Monitors, s.Monitor) {
-		return bad("monitor", []string{"monitor"}, "%q: want posterior, judge or oracle", s.Monitor)
+		return bad("monitor", []string{"monitor"}, "%q: want posterior, judge, oracle or none", s.Monitor)
 	}
 	if s.Midstream != nil && (*s.Midstream < 0 || *s.Midstream > 4096) {
 		return bad("midstream", []string{"midstream"}, "%d: want a number of tokens in 0–4096 (0: rails read whole replies only)", *s.Midstream)
@@ -300,6 +328,26 @@ func ParseSpec(file string, data []byte) (*Spec, error) {
 	if _, err := steering(s.Steer, "steer", []string{"steer"}); err != nil {
 		return nil, err
 	}
+	for _, name := range slices.Sorted(maps.Keys(s.Bounds)) {
+		b, at := s.Bounds[name], []string{"bounds", name}
+		if _, ok := s.Vectors[name]; !ok && !(name == AxisName && s.Capping != nil) {
+			return bad("bounds."+name, at, "no vector %q under vectors (or %s with a capping axis)", name, AxisName)
+		}
+		if b.Min == nil && b.Max == nil {
+			return bad("bounds."+name, at, "give min, max or both")
+		}
+		for _, v := range []*float64{b.Min, b.Max} {
+			if v != nil && (math.IsNaN(*v) || math.IsInf(*v, 0)) {
+				return bad("bounds."+name, at, "bounds must be finite")
+			}
+		}
+		if b.Min != nil && b.Max != nil && *b.Min > *b.Max {
+			return bad("bounds."+name, at, "min %g above max %g", *b.Min, *b.Max)
+		}
+		if b.Layer != nil && *b.Layer < 0 {
+			return bad("bounds."+name+".layer", at, "layer %d", *b.Layer)
+		}
+	}
 	if s.Capping != nil && s.Capping.Axis == "" {
 		return bad("capping.axis", []string{"capping"}, "missing: the axis file (persona axis --out) to cap on")
 	}
@@ -319,8 +367,14 @@ func ParseSpec(file string, data []byte) (*Spec, error) {
 			r.Name = fmt.Sprintf("rail-%d", i+1)
 		}
 		c := r.When
-		if c.ForbiddenAbove == nil && c.AllowedBelow == nil && c.SlopeBelow == nil {
-			return bad(field+".when", path("when"), "no condition: set forbidden_above, allowed_below or slope_below")
+		if !c.readsPersonas() && !c.OutOfBounds {
+			return bad(field+".when", path("when"), "no condition: set forbidden_above, allowed_below, slope_below or out_of_bounds")
+		}
+		if c.readsPersonas() && s.Monitor == "none" {
+			return bad(field+".when", path("when"), "rail %s reads personas, and monitor none reads none (out_of_bounds needs no monitor)", r.Name)
+		}
+		if c.OutOfBounds && len(s.Bounds) == 0 {
+			return bad(field+".when.out_of_bounds", path("when"), "rail %s acts out of bounds, and the spec has no bounds", r.Name)
 		}
 		for name, v := range map[string]*float64{"forbidden_above": c.ForbiddenAbove, "allowed_below": c.AllowedBelow} {
 			if v != nil && !(*v >= 0 && *v <= 1) {
@@ -389,6 +443,16 @@ func mass(names []string, probs []float64, set map[string]bool) float64 {
 // fires reports whether c holds on the newest turn of the reading, and
 // why.
 func (s *Spec) fires(c Condition, rd *Reading) (bool, string) {
+	if c.OutOfBounds {
+		for _, name := range slices.Sorted(maps.Keys(s.Bounds)) {
+			v, ok := rd.Projections[name]
+			if b := s.Bounds[name]; ok && b.Min != nil && v < *b.Min {
+				return true, fmt.Sprintf("%s projection %.3g < %.3g", name, v, *b.Min)
+			} else if ok && b.Max != nil && v > *b.Max {
+				return true, fmt.Sprintf("%s projection %.3g > %.3g", name, v, *b.Max)
+			}
+		}
+	}
 	if len(rd.Turns) == 0 {
 		return false, ""
 	}

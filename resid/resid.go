@@ -162,6 +162,39 @@ func (a *Ablate) apply(b Block) {
 	}
 }
 
+// Probe reads the stream without changing it: the mean projection ⟨h,u⟩
+// of the selected positions on a unit direction u, accumulated across
+// forward calls (a persona vector's or the assistant axis's reading of a
+// reply while it is written). It sees the stream after the interventions
+// listed before it at the same layer.
+type Probe struct {
+	At        int
+	Direction []float32 // unit length; NewSet checks
+	Where     Where
+	sum       float64
+	n         int
+}
+
+func (p *Probe) Layer() int { return p.At }
+func (p *Probe) width() int { return len(p.Direction) }
+func (p *Probe) apply(b Block) {
+	for t := 0; t < b.T; t++ {
+		if p.Where.includes(b.Pos0+t, b.PromptLen) {
+			p.sum += float64(dot(b.row(t), p.Direction))
+			p.n++
+		}
+	}
+}
+
+// Mean returns the mean projection and the number of positions read (0:
+// none, and the mean is 0).
+func (p *Probe) Mean() (float64, int) {
+	if p.n == 0 {
+		return 0, 0
+	}
+	return p.sum / float64(p.n), p.n
+}
+
 // Span is a half-open range of absolute token positions.
 type Span struct{ Start, End int }
 
@@ -286,6 +319,8 @@ func check(iv Intervention) error {
 			return fmt.Errorf("floor %g above ceiling %g", *x.Floor, *x.Ceiling)
 		}
 	case *Ablate:
+		vec, unit = x.Direction, true
+	case *Probe:
 		vec, unit = x.Direction, true
 	case *Capture:
 		for _, sp := range x.Spans {

@@ -130,6 +130,42 @@ func TestCaptureSpansAcrossCalls(t *testing.T) {
 	}
 }
 
+// Probe reads the mean projection of the selected positions across calls
+// and leaves the stream as it was.
+func TestProbeReadsWithoutChanging(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	const D = 6
+	u := unit(t, r, D)
+	p := &Probe{At: 0, Direction: u, Where: Generated}
+	s, _ := NewSet(1, D, p)
+	var want float64
+	n := 0
+	for _, call := range []struct{ pos0, T int }{{0, 7}, {7, 1}, {8, 1}} {
+		b := randBlock(r, call.T, D)
+		b.Pos0 = call.pos0
+		before := append([]float32(nil), b.H...)
+		for tt := range call.T {
+			if call.pos0+tt >= b.PromptLen {
+				want += float64(dot(b.row(tt), u))
+				n++
+			}
+		}
+		s.Apply(0, b)
+		for i := range before {
+			if b.H[i] != before[i] {
+				t.Fatal("Probe changed the stream")
+			}
+		}
+	}
+	got, count := p.Mean()
+	if count != n || math.Abs(got-want/float64(n)) > 1e-6 {
+		t.Fatalf("mean %g over %d positions, want %g over %d", got, count, want/float64(n), n)
+	}
+	if m, c := (&Probe{}).Mean(); m != 0 || c != 0 {
+		t.Errorf("empty projection: %g over %d", m, c)
+	}
+}
+
 func TestNewSetRejects(t *testing.T) {
 	nan := float32(math.NaN())
 	lo, hi := float32(1), float32(0)
@@ -141,6 +177,7 @@ func TestNewSetRejects(t *testing.T) {
 		"no bounds":          &Clamp{At: 0, Direction: []float32{1, 0, 0}},
 		"floor > ceiling":    &Clamp{At: 0, Direction: []float32{1, 0, 0}, Floor: &lo, Ceiling: &hi},
 		"bad span":           &Capture{At: 0, Spans: []Span{{Start: 3, End: 1}}},
+		"project not unit":   &Probe{At: 0, Direction: []float32{2, 0, 0}},
 	}
 	for name, iv := range bad {
 		if _, err := NewSet(4, 3, iv); err == nil {
