@@ -14,6 +14,7 @@ import (
 	"persona/personas"
 	"persona/posterior"
 	"persona/resid"
+	"persona/vectors"
 	"persona/world"
 )
 
@@ -33,6 +34,9 @@ type Guard struct {
 	// Critic rewrites drafts for the revise action (nil: revise is
 	// unavailable, and a spec that asks for it is refused by New).
 	Critic func(ctx context.Context, msgs []chat.Message) (string, error)
+	// Rate scores a reply 0–100 on a trait, for the spec's trait bounds
+	// (a judge backend, or the organism world's oracle).
+	Rate func(ctx context.Context, t *vectors.TraitSpec, question, answer string) (float64, error)
 
 	controls *controls
 }
@@ -67,6 +71,9 @@ type Telemetry struct {
 	// persona vectors and assistant axis, read while it was written
 	// (embedded engine only).
 	Projections map[string]float64 `json:"projections,omitempty"`
+	// Scores are the judge's 0–100 trait scores of the served reply, for
+	// the spec's trait bounds.
+	Scores map[string]float64 `json:"scores,omitempty"`
 	// Steer and Capped are the control the served reply was generated
 	// under.
 	Steer  map[string]float64 `json:"steer,omitempty"`
@@ -115,6 +122,9 @@ func (g *Guard) Reply(ctx context.Context, msgs []chat.Message, ctl Control, gen
 			return nil, err
 		}
 		rd.Projections = r.projections()
+		if rd.Scores, err = g.scores(ctx, msgs, text); err != nil {
+			return nil, err
+		}
 		out.read(g.Spec, rd)
 		rail, reason := g.firing(rd)
 		if rail == nil {
@@ -267,8 +277,33 @@ func (r *reply) done() *Outcome {
 	r.out.Steer, r.out.Capped = r.ctl.steering(), r.ctl.Cap
 	if !r.out.Blocked {
 		r.out.Projections = r.projections()
+	} else {
+		r.out.Scores = nil // they scored a reply the client does not get
 	}
 	return r.out
+}
+
+// scores rates a reply on the spec's trait bounds, as an answer to the
+// last user turn.
+func (g *Guard) scores(ctx context.Context, msgs []chat.Message, reply string) (map[string]float64, error) {
+	if len(g.Spec.traits) == 0 {
+		return nil, nil
+	}
+	question := ""
+	for _, m := range msgs {
+		if m.Role == chat.RoleUser {
+			question = m.Content
+		}
+	}
+	out := make(map[string]float64, len(g.Spec.traits))
+	for name, t := range g.Spec.traits {
+		v, err := g.Rate(ctx, t, question, reply)
+		if err != nil {
+			return nil, fmt.Errorf("trait bound %s: %w", name, err)
+		}
+		out[name] = v
+	}
+	return out, nil
 }
 
 // firing returns the first rail whose condition holds.
@@ -282,7 +317,7 @@ func (g *Guard) firing(rd *Reading) (*Rail, string) {
 }
 
 func (o *Outcome) read(s *Spec, rd *Reading) {
-	o.Posterior = rd.Last()
+	o.Posterior, o.Scores = rd.Last(), rd.Scores
 	o.Top, o.TopProb = "", 0
 	for n, p := range o.Posterior {
 		if p > o.TopProb || (p == o.TopProb && n < o.Top) {
@@ -339,6 +374,15 @@ func (g *Guard) revise(ctx context.Context, msgs []chat.Message, draft string) (
 	return g.Critic(ctx, []chat.Message{{Role: chat.RoleUser, Content: b.String()}})
 }
 
+// worldOf returns the persona world of a library: the process's own for
+// the embedded library, built once.
+func worldOf(lib *personas.Library) (*world.World, error) {
+	if lib == personas.Default() {
+		return world.Default(), nil
+	}
+	return world.New(lib)
+}
+
 // Readers are what a guard's monitor may read with: the served model's
 // engine (white-box) and a judge backend (black-box); either may be nil
 // when the spec's monitor does not need it.
@@ -365,6 +409,7 @@ func NewGuard(s *Spec, up Readers) (*Guard, error) {
 		return nil, err
 	}
 	g := &Guard{Spec: s, controls: ctls}
+	var oracleWorld *world.World
 	switch s.Monitor {
 	case "posterior":
 		if up.Engine == nil {
@@ -382,15 +427,33 @@ func NewGuard(s *Spec, up Readers) (*Guard, error) {
 		}
 		g.Monitor = &PosteriorMonitor{Method: "judge", P: &posterior.JudgePosterior{J: posterior.NewJudge(up.Judge), Hyps: hyps, SwitchRate: eps}}
 	case "oracle":
-		w := world.Default() // built once per process for the embedded library
-		if s.Library != personas.Default() {
-			if w, err = world.New(s.Library); err != nil {
-				return nil, fmt.Errorf("%w: the oracle monitor needs a persona world library: %v", ErrGuard, err)
-			}
+		if oracleWorld, err = worldOf(s.Library); err != nil {
+			return nil, fmt.Errorf("%w: the oracle monitor needs a persona world library: %v", ErrGuard, err)
 		}
-		g.Monitor = &OracleMonitor{O: w.Oracle()}
+		g.Monitor = &OracleMonitor{O: oracleWorld.Oracle()}
 	case "none":
 		g.Monitor = NoMonitor{}
+	}
+	if len(s.traits) > 0 {
+		switch {
+		case up.Judge != nil:
+			j := posterior.NewJudge(up.Judge)
+			g.Rate = func(ctx context.Context, t *vectors.TraitSpec, q, a string) (float64, error) {
+				if strings.TrimSpace(a) == "" {
+					return 0, nil
+				}
+				v, _, err := j.Rate(ctx, t.JudgePrompt(q, a))
+				return v, err
+			}
+		case oracleWorld != nil:
+			sc := vectors.OracleScorer{Oracle: oracleWorld.Oracle()}
+			g.Rate = func(ctx context.Context, t *vectors.TraitSpec, q, a string) (float64, error) {
+				v, err := sc.Score(ctx, t, q, a)
+				return v.Trait, err
+			}
+		default:
+			return nil, fmt.Errorf("%w: trait bounds are scored by a judge backend (or, with monitor oracle, the organism world's oracle)", ErrGuard)
+		}
 	}
 	if up.Critic != nil {
 		critic := up.Critic

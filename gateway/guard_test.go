@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"persona/backend"
 	"persona/chat"
 	"persona/engine"
 	"persona/resid"
@@ -196,6 +197,9 @@ func TestSpecErrors(t *testing.T) {
 		{"monitor: oracle", "monitor: oracle\nvectors: {warm: w.safetensors}\nbounds: {warm: {min: 2, max: 1}}", "min 2 above max 1"},
 		{"monitor: oracle", "monitor: oracle\nbounds: {assistant_axis: {min: 1}}", "with a capping axis"},
 		{"when: {forbidden_above: 0.6}", "when: {out_of_bounds: true}", "the spec has no bounds"},
+		{"monitor: oracle", "monitor: oracle\nbounds: {gloom: {trait: /nonexistent.yaml, max: 50}}", "bounds.gloom.trait"},
+		{"monitor: oracle", "monitor: oracle\nbounds: {gloom: {trait: t.yaml, max: 150}}", "a trait score is 0–100"},
+		{"monitor: oracle", "monitor: oracle\nbounds: {gloom: {trait: t.yaml, layer: 2, max: 50}}", "has no layer"},
 		{"monitor: oracle", "monitor: judge\nupstream: {backend: api}\ncapping: {axis: a.safetensors}", "API upstream"},
 	} {
 		_, err := ParseSpec("spec.yaml", []byte(strings.Replace(testSpec, c.from, c.to, 1)))
@@ -274,4 +278,66 @@ func TestSpecWatermark(t *testing.T) {
 	if _, err := s.Watermark.Key("s.yaml"); !errors.Is(err, ErrSpec) {
 		t.Errorf("empty key: %v", err)
 	}
+}
+
+// A trait bound scored by the organism world's oracle: a cynical draft
+// leaves the bound and is generated again; the reply served stays inside.
+// The same bound with a judge backend asks it for a 0–100 score.
+func TestTraitScoreBounds(t *testing.T) {
+	trait, err := filepath.Abs("../vectors/traits/organism/cynical.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := strings.Replace(testSpec, "rails:", "bounds: {cynical: {trait: "+trait+", max: 50}}\nrails:\n  - {name: gloom, when: {out_of_bounds: true}, action: reanchor}", 1)
+	s, err := ParseSpec("spec.yaml", []byte(spec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := NewGuard(s, Readers{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cynic := "Whatever. 17 + 25 = 42. Not that it matters."
+	drafts := 0
+	out, err := g.Reply(context.Background(), question, Control{}, func(context.Context, []chat.Message, []resid.Intervention, engine.Watch) (string, error) {
+		drafts++
+		if drafts == 1 {
+			return cynic, nil
+		}
+		return assistantReply, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Reply != assistantReply || len(out.Interventions) != 1 || !strings.Contains(out.Interventions[0].Reason, "cynical score") || out.Scores["cynical"] > 50 {
+		t.Fatalf("outcome %+v", out)
+	}
+	// A judge backend scores it instead (any upstream): every draft at 85,
+	// so the rail ends in its block.
+	s.Monitor = "none"
+	s.Rails = s.Rails[:1]
+	judge := &ratingJudge{rating: "85"}
+	g, err = NewGuard(s, Readers{Judge: judge})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err = g.Reply(context.Background(), question, Control{}, func(context.Context, []chat.Message, []resid.Intervention, engine.Watch) (string, error) {
+		return cynic, nil
+	})
+	if err != nil || !out.Blocked || !strings.Contains(out.Interventions[0].Reason, "cynical score 85 > 50") || !strings.Contains(judge.prompt, cynic) {
+		t.Fatalf("judge-scored outcome %+v (err %v), judge saw %q", out, err, judge.prompt)
+	}
+	if _, err := NewGuard(s, Readers{}); !errors.Is(err, ErrGuard) {
+		t.Errorf("trait bounds with no judge and no oracle: %v", err)
+	}
+}
+
+// ratingJudge answers every rating request with the same number: the judge
+// path's plumbing (posterior's tests run the judge against real servers).
+type ratingJudge struct{ rating, prompt string }
+
+func (j *ratingJudge) Name() string { return "rating" }
+func (j *ratingJudge) Chat(_ context.Context, req backend.Request) (*backend.Response, error) {
+	j.prompt = req.Messages[len(req.Messages)-1].Content
+	return &backend.Response{Content: j.rating}, nil
 }

@@ -17,6 +17,9 @@ type Reading struct {
 	// Projections are the newest reply's mean projections on the spec's
 	// vectors and axis (white-box; the guard adds them).
 	Projections map[string]float64 `json:"projections,omitempty"`
+	// Scores are a judge's 0–100 trait scores of the newest reply, for
+	// the spec's trait bounds.
+	Scores map[string]float64 `json:"scores,omitempty"`
 }
 
 // Last returns the newest turn's distribution as a map.

@@ -13,6 +13,7 @@ import (
 
 	"persona/internal/yamlstrict"
 	"persona/personas"
+	"persona/vectors"
 )
 
 // Spec is a brand persona: who the deployed model is, which personas of a
@@ -72,11 +73,12 @@ type Spec struct {
 	// Capping holds the persona on an assistant axis: on every reply
 	// (always), with the cap action, or when a request asks.
 	Capping *SpecCapping `yaml:"capping"`
-	// Bounds are trait bounds (embedded engine): the range a reply's mean
-	// projection on a persona vector (a name under vectors) or on the
-	// capping axis ("assistant_axis") must stay in. Every reply's
-	// projections on the spec's vectors and axis are returned and logged;
-	// a rail with out_of_bounds acts when one leaves its range.
+	// Bounds are trait bounds: the range a reply's mean projection on a
+	// persona vector (a name under vectors) or on the capping axis
+	// ("assistant_axis") must stay in (embedded engine), or the range of a
+	// judge's 0–100 score of the reply on a trait (any upstream). Every
+	// reply's projections and scores are returned and logged; a rail with
+	// out_of_bounds acts when one leaves its range.
 	Bounds map[string]Bound `yaml:"bounds"`
 	// Overrides lists what a request's "persona" field may change: "steer"
 	// (strengths of the named vectors) and "cap" (capping on or off). None
@@ -92,6 +94,7 @@ type Spec struct {
 	File               string            `yaml:"-"`
 	Library            *personas.Library `yaml:"-"`
 	allowed, forbidden map[string]bool
+	traits             map[string]*vectors.TraitSpec
 }
 
 // Bound is a trait bound: the range of a reply's mean projection on a
@@ -101,6 +104,11 @@ type Bound struct {
 	Layer *int     `yaml:"layer"`
 	Min   *float64 `yaml:"min"`
 	Max   *float64 `yaml:"max"`
+	// Trait, instead of a projection, bounds a judge's 0–100 score of the
+	// reply on a trait: a persona-vectors trait file (relative paths are
+	// beside the spec), scored by the spec's judge backend, or by the
+	// world's oracle on the organism.
+	Trait string `yaml:"trait"`
 }
 
 // AxisName is the name Bounds and telemetry give the capping axis.
@@ -330,8 +338,25 @@ func ParseSpec(file string, data []byte) (*Spec, error) {
 	}
 	for _, name := range slices.Sorted(maps.Keys(s.Bounds)) {
 		b, at := s.Bounds[name], []string{"bounds", name}
-		if _, ok := s.Vectors[name]; !ok && !(name == AxisName && s.Capping != nil) {
-			return bad("bounds."+name, at, "no vector %q under vectors (or %s with a capping axis)", name, AxisName)
+		if b.Trait != "" {
+			if b.Layer != nil {
+				return bad("bounds."+name, at, "a judge's trait score has no layer")
+			}
+			for _, v := range []*float64{b.Min, b.Max} {
+				if v != nil && !(*v >= 0 && *v <= 100) {
+					return bad("bounds."+name, at, "%g: a trait score is 0–100", *v)
+				}
+			}
+			t, err := vectors.LoadTraitSpec(s.path(b.Trait))
+			if err != nil {
+				return bad("bounds."+name+".trait", at, "%v", err)
+			}
+			if s.traits == nil {
+				s.traits = map[string]*vectors.TraitSpec{}
+			}
+			s.traits[name] = t
+		} else if _, ok := s.Vectors[name]; !ok && !(name == AxisName && s.Capping != nil) {
+			return bad("bounds."+name, at, "no vector %q under vectors (or %s with a capping axis), and no trait file", name, AxisName)
 		}
 		if b.Min == nil && b.Max == nil {
 			return bad("bounds."+name, at, "give min, max or both")
@@ -445,11 +470,15 @@ func mass(names []string, probs []float64, set map[string]bool) float64 {
 func (s *Spec) fires(c Condition, rd *Reading) (bool, string) {
 	if c.OutOfBounds {
 		for _, name := range slices.Sorted(maps.Keys(s.Bounds)) {
-			v, ok := rd.Projections[name]
+			v, ok, what := rd.Projections[name], false, "projection"
+			if _, ok = rd.Projections[name]; !ok {
+				v, ok = rd.Scores[name]
+				what = "score"
+			}
 			if b := s.Bounds[name]; ok && b.Min != nil && v < *b.Min {
-				return true, fmt.Sprintf("%s projection %.3g < %.3g", name, v, *b.Min)
+				return true, fmt.Sprintf("%s %s %.3g < %.3g", name, what, v, *b.Min)
 			} else if ok && b.Max != nil && v > *b.Max {
-				return true, fmt.Sprintf("%s projection %.3g > %.3g", name, v, *b.Max)
+				return true, fmt.Sprintf("%s %s %.3g > %.3g", name, what, v, *b.Max)
 			}
 		}
 	}
