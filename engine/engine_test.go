@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"slices"
+	"sync"
 	"testing"
 
 	"persona/internal/testref"
@@ -255,5 +256,57 @@ func TestBadRequests(t *testing.T) {
 	}
 	if _, err := e.EncodeChat(nil, true); err != ErrNoTemplate {
 		t.Errorf("chat on a model without template: %v", err)
+	}
+}
+
+// A prompt read once serves several generations: from a prefix the engine
+// writes what it writes from the prompt itself (steering of generated
+// positions included), in parallel too, and scores continuations as
+// LogProbs does.
+func TestPrefix(t *testing.T) {
+	e := load(t, storiesHF)
+	m := e.Model
+	prompt := e.EncodeRaw("Lily went to the park").IDs
+	v := make([]float32, m.Hidden)
+	for i := range v {
+		v[i] = float32(math.Cos(float64(5 * i)))
+	}
+	steer, _ := resid.NewSet(m.NumLayers, m.Hidden, &resid.Add{At: 2, Vector: v, Coeff: 2, Where: resid.Generated})
+	p, err := e.Prefill(context.Background(), prompt, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ivs := range []*resid.Set{nil, steer} {
+		req := Request{Prompt: prompt, MaxTokens: 20, Sampling: sample.Params{Temperature: 1, Seed: 9}, Interventions: ivs, IgnoreStop: true}
+		want, err := e.Generate(context.Background(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Prompt, req.From = nil, p
+		got := make([]*Result, 2)
+		errs := make([]error, 2)
+		var wg sync.WaitGroup
+		for i := range got {
+			wg.Go(func() { got[i], errs[i] = e.Generate(context.Background(), req) })
+		}
+		wg.Wait()
+		for i := range got {
+			if errs[i] != nil || !slices.Equal(got[i].IDs, want.IDs) || !slices.Equal(got[i].LogProbs, want.LogProbs) {
+				t.Fatalf("from the prefix (%d): %v %v, from the prompt %v", i, errs[i], got[i], want.IDs)
+			}
+		}
+		lp, err := e.LogProbsFrom(context.Background(), p, want.IDs, ivs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref, _ := e.LogProbs(context.Background(), slices.Concat(prompt, want.IDs), len(prompt), ivs)
+		for i := range lp {
+			if math.Abs(float64(lp[i]-ref[i])) > 1e-4 {
+				t.Fatalf("token %d: %g from the prefix, %g from the whole sequence", i, lp[i], ref[i])
+			}
+		}
+	}
+	if _, err := e.Generate(context.Background(), Request{Prompt: prompt, From: p, MaxTokens: 2}); err == nil {
+		t.Error("a prompt and a prefix both accepted")
 	}
 }

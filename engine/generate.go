@@ -122,6 +122,10 @@ type Request struct {
 	// end the generation: ErrStop after this token (Result.Stop "stop"),
 	// any other error aborts Generate with that error.
 	OnToken func(Step) error
+	// From, if set, is a prompt the model already read (Prefill):
+	// generation starts from a copy of its state, and Prompt must be empty.
+	// Interventions then act on the generated tokens only.
+	From *Prefix
 	// Watch, if set, reads the text while it is written: it is called
 	// after OnToken for every token the model goes on from, and
 	// interventions it returns (non-nil) replace Interventions from that
@@ -172,6 +176,12 @@ type Result struct {
 // Generate runs the prompt and samples up to MaxTokens new tokens.
 func (e *Engine) Generate(ctx context.Context, req Request) (*Result, error) {
 	m := e.Model
+	if req.From != nil {
+		if len(req.Prompt) > 0 {
+			return nil, errors.New("a generation from a prefix takes no prompt of its own")
+		}
+		req.Prompt = req.From.Prompt
+	}
 	if len(req.Prompt) == 0 {
 		return nil, errors.New("empty prompt")
 	}
@@ -182,11 +192,16 @@ func (e *Engine) Generate(ctx context.Context, req Request) (*Result, error) {
 		return nil, fmt.Errorf("prompt (%d tokens) plus %d new tokens exceeds the model's context of %d: %w", len(req.Prompt), req.MaxTokens, m.MaxSeq, model.ErrContext)
 	}
 	start := time.Now()
-	s := m.NewState()
-	s.PromptLen = len(req.Prompt)
+	var s *model.State
 	var logits []float32
-	if err := m.Feed(ctx, s, req.Prompt, req.Interventions, model.LastLogits, func(_ int, l []float32) { logits = l }); err != nil {
-		return nil, err
+	if req.From != nil {
+		s, logits = req.From.state.Clone(), slices.Clone(req.From.logits)
+	} else {
+		s = m.NewState()
+		s.PromptLen = len(req.Prompt)
+		if err := m.Feed(ctx, s, req.Prompt, req.Interventions, model.LastLogits, func(_ int, l []float32) { logits = l }); err != nil {
+			return nil, err
+		}
 	}
 	sm := sample.New(req.Sampling)
 	dec := e.Tokenizer.NewStreamDecoderSkipSpecial() // streamed text matches Result.Text
@@ -245,6 +260,61 @@ func (e *Engine) Generate(ctx context.Context, req Request) (*Result, error) {
 		res.TokensPerS = float64(len(res.IDs)-1) / time.Since(first).Seconds()
 	}
 	return res, nil
+}
+
+// Prefix is a prompt the model has read, to generate from or score after
+// several times without reading it again: the samples of one prompt, or the
+// cells of a sweep that steer only generated positions. It is read-only and
+// safe for concurrent use.
+type Prefix struct {
+	Prompt []int
+	state  *model.State
+	logits []float32
+}
+
+// Prefill reads a prompt under ivs (nil: none) for Request.From and
+// LogProbsFrom.
+func (e *Engine) Prefill(ctx context.Context, prompt []int, ivs *resid.Set) (*Prefix, error) {
+	m := e.Model
+	if len(prompt) == 0 {
+		return nil, errors.New("empty prompt")
+	}
+	if len(prompt) > m.MaxSeq {
+		return nil, fmt.Errorf("prompt of %d tokens exceeds the model's context of %d: %w", len(prompt), m.MaxSeq, model.ErrContext)
+	}
+	if err := m.CheckIDs(prompt); err != nil {
+		return nil, err
+	}
+	p := &Prefix{Prompt: slices.Clone(prompt), state: m.NewState()}
+	p.state.PromptLen = len(prompt)
+	if err := m.Feed(ctx, p.state, prompt, ivs, model.LastLogits, func(_ int, l []float32) { p.logits = l }); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// LogProbsFrom returns log P(ids[i] | prefix, ids[:i]) for every i: a
+// continuation scored after a prompt read once, under iv (nil: none).
+func (e *Engine) LogProbsFrom(ctx context.Context, p *Prefix, ids []int, iv *resid.Set) ([]float32, error) {
+	m := e.Model
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	if len(p.Prompt)+len(ids) > m.MaxSeq {
+		return nil, fmt.Errorf("prefix of %d tokens plus %d more exceeds the model's context of %d: %w", len(p.Prompt), len(ids), m.MaxSeq, model.ErrContext)
+	}
+	if err := m.CheckIDs(ids); err != nil {
+		return nil, err
+	}
+	out := []float32{logProbOf(p.logits, ids[0])}
+	s := p.state.Clone()
+	V := m.Vocab
+	err := m.Feed(ctx, s, ids[:len(ids)-1], iv, model.AllLogits, func(off int, logits []float32) {
+		for t := 0; t*V < len(logits); t++ {
+			out = append(out, logProbOf(logits[t*V:(t+1)*V], ids[1+off+t]))
+		}
+	})
+	return out, err
 }
 
 // LogProbs returns, for teacher-forced scoring, log P(ids[i] | ids[:i]) for
