@@ -22,8 +22,8 @@ import (
 func newVectorsSweepCmd() *cobra.Command {
 	var (
 		modelPath, vecPath, specPath, bands, positions, svgPath, judgeFlag, backends string
-		o                                                                          control.SweepOptions
-		asJSON                                                                     bool
+		o                                                                            control.SweepOptions
+		asJSON                                                                       bool
 	)
 	cmd := &cobra.Command{
 		Use:   "sweep",
