@@ -55,6 +55,8 @@ func (sw *Sweep) WriteTable(w io.Writer) error {
 	return err
 }
 
+func vectorsBand(ls []int) string { return Cell{Layers: ls}.Band() }
+
 func share(p, lo, hi float64) string {
 	return fmt.Sprintf("%.0f%% [%.0f, %.0f]", 100*p, 100*lo, 100*hi)
 }
@@ -117,5 +119,48 @@ func (sw *Sweep) WriteSVG(w io.Writer) error {
 	}
 	b.WriteString("</svg>\n")
 	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// WriteTable prints every capping setting against the uncapped model, the
+// recommendation marked (→), then the recommendation in words.
+func (cal *Calibration) WriteTable(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight|tabwriter.Debug)
+	fmt.Fprint(tw, "\tlayers\tpercentile\tτ\tcaptured")
+	for _, k := range JailbreakKinds {
+		fmt.Fprintf(tw, "\t%s", k)
+	}
+	fmt.Fprint(tw, "\tcut [95% CI of the difference]\ttasks correct\tcoherence\t\n")
+	for i, c := range cal.Cells {
+		mark, band, pct, taus, cut := "", "—", "—", "—", "—"
+		if i == cal.Recommended {
+			mark = "→"
+		}
+		if i > 0 {
+			band, pct = vectorsBand(c.Layers), formatPercentile(c.Percentile)
+			ts := make([]string, len(c.Tau))
+			for k, t := range c.Tau {
+				ts[k] = fmt.Sprintf("%.3g", t)
+			}
+			taus = strings.Join(ts, ",")
+			cut = fmt.Sprintf("%+.0f%% [%+.2f, %+.2f]", 100*c.Cut, c.DiffLo, c.DiffHi)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s", mark, band, pct, taus, share(c.Captured.P, c.Captured.Lo, c.Captured.Hi))
+		for _, k := range JailbreakKinds {
+			p := c.ByKind[k]
+			fmt.Fprintf(tw, "\t%d/%d", p.K, p.N)
+		}
+		fmt.Fprintf(tw, "\t%s\t%s\t%.2f\t\n", cut, share(c.Accuracy.P, c.Accuracy.Lo, c.Accuracy.Hi), c.Coherence)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if cal.Recommended < 0 {
+		_, err := fmt.Fprintf(w, "\nNo setting lowers the captured share while losing at most %.0f points of task accuracy.\n", 100*cal.MaxLoss)
+		return err
+	}
+	c, base := cal.Cells[cal.Recommended], cal.Cells[0]
+	_, err := fmt.Fprintf(w, "\nRecommended: cap layers %s at the %s th percentile (captured %.0f%% → %.0f%%, a %.0f%% cut; tasks %.0f%% → %.0f%%).\n",
+		vectorsBand(c.Layers), formatPercentile(c.Percentile), 100*base.Captured.P, 100*c.Captured.P, 100*c.Cut, 100*base.Accuracy.P, 100*c.Accuracy.P)
 	return err
 }

@@ -24,7 +24,7 @@ import (
 func newAuditCmd() *cobra.Command {
 	var (
 		suiteArg, configPath, modelPath, targetName, judgeName, auditorName string
-		junitPath, htmlPath, dbArg, resumeID                                string
+		junitPath, htmlPath, dbArg, resumeID, capPath                       string
 		asJSON                                                              bool
 		wf                                                                  watermarkFlags
 		concurrency, samples                                                int
@@ -92,6 +92,9 @@ flags or config, 3 a backend or the store failed (the audit is incomplete).`,
 			if wm != nil && modelPath == "" {
 				return usageErr(errors.New("--watermark marks the embedded engine's replies; it needs --model"))
 			}
+			if capPath != "" && modelPath == "" {
+				return usageErr(errors.New("--cap acts on the embedded engine's activations; it needs --model"))
+			}
 			var bs []backend.Backend
 			if modelPath != "" {
 				e, err := loadEngine(modelPath, engine.Options{})
@@ -101,10 +104,15 @@ flags or config, 3 a backend or the store failed (the audit is incomplete).`,
 				defer e.Close()
 				b := backend.NewEngine(e, filepath.Base(modelPath), 1)
 				bs = []backend.Backend{b, b, b}
-				if wm != nil {
-					// Only the target's replies carry the mark.
+				capping, err := loadCapping(capPath, e)
+				if err != nil {
+					return err
+				}
+				if wm != nil || capping != nil {
+					// Only the target is marked and capped; the judge and the
+					// auditor are the plain model.
 					target := backend.NewEngine(e, filepath.Base(modelPath), 1)
-					target.Watermark = wm
+					target.Watermark, target.Interventions = wm, capping
 					bs[0] = target
 				}
 			} else {
@@ -178,6 +186,7 @@ flags or config, 3 a backend or the store failed (the audit is incomplete).`,
 	f.StringVar(&resumeID, "resume", "", "finish an interrupted run by its id")
 	f.IntVar(&concurrency, "concurrency", 4, "probe samples run at once")
 	wf.register(f, "watermark")
+	capFlag(f, &capPath)
 	f.IntVar(&samples, "samples", 0, "samples per probe (default: the suite's)")
 	cmd.AddCommand(newAuditReplayCmd())
 	return cmd

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/term"
 
 	"persona/audit"
+	"persona/axis"
 	"persona/backend"
 	"persona/chat"
 	"persona/drift"
@@ -280,4 +281,28 @@ func readChats(path string) ([]chat.Chat, error) {
 		return nil, usageErr(err)
 	}
 	return chats, nil
+}
+
+// capFlag registers --cap: activation capping for the embedded engine.
+func capFlag(f *pflag.FlagSet, path *string) {
+	f.StringVar(path, "cap", "", "cap activations on an assistant axis file (persona axis, or the setting persona axis calibrate --out wrote): its band at its floors")
+}
+
+// loadCapping reads --cap for e: nil without one.
+func loadCapping(path string, e *engine.Engine) (*resid.Set, error) {
+	if path == "" {
+		return nil, nil
+	}
+	a, err := axis.Load(path)
+	if err == nil {
+		err = a.Check(e.Model.NumLayers, e.Model.Hidden)
+	}
+	if err != nil {
+		return nil, usageErr(fmt.Errorf("--cap: %w", err))
+	}
+	ivs, err := a.Cap(nil)
+	if err != nil {
+		return nil, usageErr(fmt.Errorf("--cap: %w", err))
+	}
+	return resid.NewSet(e.Model.NumLayers, e.Model.Hidden, ivs...)
 }

@@ -11,6 +11,7 @@ import (
 
 	"persona/chat"
 	"persona/engine"
+	"persona/resid"
 	"persona/sample"
 )
 
@@ -23,11 +24,11 @@ type generateOutput struct {
 
 func newGenerateCmd() *cobra.Command {
 	var (
-		modelPath, tokPath, prompt, chatFile, system string
-		raw, asJSON                                  bool
-		maxTokens                                    int
-		p                                            sample.Params
-		wf                                           watermarkFlags
+		modelPath, tokPath, prompt, chatFile, system, capPath string
+		raw, asJSON                                           bool
+		maxTokens                                             int
+		p                                                     sample.Params
+		wf                                                    watermarkFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "generate",
@@ -99,8 +100,12 @@ and generates the next assistant turn of each.`,
 				}
 				prompts = append(prompts, enc)
 			}
+			capping, err := loadCapping(capPath, e)
+			if err != nil {
+				return err
+			}
 			for i, enc := range prompts {
-				if err := runGeneration(cmd.Context(), e, enc, i, len(prompts), maxTokens, p, asJSON); err != nil {
+				if err := runGeneration(cmd.Context(), e, enc, i, len(prompts), maxTokens, p, capping, asJSON); err != nil {
 					return err
 				}
 			}
@@ -123,11 +128,12 @@ and generates the next assistant turn of each.`,
 	f.IntVar(&p.RepeatLastN, "repeat-last-n", 64, "tokens of history the repetition penalty looks at (0: all)")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object per generation instead of streaming text")
 	wf.register(f, "watermark")
+	capFlag(f, &capPath)
 	return cmd
 }
 
-func runGeneration(ctx context.Context, e *engine.Engine, enc *engine.Encoded, i, n, maxTokens int, p sample.Params, asJSON bool) error {
-	req := engine.Request{Prompt: enc.IDs, MaxTokens: maxTokens, Sampling: p}
+func runGeneration(ctx context.Context, e *engine.Engine, enc *engine.Encoded, i, n, maxTokens int, p sample.Params, ivs *resid.Set, asJSON bool) error {
+	req := engine.Request{Prompt: enc.IDs, MaxTokens: maxTokens, Sampling: p, Interventions: ivs}
 	bar := newProgress(fmt.Sprintf("generating %d/%d", i+1, n))
 	generated := 0
 	req.OnToken = func(st engine.Step) error {

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"encoding/json"
+	"math/rand/v2"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"persona/axis"
+	"persona/vectors"
+)
+
+// controlFiles writes a random vector and a random assistant axis of the
+// organism's width (128) on layers 0–3.
+func controlFiles(t *testing.T) (vecPath, axisPath string) {
+	t.Helper()
+	dir := t.TempDir()
+	rng := rand.New(rand.NewPCG(7, 8))
+	random := func() [][]float32 {
+		var out [][]float32
+		for range 4 {
+			v := make([]float32, 128)
+			for i := range v {
+				v[i] = float32(rng.NormFloat64())
+			}
+			out = append(out, v)
+		}
+		return out
+	}
+	vecPath, axisPath = filepath.Join(dir, "push.safetensors"), filepath.Join(dir, "axis.safetensors")
+	if err := (&vectors.Set{Name: "push", Layers: []int{0, 1, 2, 3}, Vectors: random()}).Save(vecPath); err != nil {
+		t.Fatal(err)
+	}
+	ax := &vectors.Set{Name: "axis", Layers: []int{0, 1, 2, 3}, Vectors: random(),
+		Meta: map[string]string{axis.MetaTau: "0,0,0,0", axis.MetaCapLayers: "2", axis.MetaDriftLayer: "1"}}
+	if err := ax.Save(axisPath); err != nil {
+		t.Fatal(err)
+	}
+	return vecPath, axisPath
+}
+
+// A sweep and a calibration run end to end on the organism; the calibrated
+// setting is an axis file generate and audit cap with.
+func TestSweepAndCalibrate(t *testing.T) {
+	vec, ax := controlFiles(t)
+	trait := filepath.Join("..", "..", "vectors", "traits", "organism", "cynical.yaml")
+	out, stderr, code := run(t, "vectors", "sweep", "--vectors", vec, "--trait", trait, "--layers", "1,0-1", "--strengths", "0.5",
+		"--where", "generated", "--samples", "1", "--tasks", "2", "--max-tokens", "8", "--json")
+	if code != 0 {
+		t.Fatalf("sweep: exit %d: %s", code, stderr)
+	}
+	var sw struct {
+		Cells []struct {
+			Layers []int     `json:"layers"`
+			Coeffs []float64 `json:"coeffs"`
+		} `json:"cells"`
+	}
+	if err := json.Unmarshal([]byte(out), &sw); err != nil || len(sw.Cells) != 3 || len(sw.Cells[2].Coeffs) != 2 {
+		t.Fatalf("sweep JSON (%v): %.400s", err, out)
+	}
+	capping := filepath.Join(t.TempDir(), "capping.safetensors")
+	out, stderr, code = run(t, "axis", "calibrate", "--axis", ax, "--layers", "1,0-3", "--percentiles", "50", "--reference", "4",
+		"--jailbreaks", "1", "--turns", "2", "--tasks", "2", "--max-tokens", "8", "--max-loss", "1", "--out", capping)
+	switch code {
+	case 0:
+		a, err := axis.Load(capping)
+		if err != nil {
+			t.Fatalf("calibrated setting: %v", err)
+		}
+		if len(a.CapLayers) == 0 {
+			t.Errorf("calibrated setting without a band: %+v", a)
+		}
+		if _, stderr, code := run(t, "generate", "--cap", capping, "--prompt", "What is 12 + 30?", "--max-tokens", "4"); code != 0 {
+			t.Errorf("generate --cap: exit %d: %s", code, stderr)
+		}
+	case exitFailed: // no setting cut the captured share: nothing to write
+		if !strings.Contains(stderr, "no setting to write") {
+			t.Errorf("calibrate: exit 1 without saying why: %s", stderr)
+		}
+	default:
+		t.Fatalf("calibrate: exit %d: %s\n%s", code, stderr, out)
+	}
+}
+
+// Bad flags and files are usage errors with the flag or file named.
+func TestControlBadInput(t *testing.T) {
+	vec, ax := controlFiles(t)
+	trait := filepath.Join("..", "..", "vectors", "traits", "organism", "cynical.yaml")
+	narrow := filepath.Join(t.TempDir(), "narrow.safetensors")
+	if err := (&vectors.Set{Name: "narrow", Layers: []int{0}, Vectors: [][]float32{{1, 2, 3}}}).Save(narrow); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"vectors", "sweep", "--vectors", vec, "--trait", trait, "--layers", "9"}, "--layers"},
+		{[]string{"vectors", "sweep", "--vectors", vec, "--trait", trait, "--layers", "2-1"}, "--layers"},
+		{[]string{"vectors", "sweep", "--vectors", vec, "--trait", trait, "--where", "sideways"}, "--where"},
+		{[]string{"vectors", "sweep", "--vectors", vec, "--trait", trait, "--min-accuracy", "2"}, "--min-accuracy"},
+		{[]string{"vectors", "sweep", "--vectors", narrow, "--trait", trait}, "width"},
+		{[]string{"vectors", "sweep", "--vectors", vec, "--trait", vec}, "push.safetensors"},
+		{[]string{"axis", "calibrate", "--axis", ax, "--percentiles", "100"}, "--percentiles"},
+		{[]string{"axis", "calibrate", "--axis", ax, "--layers", "7"}, "--layers"},
+		{[]string{"axis", "calibrate", "--axis", vec}, "not an assistant axis"},
+		{[]string{"generate", "--cap", vec, "--prompt", "hi"}, "--cap"},
+		{[]string{"audit", "--cap", ax, "--backend", "nothing.yaml"}, "--cap"},
+	} {
+		_, stderr, code := run(t, c.args...)
+		if code != exitUsage || !strings.Contains(stderr, c.want) {
+			t.Errorf("%v: exit %d, stderr %.300q; want 2 and %q", c.args, code, stderr, c.want)
+		}
+	}
+}
