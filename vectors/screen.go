@@ -21,7 +21,12 @@ type ScreenOptions struct {
 	// MaxTokens bounds the model's own reply (default 64); it is greedy, so
 	// a screening is reproducible.
 	MaxTokens int
-	// Threshold flags samples whose difference exceeds it; nil uses the
+	// By is the score samples are flagged by: "difference" (default; the
+	// sample's projection minus the model's own reply's, the persona-vectors
+	// recipe) or "response" (the sample's projection alone, which ranked
+	// trait-laden samples better on the organism; docs/measurements.md).
+	By string
+	// Threshold flags samples whose score exceeds it; nil uses the
 	// dataset's median plus three robust standard deviations (1.4826 ×
 	// the median absolute deviation), so a few outliers stand out whatever
 	// the vector's scale.
@@ -43,15 +48,33 @@ type Screened struct {
 	Flagged bool    `json:"flagged"`
 }
 
+// score is what a sample is flagged by.
+func (s Screened) score(by string) float64 {
+	if by == ScreenByResponse {
+		return s.Given
+	}
+	return s.Diff
+}
+
+// The scores a screening can flag by.
+const (
+	ScreenByDifference = "difference"
+	ScreenByResponse   = "response"
+)
+
 // Screening is a dataset's screening against one trait vector.
 type Screening struct {
 	Vectors   string     `json:"vectors"`
 	Layer     int        `json:"layer"`
+	By        string     `json:"by"`
 	Threshold float64    `json:"threshold"`
 	Flagged   int        `json:"flagged"`
-	Score     float64    `json:"score"` // mean difference: the dataset's push along the trait
+	Score     float64    `json:"score"` // mean score: the dataset's push along the trait
 	Samples   []Screened `json:"samples"`
 }
+
+// ErrScreenBy is returned for a score a screening cannot flag by.
+var ErrScreenBy = errors.New("screening by")
 
 // ErrDataset is returned for a dataset that cannot be screened.
 var ErrDataset = errors.New("bad dataset")
@@ -68,10 +91,16 @@ func Screen(ctx context.Context, e *engine.Engine, s *Set, chats []chat.Chat, o 
 	if o.MaxTokens <= 0 {
 		o.MaxTokens = 64
 	}
+	if o.By == "" {
+		o.By = ScreenByDifference
+	}
+	if o.By != ScreenByDifference && o.By != ScreenByResponse {
+		return nil, fmt.Errorf("%w %q: want %s or %s", ErrScreenBy, o.By, ScreenByDifference, ScreenByResponse)
+	}
 	if len(chats) == 0 {
 		return nil, fmt.Errorf("%w: no samples", ErrDataset)
 	}
-	out := &Screening{Vectors: s.Name, Layer: o.Layer, Samples: make([]Screened, len(chats))}
+	out := &Screening{Vectors: s.Name, Layer: o.Layer, By: o.By, Samples: make([]Screened, len(chats))}
 	err := parallel.ForProgress(ctx, max(o.Workers, 1), len(chats), func(i int) error {
 		msgs := chats[i].Messages
 		last := len(msgs) - 1
@@ -109,8 +138,8 @@ func Screen(ctx context.Context, e *engine.Engine, s *Set, chats []chat.Chat, o 
 	}
 	diffs := make([]float64, len(out.Samples))
 	for i, x := range out.Samples {
-		diffs[i] = x.Diff
-		out.Score += x.Diff
+		diffs[i] = x.score(o.By)
+		out.Score += diffs[i]
 	}
 	out.Score /= float64(len(diffs))
 	if o.Threshold != nil {
@@ -126,7 +155,7 @@ func Screen(ctx context.Context, e *engine.Engine, s *Set, chats []chat.Chat, o 
 		out.Threshold = med + 3*1.4826*stats.Quantile(dev, 0.5)
 	}
 	for i := range out.Samples {
-		if out.Samples[i].Diff > out.Threshold {
+		if out.Samples[i].score(o.By) > out.Threshold {
 			out.Samples[i].Flagged = true
 			out.Flagged++
 		}

@@ -43,6 +43,18 @@ func TestScreen(t *testing.T) {
 	if flagged != sc.Flagged || mean/float64(len(data))-sc.Score > 1e-9 {
 		t.Errorf("flagged %d vs %d, score %g vs %g", flagged, sc.Flagged, mean/float64(len(data)), sc.Score)
 	}
+	by, err := Screen(context.Background(), e, set, data, ScreenOptions{Layer: 1, MaxTokens: 8, By: ScreenByResponse})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range by.Samples {
+		if s.Given != sc.Samples[i].Given || s.Flagged != (s.Given > by.Threshold) {
+			t.Errorf("by response: sample %+v (threshold %g)", s, by.Threshold)
+		}
+	}
+	if _, err := Screen(context.Background(), e, set, data, ScreenOptions{Layer: 1, By: "vibes"}); !errors.Is(err, ErrScreenBy) {
+		t.Errorf("screening by vibes: %v", err)
+	}
 	low := -1e9
 	all, err := Screen(context.Background(), e, set, data, ScreenOptions{Layer: 1, MaxTokens: 8, Threshold: &low})
 	if err != nil || all.Flagged != len(data) {

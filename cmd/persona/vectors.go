@@ -306,6 +306,9 @@ dataset) are flagged; the mean difference scores the dataset as a whole.
 			if cmd.Flags().Changed("threshold") {
 				o.Threshold = &threshold
 			}
+			if o.By != vectors.ScreenByDifference && o.By != vectors.ScreenByResponse {
+				return usageErr(fmt.Errorf("--by %q: want %s or %s", o.By, vectors.ScreenByDifference, vectors.ScreenByResponse))
+			}
 			chats, err := readChats(args[0])
 			if err != nil {
 				return err
@@ -339,8 +342,8 @@ dataset) are flagged; the mean difference scores the dataset as a whole.
 			if asJSON {
 				return printJSON(sc)
 			}
-			fmt.Printf("%s at layer %d: %d of %d samples above %.3f; dataset score (mean difference) %.3f\n",
-				sc.Vectors, sc.Layer, sc.Flagged, len(sc.Samples), sc.Threshold, sc.Score)
+			fmt.Printf("%s at layer %d, by %s: %d of %d samples above %.3f; dataset score (mean) %.3f\n",
+				sc.Vectors, sc.Layer, sc.By, sc.Flagged, len(sc.Samples), sc.Threshold, sc.Score)
 			for _, s := range sc.Samples {
 				if s.Flagged {
 					fmt.Printf("  sample %d: %+.3f (response %.3f, model's own %.3f)\n", s.Sample, s.Diff, s.Given, s.Own)
@@ -353,7 +356,8 @@ dataset) are flagged; the mean difference scores the dataset as a whole.
 	modelFlag(f, &modelPath, "model the dataset would fine-tune")
 	f.StringVar(&vecPath, "vectors", "", "vector file (safetensors, or a llama.cpp control-vector .gguf)")
 	f.IntVar(&o.Layer, "layer", 0, "layer to project at")
-	f.Float64Var(&threshold, "threshold", 0, "flag samples whose difference exceeds this (default: median + 3 robust SD)")
+	f.StringVar(&o.By, "by", vectors.ScreenByDifference, "score to flag by: difference (the sample's projection minus the model's own reply's) or response (the sample's projection alone)")
+	f.Float64Var(&threshold, "threshold", 0, "flag samples whose score exceeds this (default: median + 3 robust SD)")
 	f.IntVar(&o.MaxTokens, "max-tokens", 64, "length of the model's own reply")
 	f.IntVar(&o.Workers, "workers", 2, "samples screened in parallel")
 	f.StringVar(&out, "out", "", "write every sample's numbers to this JSONL or .csv file")
