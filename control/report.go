@@ -164,3 +164,27 @@ func (cal *Calibration) WriteTable(w io.Writer) error {
 		vectorsBand(c.Layers), formatPercentile(c.Percentile), 100*base.Captured.P, 100*c.Captured.P, 100*c.Cut, 100*base.Accuracy.P, 100*c.Accuracy.P)
 	return err
 }
+
+// WriteTable prints the fine-tuned-from model and every arm, pooled over
+// seeds, with the broad shift and the share of the narrow arm's shift each
+// arm removed.
+func (in *Inoculation) WriteTable(w io.Writer) error {
+	fmt.Fprintf(w, "Narrow data: %s requests, %s-laden; trait %s; inoculation prompt %q; preventative coefficient %.3g; screening dropped %d samples.\n\n",
+		in.Request, in.Persona, in.Trait, in.Prompt, in.Coeff, in.Flagged)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight|tabwriter.Debug)
+	fmt.Fprint(tw, "arm\tsamples\ttrait on "+in.Request+"\ttrait elsewhere\tread as "+in.Persona+"\tprojection\ttasks correct\tbroad shift [95% CI]\tshift removed [95% CI]\t\n")
+	row := func(name string, samples string, r Reading, shift, removed string) {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.3f\t%s\t%s\t%s\t\n", name, samples, share(r.Narrow.P, r.Narrow.Lo, r.Narrow.Hi),
+			share(r.Broad.P, r.Broad.Lo, r.Broad.Hi), share(r.Persona.P, r.Persona.Lo, r.Persona.Hi), r.Projection,
+			share(r.Accuracy.P, r.Accuracy.Lo, r.Accuracy.Hi), shift, removed)
+	}
+	row("before", "—", in.Base, "—", "—")
+	for _, a := range in.Arms {
+		rem := "—"
+		if a.Removed != nil {
+			rem = fmt.Sprintf("%.0f%% [%.0f, %.0f]", 100*a.Removed[0], 100*a.Removed[1], 100*a.Removed[2])
+		}
+		row(a.Arm, fmt.Sprint(a.Samples), a.Pooled, fmt.Sprintf("%+.3f [%+.3f, %+.3f]", a.Shift, a.ShiftLo, a.ShiftHi), rem)
+	}
+	return tw.Flush()
+}

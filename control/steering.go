@@ -283,17 +283,15 @@ func taskScenarios(w *world.World, n int, seed uint64) ([]world.Scenario, error)
 // prepare reads every prompt once without steering, measuring the
 // residual norms on the way.
 func (r *runner) prepare(ctx context.Context, tasks []world.Scenario) error {
-	m := r.e.Model
-	var caps []resid.Intervention
 	var layers []int
 	for _, band := range r.o.Bands {
 		for _, l := range band {
 			if !slices.Contains(layers, l) {
 				layers = append(layers, l)
-				caps = append(caps, &resid.Capture{At: l, Where: resid.All})
 			}
 		}
 	}
+	norms := newNormMeter(r.e, layers)
 	read := func(user string) (prompt, error) {
 		var msgs []chat.Message
 		if r.o.System != "" {
@@ -304,11 +302,7 @@ func (r *runner) prepare(ctx context.Context, tasks []world.Scenario) error {
 		if err != nil {
 			return prompt{}, err
 		}
-		set, err := resid.NewSet(m.NumLayers, m.Hidden, caps...)
-		if err != nil {
-			return prompt{}, err
-		}
-		p, err := r.e.Prefill(ctx, enc.IDs, set)
+		p, err := norms.prefill(ctx, enc.IDs)
 		return prompt{msgs, enc.IDs, p}, err
 	}
 	for _, q := range r.o.Questions {
@@ -325,24 +319,64 @@ func (r *runner) prepare(ctx context.Context, tasks []world.Scenario) error {
 		}
 		r.tasks = append(r.tasks, p)
 	}
-	r.norms = map[int]float64{}
+	var err error
+	r.norms, err = norms.result()
+	return err
+}
+
+// normMeter measures the typical residual norm per layer (the mean ‖h‖
+// over the positions after the first) of the prompts it reads.
+type normMeter struct {
+	e      *engine.Engine
+	layers []int
+	sum    map[int]float64
+	n      int
+}
+
+func newNormMeter(e *engine.Engine, layers []int) *normMeter {
+	return &normMeter{e: e, layers: layers, sum: map[int]float64{}}
+}
+
+// prefill reads a prompt unsteered, for later generations from it, and
+// adds its norms.
+func (nm *normMeter) prefill(ctx context.Context, ids []int) (*engine.Prefix, error) {
+	m := nm.e.Model
+	caps := make([]resid.Intervention, len(nm.layers))
+	for i, l := range nm.layers {
+		caps[i] = &resid.Capture{At: l, Where: resid.All}
+	}
+	set, err := resid.NewSet(m.NumLayers, m.Hidden, caps...)
+	if err != nil {
+		return nil, err
+	}
+	p, err := nm.e.Prefill(ctx, ids, set)
+	if err != nil {
+		return nil, err
+	}
 	for i, iv := range caps {
 		c := iv.(*resid.Capture)
-		var sum float64
-		n := 0
 		for k, row := range c.Rows {
 			if c.Positions[k] == 0 {
 				continue // the first position's norm is an outlier on many models
 			}
-			sum += norm(row)
-			n++
+			nm.sum[nm.layers[i]] += norm(row)
+			if i == 0 {
+				nm.n++
+			}
 		}
-		if n == 0 {
-			return fmt.Errorf("%w: no positions to measure the residual norm on", ErrSweep)
-		}
-		r.norms[layers[i]] = sum / float64(n)
 	}
-	return nil
+	return p, nil
+}
+
+func (nm *normMeter) result() (map[int]float64, error) {
+	if nm.n == 0 {
+		return nil, fmt.Errorf("%w: no positions to measure the residual norm on", ErrSweep)
+	}
+	out := map[int]float64{}
+	for _, l := range nm.layers {
+		out[l] = nm.sum[l] / float64(nm.n)
+	}
+	return out, nil
 }
 
 func norm(v []float32) float64 {
