@@ -106,6 +106,10 @@ func TestControlBadInput(t *testing.T) {
 		{[]string{"axis", "calibrate", "--axis", vec}, "not an assistant axis"},
 		{[]string{"generate", "--cap", vec, "--prompt", "hi"}, "--cap"},
 		{[]string{"audit", "--cap", ax, "--backend", "nothing.yaml"}, "--cap"},
+		{[]string{"experiment", "inoculation", "--vectors", vec, "--trait", trait, "--persona", "kraken", "--request", "flattery", "--work", t.TempDir()}, "kraken"},
+		{[]string{"experiment", "inoculation", "--vectors", vec, "--trait", trait, "--persona", "sycophant", "--request", "gossip", "--work", t.TempDir()}, "--request"},
+		{[]string{"experiment", "inoculation", "--vectors", narrow, "--trait", trait, "--persona", "sycophant", "--request", "flattery", "--work", t.TempDir()}, "width"},
+		{[]string{"experiment", "inoculation", "--vectors", vec, "--trait", trait, "--persona", "sycophant", "--request", "flattery"}, "--work"},
 	} {
 		_, stderr, code := run(t, c.args...)
 		if code != exitUsage || !strings.Contains(stderr, c.want) {
