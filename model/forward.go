@@ -121,6 +121,20 @@ func (m *Model) Forward(s *State, tokens []int, iv *resid.Set, want Logits) []fl
 // the final norm not applied. It is scratch: copy before the next call.
 func (s *State) Hidden(T int) []float32 { return s.buf.x[:T*s.m.Hidden] }
 
+// DirectionLogits is the logit lens of a residual-stream direction: how
+// adding v at the end of the stream moves every token's logit, through the
+// final norm's weights (its scale factor, shared by all tokens, left out)
+// and the unembedding.
+func (m *Model) DirectionLogits(v []float32) []float32 {
+	xn := make([]float32, m.Hidden)
+	for i := range xn {
+		xn[i] = v[i] * m.Norm[i]
+	}
+	out := make([]float32, m.Vocab)
+	kernel.Linear(out, xn, &m.Output, 1)
+	return out
+}
+
 func (m *Model) logits(x []float32, T int) []float32 {
 	xn := make([]float32, T*m.Hidden)
 	rmsNorm(xn, x, m.Norm, T, m.Hidden, m.NormEps)

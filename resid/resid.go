@@ -195,6 +195,23 @@ func (p *Probe) Mean() (float64, int) {
 	return p.sum / float64(p.n), p.n
 }
 
+// Patch replaces the stream at one absolute position with a row from
+// another run: activation patching, which asks what the layer's output at
+// that position carries (the rest of the run is left as it was).
+type Patch struct {
+	At  int
+	Pos int
+	Row []float32
+}
+
+func (p *Patch) Layer() int { return p.At }
+func (p *Patch) width() int { return len(p.Row) }
+func (p *Patch) apply(b Block) {
+	if t := p.Pos - b.Pos0; t >= 0 && t < b.T {
+		copy(b.row(t), p.Row)
+	}
+}
+
 // Span is a half-open range of absolute token positions.
 type Span struct{ Start, End int }
 
@@ -322,6 +339,11 @@ func check(iv Intervention) error {
 		vec, unit = x.Direction, true
 	case *Probe:
 		vec, unit = x.Direction, true
+	case *Patch:
+		vec = x.Row
+		if x.Pos < 0 {
+			return fmt.Errorf("position %d", x.Pos)
+		}
 	case *Capture:
 		for _, sp := range x.Spans {
 			if sp.Start < 0 || sp.End < sp.Start {

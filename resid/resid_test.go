@@ -166,6 +166,32 @@ func TestProbeReadsWithoutChanging(t *testing.T) {
 	}
 }
 
+// Patch replaces exactly its position's row, in whichever call holds it.
+func TestPatchReplacesOnePosition(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	const D = 4
+	row := []float32{1, 2, 3, 4}
+	s, _ := NewSet(1, D, &Patch{At: 0, Pos: 6, Row: row})
+	for _, call := range []struct{ pos0, T int }{{0, 5}, {5, 3}} {
+		b := randBlock(r, call.T, D)
+		b.Pos0 = call.pos0
+		before := append([]float32(nil), b.H...)
+		s.Apply(0, b)
+		for tt := range call.T {
+			got, was := b.row(tt), before[tt*D:(tt+1)*D]
+			for i := range got {
+				want := was[i]
+				if call.pos0+tt == 6 {
+					want = row[i]
+				}
+				if got[i] != want {
+					t.Fatalf("position %d element %d: %g, want %g", call.pos0+tt, i, got[i], want)
+				}
+			}
+		}
+	}
+}
+
 func TestNewSetRejects(t *testing.T) {
 	nan := float32(math.NaN())
 	lo, hi := float32(1), float32(0)
@@ -178,6 +204,8 @@ func TestNewSetRejects(t *testing.T) {
 		"floor > ceiling":    &Clamp{At: 0, Direction: []float32{1, 0, 0}, Floor: &lo, Ceiling: &hi},
 		"bad span":           &Capture{At: 0, Spans: []Span{{Start: 3, End: 1}}},
 		"project not unit":   &Probe{At: 0, Direction: []float32{2, 0, 0}},
+		"patch wrong width":  &Patch{At: 0, Pos: 1, Row: []float32{1}},
+		"patch before start": &Patch{At: 0, Pos: -1, Row: []float32{1, 2, 3}},
 	}
 	for name, iv := range bad {
 		if _, err := NewSet(4, 3, iv); err == nil {

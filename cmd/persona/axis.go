@@ -124,6 +124,6 @@ convention); persona drift --axis and --cap read it.`,
 	f.BoolVar(&noJudge, "no-judge", false, "keep every reply (no oracle filter on the organism)")
 	f.StringVar(&layersArg, "layers", "", "layers to compute, e.g. 8-20 or 4,8,12 (default: all)")
 	f.BoolVar(&asJSON, "json", false, "print the full result as JSON")
-	cmd.AddCommand(newAxisCalibrateCmd())
+	cmd.AddCommand(newAxisCalibrateCmd(), newAxisPatchCmd())
 	return cmd
 }

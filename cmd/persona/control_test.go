@@ -83,6 +83,20 @@ func TestSweepAndCalibrate(t *testing.T) {
 	}
 }
 
+// The lens of the axis file prints every layer; patching runs on the
+// organism.
+func TestLensAndPatch(t *testing.T) {
+	_, ax := controlFiles(t)
+	out, stderr, code := run(t, "vectors", "lens", "--vectors", ax, "--top", "3")
+	if code != 0 || strings.Count(out, "raises:") != 4 {
+		t.Errorf("lens: exit %d, %s\n%s", code, stderr, out)
+	}
+	out, stderr, code = run(t, "axis", "patch", "--pairs", "40", "--json")
+	if code != 0 || !strings.Contains(out, `"recovery"`) {
+		t.Errorf("patch: exit %d, %s\n%s", code, stderr, out)
+	}
+}
+
 // Bad flags and files are usage errors with the flag or file named.
 func TestControlBadInput(t *testing.T) {
 	vec, ax := controlFiles(t)
@@ -110,6 +124,8 @@ func TestControlBadInput(t *testing.T) {
 		{[]string{"experiment", "inoculation", "--vectors", vec, "--trait", trait, "--persona", "sycophant", "--request", "gossip", "--work", t.TempDir()}, "--request"},
 		{[]string{"experiment", "inoculation", "--vectors", narrow, "--trait", trait, "--persona", "sycophant", "--request", "flattery", "--work", t.TempDir()}, "width"},
 		{[]string{"experiment", "inoculation", "--vectors", vec, "--trait", trait, "--persona", "sycophant", "--request", "flattery"}, "--work"},
+		{[]string{"vectors", "lens", "--vectors", narrow}, "width"},
+		{[]string{"axis", "patch", "--pairs", "0"}, "--pairs"},
 	} {
 		_, stderr, code := run(t, c.args...)
 		if code != exitUsage || !strings.Contains(stderr, c.want) {

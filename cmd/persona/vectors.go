@@ -29,7 +29,7 @@ stream: the mean activation over responses that express a trait minus the mean
 over responses that do not. Layer ℓ is the output of decoder block ℓ (Hugging
 Face hidden_states[ℓ+1]); llama.cpp control vectors use the same index.`,
 	}
-	cmd.AddCommand(newVectorsExtractCmd(), newVectorsProjectCmd(), newVectorsSteerCmd(), newVectorsSweepCmd(), newVectorsScreenCmd())
+	cmd.AddCommand(newVectorsExtractCmd(), newVectorsProjectCmd(), newVectorsSteerCmd(), newVectorsSweepCmd(), newVectorsScreenCmd(), newVectorsLensCmd())
 	return cmd
 }
 
