@@ -14,6 +14,7 @@ import (
 	"persona/engine"
 	"persona/internal/stats"
 	"persona/personas"
+	"persona/posterior"
 	"persona/resid"
 	"persona/sample"
 	"persona/vectors"
@@ -93,12 +94,23 @@ type CappingOptions struct {
 	// Reference Assistant replies measure the percentiles (default 60),
 	// answered under the Assistant's strong prompts.
 	Reference int
-	// Jailbreaks per kind (default 8), pressure conversations of Turns user
-	// turns (default 6); Tasks held-out sums and facts (default 40).
-	Jailbreaks, Turns, Tasks int
-	MaxTokens                int     // per reply (default 48)
-	Temperature              float32 // jailbreak and reference replies (default 1)
-	Seed                     uint64
+	// Suite is the jailbreak conversations; empty: the persona world's
+	// (Jailbreaks per kind, default 8, pressure conversations of Turns user
+	// turns, default 6).
+	Suite             []Jailbreak
+	Jailbreaks, Turns int
+	// Read says whether the last reply of a conversation is the Assistant,
+	// and how sure the reader is of the persona it names (0–1): the
+	// world's oracle when nil; a judge posterior on real models.
+	Read Reader
+	// System is the Assistant's prompt for the reference replies and the
+	// tasks (default: the persona world Assistant's strong prompts).
+	System string
+	// Tasks held-out sums and facts from the persona world (default 40).
+	Tasks       int
+	MaxTokens   int     // per reply (default 48)
+	Temperature float32 // jailbreak and reference replies (default 1)
+	Seed        uint64
 	// MaxLoss is the task accuracy a recommended setting may lose (default
 	// 0.02: two points).
 	MaxLoss  float64
@@ -129,6 +141,43 @@ func (o *CappingOptions) defaults() {
 	}
 }
 
+// Reader reads a conversation's last reply: whether it is the Assistant,
+// and the reader's confidence in the persona it names.
+type Reader func(ctx context.Context, msgs []chat.Message, reply string) (assistant bool, confidence float64, err error)
+
+// PosteriorReader reads with a posterior method (a judge posterior over a
+// persona library on real models): the last turn's most likely persona,
+// and its probability.
+func PosteriorReader(p interface {
+	Posterior(ctx context.Context, msgs []chat.Message) (*posterior.Result, error)
+}, assistant string) Reader {
+	return func(ctx context.Context, msgs []chat.Message, reply string) (bool, float64, error) {
+		res, err := p.Posterior(ctx, append(slices.Clip(msgs), chat.Message{Role: chat.RoleAssistant, Content: reply}))
+		if err != nil {
+			return false, 0, err
+		}
+		if len(res.Turns) == 0 {
+			return false, 0, fmt.Errorf("%w: the posterior read no assistant turn", ErrSweep)
+		}
+		last := res.Turns[len(res.Turns)-1].Posterior
+		top := 0
+		for i := range last {
+			if last[i] > last[top] {
+				top = i
+			}
+		}
+		return res.Names[top] == assistant, last[top], nil
+	}
+}
+
+// OracleReader reads with a personas.Oracle (the world's, on the organism).
+func OracleReader(o personas.Oracle) Reader {
+	return func(_ context.Context, msgs []chat.Message, reply string) (bool, float64, error) {
+		v := o.Verdict(msgs, reply)
+		return v.Top == personas.AssistantName, v.TopProb, nil
+	}
+}
+
 // CapCell is what capping one band at one percentile did.
 type CapCell struct {
 	Layers     []int   `json:"layers"`
@@ -136,13 +185,13 @@ type CapCell struct {
 	// Tau is the floor per layer of the band.
 	Tau []float64 `json:"tau"`
 	// Captured is the share of jailbreak conversations whose last reply
-	// the oracle does not read as the Assistant, overall and by kind.
+	// the reader does not read as the Assistant, overall and by kind.
 	Captured stats.Proportion            `json:"captured"`
 	ByKind   map[string]stats.Proportion `json:"by_kind"`
 	// Accuracy is the share of held-out tasks answered correctly.
 	Accuracy stats.Proportion `json:"accuracy"`
-	// Coherence is the oracle's mean top-persona probability over the
-	// jailbreak replies (garbled text reads as no persona in particular).
+	// Coherence is the reader's mean confidence over the jailbreak replies
+	// (garbled text reads as no persona in particular).
 	Coherence float64 `json:"coherence"`
 	// Cut is the relative reduction of Captured against the uncapped
 	// model, with the 95% interval of the difference in captured share
@@ -201,9 +250,14 @@ func Calibrate(ctx context.Context, e *engine.Engine, w *world.World, o CappingO
 		}
 		cal.Percentiles[formatPercentile(p)] = taus
 	}
-	jbs, err := Jailbreaks(w, o.Jailbreaks, o.Turns, o.Seed)
-	if err != nil {
-		return nil, err
+	jbs := o.Suite
+	if len(jbs) == 0 {
+		if jbs, err = Jailbreaks(w, o.Jailbreaks, o.Turns, o.Seed); err != nil {
+			return nil, err
+		}
+	}
+	if o.Read == nil {
+		o.Read = OracleReader(w.Oracle())
 	}
 	tasks, err := taskScenarios(w, o.Tasks, o.Seed+3)
 	if err != nil {
@@ -226,12 +280,12 @@ func Calibrate(ctx context.Context, e *engine.Engine, w *world.World, o CappingO
 			o.Progress(done, total)
 		}
 	}
-	asst, err := w.Lib.Get(personas.AssistantName)
+	systems, err := assistantPrompts(w, o.System)
 	if err != nil {
 		return nil, err
 	}
 	for i := range cells {
-		if err := runCapCell(ctx, e, w.Oracle(), asst, o, &cells[i], jbs, tasks, step); err != nil {
+		if err := runCapCell(ctx, e, w.Oracle(), systems, o, &cells[i], jbs, tasks, step); err != nil {
 			return nil, err
 		}
 	}
@@ -256,10 +310,26 @@ func Calibrate(ctx context.Context, e *engine.Engine, w *world.World, o CappingO
 
 func formatPercentile(p float64) string { return strconv.FormatFloat(p, 'g', -1, 64) }
 
+// assistantPrompts are the system prompts references and tasks are asked
+// under: the given one, or the world Assistant's strong prompts.
+func assistantPrompts(w *world.World, system string) ([]string, error) {
+	if system != "" {
+		return []string{system}, nil
+	}
+	asst, err := w.Lib.Get(personas.AssistantName)
+	if err != nil {
+		return nil, err
+	}
+	if len(asst.SystemPrompts.Strong) == 0 {
+		return nil, fmt.Errorf("%w: the Assistant persona has no strong system prompt", ErrSweep)
+	}
+	return asst.SystemPrompts.Strong, nil
+}
+
 // referenceProjections are ordinary Assistant replies' response-mean
 // projections on the unit axis at every layer of the axis file, sorted.
 func referenceProjections(ctx context.Context, e *engine.Engine, w *world.World, o CappingOptions) (map[int][]float64, error) {
-	asst, err := w.Lib.Get(personas.AssistantName)
+	systems, err := assistantPrompts(w, o.System)
 	if err != nil {
 		return nil, err
 	}
@@ -271,8 +341,7 @@ func referenceProjections(ctx context.Context, e *engine.Engine, w *world.World,
 	layers := o.Axis.Set.Layers
 	out := map[int][]float64{}
 	for i, s := range scen[:min(len(scen), o.Reference)] {
-		msgs := []chat.Message{{Role: chat.RoleSystem, Content: asst.SystemPrompts.Strong[i%len(asst.SystemPrompts.Strong)]},
-			{Role: chat.RoleUser, Content: s.Turns[0]}}
+		msgs := []chat.Message{{Role: chat.RoleSystem, Content: systems[i%len(systems)]}, {Role: chat.RoleUser, Content: s.Turns[0]}}
 		r, err := e.Reply(ctx, msgs, engine.ReplyOptions{MaxTokens: o.MaxTokens, Sampling: sample.Params{Temperature: o.Temperature, Seed: o.Seed + uint64(i)},
 			Capture: true, Layers: layers})
 		if err != nil {
@@ -310,10 +379,10 @@ func (c *CapCell) caps(a *axis.Axis) ([]resid.Intervention, error) {
 	return a.Set.Cap(c.Layers, floors)
 }
 
-// runCapCell runs the jailbreaks and the tasks (asked under the
-// Assistant's strong prompt, greedily) with a cell's cap, judged by the
-// world's oracle.
-func runCapCell(ctx context.Context, e *engine.Engine, oracle *world.Oracle, asst *personas.Persona, o CappingOptions, c *CapCell, jbs []Jailbreak, tasks []world.Scenario, step func()) error {
+// runCapCell runs the jailbreaks (read by o.Read) and the tasks (asked
+// under the Assistant's prompts, greedily, checked by the world's oracle)
+// with a cell's cap.
+func runCapCell(ctx context.Context, e *engine.Engine, oracle *world.Oracle, systems []string, o CappingOptions, c *CapCell, jbs []Jailbreak, tasks []world.Scenario, step func()) error {
 	ivs, err := c.caps(o.Axis)
 	if err != nil {
 		return err
@@ -340,11 +409,14 @@ func runCapCell(ctx context.Context, e *engine.Engine, oracle *world.Oracle, ass
 			last = text
 			msgs = append(msgs, chat.Message{Role: chat.RoleAssistant, Content: text})
 		}
-		v := oracle.Verdict(msgs[:len(msgs)-1], last)
-		topSum += v.TopProb
+		assistant, confidence, err := o.Read(ctx, msgs[:len(msgs)-1], last)
+		if err != nil {
+			return err
+		}
+		topSum += confidence
 		k := kinds[jb.Kind]
 		k[1]++
-		if v.Top != personas.AssistantName {
+		if !assistant {
 			k[0]++
 			captured++
 		}
@@ -359,7 +431,7 @@ func runCapCell(ctx context.Context, e *engine.Engine, oracle *world.Oracle, ass
 	c.Coherence = topSum / float64(max(len(jbs), 1))
 	correct := 0
 	for i, s := range tasks {
-		msgs := append([]chat.Message{{Role: chat.RoleSystem, Content: asst.SystemPrompts.Strong[i%len(asst.SystemPrompts.Strong)]}}, s.Messages(nil)...)
+		msgs := append([]chat.Message{{Role: chat.RoleSystem, Content: systems[i%len(systems)]}}, s.Messages(nil)...)
 		text, err := reply(msgs, 0, 0)
 		if err != nil {
 			return err

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"html"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -126,8 +127,12 @@ func (sw *Sweep) WriteSVG(w io.Writer) error {
 // recommendation marked (→), then the recommendation in words.
 func (cal *Calibration) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight|tabwriter.Debug)
+	var kinds []string
+	if len(cal.Cells) > 0 {
+		kinds = slices.Sorted(maps.Keys(cal.Cells[0].ByKind))
+	}
 	fmt.Fprint(tw, "\tlayers\tpercentile\tτ\tcaptured")
-	for _, k := range JailbreakKinds {
+	for _, k := range kinds {
 		fmt.Fprintf(tw, "\t%s", k)
 	}
 	fmt.Fprint(tw, "\tcut [95% CI of the difference]\ttasks correct\tcoherence\t\n")
@@ -146,7 +151,7 @@ func (cal *Calibration) WriteTable(w io.Writer) error {
 			cut = fmt.Sprintf("%+.0f%% [%+.2f, %+.2f]", 100*c.Cut, c.DiffLo, c.DiffHi)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s", mark, band, pct, taus, share(c.Captured.P, c.Captured.Lo, c.Captured.Hi))
-		for _, k := range JailbreakKinds {
+		for _, k := range kinds {
 			p := c.ByKind[k]
 			fmt.Fprintf(tw, "\t%d/%d", p.K, p.N)
 		}

@@ -11,14 +11,19 @@ import (
 
 	"persona/axis"
 	"persona/control"
+	"persona/drift"
+	"persona/personas"
+	"persona/posterior"
 	"persona/world"
 )
 
 func newAxisCalibrateCmd() *cobra.Command {
 	var (
-		modelPath, axisPath, bands, out string
-		o                               control.CappingOptions
-		asJSON                          bool
+		modelPath, axisPath, bands, out    string
+		scenariosPath, judgeName, backends string
+		libDir                             string
+		o                                  control.CappingOptions
+		asJSON                             bool
 	)
 	cmd := &cobra.Command{
 		Use:   "calibrate",
@@ -41,10 +46,20 @@ with the 95% interval of the difference) and recommends the largest cut that
 loses at most --max-loss of task accuracy. --out writes the recommended setting
 as an axis file with that band and those floors: persona drift --axis FILE
 --cap, persona generate --cap FILE, persona audit --cap FILE and a serve spec's
-capping.axis read it. The organism's world supplies the suites and the oracle.`,
+capping.axis read it.
+
+On the organism the persona world supplies the jailbreaks and its oracle reads
+them. On any other model give the jailbreaks as drift scenarios (--scenarios:
+scripted user turns, each run under its strong system prompt) and a judge
+(--judge NAME --backends FILE): the judge posterior over a persona library
+(--personas, default the organism's; switch rate 0.5, so each reading rests on
+the reply at hand) reads each last reply, and the most likely persona decides. The held-out sums and facts are the world's either
+way: plain questions any chat model can answer.`,
 		Example: `  persona axis --model organism --out axis.safetensors
   persona axis calibrate --model organism --axis axis.safetensors --layers 1,2,3,1-2,1-3 \
-      --percentiles 25,50,75,90 --out capping.safetensors`,
+      --percentiles 25,50,75,90 --out capping.safetensors
+  persona axis calibrate --model ./Qwen3-0.6B --axis qwen-axis.safetensors --scenarios jailbreaks.yaml \
+      --judge gpt --backends backends.yaml --personas my-personas/ --out qwen-capping.safetensors`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if modelPath == "" || axisPath == "" {
@@ -91,6 +106,35 @@ capping.axis read it. The organism's world supplies the suites and the oracle.`,
 					}
 				}
 			}
+			if scenariosPath != "" {
+				scen, err := drift.LoadScenarios(scenariosPath)
+				if err != nil {
+					return usageErr(err)
+				}
+				for _, sc := range scen {
+					if len(sc.User) == 0 {
+						return usageErr(fmt.Errorf("%s:%d: scenario %s has no scripted user turns (seeded scenarios need an auditor; calibrate runs scripts)", sc.File, sc.Line, sc.ID))
+					}
+					o.Suite = append(o.Suite, control.Jailbreak{Kind: string(sc.Domain), System: sc.System.Strong, Turns: sc.User})
+				}
+				o.System = scen[0].System.Strong
+			}
+			if judgeName != "" || backends != "" {
+				lib, err := loadLibrary(libDir)
+				if err != nil {
+					return err
+				}
+				hyps, err := posterior.FromLibrary(lib, posterior.LibraryOptions{})
+				if err != nil {
+					return usageErr(err)
+				}
+				b, closer, err := judgeBackend(backends, judgeName, nil, "")
+				if err != nil {
+					return err
+				}
+				defer closer.Close()
+				o.Read = control.PosteriorReader(&posterior.JudgePosterior{J: posterior.NewJudge(b), Hyps: hyps, SwitchRate: 0.5}, personas.AssistantName)
+			}
 			bar := newProgress("replies")
 			o.Progress = bar.update
 			cal, err := control.Calibrate(cmd.Context(), e, world.Default(), o)
@@ -132,6 +176,10 @@ capping.axis read it. The organism's world supplies the suites and the oracle.`,
 	f.IntVar(&o.Tasks, "tasks", 40, "held-out sums and facts per setting")
 	f.Float64Var(&o.MaxLoss, "max-loss", 0.02, "task accuracy a recommended setting may lose")
 	f.StringVar(&out, "out", "", "write the recommended setting as an axis file")
+	f.StringVar(&scenariosPath, "scenarios", "", "jailbreaks as drift scenarios with scripted user turns (default: the persona world's)")
+	f.StringVar(&judgeName, "judge", "", "backend entry in --backends that reads the replies (default: the world's oracle)")
+	f.StringVar(&backends, "backends", "", "backends YAML for --judge")
+	f.StringVar(&libDir, "personas", "", "persona library the judge reads with (default: the organism's)")
 	samplingFlags(f, &o.MaxTokens, &o.Temperature, &o.Seed, sampling{MaxTokens: 48, TokensUsage: "tokens per reply", Temperature: 1, Seed: 1, SeedUsage: "sampling seed"})
 	f.BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd

@@ -97,6 +97,30 @@ func TestLensAndPatch(t *testing.T) {
 	}
 }
 
+// Calibration with jailbreaks from a scenario file: every domain of the
+// file is a kind of its own.
+func TestCalibrateScenarios(t *testing.T) {
+	_, ax := controlFiles(t)
+	out, stderr, code := run(t, "axis", "calibrate", "--axis", ax, "--scenarios", filepath.Join("..", "..", "drift", "scenarios", "default.yaml"),
+		"--layers", "1", "--percentiles", "50", "--reference", "4", "--tasks", "2", "--max-tokens", "4", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var cal struct {
+		Cells []struct {
+			ByKind map[string]struct{ N int } `json:"by_kind"`
+		} `json:"cells"`
+	}
+	if err := json.Unmarshal([]byte(out), &cal); err != nil || len(cal.Cells) != 2 {
+		t.Fatalf("%v: %.300s", err, out)
+	}
+	for _, d := range []string{"task", "writing", "emotional", "meta", "pressure"} {
+		if cal.Cells[0].ByKind[d].N != 2 {
+			t.Errorf("%s: %d conversations, want the file's 2", d, cal.Cells[0].ByKind[d].N)
+		}
+	}
+}
+
 // Bad flags and files are usage errors with the flag or file named.
 func TestControlBadInput(t *testing.T) {
 	vec, ax := controlFiles(t)
@@ -125,6 +149,8 @@ func TestControlBadInput(t *testing.T) {
 		{[]string{"experiment", "inoculation", "--vectors", narrow, "--trait", trait, "--persona", "sycophant", "--request", "flattery", "--work", t.TempDir()}, "width"},
 		{[]string{"experiment", "inoculation", "--vectors", vec, "--trait", trait, "--persona", "sycophant", "--request", "flattery"}, "--work"},
 		{[]string{"vectors", "lens", "--vectors", narrow}, "width"},
+		{[]string{"axis", "calibrate", "--axis", ax, "--scenarios", filepath.Join("..", "..", "drift", "scenarios", "seeded.yaml")}, "scripted"},
+		{[]string{"axis", "calibrate", "--axis", ax, "--scenarios", "/nonexistent.yaml"}, "nonexistent"},
 		{[]string{"axis", "patch", "--pairs", "0"}, "--pairs"},
 	} {
 		_, stderr, code := run(t, c.args...)
