@@ -560,10 +560,12 @@ func (f *File) Tensor(name string) (tensor.Tensor, error) {
 		dt = tensor.F16
 	case TypeBF16:
 		dt = tensor.BF16
-	case TypeQ8_0:
-		dt = tensor.Q8_0
 	default:
-		return tensor.Tensor{}, fmt.Errorf("gguf %s: tensor %q: %w %s (supported: F32, F16, BF16, Q8_0)", f.Path, name, ErrUnsupportedType, ti.Type)
+		var ok bool
+		if dt, ok = quantTypes[ti.Type]; !ok {
+			return tensor.Tensor{}, fmt.Errorf("gguf %s: tensor %q: %w %s (supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K)",
+				f.Path, name, ErrUnsupportedType, ti.Type)
+		}
 	}
 	t := tensor.Tensor{Name: name, DType: dt, Shape: ti.Shape()}
 	rb, err := dt.RowBytes(t.Cols())

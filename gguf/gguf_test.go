@@ -232,15 +232,15 @@ func TestUnsupportedType(t *testing.T) {
 	e.str("q")
 	e.u32(1)
 	e.u64(256)
-	e.u32(uint32(TypeQ4_K))
+	e.u32(uint32(TypeIQ2_XXS))
 	e.u64(0)
-	e.Write(make([]byte, pad(uint64(e.Len()))+144))
-	f, err := Parse(e.Bytes(), "q4k.gguf")
+	e.Write(make([]byte, pad(uint64(e.Len()))+66))
+	f, err := Parse(e.Bytes(), "iq2.gguf")
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, err = f.Tensor("q")
-	if !errors.Is(err, ErrUnsupportedType) || !strings.Contains(err.Error(), "Q4_K") || !strings.Contains(err.Error(), `"q"`) {
+	if !errors.Is(err, ErrUnsupportedType) || !strings.Contains(err.Error(), "IQ2_XXS") || !strings.Contains(err.Error(), `"q"`) {
 		t.Errorf("got %v", err)
 	}
 }

@@ -1,6 +1,10 @@
 package gguf
 
-import "fmt"
+import (
+	"fmt"
+
+	"persona/tensor"
+)
 
 // Type is a GGML tensor element type as stored in a GGUF tensor record. The
 // numbering is GGML's own, so that files written by llama.cpp and by this
@@ -8,9 +12,10 @@ import "fmt"
 // are refused when reading, because their sizes cannot be checked.
 type Type uint32
 
-// GGML tensor types. Only F32, F16, BF16 and Q8_0 can be turned into a
-// tensor.Tensor; the others are known so that files holding them can still be
-// opened (for their metadata and their other tensors) and bounds-checked.
+// GGML tensor types. F32, F16, BF16, the legacy quants (Q4_0 … Q8_0) and the
+// K-quants Q2_K … Q6_K can be turned into a tensor.Tensor; the others are
+// known so that files holding them can still be opened (for their metadata
+// and their other tensors) and bounds-checked.
 const (
 	TypeF32     Type = 0
 	TypeF16     Type = 1
@@ -45,6 +50,13 @@ const (
 	TypeTQ2_0   Type = 35
 	TypeMXFP4   Type = 39
 )
+
+// quantTypes maps the block-quantized GGML types the engine reads to
+// tensor types.
+var quantTypes = map[Type]tensor.DType{
+	TypeQ4_0: tensor.Q4_0, TypeQ4_1: tensor.Q4_1, TypeQ5_0: tensor.Q5_0, TypeQ5_1: tensor.Q5_1, TypeQ8_0: tensor.Q8_0,
+	TypeQ2_K: tensor.Q2_K, TypeQ3_K: tensor.Q3_K, TypeQ4_K: tensor.Q4_K, TypeQ5_K: tensor.Q5_K, TypeQ6_K: tensor.Q6_K,
+}
 
 // typeInfo is the storage layout of a GGML type: elements per block and
 // bytes per block. Sizes follow GGML's block structs.

@@ -139,9 +139,38 @@ func TestMatMul(t *testing.T) {
 	})
 }
 
+// scaleOffsets are where the F16 scales of each block lie, per quantized
+// type (GGML's block layouts; package tensor checks them against GGML).
+var scaleOffsets = map[tensor.DType][]int{
+	tensor.Q4_0: {0}, tensor.Q4_1: {0, 2}, tensor.Q5_0: {0}, tensor.Q5_1: {0, 2},
+	tensor.Q2_K: {80, 82}, tensor.Q3_K: {108}, tensor.Q4_K: {0, 2}, tensor.Q5_K: {0, 2}, tensor.Q6_K: {208},
+}
+
+// randomBlocks returns n elements of a quantized type as random blocks
+// whose scales are small finite halves (random bytes elsewhere are valid
+// quants).
+func randomBlocks(r *rand.Rand, dt tensor.DType, n int) []byte {
+	rb, _ := dt.RowBytes(dt.BlockSize())
+	out := make([]byte, n/dt.BlockSize()*rb)
+	for i := range out {
+		out[i] = byte(r.IntN(256))
+	}
+	for b := 0; b < len(out); b += rb {
+		for _, off := range scaleOffsets[dt] {
+			h := tensor.F32ToF16(float32(r.Float64()*0.02 + 0.001))
+			out[b+off], out[b+off+1] = byte(h), byte(h>>8)
+		}
+	}
+	return out
+}
+
 // makeWeight encodes a random [N,K] matrix and returns it with its decoded
 // float32 values, which are what Linear must multiply by.
 func makeWeight(t testing.TB, r *rand.Rand, dt tensor.DType, N, K int) (*tensor.Tensor, []float32) {
+	if dt.Quantized() && dt != tensor.Q8_0 {
+		wt := &tensor.Tensor{Name: "w", DType: dt, Shape: []int{N, K}, Data: randomBlocks(r, dt, N*K)}
+		return wt, wt.ToF32()
+	}
 	w := randVec(r, N*K)
 	var data []byte
 	for n := 0; n < N; n++ {
@@ -162,13 +191,14 @@ func TestLinear(t *testing.T) {
 	shapes := [][3]int{ // T, N, K
 		{1, 1, 32}, {1, 7, 172}, {1, 5, 64}, {1, 257, 576}, {2, 33, 64}, {3, 5, 32},
 		{5, 65, 172}, {64, 96, 576}, {17, 40, 320}, {4, 32, 1}, {1, 3, 15}, {40, 101, 96}, {33, 66, 64},
+		{1, 9, 512}, {7, 33, 256},
 	}
 	bothPaths(t, func(t *testing.T) {
 		r := rand.New(rand.NewPCG(3, 4))
-		for _, dt := range []tensor.DType{tensor.F32, tensor.F16, tensor.BF16, tensor.Q8_0} {
+		for _, dt := range []tensor.DType{tensor.F32, tensor.F16, tensor.BF16, tensor.Q8_0, tensor.Q4_0, tensor.Q5_1, tensor.Q4_K, tensor.Q6_K} {
 			for _, s := range shapes {
 				T, N, K := s[0], s[1], s[2]
-				if dt == tensor.Q8_0 && K%tensor.Q8BlockSize != 0 {
+				if dt.Quantized() && K%dt.BlockSize() != 0 {
 					continue
 				}
 				t.Run(fmt.Sprintf("%v/T=%d/%dx%d", dt, T, N, K), func(t *testing.T) {

@@ -40,6 +40,9 @@ func (d DType) String() string {
 	case Q8_0:
 		return "Q8_0"
 	}
+	if n, ok := quantNames[d]; ok {
+		return n
+	}
 	return fmt.Sprintf("DType(%d)", uint8(d))
 }
 
@@ -51,11 +54,12 @@ func (d DType) RowBytes(n int) (int, error) {
 		return 4 * n, nil
 	case F16, BF16:
 		return 2 * n, nil
-	case Q8_0:
-		if n%Q8BlockSize != 0 {
-			return 0, fmt.Errorf("Q8_0 row of %d elements is not a whole number of %d-element blocks", n, Q8BlockSize)
+	}
+	if l, ok := blockLayouts[d]; ok {
+		if n%l.elems != 0 {
+			return 0, fmt.Errorf("%v row of %d elements is not a whole number of %d-element blocks", d, n, l.elems)
 		}
-		return n / Q8BlockSize * q8BlockBytes, nil
+		return n / l.elems * l.bytes, nil
 	}
 	return 0, fmt.Errorf("unsupported dtype %v", d)
 }
@@ -183,7 +187,10 @@ func Decode(dst []float32, d DType, src []byte) {
 			}
 		}
 	default:
-		panic("tensor: Decode of " + d.String())
+		if !d.Quantized() {
+			panic("tensor: Decode of " + d.String())
+		}
+		decodeQuant(dst, d, src)
 	}
 }
 

@@ -27,24 +27,12 @@ import (
 // under CI=true and skips elsewhere, with the fix in the message.
 func cvecHarness(t *testing.T) (bin, bins string) {
 	t.Helper()
-	testref.Require(t, llamaref.Available())
-	for _, tool := range []string{"g++", "git"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			testref.Require(t, fmt.Errorf("%s is not on PATH: the llama.cpp control-vector harness (tools/llamaref/cvec) is compiled with g++ against headers cloned with git", tool))
-		}
-	}
-	dir, err := llamaref.Dir()
+	testref.Require(t, llamaref.HarnessesAvailable())
+	dir, bins, err := llamaref.Harnesses()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stdout, stderr bytes.Buffer
-	cmd := exec.Command("bash", filepath.Join(dir, "cvec", "build.sh"))
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("bash tools/llamaref/cvec/build.sh: %v\n%s", err, stderr.String())
-	}
-	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
-	return lines[len(lines)-1], filepath.Join(dir, "node_modules", "@node-llama-cpp", "linux-x64", "bins", "linux-x64")
+	return filepath.Join(dir, "cvec_logits"), bins
 }
 
 // cvecLogits runs the harness: llama.cpp's logits at every position of ids,

@@ -288,3 +288,35 @@ func truncate(s string, n int) string {
 	}
 	return "…" + s[len(s)-n:]
 }
+
+// HarnessesAvailable reports what is missing to build the C++ harnesses of
+// tools/llamaref/cvec: the npm reference, g++ or git (nil: nothing).
+func HarnessesAvailable() error {
+	if err := Available(); err != nil {
+		return err
+	}
+	for _, tool := range []string{"g++", "git"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("llamaref: %s is not on PATH (the llama.cpp harnesses in tools/llamaref/cvec are compiled with g++ against headers cloned with git)", tool)
+		}
+	}
+	return nil
+}
+
+// Harnesses builds the C++ harnesses (bash tools/llamaref/cvec/build.sh;
+// a no-op when they are up to date) and returns their directory and the
+// directory of the llama.cpp libraries they load.
+func Harnesses() (dir, bins string, err error) {
+	root, err := Dir()
+	if err != nil {
+		return "", "", err
+	}
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command("bash", filepath.Join(root, "cvec", "build.sh"))
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return "", "", fmt.Errorf("bash tools/llamaref/cvec/build.sh: %v\n%s", err, stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	return filepath.Dir(lines[len(lines)-1]), filepath.Join(root, "node_modules", "@node-llama-cpp", "linux-x64", "bins", "linux-x64"), nil
+}

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Builds cvec_logits, the C++ harness that runs llama.cpp with control vectors
-# (see cvec_logits.cpp), against the llama.cpp that tools/llamaref installs from
-# npm: headers from the git bundle the package ships, libraries from its prebuilt
-# binaries. Needs g++ and git, and `bash tools/llamaref/install.sh` first.
-# Idempotent: does nothing when build/cvec_logits is newer than its inputs.
-# Prints the harness's absolute path on its last line.
+# Builds the C++ harnesses that use llama.cpp as a reference — cvec_logits (runs
+# llama.cpp with control vectors, cvec_logits.cpp) and ggml_quant (GGML's own
+# quantization and dequantization, ggml_quant.cpp) — against the llama.cpp that
+# tools/llamaref installs from npm: headers from the git bundle the package
+# ships, libraries from its prebuilt binaries. Needs g++ and git, and
+# `bash tools/llamaref/install.sh` first. Idempotent: a harness newer than its
+# inputs is not rebuilt. Prints cvec_logits' absolute path on its last line
+# (ggml_quant lies beside it).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ref="$(dirname "$here")"
@@ -22,11 +24,6 @@ done
 }
 mkdir -p "$build"
 
-if [ -x "$out" ] && [ "$out" -nt "$here/cvec_logits.cpp" ] && [ "$out" -nt "$here/build.sh" ] && [ "$out" -nt "$bundle" ]; then
-	echo "$out"
-	exit 0
-fi
-
 # Headers of the same llama.cpp commit as the binaries (other copies differ in
 # struct layouts). Cloned once; a stale clone is replaced when the bundle changes.
 src="$build/llama.cpp"
@@ -39,13 +36,19 @@ if [ ! -f "$src/.from-bundle" ] || [ "$src/.from-bundle" -ot "$bundle" ]; then
 	rmdir "$tmp"
 fi
 
-tmp_out="$(mktemp "$build/cvec_logits.XXXXXX")"
-trap 'rm -f "$tmp_out"' EXIT
-g++ -std=c++17 -O1 -o "$tmp_out" "$here/cvec_logits.cpp" \
-	-I"$src/include" -I"$src/common" -I"$src/ggml/include" \
-	"$bins/libllama-common.so" "$bins/libllama.v0.4.0.so" "$bins/libggml.v0.4.0.so" "$bins/libggml-base.so" \
-	-Wl,-rpath,"$bins"
-chmod +x "$tmp_out"
-mv "$tmp_out" "$out"
-trap - EXIT
+for name in ggml_quant cvec_logits; do
+	bin="$build/$name"
+	if [ -x "$bin" ] && [ "$bin" -nt "$here/$name.cpp" ] && [ "$bin" -nt "$here/build.sh" ] && [ "$bin" -nt "$bundle" ]; then
+		continue
+	fi
+	tmp_out="$(mktemp "$build/$name.XXXXXX")"
+	trap 'rm -f "$tmp_out"' EXIT
+	g++ -std=c++17 -O1 -o "$tmp_out" "$here/$name.cpp" \
+		-I"$src/include" -I"$src/common" -I"$src/ggml/include" \
+		"$bins/libllama-common.so" "$bins/libllama.v0.4.0.so" "$bins/libggml.v0.4.0.so" "$bins/libggml-base.so" \
+		-Wl,-rpath,"$bins"
+	chmod +x "$tmp_out"
+	mv "$tmp_out" "$bin"
+	trap - EXIT
+done
 echo "$out"
