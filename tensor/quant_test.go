@@ -76,4 +76,3 @@ func TestDecodeMatchesGGML(t *testing.T) {
 		})
 	}
 }
-
