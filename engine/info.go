@@ -3,30 +3,35 @@ package engine
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
+	"strings"
 	"text/tabwriter"
 )
 
 // Info describes a loaded model: what `persona inspect` prints.
 type Info struct {
-	Source        string  `json:"source"`
-	Architecture  string  `json:"architecture"`
-	Layers        int     `json:"layers"`
-	Hidden        int     `json:"hidden"`
-	FFN           int     `json:"ffn"`
-	Heads         int     `json:"heads"`
-	KVHeads       int     `json:"kv_heads"`
-	HeadDim       int     `json:"head_dim"`
-	Vocab         int     `json:"vocab"`
-	Context       int     `json:"context"`
-	Params        int64   `json:"params"`
-	WeightBytes   int64   `json:"weight_bytes"`
-	RoPE          string  `json:"rope"`
-	RoPETheta     float64 `json:"rope_theta"`
-	TiedEmbedding bool    `json:"tied_embedding"`
-	Tokenizer     string  `json:"tokenizer"`
-	BOS           string  `json:"bos,omitempty"`
-	EOS           string  `json:"eos,omitempty"`
-	ChatTemplate  bool    `json:"chat_template"`
+	Source       string `json:"source"`
+	Architecture string `json:"architecture"`
+	Layers       int    `json:"layers"`
+	Hidden       int    `json:"hidden"`
+	FFN          int    `json:"ffn"`
+	Heads        int    `json:"heads"`
+	KVHeads      int    `json:"kv_heads"`
+	HeadDim      int    `json:"head_dim"`
+	Vocab        int    `json:"vocab"`
+	Context      int    `json:"context"`
+	Params       int64  `json:"params"`
+	WeightBytes  int64  `json:"weight_bytes"`
+	// Storage counts the weight tensors by storage type (F32, Q4_K, …).
+	Storage       map[string]int `json:"storage"`
+	RoPE          string         `json:"rope"`
+	RoPETheta     float64        `json:"rope_theta"`
+	TiedEmbedding bool           `json:"tied_embedding"`
+	Tokenizer     string         `json:"tokenizer"`
+	BOS           string         `json:"bos,omitempty"`
+	EOS           string         `json:"eos,omitempty"`
+	ChatTemplate  bool           `json:"chat_template"`
 }
 
 // Info describes the model.
@@ -35,7 +40,7 @@ func (e *Engine) Info() Info {
 	info := Info{
 		Source: m.Source, Architecture: m.HFArch,
 		Layers: m.NumLayers, Hidden: m.Hidden, FFN: m.FFN, Heads: m.Heads, KVHeads: m.KVHeads,
-		HeadDim: m.HeadDim, Vocab: m.Vocab, Context: m.MaxSeq, Params: m.ParamCount(), WeightBytes: m.WeightBytes(),
+		HeadDim: m.HeadDim, Vocab: m.Vocab, Context: m.MaxSeq, Params: m.ParamCount(), WeightBytes: m.WeightBytes(), Storage: m.StorageTypes(),
 		RoPE: m.RoPEStyle.String(), RoPETheta: m.RoPETheta, TiedEmbedding: m.TiedEmbedding,
 		Tokenizer:    fmt.Sprintf("%s, %d tokens", e.Tokenizer.Kind(), e.Tokenizer.VocabSize()),
 		ChatTemplate: e.Template != nil,
@@ -59,6 +64,11 @@ func (i Info) WriteText(out io.Writer) error {
 	row("model", i.Source)
 	row("architecture", i.Architecture)
 	row("parameters", fmt.Sprintf("%d (%.1f MB of weights)", i.Params, float64(i.WeightBytes)/1e6))
+	var types []string
+	for _, t := range slices.Sorted(maps.Keys(i.Storage)) {
+		types = append(types, fmt.Sprintf("%s ×%d", t, i.Storage[t]))
+	}
+	row("weight storage", strings.Join(types, ", "))
 	row("layers", i.Layers)
 	row("hidden / ffn", fmt.Sprintf("%d / %d", i.Hidden, i.FFN))
 	row("heads (kv) × dim", fmt.Sprintf("%d (%d) × %d", i.Heads, i.KVHeads, i.HeadDim))

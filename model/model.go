@@ -71,6 +71,14 @@ func (m *Model) ParamCount() int64 {
 	return n
 }
 
+// StorageTypes counts the weight tensors by storage type ("Q4_K": 14, …):
+// what a quantized file is made of.
+func (m *Model) StorageTypes() map[string]int {
+	out := map[string]int{}
+	visitParams(&m.Weights, &m.Config, func(p paramRef) error { out[p.Tensor().DType.String()]++; return nil })
+	return out
+}
+
 // WeightBytes returns the bytes the weights occupy in their stored types.
 func (m *Model) WeightBytes() int64 {
 	var n int64
