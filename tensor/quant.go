@@ -68,18 +68,17 @@ func decodeQuant(dst []float32, d DType, src []byte) {
 				y[j], y[j+16] = float32(q&0xf)*scale+low, float32(q>>4)*scale+low
 			}
 		case Q5_0, Q5_1:
-			scale, rest := half(blk), blk[2:]
+			scale, rest, low := half(blk), blk[2:], float32(0)
 			if d == Q5_1 {
-				rest = blk[4:]
+				low, rest = half(blk[2:]), blk[4:]
 			}
 			qh, qs := binary.LittleEndian.Uint32(rest), rest[4:20]
 			for j, q := range qs {
 				lo := int32(q&0xf) | int32((qh>>j)<<4&0x10)
 				hi := int32(q>>4) | int32(qh>>(j+12)&0x10)
-				if d == Q5_0 {
+				if d == Q5_0 { // no minimum: x·d, not x·d + 0, which would turn −0 into +0
 					y[j], y[j+16] = float32(lo-16)*scale, float32(hi-16)*scale
 				} else {
-					low := half(blk[2:])
 					y[j], y[j+16] = float32(lo)*scale+low, float32(hi)*scale+low
 				}
 			}
