@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"text/tabwriter"
+	"time"
 
 	"persona/kernel"
 	"persona/model"
@@ -73,8 +74,11 @@ type TrainReport struct {
 	Results  []TrainRow `json:"results"`
 	TorchErr string     `json:"pytorch_error,omitempty"`
 	CPU      string     `json:"cpu"`
-	Go       string     `json:"go"`
-	SIMD     bool       `json:"simd"`
+	// PeakGFLOPS is the machine's float32 multiply-add ceiling on Threads
+	// cores (kernel.FMAPeak), measured before the runs.
+	PeakGFLOPS float64 `json:"peak_gflops"`
+	Go         string  `json:"go"`
+	SIMD       bool    `json:"simd"`
 }
 
 // TrainShape times one of TrainShapes in this process.
@@ -98,7 +102,7 @@ func CompareTrain(ctx context.Context, o TrainOptions) (*TrainReport, error) {
 		o.Log = io.Discard
 	}
 	rep := &TrainReport{SeqLen: o.SeqLen, Rows: o.Rows, Steps: o.Steps, Threads: o.Threads, Formula: FLOPsFormula,
-		CPU: CPUName(), Go: runtime.Version(), SIMD: kernel.SIMD()}
+		CPU: CPUName(), Go: runtime.Version(), SIMD: kernel.SIMD(), PeakGFLOPS: kernel.FMAPeak(o.Threads, 500*time.Millisecond)}
 	py, script := "", ""
 	if !o.NoTorch {
 		var err error
@@ -190,7 +194,7 @@ func findTorch(python, script string) (string, string, error) {
 // WriteText prints the report as a table.
 func (r *TrainReport) WriteText(out io.Writer) {
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(w, "shape\tparams\tpersona tok/s\tGFLOP/s\tpeak RSS\tPyTorch tok/s\tGFLOP/s\tpeak RSS\tratio\n")
+	fmt.Fprintf(w, "shape\tparams\tpersona tok/s\tGFLOP/s (of peak)\tpeak RSS\tPyTorch tok/s\tGFLOP/s\tpeak RSS\tratio\n")
 	for _, x := range r.Results {
 		tt, tg, trss, ratio := "n/a", "", "", ""
 		if x.Torch != nil {
@@ -198,12 +202,12 @@ func (r *TrainReport) WriteText(out io.Writer) {
 			trss = fmt.Sprintf("%.0f MB", float64(x.Torch.PeakRSSBytes)/1e6)
 			ratio = fmt.Sprintf("%.2f× (%.2f–%.2f)", x.Ratio.Median, x.Ratio.Min, x.Ratio.Max)
 		}
-		fmt.Fprintf(w, "%s\t%.2fM\t%s\t%.1f\t%.0f MB\t%s\t%s\t%s\t%s\n", x.Shape, float64(x.Params)/1e6,
-			x.Persona.TokPerS, x.Persona.GFLOPS, float64(x.Persona.PeakRSSBytes)/1e6, tt, tg, trss, ratio)
+		fmt.Fprintf(w, "%s\t%.2fM\t%s\t%.1f (%.0f%%)\t%.0f MB\t%s\t%s\t%s\t%s\n", x.Shape, float64(x.Params)/1e6,
+			x.Persona.TokPerS, x.Persona.GFLOPS, 100*x.Persona.GFLOPS/r.PeakGFLOPS, float64(x.Persona.PeakRSSBytes)/1e6, tt, tg, trss, ratio)
 	}
 	w.Flush()
-	fmt.Fprintf(out, "median (range) of runs taken in turn; seq_len %d, %d rows/step, %d steps, %d threads, %s, %s, simd=%v\n%s\n",
-		r.SeqLen, r.Rows, r.Steps, r.Threads, r.CPU, r.Go, r.SIMD, r.Formula)
+	fmt.Fprintf(out, "median (range) of runs taken in turn; seq_len %d, %d rows/step, %d steps, %d threads, %s, %s, simd=%v\n%s\nfloat32 FMA peak on %d threads: %.0f GFLOP/s (kernel.FMAPeak)\n",
+		r.SeqLen, r.Rows, r.Steps, r.Threads, r.CPU, r.Go, r.SIMD, r.Formula, r.Threads, r.PeakGFLOPS)
 	if r.TorchErr != "" {
 		fmt.Fprintln(out, "PyTorch:", r.TorchErr)
 	}

@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/viterin/vek/vek32"
 
@@ -188,4 +189,18 @@ func BenchmarkDot(b *testing.B) {
 		}
 		reportGFLOPS(b, 2*576)
 	})
+}
+
+// BenchmarkFMAPeak reports the machine's float32 multiply-add ceiling on one
+// and on every core.
+func BenchmarkFMAPeak(b *testing.B) {
+	for _, threads := range []int{1, runtime.GOMAXPROCS(0)} {
+		b.Run(fmt.Sprintf("threads=%d", threads), func(b *testing.B) {
+			var g float64
+			for b.Loop() {
+				g = FMAPeak(threads, 200*time.Millisecond)
+			}
+			b.ReportMetric(g, "GFLOP/s")
+		})
+	}
 }

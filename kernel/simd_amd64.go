@@ -30,6 +30,7 @@ func init() {
 	kern1Impl = kern1AVX512
 	dotRowImpl = dotRowAVX512
 	decodeImpl = decodeAVX512
+	fmaLoopImpl = fmaLoopAVX512
 	gemmViaVek = false
 	simdActive = true
 }
@@ -467,4 +468,22 @@ func decodeAVX512(dst []float32, dt tensor.DType, src []byte) {
 	default:
 		decodeGo(dst, dt, src)
 	}
+}
+
+// fmaLoopAVX512 is fmaLoopGo on 12 registers of 16 lanes (named variables,
+// so that none of them lives in memory).
+func fmaLoopAVX512(n int) (flops float64, sink float32) {
+	a, b := archsimd.BroadcastFloat32x16(0.999999), archsimd.BroadcastFloat32x16(1e-7)
+	c0, c1, c2, c3 := archsimd.BroadcastFloat32x16(0.1), archsimd.BroadcastFloat32x16(0.2), archsimd.BroadcastFloat32x16(0.3), archsimd.BroadcastFloat32x16(0.4)
+	c4, c5, c6, c7 := c0.Add(b), c1.Add(b), c2.Add(b), c3.Add(b)
+	c8, c9, c10, c11 := c4.Add(b), c5.Add(b), c6.Add(b), c7.Add(b)
+	for range n {
+		c0, c1, c2, c3 = c0.MulAdd(a, b), c1.MulAdd(a, b), c2.MulAdd(a, b), c3.MulAdd(a, b)
+		c4, c5, c6, c7 = c4.MulAdd(a, b), c5.MulAdd(a, b), c6.MulAdd(a, b), c7.MulAdd(a, b)
+		c8, c9, c10, c11 = c8.MulAdd(a, b), c9.MulAdd(a, b), c10.MulAdd(a, b), c11.MulAdd(a, b)
+	}
+	sum := c0.Add(c1).Add(c2).Add(c3).Add(c4).Add(c5).Add(c6).Add(c7).Add(c8).Add(c9).Add(c10).Add(c11)
+	sink = hsum(sum)
+	archsimd.ClearAVXUpperBits()
+	return float64(n) * 12 * 16 * 2, sink
 }
