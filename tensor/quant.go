@@ -2,6 +2,8 @@ package tensor
 
 import (
 	"encoding/binary"
+	"fmt"
+	"math"
 )
 
 // The block-quantized storage types of GGML beyond Q8_0: the legacy 32-element
@@ -213,6 +215,207 @@ func decodeQ6K(y []float32, blk []byte) {
 			out[l+32] = d * float32(int8(sc[is+2])) * float32(q2)
 			out[l+64] = d * float32(int8(sc[is+4])) * float32(q3)
 			out[l+96] = d * float32(int8(sc[is+6])) * float32(q4)
+		}
+	}
+}
+
+// encodeQuant quantizes src (whole blocks) into out with a plain
+// per-block fit: the scale (and minimum) from the block's extremes, values
+// rounded to the nearest level. It is what persona quantize writes; GGML's
+// quantizer searches the scales a little further, so its error is a few
+// percent lower (docs/measurements.md), and both decode alike.
+func encodeQuant(out []byte, d DType, src []float32) error {
+	l := blockLayouts[d]
+	for b := 0; b < len(src)/l.elems; b++ {
+		x, blk := src[b*l.elems:(b+1)*l.elems], out[b*l.bytes:(b+1)*l.bytes]
+		switch d {
+		case Q4_0, Q5_0:
+			levels := map[DType]int{Q4_0: 8, Q5_0: 16}[d]
+			scale := signedMax(x) / float32(-levels)
+			putHalf(blk, scale)
+			q := roundSymmetric(x, scale, levels)
+			if d == Q4_0 {
+				for j := range 16 {
+					blk[2+j] = byte(q[j]) | byte(q[j+16])<<4
+				}
+			} else {
+				var qh uint32
+				for j := range 16 {
+					blk[6+j] = byte(q[j]&0xf) | byte(q[j+16]&0xf)<<4
+					qh |= uint32(q[j]>>4&1)<<j | uint32(q[j+16]>>4&1)<<(j+16)
+				}
+				binary.LittleEndian.PutUint32(blk[2:], qh)
+			}
+		case Q5_1:
+			lo, hi := minMax(x)
+			scale := (hi - lo) / 31
+			putHalf(blk, scale)
+			putHalf(blk[2:], lo)
+			var qh uint32
+			for j := range 16 {
+				q0, q1 := roundLevel(x[j]-lo, scale, 31), roundLevel(x[j+16]-lo, scale, 31)
+				blk[8+j] = byte(q0&0xf) | byte(q1&0xf)<<4
+				qh |= uint32(q0>>4&1)<<j | uint32(q1>>4&1)<<(j+16)
+			}
+			binary.LittleEndian.PutUint32(blk[4:], qh)
+		case Q4_K, Q5_K:
+			encodeQ45K(blk, x, d == Q5_K)
+		case Q6_K:
+			encodeQ6K(blk, x)
+		default:
+			return fmt.Errorf("no encoder for %v (persona writes Q4_0, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K)", d)
+		}
+	}
+	return nil
+}
+
+func putHalf(b []byte, v float32) { binary.LittleEndian.PutUint16(b, F32ToF16(v)) }
+
+// stored is v as its F16 round trip: quantize against the scale the
+// decoder will read.
+func stored(v float32) float32 { return F16ToF32(F32ToF16(v)) }
+
+// signedMax is the element of largest magnitude, with its sign.
+func signedMax(x []float32) float32 {
+	var m float32
+	for _, v := range x {
+		if abs32(v) > abs32(m) {
+			m = v
+		}
+	}
+	return m
+}
+
+func abs32(v float32) float32 { return float32(math.Abs(float64(v))) }
+
+func minMax(x []float32) (lo, hi float32) {
+	lo, hi = x[0], x[0]
+	for _, v := range x[1:] {
+		lo, hi = min(lo, v), max(hi, v)
+	}
+	return lo, hi
+}
+
+// roundSymmetric quantizes to levels·2 steps of scale around zero, stored
+// offset by levels (0 … 2·levels−1), against the scale as stored.
+func roundSymmetric(x []float32, scale float32, levels int) []int {
+	s := stored(scale)
+	q := make([]int, len(x))
+	for i, v := range x {
+		if s == 0 {
+			q[i] = levels
+			continue
+		}
+		q[i] = min(max(int(math.Round(float64(v/s)))+levels, 0), 2*levels-1)
+	}
+	return q
+}
+
+// roundLevel is v/scale rounded into 0 … top.
+func roundLevel(v, scale float32, top int) int {
+	s := stored(scale)
+	if s == 0 {
+		return 0
+	}
+	return min(max(int(math.Round(float64(v/s))), 0), top)
+}
+
+// encodeQ45K fits 8 groups of 32 values, each with a scale and a minimum
+// (x ≈ scale·q − min, q in 0 … 15 or 0 … 31), both quantized to 6 bits
+// against the block's d and dmin.
+func encodeQ45K(blk []byte, x []float32, five bool) {
+	top := 15
+	if five {
+		top = 31
+	}
+	var scales, mins [8]float32
+	var maxScale, maxMin float32
+	for g := range 8 {
+		lo, hi := minMax(x[32*g : 32*g+32])
+		lo = min(lo, 0)
+		scales[g], mins[g] = (hi-lo)/float32(top), -lo
+		maxScale, maxMin = max(maxScale, scales[g]), max(maxMin, mins[g])
+	}
+	d, dmin := stored(maxScale/63), stored(maxMin/63)
+	putHalf(blk, d)
+	putHalf(blk[2:], dmin)
+	var ls, lm [8]byte
+	for g := range 8 {
+		if d > 0 {
+			ls[g] = byte(min(math.Round(float64(scales[g]/d)), 63))
+		}
+		if dmin > 0 {
+			lm[g] = byte(min(math.Round(float64(mins[g]/dmin)), 63))
+		}
+	}
+	packed := blk[4:16]
+	for j := range 4 {
+		packed[j] = ls[j]&63 | (ls[j+4]>>4)<<6
+		packed[j+4] = lm[j]&63 | (lm[j+4]>>4)<<6
+		packed[j+8] = ls[j+4]&0xf | (lm[j+4]&0xf)<<4
+	}
+	qs, qh := blk[16:], []byte(nil)
+	if five {
+		qh, qs = blk[16:48], blk[48:]
+		clear(qh)
+	}
+	for g := range 8 {
+		step, low := d*float32(ls[g]), dmin*float32(lm[g])
+		for l := range 32 {
+			q := 0
+			if step > 0 {
+				q = min(max(int(math.Round(float64((x[32*g+l]+low)/step))), 0), top)
+			}
+			pair, upper := g/2, g%2 == 1
+			at := 32*pair + l
+			if upper {
+				qs[at] |= byte(q&0xf) << 4
+			} else {
+				qs[at] = byte(q & 0xf)
+			}
+			if five && q >= 16 {
+				qh[l] |= 1 << (2*pair + g%2)
+			}
+		}
+	}
+}
+
+// encodeQ6K fits 16 groups of 16 values symmetrically (q in −32 … 31),
+// each with an 8-bit signed scale against the block's d.
+func encodeQ6K(blk []byte, x []float32) {
+	var scales [16]float32
+	var maxScale float32
+	for g := range 16 {
+		scales[g] = signedMax(x[16*g:16*g+16]) / -32
+		maxScale = max(maxScale, abs32(scales[g]))
+	}
+	d := stored(maxScale / 127)
+	putHalf(blk[208:], d)
+	ql, qh, sc := blk[:128], blk[128:192], blk[192:208]
+	clear(ql)
+	clear(qh)
+	var q [256]int
+	for g := range 16 {
+		s := int8(0)
+		if d > 0 {
+			s = int8(min(max(math.Round(float64(scales[g]/d)), -127), 127))
+		}
+		sc[g] = byte(s)
+		step := d * float32(s)
+		for l := range 16 {
+			v := 0
+			if step != 0 {
+				v = min(max(int(math.Round(float64(x[16*g+l]/step))), -32), 31)
+			}
+			q[16*g+l] = v + 32
+		}
+	}
+	for n := range 2 {
+		for l := range 32 {
+			q1, q2, q3, q4 := q[128*n+l], q[128*n+l+32], q[128*n+l+64], q[128*n+l+96]
+			ql[64*n+l] = byte(q1&0xf) | byte(q3&0xf)<<4
+			ql[64*n+l+32] = byte(q2&0xf) | byte(q4&0xf)<<4
+			qh[32*n+l] = byte(q1>>4&3) | byte(q2>>4&3)<<2 | byte(q3>>4&3)<<4 | byte(q4>>4&3)<<6
 		}
 	}
 }

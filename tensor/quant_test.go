@@ -73,6 +73,62 @@ func TestDecodeMatchesGGML(t *testing.T) {
 				maxErr = max(maxErr, math.Abs(float64(got[i]-x[i])))
 			}
 			t.Logf("%s: identical to GGML; max |x − dequant(quant(x))| %.4f", dt, maxErr)
+			// Our own quantizer (where we have one) against GGML's: the
+			// root-mean-square error of the round trip.
+			ours, err := tensor.Encode(dt, x)
+			if err != nil {
+				return // a type persona reads but does not write
+			}
+			back := make([]float32, len(x))
+			tensor.Decode(back, dt, ours)
+			var se, seGGML float64
+			for i := range x {
+				want := math.Float32frombits(binary.LittleEndian.Uint32(yb[4*i:]))
+				se += math.Pow(float64(back[i]-x[i]), 2)
+				seGGML += math.Pow(float64(want-x[i]), 2)
+			}
+			ratio := math.Sqrt(se / seGGML)
+			t.Logf("%s: our quantizer's RMSE %.3g× GGML's", dt, ratio)
+			if ratio > 1.5 {
+				t.Errorf("%s: our quantizer's error is %.2f× GGML's", dt, ratio)
+			}
 		})
+	}
+}
+
+// Our quantizers round-trip within each type's resolution (the reference
+// comparison above needs llama.cpp; this one runs everywhere), and a type
+// without an encoder is an error, not zeros.
+func TestEncodeRoundTrip(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	x := make([]float32, 4*256)
+	var rms float64
+	for i := range x {
+		x[i] = float32(r.NormFloat64())
+		rms += float64(x[i]) * float64(x[i])
+	}
+	rms = math.Sqrt(rms / float64(len(x)))
+	for dt, bound := range map[tensor.DType]float64{tensor.Q4_0: 0.15, tensor.Q5_0: 0.08, tensor.Q5_1: 0.06, tensor.Q8_0: 0.01,
+		tensor.Q4_K: 0.12, tensor.Q5_K: 0.06, tensor.Q6_K: 0.03} {
+		enc, err := tensor.Encode(dt, x)
+		if err != nil {
+			t.Fatalf("%v: %v", dt, err)
+		}
+		back := make([]float32, len(x))
+		tensor.Decode(back, dt, enc)
+		var se float64
+		for i := range x {
+			se += math.Pow(float64(back[i]-x[i]), 2)
+		}
+		rel := math.Sqrt(se/float64(len(x))) / rms
+		t.Logf("%v: relative RMSE %.4f", dt, rel)
+		if rel > bound {
+			t.Errorf("%v: relative RMSE %.4f > %g", dt, rel, bound)
+		}
+	}
+	for _, dt := range []tensor.DType{tensor.Q4_1, tensor.Q2_K, tensor.Q3_K} {
+		if _, err := tensor.Encode(dt, x); err == nil {
+			t.Errorf("%v: encoded without an encoder", dt)
+		}
 	}
 }

@@ -260,7 +260,8 @@ func F32ToBF16(f float32) uint16 {
 }
 
 // Encode converts float32s to the given storage type. Q8_0 uses GGML's
-// scheme: per block, scale = max|x|/127 and q = round(x/scale).
+// scheme: per block, scale = max|x|/127 and q = round(x/scale); the other
+// quantized types are fitted per block (encodeQuant).
 func Encode(d DType, src []float32) ([]byte, error) {
 	rb, err := d.RowBytes(len(src))
 	if err != nil {
@@ -295,6 +296,10 @@ func Encode(d DType, src []float32) ([]byte, error) {
 			for i, v := range blk {
 				o[2+i] = byte(int8(math.Round(float64(v * inv))))
 			}
+		}
+	default:
+		if err := encodeQuant(out, d, src); err != nil {
+			return nil, err
 		}
 	}
 	return out, nil
