@@ -14,11 +14,29 @@ import (
 // measured. Matrices are re-encoded to d in memory first (F32 keeps them
 // bit for bit); norms stay F32.
 func (e *Engine) WriteGGUF(path string, d tensor.DType) error {
+	return e.writeGGUF(path, func() error { return e.Model.Convert(d) })
+}
+
+// WriteQuantized writes the model as a GGUF file quantized to a mix
+// (model.Mixes: Q4_0, Q8_0, Q4_K_M, Q5_K_M, Q6_K; the per-matrix choices are
+// llama.cpp's) and returns how many matrices got each type.
+func (e *Engine) WriteQuantized(path, mix string) (map[tensor.DType]int, error) {
+	var counts map[tensor.DType]int
+	err := e.writeGGUF(path, func() (err error) {
+		counts, err = e.Model.Quantize(mix)
+		return err
+	})
+	return counts, err
+}
+
+// writeGGUF re-encodes the matrices in memory (encode) and writes the file
+// with the tokenizer's metadata.
+func (e *Engine) writeGGUF(path string, encode func() error) error {
 	vocab, err := e.ggufVocab()
 	if err != nil {
 		return err
 	}
-	if err := e.Model.Convert(d); err != nil {
+	if err := encode(); err != nil {
 		return err
 	}
 	return e.Model.WriteGGUF(path, vocab)

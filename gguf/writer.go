@@ -91,8 +91,11 @@ func ggmlType(d tensor.DType) (Type, error) {
 		return TypeF16, nil
 	case tensor.BF16:
 		return TypeBF16, nil
-	case tensor.Q8_0:
-		return TypeQ8_0, nil
+	}
+	for t, dt := range quantTypes {
+		if dt == d {
+			return t, nil
+		}
 	}
 	return 0, fmt.Errorf("%w %v", ErrUnsupportedType, d)
 }

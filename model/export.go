@@ -41,7 +41,8 @@ func (m *Model) WriteGGUF(path string, vocab []gguf.KV) error {
 	w.AddKV(arch+".attention.layer_norm_rms_epsilon", m.NormEps)
 	w.AddKV(arch+".rope.freq_base", float32(m.RoPETheta))
 	// llama.cpp's LLAMA_FTYPE_* of the matrices (it only displays it).
-	w.AddKV("general.file_type", map[tensor.DType]uint32{tensor.F32: 0, tensor.F16: 1, tensor.Q8_0: 7, tensor.BF16: 32}[m.Layers[0].Q.DType])
+	w.AddKV("general.file_type", map[tensor.DType]uint32{tensor.F32: 0, tensor.F16: 1, tensor.Q4_0: 2, tensor.Q8_0: 7, tensor.Q5_0: 8,
+		tensor.Q5_1: 9, tensor.Q4_K: 15, tensor.Q5_K: 17, tensor.Q6_K: 18, tensor.BF16: 32}[m.Layers[0].Q.DType])
 	for _, kv := range vocab {
 		w.AddKV(kv.Key, kv.Value)
 	}

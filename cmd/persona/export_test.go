@@ -264,3 +264,21 @@ func TestExportBadInput(t *testing.T) {
 		t.Errorf("existing output overwritten without --force")
 	}
 }
+
+// persona quantize writes a file the engine runs, with llama.cpp's type mix;
+// bad types and existing outputs are usage errors.
+func TestQuantize(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "organism-q4km.gguf")
+	stdout, stderr, code := run(t, "quantize", "organism", out, "--type", "Q4_K_M", "--json")
+	if code != 0 || !strings.Contains(stdout, `"Q5_0": 24`) || !strings.Contains(stdout, `"Q8_0": 5`) {
+		t.Fatalf("exit %d: %s %s", code, stdout, stderr)
+	}
+	if _, stderr, code := run(t, "generate", "--model", out, "--prompt", "What is 12 + 30?", "--max-tokens", "8"); code != 0 {
+		t.Errorf("generate on the quantized file: exit %d: %s", code, stderr)
+	}
+	for _, args := range [][]string{{"quantize", "organism", out, "--type", "Q4_K_M"}, {"quantize", "organism", out + "2", "--type", "Q3_K_XL"}} {
+		if _, stderr, code := run(t, args...); code != exitUsage {
+			t.Errorf("%v: exit %d, %s", args, code, stderr)
+		}
+	}
+}
