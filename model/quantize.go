@@ -76,4 +76,3 @@ func fallback(d tensor.DType, cols int) tensor.DType {
 	}
 	return tensor.F16
 }
-
