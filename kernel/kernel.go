@@ -78,6 +78,7 @@ func Linear(out, x []float32, w *tensor.Tensor, T int) {
 		clear(out[:T*N])
 		return
 	}
+	x = roundActivations(x[:T*K], K, w.DType)
 	if T < linearGemmMinT {
 		for t := 0; t < T; t++ {
 			matVec(out[t*N:(t+1)*N], x[t*K:(t+1)*K], w, N, K)

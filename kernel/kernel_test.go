@@ -206,8 +206,9 @@ func TestLinear(t *testing.T) {
 					x := randVec(r, T*K)
 					out := randVec(r, T*N) // garbage that must be overwritten
 					Linear(out, x, w, T)
+					xr := roundActivations(x, K, dt) // what quantized weights multiply
 					ref, mag := refGEMM(nil, false, T, N, K,
-						func(i, k int) float32 { return x[i*K+k] }, func(k, j int) float32 { return wf[j*K+k] })
+						func(i, k int) float32 { return xr[i*K+k] }, func(k, j int) float32 { return wf[j*K+k] })
 					check(t, out, ref, mag)
 				})
 			}
@@ -297,6 +298,40 @@ func TestF16AllValues(t *testing.T) {
 	})
 }
 
+// Quantized weights multiply activations rounded as llama.cpp rounds them:
+// 8 bits per block of 32 (F16 scale) for the legacy types, per block of 256
+// (float32 scale from the signed extreme) for the K-quants; the rounding
+// error stays within about half a step, and plain types see x itself.
+func TestRoundActivations(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	x := randVec(r, 2*512)
+	if got := roundActivations(x, 512, tensor.F16); &got[0] != &x[0] {
+		t.Error("F16 weights got rounded activations")
+	}
+	for _, c := range []struct {
+		dt    tensor.DType
+		block int
+	}{{tensor.Q8_0, 32}, {tensor.Q4_0, 32}, {tensor.Q4_K, 256}, {tensor.Q6_K, 256}} {
+		xr := roundActivations(x, 512, c.dt)
+		for b := 0; b < len(x); b += c.block {
+			var amax float64
+			for _, v := range x[b : b+c.block] {
+				amax = math.Max(amax, math.Abs(float64(v)))
+			}
+			step := amax / 127
+			for i := b; i < b+c.block; i++ {
+				if d := math.Abs(float64(xr[i] - x[i])); d > 0.6*step+1e-7 { // half a step, plus the F16 scale's rounding over 127 steps
+					t.Fatalf("%v element %d: %g rounded to %g, more than half a step (%g)", c.dt, i, x[i], xr[i], step)
+				}
+			}
+		}
+	}
+	zero := make([]float32, 256)
+	if xr := roundActivations(zero, 256, tensor.Q4_K); xr[0] != 0 {
+		t.Errorf("zeros rounded to %g", xr[0])
+	}
+}
+
 // TestLinearMany checks the joint row space of several weights (row counts
 // not multiples of the dot kernel's 4, mixed encodings, an empty weight)
 // against one reference product per weight, for one token and for several.
@@ -317,9 +352,9 @@ func TestLinearMany(t *testing.T) {
 			x := randVec(r, T*K)
 			LinearMany(outs, x, ws, T)
 			for i, w := range ws {
-				wf := wfs[i]
+				wf, xr := wfs[i], roundActivations(x, K, w.DType)
 				ref, mag := refGEMM(nil, false, T, w.Rows(), K,
-					func(i, k int) float32 { return x[i*K+k] }, func(k, j int) float32 { return wf[j*K+k] })
+					func(i, k int) float32 { return xr[i*K+k] }, func(k, j int) float32 { return wf[j*K+k] })
 				check(t, outs[i], ref, mag)
 			}
 		}

@@ -39,7 +39,7 @@ type matVecOp struct {
 
 func newMatVecOp(out, x []float32, w *tensor.Tensor) matVecOp {
 	N, K := w.Rows(), w.Cols()
-	mv := matVecOp{out: out[:N], x: x[:K], K: K}
+	mv := matVecOp{out: out[:N], x: roundActivations(x[:K], K, w.DType), K: K}
 	if w.DType == tensor.F32 {
 		mv.f = w.F32()[:N*K]
 		return mv

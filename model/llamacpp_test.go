@@ -35,14 +35,16 @@ func TestMatchesLlamaCpp(t *testing.T) {
 }
 
 // Stored types other than F32 load and run too. llama.cpp rounds activations
-// to the weight type inside its dot products (F16, or Q8_0 blocks), which we
-// do not, so the tolerance is that rounding's size, not float32 noise.
+// to the weight type inside its dot products (F16, BF16, or Q8_0 blocks); we
+// do the same for Q8_0 (kernel.roundActivations), so Q8_0 agrees to float32
+// noise, while F16 and BF16 keep float32 activations and the tolerance is
+// that rounding's size.
 func TestMatchesLlamaCppStoredTypes(t *testing.T) {
 	testref.Require(t, llamaref.Available())
 	for _, c := range []struct {
 		dtype tensor.DType
 		tol   float64
-	}{{tensor.F16, 2e-2}, {tensor.BF16, 1e-1}, {tensor.Q8_0, 1e-1}} {
+	}{{tensor.F16, 2e-2}, {tensor.BF16, 1e-1}, {tensor.Q8_0, 1e-4}} {
 		t.Run(c.dtype.String(), func(t *testing.T) {
 			m, err := NewRandom(testConfigs()["llama3-gqa-rope-scaling"], 7)
 			if err != nil {
@@ -113,14 +115,15 @@ func compareWithLlamaCpp(t *testing.T, m *Model, tol float64, checkGreedy bool) 
 // the llama_quantize harness) load, and run as llama.cpp runs them, for the
 // legacy block types and the K-quant mixes people download.
 //
-// Bound: |Δ log-softmax| ≤ 0.02·(1 + |log p|). We multiply by the dequantized
-// weights in float32 (bit-identical to GGML's dequantization: package tensor);
-// llama.cpp rounds every activation block to 8 bits first (Q8_0, or Q8_K for
-// the K-quants: a step of max/127, a relative error up to 0.4% per element),
-// so its logits differ from ours in proportion to their size. Measured:
-// 0.004–0.012 on three architectures and seven types; the greedy
-// continuations agree as long as no two tokens are nearly tied (logged, and
-// reported in docs/measurements.md).
+// Bound: |Δ log-softmax| ≤ 0.02·(1 + |log p|). We multiply the dequantized
+// weights (bit-identical to GGML's dequantization: package tensor) by
+// activations rounded to 8 bits per block as llama.cpp's CPU backend does
+// (kernel.roundActivations), so most files agree to float32 noise (≈ 3e-6)
+// with identical 64-token greedy continuations. The bound is that of the
+// activation rounding itself (a step of max/127, up to 0.4% per element),
+// for the cases where llama.cpp takes another path: measured 0.007–0.010
+// relative on llama.cpp's own Q6_K (Llama-3) and Q5_1 (Qwen3) files, whose
+// greedy continuations part after 3–4 tokens (docs/measurements.md).
 func TestQuantizedFilesMatchLlamaCpp(t *testing.T) {
 	testref.Require(t, llamaref.HarnessesAvailable())
 	dir, _, err := llamaref.Harnesses()

@@ -1,0 +1,77 @@
+package kernel
+
+import (
+	"math"
+
+	"persona/tensor"
+)
+
+// roundActivations returns the rows of x (each K long) as llama.cpp's CPU
+// backend feeds them to a dot product with weights of type dt: rounded to
+// 8 bits per block — Q8_0 blocks of 32 with an F16 scale for the legacy
+// types, Q8_K blocks of 256 with a float32 scale for the K-quants — and
+// read back as float32. Other types get x itself. Multiplying quantized
+// weights by activations rounded this way is what makes a quantized
+// model's outputs follow llama.cpp's instead of drifting from them by the
+// rounding (docs/measurements.md, Quantized models).
+func roundActivations(x []float32, K int, dt tensor.DType) []float32 {
+	block := 0
+	switch dt {
+	case tensor.Q4_0, tensor.Q4_1, tensor.Q5_0, tensor.Q5_1, tensor.Q8_0:
+		block = 32
+	case tensor.Q2_K, tensor.Q3_K, tensor.Q4_K, tensor.Q5_K, tensor.Q6_K:
+		block = 256
+	default:
+		return x
+	}
+	if K%block != 0 {
+		return x
+	}
+	out := make([]float32, len(x))
+	for b := 0; b+block <= len(x); b += block {
+		src, dst := x[b:b+block], out[b:b+block]
+		if block == 32 {
+			roundQ8_0(dst, src)
+		} else {
+			roundQ8K(dst, src)
+		}
+	}
+	return out
+}
+
+// roundQ8_0: scale amax/127 stored as F16, values rounded to nearest even.
+func roundQ8_0(dst, src []float32) {
+	var amax float32
+	for _, v := range src {
+		amax = max(amax, float32(math.Abs(float64(v))))
+	}
+	if amax == 0 {
+		clear(dst)
+		return
+	}
+	d := tensor.F16ToF32(tensor.F32ToF16(amax / 127))
+	id := 127 / amax
+	for i, v := range src {
+		dst[i] = float32(math.RoundToEven(float64(v*id))) * d
+	}
+}
+
+// roundQ8K: scale from the signed extreme (−127/max), values rounded to
+// nearest even and capped at 127, scale kept in float32.
+func roundQ8K(dst, src []float32) {
+	var amax, signed float32
+	for _, v := range src {
+		if a := float32(math.Abs(float64(v))); a > amax {
+			amax, signed = a, v
+		}
+	}
+	if amax == 0 {
+		clear(dst)
+		return
+	}
+	iscale := -127 / signed
+	d := 1 / iscale
+	for i, v := range src {
+		dst[i] = float32(min(math.RoundToEven(float64(iscale*v)), 127)) * d
+	}
+}
