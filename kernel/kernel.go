@@ -66,9 +66,15 @@ func Scale(x []float32, s float32) {
 // (decoding them as it goes) and reuses each panel for every token. Both
 // split the work over up to GOMAXPROCS goroutines when it is large enough.
 func Linear(out, x []float32, w *tensor.Tensor, T int) {
+	linearShared(out, &sharedInput{x: x}, w, T)
+}
+
+// linearShared is Linear on an input that other weights may multiply too,
+// so it is rounded for quantized weights once (sharedInput).
+func linearShared(out []float32, in *sharedInput, w *tensor.Tensor, T int) {
 	// x: (T, K), W: (N, K), out: (T, N)
 	N, K := w.Rows(), w.Cols()
-	if len(x) < T*K || len(out) < T*N {
+	if len(in.x) < T*K || len(out) < T*N {
 		panic("kernel: Linear: slice too short for shape")
 	}
 	if T <= 0 || N == 0 {
@@ -78,7 +84,12 @@ func Linear(out, x []float32, w *tensor.Tensor, T int) {
 		clear(out[:T*N])
 		return
 	}
-	x = roundActivations(x[:T*K], K, w.DType)
+	linear(out, in.forType(w.DType, T*K, K), w, T)
+}
+
+// linear is Linear on an input already rounded for w (sharedInput).
+func linear(out, x []float32, w *tensor.Tensor, T int) {
+	N, K := w.Rows(), w.Cols()
 	if T < linearGemmMinT {
 		for t := 0; t < T; t++ {
 			matVec(out[t*N:(t+1)*N], x[t*K:(t+1)*K], w, N, K)

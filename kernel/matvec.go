@@ -37,9 +37,10 @@ type matVecOp struct {
 	K, rb  int // columns; bytes per encoded row
 }
 
+// newMatVecOp takes x already rounded for w (sharedInput.forType).
 func newMatVecOp(out, x []float32, w *tensor.Tensor) matVecOp {
 	N, K := w.Rows(), w.Cols()
-	mv := matVecOp{out: out[:N], x: roundActivations(x[:K], K, w.DType), K: K}
+	mv := matVecOp{out: out[:N], x: x[:K], K: K}
 	if w.DType == tensor.F32 {
 		mv.f = w.F32()[:N*K]
 		return mv
@@ -111,9 +112,10 @@ func LinearMany(outs [][]float32, x []float32, ws []*tensor.Tensor, T int) {
 	if len(outs) != len(ws) {
 		panic("kernel: LinearMany: outs and ws differ in length")
 	}
+	in := &sharedInput{x: x}
 	if T != 1 {
 		for i, w := range ws {
-			Linear(outs[i], x, w, T)
+			linearShared(outs[i], in, w, T)
 		}
 		return
 	}
@@ -132,7 +134,7 @@ func LinearMany(outs [][]float32, x []float32, ws []*tensor.Tensor, T int) {
 			clear(outs[i][:N])
 			continue
 		}
-		ops = append(ops, newMatVecOp(outs[i], x, w))
+		ops = append(ops, newMatVecOp(outs[i], in.forType(w.DType, K, K), w))
 		start = append(start, total)
 		total += N
 		work += N * K
@@ -160,9 +162,10 @@ func LinearPair(a, b, x []float32, wa, wb *tensor.Tensor, T int, epi func(a, b [
 	if wb.Rows() != N || wb.Cols() != K {
 		panic("kernel: LinearPair: weights differ in shape")
 	}
+	in := &sharedInput{x: x}
 	if T != 1 || K == 0 {
-		Linear(a, x, wa, T)
-		Linear(b, x, wb, T)
+		linearShared(a, in, wa, T)
+		linearShared(b, in, wb, T)
 		if epi != nil && T > 0 {
 			epi(a[:T*N], b[:T*N])
 		}
@@ -171,7 +174,7 @@ func LinearPair(a, b, x []float32, wa, wb *tensor.Tensor, T int, epi func(a, b [
 	if len(x) < K || len(a) < N || len(b) < N {
 		panic("kernel: LinearPair: slice too short for shape")
 	}
-	opA, opB := newMatVecOp(a, x, wa), newMatVecOp(b, x, wb)
+	opA, opB := newMatVecOp(a, in.forType(wa.DType, K, K), wa), newMatVecOp(b, in.forType(wb.DType, K, K), wb)
 	parallelRows(N, 2*N*K, func(lo, hi int) {
 		opA.rows(lo, hi)
 		opB.rows(lo, hi)

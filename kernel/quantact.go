@@ -15,16 +15,8 @@ import (
 // model's outputs follow llama.cpp's instead of drifting from them by the
 // rounding (docs/measurements.md, Quantized models).
 func roundActivations(x []float32, K int, dt tensor.DType) []float32 {
-	block := 0
-	switch dt {
-	case tensor.Q4_0, tensor.Q4_1, tensor.Q5_0, tensor.Q5_1, tensor.Q8_0:
-		block = 32
-	case tensor.Q2_K, tensor.Q3_K, tensor.Q4_K, tensor.Q5_K, tensor.Q6_K:
-		block = 256
-	default:
-		return x
-	}
-	if K%block != 0 {
+	block := activationBlock(dt)
+	if block == 0 || K%block != 0 {
 		return x
 	}
 	out := make([]float32, len(x))
@@ -39,6 +31,43 @@ func roundActivations(x []float32, K int, dt tensor.DType) []float32 {
 	return out
 }
 
+// activationBlock is the block llama.cpp rounds activations in for weights
+// of type dt: 32 (Q8_0) for the legacy quants, 256 (Q8_K) for the
+// K-quants, 0 for types whose activations stay float32.
+func activationBlock(dt tensor.DType) int {
+	switch dt {
+	case tensor.Q4_0, tensor.Q4_1, tensor.Q5_0, tensor.Q5_1, tensor.Q8_0:
+		return 32
+	case tensor.Q2_K, tensor.Q3_K, tensor.Q4_K, tensor.Q5_K, tensor.Q6_K:
+		return 256
+	}
+	return 0
+}
+
+// sharedInput is one input that several weights multiply (Q, K and V; gate
+// and up): rounded once per activation block, not once per weight.
+type sharedInput struct {
+	x       []float32
+	rounded map[int][]float32
+}
+
+// forType returns the first n elements of the input (rows of K) as weights
+// of type dt multiply them.
+func (in *sharedInput) forType(dt tensor.DType, n, K int) []float32 {
+	block := activationBlock(dt)
+	if block == 0 || K%block != 0 {
+		return in.x[:n]
+	}
+	if r, ok := in.rounded[block]; ok && len(r) == n {
+		return r
+	}
+	if in.rounded == nil {
+		in.rounded = map[int][]float32{}
+	}
+	r := roundActivations(in.x[:n], K, dt)
+	in.rounded[block] = r
+	return r
+}
 // roundQ8_0: scale amax/127 stored as F16, values rounded to nearest even.
 func roundQ8_0(dst, src []float32) {
 	var amax float32
