@@ -68,6 +68,7 @@ func (in *sharedInput) forType(dt tensor.DType, n, K int) []float32 {
 	in.rounded[block] = r
 	return r
 }
+
 // roundQ8_0: scale amax/127 stored as F16, values rounded to nearest even.
 func roundQ8_0(dst, src []float32) {
 	var amax float32
