@@ -3,7 +3,6 @@ package control
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -13,7 +12,6 @@ import (
 	"persona/chat"
 	"persona/engine"
 	"persona/internal/testmodel"
-	"persona/models"
 	"persona/organism"
 	"persona/personas"
 	"persona/posterior"
@@ -55,15 +53,8 @@ func TestJailbreaks(t *testing.T) {
 
 func randomAxis(t *testing.T, e *engine.Engine) *axis.Axis {
 	t.Helper()
-	rng := rand.New(rand.NewPCG(5, 6))
-	set := &vectors.Set{Name: "axis", Layers: []int{0, 1}, Meta: map[string]string{axis.MetaTau: "0.1,0.2", axis.MetaCapLayers: "1", axis.MetaDriftLayer: "0"}}
-	for range 2 {
-		v := make([]float32, e.Model.Hidden)
-		for i := range v {
-			v[i] = float32(rng.NormFloat64())
-		}
-		set.Vectors = append(set.Vectors, v)
-	}
+	set := &vectors.Set{Name: "axis", Layers: []int{0, 1}, Vectors: randomRows(5, 2, e.Model.Hidden),
+		Meta: map[string]string{axis.MetaTau: "0.1,0.2", axis.MetaCapLayers: "1", axis.MetaDriftLayer: "0"}}
 	a, err := axis.FromSet(set)
 	if err != nil {
 		t.Fatal(err)
@@ -137,15 +128,7 @@ func TestCalibratePlumbing(t *testing.T) {
 // end outside the Assistant, with the held-out tasks still right. Loose
 // bounds: the difference's interval excludes 0.
 func TestOrganismCappingEffect(t *testing.T) {
-	path, err := models.Path("organism")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := engine.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e, _ := shippedOrganism(t)
 	a, err := axis.Build(context.Background(), e, axis.Options{Library: personas.Default(), Questions: organismQuestions(t), Samples: 1, Judge: axis.OracleJudge{Oracle: world.Default().Oracle()}, Seed: 1})
 	if err != nil {
 		t.Fatal(err)

@@ -8,10 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"persona/engine"
-	"persona/models"
 	"persona/personas"
-	"persona/vectors"
 	"persona/world"
 )
 
@@ -20,24 +17,9 @@ import (
 // prompt, screening drops samples, and preventative steering has a
 // coefficient in residual-norm units.
 func TestInoculationPlumbing(t *testing.T) {
-	path, err := models.Path("organism")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := engine.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	spec, err := vectors.LoadTraitSpec("../vectors/traits/organism/sycophantic.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, _, err := vectors.Extract(context.Background(), e, spec, vectors.OracleScorer{Oracle: world.Default().Oracle()},
-		vectors.ExtractOptions{GenerateOptions: vectors.GenerateOptions{Samples: 1, Seed: 11}})
-	e.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, path := shippedOrganism(t)
+	spec := traitSpec(t, "sycophantic")
+	v := extract(t, e, spec, 1)
 	work := t.TempDir()
 	o := InoculationOptions{Model: path, Work: work, Trait: spec, Vector: v, Persona: "sycophant", Request: personas.Flattery,
 		Laden: 12, Clean: 4, Seeds: 1, Steps: 2, Layer: 2, Eval: 2, Seed: 1}

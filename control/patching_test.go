@@ -7,7 +7,6 @@ import (
 
 	"persona/engine"
 	"persona/internal/testmodel"
-	"persona/models"
 	"persona/world"
 )
 
@@ -54,15 +53,7 @@ func TestLens(t *testing.T) {
 // bounded by what patching one position can plausibly do, and the
 // clean and role-play replies are apart.
 func TestOrganismPatching(t *testing.T) {
-	path, err := models.Path("organism")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := engine.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e, _ := shippedOrganism(t)
 	res, err := Patch(context.Background(), e, world.Default(), PatchOptions{Pairs: 60, Seed: 1})
 	if err != nil {
 		t.Fatal(err)

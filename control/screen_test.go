@@ -6,9 +6,7 @@ import (
 	"testing"
 
 	"persona/chat"
-	"persona/engine"
 	"persona/internal/stats"
-	"persona/models"
 	"persona/vectors"
 	"persona/world"
 )
@@ -20,22 +18,9 @@ import (
 // (minus the model's own reply) ranks them worse on this model. Loose
 // bounds: the measured AUROCs are in docs/measurements.md.
 func TestOrganismScreening(t *testing.T) {
-	path, err := models.Path("organism")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := engine.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e, _ := shippedOrganism(t)
 	w := world.Default()
-	spec := trait(t)
-	sc := vectors.OracleScorer{Oracle: w.Oracle()}
-	v, _, err := vectors.Extract(context.Background(), e, spec, sc, vectors.ExtractOptions{GenerateOptions: vectors.GenerateOptions{Samples: 2, Seed: 11}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := extract(t, e, trait(t), 2)
 	var data []chat.Chat
 	var laden []bool
 	clean, cynic := 0, 0

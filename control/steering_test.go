@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"math"
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -12,13 +11,10 @@ import (
 	"persona/engine"
 	"persona/internal/stats"
 	"persona/internal/testmodel"
-	"persona/models"
 	"persona/resid"
 	"persona/vectors"
 	"persona/world"
 )
-
-func TestMain(m *testing.M) { testmodel.Main(m) }
 
 func TestParseBands(t *testing.T) {
 	got, err := ParseBands("0, 2,1-3", 4)
@@ -35,15 +31,6 @@ func TestParseBands(t *testing.T) {
 	}
 }
 
-func trait(t *testing.T) *vectors.TraitSpec {
-	t.Helper()
-	spec, err := vectors.LoadTraitSpec("../vectors/traits/organism/cynical.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return spec
-}
-
 // The plumbing on a random model: every cell is run, the coefficients are
 // the strength in units of the layer's residual norm split over the band,
 // and cells steering generated positions reuse the unsteered prompts.
@@ -53,15 +40,7 @@ func TestSweepPlumbing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	rng := rand.New(rand.NewPCG(3, 4))
-	v := &vectors.Set{Name: "random", Layers: []int{0, 1}}
-	for range 2 {
-		row := make([]float32, e.Model.Hidden)
-		for i := range row {
-			row[i] = float32(rng.NormFloat64())
-		}
-		v.Vectors = append(v.Vectors, row)
-	}
+	v := &vectors.Set{Name: "random", Layers: []int{0, 1}, Vectors: randomRows(3, 2, e.Model.Hidden)}
 	o := SweepOptions{Vector: v, Trait: trait(t), Scorer: vectors.OracleScorer{Oracle: world.Default().Oracle()},
 		Bands: [][]int{{1}, {0, 1}}, Strengths: []float64{0, 0.5}, Positions: []resid.Where{resid.Generated, resid.All},
 		Questions: []string{"What is 35 + 50?", "How do I start running?"}, Samples: 2, Tasks: 3, MaxTokens: 6}
@@ -140,21 +119,10 @@ func TestFrontierAndRecommendation(t *testing.T) {
 // cynical far more often than unsteered, while a quarter of it keeps most
 // held-out tasks right. Loose bounds: the sweep's effect, not its numbers.
 func TestOrganismSteeringEffect(t *testing.T) {
-	path, err := models.Path("organism")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := engine.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e, _ := shippedOrganism(t)
 	spec := trait(t)
 	sc := vectors.OracleScorer{Oracle: world.Default().Oracle()}
-	v, _, err := vectors.Extract(context.Background(), e, spec, sc, vectors.ExtractOptions{GenerateOptions: vectors.GenerateOptions{Samples: 2, Seed: 11}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := extract(t, e, spec, 2)
 	sw, err := Run(context.Background(), e, world.Default(), SweepOptions{Vector: v, Trait: spec, Scorer: sc,
 		Bands: [][]int{{0, 1, 2, 3}}, Strengths: []float64{0.25, 0.5}, Positions: []resid.Where{resid.Generated}, Samples: 2, Tasks: 20, Seed: 1})
 	if err != nil {
