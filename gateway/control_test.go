@@ -73,22 +73,32 @@ func writeControls(t testing.TB, e *engine.Engine) string {
 	return dir
 }
 
+// specGuard writes a spec into dir as spec.yaml and builds its guard on e;
+// it returns the guard and the spec's path.
+func specGuard(t *testing.T, e *engine.Engine, dir, yaml string) (*Guard, string) {
+	t.Helper()
+	path := filepath.Join(dir, "spec.yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	spec, err := LoadSpec(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	guard, err := NewGuard(spec, Readers{Engine: e})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return guard, path
+}
+
 // A request steers with the spec's named vector when the spec lets it; the
 // reply changes and the telemetry says how it was made. What the spec does
 // not allow, or does not have, is a bad request.
 func TestRequestSteering(t *testing.T) {
 	e, dir := controlFiles(t)
-	specPath := filepath.Join(dir, "spec.yaml")
-	os.WriteFile(specPath, []byte(controlSpec), 0o644)
-	spec, err := LoadSpec(specPath)
-	if err != nil {
-		t.Fatal(err)
-	}
+	guard, specPath := specGuard(t, e, dir, controlSpec)
 	readers := Readers{Engine: e}
-	guard, err := NewGuard(spec, readers)
-	if err != nil {
-		t.Fatal(err)
-	}
 	b := backend.NewEngine(e, "tiny", 1)
 	g := &Guarded{Up: b, Guard: guard, SpecPath: specPath, Readers: readers}
 	ask := func(persona string) (*backend.Response, error) {
@@ -125,19 +135,10 @@ func TestRequestSteering(t *testing.T) {
 // it on for later tries.
 func TestCapAction(t *testing.T) {
 	e, dir := controlFiles(t)
-	specPath := filepath.Join(dir, "spec.yaml")
-	os.WriteFile(specPath, []byte(controlSpec+`rails:
+	g, _ := specGuard(t, e, dir, controlSpec+`rails:
   - {name: hold, when: {forbidden_above: 0.6}, action: cap, retries: 2}
 block_message: I am Aria.
-`), 0o644)
-	spec, err := LoadSpec(specPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := NewGuard(spec, Readers{Engine: e})
-	if err != nil {
-		t.Fatal(err)
-	}
+`)
 	var calls [][]resid.Intervention
 	out, err := g.Reply(context.Background(), question, Control{}, func(_ context.Context, _ []chat.Message, ivs []resid.Intervention, _ engine.Watch) (string, error) {
 		calls = append(calls, control(ivs))
@@ -268,7 +269,6 @@ func (f backendFunc) Chat(_ context.Context, req backend.Request) (*backend.Resp
 // rest of the draft; the tokens before it stay.
 func TestMidReplyRails(t *testing.T) {
 	e, dir := controlFiles(t)
-	specPath := filepath.Join(dir, "spec.yaml")
 	for _, tc := range []struct {
 		rail string
 		want func(ivs []resid.Intervention) bool
@@ -282,15 +282,8 @@ func TestMidReplyRails(t *testing.T) {
 			return len(ivs) == 2 && ok && add.Coeff == -2
 		}},
 	} {
-		os.WriteFile(specPath, []byte(controlSpec+"midstream: 2\nrails:\n  - "+tc.rail+"\nblock_message: I am Aria.\n"), 0o644)
-		spec, err := LoadSpec(specPath)
-		if err != nil {
-			t.Fatal(err)
-		}
-		g, err := NewGuard(spec, Readers{Engine: e})
-		if err != nil {
-			t.Fatal(err)
-		}
+		g, _ := specGuard(t, e, dir, controlSpec+"midstream: 2\nrails:\n  - "+tc.rail+"\nblock_message: I am Aria.\n")
+		spec := g.Spec
 		// A scripted stream: the pirate's words one token at a time until
 		// the rail acts, then the Assistant's.
 		var switched []resid.Intervention
@@ -334,7 +327,6 @@ func TestMidReplyRails(t *testing.T) {
 // tokens written before the rail acted and goes on differently.
 func TestMidReplyCapOnEngine(t *testing.T) {
 	e, dir := controlFiles(t)
-	specPath := filepath.Join(dir, "spec.yaml")
 	// The random model steered by push writes " k k k …", which reads as no
 	// persona in particular: forbidden personas hold 0.8 of the oracle's
 	// mass and the rail fires at its first reading, after 4 tokens. The
@@ -347,16 +339,8 @@ func TestMidReplyCapOnEngine(t *testing.T) {
 	if err := ax.Save(filepath.Join(dir, "axis.safetensors")); err != nil {
 		t.Fatal(err)
 	}
-	os.WriteFile(specPath, []byte(controlSpec+"steer: {push: 5}\nmidstream: 4\nrails:\n  - {name: hold, when: {forbidden_above: 0.5}, action: cap, retries: 1, then: block}\nblock_message: I am Aria.\n"), 0o644)
-	spec, err := LoadSpec(specPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	readers := Readers{Engine: e}
-	guard, err := NewGuard(spec, readers)
-	if err != nil {
-		t.Fatal(err)
-	}
+	guard, _ := specGuard(t, e, dir, controlSpec+"steer: {push: 5}\nmidstream: 4\nrails:\n  - {name: hold, when: {forbidden_above: 0.5}, action: cap, retries: 1, then: block}\nblock_message: I am Aria.\n")
+	spec, readers := guard.Spec, Readers{Engine: e}
 	up := backend.NewEngine(e, "tiny", 1)
 	var drafts []*backend.Response
 	g := &Guarded{Up: watchUp{up, func(r *backend.Response) { drafts = append(drafts, r) }}, Guard: guard, Readers: readers}
@@ -431,16 +415,7 @@ func TestProjectionsAndBounds(t *testing.T) {
 	var last *Guarded
 	serve := func(spec string) *Telemetry {
 		t.Helper()
-		p := filepath.Join(dir, "bounds.yaml")
-		os.WriteFile(p, []byte(spec), 0o644)
-		s, err := LoadSpec(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		guard, err := NewGuard(s, Readers{Engine: e})
-		if err != nil {
-			t.Fatal(err)
-		}
+		guard, _ := specGuard(t, e, dir, spec)
 		last = &Guarded{Up: up, Guard: guard}
 		out, err := last.Chat(context.Background(), req)
 		if err != nil {
