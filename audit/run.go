@@ -83,6 +83,9 @@ type RunInfo struct {
 	Seed      int64     `json:"seed"`
 	Created   time.Time `json:"created"`
 	Status    string    `json:"status"` // "running", "done"
+	// Distributed runs have their samples taken by fleet workers from a
+	// queue in the same PostgreSQL database.
+	Distributed bool `json:"distributed,omitempty"`
 	// Finished is when the run completed; nil while it is running.
 	Finished *time.Time `json:"finished"`
 }
@@ -149,24 +152,99 @@ func Resume(ctx context.Context, id string, opt Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := ParseSuite(info.Suite, info.SuiteFile)
+	s, err := storedSuite(info, &opt)
 	if err != nil {
-		return nil, fmt.Errorf("stored suite of run %s: %w", id, err)
-	}
-	if info.Target != opt.Target.Name() {
-		return nil, fmt.Errorf("%w: run %s audited %q, not %q: resume with the same backend", ErrInput, id, info.Target, opt.Target.Name())
-	}
-	if opt.Samples == 0 {
-		opt.Samples = info.Samples
-	} else if opt.Samples != info.Samples {
-		return nil, fmt.Errorf("%w: run %s was started with --samples %d", ErrInput, id, info.Samples)
+		return nil, err
 	}
 	return Execute(ctx, info, s, opt)
 }
 
-type work struct {
-	probe  *Probe
-	sample int
+// storedSuite parses the suite stored with a run and checks that opt runs
+// it as it was started: against the same target, with the same samples
+// (filled in from the run when opt leaves them zero).
+func storedSuite(info *RunInfo, opt *Options) (*Suite, error) {
+	s, err := ParseSuite(info.Suite, info.SuiteFile)
+	if err != nil {
+		return nil, fmt.Errorf("stored suite of run %s: %w", info.ID, err)
+	}
+	if info.Target != opt.Target.Name() {
+		return nil, fmt.Errorf("%w: run %s audited %q, not %q: resume with the same backend", ErrInput, info.ID, info.Target, opt.Target.Name())
+	}
+	if opt.Samples == 0 {
+		opt.Samples = info.Samples
+	} else if opt.Samples != info.Samples {
+		return nil, fmt.Errorf("%w: run %s was started with --samples %d", ErrInput, info.ID, info.Samples)
+	}
+	return s, nil
+}
+
+// Sampler plays single samples of a stored run on demand: what a queue
+// worker needs, which takes samples one at a time, from any run.
+type Sampler struct {
+	info    *RunInfo
+	suite   *Suite
+	scorers map[string][]boundScorer
+	opt     Options
+}
+
+// NewSampler prepares a stored run's samples to be played with opt's
+// backends (opt.Store is not used: the caller stores results).
+func NewSampler(info *RunInfo, opt Options) (*Sampler, error) {
+	opt.fill()
+	s, err := storedSuite(info, &opt)
+	if err != nil {
+		return nil, err
+	}
+	scorers, err := buildScorers(s, opt)
+	if err != nil {
+		return nil, err
+	}
+	return &Sampler{info, s, scorers, opt}, nil
+}
+
+// Sample plays and scores one sample. A probe the suite lacks or a sample
+// index beyond its samples is ErrInput; everything else that goes wrong is
+// recorded in the result, as in a local run.
+func (r *Sampler) Sample(ctx context.Context, ref SampleRef) (*SampleResult, error) {
+	p := r.suite.probe(ref.Probe)
+	if p == nil || ref.Sample < 0 || ref.Sample >= r.suite.samples(p, r.opt.Samples) {
+		return nil, fmt.Errorf("%w: run %s has no sample %d of probe %q", ErrInput, r.info.ID, ref.Sample, ref.Probe)
+	}
+	return runSample(ctx, r.suite, p, ref.Sample, r.scorers[p.ID], r.opt), nil
+}
+
+// SampleRef names one sample of a probe.
+type SampleRef struct {
+	Probe  string `json:"probe"`
+	Sample int    `json:"sample"`
+}
+
+// Pending lists the samples of a suite that stored does not hold as
+// completed, and how many samples the suite has in all. Sample k of every
+// probe comes before sample k+1 of any: a backend that fails is seen
+// failing across probes at once, and an interrupted run has covered every
+// probe.
+func Pending(s *Suite, samples int, stored []*SampleResult) (todo []SampleRef, total int) {
+	completed := map[string]bool{}
+	for _, r := range stored {
+		if r.Status == StatusOK {
+			completed[sampleKey(r.ProbeID, r.Sample)] = true
+		}
+	}
+	most := 0
+	for i := range s.Probes {
+		n := s.samples(&s.Probes[i], samples)
+		total, most = total+n, max(most, n)
+	}
+	for k := range most {
+		for i := range s.Probes {
+			p := &s.Probes[i]
+			if k < s.samples(p, samples) && !completed[sampleKey(p.ID, k)] {
+				todo = append(todo, SampleRef{p.ID, k})
+			}
+		}
+	}
+	return todo, total
 }
 
 // Execute runs every sample of the suite that the store does not hold as
@@ -183,29 +261,7 @@ func Execute(ctx context.Context, info *RunInfo, s *Suite, opt Options) (*Report
 	if err != nil {
 		return nil, err
 	}
-	completed := map[string]bool{}
-	for _, r := range done {
-		if r.Status == StatusOK {
-			completed[sampleKey(r.ProbeID, r.Sample)] = true
-		}
-	}
-	// Sample k of every probe before sample k+1 of any: a backend that
-	// fails is seen failing across probes at once, and an interrupted run
-	// has covered every probe.
-	var todo []work
-	total, most := 0, 0
-	for i := range s.Probes {
-		n := s.samples(&s.Probes[i], opt.Samples)
-		total, most = total+n, max(most, n)
-	}
-	for k := range most {
-		for i := range s.Probes {
-			p := &s.Probes[i]
-			if k < s.samples(p, opt.Samples) && !completed[sampleKey(p.ID, k)] {
-				todo = append(todo, work{p, k})
-			}
-		}
-	}
+	todo, total := Pending(s, opt.Samples, done)
 	var (
 		mu       sync.Mutex
 		finished = total - len(todo)
@@ -219,7 +275,7 @@ func Execute(ctx context.Context, info *RunInfo, s *Suite, opt Options) (*Report
 	failedOn = map[string]bool{}
 	err = parallel.For(ctx, opt.Concurrency, len(todo), func(i int) error {
 		j := todo[i]
-		r := runSample(ctx, s, j.probe, j.sample, scorers[j.probe.ID], opt)
+		r := runSample(ctx, s, s.probe(j.Probe), j.Sample, scorers[j.Probe], opt)
 		if ctx.Err() != nil {
 			return nil // interrupted mid-sample: nothing to keep
 		}
@@ -254,14 +310,19 @@ func Execute(ctx context.Context, info *RunInfo, s *Suite, opt Options) (*Report
 	if err != nil {
 		return nil, err
 	}
-	all, err := opt.Store.Samples(context.WithoutCancel(ctx), info.ID)
+	return Finish(context.WithoutCancel(ctx), opt.Store, info, s, opt.Samples)
+}
+
+// Finish summarises a run whose samples are all stored and marks it done.
+func Finish(ctx context.Context, store Store, info *RunInfo, s *Suite, samples int) (*Report, error) {
+	all, err := store.Samples(ctx, info.ID)
 	if err != nil {
 		return nil, err
 	}
 	end := time.Now().UTC()
 	info.Status, info.Finished = "done", &end
-	rep := Summarize(info, s, all, opt.Samples)
-	if err := opt.Store.FinishRun(context.WithoutCancel(ctx), info.ID, rep); err != nil {
+	rep := Summarize(info, s, all, samples)
+	if err := store.FinishRun(ctx, info.ID, rep); err != nil {
 		return nil, err
 	}
 	return rep, nil

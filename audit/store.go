@@ -104,25 +104,34 @@ var migrations = []string{
 		PRIMARY KEY (run_id, probe_id, sample, turn),
 		FOREIGN KEY (run_id, probe_id, sample) REFERENCES samples(run_id, probe_id, sample) ON DELETE CASCADE
 	)`,
+	// 2: runs whose samples workers take from a queue (package fleet).
+	`ALTER TABLE runs ADD COLUMN distributed INTEGER NOT NULL DEFAULT 0`,
 }
 
 func (s *sqlStore) CreateRun(ctx context.Context, r *RunInfo) error {
-	_, err := s.db.ExecContext(ctx, s.db.Q(`INSERT INTO runs (id, suite_name, suite_file, suite_source, target, judge, auditor, samples, seed, created_at, status)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-		r.ID, r.SuiteName, r.SuiteFile, string(r.Suite), r.Target, r.Judge, r.Auditor, r.Samples, r.Seed,
-		sqldb.Time(r.Created), r.Status)
-	return err
+	return s.db.Tx(ctx, func(tx *sql.Tx) error { return CreateRunIn(ctx, s.db.In(tx), r) })
 }
 
-const runCols = `id, suite_name, suite_file, suite_source, target, judge, auditor, samples, seed, created_at, status, finished_at`
+// CreateRunIn records a new run inside a caller's transaction: a
+// distributed run is created in the same commit that enqueues its samples.
+func CreateRunIn(ctx context.Context, ex sqldb.Execer, r *RunInfo) error {
+	return ex.Exec(ctx, `INSERT INTO runs (id, suite_name, suite_file, suite_source, target, judge, auditor, samples, seed, created_at, status, distributed)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		r.ID, r.SuiteName, r.SuiteFile, string(r.Suite), r.Target, r.Judge, r.Auditor, r.Samples, r.Seed,
+		sqldb.Time(r.Created), r.Status, b2i(r.Distributed))
+}
+
+const runCols = `id, suite_name, suite_file, suite_source, target, judge, auditor, samples, seed, created_at, status, finished_at, distributed`
 
 func scanRun(sc interface{ Scan(...any) error }) (*RunInfo, error) {
 	var r RunInfo
 	var src, created string
 	var finished sql.NullString
-	if err := sc.Scan(&r.ID, &r.SuiteName, &r.SuiteFile, &src, &r.Target, &r.Judge, &r.Auditor, &r.Samples, &r.Seed, &created, &r.Status, &finished); err != nil {
+	var distributed int
+	if err := sc.Scan(&r.ID, &r.SuiteName, &r.SuiteFile, &src, &r.Target, &r.Judge, &r.Auditor, &r.Samples, &r.Seed, &created, &r.Status, &finished, &distributed); err != nil {
 		return nil, err
 	}
+	r.Distributed = distributed != 0
 	r.Suite = []byte(src)
 	r.Created, _ = time.Parse(time.RFC3339Nano, created)
 	if t, err := time.Parse(time.RFC3339Nano, finished.String); finished.Valid && err == nil {
@@ -164,37 +173,43 @@ func b2i(b bool) int {
 }
 
 func (s *sqlStore) SaveSample(ctx context.Context, runID string, r *SampleResult) error {
+	return s.db.Tx(ctx, func(tx *sql.Tx) error { return SaveSampleIn(ctx, s.db.In(tx), runID, r) })
+}
+
+// SaveSampleIn stores a sample inside a caller's transaction, replacing an
+// earlier attempt at it: a fleet worker writes the result in the same
+// commit that completes the sample's job, so a result is stored exactly
+// when its job is done.
+func SaveSampleIn(ctx context.Context, ex sqldb.Execer, runID string, r *SampleResult) error {
 	msgs, err := json.Marshal(r.Messages)
 	if err != nil {
 		return err
 	}
-	return s.db.Tx(ctx, func(tx *sql.Tx) error {
-		// turn_scores go with the sample by cascade.
-		if _, err := tx.ExecContext(ctx, s.db.Q(`DELETE FROM turn_scores WHERE run_id = ? AND probe_id = ? AND sample = ?`), runID, r.ProbeID, r.Sample); err != nil {
+	// turn_scores go with the sample by cascade.
+	if err := ex.Exec(ctx, `DELETE FROM turn_scores WHERE run_id = ? AND probe_id = ? AND sample = ?`, runID, r.ProbeID, r.Sample); err != nil {
+		return err
+	}
+	if err := ex.Exec(ctx, `DELETE FROM samples WHERE run_id = ? AND probe_id = ? AND sample = ?`, runID, r.ProbeID, r.Sample); err != nil {
+		return err
+	}
+	if err := ex.Exec(ctx, `INSERT INTO samples (run_id, probe_id, sample, category, seed, status, error_kind, error, elicited, messages, started_at, duration_ns)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		runID, r.ProbeID, r.Sample, string(r.Category), r.Seed, r.Status, r.ErrorKind, r.Error, b2i(r.Elicited),
+		string(msgs), sqldb.Time(r.Started), int64(r.Duration)); err != nil {
+		return err
+	}
+	for t, tr := range r.Turns {
+		scores, err := json.Marshal(tr.Scores)
+		if err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, s.db.Q(`DELETE FROM samples WHERE run_id = ? AND probe_id = ? AND sample = ?`), runID, r.ProbeID, r.Sample); err != nil {
+		if err := ex.Exec(ctx, `INSERT INTO turn_scores (run_id, probe_id, sample, turn, message, finish, persona, elicited, incoherent, scores)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			runID, r.ProbeID, r.Sample, t, tr.Message, tr.Finish, tr.Persona, b2i(tr.Elicited), b2i(tr.Incoherent), string(scores)); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, s.db.Q(`INSERT INTO samples (run_id, probe_id, sample, category, seed, status, error_kind, error, elicited, messages, started_at, duration_ns)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-			runID, r.ProbeID, r.Sample, string(r.Category), r.Seed, r.Status, r.ErrorKind, r.Error, b2i(r.Elicited),
-			string(msgs), sqldb.Time(r.Started), int64(r.Duration)); err != nil {
-			return err
-		}
-		for t, tr := range r.Turns {
-			scores, err := json.Marshal(tr.Scores)
-			if err != nil {
-				return err
-			}
-			if _, err := tx.ExecContext(ctx, s.db.Q(`INSERT INTO turn_scores (run_id, probe_id, sample, turn, message, finish, persona, elicited, incoherent, scores)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-				runID, r.ProbeID, r.Sample, t, tr.Message, tr.Finish, tr.Persona, b2i(tr.Elicited), b2i(tr.Incoherent), string(scores)); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	}
+	return nil
 }
 
 func (s *sqlStore) Samples(ctx context.Context, runID string) ([]*SampleResult, error) {

@@ -514,6 +514,16 @@ func categoryList() string {
 	return strings.Join(s, ", ")
 }
 
+// probe returns the probe called id, or nil.
+func (s *Suite) probe(id string) *Probe {
+	for i := range s.Probes {
+		if s.Probes[i].ID == id {
+			return &s.Probes[i]
+		}
+	}
+	return nil
+}
+
 // samples returns the number of samples of a probe.
 func (s *Suite) samples(p *Probe, override int) int {
 	switch {

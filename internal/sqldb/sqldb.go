@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 	"modernc.org/sqlite"               // database/sql driver "sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -122,6 +123,11 @@ func (d *DB) Q(query string) string {
 	if !d.Postgres {
 		return query
 	}
+	return numbered(query)
+}
+
+// numbered rewrites "?" placeholders as "$1, $2, …".
+func numbered(query string) string {
 	var b strings.Builder
 	n := 0
 	for _, c := range query {
@@ -133,6 +139,37 @@ func (d *DB) Q(query string) string {
 		b.WriteRune(c)
 	}
 	return b.String()
+}
+
+// Execer runs a statement written with "?" placeholders inside a
+// transaction. Stores write through it so that the same rows can be written
+// in their own transaction or in a caller's (a queue worker's, which
+// completes its job in the same commit).
+type Execer interface {
+	Exec(ctx context.Context, query string, args ...any) error
+}
+
+// In is an Execer on a transaction of d.
+func (d *DB) In(tx *sql.Tx) Execer { return sqlExec{tx, d.Q} }
+
+type sqlExec struct {
+	tx *sql.Tx
+	q  func(string) string
+}
+
+func (e sqlExec) Exec(ctx context.Context, query string, args ...any) error {
+	_, err := e.tx.ExecContext(ctx, e.q(query), args...)
+	return err
+}
+
+// PgxIn is an Execer on a pgx transaction of a PostgreSQL database.
+func PgxIn(tx pgx.Tx) Execer { return pgxExec{tx} }
+
+type pgxExec struct{ tx pgx.Tx }
+
+func (e pgxExec) Exec(ctx context.Context, query string, args ...any) error {
+	_, err := e.tx.Exec(ctx, numbered(query), args...)
+	return err
 }
 
 // Tx runs f in a transaction, committed if f returns nil.
@@ -187,8 +224,19 @@ func (d *DB) migrate(ctx context.Context, s Schema) error {
 			return err
 		}
 	}
+	var newest sql.NullInt64
+	if err := d.QueryRowContext(ctx, `SELECT MAX(version) FROM `+s.Table).Scan(&newest); err != nil {
+		return err
+	}
+	if int(newest.Int64) > len(s.Migrations) {
+		return fmt.Errorf("%w: %s is at version %d, this binary knows %d; upgrade persona", ErrNewerSchema, s.Table, newest.Int64, len(s.Migrations))
+	}
 	return nil
 }
+
+// ErrNewerSchema is a database migrated by a newer persona than this one:
+// its rows may mean what this binary cannot know, so it is not used.
+var ErrNewerSchema = errors.New("database schema is newer than this binary")
 
 // RetryBusy runs f until it does not fail with SQLITE_BUSY or
 // SQLITE_LOCKED, backing off from 1 ms to 100 ms, for at most busyWait in
