@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -128,15 +129,21 @@ func NewRunID() string {
 	return time.Now().UTC().Format("20060102-150405-") + hex.EncodeToString(b[:])
 }
 
+// NewRunInfo describes a new run of s against the named backends (judge
+// and auditor default to the target), called id (default NewRunID()).
+func NewRunInfo(id string, s *Suite, target, judge, auditor string, samples int) *RunInfo {
+	if id == "" {
+		id = NewRunID()
+	}
+	return &RunInfo{ID: id, SuiteName: s.Name, SuiteFile: s.File, Suite: s.Source,
+		Target: target, Judge: cmp.Or(judge, target), Auditor: cmp.Or(auditor, target),
+		Samples: samples, Seed: s.Seed, Created: time.Now().UTC(), Status: "running"}
+}
+
 // Start records a new run of a suite in the store and executes it.
 func Start(ctx context.Context, s *Suite, opt Options) (*Report, error) {
 	opt.fill()
-	if opt.RunID == "" {
-		opt.RunID = NewRunID()
-	}
-	info := &RunInfo{ID: opt.RunID, SuiteName: s.Name, SuiteFile: s.File, Suite: s.Source,
-		Target: opt.Target.Name(), Judge: opt.Judge.Name(), Auditor: opt.Auditor.Name(),
-		Samples: opt.Samples, Seed: s.Seed, Created: time.Now().UTC(), Status: "running"}
+	info := NewRunInfo(opt.RunID, s, opt.Target.Name(), opt.Judge.Name(), opt.Auditor.Name(), opt.Samples)
 	if err := opt.Store.CreateRun(ctx, info); err != nil {
 		return nil, err
 	}

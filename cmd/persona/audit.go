@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,14 +10,17 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"persona/audit"
 	"persona/backend"
 	"persona/engine"
+	"persona/fleet"
 	"persona/gateway"
 	"persona/internal/fileio"
+	"persona/internal/sqldb"
 	"persona/models"
 	"persona/world"
 )
@@ -25,7 +29,7 @@ func newAuditCmd() *cobra.Command {
 	var (
 		suiteArg, configPath, modelPath, targetName, judgeName, auditorName string
 		junitPath, htmlPath, dbArg, resumeID, capPath                       string
-		asJSON                                                              bool
+		asJSON, distribute                                                  bool
 		wf                                                                  watermarkFlags
 		concurrency, samples                                                int
 	)
@@ -95,6 +99,43 @@ flags or config, 3 a backend or the store failed (the audit is incomplete).`,
 			if capPath != "" && modelPath == "" {
 				return usageErr(errors.New("--cap acts on the embedded engine's activations; it needs --model"))
 			}
+			if distribute {
+				if wm != nil || capPath != "" {
+					return usageErr(errors.New("--watermark and --cap act where the model runs; with --distribute that is the workers, which do not take them yet"))
+				}
+				names, err := backendNames(configPath, modelPath, targetName, judgeName, auditorName)
+				if err != nil {
+					return err
+				}
+				ctx := cmd.Context()
+				db, err := fleet.Open(ctx, dbArg)
+				if err != nil {
+					return fleetErr(err)
+				}
+				defer db.Close()
+				resume := fmt.Sprintf("persona audit --resume %s --db %s --distribute", resumeID, dbShown(dbArg))
+				var info *audit.RunInfo
+				if resumeID == "" {
+					info = audit.NewRunInfo("", suite, names[0], names[1], names[2], samples)
+					resume = fmt.Sprintf("persona audit --resume %s --db %s --distribute", info.ID, dbShown(dbArg))
+					err = db.StartAudit(ctx, info, suite)
+				} else {
+					info, suite, err = db.ResumeAudit(ctx, resumeID)
+				}
+				if err != nil {
+					return fleetErr(err)
+				}
+				fmt.Fprintf(os.Stderr, "persona: run %s queued on %s; workers take it with: persona worker --db %s%s\n"+
+					"persona: stopping this command leaves the workers going; follow the run again with: %s\n",
+					info.ID, fleet.Queue(info.Target), dbShown(dbArg), backendFlags(configPath, modelPath, "", "", ""), resume)
+				bar := newProgress("probing")
+				rep, err := db.WaitAudit(ctx, info, suite, 250*time.Millisecond, func(p fleet.Progress) { bar.update(p.Done, p.Total) })
+				bar.finish()
+				if errors.Is(err, fleet.ErrStalled) {
+					return backendErr(fmt.Errorf("%w; %s", err, resume))
+				}
+				return auditDone(rep, err, resume, asJSON, junitPath, htmlPath)
+			}
 			var bs []backend.Backend
 			if modelPath != "" {
 				e, err := loadEngine(modelPath, engine.Options{})
@@ -152,24 +193,7 @@ flags or config, 3 a backend or the store failed (the audit is incomplete).`,
 				rep, err = audit.Start(ctx, suite, opt)
 			}
 			bar.finish()
-			switch {
-			case errors.Is(err, context.Canceled):
-				return backendErr(fmt.Errorf("interrupted; finish with %s", resume))
-			case errors.Is(err, audit.ErrBackendDown):
-				return backendErr(fmt.Errorf("%w; fix the backend and finish with %s", err, resume))
-			case err != nil:
-				return classify(err)
-			}
-			if err := writeAuditReports(rep, asJSON, junitPath, htmlPath); err != nil {
-				return backendErr(err)
-			}
-			switch rep.Exit {
-			case audit.ExitBreached:
-				return &exitError{exitFailed, fmt.Errorf("%d threshold(s) breached", len(rep.Breaches))}
-			case audit.ExitInfra:
-				return backendErr(fmt.Errorf("%d sample(s) could not be measured; fix the backend and finish with %s", rep.Failures.Samples, resume))
-			}
-			return nil
+			return auditDone(rep, err, resume, asJSON, junitPath, htmlPath)
 		},
 	}
 	f := cmd.Flags()
@@ -184,12 +208,72 @@ flags or config, 3 a backend or the store failed (the audit is incomplete).`,
 	f.StringVar(&htmlPath, "html", "", "also write a self-contained HTML report to this file")
 	f.StringVar(&dbArg, "db", "persona-audit.db", "SQLite file or PostgreSQL DSN (postgres://...) that keeps runs")
 	f.StringVar(&resumeID, "resume", "", "finish an interrupted run by its id")
+	f.BoolVar(&distribute, "distribute", false, "queue the samples in the --db PostgreSQL for persona worker processes and follow the run")
 	f.IntVar(&concurrency, "concurrency", 4, "probe samples run at once")
 	wf.register(f, "watermark")
 	capFlag(f, &capPath)
 	f.IntVar(&samples, "samples", 0, "samples per probe (default: the suite's)")
 	cmd.AddCommand(newAuditReplayCmd())
 	return cmd
+}
+
+// auditDone turns a finished (or failed) run into reports and the exit
+// status.
+func auditDone(rep *audit.Report, err error, resume string, asJSON bool, junitPath, htmlPath string) error {
+	switch {
+	case errors.Is(err, context.Canceled):
+		return backendErr(fmt.Errorf("interrupted; finish with %s", resume))
+	case errors.Is(err, audit.ErrBackendDown):
+		return backendErr(fmt.Errorf("%w; fix the backend and finish with %s", err, resume))
+	case err != nil:
+		return classify(err)
+	}
+	if err := writeAuditReports(rep, asJSON, junitPath, htmlPath); err != nil {
+		return backendErr(err)
+	}
+	switch rep.Exit {
+	case audit.ExitBreached:
+		return &exitError{exitFailed, fmt.Errorf("%d threshold(s) breached", len(rep.Breaches))}
+	case audit.ExitInfra:
+		return backendErr(fmt.Errorf("%d sample(s) could not be measured; fix the backend and finish with %s", rep.Failures.Samples, resume))
+	}
+	return nil
+}
+
+// fleetErr classifies what opening or queueing on a fleet database
+// returned: a DSN that is not PostgreSQL, a database of a newer persona or
+// a run that is not distributed is bad input (2); the rest, like an
+// unreachable server, infrastructure (3).
+func fleetErr(err error) error {
+	if errors.Is(err, fleet.ErrNotPostgres) || errors.Is(err, fleet.ErrNotDistributed) || errors.Is(err, sqldb.ErrNewerSchema) || errors.Is(err, audit.ErrInput) {
+		return usageErr(err)
+	}
+	return backendErr(err)
+}
+
+// backendNames returns the names a run records for its target, judge and
+// auditor, without opening them: the entries' names of a backend config,
+// or the embedded engine's for --model.
+func backendNames(configPath, modelPath, target, judge, auditor string) ([3]string, error) {
+	if modelPath != "" {
+		n := "engine:" + filepath.Base(modelPath)
+		return [3]string{n, n, n}, nil
+	}
+	cfg, err := backend.LoadConfig(configPath)
+	if err != nil {
+		return [3]string{}, usageErr(err)
+	}
+	var out [3]string
+	for i, name := range []string{target, cmp.Or(judge, target), cmp.Or(auditor, target)} {
+		if name == "" {
+			name = cfg.Backends[0].Name
+		}
+		if _, err := cfg.Backend(name); err != nil {
+			return out, usageErr(err)
+		}
+		out[i] = name
+	}
+	return out, nil
 }
 
 func newAuditReplayCmd() *cobra.Command {

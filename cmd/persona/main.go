@@ -39,7 +39,7 @@ Exit status: 0 ok, 1 a threshold or audit failed, 2 usage or input error,
 	root.AddCommand(newAuditCmd())
 	root.AddCommand(newPosteriorCmd(), newVectorsCmd())
 	root.AddCommand(newAxisCmd(), newDriftCmd(), newExperimentCmd())
-	root.AddCommand(newExportCmd(), newQuantizeCmd(), newWatermarkCmd())
+	root.AddCommand(newExportCmd(), newQuantizeCmd(), newWatermarkCmd(), newWorkerCmd())
 	return root
 }
 

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"persona/backend"
+	"persona/engine"
+	"persona/fleet"
+	"persona/models"
+	"persona/world"
+)
+
+func newWorkerCmd() *cobra.Command {
+	var (
+		dbArg, configPath, modelPath, listen string
+		concurrency                          int
+		opt                                  fleet.WorkerOptions
+		drain                                time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "worker",
+		Short: "Take audit samples from a shared PostgreSQL queue and play them",
+		Long: `Run as one of many workers of distributed audits (persona audit
+--distribute): take sample jobs from the queue in the --db PostgreSQL, play
+each against this worker's own backends (--backend config entries, or the
+embedded engine with --model), and store every result in the same
+transaction that completes its job, so a worker killed at any moment loses
+and duplicates nothing. A worker takes the samples of runs whose target is
+one of its backends.
+
+A job held by a worker that died is handed to another after --rescue-after
+(give every worker the same value). A worker whose backend fails gives its
+jobs back and takes none for --cooldown. SIGINT or SIGTERM drains: no new
+jobs, up to --drain for the samples in flight, the rest given back.
+
+--listen serves /healthz (503 while not taking jobs) and /metrics
+(Prometheus).`,
+		Example: `  persona worker --db postgres://audit@db/persona --backend backends.yaml --concurrency 16 --listen :9464
+  persona worker --db postgres://audit@db/persona --model organism`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if dbArg == "" {
+				return usageErr(errors.New("--db postgres://… names the database the fleet shares"))
+			}
+			if configPath != "" && modelPath != "" {
+				return usageErr(errors.New("give the worker's backends with --backend CONFIG.yaml or --model MODEL, not both"))
+			}
+			if configPath == "" && modelPath == "" {
+				modelPath = models.Default
+			}
+			if concurrency < 1 || drain < 0 {
+				return usageErr(errors.New("--concurrency must be ≥ 1 and --drain ≥ 0"))
+			}
+			var bs []backend.Backend
+			if modelPath != "" {
+				e, err := loadEngine(modelPath, engine.Options{})
+				if err != nil {
+					return err
+				}
+				defer e.Close()
+				bs = []backend.Backend{backend.NewEngine(e, filepath.Base(modelPath), 1)}
+			} else {
+				cfg, err := backend.LoadConfig(configPath)
+				if err != nil {
+					return usageErr(err)
+				}
+				names := make([]string, len(cfg.Backends))
+				for i, b := range cfg.Backends {
+					names[i] = b.Name
+				}
+				opened, closer, err := openBackends(configPath, names...)
+				if err != nil {
+					return err
+				}
+				defer closer.Close()
+				bs = opened
+			}
+			ctx := cmd.Context()
+			db, err := fleet.Open(ctx, dbArg)
+			if err != nil {
+				return fleetErr(err)
+			}
+			defer db.Close()
+			opt.Backends, opt.Oracle, opt.Concurrency = bs, world.Default().Oracle(), concurrency
+			opt.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+			w, err := fleet.NewWorker(db, opt)
+			if err != nil {
+				return fleetErr(err)
+			}
+			if listen != "" {
+				ln, err := net.Listen("tcp", listen)
+				if err != nil {
+					return usageErr(fmt.Errorf("--listen: %w", err))
+				}
+				srv := &http.Server{Handler: w, ReadHeaderTimeout: 10 * time.Second}
+				go srv.Serve(ln)
+				defer srv.Close()
+				fmt.Fprintf(os.Stderr, "persona: worker health and metrics on http://%s/healthz and /metrics\n", ln.Addr())
+			}
+			names := make([]string, len(bs))
+			for i, b := range bs {
+				names[i] = b.Name()
+			}
+			fmt.Fprintf(os.Stderr, "persona: worker taking samples of runs that audit %s (db %s)\n", strings.Join(names, ", "), dbShown(dbArg))
+			if err := w.Run(ctx, drain); err != nil {
+				return backendErr(err)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&dbArg, "db", "", "PostgreSQL DSN (postgres://...) of the database the fleet shares")
+	f.StringVar(&configPath, "backend", "", "backend config YAML: the worker serves runs that audit any of its entries")
+	f.StringVar(&modelPath, "model", "", "serve runs that audit this local model, with the embedded engine")
+	f.IntVar(&concurrency, "concurrency", 4, "samples played at once per target")
+	f.StringVar(&listen, "listen", "", "address for /healthz and /metrics (e.g. :9464); none by default")
+	f.DurationVar(&opt.JobTimeout, "job-timeout", 10*time.Minute, "cancel a sample that runs longer (it is tried again)")
+	f.DurationVar(&opt.RescueAfter, "rescue-after", 0, "hand a job that has run this long to another worker, its own taken for dead (default job-timeout + 1m)")
+	f.DurationVar(&opt.Cooldown, "cooldown", 30*time.Second, "after a backend failure, take no jobs for this long")
+	f.DurationVar(&drain, "drain", time.Minute, "on SIGINT/SIGTERM, how long samples in flight may finish")
+	return cmd
+}
