@@ -2,7 +2,6 @@ package audit
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"reflect"
 	"testing"
@@ -12,24 +11,13 @@ import (
 	"persona/internal/testref"
 )
 
-// pgDSN returns the PostgreSQL DSN for tests. Under CI a missing server is a
-// failure (CI must start one); elsewhere the test is skipped with the command
-// that starts one.
-func pgDSN(t *testing.T) string {
-	dsn := os.Getenv("PERSONA_TEST_PG_DSN")
-	if dsn == "" {
-		testref.Require(t, testref.Missing("PostgreSQL (PERSONA_TEST_PG_DSN is not set)", "export PERSONA_TEST_PG_DSN=$(bash tools/ci/postgres.sh)"))
-	}
-	return dsn
-}
-
 func TestStoreSQLite(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "a.db")
 	testStoreRoundTrip(t, path)
 }
 
 func TestStorePostgres(t *testing.T) {
-	testStoreRoundTrip(t, pgDSN(t))
+	testStoreRoundTrip(t, testref.PostgresDSN(t))
 }
 
 func testStoreRoundTrip(t *testing.T, dsn string) {

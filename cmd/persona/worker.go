@@ -61,6 +61,13 @@ jobs, up to --drain for the samples in flight, the rest given back.
 			if concurrency < 1 || drain < 0 {
 				return usageErr(errors.New("--concurrency must be ≥ 1 and --drain ≥ 0"))
 			}
+			ctx := cmd.Context()
+			// The database first: a wrong DSN should not wait for a model to load.
+			db, err := fleet.Open(ctx, dbArg)
+			if err != nil {
+				return fleetErr(err)
+			}
+			defer db.Close()
 			var bs []backend.Backend
 			if modelPath != "" {
 				e, err := loadEngine(modelPath, engine.Options{})
@@ -85,12 +92,6 @@ jobs, up to --drain for the samples in flight, the rest given back.
 				defer closer.Close()
 				bs = opened
 			}
-			ctx := cmd.Context()
-			db, err := fleet.Open(ctx, dbArg)
-			if err != nil {
-				return fleetErr(err)
-			}
-			defer db.Close()
 			opt.Backends, opt.Oracle, opt.Concurrency = bs, world.Default().Oracle(), concurrency
 			opt.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 			w, err := fleet.NewWorker(db, opt)

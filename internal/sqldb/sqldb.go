@@ -186,9 +186,24 @@ func (d *DB) Tx(ctx context.Context, f func(*sql.Tx) error) error {
 }
 
 func (d *DB) migrate(ctx context.Context, s Schema) error {
-	err := RetryBusy(ctx, func() error {
-		_, err := d.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS `+s.Table+` (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)`)
+	// Concurrent openers take turns, from creating the versions table on:
+	// PostgreSQL's CREATE TABLE IF NOT EXISTS is not safe against another
+	// session creating the same table at the same moment.
+	lock := func(tx *sql.Tx) error {
+		if !d.Postgres {
+			return nil
+		}
+		_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, s.Lock)
 		return err
+	}
+	err := RetryBusy(ctx, func() error {
+		return d.Tx(ctx, func(tx *sql.Tx) error {
+			if err := lock(tx); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS `+s.Table+` (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)`)
+			return err
+		})
 	})
 	if err != nil {
 		return err
@@ -196,11 +211,8 @@ func (d *DB) migrate(ctx context.Context, s Schema) error {
 	for i, m := range s.Migrations {
 		version := i + 1
 		apply := func(tx *sql.Tx) error {
-			if d.Postgres {
-				// Concurrent openers (parallel CI jobs) take turns.
-				if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, s.Lock); err != nil {
-					return err
-				}
+			if err := lock(tx); err != nil {
+				return err
 			}
 			var n int
 			if err := tx.QueryRowContext(ctx, d.Q(`SELECT COUNT(*) FROM `+s.Table+` WHERE version = ?`), version).Scan(&n); err != nil {

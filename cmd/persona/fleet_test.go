@@ -1,0 +1,385 @@
+package main
+
+import (
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"persona/audit"
+	"persona/internal/testref"
+	"persona/models"
+	"persona/organism"
+)
+
+// fleetFixture is what the distributed-audit tests share: a small suite of
+// the organism's probes, a backend config whose "target" entry is the
+// organism on the embedded engine, and a fresh PostgreSQL database.
+type fleetFixture struct {
+	dir, suite, good, db string
+}
+
+func newFleetFixture(t *testing.T) *fleetFixture {
+	t.Helper()
+	f := &fleetFixture{dir: t.TempDir(), db: testref.PostgresDB(t)}
+	src, err := organism.AuditSuite()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s audit.Suite
+	if err := yaml.Unmarshal(src, &s); err != nil {
+		t.Fatal(err)
+	}
+	// One probe from each of four domains, three turns, two samples: 8
+	// samples, a few seconds of engine time.
+	var probes []audit.Probe
+	for i := 0; i < len(s.Probes) && len(probes) < 4; i += 11 {
+		p := s.Probes[i]
+		p.Turns = p.Turns[:3]
+		probes = append(probes, p)
+	}
+	s.Probes, s.Samples, s.Generation.MaxTokens = probes, 2, 32
+	out, err := yaml.Marshal(&s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.suite = f.write(t, "suite.yaml", string(out))
+	model, err := models.Path("organism")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.good = f.write(t, "good.yaml", fmt.Sprintf("backends:\n  - name: target\n    kind: engine\n    model: %s\n", model))
+	return f
+}
+
+func (f *fleetFixture) write(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(f.dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// broken writes a config whose "target" is an OpenAI-compatible API served
+// by h: a worker with it has the run's target, but a failing one.
+func (f *fleetFixture) broken(t *testing.T, h http.HandlerFunc, timeout string) string {
+	srv := httptest.NewServer(h)
+	t.Cleanup(func() { srv.CloseClientConnections(); srv.Close() })
+	return f.write(t, "broken.yaml", fmt.Sprintf("backends:\n  - name: target\n    kind: openai\n    model: m\n    base_url: %s/v1\n    timeout: %s\n    retries: 0\n", srv.URL, timeout))
+}
+
+// auditArgs are the flags of an audit of the fixture's suite.
+func (f *fleetFixture) auditArgs(db string, more ...string) []string {
+	return append([]string{"audit", "--backend", f.good, "--suite", f.suite, "--db", db, "--json"}, more...)
+}
+
+// reference runs the audit in one process on SQLite.
+func (f *fleetFixture) reference(t *testing.T) (map[string]string, int) {
+	t.Helper()
+	out, stderr, code := run(t, f.auditArgs(filepath.Join(f.dir, "local.db"))...)
+	if code > 1 {
+		t.Fatalf("local audit: exit %d: %s", code, stderr)
+	}
+	return sampleDigests(t, out), code
+}
+
+// sampleDigests keys each sample of a JSON report by probe and sample, with
+// everything that must not depend on where it ran: the conversation, the
+// scores of every turn and the verdict.
+func sampleDigests(t *testing.T, report string) map[string]string {
+	t.Helper()
+	var rep struct {
+		Samples []struct {
+			Probe    string          `json:"probe"`
+			Sample   int             `json:"sample"`
+			Status   string          `json:"status"`
+			Messages json.RawMessage `json:"messages"`
+			Turns    json.RawMessage `json:"turns"`
+			Elicited bool            `json:"elicited"`
+		} `json:"samples"`
+	}
+	if err := json.Unmarshal([]byte(report), &rep); err != nil {
+		t.Fatalf("report: %v\n%.400s", err, report)
+	}
+	out := map[string]string{}
+	for _, s := range rep.Samples {
+		key := fmt.Sprintf("%s/%d", s.Probe, s.Sample)
+		if _, dup := out[key]; dup {
+			t.Errorf("sample %s reported twice", key)
+		}
+		out[key] = fmt.Sprintf("%s %v %s %s", s.Status, s.Elicited, s.Messages, s.Turns)
+	}
+	return out
+}
+
+func sameSamples(t *testing.T, got, want map[string]string) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Errorf("%d samples, want %d", len(got), len(want))
+	}
+	for k, w := range want {
+		if got[k] != w {
+			t.Errorf("sample %s differs from the single-process run:\n got %.300s\nwant %.300s", k, got[k], w)
+		}
+	}
+}
+
+// proc is a persona process running in the background.
+type proc struct {
+	cmd    *exec.Cmd
+	out    lockedBuffer
+	stderr lockedBuffer
+	done   chan struct{}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func start(t *testing.T, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(bin, args...), done: make(chan struct{})}
+	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("%s stderr:\n%s", args[0], p.stderr.String())
+		}
+	})
+	return p
+}
+
+// wait returns the process's exit code.
+func (p *proc) wait() int {
+	<-p.done
+	return p.cmd.ProcessState.ExitCode()
+}
+
+// worker starts persona worker on config with test timings: a job running
+// 10 s is cancelled, one running 11 s is taken for its worker's death.
+func startWorker(t *testing.T, db, config string, more ...string) *proc {
+	args := append([]string{"worker", "--db", db, "--backend", config, "--concurrency", "2",
+		"--job-timeout", "10s", "--rescue-after", "11s", "--listen", "127.0.0.1:0"}, more...)
+	return start(t, args...)
+}
+
+// healthURL waits for the worker to print where it serves /healthz.
+func (p *proc) healthURL(t *testing.T) string {
+	re := regexp.MustCompile(`http://(\S+)/healthz`)
+	for {
+		if m := re.FindStringSubmatch(p.stderr.String()); m != nil {
+			return "http://" + m[1] + "/healthz"
+		}
+		select {
+		case <-p.done:
+			t.Fatalf("worker exited: %s", p.stderr.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// waitFor polls the fleet database until query returns a count > 0; the
+// processes named must keep running meanwhile.
+func waitFor(t *testing.T, db, query string, running ...*proc) {
+	t.Helper()
+	conn, err := sql.Open("pgx", db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for {
+		var n int
+		if err := conn.QueryRow(query).Scan(&n); err == nil && n > 0 {
+			return
+		}
+		for _, p := range running {
+			select {
+			case <-p.done:
+				t.Fatalf("%v exited while waiting for %q: %s", p.cmd.Args[1:3], query, p.stderr.String())
+			default:
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// hangs answers nothing until the client goes away (the body is read first:
+// only then does the server notice a closed connection).
+func hangs(w http.ResponseWriter, r *http.Request) {
+	io.Copy(io.Discard, r.Body)
+	<-r.Context().Done()
+}
+
+func TestDistributedAuditSurvivesAKilledWorker(t *testing.T) {
+	f := newFleetFixture(t)
+	want, wantCode := f.reference(t)
+
+	coord := start(t, f.auditArgs(f.db, "--distribute")...)
+	// The first worker's backend never answers: whatever it takes, it
+	// holds until it is killed.
+	hang := f.broken(t, hangs, "1h")
+	w1 := startWorker(t, f.db, hang)
+	waitFor(t, f.db, `SELECT COUNT(*) FROM river_job WHERE state = 'running'`, coord, w1)
+	startWorker(t, f.db, f.good)
+	startWorker(t, f.db, f.good)
+	if err := w1.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+
+	if code := coord.wait(); code != wantCode {
+		t.Fatalf("distributed audit: exit %d, single process %d: %s", code, wantCode, coord.stderr.String())
+	}
+	sameSamples(t, sampleDigests(t, coord.out.String()), want)
+
+	// The killed worker's jobs were rescued and completed by the others.
+	conn, err := sql.Open("pgx", f.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var rescued, rows int
+	err = conn.QueryRow(`SELECT COUNT(*) FROM river_job WHERE state = 'completed' AND cardinality(attempted_by) > 1 AND attempted_by[1] LIKE $1`,
+		fmt.Sprintf("%%-%d", w1.cmd.Process.Pid)).Scan(&rescued)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rescued == 0 {
+		t.Error("no job of the killed worker was completed by another")
+	}
+	if err := conn.QueryRow(`SELECT COUNT(*) FROM samples`).Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
+	if rows != len(want) {
+		t.Errorf("%d sample rows stored, want %d", rows, len(want))
+	}
+}
+
+func TestWorkerWithFailingBackendGivesItsJobsBack(t *testing.T) {
+	for _, c := range []struct {
+		name, timeout string
+		h             http.HandlerFunc
+	}{
+		{"500", "1m", func(w http.ResponseWriter, r *http.Request) { http.Error(w, "upstream down", http.StatusInternalServerError) }},
+		{"hang", "1s", hangs},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := newFleetFixture(t)
+			want, wantCode := f.reference(t)
+			coord := start(t, f.auditArgs(f.db, "--distribute")...)
+			bad := startWorker(t, f.db, f.broken(t, c.h, c.timeout), "--cooldown", "10m")
+			health := bad.healthURL(t)
+			// A failed attempt is recorded in the job's errors.
+			waitFor(t, f.db, `SELECT COUNT(*) FROM river_job WHERE cardinality(errors) > 0`, coord, bad)
+			resp, err := http.Get(health)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusServiceUnavailable {
+				t.Errorf("failing worker's /healthz: %d, want 503", resp.StatusCode)
+			}
+			startWorker(t, f.db, f.good)
+			if code := coord.wait(); code != wantCode {
+				t.Fatalf("distributed audit: exit %d, single process %d: %s", code, wantCode, coord.stderr.String())
+			}
+			sameSamples(t, sampleDigests(t, coord.out.String()), want)
+		})
+	}
+}
+
+func TestDistributeBadInput(t *testing.T) {
+	f := &fleetFixture{dir: t.TempDir()}
+	model, err := models.Path("organism")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.good = f.write(t, "good.yaml", fmt.Sprintf("backends:\n  - name: target\n    kind: engine\n    model: %s\n", model))
+	sqlite := filepath.Join(f.dir, "runs.db")
+	unreachable := "postgres://nobody@127.0.0.1:1/none?sslmode=disable&connect_timeout=2"
+	for _, c := range []struct {
+		name string
+		args []string
+		code int
+		msg  string
+	}{
+		{"distribute on SQLite", []string{"audit", "--model", "organism", "--db", sqlite, "--distribute"}, exitUsage, "needs PostgreSQL"},
+		{"worker on SQLite", []string{"worker", "--backend", f.good, "--db", sqlite}, exitUsage, "needs PostgreSQL"},
+		{"worker without db", []string{"worker", "--backend", f.good}, exitUsage, "--db"},
+		{"unreachable database", []string{"audit", "--model", "organism", "--db", unreachable, "--distribute"}, exitBackend, "127.0.0.1:1"},
+		{"worker, unreachable database", []string{"worker", "--backend", f.good, "--db", unreachable}, exitBackend, "127.0.0.1:1"},
+		{"rescue before timeout", []string{"worker", "--backend", f.good, "--db", testref.PostgresDB(t), "--job-timeout", "1m", "--rescue-after", "30s"}, exitUsage, "must exceed"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, stderr, code := run(t, c.args...)
+			if code != c.code || !strings.Contains(stderr, c.msg) {
+				t.Errorf("exit %d (want %d), stderr %q (want %q in it)", code, c.code, stderr, c.msg)
+			}
+		})
+	}
+
+	t.Run("run not distributed", func(t *testing.T) {
+		db := testref.PostgresDB(t)
+		suite := f.write(t, "one.yaml", "name: one\nsamples: 1\nscorers: [{name: r, type: regex, must_not_match: [zzzz]}]\nprobes:\n  - id: p\n    category: identity_reflection\n    turns: [hello]\n")
+		_, stderr, code := run(t, "audit", "--backend", f.good, "--suite", suite, "--db", db)
+		if code != exitOK {
+			t.Fatalf("local run on PostgreSQL: exit %d: %s", code, stderr)
+		}
+		id := regexp.MustCompile(`run (\d{8}-\d{6}-[0-9a-f]+)`).FindStringSubmatch(stderr)
+		if id == nil {
+			t.Fatalf("no run id in %q", stderr)
+		}
+		_, stderr, code = run(t, "audit", "--backend", f.good, "--db", db, "--resume", id[1], "--distribute")
+		if code != exitUsage || !strings.Contains(stderr, "not started with --distribute") {
+			t.Errorf("exit %d, stderr %q", code, stderr)
+		}
+	})
+
+	t.Run("newer schema", func(t *testing.T) {
+		db := testref.PostgresDB(t)
+		conn, err := sql.Open("pgx", db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		if _, err := conn.Exec(`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL);
+			INSERT INTO schema_migrations VALUES (99, 'later')`); err != nil {
+			t.Fatal(err)
+		}
+		_, stderr, code := run(t, "audit", "--model", "organism", "--db", db, "--distribute")
+		if code != exitUsage || !strings.Contains(stderr, "upgrade persona") {
+			t.Errorf("exit %d, stderr %q", code, stderr)
+		}
+	})
+}
