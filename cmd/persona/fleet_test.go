@@ -291,7 +291,9 @@ func TestWorkerWithFailingBackendGivesItsJobsBack(t *testing.T) {
 		name, timeout string
 		h             http.HandlerFunc
 	}{
-		{"500", "1m", func(w http.ResponseWriter, r *http.Request) { http.Error(w, "upstream down", http.StatusInternalServerError) }},
+		{"500", "1m", func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "upstream down", http.StatusInternalServerError)
+		}},
 		{"hang", "1s", hangs},
 	} {
 		t.Run(c.name, func(t *testing.T) {
