@@ -60,10 +60,12 @@ func slowAPI(tb testing.TB, latency time.Duration) backend.Backend {
 // client, 16 samples at once) against a 5 ms API on loopback, and reports
 // probes/s and the PostgreSQL cost per sample: transactions committed and
 // rows written in the database over the run (queue polling included),
-// from pg_stat_database.
+// from pg_stat_database. workers=0 is the reference: the same audit run
+// by one process without the queue (audit.Start, 16 samples at once,
+// the same PostgreSQL store).
 func BenchmarkFleet(b *testing.B) {
 	const samples = 400
-	for _, workers := range []int{1, 2, 4} {
+	for _, workers := range []int{0, 1, 2, 4} {
 		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
 			ctx := context.Background()
 			db, err := Open(ctx, testref.PostgresDB(b))
@@ -87,11 +89,16 @@ func BenchmarkFleet(b *testing.B) {
 			for b.Loop() {
 				before := dbStats(b, db)
 				start := time.Now()
-				info := audit.NewRunInfo("", s, api.Name(), "", "", 0)
-				if err := db.StartAudit(ctx, info, s); err != nil {
-					b.Fatal(err)
+				var rep *audit.Report
+				if workers == 0 {
+					rep, err = audit.Start(ctx, s, audit.Options{Target: api, Store: db.Store, Concurrency: 16})
+				} else {
+					info := audit.NewRunInfo("", s, api.Name(), "", "", 0)
+					if err := db.StartAudit(ctx, info, s); err != nil {
+						b.Fatal(err)
+					}
+					rep, err = db.WaitAudit(ctx, info, s, 10*time.Millisecond, nil)
 				}
-				rep, err := db.WaitAudit(ctx, info, s, 10*time.Millisecond, nil)
 				if err != nil {
 					b.Fatal(err)
 				}
