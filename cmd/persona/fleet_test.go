@@ -321,6 +321,61 @@ func TestWorkerWithFailingBackendGivesItsJobsBack(t *testing.T) {
 	}
 }
 
+// SIGTERM drains a worker: it takes no new job, and what it could not
+// finish within --drain goes back to the queue without spending an
+// attempt, for another worker to finish with the same results.
+func TestWorkerDrainsOnSIGTERM(t *testing.T) {
+	f := newFleetFixture(t)
+	want, wantCode := f.reference(t)
+	coord := start(t, f.auditArgs(f.db, "--distribute")...)
+	stuck := startWorker(t, f.db, f.broken(t, hangs, "1h"), "--drain", "300ms")
+	health := stuck.healthURL(t)
+	waitFor(t, f.db, `SELECT COUNT(*) FROM river_job WHERE state = 'running'`, coord, stuck)
+	metrics := get(t, strings.Replace(health, "/healthz", "/metrics", 1))
+	if !strings.Contains(metrics, "persona_worker_in_flight 2") {
+		t.Errorf("a worker playing two samples reports:\n%s", metrics)
+	}
+	if err := stuck.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := stuck.wait(); code != 0 {
+		t.Fatalf("drained worker: exit %d: %s", code, stuck.stderr.String())
+	}
+	conn, err := sql.Open("pgx", f.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var held, spent int
+	err = conn.QueryRow(`SELECT COUNT(*) FILTER (WHERE state = 'running'), COUNT(*) FILTER (WHERE attempt > 0 AND state <> 'running')
+		FROM river_job`).Scan(&held, &spent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if held != 0 || spent != 0 {
+		t.Errorf("after draining: %d jobs still running, %d with an attempt spent", held, spent)
+	}
+	startWorker(t, f.db, f.good)
+	if code := coord.wait(); code != wantCode {
+		t.Fatalf("distributed audit: exit %d, single process %d: %s", code, wantCode, coord.stderr.String())
+	}
+	sameSamples(t, sampleDigests(t, coord.out.String()), want)
+}
+
+func get(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
 func TestDistributeBadInput(t *testing.T) {
 	f := &fleetFixture{dir: t.TempDir()}
 	model, err := models.Path("organism")
