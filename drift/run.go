@@ -173,6 +173,41 @@ const minTopProb = 0.5
 // Run runs every scenario under both system prompts (and capped, with
 // Options.Cap) on the engine and summarises the conversations.
 func Run(ctx context.Context, e *engine.Engine, scenarios []Scenario, o Options) (*Report, error) {
+	p, err := NewPlan(e, scenarios, o)
+	if err != nil {
+		return nil, err
+	}
+	convs := make([]Conversation, p.Len())
+	err = parallel.ForProgress(ctx, p.o.Workers, len(convs), func(i int) error {
+		c, err := p.Converse(ctx, i)
+		if err != nil {
+			return err
+		}
+		convs[i] = *c
+		return nil
+	}, p.o.Progress)
+	if err != nil {
+		return nil, err
+	}
+	return p.Report(convs)
+}
+
+// Plan is a drift study checked and set up on a model: the conversations
+// it runs, which can be played one at a time and in any order (by other
+// processes too: package fleet), and summarised once all are played.
+type Plan struct {
+	e         *engine.Engine
+	scenarios []Scenario
+	o         Options
+	rep       *Report
+	capIvs    []resid.Intervention
+	convs     []Conversation // the conversations to play, without turns
+}
+
+// NewPlan checks a study's options against the model and lists its
+// conversations: every scenario under both system prompts, Samples times,
+// in every control arm.
+func NewPlan(e *engine.Engine, scenarios []Scenario, o Options) (*Plan, error) {
 	o.defaults()
 	if len(scenarios) == 0 {
 		return nil, fmt.Errorf("drift: no scenarios: %w", ErrInput)
@@ -180,8 +215,8 @@ func Run(ctx context.Context, e *engine.Engine, scenarios []Scenario, o Options)
 	if o.Axis == nil && o.Oracle == nil && o.Posterior == nil {
 		return nil, fmt.Errorf("drift: nothing to measure with: give an axis file, a persona library or the organism's oracle: %w", ErrInput)
 	}
-	rep := &Report{Model: e.Path, Settings: o.settings()}
-	var capIvs []resid.Intervention
+	p := &Plan{e: e, scenarios: scenarios, rep: &Report{Model: e.Path, Settings: o.settings()}}
+	rep := p.rep
 	if o.Axis != nil {
 		if err := o.Axis.Check(e.Model.NumLayers, e.Model.Hidden); err != nil {
 			return nil, fmt.Errorf("drift: axis does not fit the model: %w: %w", err, ErrInput)
@@ -199,7 +234,7 @@ func Run(ctx context.Context, e *engine.Engine, scenarios []Scenario, o Options)
 		rep.Layer, rep.Threshold, rep.HasAxis = o.Layer, tau, true
 		if o.Cap {
 			var err error
-			if capIvs, err = o.Axis.Cap(o.CapLayers); err != nil {
+			if p.capIvs, err = o.Axis.Cap(o.CapLayers); err != nil {
 				return nil, fmt.Errorf("drift: %w", err)
 			}
 			rep.CapLayers = o.CapLayers
@@ -222,38 +257,53 @@ func Run(ctx context.Context, e *engine.Engine, scenarios []Scenario, o Options)
 			return nil, fmt.Errorf("drift: scenario %q%s is seeded: its user turns need an auditor backend (--backend CONFIG --auditor NAME): %w", s.ID, where, ErrInput)
 		}
 	}
-
-	var convs []*Conversation
 	for i, s := range scenarios {
 		for _, sys := range Systems {
 			for k := range o.Samples {
 				for _, c := range o.controls() {
-					convs = append(convs, &Conversation{Scenario: s.ID, Domain: s.Domain, System: sys, Control: c, Sample: k,
+					p.convs = append(p.convs, Conversation{Scenario: s.ID, Domain: s.Domain, System: sys, Control: c, Sample: k,
 						Prompt: s.System.Prompt(sys), unit: i})
 				}
 			}
 		}
 	}
-	err := parallel.ForProgress(ctx, o.Workers, len(convs), func(i int) error {
-		c := convs[i]
-		var ivs []resid.Intervention
-		if c.Control == "cap" {
-			ivs = capIvs
-		}
-		if err := o.converse(ctx, e, scenarios[c.unit], c, ivs); err != nil {
-			return fmt.Errorf("drift: scenario %q (%s): %w", c.Scenario, c.System, err)
-		}
-		return nil
-	}, o.Progress)
-	if err != nil {
-		return nil, err
+	p.o = o
+	return p, nil
+}
+
+// Len is the number of conversations.
+func (p *Plan) Len() int { return len(p.convs) }
+
+// Converse plays conversation i.
+func (p *Plan) Converse(ctx context.Context, i int) (*Conversation, error) {
+	if i < 0 || i >= len(p.convs) {
+		return nil, fmt.Errorf("drift: conversation %d of %d: %w", i, len(p.convs), ErrInput)
 	}
+	c := p.convs[i]
+	var ivs []resid.Intervention
+	if c.Control == "cap" {
+		ivs = p.capIvs
+	}
+	if err := p.o.converse(ctx, p.e, p.scenarios[c.unit], &c, ivs); err != nil {
+		return nil, fmt.Errorf("drift: scenario %q (%s): %w", c.Scenario, c.System, err)
+	}
+	return &c, nil
+}
+
+// Report summarises the played conversations, in plan order (as many as
+// Len; each as Converse returned it, or read back from its JSON).
+func (p *Plan) Report(convs []Conversation) (*Report, error) {
+	if len(convs) != len(p.convs) {
+		return nil, fmt.Errorf("drift: %d conversations played of %d: %w", len(convs), len(p.convs), ErrInput)
+	}
+	rep := *p.rep
 	rep.Conversations = make([]Conversation, len(convs))
 	for i, c := range convs {
-		rep.Conversations[i] = *c
+		c.unit = p.convs[i].unit
+		rep.Conversations[i] = c
 	}
-	rep.summarise(scenarios, o)
-	return rep, nil
+	rep.summarise(p.scenarios, p.o)
+	return &rep, nil
 }
 
 // converse runs one conversation turn by turn: the next user turn (scripted
