@@ -1,5 +1,6 @@
-// Package fleet spreads an audit over many worker processes on many
-// machines through the PostgreSQL database that already keeps the runs.
+// Package fleet spreads audits and drift studies over many worker
+// processes on many machines through the PostgreSQL database that already
+// keeps the runs.
 //
 // The queue is River (github.com/riverqueue/river), kept in the same
 // database: a distributed run is created in the same transaction that
@@ -84,6 +85,12 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 		return nil, fmt.Errorf("database %s: %w", sqldb.Redact(dsn), err)
 	}
 	d := &DB{Pool: pool, Store: store}
+	own, err := sqldb.Open(ctx, dsn, schema)
+	if err != nil {
+		d.Close()
+		return nil, err
+	}
+	own.Close()
 	if err := d.migrate(ctx); err != nil {
 		d.Close()
 		return nil, fmt.Errorf("database %s: queue tables: %w", sqldb.Redact(dsn), err)
@@ -95,6 +102,25 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 	}
 	return d, nil
 }
+
+// schema holds what the fleet keeps beside the audit store: distributed
+// drift studies and their conversations (JSON, as the drift report writes
+// them).
+var schema = sqldb.Schema{Table: "fleet_migrations", Lock: 7411629, Migrations: []string{
+	`CREATE TABLE drift_runs (
+		id TEXT PRIMARY KEY,
+		model TEXT NOT NULL,
+		study TEXT NOT NULL,
+		conversations INTEGER NOT NULL,
+		created_at TEXT NOT NULL
+	);
+	CREATE TABLE drift_conversations (
+		run_id TEXT NOT NULL REFERENCES drift_runs(id) ON DELETE CASCADE,
+		idx INTEGER NOT NULL,
+		conversation TEXT NOT NULL,
+		PRIMARY KEY (run_id, idx)
+	)`,
+}}
 
 // quiet drops River's own logging; workers log what a user needs.
 var quiet = slog.New(slog.DiscardHandler)
@@ -137,14 +163,20 @@ type AuditSample struct {
 // Kind names the job in River's tables.
 func (AuditSample) Kind() string { return "persona_audit_sample" }
 
-// Queue is the queue of a target's samples: a worker takes jobs only for
-// targets it has a backend for. River's queue names are short and plain, so
-// the name is the target's, simplified and cut, with a hash that keeps two
-// targets apart.
-func Queue(target string) string {
+// Queue is the queue of a target's audit samples: a worker takes jobs only
+// for targets it has a backend for.
+func Queue(target string) string { return queueName("audit_", target) }
+
+// DriftQueue is the queue of the conversations of drift studies on a model.
+func DriftQueue(model string) string { return queueName("drift_", model) }
+
+// queueName makes a queue name River accepts (short and plain) from a
+// backend's name: the name simplified and cut, with a hash that keeps two
+// names apart.
+func queueName(prefix, name string) string {
 	var b strings.Builder
-	b.WriteString("audit_")
-	for _, c := range strings.ToLower(target) {
+	b.WriteString(prefix)
+	for _, c := range strings.ToLower(name) {
 		if b.Len() >= 40 {
 			break
 		}
@@ -155,7 +187,7 @@ func Queue(target string) string {
 		}
 	}
 	h := fnv.New32a()
-	h.Write([]byte(target))
+	h.Write([]byte(name))
 	return fmt.Sprintf("%s_%08x", b.String(), h.Sum32())
 }
 
@@ -196,21 +228,30 @@ func (d *DB) ResumeAudit(ctx context.Context, id string) (*audit.RunInfo, *audit
 	return info, s, err
 }
 
-// enqueue inserts one job per sample. Jobs are unique by their arguments
-// among those not yet completed, so enqueueing a run again adds only what
-// is missing, and a completed sample stored as an error can be tried again.
+// enqueue inserts one job per sample.
 func (d *DB) enqueue(ctx context.Context, tx pgx.Tx, info *audit.RunInfo, todo []audit.SampleRef) error {
-	if len(todo) == 0 {
+	jobs := make([]river.JobArgs, len(todo))
+	for i, ref := range todo {
+		jobs[i] = AuditSample{Run: info.ID, Probe: ref.Probe, Sample: ref.Sample}
+	}
+	return d.insert(ctx, tx, Queue(info.Target), jobs)
+}
+
+// insert puts jobs on a queue. Jobs are unique by their arguments among
+// those not yet completed, so enqueueing a run again adds only what is
+// missing, and a completed sample stored as an error can be tried again.
+func (d *DB) insert(ctx context.Context, tx pgx.Tx, queue string, jobs []river.JobArgs) error {
+	if len(jobs) == 0 {
 		return nil
 	}
-	opts := &river.InsertOpts{Queue: Queue(info.Target), MaxAttempts: MaxAttempts, UniqueOpts: river.UniqueOpts{
+	opts := &river.InsertOpts{Queue: queue, MaxAttempts: MaxAttempts, UniqueOpts: river.UniqueOpts{
 		ByArgs: true,
 		ByState: []rivertype.JobState{rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRunning,
 			rivertype.JobStateScheduled, rivertype.JobStateRetryable},
 	}}
-	params := make([]river.InsertManyParams, len(todo))
-	for i, ref := range todo {
-		params[i] = river.InsertManyParams{Args: AuditSample{Run: info.ID, Probe: ref.Probe, Sample: ref.Sample}, InsertOpts: opts}
+	params := make([]river.InsertManyParams, len(jobs))
+	for i, j := range jobs {
+		params[i] = river.InsertManyParams{Args: j, InsertOpts: opts}
 	}
 	_, err := d.river.InsertManyTx(ctx, tx, params)
 	return err
@@ -224,20 +265,24 @@ type Progress struct {
 	Queued int
 }
 
-// AuditProgress counts a run's stored samples and live jobs, both in one
-// statement: a job completes in the commit that stores its sample, so one
-// snapshot never shows a sample neither stored nor queued while it is
-// being finished.
+// AuditProgress counts a run's stored samples and live jobs.
 func (d *DB) AuditProgress(ctx context.Context, info *audit.RunInfo, s *audit.Suite) (Progress, error) {
 	_, total := audit.Pending(s, info.Samples, nil)
+	return d.progress(ctx, AuditSample{}.Kind(), info.ID, total, `SELECT COUNT(*) FROM samples WHERE run_id = $1`)
+}
+
+// progress counts a run's stored results (the stored query, $1 the run)
+// and its live jobs of kind, both in one statement: a job completes in the
+// commit that stores its result, so one snapshot never shows a result
+// neither stored nor queued while it is being finished.
+func (d *DB) progress(ctx context.Context, kind, run string, total int, stored string) (Progress, error) {
 	p := Progress{Total: total}
-	var stored int
-	err := d.Pool.QueryRow(ctx, `SELECT
-		(SELECT COUNT(*) FROM samples WHERE run_id = $1),
+	var n int
+	err := d.Pool.QueryRow(ctx, `SELECT (`+stored+`),
 		(SELECT COUNT(*) FROM river_job WHERE kind = $2 AND args->>'run' = $1
 			AND state IN ('available', 'pending', 'running', 'scheduled', 'retryable'))`,
-		info.ID, AuditSample{}.Kind()).Scan(&stored, &p.Queued)
-	p.Done = min(stored, total-p.Queued)
+		run, kind).Scan(&n, &p.Queued)
+	p.Done = min(n, total-p.Queued)
 	return p, err
 }
 
@@ -248,26 +293,34 @@ var ErrStalled = errors.New("run stalled")
 // WaitAudit follows a distributed run until every sample is stored, calling
 // progress on each poll, then summarises it and marks it done.
 func (d *DB) WaitAudit(ctx context.Context, info *audit.RunInfo, s *audit.Suite, poll time.Duration, progress func(Progress)) (*audit.Report, error) {
+	err := wait(ctx, poll, progress, func() (Progress, error) { return d.AuditProgress(ctx, info, s) })
+	if err != nil {
+		return nil, err
+	}
+	return audit.Finish(ctx, d.Store, info, s, info.Samples)
+}
+
+// wait polls count until nothing is queued, then says whether all is done.
+func wait(ctx context.Context, poll time.Duration, progress func(Progress), count func() (Progress, error)) error {
 	tick := time.NewTicker(poll)
 	defer tick.Stop()
 	for {
-		p, err := d.AuditProgress(ctx, info, s)
+		p, err := count()
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if progress != nil {
 			progress(p)
 		}
 		if p.Queued == 0 {
 			if p.Done < p.Total {
-				return nil, fmt.Errorf("%w: %d of %d samples are stored and no job is left for the rest; --resume enqueues them again",
-					ErrStalled, p.Done, p.Total)
+				return fmt.Errorf("%w: %d of %d results are stored and no job is left for the rest", ErrStalled, p.Done, p.Total)
 			}
-			return audit.Finish(ctx, d.Store, info, s, info.Samples)
+			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return ctx.Err()
 		case <-tick.C:
 		}
 	}

@@ -19,6 +19,7 @@ import (
 
 	"persona/audit"
 	"persona/backend"
+	"persona/drift"
 	"persona/internal/sqldb"
 	"persona/personas"
 )
@@ -31,6 +32,9 @@ type WorkerOptions struct {
 	Backends []backend.Backend
 	// Oracle serves the oracle scorer (the model organism); may be nil.
 	Oracle personas.Oracle
+	// Drift, if set, makes the worker take the conversations of drift
+	// studies on its backends too (they need a model it runs itself).
+	Drift DriftSetup
 	// Concurrency is how many samples run at once per target (default 4).
 	Concurrency int
 	// JobTimeout cancels a sample that runs longer (default 10 minutes).
@@ -88,6 +92,7 @@ type Worker struct {
 
 	mu       sync.Mutex
 	samplers map[string]*audit.Sampler
+	players  map[string]*drift.Plan
 
 	trip      chan struct{} // a backend failed: stop taking jobs
 	releasing atomic.Bool   // jobs in flight are being given back
@@ -103,10 +108,13 @@ func NewWorker(db *DB, opt WorkerOptions) (*Worker, error) {
 		return nil, err
 	}
 	w := &Worker{db: db, opt: opt, backends: map[string]backend.Backend{}, queues: map[string]river.QueueConfig{},
-		samplers: map[string]*audit.Sampler{}, trip: make(chan struct{}, 1)}
+		samplers: map[string]*audit.Sampler{}, players: map[string]*drift.Plan{}, trip: make(chan struct{}, 1)}
 	for _, b := range opt.Backends {
 		w.backends[b.Name()] = b
 		w.queues[Queue(b.Name())] = river.QueueConfig{MaxWorkers: opt.Concurrency}
+		if opt.Drift != nil {
+			w.queues[DriftQueue(b.Name())] = river.QueueConfig{MaxWorkers: opt.Concurrency}
+		}
 	}
 	return w, nil
 }
@@ -170,6 +178,9 @@ func (w *Worker) client() (*river.Client[pgx.Tx], error) {
 	if err := river.AddWorkerSafely(workers, river.Worker[AuditSample](sampleWorker{w: w})); err != nil {
 		return nil, err
 	}
+	if err := river.AddWorkerSafely(workers, river.Worker[DriftConversation](driftWorker{w: w})); err != nil {
+		return nil, err
+	}
 	return river.NewClient(riverpgxv5.New(w.db.Pool), &river.Config{
 		ID: w.opt.ID, Queues: w.queues, Workers: workers, Logger: quiet,
 		JobTimeout: w.opt.JobTimeout, RescueStuckJobsAfter: w.opt.RescueAfter,
@@ -189,18 +200,43 @@ type sampleWorker struct {
 }
 
 func (s sampleWorker) Work(ctx context.Context, job *river.Job[AuditSample]) error {
-	w := s.w
+	return s.w.track(job.Args.Run, func() (string, error) { return s.w.work(ctx, job) })
+}
+
+// track runs a job's work with the metrics and the log: work returns what
+// happened (the outcome counted) and the error River acts on.
+func (w *Worker) track(run string, work func() (string, error)) error {
 	w.inFlight.Add(1)
 	defer w.inFlight.Add(-1)
 	start := time.Now()
-	outcome, err := w.work(ctx, job)
+	outcome, err := work()
 	w.count(outcome)
 	w.seconds.Add(uint64(time.Since(start).Microseconds()))
 	if err != nil && outcome != "released" {
-		w.opt.Log.Warn("sample not stored", "run", job.Args.Run, "probe", job.Args.Probe, "sample", job.Args.Sample,
-			"attempt", job.Attempt, "outcome", outcome, "err", err)
+		w.opt.Log.Warn("result not stored", "run", run, "outcome", outcome, "err", err)
 	}
 	return err
+}
+
+// complete writes a job's result with write and completes the job in the
+// same transaction: the result is stored exactly when its job is done.
+func complete[T river.JobArgs](ctx context.Context, db *DB, job *river.Job[T], write func(pgx.Tx) error) (string, error) {
+	err := pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+		if err := write(tx); err != nil {
+			return err
+		}
+		_, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
+		return err
+	})
+	if errors.Is(err, rivertype.ErrNotFound) {
+		// The job is no longer this worker's: the rescuer took it for dead
+		// and another worker stored the result first. Nothing was written.
+		return "superseded", nil
+	}
+	if err != nil {
+		return "retried", err
+	}
+	return "stored", nil
 }
 
 // work plays a sample and stores it with its job's completion. The
@@ -230,25 +266,11 @@ func (w *Worker) work(ctx context.Context, job *river.Job[AuditSample]) (string,
 			return "retried", errors.New(r.Error)
 		}
 	}
-	err = pgx.BeginFunc(ctx, w.db.Pool, func(tx pgx.Tx) error {
-		if err := audit.SaveSampleIn(ctx, sqldb.PgxIn(tx), a.Run, r); err != nil {
-			return err
-		}
-		_, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
-		return err
-	})
-	if errors.Is(err, rivertype.ErrNotFound) {
-		// The job is no longer this worker's: the rescuer took it for dead
-		// and another worker stored the sample first. Nothing was written.
-		return "superseded", nil
+	outcome, err := complete(ctx, w.db, job, func(tx pgx.Tx) error { return audit.SaveSampleIn(ctx, sqldb.PgxIn(tx), a.Run, r) })
+	if outcome == "stored" && r.Status != audit.StatusOK {
+		outcome = "stored_error"
 	}
-	if err != nil {
-		return "retried", err
-	}
-	if r.Status != audit.StatusOK {
-		return "stored_error", nil
-	}
-	return "stored", nil
+	return outcome, err
 }
 
 // sampler returns the run's prepared sampler, loading the run once.

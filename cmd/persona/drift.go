@@ -1,25 +1,36 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"persona/audit"
 	"persona/axis"
+	"persona/backend"
 	"persona/drift"
+	"persona/engine"
+	"persona/fleet"
 	"persona/gateway"
 	"persona/internal/fileio"
 	"persona/organism"
+	"persona/personas"
 	"persona/posterior"
+	"persona/vectors"
 	"persona/world"
 )
 
 func newDriftCmd() *cobra.Command {
 	var (
 		modelPath, scenariosPath, configPath, auditorName, axisPath, libDir, htmlPath, specPath string
-		orgMode, capRuns, asJSON, noPosterior                                                   bool
+		orgMode, capRuns, asJSON, noPosterior, distribute                                       bool
+		dbArg                                                                                   string
 		perDomain, turns, samples, maxTokens, layer                                             int
 		threshold                                                                               float64
 		temperature                                                                             float32
@@ -46,6 +57,11 @@ the Assistant at the end, the strong - weak difference in that share, and with
 persona spec's rails (every conversation is also run capped, or through the
 rails, with the same sampling seeds).
 
+With --distribute the conversations are queued in the --db PostgreSQL and
+played by persona worker processes running the same --model; this command
+follows them and writes the same report (not yet with --spec, --backend or
+--personas).
+
 User turns are scripted in the scenario YAML, or written live by a backend model
 from a seed instruction (--backend CONFIG --auditor NAME). Without --scenarios
 or --organism the shipped scenarios for real models are used.
@@ -66,51 +82,48 @@ Exit codes: 0 ok, 2 bad flags or input files, 3 backend failure.`,
 			if (configPath == "") != (auditorName == "") {
 				return usageErr(errors.New("--backend CONFIG and --auditor NAME go together"))
 			}
-			lib, err := loadLibrary(libDir)
-			if err != nil {
-				return err
+			if distribute && dbArg == "" {
+				return usageErr(errors.New("--distribute needs --db postgres://…, the database the workers share"))
 			}
-			var scen []drift.Scenario
+			if distribute && (specPath != "" || configPath != "" || libDir != "") {
+				return usageErr(errors.New("--spec, --backend/--auditor and --personas are not distributed yet: run such studies without --distribute"))
+			}
+			st := driftStudy{Layer: layer, Cap: capRuns, Samples: samples, MaxTokens: maxTokens, Temperature: temperature, Seed: seed,
+				Organism: orgMode, Posterior: !noPosterior && (orgMode || libDir != "")}
+			var err error
 			switch {
 			case orgMode:
-				scen, err = organism.DriftScenarios(world.Default(), perDomain, turns, seed)
+				st.Scenarios, err = organism.DriftScenarios(world.Default(), perDomain, turns, seed)
 			case scenariosPath != "":
-				scen, err = drift.LoadScenarios(scenariosPath)
+				st.Scenarios, err = drift.LoadScenarios(scenariosPath)
 			default:
-				scen, err = drift.DefaultScenarios()
+				st.Scenarios, err = drift.DefaultScenarios()
 			}
 			if err != nil {
 				return usageErr(err)
 			}
-			opt := drift.Options{Layer: layer, Cap: capRuns, Samples: samples, MaxTokens: maxTokens, Temperature: temperature, Seed: seed}
 			if cmd.Flags().Changed("threshold") {
-				opt.Threshold = &threshold
+				st.Threshold = &threshold
+			}
+			if axisPath != "" {
+				a, err := axis.Load(axisPath)
+				if err != nil {
+					return usageErr(fmt.Errorf("axis %s: %w", axisPath, err))
+				}
+				st.Axis = a.Set
 			}
 			e, err := loadChatEngine(modelPath, "persona drift")
 			if err != nil {
 				return err
 			}
 			defer e.Close()
-			if axisPath != "" {
-				if opt.Axis, err = axis.Load(axisPath); err == nil {
-					err = opt.Axis.Check(e.Model.NumLayers, e.Model.Hidden)
-				}
-				if err != nil {
-					return usageErr(fmt.Errorf("axis %s: %w", axisPath, err))
-				}
+			lib, err := loadLibrary(libDir)
+			if err != nil {
+				return err
 			}
-			if orgMode {
-				opt.Oracle = world.Default().Oracle()
-			}
-			if !noPosterior && (orgMode || libDir != "") {
-				hyps, err := posterior.FromLibrary(lib, posterior.LibraryOptions{})
-				if err != nil {
-					return usageErr(err)
-				}
-				if opt.Posterior, err = posterior.NewLikelihood(e, hyps); err != nil {
-					return usageErr(err)
-				}
-				opt.Posterior.SwitchRate = posterior.DefaultSwitchRate
+			opt, err := st.options(e, lib)
+			if err != nil {
+				return usageErr(err)
 			}
 			if specPath != "" {
 				spec, err := gateway.LoadSpec(specPath)
@@ -129,12 +142,20 @@ Exit codes: 0 ok, 2 bad flags or input files, 3 backend failure.`,
 				defer closer.Close()
 				opt.Auditor = b
 			}
-			bar := newProgress("conversations")
-			opt.Progress = bar.update
-			rep, err := drift.Run(cmd.Context(), e, scen, opt)
-			bar.finish()
-			if err != nil {
-				return classify(err)
+			var rep *drift.Report
+			if distribute {
+				rep, err = distributeDrift(cmd.Context(), dbArg, modelPath, e, &st, opt)
+				if err != nil {
+					return err
+				}
+			} else {
+				bar := newProgress("conversations")
+				opt.Progress = bar.update
+				rep, err = drift.Run(cmd.Context(), e, st.Scenarios, opt)
+				bar.finish()
+				if err != nil {
+					return classify(err)
+				}
 			}
 			if htmlPath != "" {
 				if err := fileio.WriteAtomic(htmlPath, rep.WriteHTML); err != nil {
@@ -167,5 +188,116 @@ Exit codes: 0 ok, 2 bad flags or input files, 3 backend failure.`,
 		Temperature: 1, Seed: 1, SeedUsage: "seed for scenarios, sampling and bootstrap"})
 	f.StringVar(&htmlPath, "html", "", "write a self-contained HTML report with SVG curves")
 	f.BoolVar(&asJSON, "json", false, "print the report (with every conversation) as JSON instead of a table")
+	f.BoolVar(&distribute, "distribute", false, "queue the conversations in the --db PostgreSQL for persona worker processes (with the same --model) and follow the study")
+	f.StringVar(&dbArg, "db", "", "PostgreSQL DSN (postgres://...) for --distribute")
 	return cmd
+}
+
+// driftStudy is a drift study's inputs resolved to data: the scenarios,
+// the axis's vectors and the options. A distributed study stores it as JSON
+// for its workers, which then need only the model.
+type driftStudy struct {
+	Scenarios   []drift.Scenario `json:"scenarios"`
+	Axis        *vectors.Set     `json:"axis,omitempty"`
+	Layer       int              `json:"layer"`
+	Threshold   *float64         `json:"threshold,omitempty"`
+	Cap         bool             `json:"cap"`
+	Samples     int              `json:"samples"`
+	MaxTokens   int              `json:"max_tokens"`
+	Temperature float32          `json:"temperature"`
+	Seed        uint64           `json:"seed"`
+	// Organism judges with the world's oracle.
+	Organism bool `json:"organism"`
+	// Posterior reads the per-turn posterior over the persona library.
+	Posterior bool `json:"posterior"`
+}
+
+// options builds the drift options of the study on e, with lib as the
+// posterior's persona library.
+func (st *driftStudy) options(e *engine.Engine, lib *personas.Library) (drift.Options, error) {
+	opt := drift.Options{Layer: st.Layer, Threshold: st.Threshold, Cap: st.Cap, Samples: st.Samples, MaxTokens: st.MaxTokens,
+		Temperature: st.Temperature, Seed: st.Seed}
+	if st.Axis != nil {
+		a, err := axis.FromSet(st.Axis)
+		if err == nil {
+			err = a.Check(e.Model.NumLayers, e.Model.Hidden)
+		}
+		if err != nil {
+			return opt, fmt.Errorf("axis: %w", err)
+		}
+		opt.Axis = a
+	}
+	if st.Organism {
+		opt.Oracle = world.Default().Oracle()
+	}
+	if st.Posterior {
+		hyps, err := posterior.FromLibrary(lib, posterior.LibraryOptions{})
+		if err != nil {
+			return opt, err
+		}
+		if opt.Posterior, err = posterior.NewLikelihood(e, hyps); err != nil {
+			return opt, err
+		}
+		opt.Posterior.SwitchRate = posterior.DefaultSwitchRate
+	}
+	return opt, nil
+}
+
+// driftPlayer is persona worker's drift.Plan maker: the study as stored,
+// on the worker's own engine.
+func driftPlayer(_ context.Context, b backend.Backend, study []byte) (*drift.Plan, error) {
+	eb, ok := b.(*backend.Engine)
+	if !ok {
+		return nil, fmt.Errorf("backend %s is not a model this worker runs itself", b.Name())
+	}
+	var st driftStudy
+	if err := json.Unmarshal(study, &st); err != nil {
+		return nil, fmt.Errorf("%w: %w", fleet.ErrBadStudy, err)
+	}
+	opt, err := st.options(eb.E, personas.Default())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", fleet.ErrBadStudy, err)
+	}
+	p, err := drift.NewPlan(eb.E, st.Scenarios, opt)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", fleet.ErrBadStudy, err)
+	}
+	return p, nil
+}
+
+// distributeDrift queues a study's conversations for persona worker
+// processes, follows it, and summarises the conversations they stored.
+func distributeDrift(ctx context.Context, dsn, modelPath string, e *engine.Engine, st *driftStudy, opt drift.Options) (*drift.Report, error) {
+	plan, err := drift.NewPlan(e, st.Scenarios, opt)
+	if err != nil {
+		return nil, classify(err)
+	}
+	db, err := fleet.Open(ctx, dsn)
+	if err != nil {
+		return nil, fleetErr(err)
+	}
+	defer db.Close()
+	js, err := json.Marshal(st)
+	if err != nil {
+		return nil, err
+	}
+	id, model := audit.NewRunID(), "engine:"+filepath.Base(modelPath)
+	if err := db.StartDrift(ctx, id, model, js, plan.Len()); err != nil {
+		return nil, fleetErr(err)
+	}
+	fmt.Fprintf(os.Stderr, "persona: drift study %s queued on %s; workers take it with: persona worker --db %s --model %s\n",
+		id, fleet.DriftQueue(model), dbShown(dsn), modelPath)
+	bar := newProgress("conversations")
+	raws, err := db.WaitDrift(ctx, id, plan.Len(), 250*time.Millisecond, func(p fleet.Progress) { bar.update(p.Done, p.Total) })
+	bar.finish()
+	if err != nil {
+		return nil, backendErr(err)
+	}
+	convs := make([]drift.Conversation, len(raws))
+	for i, r := range raws {
+		if err := json.Unmarshal(r, &convs[i]); err != nil {
+			return nil, backendErr(fmt.Errorf("drift study %s: conversation %d: %w", id, i, err))
+		}
+	}
+	return plan.Report(convs)
 }

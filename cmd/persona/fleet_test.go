@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -376,6 +377,62 @@ func get(t *testing.T, url string) string {
 	return string(b)
 }
 
+// A drift study played by two worker processes has the conversations of
+// the same study run in one process: the same replies and oracle readings,
+// the model's own readings (posterior, projection) to float32 summation
+// noise (the workers play several conversations at once on one engine).
+func TestDistributedDriftMatchesLocal(t *testing.T) {
+	db := testref.PostgresDB(t)
+	args := []string{"drift", "--model", "organism", "--organism", "--per-domain", "1", "--turns", "3", "--json"}
+	local, stderr, code := run(t, args...)
+	if code != 0 {
+		t.Fatalf("local drift: exit %d: %s", code, stderr)
+	}
+	coord := start(t, append(args, "--distribute", "--db", db)...)
+	start(t, "worker", "--db", db, "--model", "organism")
+	start(t, "worker", "--db", db, "--model", "organism")
+	if code := coord.wait(); code != 0 {
+		t.Fatalf("distributed drift: exit %d: %s", code, coord.stderr.String())
+	}
+	type turn struct {
+		User, Reply string
+		Oracle      *struct{ Top string }
+		Projection  *float64
+		Posterior   *float64 `json:"posterior_assistant"`
+	}
+	type report struct {
+		Conversations []struct {
+			Scenario, System string
+			Sample           int
+			Turns            []turn
+		}
+	}
+	var want, got report
+	if err := json.Unmarshal([]byte(local), &want); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(coord.out.String()), &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Conversations) != len(want.Conversations) || len(want.Conversations) == 0 {
+		t.Fatalf("%d conversations, want %d", len(got.Conversations), len(want.Conversations))
+	}
+	near := func(a, b *float64) bool { return (a == nil) == (b == nil) && (a == nil || math.Abs(*a-*b) < 1e-4) }
+	for i, w := range want.Conversations {
+		g := got.Conversations[i]
+		if g.Scenario != w.Scenario || g.System != w.System || g.Sample != w.Sample || len(g.Turns) != len(w.Turns) {
+			t.Fatalf("conversation %d: %s/%s/%d, want %s/%s/%d", i, g.Scenario, g.System, g.Sample, w.Scenario, w.System, w.Sample)
+		}
+		for j, wt := range w.Turns {
+			gt := g.Turns[j]
+			if gt.User != wt.User || gt.Reply != wt.Reply || (gt.Oracle == nil) != (wt.Oracle == nil) ||
+				wt.Oracle != nil && gt.Oracle.Top != wt.Oracle.Top || !near(gt.Projection, wt.Projection) || !near(gt.Posterior, wt.Posterior) {
+				t.Errorf("conversation %d turn %d differs:\n got %+v\nwant %+v", i, j, gt, wt)
+			}
+		}
+	}
+}
+
 func TestDistributeBadInput(t *testing.T) {
 	f := &fleetFixture{dir: t.TempDir()}
 	model, err := models.Path("organism")
@@ -396,6 +453,8 @@ func TestDistributeBadInput(t *testing.T) {
 		{"worker without db", []string{"worker", "--backend", f.good}, exitUsage, "--db"},
 		{"unreachable database", []string{"audit", "--model", "organism", "--db", unreachable, "--distribute"}, exitBackend, "127.0.0.1:1"},
 		{"worker, unreachable database", []string{"worker", "--backend", f.good, "--db", unreachable}, exitBackend, "127.0.0.1:1"},
+		{"drift without db", []string{"drift", "--model", "organism", "--organism", "--distribute"}, exitUsage, "--db postgres"},
+		{"drift with rails", []string{"drift", "--model", "organism", "--organism", "--distribute", "--db", unreachable, "--spec", "x.yaml"}, exitUsage, "not distributed yet"},
 		{"rescue before timeout", []string{"worker", "--backend", f.good, "--db", testref.PostgresDB(t), "--job-timeout", "1m", "--rescue-after", "30s"}, exitUsage, "must exceed"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -29,14 +29,15 @@ func newWorkerCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "worker",
-		Short: "Take audit samples from a shared PostgreSQL queue and play them",
-		Long: `Run as one of many workers of distributed audits (persona audit
---distribute): take sample jobs from the queue in the --db PostgreSQL, play
-each against this worker's own backends (--backend config entries, or the
-embedded engine with --model), and store every result in the same
-transaction that completes its job, so a worker killed at any moment loses
-and duplicates nothing. A worker takes the samples of runs whose target is
-one of its backends.
+		Short: "Take audit samples and drift conversations from a shared PostgreSQL queue and play them",
+		Long: `Run as one of many workers of distributed audits and drift studies
+(persona audit --distribute, persona drift --distribute): take jobs from the
+queue in the --db PostgreSQL, play each against this worker's own backends
+(--backend config entries, or the embedded engine with --model), and store
+every result in the same transaction that completes its job, so a worker
+killed at any moment loses and duplicates nothing. A worker takes the audit
+samples of runs whose target is one of its backends, and the drift
+conversations of studies on the model it runs (--model, or engine entries).
 
 A job held by a worker that died is handed to another after --rescue-after
 (give every worker the same value). A worker whose backend fails gives its
@@ -92,7 +93,7 @@ jobs, up to --drain for the samples in flight, the rest given back.
 				defer closer.Close()
 				bs = opened
 			}
-			opt.Backends, opt.Oracle, opt.Concurrency = bs, world.Default().Oracle(), concurrency
+			opt.Backends, opt.Oracle, opt.Concurrency, opt.Drift = bs, world.Default().Oracle(), concurrency, driftPlayer
 			opt.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 			w, err := fleet.NewWorker(db, opt)
 			if err != nil {
