@@ -64,13 +64,15 @@ func ParseBands(s string, numLayers int) ([][]int, error) {
 	return out, nil
 }
 
-// SweepOptions say what a steering sweep runs.
+// SweepOptions say what a steering sweep runs. Its plain fields encode
+// as JSON (a distributed sweep stores them); the vector, the trait and the
+// scorer travel apart.
 type SweepOptions struct {
-	Vector *vectors.Set
-	Trait  *vectors.TraitSpec
+	Vector *vectors.Set       `json:"-"`
+	Trait  *vectors.TraitSpec `json:"-"`
 	// Scorer rates each reply on the trait (0–100) and, where it can, on
 	// coherence: the world's oracle on the organism, a judge elsewhere.
-	Scorer vectors.Scorer
+	Scorer vectors.Scorer `json:"-"`
 	// Bands, Strengths and Positions span the cells (every combination;
 	// strength 0 is the unsteered model and is run once).
 	Bands     [][]int
@@ -97,7 +99,7 @@ type SweepOptions struct {
 	// 0.9).
 	Threshold   float64
 	MinAccuracy float64
-	Progress    func(done, total int)
+	Progress    func(done, total int) `json:"-"`
 }
 
 func (o *SweepOptions) defaults() {
@@ -181,6 +183,37 @@ var ErrSweep = errors.New("steering sweep")
 
 // Run sweeps the cells on e.
 func Run(ctx context.Context, e *engine.Engine, w *world.World, o SweepOptions) (*Sweep, error) {
+	p, err := NewPlan(ctx, e, w, o)
+	if err != nil {
+		return nil, err
+	}
+	total := p.Len() * (len(p.r.trait) + len(p.r.tasks))
+	done := 0
+	cells := make([]CellResult, p.Len())
+	for i := range cells {
+		if cells[i], err = p.cell(ctx, i, func() {
+			done++
+			if o.Progress != nil {
+				o.Progress(done, total)
+			}
+		}); err != nil {
+			return nil, err
+		}
+	}
+	return p.Report(cells)
+}
+
+// Plan is a sweep set up on a model: its options checked, its prompts read
+// once unsteered (the residual norms measured on the way) and its cells
+// listed. Cells can be played one at a time and in any order (by other
+// processes too: package fleet) and summarised once all are played.
+type Plan struct {
+	r     *runner
+	cells []Cell
+}
+
+// NewPlan checks a sweep's options and sets it up on e.
+func NewPlan(ctx context.Context, e *engine.Engine, w *world.World, o SweepOptions) (*Plan, error) {
 	o.defaults()
 	m := e.Model
 	switch {
@@ -225,21 +258,35 @@ func Run(ctx context.Context, e *engine.Engine, w *world.World, o SweepOptions) 
 			}
 		}
 	}
-	sw := &Sweep{Vector: o.Vector.Name, Trait: o.Trait.Name, System: o.System, Suppress: o.Suppress, MinAcc: o.MinAccuracy, Norms: r.norms}
-	total := len(cells) * (len(r.trait) + len(r.tasks))
-	done := 0
-	for _, c := range cells {
-		res, err := r.cell(ctx, c, func() {
-			done++
-			if o.Progress != nil {
-				o.Progress(done, total)
-			}
-		})
-		if err != nil {
-			return nil, err
-		}
-		sw.Cells = append(sw.Cells, res)
+	return &Plan{r: r, cells: cells}, nil
+}
+
+// Len is the number of cells.
+func (p *Plan) Len() int { return len(p.cells) }
+
+// Cell plays cell i.
+func (p *Plan) Cell(ctx context.Context, i int) (CellResult, error) { return p.cell(ctx, i, func() {}) }
+
+func (p *Plan) cell(ctx context.Context, i int, step func()) (CellResult, error) {
+	if i < 0 || i >= len(p.cells) {
+		return CellResult{}, fmt.Errorf("%w: cell %d of %d", ErrSweep, i, len(p.cells))
 	}
+	return p.r.cell(ctx, p.cells[i], step)
+}
+
+// Report summarises the played cells, in plan order (as many as Len, each
+// as Cell returned it or read back from its JSON): the frontier and the
+// recommendation.
+func (p *Plan) Report(cells []CellResult) (*Sweep, error) {
+	if len(cells) != len(p.cells) {
+		return nil, fmt.Errorf("%w: %d cells played of %d", ErrSweep, len(cells), len(p.cells))
+	}
+	for i := range cells { // the setting as planned (a cell read back from JSON lacks Where)
+		cells[i].Cell = p.cells[i]
+	}
+	o := p.r.o
+	sw := &Sweep{Vector: o.Vector.Name, Trait: o.Trait.Name, System: o.System, Suppress: o.Suppress, MinAcc: o.MinAccuracy, Norms: p.r.norms,
+		Cells: cells}
 	sw.Cells[0].Position = "none"
 	sw.frontier()
 	return sw, nil

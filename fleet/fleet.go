@@ -104,20 +104,20 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 }
 
 // schema holds what the fleet keeps beside the audit store: distributed
-// drift studies and their conversations (JSON, as the drift report writes
-// them).
+// studies (drift, sweeps) and their items' results, as JSON.
 var schema = sqldb.Schema{Table: "fleet_migrations", Lock: 7411629, Migrations: []string{
-	`CREATE TABLE drift_runs (
+	`CREATE TABLE studies (
 		id TEXT PRIMARY KEY,
+		kind TEXT NOT NULL,
 		model TEXT NOT NULL,
 		study TEXT NOT NULL,
-		conversations INTEGER NOT NULL,
+		items INTEGER NOT NULL,
 		created_at TEXT NOT NULL
 	);
-	CREATE TABLE drift_conversations (
-		run_id TEXT NOT NULL REFERENCES drift_runs(id) ON DELETE CASCADE,
+	CREATE TABLE study_results (
+		run_id TEXT NOT NULL REFERENCES studies(id) ON DELETE CASCADE,
 		idx INTEGER NOT NULL,
-		conversation TEXT NOT NULL,
+		result TEXT NOT NULL,
 		PRIMARY KEY (run_id, idx)
 	)`,
 }}
@@ -166,9 +166,6 @@ func (AuditSample) Kind() string { return "persona_audit_sample" }
 // Queue is the queue of a target's audit samples: a worker takes jobs only
 // for targets it has a backend for.
 func Queue(target string) string { return queueName("audit_", target) }
-
-// DriftQueue is the queue of the conversations of drift studies on a model.
-func DriftQueue(model string) string { return queueName("drift_", model) }
 
 // queueName makes a queue name River accepts (short and plain) from a
 // backend's name: the name simplified and cut, with a hash that keeps two

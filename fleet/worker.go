@@ -19,7 +19,6 @@ import (
 
 	"persona/audit"
 	"persona/backend"
-	"persona/drift"
 	"persona/internal/sqldb"
 	"persona/personas"
 )
@@ -32,9 +31,10 @@ type WorkerOptions struct {
 	Backends []backend.Backend
 	// Oracle serves the oracle scorer (the model organism); may be nil.
 	Oracle personas.Oracle
-	// Drift, if set, makes the worker take the conversations of drift
-	// studies on its backends too (they need a model it runs itself).
-	Drift DriftSetup
+	// Studies set up the kinds of study ("drift", "sweep") this worker
+	// plays the items of, on its backends (they need a model it runs
+	// itself).
+	Studies map[string]StudySetup
 	// Concurrency is how many samples run at once per target (default 4).
 	Concurrency int
 	// JobTimeout cancels a sample that runs longer (default 10 minutes).
@@ -92,7 +92,7 @@ type Worker struct {
 
 	mu       sync.Mutex
 	samplers map[string]*audit.Sampler
-	players  map[string]*drift.Plan
+	players  map[string]Player
 
 	trip      chan struct{} // a backend failed: stop taking jobs
 	releasing atomic.Bool   // jobs in flight are being given back
@@ -108,12 +108,12 @@ func NewWorker(db *DB, opt WorkerOptions) (*Worker, error) {
 		return nil, err
 	}
 	w := &Worker{db: db, opt: opt, backends: map[string]backend.Backend{}, queues: map[string]river.QueueConfig{},
-		samplers: map[string]*audit.Sampler{}, players: map[string]*drift.Plan{}, trip: make(chan struct{}, 1)}
+		samplers: map[string]*audit.Sampler{}, players: map[string]Player{}, trip: make(chan struct{}, 1)}
 	for _, b := range opt.Backends {
 		w.backends[b.Name()] = b
 		w.queues[Queue(b.Name())] = river.QueueConfig{MaxWorkers: opt.Concurrency}
-		if opt.Drift != nil {
-			w.queues[DriftQueue(b.Name())] = river.QueueConfig{MaxWorkers: opt.Concurrency}
+		for kind := range opt.Studies {
+			w.queues[StudyQueue(kind, b.Name())] = river.QueueConfig{MaxWorkers: opt.Concurrency}
 		}
 	}
 	return w, nil
@@ -178,7 +178,7 @@ func (w *Worker) client() (*river.Client[pgx.Tx], error) {
 	if err := river.AddWorkerSafely(workers, river.Worker[AuditSample](sampleWorker{w: w})); err != nil {
 		return nil, err
 	}
-	if err := river.AddWorkerSafely(workers, river.Worker[DriftConversation](driftWorker{w: w})); err != nil {
+	if err := river.AddWorkerSafely(workers, river.Worker[StudyItem](studyWorker{w: w})); err != nil {
 		return nil, err
 	}
 	return river.NewClient(riverpgxv5.New(w.db.Pool), &river.Config{

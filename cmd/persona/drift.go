@@ -243,26 +243,35 @@ func (st *driftStudy) options(e *engine.Engine, lib *personas.Library) (drift.Op
 	return opt, nil
 }
 
-// driftPlayer is persona worker's drift.Plan maker: the study as stored,
-// on the worker's own engine.
-func driftPlayer(_ context.Context, b backend.Backend, study []byte) (*drift.Plan, error) {
-	eb, ok := b.(*backend.Engine)
-	if !ok {
-		return nil, fmt.Errorf("backend %s is not a model this worker runs itself", b.Name())
+// driftPlayer sets a distributed drift study up on a worker: the study as
+// stored, on the worker's own engine.
+func driftPlayer(_ context.Context, b backend.Backend, study []byte) (fleet.Player, error) {
+	e, err := studyEngine(b)
+	if err != nil {
+		return nil, err
 	}
 	var st driftStudy
 	if err := json.Unmarshal(study, &st); err != nil {
 		return nil, fmt.Errorf("%w: %w", fleet.ErrBadStudy, err)
 	}
-	opt, err := st.options(eb.E, personas.Default())
+	opt, err := st.options(e, personas.Default())
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", fleet.ErrBadStudy, err)
 	}
-	p, err := drift.NewPlan(eb.E, st.Scenarios, opt)
+	p, err := drift.NewPlan(e, st.Scenarios, opt)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", fleet.ErrBadStudy, err)
 	}
-	return p, nil
+	return fleet.PlayFunc(func(ctx context.Context, i int) (any, error) { return p.Converse(ctx, i) }), nil
+}
+
+// studyEngine is the engine a worker plays a study on.
+func studyEngine(b backend.Backend) (*engine.Engine, error) {
+	eb, ok := b.(*backend.Engine)
+	if !ok {
+		return nil, fmt.Errorf("backend %s is not a model this worker runs itself", b.Name())
+	}
+	return eb.E, nil
 }
 
 // distributeDrift queues a study's conversations for persona worker
@@ -281,23 +290,34 @@ func distributeDrift(ctx context.Context, dsn, modelPath string, e *engine.Engin
 	if err != nil {
 		return nil, err
 	}
-	id, model := audit.NewRunID(), "engine:"+filepath.Base(modelPath)
-	if err := db.StartDrift(ctx, id, model, js, plan.Len()); err != nil {
-		return nil, fleetErr(err)
-	}
-	fmt.Fprintf(os.Stderr, "persona: drift study %s queued on %s; workers take it with: persona worker --db %s --model %s\n",
-		id, fleet.DriftQueue(model), dbShown(dsn), modelPath)
-	bar := newProgress("conversations")
-	raws, err := db.WaitDrift(ctx, id, plan.Len(), 250*time.Millisecond, func(p fleet.Progress) { bar.update(p.Done, p.Total) })
-	bar.finish()
+	raws, err := runStudy(ctx, db, "drift", "conversations", modelPath, js, plan.Len())
 	if err != nil {
-		return nil, backendErr(err)
+		return nil, err
 	}
 	convs := make([]drift.Conversation, len(raws))
 	for i, r := range raws {
 		if err := json.Unmarshal(r, &convs[i]); err != nil {
-			return nil, backendErr(fmt.Errorf("drift study %s: conversation %d: %w", id, i, err))
+			return nil, backendErr(fmt.Errorf("drift study: conversation %d: %w", i, err))
 		}
 	}
 	return plan.Report(convs)
+}
+
+// runStudy queues a study of n items for persona worker processes running
+// modelPath, follows it with a progress bar, and returns the items'
+// results in order.
+func runStudy(ctx context.Context, db *fleet.DB, kind, items, modelPath string, study []byte, n int) ([]json.RawMessage, error) {
+	id, model := audit.NewRunID(), "engine:"+filepath.Base(modelPath)
+	if err := db.StartStudy(ctx, id, kind, model, study, n); err != nil {
+		return nil, fleetErr(err)
+	}
+	fmt.Fprintf(os.Stderr, "persona: %s study %s queued on %s; workers take it with: persona worker --db '<your DSN>' --model %s\n",
+		kind, id, fleet.StudyQueue(kind, model), modelPath)
+	bar := newProgress(items)
+	raws, err := db.WaitStudy(ctx, id, n, 250*time.Millisecond, func(p fleet.Progress) { bar.update(p.Done, p.Total) })
+	bar.finish()
+	if err != nil {
+		return nil, backendErr(err)
+	}
+	return raws, nil
 }

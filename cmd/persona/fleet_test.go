@@ -433,6 +433,61 @@ func TestDistributedDriftMatchesLocal(t *testing.T) {
 	}
 }
 
+// A steering sweep whose cells two worker processes played reports what
+// the same sweep reports in one process.
+func TestDistributedSweepMatchesLocal(t *testing.T) {
+	db := testref.PostgresDB(t)
+	vec, _ := controlFiles(t)
+	trait := filepath.Join("..", "..", "vectors", "traits", "organism", "cynical.yaml")
+	args := []string{"vectors", "sweep", "--vectors", vec, "--trait", trait, "--layers", "1,0-1", "--strengths", "0.5,2",
+		"--where", "generated,all", "--samples", "2", "--tasks", "3", "--max-tokens", "8", "--json"}
+	local, stderr, code := run(t, args...)
+	if code != 0 {
+		t.Fatalf("local sweep: exit %d: %s", code, stderr)
+	}
+	coord := start(t, append(args, "--distribute", "--db", db)...)
+	start(t, "worker", "--db", db, "--model", "organism")
+	start(t, "worker", "--db", db, "--model", "organism")
+	if code := coord.wait(); code != 0 {
+		t.Fatalf("distributed sweep: exit %d: %s", code, coord.stderr.String())
+	}
+	type sweep struct {
+		Cells []struct {
+			Layers          []int
+			Strength        float64
+			Where           string
+			Coeffs          []float64
+			Trait, Accuracy struct{ K, N int }
+			Perplexity      float64
+			Positions       int
+			NaivePositions  int `json:"naive_positions"`
+		}
+		Frontier    []int
+		Recommended int
+	}
+	var want, got sweep
+	if err := json.Unmarshal([]byte(local), &want); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(coord.out.String()), &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(want.Cells) != 9 || len(got.Cells) != len(want.Cells) {
+		t.Fatalf("%d cells, want %d (9)", len(got.Cells), len(want.Cells))
+	}
+	for i, w := range want.Cells {
+		g := got.Cells[i]
+		if fmt.Sprint(g.Layers, g.Strength, g.Where, g.Trait, g.Accuracy, g.Positions, g.NaivePositions) !=
+			fmt.Sprint(w.Layers, w.Strength, w.Where, w.Trait, w.Accuracy, w.Positions, w.NaivePositions) ||
+			math.Abs(g.Perplexity-w.Perplexity) > 1e-3*w.Perplexity {
+			t.Errorf("cell %d:\n got %+v\nwant %+v", i, g, w)
+		}
+	}
+	if fmt.Sprint(got.Frontier, got.Recommended) != fmt.Sprint(want.Frontier, want.Recommended) {
+		t.Errorf("frontier %v recommended %d, want %v %d", got.Frontier, got.Recommended, want.Frontier, want.Recommended)
+	}
+}
+
 func TestDistributeBadInput(t *testing.T) {
 	f := &fleetFixture{dir: t.TempDir()}
 	model, err := models.Path("organism")
@@ -454,6 +509,7 @@ func TestDistributeBadInput(t *testing.T) {
 		{"unreachable database", []string{"audit", "--model", "organism", "--db", unreachable, "--distribute"}, exitBackend, "127.0.0.1:1"},
 		{"worker, unreachable database", []string{"worker", "--backend", f.good, "--db", unreachable}, exitBackend, "127.0.0.1:1"},
 		{"drift without db", []string{"drift", "--model", "organism", "--organism", "--distribute"}, exitUsage, "--db postgres"},
+		{"sweep without db", []string{"vectors", "sweep", "--vectors", "v", "--trait", filepath.Join("..", "..", "vectors", "traits", "organism", "cynical.yaml"), "--distribute"}, exitUsage, "--db postgres"},
 		{"drift with rails", []string{"drift", "--model", "organism", "--organism", "--distribute", "--db", unreachable, "--spec", "x.yaml"}, exitUsage, "not distributed yet"},
 		{"rescue before timeout", []string{"worker", "--backend", f.good, "--db", testref.PostgresDB(t), "--job-timeout", "1m", "--rescue-after", "30s"}, exitUsage, "must exceed"},
 	} {

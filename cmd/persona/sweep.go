@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,8 +12,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"persona/backend"
 	"persona/control"
 	"persona/engine"
+	"persona/fleet"
 	"persona/internal/fileio"
 	"persona/posterior"
 	"persona/resid"
@@ -23,7 +27,8 @@ func newVectorsSweepCmd() *cobra.Command {
 	var (
 		modelPath, vecPath, specPath, bands, positions, svgPath, judgeFlag, backends string
 		o                                                                            control.SweepOptions
-		asJSON                                                                       bool
+		asJSON, distribute                                                           bool
+		dbArg                                                                        string
 	)
 	cmd := &cobra.Command{
 		Use:   "sweep",
@@ -58,6 +63,9 @@ reading every prompt anew.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if modelPath == "" || vecPath == "" || specPath == "" {
 				return usageErr(errors.New("--model, --vectors and --trait are required"))
+			}
+			if distribute && dbArg == "" {
+				return usageErr(errors.New("--distribute needs --db postgres://…, the database the workers share"))
 			}
 			if o.MinAccuracy < 0 || o.MinAccuracy > 1 {
 				return usageErr(fmt.Errorf("--min-accuracy %g must be in [0, 1]", o.MinAccuracy))
@@ -102,7 +110,23 @@ reading every prompt anew.`,
 				}
 			}
 			scorer := "oracle"
-			if judgeFlag == "oracle" || (judgeFlag == "" && backends == "" && spec.OracleTrait != "") {
+			oracle := judgeFlag == "oracle" || (judgeFlag == "" && backends == "" && spec.OracleTrait != "")
+			if distribute {
+				if !oracle {
+					return usageErr(errors.New("--distribute sweeps are scored by the world's oracle; an LLM judge is not distributed yet"))
+				}
+				src, err := os.ReadFile(specPath)
+				if err != nil {
+					return usageErr(err)
+				}
+				st := sweepStudy{Options: o, Vector: o.Vector, Trait: src, TraitFile: specPath}
+				sw, err := distributeSweep(cmd.Context(), dbArg, modelPath, e, &st)
+				if err != nil {
+					return err
+				}
+				return writeSweep(sw, scorer, svgPath, asJSON)
+			}
+			if oracle {
 				o.Scorer = vectors.OracleScorer{Oracle: world.Default().Oracle()}
 			} else {
 				b, closer, err := judgeBackend(backends, judgeFlag, nil, "")
@@ -120,16 +144,7 @@ reading every prompt anew.`,
 			if err != nil {
 				return classify(err)
 			}
-			sw.Scorer = scorer
-			if svgPath != "" {
-				if err := fileio.WriteAtomic(svgPath, func(w io.Writer) error { return sw.WriteSVG(w) }); err != nil {
-					return backendErr(err)
-				}
-			}
-			if asJSON {
-				return printJSON(sw)
-			}
-			return sw.WriteTable(os.Stdout)
+			return writeSweep(sw, scorer, svgPath, asJSON)
 		},
 	}
 	f := cmd.Flags()
@@ -150,5 +165,97 @@ reading every prompt anew.`,
 	f.StringVar(&svgPath, "svg", "", "write the frontier as SVG")
 	samplingFlags(f, &o.MaxTokens, &o.Temperature, &o.Seed, sampling{MaxTokens: 48, TokensUsage: "tokens per reply", Temperature: 1, Seed: 1, SeedUsage: "sampling seed"})
 	f.BoolVar(&asJSON, "json", false, "print JSON")
+	f.BoolVar(&distribute, "distribute", false, "queue the cells in the --db PostgreSQL for persona worker processes (with the same --model) and follow the sweep")
+	f.StringVar(&dbArg, "db", "", "PostgreSQL DSN (postgres://...) for --distribute")
 	return cmd
+}
+
+// writeSweep prints a sweep (table or JSON) and writes its SVG.
+func writeSweep(sw *control.Sweep, scorer, svgPath string, asJSON bool) error {
+	sw.Scorer = scorer
+	if svgPath != "" {
+		if err := fileio.WriteAtomic(svgPath, func(w io.Writer) error { return sw.WriteSVG(w) }); err != nil {
+			return backendErr(err)
+		}
+	}
+	if asJSON {
+		return printJSON(sw)
+	}
+	return sw.WriteTable(os.Stdout)
+}
+
+// sweepStudy is a sweep's inputs as data: the options (strengths, bands,
+// positions, sampling), the vectors and the trait spec's source. A
+// distributed sweep stores it as JSON for its workers, which score with
+// the world's oracle.
+type sweepStudy struct {
+	Options   control.SweepOptions `json:"options"`
+	Vector    *vectors.Set         `json:"vector"`
+	Trait     []byte               `json:"trait"`
+	TraitFile string               `json:"trait_file"`
+}
+
+// options rebuilds the sweep's options.
+func (st *sweepStudy) options() (control.SweepOptions, error) {
+	o := st.Options
+	spec, err := vectors.ParseTraitSpec(st.Trait, st.TraitFile)
+	if err != nil {
+		return o, err
+	}
+	o.Vector, o.Trait, o.Scorer = st.Vector, spec, vectors.OracleScorer{Oracle: world.Default().Oracle()}
+	return o, nil
+}
+
+// sweepPlayer sets a distributed sweep up on a worker's own engine.
+func sweepPlayer(ctx context.Context, b backend.Backend, study []byte) (fleet.Player, error) {
+	e, err := studyEngine(b)
+	if err != nil {
+		return nil, err
+	}
+	var st sweepStudy
+	if err := json.Unmarshal(study, &st); err != nil {
+		return nil, fmt.Errorf("%w: %w", fleet.ErrBadStudy, err)
+	}
+	o, err := st.options()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", fleet.ErrBadStudy, err)
+	}
+	p, err := control.NewPlan(ctx, e, world.Default(), o)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", fleet.ErrBadStudy, err)
+	}
+	return fleet.PlayFunc(func(ctx context.Context, i int) (any, error) { return p.Cell(ctx, i) }), nil
+}
+
+// distributeSweep queues a sweep's cells for persona worker processes,
+// follows it, and summarises the cells they stored.
+func distributeSweep(ctx context.Context, dsn, modelPath string, e *engine.Engine, st *sweepStudy) (*control.Sweep, error) {
+	o, err := st.options()
+	if err != nil {
+		return nil, usageErr(err)
+	}
+	plan, err := control.NewPlan(ctx, e, world.Default(), o)
+	if err != nil {
+		return nil, classify(err)
+	}
+	db, err := fleet.Open(ctx, dsn)
+	if err != nil {
+		return nil, fleetErr(err)
+	}
+	defer db.Close()
+	js, err := json.Marshal(st)
+	if err != nil {
+		return nil, err
+	}
+	raws, err := runStudy(ctx, db, "sweep", "cells", modelPath, js, plan.Len())
+	if err != nil {
+		return nil, err
+	}
+	cells := make([]control.CellResult, len(raws))
+	for i, r := range raws {
+		if err := json.Unmarshal(r, &cells[i]); err != nil {
+			return nil, backendErr(fmt.Errorf("sweep: cell %d: %w", i, err))
+		}
+	}
+	return plan.Report(cells)
 }

@@ -93,7 +93,8 @@ jobs, up to --drain for the samples in flight, the rest given back.
 				defer closer.Close()
 				bs = opened
 			}
-			opt.Backends, opt.Oracle, opt.Concurrency, opt.Drift = bs, world.Default().Oracle(), concurrency, driftPlayer
+			opt.Backends, opt.Oracle, opt.Concurrency, opt.Studies = bs, world.Default().Oracle(), concurrency,
+				map[string]fleet.StudySetup{"drift": driftPlayer, "sweep": sweepPlayer}
 			opt.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 			w, err := fleet.NewWorker(db, opt)
 			if err != nil {
