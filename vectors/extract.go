@@ -69,7 +69,7 @@ type GenerateOptions struct {
 	// bound by per-token overheads, so two sequences at once help).
 	Workers int
 	// Progress is called after each scored answer.
-	Progress func(done, total int)
+	Progress func(done, total int) `json:"-"`
 }
 
 func (o *GenerateOptions) defaults() {
@@ -106,6 +106,24 @@ type Response struct {
 // their activations (on the same context they were generated in, system
 // prompt included, as in the paper).
 func Generate(ctx context.Context, e *engine.Engine, spec *TraitSpec, questions []string, sc Scorer, opt GenerateOptions) ([]Response, error) {
+	return generate(ctx, e, spec, questions, -1, sc, opt)
+}
+
+// GenerateBatch is Generate's answers to question q alone, with the seeds
+// Generate gives them: batches played anywhere, in any order, add up to
+// Generate's answers (package fleet spreads them over machines).
+func GenerateBatch(ctx context.Context, e *engine.Engine, spec *TraitSpec, questions []string, q int, sc Scorer, opt GenerateOptions) ([]Response, error) {
+	if q < 0 || q >= len(questions) {
+		return nil, fmt.Errorf("question %d of %d: %w", q, len(questions), ErrNoQuestion)
+	}
+	return generate(ctx, e, spec, questions, q, sc, opt)
+}
+
+// ErrNoQuestion is a batch of a question the spec does not have.
+var ErrNoQuestion = errors.New("no such question")
+
+// generate answers question only (every question when only < 0).
+func generate(ctx context.Context, e *engine.Engine, spec *TraitSpec, questions []string, only int, sc Scorer, opt GenerateOptions) ([]Response, error) {
 	opt.defaults()
 	m := e.Model
 	for _, l := range opt.Layers {
@@ -116,13 +134,19 @@ func Generate(ctx context.Context, e *engine.Engine, spec *TraitSpec, questions 
 	type job struct {
 		q, pair, sample int
 		pos             bool
+		seed            uint64
 	}
 	var jobs []job
 	for qi := range questions {
 		for pi := range spec.Pairs {
 			for _, pos := range []bool{true, false} {
 				for s := 0; s < opt.Samples; s++ {
-					jobs = append(jobs, job{qi, pi, s, pos})
+					// The seed follows the answer's place among all of
+					// Generate's, whichever batch plays it.
+					seed := opt.Seed*1_000_003 + uint64(((qi*len(spec.Pairs)+pi)*2+b2i(!pos))*opt.Samples+s)
+					if only < 0 || qi == only {
+						jobs = append(jobs, job{qi, pi, s, pos, seed})
+					}
 				}
 			}
 		}
@@ -131,10 +155,17 @@ func Generate(ctx context.Context, e *engine.Engine, spec *TraitSpec, questions 
 	err := parallel.ForProgress(ctx, opt.Workers, len(jobs), func(i int) error {
 		j := jobs[i]
 		var err error
-		out[i], err = respond(ctx, e, spec, questions[j.q], j.pair, j.pos, sc, opt, opt.Seed*1_000_003+uint64(i))
+		out[i], err = respond(ctx, e, spec, questions[j.q], j.pair, j.pos, sc, opt, j.seed)
 		return err
 	}, opt.Progress)
 	return out, err
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // respond generates, scores and captures one answer.
@@ -254,6 +285,19 @@ type ExtractOptions struct {
 // difference the response means (DifferenceOf), and record how in Meta. It
 // returns the answers too, for inspection.
 func Extract(ctx context.Context, e *engine.Engine, spec *TraitSpec, sc Scorer, o ExtractOptions) (*Set, []Response, error) {
+	o.defaults()
+	rs, err := Generate(ctx, e, spec, spec.Questions.Extraction, sc, o.GenerateOptions)
+	if err != nil {
+		return nil, rs, err
+	}
+	set, err := ExtractFrom(e, spec, rs, o)
+	return set, rs, err
+}
+
+// ExtractFrom is Extract's second half: the vector from answers already
+// generated (by Generate, or by GenerateBatch over every extraction
+// question), labelled as Extract labels it.
+func ExtractFrom(e *engine.Engine, spec *TraitSpec, rs []Response, o ExtractOptions) (*Set, error) {
 	layers := o.Layers
 	if layers == nil {
 		layers = make([]int, e.Model.NumLayers)
@@ -262,20 +306,16 @@ func Extract(ctx context.Context, e *engine.Engine, spec *TraitSpec, sc Scorer, 
 		}
 	}
 	o.defaults()
-	rs, err := Generate(ctx, e, spec, spec.Questions.Extraction, sc, o.GenerateOptions)
-	if err != nil {
-		return nil, rs, err
-	}
 	set, err := DifferenceOf(spec, o.Model, layers, rs, o.Filter)
 	if err != nil {
-		return nil, rs, err
+		return nil, err
 	}
 	set.Meta["judge"] = o.Judge
 	set.Meta["spec"] = filepath.Base(spec.File)
 	set.Meta["samples_per_instruction"] = strconv.Itoa(o.Samples)
 	set.Meta["threshold"] = strconv.FormatFloat(o.Filter.threshold(), 'g', -1, 64)
 	set.Meta["architecture"] = e.Model.Arch
-	return set, rs, nil
+	return set, nil
 }
 
 // Projection is one assistant turn's projection on a vector set.

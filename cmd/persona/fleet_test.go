@@ -24,6 +24,7 @@ import (
 	"persona/internal/testref"
 	"persona/models"
 	"persona/organism"
+	"persona/vectors"
 )
 
 // fleetFixture is what the distributed-audit tests share: a small suite of
@@ -485,6 +486,55 @@ func TestDistributedSweepMatchesLocal(t *testing.T) {
 	}
 	if fmt.Sprint(got.Frontier, got.Recommended) != fmt.Sprint(want.Frontier, want.Recommended) {
 		t.Errorf("frontier %v recommended %d, want %v %d", got.Frontier, got.Recommended, want.Frontier, want.Recommended)
+	}
+}
+
+// A persona vector extracted by two worker processes, one batch of answers
+// per question, is the vector extracted in one process: the same answers,
+// counts and scores, and the same directions to float32 noise.
+func TestDistributedExtractMatchesLocal(t *testing.T) {
+	db, dir := testref.PostgresDB(t), t.TempDir()
+	trait := filepath.Join("..", "..", "vectors", "traits", "organism", "cynical.yaml")
+	args := func(name string) []string {
+		return []string{"vectors", "extract", "--model", "organism", "--trait", trait, "--samples", "2", "--max-tokens", "16",
+			"--out", filepath.Join(dir, name+".safetensors"), "--responses", filepath.Join(dir, name+".jsonl")}
+	}
+	if _, stderr, code := run(t, args("local")...); code != 0 {
+		t.Fatalf("local extraction: exit %d: %s", code, stderr)
+	}
+	coord := start(t, append(args("fleet"), "--distribute", "--db", db)...)
+	start(t, "worker", "--db", db, "--model", "organism")
+	start(t, "worker", "--db", db, "--model", "organism")
+	if code := coord.wait(); code != 0 {
+		t.Fatalf("distributed extraction: exit %d: %s", code, coord.stderr.String())
+	}
+	for _, name := range []string{"local", "fleet"} {
+		if _, err := os.Stat(filepath.Join(dir, name+".jsonl")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantAnswers, _ := os.ReadFile(filepath.Join(dir, "local.jsonl"))
+	gotAnswers, _ := os.ReadFile(filepath.Join(dir, "fleet.jsonl"))
+	if string(gotAnswers) != string(wantAnswers) {
+		t.Errorf("answers differ:\n got %.300s\nwant %.300s", gotAnswers, wantAnswers)
+	}
+	want, err := vectors.Open(filepath.Join(dir, "local.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := vectors.Open(filepath.Join(dir, "fleet.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got.Layers, got.Meta) != fmt.Sprint(want.Layers, want.Meta) {
+		t.Errorf("vector %v %v, want %v %v", got.Layers, got.Meta, want.Layers, want.Meta)
+	}
+	for i := range want.Vectors {
+		for j, w := range want.Vectors[i] {
+			if d := math.Abs(float64(got.Vectors[i][j] - w)); d > 1e-4 {
+				t.Fatalf("layer %d element %d: %g, want %g", want.Layers[i], j, got.Vectors[i][j], w)
+			}
+		}
 	}
 }
 

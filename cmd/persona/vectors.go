@@ -1,17 +1,22 @@
 package main
 
 import (
+	"context"
 	"encoding/csv"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"persona/backend"
 	"persona/chat"
 	"persona/engine"
+	"persona/fleet"
 	"persona/internal/fileio"
 	"persona/posterior"
 	"persona/resid"
@@ -37,7 +42,8 @@ func newVectorsExtractCmd() *cobra.Command {
 	var (
 		modelPath, specPath, out, gguf, layersFlag, judgeFlag, backends, responses string
 		o                                                                          vectors.ExtractOptions
-		asJSON                                                                     bool
+		asJSON, distribute                                                         bool
+		dbArg                                                                      string
 	)
 	cmd := &cobra.Command{
 		Use:   "extract",
@@ -57,6 +63,9 @@ activations per layer as safetensors with the counts and scores in metadata;
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if modelPath == "" || specPath == "" || out == "" {
 				return usageErr(errors.New("--model, --trait and --out are required"))
+			}
+			if distribute && dbArg == "" {
+				return usageErr(errors.New("--distribute needs --db postgres://…, the database the workers share"))
 			}
 			spec, err := vectors.LoadTraitSpec(specPath)
 			if err != nil {
@@ -82,10 +91,23 @@ activations per layer as safetensors with the counts and scores in metadata;
 				sc, o.Judge = posterior.NewJudge(b), b.Name()
 			}
 			o.Model = modelPath
-			bar := newProgress("answers")
-			o.Progress = bar.update
-			set, rs, err := vectors.Extract(cmd.Context(), e, spec, sc, o)
-			bar.finish()
+			var set *vectors.Set
+			var rs []vectors.Response
+			if distribute {
+				if o.Judge != "oracle" {
+					return usageErr(errors.New("--distribute extractions are scored by the world's oracle; an LLM judge is not distributed yet"))
+				}
+				src, rerr := os.ReadFile(specPath)
+				if rerr != nil {
+					return usageErr(rerr)
+				}
+				set, rs, err = distributeExtract(cmd.Context(), dbArg, modelPath, e, &extractStudy{Options: o, Trait: src, TraitFile: specPath})
+			} else {
+				bar := newProgress("answers")
+				o.Progress = bar.update
+				set, rs, err = vectors.Extract(cmd.Context(), e, spec, sc, o)
+				bar.finish()
+			}
 			if responses != "" && rs != nil {
 				if err := writeJSONL(responses, rs); err != nil {
 					return backendErr(err)
@@ -129,7 +151,89 @@ activations per layer as safetensors with the counts and scores in metadata;
 	f.Float64Var(&o.Filter.Threshold, "threshold", 50, "positive answers need a score ≥ this, negative ones below it")
 	f.Float64Var(&o.Filter.MinCoherence, "min-coherence", 50, "drop answers less coherent than this (when coherence is scored)")
 	f.BoolVar(&asJSON, "json", false, "print a JSON summary")
+	f.BoolVar(&distribute, "distribute", false, "queue the answers, one batch per question, in the --db PostgreSQL for persona worker processes (with the same --model)")
+	f.StringVar(&dbArg, "db", "", "PostgreSQL DSN (postgres://...) for --distribute")
 	return cmd
+}
+
+// extractStudy is an extraction's inputs as data: the options and the
+// trait spec's source. A distributed extraction stores it as JSON for its
+// workers, which score with the world's oracle.
+type extractStudy struct {
+	Options   vectors.ExtractOptions `json:"options"`
+	Trait     []byte                 `json:"trait"`
+	TraitFile string                 `json:"trait_file"`
+}
+
+// extractAnswer is an answer as a worker returns it: with its response
+// means (layers × width floats, which the answer's own JSON leaves out).
+type extractAnswer struct {
+	vectors.Response
+	Mean [][]float32 `json:"mean"`
+}
+
+// extractPlayer sets a distributed extraction up on a worker's own engine:
+// item q is the answers to extraction question q.
+func extractPlayer(_ context.Context, b backend.Backend, study []byte) (fleet.Player, error) {
+	e, err := studyEngine(b)
+	if err != nil {
+		return nil, err
+	}
+	var st extractStudy
+	if err := json.Unmarshal(study, &st); err != nil {
+		return nil, fmt.Errorf("%w: %w", fleet.ErrBadStudy, err)
+	}
+	spec, err := vectors.ParseTraitSpec(st.Trait, st.TraitFile)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", fleet.ErrBadStudy, err)
+	}
+	sc := vectors.OracleScorer{Oracle: world.Default().Oracle()}
+	return fleet.PlayFunc(func(ctx context.Context, q int) (any, error) {
+		rs, err := vectors.GenerateBatch(ctx, e, spec, spec.Questions.Extraction, q, sc, st.Options.GenerateOptions)
+		if errors.Is(err, vectors.ErrNoQuestion) || errors.Is(err, engine.ErrLayer) {
+			return nil, fmt.Errorf("%w: %w", fleet.ErrBadStudy, err)
+		}
+		out := make([]extractAnswer, len(rs))
+		for i, r := range rs {
+			out[i] = extractAnswer{r, r.Mean}
+		}
+		return out, err
+	}), nil
+}
+
+// distributeExtract queues an extraction's answers for persona worker
+// processes, one batch per question, and makes the vector from them.
+func distributeExtract(ctx context.Context, dsn, modelPath string, e *engine.Engine, st *extractStudy) (*vectors.Set, []vectors.Response, error) {
+	spec, err := vectors.ParseTraitSpec(st.Trait, st.TraitFile)
+	if err != nil {
+		return nil, nil, usageErr(err)
+	}
+	db, err := fleet.Open(ctx, dsn)
+	if err != nil {
+		return nil, nil, fleetErr(err)
+	}
+	defer db.Close()
+	js, err := json.Marshal(st)
+	if err != nil {
+		return nil, nil, err
+	}
+	raws, err := runStudy(ctx, db, "extract", "questions", modelPath, js, len(spec.Questions.Extraction))
+	if err != nil {
+		return nil, nil, err
+	}
+	var rs []vectors.Response
+	for q, raw := range raws {
+		var batch []extractAnswer
+		if err := json.Unmarshal(raw, &batch); err != nil {
+			return nil, nil, backendErr(fmt.Errorf("extraction: question %d: %w", q, err))
+		}
+		for _, a := range batch {
+			a.Response.Mean = a.Mean
+			rs = append(rs, a.Response)
+		}
+	}
+	set, err := vectors.ExtractFrom(e, spec, rs, st.Options)
+	return set, rs, err
 }
 
 // loadVectorsFor reads a vector file and checks it against the model.

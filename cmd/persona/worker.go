@@ -94,7 +94,7 @@ jobs, up to --drain for the samples in flight, the rest given back.
 				bs = opened
 			}
 			opt.Backends, opt.Oracle, opt.Concurrency, opt.Studies = bs, world.Default().Oracle(), concurrency,
-				map[string]fleet.StudySetup{"drift": driftPlayer, "sweep": sweepPlayer}
+				map[string]fleet.StudySetup{"drift": driftPlayer, "sweep": sweepPlayer, "extract": extractPlayer}
 			opt.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 			w, err := fleet.NewWorker(db, opt)
 			if err != nil {
