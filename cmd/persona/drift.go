@@ -6,12 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
-	"time"
 
 	"github.com/spf13/cobra"
 
-	"persona/audit"
 	"persona/axis"
 	"persona/backend"
 	"persona/drift"
@@ -265,15 +262,6 @@ func driftPlayer(_ context.Context, b backend.Backend, study []byte) (fleet.Play
 	return fleet.PlayFunc(func(ctx context.Context, i int) (any, error) { return p.Converse(ctx, i) }), nil
 }
 
-// studyEngine is the engine a worker plays a study on.
-func studyEngine(b backend.Backend) (*engine.Engine, error) {
-	eb, ok := b.(*backend.Engine)
-	if !ok {
-		return nil, fmt.Errorf("backend %s is not a model this worker runs itself", b.Name())
-	}
-	return eb.E, nil
-}
-
 // distributeDrift queues a study's conversations for persona worker
 // processes, follows it, and summarises the conversations they stored.
 func distributeDrift(ctx context.Context, dsn, modelPath string, e *engine.Engine, st *driftStudy, opt drift.Options) (*drift.Report, error) {
@@ -301,23 +289,4 @@ func distributeDrift(ctx context.Context, dsn, modelPath string, e *engine.Engin
 		}
 	}
 	return plan.Report(convs)
-}
-
-// runStudy queues a study of n items for persona worker processes running
-// modelPath, follows it with a progress bar, and returns the items'
-// results in order.
-func runStudy(ctx context.Context, db *fleet.DB, kind, items, modelPath string, study []byte, n int) ([]json.RawMessage, error) {
-	id, model := audit.NewRunID(), "engine:"+filepath.Base(modelPath)
-	if err := db.StartStudy(ctx, id, kind, model, study, n); err != nil {
-		return nil, fleetErr(err)
-	}
-	fmt.Fprintf(os.Stderr, "persona: %s study %s queued on %s; workers take it with: persona worker --db '<your DSN>' --model %s\n",
-		kind, id, fleet.StudyQueue(kind, model), modelPath)
-	bar := newProgress(items)
-	raws, err := db.WaitStudy(ctx, id, n, 250*time.Millisecond, func(p fleet.Progress) { bar.update(p.Done, p.Total) })
-	bar.finish()
-	if err != nil {
-		return nil, backendErr(err)
-	}
-	return raws, nil
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"persona/audit"
 	"persona/backend"
 	"persona/engine"
 	"persona/fleet"
@@ -132,4 +135,32 @@ jobs, up to --drain for the samples in flight, the rest given back.
 	f.DurationVar(&opt.Cooldown, "cooldown", 30*time.Second, "after a backend failure, take no jobs for this long")
 	f.DurationVar(&drain, "drain", time.Minute, "on SIGINT/SIGTERM, how long samples in flight may finish")
 	return cmd
+}
+
+// studyEngine is the engine a worker plays a study on.
+func studyEngine(b backend.Backend) (*engine.Engine, error) {
+	eb, ok := b.(*backend.Engine)
+	if !ok {
+		return nil, fmt.Errorf("backend %s is not a model this worker runs itself", b.Name())
+	}
+	return eb.E, nil
+}
+
+// runStudy queues a study of n items for persona worker processes running
+// modelPath, follows it with a progress bar, and returns the items'
+// results in order.
+func runStudy(ctx context.Context, db *fleet.DB, kind, items, modelPath string, study []byte, n int) ([]json.RawMessage, error) {
+	id, model := audit.NewRunID(), "engine:"+filepath.Base(modelPath)
+	if err := db.StartStudy(ctx, id, kind, model, study, n); err != nil {
+		return nil, fleetErr(err)
+	}
+	fmt.Fprintf(os.Stderr, "persona: %s study %s queued on %s; workers take it with: persona worker --db '<your DSN>' --model %s\n",
+		kind, id, fleet.StudyQueue(kind, model), modelPath)
+	bar := newProgress(items)
+	raws, err := db.WaitStudy(ctx, id, n, 250*time.Millisecond, func(p fleet.Progress) { bar.update(p.Done, p.Total) })
+	bar.finish()
+	if err != nil {
+		return nil, backendErr(err)
+	}
+	return raws, nil
 }
