@@ -33,11 +33,20 @@ type PlayFunc func(ctx context.Context, i int) (any, error)
 // Play calls f.
 func (f PlayFunc) Play(ctx context.Context, i int) (any, error) { return f(ctx, i) }
 
-// StudySetup sets a study up on one of the worker's backends (the model the
-// study runs on) from the study as StartStudy stored it. Errors wrapping
-// ErrBadStudy, from it or from its Player, cancel the item's job; others
-// are retried.
-type StudySetup func(ctx context.Context, model backend.Backend, study []byte) (Player, error)
+// StudyEnv is what a study's setup gets from its worker.
+type StudyEnv struct {
+	// Model is the backend the study runs on.
+	Model backend.Backend
+	// Backends are all the worker's backends by name: a study scored by
+	// an LLM judge finds it here.
+	Backends map[string]backend.Backend
+}
+
+// StudySetup sets a study up from the study as StartStudy stored it.
+// Errors wrapping ErrBadStudy, from it or from its Player, cancel the
+// item's job; others are retried (another worker may have what this one
+// lacks).
+type StudySetup func(ctx context.Context, env StudyEnv, study []byte) (Player, error)
 
 // ErrBadStudy is a stored study (or item) that no worker can play.
 var ErrBadStudy = errors.New("study cannot be played")
@@ -160,7 +169,7 @@ func (w *Worker) player(ctx context.Context, run string) (Player, error) {
 	if setup == nil || b == nil {
 		return nil, fmt.Errorf("study %s is a %s study on %q, which this worker does not play", run, kind, model)
 	}
-	p, err := setup(ctx, b, []byte(study))
+	p, err := setup(ctx, StudyEnv{Model: b, Backends: w.backends}, []byte(study))
 	if err != nil {
 		return nil, err
 	}

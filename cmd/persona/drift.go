@@ -10,7 +10,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"persona/axis"
-	"persona/backend"
 	"persona/drift"
 	"persona/engine"
 	"persona/fleet"
@@ -242,8 +241,8 @@ func (st *driftStudy) options(e *engine.Engine, lib *personas.Library) (drift.Op
 
 // driftPlayer sets a distributed drift study up on a worker: the study as
 // stored, on the worker's own engine.
-func driftPlayer(_ context.Context, b backend.Backend, study []byte) (fleet.Player, error) {
-	e, err := studyEngine(b)
+func driftPlayer(_ context.Context, env fleet.StudyEnv, study []byte) (fleet.Player, error) {
+	e, err := studyEngine(env.Model)
 	if err != nil {
 		return nil, err
 	}

@@ -110,23 +110,7 @@ reading every prompt anew.`,
 				}
 			}
 			scorer := "oracle"
-			oracle := judgeFlag == "oracle" || (judgeFlag == "" && backends == "" && spec.OracleTrait != "")
-			if distribute {
-				if !oracle {
-					return usageErr(errors.New("--distribute sweeps are scored by the world's oracle; an LLM judge is not distributed yet"))
-				}
-				src, err := os.ReadFile(specPath)
-				if err != nil {
-					return usageErr(err)
-				}
-				st := sweepStudy{Options: o, Vector: o.Vector, Trait: src, TraitFile: specPath}
-				sw, err := distributeSweep(cmd.Context(), dbArg, modelPath, e, &st)
-				if err != nil {
-					return err
-				}
-				return writeSweep(sw, scorer, svgPath, asJSON)
-			}
-			if oracle {
+			if judgeFlag == "oracle" || (judgeFlag == "" && backends == "" && spec.OracleTrait != "") {
 				o.Scorer = vectors.OracleScorer{Oracle: world.Default().Oracle()}
 			} else {
 				b, closer, err := judgeBackend(backends, judgeFlag, nil, "")
@@ -135,6 +119,19 @@ reading every prompt anew.`,
 				}
 				defer closer.Close()
 				o.Scorer, scorer = posterior.NewJudge(b), b.Name()
+			}
+			if distribute {
+				src, err := os.ReadFile(specPath)
+				if err != nil {
+					return usageErr(err)
+				}
+				o.Trait = spec
+				st := sweepStudy{Options: o, Vector: o.Vector, Trait: src, TraitFile: specPath, Judge: scorer}
+				sw, err := distributeSweep(cmd.Context(), dbArg, modelPath, e, &st)
+				if err != nil {
+					return err
+				}
+				return writeSweep(sw, scorer, svgPath, asJSON)
 			}
 			o.Trait = spec
 			bar := newProgress("replies")
@@ -185,30 +182,46 @@ func writeSweep(sw *control.Sweep, scorer, svgPath string, asJSON bool) error {
 }
 
 // sweepStudy is a sweep's inputs as data: the options (strengths, bands,
-// positions, sampling), the vectors and the trait spec's source. A
-// distributed sweep stores it as JSON for its workers, which score with
-// the world's oracle.
+// positions, sampling), the vectors, the trait spec's source and the
+// scorer's name. A distributed sweep stores it as JSON for its workers.
 type sweepStudy struct {
 	Options   control.SweepOptions `json:"options"`
 	Vector    *vectors.Set         `json:"vector"`
 	Trait     []byte               `json:"trait"`
 	TraitFile string               `json:"trait_file"`
+	Judge     string               `json:"judge"`
 }
 
-// options rebuilds the sweep's options.
-func (st *sweepStudy) options() (control.SweepOptions, error) {
+// options rebuilds the sweep's options, scored by the worker's backends.
+func (st *sweepStudy) options(backends map[string]backend.Backend) (control.SweepOptions, error) {
 	o := st.Options
 	spec, err := vectors.ParseTraitSpec(st.Trait, st.TraitFile)
 	if err != nil {
+		return o, fmt.Errorf("%w: %w", fleet.ErrBadStudy, err)
+	}
+	if o.Scorer, err = studyScorer(backends, st.Judge); err != nil {
 		return o, err
 	}
-	o.Vector, o.Trait, o.Scorer = st.Vector, spec, vectors.OracleScorer{Oracle: world.Default().Oracle()}
+	o.Vector, o.Trait = st.Vector, spec
 	return o, nil
 }
 
+// studyScorer is the scorer a distributed study names: "oracle" (the
+// persona world's), or the worker's backend of that name as an LLM judge.
+func studyScorer(backends map[string]backend.Backend, judge string) (vectors.Scorer, error) {
+	if judge == "oracle" {
+		return vectors.OracleScorer{Oracle: world.Default().Oracle()}, nil
+	}
+	b := backends[judge]
+	if b == nil {
+		return nil, fmt.Errorf("the study is judged by backend %q, which this worker does not have (give it --backend)", judge)
+	}
+	return posterior.NewJudge(b), nil
+}
+
 // sweepPlayer sets a distributed sweep up on a worker's own engine.
-func sweepPlayer(ctx context.Context, b backend.Backend, study []byte) (fleet.Player, error) {
-	e, err := studyEngine(b)
+func sweepPlayer(ctx context.Context, env fleet.StudyEnv, study []byte) (fleet.Player, error) {
+	e, err := studyEngine(env.Model)
 	if err != nil {
 		return nil, err
 	}
@@ -216,9 +229,9 @@ func sweepPlayer(ctx context.Context, b backend.Backend, study []byte) (fleet.Pl
 	if err := json.Unmarshal(study, &st); err != nil {
 		return nil, fmt.Errorf("%w: %w", fleet.ErrBadStudy, err)
 	}
-	o, err := st.options()
+	o, err := st.options(env.Backends)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", fleet.ErrBadStudy, err)
+		return nil, err
 	}
 	p, err := control.NewPlan(ctx, e, world.Default(), o)
 	if err != nil {
@@ -230,11 +243,7 @@ func sweepPlayer(ctx context.Context, b backend.Backend, study []byte) (fleet.Pl
 // distributeSweep queues a sweep's cells for persona worker processes,
 // follows it, and summarises the cells they stored.
 func distributeSweep(ctx context.Context, dsn, modelPath string, e *engine.Engine, st *sweepStudy) (*control.Sweep, error) {
-	o, err := st.options()
-	if err != nil {
-		return nil, usageErr(err)
-	}
-	plan, err := control.NewPlan(ctx, e, world.Default(), o)
+	plan, err := control.NewPlan(ctx, e, world.Default(), st.Options)
 	if err != nil {
 		return nil, classify(err)
 	}

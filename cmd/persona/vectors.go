@@ -13,7 +13,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"persona/backend"
 	"persona/chat"
 	"persona/engine"
 	"persona/fleet"
@@ -94,9 +93,6 @@ activations per layer as safetensors with the counts and scores in metadata;
 			var set *vectors.Set
 			var rs []vectors.Response
 			if distribute {
-				if o.Judge != "oracle" {
-					return usageErr(errors.New("--distribute extractions are scored by the world's oracle; an LLM judge is not distributed yet"))
-				}
 				src, rerr := os.ReadFile(specPath)
 				if rerr != nil {
 					return usageErr(rerr)
@@ -156,9 +152,9 @@ activations per layer as safetensors with the counts and scores in metadata;
 	return cmd
 }
 
-// extractStudy is an extraction's inputs as data: the options and the
-// trait spec's source. A distributed extraction stores it as JSON for its
-// workers, which score with the world's oracle.
+// extractStudy is an extraction's inputs as data: the options (with the
+// scorer's name in Judge) and the trait spec's source. A distributed
+// extraction stores it as JSON for its workers.
 type extractStudy struct {
 	Options   vectors.ExtractOptions `json:"options"`
 	Trait     []byte                 `json:"trait"`
@@ -174,8 +170,8 @@ type extractAnswer struct {
 
 // extractPlayer sets a distributed extraction up on a worker's own engine:
 // item q is the answers to extraction question q.
-func extractPlayer(_ context.Context, b backend.Backend, study []byte) (fleet.Player, error) {
-	e, err := studyEngine(b)
+func extractPlayer(_ context.Context, env fleet.StudyEnv, study []byte) (fleet.Player, error) {
+	e, err := studyEngine(env.Model)
 	if err != nil {
 		return nil, err
 	}
@@ -187,7 +183,10 @@ func extractPlayer(_ context.Context, b backend.Backend, study []byte) (fleet.Pl
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", fleet.ErrBadStudy, err)
 	}
-	sc := vectors.OracleScorer{Oracle: world.Default().Oracle()}
+	sc, err := studyScorer(env.Backends, st.Options.Judge)
+	if err != nil {
+		return nil, err
+	}
 	return fleet.PlayFunc(func(ctx context.Context, q int) (any, error) {
 		rs, err := vectors.GenerateBatch(ctx, e, spec, spec.Questions.Extraction, q, sc, st.Options.GenerateOptions)
 		if errors.Is(err, vectors.ErrNoQuestion) || errors.Is(err, engine.ErrLayer) {

@@ -32,15 +32,19 @@ func newWorkerCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "worker",
-		Short: "Take audit samples and drift conversations from a shared PostgreSQL queue and play them",
-		Long: `Run as one of many workers of distributed audits and drift studies
-(persona audit --distribute, persona drift --distribute): take jobs from the
-queue in the --db PostgreSQL, play each against this worker's own backends
-(--backend config entries, or the embedded engine with --model), and store
-every result in the same transaction that completes its job, so a worker
-killed at any moment loses and duplicates nothing. A worker takes the audit
-samples of runs whose target is one of its backends, and the drift
-conversations of studies on the model it runs (--model, or engine entries).
+		Short: "Take audits' samples and studies' items from a shared PostgreSQL queue and play them",
+		Long: `Run as one of many workers of distributed audits and studies (persona
+audit, drift, vectors sweep and vectors extract with --distribute): take jobs
+from the queue in the --db PostgreSQL, play each against this worker's own
+backends (--backend config entries, the embedded engine with --model, or
+both), and store every result in the same transaction that completes its
+job, so a worker killed at any moment loses and duplicates nothing.
+
+A worker takes the audit samples of runs whose target is one of its
+backends, and the items of studies (drift conversations, steering cells,
+extraction batches) on a model it runs itself (--model, or engine entries of
+--backend), scored by the world's oracle or by the judge entry the study
+names.
 
 A job held by a worker that died is handed to another after --rescue-after
 (give every worker the same value). A worker whose backend fails gives its
@@ -55,9 +59,6 @@ jobs, up to --drain for the samples in flight, the rest given back.
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if dbArg == "" {
 				return usageErr(errors.New("--db postgres://… names the database the fleet shares"))
-			}
-			if configPath != "" && modelPath != "" {
-				return usageErr(errors.New("give the worker's backends with --backend CONFIG.yaml or --model MODEL, not both"))
 			}
 			if configPath == "" && modelPath == "" {
 				modelPath = models.Default
@@ -80,7 +81,8 @@ jobs, up to --drain for the samples in flight, the rest given back.
 				}
 				defer e.Close()
 				bs = []backend.Backend{backend.NewEngine(e, filepath.Base(modelPath), 1)}
-			} else {
+			}
+			if configPath != "" {
 				cfg, err := backend.LoadConfig(configPath)
 				if err != nil {
 					return usageErr(err)
@@ -94,7 +96,7 @@ jobs, up to --drain for the samples in flight, the rest given back.
 					return err
 				}
 				defer closer.Close()
-				bs = opened
+				bs = append(bs, opened...)
 			}
 			opt.Backends, opt.Oracle, opt.Concurrency, opt.Studies = bs, world.Default().Oracle(), concurrency,
 				map[string]fleet.StudySetup{"drift": driftPlayer, "sweep": sweepPlayer, "extract": extractPlayer}
