@@ -58,3 +58,17 @@ func OpenAIClient(t *testing.T) string {
 	Require(t, missing)
 	return dir
 }
+
+// TorchPython returns a Python interpreter that imports torch (Debian's
+// python3-torch, which .ci/run installs). A pyenv or venv python3 earlier
+// on PATH usually lacks it, so /usr/bin/python3 is tried too.
+func TorchPython(t *testing.T) string {
+	t.Helper()
+	for _, p := range []string{"python3", "/usr/bin/python3"} {
+		if exec.Command(p, "-c", "import torch").Run() == nil {
+			return p
+		}
+	}
+	Require(t, Missing("Python with torch", "apt-get install python3-torch"))
+	return ""
+}
