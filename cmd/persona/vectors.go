@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/csv"
 	"encoding/json"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -18,6 +20,7 @@ import (
 	"persona/fleet"
 	"persona/internal/fileio"
 	"persona/posterior"
+	"persona/pytorch"
 	"persona/resid"
 	"persona/sample"
 	"persona/vectors"
@@ -33,7 +36,7 @@ stream: the mean activation over responses that express a trait minus the mean
 over responses that do not. Layer ℓ is the output of decoder block ℓ (Hugging
 Face hidden_states[ℓ+1]); llama.cpp control vectors use the same index.`,
 	}
-	cmd.AddCommand(newVectorsExtractCmd(), newVectorsProjectCmd(), newVectorsSteerCmd(), newVectorsSweepCmd(), newVectorsScreenCmd(), newVectorsLensCmd())
+	cmd.AddCommand(newVectorsExtractCmd(), newVectorsProjectCmd(), newVectorsSteerCmd(), newVectorsSweepCmd(), newVectorsScreenCmd(), newVectorsLensCmd(), newVectorsImportCmd())
 	return cmd
 }
 
@@ -149,6 +152,60 @@ activations per layer as safetensors with the counts and scores in metadata;
 	f.BoolVar(&asJSON, "json", false, "print a JSON summary")
 	f.BoolVar(&distribute, "distribute", false, "queue the answers, one batch per question, in the --db PostgreSQL for persona worker processes (with the same --model)")
 	f.StringVar(&dbArg, "db", "", "PostgreSQL DSN (postgres://...) for --distribute")
+	return cmd
+}
+
+func newVectorsImportCmd() *cobra.Command {
+	var modelPath, out, key, convention, name string
+	cmd := &cobra.Command{
+		Use:   "import FILE.pt",
+		Short: "Convert published PyTorch vectors (persona-vectors, assistant-axis .pt files) to a vector file",
+		Long: `Read per-layer vectors that other tools saved with torch.save — the
+persona-vectors code's *_response_avg_diff.pt (one row per hidden_states
+entry: the embeddings, then every layer) or an assistant-axis release's
+axis .pt (one row per layer) — and write them as this project's vector file,
+checked against --model. The file is read without running its pickle:
+anything but tensors and plain containers is refused.
+
+Rows map to layers by --convention: hidden-states (row ℓ+1 is our layer ℓ;
+row 0, the embeddings, is dropped) or layers (row ℓ is layer ℓ); by default
+the row count decides (layers+1 rows: hidden-states; layers rows: layers).
+Rows of zeros (layers the source did not compute) are left out.`,
+		Example: `  persona vectors import evil_response_avg_diff.pt --model ./Qwen2.5-7B-Instruct --out evil.safetensors
+  persona vectors import assistant_axis.pt --model ./Llama-3.3-70B-Instruct --convention layers --out axis-vectors.safetensors`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if out == "" {
+				return usageErr(errors.New("--out is required"))
+			}
+			v, err := pytorch.Open(args[0])
+			if err != nil {
+				return usageErr(err)
+			}
+			e, err := loadEngine(modelPath, engine.Options{})
+			if err != nil {
+				return err
+			}
+			defer e.Close()
+			set, err := vectors.FromTorch(v, key, e.Model.NumLayers, e.Model.Hidden, convention)
+			if err != nil {
+				return usageErr(fmt.Errorf("%s: %w", args[0], err))
+			}
+			set.Name, set.Model = cmp.Or(name, strings.TrimSuffix(filepath.Base(args[0]), filepath.Ext(args[0]))), modelPath
+			set.Meta["source"] = filepath.Base(args[0])
+			if err := set.Save(out); err != nil {
+				return backendErr(err)
+			}
+			fmt.Printf("%s: %s on layers %s (%s rows of %s)\n", out, set.Name, vectors.FormatLayers(set.Layers), set.Meta["convention"], set.Meta["source_dtype"])
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	modelFlag(f, &modelPath, "the model the vectors belong to (its layers and width are checked)")
+	f.StringVar(&out, "out", "", "vector file to write (safetensors)")
+	f.StringVar(&key, "key", "", "the dict entry holding the vectors, when the file holds a dict")
+	f.StringVar(&convention, "convention", "", "how rows map to layers: hidden-states or layers (default: from the row count)")
+	f.StringVar(&name, "name", "", "the vectors' name (default: the file's)")
 	return cmd
 }
 
