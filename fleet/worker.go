@@ -258,6 +258,9 @@ func (w *Worker) work(ctx context.Context, job *river.Job[AuditSample]) (string,
 		return "released", river.JobSnooze(0)
 	}
 	if r.ErrorKind == audit.ErrKindBackend {
+		// Unhealthy from now, before the failed attempt is even recorded;
+		// Run gives the jobs back and cools down.
+		w.healthy.Store(false)
 		select {
 		case w.trip <- struct{}{}:
 		default:
