@@ -204,3 +204,40 @@ func BenchmarkFMAPeak(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkQuantMatVec: one token through a 1536×1536 weight per storage
+// type, with the type's dot kernel ("kernel") and, beside it in the same
+// run, with the row decoded to float32 first and then dotted ("decode"),
+// the portable path. F32 is the reference the quantized types are read
+// against.
+func BenchmarkQuantMatVec(b *testing.B) {
+	const N, K = 1536, 1536
+	r := rand.New(rand.NewPCG(2, 2))
+	wf, x := randVec(r, N*K), randVec(r, K)
+	out := make([]float32, N)
+	for _, dt := range []tensor.DType{tensor.F32, tensor.Q8_0, tensor.Q4_K, tensor.Q5_K, tensor.Q6_K} {
+		w := &tensor.Tensor{DType: dt, Shape: []int{N, K}, Data: tensor.F32ToBytes(wf)}
+		if dt != tensor.F32 {
+			w.Data, _ = tensor.Encode(dt, wf)
+		}
+		for _, path := range []string{"kernel", "decode"} {
+			if dt == tensor.F32 && path == "decode" {
+				continue
+			}
+			b.Run(dt.String()+"/"+path, func(b *testing.B) {
+				if path == "decode" {
+					saved := dotRowImpl
+					dotRowImpl = func(x []float32, dt tensor.DType, row []byte, buf []float32) float32 {
+						decodeImpl(buf, dt, row)
+						return dotImpl(x, buf)
+					}
+					defer func() { dotRowImpl = saved }()
+				}
+				for b.Loop() {
+					Linear(out, x, w, 1)
+				}
+				reportGFLOPS(b, 2*N*K)
+			})
+		}
+	}
+}

@@ -304,8 +304,123 @@ func dotRowAVX512(x []float32, dt tensor.DType, row []byte, buf []float32) float
 		return dotQ8(x, row)
 	case tensor.F16:
 		return dotF16(x, row)
+	case tensor.Q4_K:
+		return dotQ45K(x, row, false)
+	case tensor.Q5_K:
+		return dotQ45K(x, row, true)
+	case tensor.Q6_K:
+		return dotQ6K(x, row)
 	}
 	return dotRowGo(x, dt, row, buf)
+}
+
+// Block sizes of the K-quants: 256 elements in 144 (Q4_K), 176 (Q5_K) or
+// 210 (Q6_K) bytes.
+const (
+	kBlock     = 256
+	q4KBytes   = 144
+	q5KBytes   = 176
+	q6KBytes   = 210
+	nibbleMask = 0xf
+)
+
+// dotQ45K is Σ x·w over a Q4_K or Q5_K row without decoding it to memory:
+// each 16 weights are widened from their nibbles (Q5_K: plus the fifth bit
+// from qh), scaled and offset as tensor.Decode does (d·sc·q − dmin·m, in
+// float32), and multiplied into x.
+func dotQ45K(x []float32, row []byte, five bool) float32 {
+	bb := q4KBytes
+	if five {
+		bb = q5KBytes
+	}
+	nb := len(x) / kBlock
+	if nb == 0 {
+		return 0
+	}
+	_ = row[nb*bb-1]
+	_ = x[nb*kBlock-1]
+	tab := f16Table()
+	px, pr := unsafe.Pointer(&x[0]), unsafe.Pointer(&row[0])
+	low := archsimd.BroadcastUint32x16(nibbleMask)
+	one := archsimd.BroadcastUint32x16(1)
+	var acc f32x16
+	for b := 0; b < nb; b++ {
+		blk := unsafe.Slice((*byte)(unsafe.Add(pr, b*bb)), bb)
+		d, dmin := tab[uint16(blk[0])|uint16(blk[1])<<8], tab[uint16(blk[2])|uint16(blk[3])<<8]
+		scales := blk[4:16]
+		qs, qh := blk[16:], []byte(nil)
+		if five {
+			qh, qs = blk[16:48], blk[48:]
+		}
+		xb := unsafe.Add(px, b*kBlock*4)
+		for g := 0; g < 8; g += 2 {
+			s1, m1 := tensor.ScaleMinK4(g, scales)
+			s2, m2 := tensor.ScaleMinK4(g+1, scales)
+			d1, dm1 := archsimd.BroadcastFloat32x16(d*float32(s1)), archsimd.BroadcastFloat32x16(dmin*float32(m1))
+			d2, dm2 := archsimd.BroadcastFloat32x16(d*float32(s2)), archsimd.BroadcastFloat32x16(dmin*float32(m2))
+			for h := 0; h < 32; h += 16 { // the group pair's 32 bytes, 16 at a time
+				u := archsimd.LoadUint8x16((*[16]uint8)(unsafe.Pointer(&qs[g*16+h]))).ExtendToUint32()
+				lo, hi := u.And(low), u.ShiftAllRight(4)
+				if five {
+					v := archsimd.LoadUint8x16((*[16]uint8)(unsafe.Pointer(&qh[h]))).ExtendToUint32()
+					lo = lo.Or(v.ShiftAllRight(uint64(g)).And(one).ShiftAllLeft(4))
+					hi = hi.Or(v.ShiftAllRight(uint64(g + 1)).And(one).ShiftAllLeft(4))
+				}
+				w1 := lo.ConvertToFloat32().Mul(d1).Sub(dm1)
+				w2 := hi.ConvertToFloat32().Mul(d2).Sub(dm2)
+				acc = w1.MulAdd(ld(xb, uintptr((g*32+h)*4)), acc)
+				acc = w2.MulAdd(ld(xb, uintptr((g*32+32+h)*4)), acc)
+			}
+		}
+	}
+	r := hsum(acc)
+	archsimd.ClearAVXUpperBits()
+	return r
+}
+
+// dotQ6K is Σ x·w over a Q6_K row without decoding it to memory: each 16
+// weights are put together from four low bits (ql) and two high bits (qh),
+// centred, and scaled as tensor.Decode does (d·sc·q, in float32).
+func dotQ6K(x []float32, row []byte) float32 {
+	nb := len(x) / kBlock
+	if nb == 0 {
+		return 0
+	}
+	_ = row[nb*q6KBytes-1]
+	_ = x[nb*kBlock-1]
+	tab := f16Table()
+	px, pr := unsafe.Pointer(&x[0]), unsafe.Pointer(&row[0])
+	low, two := archsimd.BroadcastUint32x16(nibbleMask), archsimd.BroadcastUint32x16(3)
+	centre := archsimd.BroadcastInt32x16(32)
+	var acc f32x16
+	for b := 0; b < nb; b++ {
+		blk := unsafe.Slice((*byte)(unsafe.Add(pr, b*q6KBytes)), q6KBytes)
+		ql, qh, scales := blk[:128], blk[128:192], blk[192:208]
+		d := tab[uint16(blk[208])|uint16(blk[209])<<8]
+		for n := 0; n < 2; n++ {
+			xb := unsafe.Add(px, (b*kBlock+128*n)*4)
+			for l := 0; l < 32; l += 16 {
+				is := 8*n + l/16
+				a := archsimd.LoadUint8x16((*[16]uint8)(unsafe.Pointer(&ql[64*n+l]))).ExtendToUint32()
+				c := archsimd.LoadUint8x16((*[16]uint8)(unsafe.Pointer(&ql[64*n+l+32]))).ExtendToUint32()
+				h := archsimd.LoadUint8x16((*[16]uint8)(unsafe.Pointer(&qh[32*n+l]))).ExtendToUint32()
+				qs := [4]archsimd.Uint32x16{
+					a.And(low).Or(h.And(two).ShiftAllLeft(4)),
+					c.And(low).Or(h.ShiftAllRight(2).And(two).ShiftAllLeft(4)),
+					a.ShiftAllRight(4).Or(h.ShiftAllRight(4).And(two).ShiftAllLeft(4)),
+					c.ShiftAllRight(4).Or(h.ShiftAllRight(6).And(two).ShiftAllLeft(4)),
+				}
+				for k, q := range qs {
+					sc := archsimd.BroadcastFloat32x16(d * float32(int8(scales[is+2*k])))
+					w := q.AsInt32x16().Sub(centre).ConvertToFloat32().Mul(sc)
+					acc = w.MulAdd(ld(xb, uintptr((l+32*k)*4)), acc)
+				}
+			}
+		}
+	}
+	r := hsum(acc)
+	archsimd.ClearAVXUpperBits()
+	return r
 }
 
 // f16Conv widens 16 IEEE half-precision values to float32 with integer

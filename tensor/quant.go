@@ -157,9 +157,9 @@ func decodeQ3K(y []float32, blk []byte) {
 	}
 }
 
-// scaleMinK4 unpacks scale and minimum j (0–7) of a Q4_K or Q5_K block:
+// ScaleMinK4 unpacks scale and minimum j (0–7) of a Q4_K or Q5_K block:
 // six bits each, packed into 12 bytes.
-func scaleMinK4(j int, q []byte) (sc, m byte) {
+func ScaleMinK4(j int, q []byte) (sc, m byte) {
 	if j < 4 {
 		return q[j] & 63, q[j+4] & 63
 	}
@@ -176,8 +176,8 @@ func decodeQ45K(y []float32, blk []byte, five bool) {
 	}
 	u1, u2 := byte(1), byte(2)
 	for g := 0; g < 8; g += 2 {
-		s1, m1 := scaleMinK4(g, scales)
-		s2, m2 := scaleMinK4(g+1, scales)
+		s1, m1 := ScaleMinK4(g, scales)
+		s2, m2 := ScaleMinK4(g+1, scales)
 		d1, dm1, d2, dm2 := d*float32(s1), dmin*float32(m1), d*float32(s2), dmin*float32(m2)
 		q := qs[g*16 : g*16+32]
 		for l := range 32 {
