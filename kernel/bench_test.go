@@ -215,7 +215,7 @@ func BenchmarkQuantMatVec(b *testing.B) {
 	r := rand.New(rand.NewPCG(2, 2))
 	wf, x := randVec(r, N*K), randVec(r, K)
 	out := make([]float32, N)
-	for _, dt := range []tensor.DType{tensor.F32, tensor.Q8_0, tensor.Q4_K, tensor.Q5_K, tensor.Q6_K} {
+	for _, dt := range []tensor.DType{tensor.F32, tensor.Q8_0, tensor.Q4_0, tensor.Q5_0, tensor.Q4_K, tensor.Q5_K, tensor.Q6_K} {
 		w := &tensor.Tensor{DType: dt, Shape: []int{N, K}, Data: tensor.F32ToBytes(wf)}
 		if dt != tensor.F32 {
 			w.Data, _ = tensor.Encode(dt, wf)

@@ -304,6 +304,10 @@ func dotRowAVX512(x []float32, dt tensor.DType, row []byte, buf []float32) float
 		return dotQ8(x, row)
 	case tensor.F16:
 		return dotF16(x, row)
+	case tensor.Q4_0:
+		return dotQ450(x, row, false)
+	case tensor.Q5_0:
+		return dotQ450(x, row, true)
 	case tensor.Q4_K:
 		return dotQ45K(x, row, false)
 	case tensor.Q5_K:
@@ -323,6 +327,56 @@ const (
 	q6KBytes   = 210
 	nibbleMask = 0xf
 )
+
+// laneBits are the qh bit numbers of a Q5_0 block's 32 values.
+var laneBits = [2][16]uint32{
+	{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
+	{16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31},
+}
+
+// dotQ450 is Σ x·w over a Q4_0 or Q5_0 row (the types Q4_K_M and Q5_K_M
+// fall back to for rows that are not whole 256-element blocks) without
+// decoding it to memory: (q − 8)·d, or with the fifth bit from qh (q −
+// 16)·d, in float32 as tensor.Decode computes them.
+func dotQ450(x []float32, row []byte, five bool) float32 {
+	bb, off := 18, int32(8)
+	if five {
+		bb, off = 22, 16
+	}
+	nb := len(x) / 32
+	if nb == 0 {
+		return 0
+	}
+	_ = row[nb*bb-1]
+	_ = x[nb*32-1]
+	tab := f16Table()
+	px, pr := unsafe.Pointer(&x[0]), unsafe.Pointer(&row[0])
+	low, one := archsimd.BroadcastUint32x16(nibbleMask), archsimd.BroadcastUint32x16(1)
+	centre := archsimd.BroadcastInt32x16(off)
+	bitsLo, bitsHi := archsimd.LoadUint32x16(&laneBits[0]), archsimd.LoadUint32x16(&laneBits[1])
+	var acc f32x16
+	for b := 0; b < nb; b++ {
+		blk := unsafe.Slice((*byte)(unsafe.Add(pr, b*bb)), bb)
+		d := archsimd.BroadcastFloat32x16(tab[uint16(blk[0])|uint16(blk[1])<<8])
+		qs := blk[2:18]
+		if five {
+			qs = blk[6:22]
+		}
+		w := archsimd.LoadUint8x16((*[16]uint8)(unsafe.Pointer(&qs[0]))).ExtendToUint32()
+		lo, hi := w.And(low), w.ShiftAllRight(4)
+		if five {
+			qh := archsimd.BroadcastUint32x16(binary.LittleEndian.Uint32(blk[2:6]))
+			lo = lo.Or(qh.ShiftRight(bitsLo).And(one).ShiftAllLeft(4))
+			hi = hi.Or(qh.ShiftRight(bitsHi).And(one).ShiftAllLeft(4))
+		}
+		xb := unsafe.Add(px, b*32*4)
+		acc = lo.AsInt32x16().Sub(centre).ConvertToFloat32().Mul(d).MulAdd(ld(xb, 0), acc)
+		acc = hi.AsInt32x16().Sub(centre).ConvertToFloat32().Mul(d).MulAdd(ld(xb, 64), acc)
+	}
+	r := hsum(acc)
+	archsimd.ClearAVXUpperBits()
+	return r
+}
 
 // dotQ45K is Σ x·w over a Q4_K or Q5_K row without decoding it to memory:
 // each 16 weights are widened from their nibbles (Q5_K: plus the fifth bit
