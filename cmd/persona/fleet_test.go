@@ -323,6 +323,32 @@ func TestWorkerWithFailingBackendGivesItsJobsBack(t *testing.T) {
 	}
 }
 
+// A distributed audit whose command was interrupted goes on in the
+// database; --resume --distribute follows it again and reports it as a
+// single process would.
+func TestDistributedAuditResumes(t *testing.T) {
+	f := newFleetFixture(t)
+	want, wantCode := f.reference(t)
+	coord := start(t, f.auditArgs(f.db, "--distribute")...)
+	waitFor(t, f.db, `SELECT COUNT(*) FROM river_job`, coord)
+	if err := coord.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if code := coord.wait(); code != exitBackend || !strings.Contains(coord.stderr.String(), "--distribute") {
+		t.Fatalf("interrupted: exit %d: %s", code, coord.stderr.String())
+	}
+	id := regexp.MustCompile(`run (\d{8}-\d{6}-[0-9a-f]+)`).FindStringSubmatch(coord.stderr.String())
+	if id == nil {
+		t.Fatalf("no run id in %q", coord.stderr.String())
+	}
+	startWorker(t, f.db, f.good)
+	out, stderr, code := run(t, "audit", "--backend", f.good, "--db", f.db, "--resume", id[1], "--distribute", "--json")
+	if code != wantCode {
+		t.Fatalf("resumed: exit %d, single process %d: %s", code, wantCode, stderr)
+	}
+	sameSamples(t, sampleDigests(t, out), want)
+}
+
 // SIGTERM drains a worker: it takes no new job, and what it could not
 // finish within --drain goes back to the queue without spending an
 // attempt, for another worker to finish with the same results.
