@@ -195,7 +195,7 @@ func TestLinear(t *testing.T) {
 	}
 	bothPaths(t, func(t *testing.T) {
 		r := rand.New(rand.NewPCG(3, 4))
-		for _, dt := range []tensor.DType{tensor.F32, tensor.F16, tensor.BF16, tensor.Q8_0, tensor.Q4_0, tensor.Q5_0, tensor.Q5_1, tensor.Q4_K, tensor.Q5_K, tensor.Q6_K} {
+		for _, dt := range []tensor.DType{tensor.F32, tensor.F16, tensor.BF16, tensor.Q8_0, tensor.Q4_0, tensor.Q4_1, tensor.Q5_0, tensor.Q5_1, tensor.Q4_K, tensor.Q5_K, tensor.Q6_K} {
 			for _, s := range shapes {
 				T, N, K := s[0], s[1], s[2]
 				if dt.Quantized() && K%dt.BlockSize() != 0 {

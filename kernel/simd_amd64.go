@@ -305,9 +305,13 @@ func dotRowAVX512(x []float32, dt tensor.DType, row []byte, buf []float32) float
 	case tensor.F16:
 		return dotF16(x, row)
 	case tensor.Q4_0:
-		return dotQ450(x, row, false)
+		return dotLegacy(x, row, false, false)
+	case tensor.Q4_1:
+		return dotLegacy(x, row, false, true)
 	case tensor.Q5_0:
-		return dotQ450(x, row, true)
+		return dotLegacy(x, row, true, false)
+	case tensor.Q5_1:
+		return dotLegacy(x, row, true, true)
 	case tensor.Q4_K:
 		return dotQ45K(x, row, false)
 	case tensor.Q5_K:
@@ -328,20 +332,34 @@ const (
 	nibbleMask = 0xf
 )
 
-// laneBits are the qh bit numbers of a Q5_0 block's 32 values.
+// laneBits are the qh bit numbers of a Q5_0 or Q5_1 block's 32 values.
 var laneBits = [2][16]uint32{
 	{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
 	{16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31},
 }
 
-// dotQ450 is Σ x·w over a Q4_0 or Q5_0 row (the types Q4_K_M and Q5_K_M
-// fall back to for rows that are not whole 256-element blocks) without
-// decoding it to memory: (q − 8)·d, or with the fifth bit from qh (q −
-// 16)·d, in float32 as tensor.Decode computes them.
-func dotQ450(x []float32, row []byte, five bool) float32 {
-	bb, off := 18, int32(8)
+// dotLegacy is Σ x·w over a Q4_0, Q4_1, Q5_0 or Q5_1 row (Q4_0 and Q5_0
+// are what Q4_K_M and Q5_K_M fall back to for rows that are not whole
+// 256-element blocks) without decoding it to memory. A block is d (f16),
+// with a minimum m (f16) for the _1 types, 32 fifth bits qh for the Q5
+// types, and 16 bytes of nibbles; a weight is (q − 8)·d, (q − 16)·d or
+// q·d + m, in float32 as tensor.Decode computes it.
+func dotLegacy(x []float32, row []byte, five, withMin bool) float32 {
+	hdr := 2
+	if withMin {
+		hdr += 2
+	}
+	qhAt := hdr
 	if five {
-		bb, off = 22, 16
+		hdr += 4
+	}
+	bb := hdr + 16
+	off := int32(0)
+	switch {
+	case !withMin && five:
+		off = 16
+	case !withMin:
+		off = 8
 	}
 	nb := len(x) / 32
 	if nb == 0 {
@@ -358,20 +376,22 @@ func dotQ450(x []float32, row []byte, five bool) float32 {
 	for b := 0; b < nb; b++ {
 		blk := unsafe.Slice((*byte)(unsafe.Add(pr, b*bb)), bb)
 		d := archsimd.BroadcastFloat32x16(tab[uint16(blk[0])|uint16(blk[1])<<8])
-		qs := blk[2:18]
-		if five {
-			qs = blk[6:22]
-		}
-		w := archsimd.LoadUint8x16((*[16]uint8)(unsafe.Pointer(&qs[0]))).ExtendToUint32()
+		w := archsimd.LoadUint8x16((*[16]uint8)(unsafe.Pointer(&blk[hdr]))).ExtendToUint32()
 		lo, hi := w.And(low), w.ShiftAllRight(4)
 		if five {
-			qh := archsimd.BroadcastUint32x16(binary.LittleEndian.Uint32(blk[2:6]))
+			qh := archsimd.BroadcastUint32x16(binary.LittleEndian.Uint32(blk[qhAt:]))
 			lo = lo.Or(qh.ShiftRight(bitsLo).And(one).ShiftAllLeft(4))
 			hi = hi.Or(qh.ShiftRight(bitsHi).And(one).ShiftAllLeft(4))
 		}
+		wl := lo.AsInt32x16().Sub(centre).ConvertToFloat32().Mul(d)
+		wh := hi.AsInt32x16().Sub(centre).ConvertToFloat32().Mul(d)
+		if withMin {
+			m := archsimd.BroadcastFloat32x16(tab[uint16(blk[2])|uint16(blk[3])<<8])
+			wl, wh = wl.Add(m), wh.Add(m)
+		}
 		xb := unsafe.Add(px, b*32*4)
-		acc = lo.AsInt32x16().Sub(centre).ConvertToFloat32().Mul(d).MulAdd(ld(xb, 0), acc)
-		acc = hi.AsInt32x16().Sub(centre).ConvertToFloat32().Mul(d).MulAdd(ld(xb, 64), acc)
+		acc = wl.MulAdd(ld(xb, 0), acc)
+		acc = wh.MulAdd(ld(xb, 64), acc)
 	}
 	r := hsum(acc)
 	archsimd.ClearAVXUpperBits()
