@@ -7,7 +7,8 @@
 # Installs Debian's postgresql when missing (needs root, as CI is), creates a
 # cluster in a fresh temporary directory owned by the postgres user (the
 # server refuses to run as root), starts it on a free local port with
-# password authentication off for local TCP, and creates database
+# password authentication off for local TCP and room for the fleet tests'
+# worker processes (200 connections), and creates database
 # persona_test. Logs go to $PGDATA/server.log; stop it with
 #   runuser -u postgres -- pg_ctl -D "$PGDATA" stop
 # (the data directory is printed on stderr).
@@ -40,7 +41,7 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 
 "${run[@]}" "$bindir/initdb" -D "$data" -U postgres --auth=trust -E UTF8 >/dev/null
 "${run[@]}" "$bindir/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 \
-	-o "-h 127.0.0.1 -p $port -k $data -c fsync=off -c max_connections=50" start >/dev/null
+	-o "-h 127.0.0.1 -p $port -k $data -c fsync=off -c max_connections=200" start >/dev/null
 "${run[@]}" "$bindir/createdb" -h 127.0.0.1 -p "$port" -U postgres persona_test
 
 echo "postgres.sh: server in $data on port $port" >&2
