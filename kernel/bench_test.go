@@ -205,42 +205,42 @@ func BenchmarkFMAPeak(b *testing.B) {
 	}
 }
 
-// BenchmarkQuantMatVec: one token through a 1536×1536 weight per storage
-// type, with the type's dot kernel ("kernel") and, beside it in the same
-// run, with the row decoded to float32 first and then dotted ("decode"),
-// the portable path. F32 is the reference the quantized types are read
+// BenchmarkQuantLinear: one token (T=1, a mat-vec) and 64 tokens (a GEMM
+// over decoded rows) through a 1536×1536 weight per storage type, with
+// the type's AVX-512 kernels ("kernel") and, beside them in the same run,
+// with the portable decoder ("decode": each row decoded to float32, then
+// dotted or packed). F32 is the reference the quantized types are read
 // against.
-func BenchmarkQuantMatVec(b *testing.B) {
+func BenchmarkQuantLinear(b *testing.B) {
 	const N, K = 1536, 1536
 	r := rand.New(rand.NewPCG(2, 2))
-	wf, x := randVec(r, N*K), randVec(r, K)
-	out := make([]float32, N)
-	for _, dt := range []tensor.DType{tensor.F32, tensor.Q8_0, tensor.Q4_0, tensor.Q4_1, tensor.Q5_0, tensor.Q5_1, tensor.Q4_K, tensor.Q5_K, tensor.Q6_K} {
-		w := &tensor.Tensor{DType: dt, Shape: []int{N, K}, Data: tensor.F32ToBytes(wf)}
-		if dt != tensor.F32 {
-			var err error
-			if w.Data, err = tensor.Encode(dt, wf); err != nil { // a type persona does not write
-				w.Data = randomBlocks(r, dt, N*K)
+	wf := randVec(r, N*K)
+	for _, T := range []int{1, 64} {
+		x, out := randVec(r, T*K), make([]float32, T*N)
+		for _, dt := range []tensor.DType{tensor.F32, tensor.Q8_0, tensor.Q4_0, tensor.Q4_1, tensor.Q5_0, tensor.Q5_1, tensor.Q4_K, tensor.Q5_K, tensor.Q6_K} {
+			w := &tensor.Tensor{DType: dt, Shape: []int{N, K}, Data: tensor.F32ToBytes(wf)}
+			if dt != tensor.F32 {
+				var err error
+				if w.Data, err = tensor.Encode(dt, wf); err != nil { // a type persona does not write
+					w.Data = randomBlocks(r, dt, N*K)
+				}
 			}
-		}
-		for _, path := range []string{"kernel", "decode"} {
-			if dt == tensor.F32 && path == "decode" {
-				continue
-			}
-			b.Run(dt.String()+"/"+path, func(b *testing.B) {
-				if path == "decode" {
-					saved := dotRowImpl
-					dotRowImpl = func(x []float32, dt tensor.DType, row []byte, buf []float32) float32 {
-						decodeImpl(buf, dt, row)
-						return dotImpl(x, buf)
+			for _, path := range []string{"kernel", "decode"} {
+				if dt == tensor.F32 && path == "decode" {
+					continue
+				}
+				b.Run(fmt.Sprintf("T=%d/%v/%s", T, dt, path), func(b *testing.B) {
+					if path == "decode" {
+						savedRow, savedDecode := dotRowImpl, decodeImpl
+						dotRowImpl, decodeImpl = dotRowGo, decodeGo
+						defer func() { dotRowImpl, decodeImpl = savedRow, savedDecode }()
 					}
-					defer func() { dotRowImpl = saved }()
-				}
-				for b.Loop() {
-					Linear(out, x, w, 1)
-				}
-				reportGFLOPS(b, 2*N*K)
-			})
+					for b.Loop() {
+						Linear(out, x, w, T)
+					}
+					reportGFLOPS(b, float64(2*T*N*K))
+				})
+			}
 		}
 	}
 }

@@ -304,22 +304,47 @@ func dotRowAVX512(x []float32, dt tensor.DType, row []byte, buf []float32) float
 		return dotQ8(x, row)
 	case tensor.F16:
 		return dotF16(x, row)
-	case tensor.Q4_0:
-		return dotLegacy(x, row, false, false)
-	case tensor.Q4_1:
-		return dotLegacy(x, row, false, true)
-	case tensor.Q5_0:
-		return dotLegacy(x, row, true, false)
-	case tensor.Q5_1:
-		return dotLegacy(x, row, true, true)
-	case tensor.Q4_K:
-		return dotQ45K(x, row, false)
-	case tensor.Q5_K:
-		return dotQ45K(x, row, true)
-	case tensor.Q6_K:
-		return dotQ6K(x, row)
+	}
+	if v, ok := packedRow(x, nil, dt, row); ok {
+		return v
 	}
 	return dotRowGo(x, dt, row, buf)
+}
+
+// packedRow runs the kernel of a packed quantized type over a row: the dot
+// product with x, or (x nil) the weights decoded into dst. It reports
+// false for the types without one.
+func packedRow(x, dst []float32, dt tensor.DType, row []byte) (float32, bool) {
+	switch dt {
+	case tensor.Q4_0:
+		return dotLegacy(x, dst, row, false, false), true
+	case tensor.Q4_1:
+		return dotLegacy(x, dst, row, false, true), true
+	case tensor.Q5_0:
+		return dotLegacy(x, dst, row, true, false), true
+	case tensor.Q5_1:
+		return dotLegacy(x, dst, row, true, true), true
+	case tensor.Q4_K:
+		return dotQ45K(x, dst, row, false), true
+	case tensor.Q5_K:
+		return dotQ45K(x, dst, row, true), true
+	case tensor.Q6_K:
+		return dotQ6K(x, dst, row), true
+	}
+	return 0, false
+}
+
+// vecBase is where a packed kernel reads activations (x) or writes weights
+// (dst, when x is nil), and how many elements the row has.
+func vecBase(x, dst []float32) (unsafe.Pointer, int) {
+	v := x
+	if v == nil {
+		v = dst
+	}
+	if len(v) == 0 {
+		return nil, 0
+	}
+	return unsafe.Pointer(&v[0]), len(v)
 }
 
 // Block sizes of the K-quants: 256 elements in 144 (Q4_K), 176 (Q5_K) or
@@ -344,7 +369,7 @@ var laneBits = [2][16]uint32{
 // with a minimum m (f16) for the _1 types, 32 fifth bits qh for the Q5
 // types, and 16 bytes of nibbles; a weight is (q − 8)·d, (q − 16)·d or
 // q·d + m, in float32 as tensor.Decode computes it.
-func dotLegacy(x []float32, row []byte, five, withMin bool) float32 {
+func dotLegacy(x, dst []float32, row []byte, five, withMin bool) float32 {
 	hdr := 2
 	if withMin {
 		hdr += 2
@@ -361,14 +386,14 @@ func dotLegacy(x []float32, row []byte, five, withMin bool) float32 {
 	case !withMin:
 		off = 8
 	}
-	nb := len(x) / 32
+	px, n := vecBase(x, dst)
+	nb := n / 32
 	if nb == 0 {
 		return 0
 	}
 	_ = row[nb*bb-1]
-	_ = x[nb*32-1]
 	tab := f16Table()
-	px, pr := unsafe.Pointer(&x[0]), unsafe.Pointer(&row[0])
+	pr := unsafe.Pointer(&row[0])
 	low, one := archsimd.BroadcastUint32x16(nibbleMask), archsimd.BroadcastUint32x16(1)
 	centre := archsimd.BroadcastInt32x16(off)
 	bitsLo, bitsHi := archsimd.LoadUint32x16(&laneBits[0]), archsimd.LoadUint32x16(&laneBits[1])
@@ -390,6 +415,11 @@ func dotLegacy(x []float32, row []byte, five, withMin bool) float32 {
 			wl, wh = wl.Add(m), wh.Add(m)
 		}
 		xb := unsafe.Add(px, b*32*4)
+		if dst != nil {
+			wl.Store(at(xb, 0))
+			wh.Store(at(xb, 64))
+			continue
+		}
 		acc = wl.MulAdd(ld(xb, 0), acc)
 		acc = wh.MulAdd(ld(xb, 64), acc)
 	}
@@ -402,19 +432,19 @@ func dotLegacy(x []float32, row []byte, five, withMin bool) float32 {
 // each 16 weights are widened from their nibbles (Q5_K: plus the fifth bit
 // from qh), scaled and offset as tensor.Decode does (d·sc·q − dmin·m, in
 // float32), and multiplied into x.
-func dotQ45K(x []float32, row []byte, five bool) float32 {
+func dotQ45K(x, dst []float32, row []byte, five bool) float32 {
 	bb := q4KBytes
 	if five {
 		bb = q5KBytes
 	}
-	nb := len(x) / kBlock
+	px, n := vecBase(x, dst)
+	nb := n / kBlock
 	if nb == 0 {
 		return 0
 	}
 	_ = row[nb*bb-1]
-	_ = x[nb*kBlock-1]
 	tab := f16Table()
-	px, pr := unsafe.Pointer(&x[0]), unsafe.Pointer(&row[0])
+	pr := unsafe.Pointer(&row[0])
 	low := archsimd.BroadcastUint32x16(nibbleMask)
 	one := archsimd.BroadcastUint32x16(1)
 	var acc f32x16
@@ -442,6 +472,11 @@ func dotQ45K(x []float32, row []byte, five bool) float32 {
 				}
 				w1 := lo.ConvertToFloat32().Mul(d1).Sub(dm1)
 				w2 := hi.ConvertToFloat32().Mul(d2).Sub(dm2)
+				if dst != nil {
+					w1.Store(at(xb, uintptr((g*32+h)*4)))
+					w2.Store(at(xb, uintptr((g*32+32+h)*4)))
+					continue
+				}
 				acc = w1.MulAdd(ld(xb, uintptr((g*32+h)*4)), acc)
 				acc = w2.MulAdd(ld(xb, uintptr((g*32+32+h)*4)), acc)
 			}
@@ -455,15 +490,15 @@ func dotQ45K(x []float32, row []byte, five bool) float32 {
 // dotQ6K is Σ x·w over a Q6_K row without decoding it to memory: each 16
 // weights are put together from four low bits (ql) and two high bits (qh),
 // centred, and scaled as tensor.Decode does (d·sc·q, in float32).
-func dotQ6K(x []float32, row []byte) float32 {
-	nb := len(x) / kBlock
+func dotQ6K(x, dst []float32, row []byte) float32 {
+	px, n := vecBase(x, dst)
+	nb := n / kBlock
 	if nb == 0 {
 		return 0
 	}
 	_ = row[nb*q6KBytes-1]
-	_ = x[nb*kBlock-1]
 	tab := f16Table()
-	px, pr := unsafe.Pointer(&x[0]), unsafe.Pointer(&row[0])
+	pr := unsafe.Pointer(&row[0])
 	low, two := archsimd.BroadcastUint32x16(nibbleMask), archsimd.BroadcastUint32x16(3)
 	centre := archsimd.BroadcastInt32x16(32)
 	var acc f32x16
@@ -487,6 +522,10 @@ func dotQ6K(x []float32, row []byte) float32 {
 				for k, q := range qs {
 					sc := archsimd.BroadcastFloat32x16(d * float32(int8(scales[is+2*k])))
 					w := q.AsInt32x16().Sub(centre).ConvertToFloat32().Mul(sc)
+					if dst != nil {
+						w.Store(at(xb, uintptr((l+32*k)*4)))
+						continue
+					}
 					acc = w.MulAdd(ld(xb, uintptr((l+32*k)*4)), acc)
 				}
 			}
@@ -655,7 +694,9 @@ func decodeAVX512(dst []float32, dt tensor.DType, src []byte) {
 		}
 		archsimd.ClearAVXUpperBits()
 	default:
-		decodeGo(dst, dt, src)
+		if _, ok := packedRow(nil, dst, dt, src); !ok {
+			decodeGo(dst, dt, src)
+		}
 	}
 }
 
