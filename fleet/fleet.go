@@ -1,4 +1,4 @@
-// Package fleet spreads audits and drift studies over many worker
+// Package fleet spreads audits and studies over many worker
 // processes on many machines through the PostgreSQL database that already
 // keeps the runs.
 //
@@ -24,6 +24,11 @@
 // --resume re-attaches to a run, re-enqueueing what is neither stored nor
 // queued. SQLite stays the store of a single machine: a fleet needs
 // PostgreSQL.
+//
+// Studies go the same way, one job per item (study.go): a drift study's
+// conversations, a steering sweep's cells, a vector extraction's batches of
+// answers, set up once per worker from what the study stored and played on
+// a model the worker runs itself.
 package fleet
 
 import (
