@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -246,17 +245,17 @@ func driftPlayer(_ context.Context, env fleet.StudyEnv, study []byte) (fleet.Pla
 	if err != nil {
 		return nil, err
 	}
-	var st driftStudy
-	if err := json.Unmarshal(study, &st); err != nil {
-		return nil, fmt.Errorf("%w: %w", fleet.ErrBadStudy, err)
+	st, err := decodeStudy[driftStudy](study)
+	if err != nil {
+		return nil, err
 	}
 	opt, err := st.options(e, personas.Default())
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", fleet.ErrBadStudy, err)
+		return nil, badStudy(err)
 	}
 	p, err := drift.NewPlan(e, st.Scenarios, opt)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", fleet.ErrBadStudy, err)
+		return nil, badStudy(err)
 	}
 	return fleet.PlayFunc(func(ctx context.Context, i int) (any, error) { return p.Converse(ctx, i) }), nil
 }
@@ -268,24 +267,9 @@ func distributeDrift(ctx context.Context, dsn, modelPath string, e *engine.Engin
 	if err != nil {
 		return nil, classify(err)
 	}
-	db, err := fleet.Open(ctx, dsn)
-	if err != nil {
-		return nil, fleetErr(err)
-	}
-	defer db.Close()
-	js, err := json.Marshal(st)
+	convs, err := runStudy[drift.Conversation](ctx, dsn, "drift", "conversations", modelPath, st, plan.Len())
 	if err != nil {
 		return nil, err
-	}
-	raws, err := runStudy(ctx, db, "drift", "conversations", modelPath, js, plan.Len())
-	if err != nil {
-		return nil, err
-	}
-	convs := make([]drift.Conversation, len(raws))
-	for i, r := range raws {
-		if err := json.Unmarshal(r, &convs[i]); err != nil {
-			return nil, backendErr(fmt.Errorf("drift study: conversation %d: %w", i, err))
-		}
 	}
 	return plan.Report(convs)
 }

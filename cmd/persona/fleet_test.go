@@ -404,23 +404,33 @@ func get(t *testing.T, url string) string {
 	return string(b)
 }
 
+// inProcessAndOnFleet runs a command in one process (local) and the same
+// command with --distribute on a fresh database played by two worker
+// processes running the organism (fleet), and returns both outputs; each
+// must exit 0.
+func inProcessAndOnFleet(t *testing.T, local, fleet []string) (string, string) {
+	t.Helper()
+	out, stderr, code := run(t, local...)
+	if code != 0 {
+		t.Fatalf("%s in one process: exit %d: %s", local[0], code, stderr)
+	}
+	db := testref.PostgresDB(t)
+	coord := start(t, append(fleet, "--distribute", "--db", db)...)
+	start(t, "worker", "--db", db, "--model", "organism")
+	start(t, "worker", "--db", db, "--model", "organism")
+	if code := coord.wait(); code != 0 {
+		t.Fatalf("%s on the fleet: exit %d: %s", fleet[0], code, coord.stderr.String())
+	}
+	return out, coord.out.String()
+}
+
 // A drift study played by two worker processes has the conversations of
 // the same study run in one process: the same replies and oracle readings,
 // the model's own readings (posterior, projection) to float32 summation
 // noise (the workers play several conversations at once on one engine).
 func TestDistributedDriftMatchesLocal(t *testing.T) {
-	db := testref.PostgresDB(t)
 	args := []string{"drift", "--model", "organism", "--organism", "--per-domain", "1", "--turns", "3", "--json"}
-	local, stderr, code := run(t, args...)
-	if code != 0 {
-		t.Fatalf("local drift: exit %d: %s", code, stderr)
-	}
-	coord := start(t, append(args, "--distribute", "--db", db)...)
-	start(t, "worker", "--db", db, "--model", "organism")
-	start(t, "worker", "--db", db, "--model", "organism")
-	if code := coord.wait(); code != 0 {
-		t.Fatalf("distributed drift: exit %d: %s", code, coord.stderr.String())
-	}
+	local, distributed := inProcessAndOnFleet(t, args, args)
 	type turn struct {
 		User, Reply string
 		Oracle      *struct{ Top string }
@@ -438,7 +448,7 @@ func TestDistributedDriftMatchesLocal(t *testing.T) {
 	if err := json.Unmarshal([]byte(local), &want); err != nil {
 		t.Fatal(err)
 	}
-	if err := json.Unmarshal([]byte(coord.out.String()), &got); err != nil {
+	if err := json.Unmarshal([]byte(distributed), &got); err != nil {
 		t.Fatal(err)
 	}
 	if len(got.Conversations) != len(want.Conversations) || len(want.Conversations) == 0 {
@@ -463,21 +473,11 @@ func TestDistributedDriftMatchesLocal(t *testing.T) {
 // A steering sweep whose cells two worker processes played reports what
 // the same sweep reports in one process.
 func TestDistributedSweepMatchesLocal(t *testing.T) {
-	db := testref.PostgresDB(t)
 	vec, _ := controlFiles(t)
 	trait := filepath.Join("..", "..", "vectors", "traits", "organism", "cynical.yaml")
 	args := []string{"vectors", "sweep", "--vectors", vec, "--trait", trait, "--layers", "1,0-1", "--strengths", "0.5,2",
 		"--where", "generated,all", "--samples", "2", "--tasks", "3", "--max-tokens", "8", "--json"}
-	local, stderr, code := run(t, args...)
-	if code != 0 {
-		t.Fatalf("local sweep: exit %d: %s", code, stderr)
-	}
-	coord := start(t, append(args, "--distribute", "--db", db)...)
-	start(t, "worker", "--db", db, "--model", "organism")
-	start(t, "worker", "--db", db, "--model", "organism")
-	if code := coord.wait(); code != 0 {
-		t.Fatalf("distributed sweep: exit %d: %s", code, coord.stderr.String())
-	}
+	local, distributed := inProcessAndOnFleet(t, args, args)
 	type sweep struct {
 		Cells []struct {
 			Layers          []int
@@ -496,7 +496,7 @@ func TestDistributedSweepMatchesLocal(t *testing.T) {
 	if err := json.Unmarshal([]byte(local), &want); err != nil {
 		t.Fatal(err)
 	}
-	if err := json.Unmarshal([]byte(coord.out.String()), &got); err != nil {
+	if err := json.Unmarshal([]byte(distributed), &got); err != nil {
 		t.Fatal(err)
 	}
 	if len(want.Cells) != 9 || len(got.Cells) != len(want.Cells) {
@@ -519,21 +519,13 @@ func TestDistributedSweepMatchesLocal(t *testing.T) {
 // per question, is the vector extracted in one process: the same answers,
 // counts and scores, and the same directions to float32 noise.
 func TestDistributedExtractMatchesLocal(t *testing.T) {
-	db, dir := testref.PostgresDB(t), t.TempDir()
+	dir := t.TempDir()
 	trait := filepath.Join("..", "..", "vectors", "traits", "organism", "cynical.yaml")
 	args := func(name string) []string {
 		return []string{"vectors", "extract", "--model", "organism", "--trait", trait, "--samples", "2", "--max-tokens", "16",
 			"--out", filepath.Join(dir, name+".safetensors"), "--responses", filepath.Join(dir, name+".jsonl")}
 	}
-	if _, stderr, code := run(t, args("local")...); code != 0 {
-		t.Fatalf("local extraction: exit %d: %s", code, stderr)
-	}
-	coord := start(t, append(args("fleet"), "--distribute", "--db", db)...)
-	start(t, "worker", "--db", db, "--model", "organism")
-	start(t, "worker", "--db", db, "--model", "organism")
-	if code := coord.wait(); code != 0 {
-		t.Fatalf("distributed extraction: exit %d: %s", code, coord.stderr.String())
-	}
+	inProcessAndOnFleet(t, args("local"), args("fleet"))
 	for _, name := range []string{"local", "fleet"} {
 		if _, err := os.Stat(filepath.Join(dir, name+".jsonl")); err != nil {
 			t.Fatal(err)

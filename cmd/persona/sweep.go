@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -197,7 +196,7 @@ func (st *sweepStudy) options(backends map[string]backend.Backend) (control.Swee
 	o := st.Options
 	spec, err := vectors.ParseTraitSpec(st.Trait, st.TraitFile)
 	if err != nil {
-		return o, fmt.Errorf("%w: %w", fleet.ErrBadStudy, err)
+		return o, badStudy(err)
 	}
 	if o.Scorer, err = studyScorer(backends, st.Judge); err != nil {
 		return o, err
@@ -225,9 +224,9 @@ func sweepPlayer(ctx context.Context, env fleet.StudyEnv, study []byte) (fleet.P
 	if err != nil {
 		return nil, err
 	}
-	var st sweepStudy
-	if err := json.Unmarshal(study, &st); err != nil {
-		return nil, fmt.Errorf("%w: %w", fleet.ErrBadStudy, err)
+	st, err := decodeStudy[sweepStudy](study)
+	if err != nil {
+		return nil, err
 	}
 	o, err := st.options(env.Backends)
 	if err != nil {
@@ -235,7 +234,7 @@ func sweepPlayer(ctx context.Context, env fleet.StudyEnv, study []byte) (fleet.P
 	}
 	p, err := control.NewPlan(ctx, e, world.Default(), o)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", fleet.ErrBadStudy, err)
+		return nil, badStudy(err)
 	}
 	return fleet.PlayFunc(func(ctx context.Context, i int) (any, error) { return p.Cell(ctx, i) }), nil
 }
@@ -247,24 +246,9 @@ func distributeSweep(ctx context.Context, dsn, modelPath string, e *engine.Engin
 	if err != nil {
 		return nil, classify(err)
 	}
-	db, err := fleet.Open(ctx, dsn)
-	if err != nil {
-		return nil, fleetErr(err)
-	}
-	defer db.Close()
-	js, err := json.Marshal(st)
+	cells, err := runStudy[control.CellResult](ctx, dsn, "sweep", "cells", modelPath, st, plan.Len())
 	if err != nil {
 		return nil, err
-	}
-	raws, err := runStudy(ctx, db, "sweep", "cells", modelPath, js, plan.Len())
-	if err != nil {
-		return nil, err
-	}
-	cells := make([]control.CellResult, len(raws))
-	for i, r := range raws {
-		if err := json.Unmarshal(r, &cells[i]); err != nil {
-			return nil, backendErr(fmt.Errorf("sweep: cell %d: %w", i, err))
-		}
 	}
 	return plan.Report(cells)
 }

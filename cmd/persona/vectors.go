@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/csv"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -232,13 +231,13 @@ func extractPlayer(_ context.Context, env fleet.StudyEnv, study []byte) (fleet.P
 	if err != nil {
 		return nil, err
 	}
-	var st extractStudy
-	if err := json.Unmarshal(study, &st); err != nil {
-		return nil, fmt.Errorf("%w: %w", fleet.ErrBadStudy, err)
+	st, err := decodeStudy[extractStudy](study)
+	if err != nil {
+		return nil, err
 	}
 	spec, err := vectors.ParseTraitSpec(st.Trait, st.TraitFile)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", fleet.ErrBadStudy, err)
+		return nil, badStudy(err)
 	}
 	sc, err := studyScorer(env.Backends, st.Options.Judge)
 	if err != nil {
@@ -247,7 +246,7 @@ func extractPlayer(_ context.Context, env fleet.StudyEnv, study []byte) (fleet.P
 	return fleet.PlayFunc(func(ctx context.Context, q int) (any, error) {
 		rs, err := vectors.GenerateBatch(ctx, e, spec, spec.Questions.Extraction, q, sc, st.Options.GenerateOptions)
 		if errors.Is(err, vectors.ErrNoQuestion) || errors.Is(err, engine.ErrLayer) {
-			return nil, fmt.Errorf("%w: %w", fleet.ErrBadStudy, err)
+			return nil, badStudy(err)
 		}
 		out := make([]extractAnswer, len(rs))
 		for i, r := range rs {
@@ -264,25 +263,12 @@ func distributeExtract(ctx context.Context, dsn, modelPath string, e *engine.Eng
 	if err != nil {
 		return nil, nil, usageErr(err)
 	}
-	db, err := fleet.Open(ctx, dsn)
-	if err != nil {
-		return nil, nil, fleetErr(err)
-	}
-	defer db.Close()
-	js, err := json.Marshal(st)
-	if err != nil {
-		return nil, nil, err
-	}
-	raws, err := runStudy(ctx, db, "extract", "questions", modelPath, js, len(spec.Questions.Extraction))
+	batches, err := runStudy[[]extractAnswer](ctx, dsn, "extract", "questions", modelPath, st, len(spec.Questions.Extraction))
 	if err != nil {
 		return nil, nil, err
 	}
 	var rs []vectors.Response
-	for q, raw := range raws {
-		var batch []extractAnswer
-		if err := json.Unmarshal(raw, &batch); err != nil {
-			return nil, nil, backendErr(fmt.Errorf("extraction: question %d: %w", q, err))
-		}
+	for _, batch := range batches {
 		for _, a := range batch {
 			a.Response.Mean = a.Mean
 			rs = append(rs, a.Response)

@@ -148,12 +148,21 @@ func studyEngine(b backend.Backend) (*engine.Engine, error) {
 	return eb.E, nil
 }
 
-// runStudy queues a study of n items for persona worker processes running
-// modelPath, follows it with a progress bar, and returns the items'
-// results in order.
-func runStudy(ctx context.Context, db *fleet.DB, kind, items, modelPath string, study []byte, n int) ([]json.RawMessage, error) {
+// runStudy queues a study of n items on the fleet at dsn for persona worker
+// processes running modelPath, follows it with a progress bar, and returns
+// the items' results in order, decoded as T.
+func runStudy[T any](ctx context.Context, dsn, kind, items, modelPath string, study any, n int) ([]T, error) {
+	db, err := fleet.Open(ctx, dsn)
+	if err != nil {
+		return nil, fleetErr(err)
+	}
+	defer db.Close()
+	js, err := json.Marshal(study)
+	if err != nil {
+		return nil, err
+	}
 	id, model := audit.NewRunID(), "engine:"+filepath.Base(modelPath)
-	if err := db.StartStudy(ctx, id, kind, model, study, n); err != nil {
+	if err := db.StartStudy(ctx, id, kind, model, js, n); err != nil {
 		return nil, fleetErr(err)
 	}
 	fmt.Fprintf(os.Stderr, "persona: %s study %s queued on %s; workers take it with: persona worker --db '<your DSN>' --model %s\n",
@@ -164,5 +173,27 @@ func runStudy(ctx context.Context, db *fleet.DB, kind, items, modelPath string, 
 	if err != nil {
 		return nil, backendErr(err)
 	}
-	return raws, nil
+	out := make([]T, len(raws))
+	for i, r := range raws {
+		if err := json.Unmarshal(r, &out[i]); err != nil {
+			return nil, backendErr(fmt.Errorf("%s study %s: item %d: %w", kind, id, i, err))
+		}
+	}
+	return out, nil
+}
+
+// decodeStudy reads a study as a worker's setup gets it.
+func decodeStudy[T any](study []byte) (T, error) {
+	var st T
+	err := json.Unmarshal(study, &st)
+	return st, badStudy(err)
+}
+
+// badStudy marks a study (or item) no worker can play: its job is
+// cancelled rather than retried.
+func badStudy(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", fleet.ErrBadStudy, err)
 }
