@@ -2,6 +2,7 @@ package model
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"runtime"
@@ -89,8 +90,26 @@ func (m *Model) ForwardBackward(r *Row, g *Grads, opt TrainOptions) (loss, weigh
 	return m.forwardBackward(r, g, opt)
 }
 
+// trainable says why the backward pass cannot train this model on a row of
+// T tokens, if it cannot: it implements the Llama and Qwen blocks with full
+// attention, not Gemma's GeGLU, post-norms, scales and soft caps, nor a
+// sliding window shorter than the row.
+func (m *Model) trainable(T int) error {
+	c := &m.Config
+	if c.GELU || c.PostNorms || c.EmbedScale != 0 || c.AttnScale != 0 || c.AttnSoftcap != 0 || c.FinalSoftcap != 0 {
+		return fmt.Errorf("training a %s model: %w (the backward pass covers the Llama and Qwen blocks)", c.Arch, ErrUnsupported)
+	}
+	if c.SlidingWindow > 0 && c.SlidingWindow < T {
+		return fmt.Errorf("training on %d tokens with a %d-token sliding window: %w (the backward pass attends to the whole row)", T, c.SlidingWindow, ErrUnsupported)
+	}
+	return nil
+}
+
 func (m *Model) forwardBackward(r *Row, g *Grads, opt TrainOptions) (float64, float64, error) {
 	if err := r.Validate(m.Vocab, m.MaxSeq); err != nil {
+		return 0, 0, err
+	}
+	if err := m.trainable(r.Len()); err != nil {
 		return 0, 0, err
 	}
 	iv, scale := opt.Interventions, opt.Scale
@@ -104,7 +123,7 @@ func (m *Model) forwardBackward(r *Row, g *Grads, opt TrainOptions) (float64, fl
 	c := &m.Config
 	T, D := r.Len(), c.Hidden
 	st := m.newTrainState(T)
-	c.ropeTables(st.cos, st.sin, 0, T, r.Start)
+	c.ropeTables(false, st.cos, st.sin, 0, T, r.Start)
 
 	// Forward.
 	x := make([]float32, T*D)

@@ -117,7 +117,7 @@ func TestOpGradients(t *testing.T) {
 	t.Run("rope", func(t *testing.T) {
 		cfg := Config{HeadDim: 8, RoPETheta: 10000}
 		cos, sin := make([]float32, T*4), make([]float32, T*4)
-		cfg.ropeTables(cos, sin, 3, T, nil)
+		cfg.ropeTables(false, cos, sin, 3, T, nil)
 		for _, style := range []RoPEStyle{RoPEHalf, RoPEInterleave} {
 			x, c := randSlice(r, T*2*8, 1), randSlice(r, T*2*8, 1)
 			y := make([]float32, len(x))

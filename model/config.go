@@ -29,7 +29,7 @@ func (s RoPEStyle) String() string {
 // Config holds every hyper-parameter the forward pass needs, read in one place
 // from config.json or GGUF metadata.
 type Config struct {
-	Arch        string // "llama", "qwen2", "qwen3" (Mistral and SmolLM run as "llama")
+	Arch        string // "llama", "qwen2", "qwen3", "gemma2", "gemma3" (Mistral and SmolLM run as "llama")
 	HFArch      string // the architectures[0] or general.architecture value as found
 	Hidden      int
 	FFN         int
@@ -51,8 +51,45 @@ type Config struct {
 	QKVBias       bool // Qwen2: biases on q, k and v projections
 	QKNorm        bool // Qwen3: RMSNorm over each head of q and k before RoPE
 	SlidingWindow int  // 0 = full causal attention
-	BOS, EOS      []int
+	// SlidingPattern says which layers the window applies to: 0 every
+	// layer (Mistral); n > 0 every layer but each n-th, that is layer l
+	// slides unless l%n == n−1 (Gemma 2: 2, Gemma 3: 6).
+	SlidingPattern int
+	// RoPELocalTheta is the RoPE base of the sliding layers when it differs
+	// from RoPETheta (Gemma 3's local layers: 10,000, without the global
+	// layers' frequency factors); 0 = the global settings everywhere.
+	RoPELocalTheta float64
+
+	// Gemma 2 and 3. Zero values give the Llama block.
+	GELU         bool    // GeGLU (tanh-approximate GELU) instead of SwiGLU
+	PostNorms    bool    // RMSNorm on the attention and FFN outputs before each residual add
+	EmbedScale   float32 // embeddings are multiplied by this (Gemma: √Hidden); 0 = 1
+	AttnScale    float32 // query scale; 0 = 1/√HeadDim
+	AttnSoftcap  float32 // attention scores s → c·tanh(s/c); 0 = off
+	FinalSoftcap float32 // logits likewise
+	BOS, EOS     []int
 }
+
+// Sliding reports whether layer l attends within the sliding window.
+func (c *Config) Sliding(l int) bool {
+	if c.SlidingWindow <= 0 {
+		return false
+	}
+	n := c.SlidingPattern
+	return n <= 0 || l%n != n-1
+}
+
+// QueryScale is the factor attention scores are scaled by.
+func (c *Config) QueryScale() float32 {
+	if c.AttnScale != 0 {
+		return c.AttnScale
+	}
+	return float32(1 / math.Sqrt(float64(c.HeadDim)))
+}
+
+// gemma reports an architecture whose checkpoints store RMSNorm weights as
+// w−1 (its norm computes x·(1+w)); GGUF conversions store w.
+func (c *Config) gemma() bool { return c.Arch == "gemma2" || c.Arch == "gemma3" }
 
 // Validate checks the invariants the forward pass relies on.
 func (c *Config) Validate() error {
@@ -70,11 +107,24 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("rope frequency factors: have %d, want head_dim/2 = %d", len(c.RoPEFactors), c.HeadDim/2)
 	case c.NormEps <= 0 || c.RoPETheta <= 0:
 		return fmt.Errorf("rms_norm_eps %g and rope_theta %g must be positive", c.NormEps, c.RoPETheta)
+	case c.SlidingWindow < 0 || c.SlidingPattern < 0 || c.RoPELocalTheta < 0:
+		return fmt.Errorf("negative sliding window %d, pattern %d or local rope base %g", c.SlidingWindow, c.SlidingPattern, c.RoPELocalTheta)
+	case c.AttnSoftcap < 0 || c.FinalSoftcap < 0 || c.AttnScale < 0 || c.EmbedScale < 0 || isNaN32(c.AttnSoftcap, c.FinalSoftcap, c.AttnScale, c.EmbedScale):
+		return fmt.Errorf("attention scale %g, embedding scale %g and soft caps %g, %g must be non-negative numbers", c.AttnScale, c.EmbedScale, c.AttnSoftcap, c.FinalSoftcap)
 	}
 	if c.MaxSeq <= 0 {
 		c.MaxSeq = 4096
 	}
 	return nil
+}
+
+func isNaN32(v ...float32) bool {
+	for _, x := range v {
+		if x != x || math.IsInf(float64(x), 0) {
+			return true
+		}
+	}
+	return false
 }
 
 // ErrUnsupported marks a model this engine cannot run.
@@ -96,11 +146,18 @@ type hfConfig struct {
 	RoPETheta             float64         `json:"rope_theta"`
 	RoPEScaling           *hfRoPEScaling  `json:"rope_scaling"`
 	HiddenAct             string          `json:"hidden_act"`
+	HiddenActivation      string          `json:"hidden_activation"` // Gemma's name for it
 	TieWordEmbeddings     *bool           `json:"tie_word_embeddings"`
 	AttentionBias         bool            `json:"attention_bias"`
 	MLPBias               bool            `json:"mlp_bias"`
 	SlidingWindow         *int            `json:"sliding_window"`
 	UseSlidingWindow      *bool           `json:"use_sliding_window"`
+	SlidingWindowPattern  int             `json:"sliding_window_pattern"`
+	LayerTypes            []string        `json:"layer_types"`
+	RoPELocalBaseFreq     float64         `json:"rope_local_base_freq"`
+	QueryPreAttnScalar    float64         `json:"query_pre_attn_scalar"`
+	AttnLogitSoftcapping  *float64        `json:"attn_logit_softcapping"`
+	FinalLogitSoftcapping *float64        `json:"final_logit_softcapping"`
 	BOSTokenID            json.RawMessage `json:"bos_token_id"`
 	EOSTokenID            json.RawMessage `json:"eos_token_id"`
 }
@@ -130,7 +187,12 @@ var hfArchitectures = map[string]string{
 	"MistralForCausalLM": "llama",
 	"Qwen2ForCausalLM":   "qwen2",
 	"Qwen3ForCausalLM":   "qwen3",
+	"Gemma2ForCausalLM":  "gemma2",
+	"Gemma3ForCausalLM":  "gemma3",
 }
+
+// supportedHF names the architectures for error messages.
+const supportedHF = "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM"
 
 // ReadHFConfig parses a Hugging Face config.json.
 func ReadHFConfig(path string) (*Config, error) {
@@ -152,10 +214,22 @@ func ParseHFConfig(data []byte, name string) (*Config, error) {
 	}
 	arch, ok := hfArchitectures[h.Architectures[0]]
 	if !ok {
-		return nil, fmt.Errorf("%s: architectures %q: %w (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM)", name, h.Architectures[0], ErrUnsupported)
+		hint := ""
+		if h.Architectures[0] == "Gemma3ForConditionalGeneration" {
+			hint = "; the text model of a multimodal Gemma 3 checkpoint must be saved on its own as Gemma3ForCausalLM"
+		}
+		return nil, fmt.Errorf("%s: architectures %q: %w (supported: %s%s)", name, h.Architectures[0], ErrUnsupported, supportedHF, hint)
 	}
-	if h.HiddenAct != "" && h.HiddenAct != "silu" {
-		return nil, fmt.Errorf("%s: hidden_act %q: %w (only silu)", name, h.HiddenAct, ErrUnsupported)
+	gemma := arch == "gemma2" || arch == "gemma3"
+	act, want := h.HiddenAct, "silu"
+	if gemma {
+		want = "gelu_pytorch_tanh"
+		if h.HiddenActivation != "" {
+			act = h.HiddenActivation
+		}
+	}
+	if act != "" && act != want {
+		return nil, fmt.Errorf("%s: activation %q: %w (%s runs %s)", name, act, ErrUnsupported, h.Architectures[0], want)
 	}
 	if h.MLPBias {
 		return nil, fmt.Errorf("%s: mlp_bias true: %w", name, ErrUnsupported)
@@ -167,7 +241,7 @@ func ParseHFConfig(data []byte, name string) (*Config, error) {
 		Vocab: h.VocabSize, MaxSeq: h.MaxPositionEmbeddings,
 		NormEps: float32(h.RMSNormEps), RoPETheta: h.RoPETheta, RoPEStyle: RoPEHalf,
 		QKVBias: arch == "qwen2" || h.AttentionBias,
-		QKNorm:  arch == "qwen3",
+		QKNorm:  arch == "qwen3" || arch == "gemma3",
 	}
 	if c.KVHeads == 0 {
 		c.KVHeads = c.Heads
@@ -186,6 +260,11 @@ func ParseHFConfig(data []byte, name string) (*Config, error) {
 	if h.SlidingWindow != nil && (h.UseSlidingWindow == nil || *h.UseSlidingWindow) && arch == "llama" {
 		c.SlidingWindow = *h.SlidingWindow
 	}
+	if gemma {
+		if err := h.gemma(c, arch); err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+	}
 	if s := h.RoPEScaling; s != nil {
 		kind := s.RoPEType
 		if kind == "" {
@@ -193,6 +272,11 @@ func ParseHFConfig(data []byte, name string) (*Config, error) {
 		}
 		switch kind {
 		case "", "default":
+		case "linear":
+			if s.Factor <= 0 {
+				return nil, fmt.Errorf("%s: rope_scaling linear: need factor > 0", name)
+			}
+			c.RoPEScaling, c.RoPEFactors = kind, linearFactors(c.HeadDim, s.Factor)
 		case "llama3":
 			if s.Factor <= 0 || s.LowFreqFactor <= 0 || s.HighFreqFactor <= s.LowFreqFactor || s.OriginalMaxPos <= 0 {
 				return nil, fmt.Errorf("%s: rope_scaling llama3: need factor > 0, 0 < low_freq_factor < high_freq_factor, original_max_position_embeddings > 0", name)
@@ -201,7 +285,7 @@ func ParseHFConfig(data []byte, name string) (*Config, error) {
 			c.RoPEScaling, c.Llama3Scaling = kind, &sc
 			c.RoPEFactors = sc.Factors(c.HeadDim, c.RoPETheta)
 		default:
-			return nil, fmt.Errorf("%s: rope_scaling type %q: %w (supported: llama3)", name, kind, ErrUnsupported)
+			return nil, fmt.Errorf("%s: rope_scaling type %q: %w (supported: linear, llama3)", name, kind, ErrUnsupported)
 		}
 	}
 	c.BOS = tokenIDs(h.BOSTokenID)
@@ -210,6 +294,84 @@ func ParseHFConfig(data []byte, name string) (*Config, error) {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return c, nil
+}
+
+// gemma sets what Gemma 2 and 3 configs add, with the defaults of their
+// transformers config classes where a field is absent.
+func (h *hfConfig) gemma(c *Config, arch string) error {
+	c.GELU, c.PostNorms = true, true
+	c.EmbedScale = float32(math.Sqrt(float64(c.Hidden)))
+	scalar, window, pattern := 256.0, 4096, 2
+	if arch == "gemma3" {
+		pattern = 6
+		c.RoPELocalTheta = 10000
+		if h.RoPELocalBaseFreq > 0 {
+			c.RoPELocalTheta = h.RoPELocalBaseFreq
+		}
+		if h.SlidingWindowPattern > 0 {
+			pattern = h.SlidingWindowPattern
+		}
+	} else {
+		c.AttnSoftcap, c.FinalSoftcap = 50, 30
+	}
+	if h.QueryPreAttnScalar > 0 {
+		scalar = h.QueryPreAttnScalar
+	}
+	c.AttnScale = float32(1 / math.Sqrt(scalar))
+	if h.SlidingWindow != nil {
+		window = *h.SlidingWindow
+	}
+	if h.LayerTypes != nil {
+		p, err := slidingPattern(h.LayerTypes)
+		if err != nil {
+			return err
+		}
+		pattern = p
+	}
+	c.SlidingWindow, c.SlidingPattern = window, pattern
+	if v := h.AttnLogitSoftcapping; v != nil {
+		c.AttnSoftcap = float32(*v)
+	}
+	if v := h.FinalLogitSoftcapping; v != nil {
+		c.FinalSoftcap = float32(*v)
+	}
+	// Tied unless the config says otherwise (both config classes default
+	// to tied; LoadHF also ties when lm_head is absent).
+	c.TiedEmbedding = h.TieWordEmbeddings == nil || *h.TieWordEmbeddings
+	return nil
+}
+
+// slidingPattern turns a layer_types list ("sliding_attention",
+// "full_attention") into the period n for which layer l is full exactly
+// when l%n == n−1, the only arrangement the engine and llama.cpp run.
+func slidingPattern(types []string) (int, error) {
+	for n := 1; n <= len(types)+1; n++ {
+		ok := true
+		for l, t := range types {
+			full := l%n == n-1
+			if t != "sliding_attention" && t != "full_attention" {
+				return 0, fmt.Errorf("layer_types[%d] %q: %w", l, t, ErrUnsupported)
+			}
+			if full != (t == "full_attention") {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return n, nil
+		}
+	}
+	return 0, fmt.Errorf("layer_types %v: not every n-th layer full: %w", types, ErrUnsupported)
+}
+
+// linearFactors divides every RoPE frequency by the same factor: linear
+// position interpolation, as a frequency-factor vector.
+func linearFactors(headDim int, factor float64) []float32 {
+	out := make([]float32, headDim/2)
+	for i := range out {
+		out[i] = float32(factor)
+	}
+	return out
 }
 
 // tokenIDs reads a token id field that may be a number, a list or null.

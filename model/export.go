@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"persona/gguf"
 	"persona/internal/fileio"
@@ -16,13 +17,16 @@ import (
 // tokenizer metadata in vocab (tokenizer.ggml.* keys; llama.cpp refuses a
 // model without a vocabulary). Llama-architecture q/k weights are permuted to
 // the interleaved RoPE layout llama.cpp's Llama graph expects, exactly as its
-// own converter does; Qwen stays half-split. Llama 3 RoPE scaling becomes a
-// rope_freqs tensor.
+// own converter does; Qwen and Gemma stay half-split. Llama 3 RoPE scaling
+// becomes a rope_freqs tensor, linear scaling two keys.
 func (m *Model) WriteGGUF(path string, vocab []gguf.KV) error {
 	arch := m.Arch
 	style, ok := ggufArchitectures[arch]
 	if !ok {
 		return fmt.Errorf("gguf export: architecture %q: %w", arch, ErrUnsupported)
+	}
+	if err := m.ggufExpressible(); err != nil {
+		return fmt.Errorf("gguf export: %w", err)
 	}
 	w := gguf.NewWriter()
 	w.AddKV("general.architecture", arch)
@@ -40,6 +44,25 @@ func (m *Model) WriteGGUF(path string, vocab []gguf.KV) error {
 	u32("vocab_size", m.Vocab)
 	w.AddKV(arch+".attention.layer_norm_rms_epsilon", m.NormEps)
 	w.AddKV(arch+".rope.freq_base", float32(m.RoPETheta))
+	if m.RoPEScaling == "linear" {
+		w.AddKV(arch+".rope.scaling.type", "linear")
+		w.AddKV(arch+".rope.scaling.factor", m.RoPEFactors[0])
+	}
+	if m.gemma() {
+		if m.SlidingWindow > 0 {
+			u32("attention.sliding_window", m.SlidingWindow)
+			u32("attention.sliding_window_pattern", m.SlidingPattern)
+		}
+		if m.RoPELocalTheta > 0 {
+			w.AddKV(arch+".rope.freq_base_swa", float32(m.RoPELocalTheta))
+		}
+		if arch == "gemma2" {
+			w.AddKV(arch+".attn_logit_softcapping", m.AttnSoftcap)
+		}
+		if m.FinalSoftcap != 0 || arch == "gemma2" {
+			w.AddKV(arch+".final_logit_softcapping", m.FinalSoftcap)
+		}
+	}
 	// llama.cpp's LLAMA_FTYPE_* of the matrices (it only displays it).
 	w.AddKV("general.file_type", map[tensor.DType]uint32{tensor.F32: 0, tensor.F16: 1, tensor.Q4_0: 2, tensor.Q8_0: 7, tensor.Q5_0: 8,
 		tensor.Q5_1: 9, tensor.Q4_K: 15, tensor.Q5_K: 17, tensor.Q6_K: 18, tensor.BF16: 32}[m.Layers[0].Q.DType])
@@ -47,7 +70,7 @@ func (m *Model) WriteGGUF(path string, vocab []gguf.KV) error {
 		w.AddKV(kv.Key, kv.Value)
 	}
 
-	if m.RoPEFactors != nil {
+	if m.RoPEFactors != nil && m.RoPEScaling != "linear" {
 		w.AddTensor(tensor.Tensor{Name: "rope_freqs.weight", DType: tensor.F32, Shape: []int{len(m.RoPEFactors)}, Data: tensor.F32ToBytes(m.RoPEFactors)})
 	}
 	err := visitParams(&m.Weights, &m.Config, func(p paramRef) error {
@@ -65,6 +88,38 @@ func (m *Model) WriteGGUF(path string, vocab []gguf.KV) error {
 		return err
 	}
 	return w.WriteFile(path)
+}
+
+// ggufExpressible says what of the model a GGUF file cannot carry so that
+// llama.cpp runs it as we do: its Llama and Qwen graphs have none of
+// Gemma's features, and its Gemma graphs fix the block, the embedding
+// scale and the query scale (see ggufGemma), slide with a period, soft-cap
+// attention only in Gemma 2 and tie Gemma 2's embeddings.
+func (m *Model) ggufExpressible() error {
+	c := &m.Config
+	gemmaish := c.GELU || c.PostNorms || c.EmbedScale != 0 || c.AttnScale != 0 || c.AttnSoftcap != 0 || c.FinalSoftcap != 0 || c.RoPELocalTheta != 0
+	if !c.gemma() {
+		if gemmaish {
+			return fmt.Errorf("%s model with Gemma features: %w", c.Arch, ErrUnsupported)
+		}
+		return nil
+	}
+	var want Config
+	want.Arch, want.Hidden, want.Heads, want.HeadDim, want.NumLayers = c.Arch, c.Hidden, c.Heads, c.HeadDim, c.NumLayers
+	ggufGemmaScales(&want)
+	switch {
+	case !c.GELU || !c.PostNorms || c.EmbedScale != want.EmbedScale:
+		return fmt.Errorf("%s without GeGLU, post-norms or √hidden embedding scale: %w", c.Arch, ErrUnsupported)
+	case c.AttnScale != want.AttnScale:
+		return fmt.Errorf("%s query scale %g: llama.cpp would use %g for this shape: %w", c.Arch, c.AttnScale, want.AttnScale, ErrUnsupported)
+	case c.Arch == "gemma3" && c.AttnSoftcap != 0:
+		return fmt.Errorf("gemma3 with attention soft-capping: %w", ErrUnsupported)
+	case c.Arch == "gemma2" && !c.TiedEmbedding:
+		return fmt.Errorf("gemma2 with an output head of its own: %w (llama.cpp ties it)", ErrUnsupported)
+	case c.SlidingWindow > 0 && c.SlidingPattern == 0:
+		return fmt.Errorf("%s sliding every layer: %w", c.Arch, ErrUnsupported)
+	}
+	return nil
 }
 
 // permuteRoPERows reorders the rows of each head of a q/k weight (or bias)
@@ -116,7 +171,8 @@ func (m *Model) Convert(d tensor.DType) error {
 }
 
 // hfArchitecture is the architectures[0] value written for our arch.
-var hfArchitecture = map[string]string{"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}
+var hfArchitecture = map[string]string{"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM",
+	"gemma2": "Gemma2ForCausalLM", "gemma3": "Gemma3ForCausalLM"}
 
 // WriteHF writes config.json and model.safetensors into dir (created if
 // needed), in the layout transformers and our loader read: HF tensor names,
@@ -128,7 +184,7 @@ func (m *Model) WriteHF(dir string) error {
 	if !ok {
 		return fmt.Errorf("hf export: architecture %q: %w", m.Arch, ErrUnsupported)
 	}
-	if m.RoPEFactors != nil && m.Llama3Scaling == nil {
+	if m.RoPEFactors != nil && m.Llama3Scaling == nil && m.RoPEScaling != "linear" {
 		return fmt.Errorf("hf export: RoPE frequency factors without llama3 scaling parameters cannot be written to config.json")
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -142,6 +198,12 @@ func (m *Model) WriteHF(dir string) error {
 		"rope_theta": m.RoPETheta, "hidden_act": "silu", "tie_word_embeddings": m.TiedEmbedding,
 		"attention_bias": m.QKVBias && m.Arch != "qwen2", "torch_dtype": "float32",
 	}
+	if m.RoPEScaling == "linear" {
+		cfg["rope_scaling"] = map[string]any{"rope_type": "linear", "factor": m.RoPEFactors[0]}
+	}
+	if m.gemma() {
+		m.hfGemmaConfig(cfg)
+	}
 	if m.Llama3Scaling != nil {
 		s := m.Llama3Scaling
 		cfg["rope_scaling"] = map[string]any{"rope_type": "llama3", "factor": s.Factor, "low_freq_factor": s.LowFreqFactor,
@@ -154,8 +216,15 @@ func (m *Model) WriteHF(dir string) error {
 		cfg["eos_token_id"] = m.EOS[0]
 	}
 	var tensors []tensor.Tensor
-	add := func(name string, t tensor.Tensor, ropeHeads int) error {
+	add := func(name string, t tensor.Tensor, ropeHeads int, offset float32) error {
 		t.Name = name
+		if offset != 0 {
+			v := slices.Clone(t.F32())
+			for i := range v {
+				v[i] -= offset
+			}
+			t.Data = tensor.F32ToBytes(v)
+		}
 		if t.DType == tensor.Q8_0 {
 			t = tensor.Tensor{Name: name, DType: tensor.F32, Shape: t.Shape, Data: tensor.F32ToBytes(t.ToF32())}
 		}
@@ -168,7 +237,9 @@ func (m *Model) WriteHF(dir string) error {
 		tensors = append(tensors, t)
 		return nil
 	}
-	if err := visitParams(&m.Weights, &m.Config, func(p paramRef) error { return add(p.HF, p.Tensor(), p.RoPEHeads(&m.Config)) }); err != nil {
+	if err := visitParams(&m.Weights, &m.Config, func(p paramRef) error {
+		return add(p.HF, p.Tensor(), p.RoPEHeads(&m.Config), p.hfOffset(&m.Config))
+	}); err != nil {
 		return err
 	}
 	if err := safetensors.Write(filepath.Join(dir, "model.safetensors"), tensors, map[string]string{"format": "pt"}); err != nil {
@@ -179,4 +250,38 @@ func (m *Model) WriteHF(dir string) error {
 		return err
 	}
 	return fileio.WriteFileAtomic(filepath.Join(dir, "config.json"), append(data, '\n'))
+}
+
+// hfGemmaConfig adds what Gemma's config classes read beyond Llama's.
+func (m *Model) hfGemmaConfig(cfg map[string]any) {
+	delete(cfg, "hidden_act")
+	delete(cfg, "attention_bias")
+	cfg["hidden_activation"] = "gelu_pytorch_tanh"
+	if m.Arch == "gemma3" {
+		cfg["model_type"] = "gemma3_text"
+	}
+	cfg["query_pre_attn_scalar"] = 1 / float64(m.QueryScale()*m.QueryScale())
+	cfg["sliding_window"] = m.SlidingWindow
+	types := make([]string, m.NumLayers)
+	for l := range types {
+		types[l] = "full_attention"
+		if m.Sliding(l) {
+			types[l] = "sliding_attention"
+		}
+	}
+	cfg["layer_types"] = types
+	if m.SlidingPattern > 0 {
+		cfg["sliding_window_pattern"] = m.SlidingPattern
+	}
+	if m.RoPELocalTheta > 0 {
+		cfg["rope_local_base_freq"] = m.RoPELocalTheta
+	}
+	cap := func(v float32) any {
+		if v == 0 {
+			return nil
+		}
+		return v
+	}
+	cfg["attn_logit_softcapping"] = cap(m.AttnSoftcap)
+	cfg["final_logit_softcapping"] = cap(m.FinalSoftcap)
 }

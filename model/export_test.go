@@ -24,7 +24,7 @@ var probeIDs = []int{1, 5, 9, 200, 17, 3, 250, 11}
 
 // Every test shape survives a Hugging Face export and reload.
 func TestWriteHFRoundTrip(t *testing.T) {
-	for name, cfg := range testConfigs() {
+	for name, cfg := range allConfigs() {
 		m, err := NewRandom(cfg, 3)
 		if err != nil {
 			t.Fatal(err)

@@ -1,7 +1,6 @@
 package model
 
 import (
-	"math"
 	"runtime"
 
 	"persona/kernel"
@@ -39,6 +38,7 @@ type scratch struct {
 	T                       int
 	x, xn, q, kk, vv, att   []float32
 	gate, up, cos, sin, out []float32
+	cosL, sinL              []float32 // sliding layers' RoPE tables, when they differ
 }
 
 func (s *scratch) ensure(c *Config, T int) {
@@ -52,6 +52,9 @@ func (s *scratch) ensure(c *Config, T int) {
 	s.kk, s.vv = make([]float32, T*kv), make([]float32, T*kv)
 	s.gate, s.up = make([]float32, T*c.FFN), make([]float32, T*c.FFN)
 	s.cos, s.sin = make([]float32, T*c.HeadDim/2), make([]float32, T*c.HeadDim/2)
+	if c.localRoPE() {
+		s.cosL, s.sinL = make([]float32, T*c.HeadDim/2), make([]float32, T*c.HeadDim/2)
+	}
 }
 
 // NewState returns an empty sequence state.
@@ -102,7 +105,13 @@ func (m *Model) Forward(s *State, tokens []int, iv *resid.Set, want Logits) []fl
 	for t, id := range tokens {
 		m.Embed.DecodeRow(x[t*D:(t+1)*D], id)
 	}
-	m.ropeTables(b.cos, b.sin, s.Len, T, nil)
+	if m.EmbedScale != 0 {
+		kernel.Scale(x, m.EmbedScale)
+	}
+	m.ropeTables(false, b.cos, b.sin, s.Len, T, nil)
+	if m.localRoPE() {
+		m.ropeTables(true, b.cosL, b.sinL, s.Len, T, nil)
+	}
 	for l := range m.Layers {
 		m.block(s, l, T)
 		iv.Apply(l, resid.Block{H: x, T: T, D: D, Pos0: s.Len, PromptLen: s.PromptLen})
@@ -140,6 +149,7 @@ func (m *Model) logits(x []float32, T int) []float32 {
 	rmsNorm(xn, x, m.Norm, T, m.Hidden, m.NormEps)
 	out := make([]float32, T*m.Vocab)
 	kernel.Linear(out, xn, &m.Output, T)
+	softcap(out, m.FinalSoftcap)
 	return out
 }
 
@@ -147,6 +157,9 @@ func (m *Model) logits(x []float32, T int) []float32 {
 //
 //	x += O · attention(rope(Q·norm(x)), rope(K·norm(x)), V·norm(x))
 //	x += Down · (silu(Gate·norm(x)) ⊙ Up·norm(x))
+//
+// Gemma puts a norm on each of the two terms before it is added (PostNorms)
+// and uses GELU for silu.
 func (m *Model) block(s *State, l, T int) {
 	L, b, c := &m.Layers[l], &s.buf, &m.Config
 	D, qd, kvd := c.Hidden, c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
@@ -172,22 +185,33 @@ func (m *Model) block(s *State, l, T int) {
 		rmsNorm(q, q, L.QNorm, T*c.Heads, c.HeadDim, c.NormEps)
 		rmsNorm(k, k, L.KNorm, T*c.KVHeads, c.HeadDim, c.NormEps)
 	}
-	rope(q, T, c.Heads, c.HeadDim, b.cos, b.sin, c.RoPEStyle, false)
-	rope(k, T, c.KVHeads, c.HeadDim, b.cos, b.sin, c.RoPEStyle, false)
+	cos, sin := b.cos, b.sin
+	if c.Sliding(l) && c.localRoPE() {
+		cos, sin = b.cosL, b.sinL
+	}
+	rope(q, T, c.Heads, c.HeadDim, cos, sin, c.RoPEStyle, false)
+	rope(k, T, c.KVHeads, c.HeadDim, cos, sin, c.RoPEStyle, false)
 	s.k[l] = append(s.k[l], k...)
 	s.v[l] = append(s.v[l], v...)
 	att := b.att[:T*qd]
-	m.attention(att, q, s.k[l], s.v[l], s.Len, T)
+	m.attention(att, q, s.k[l], s.v[l], s.Len, T, c.Sliding(l))
 	out := b.out[:T*D]
 	linear(out, att, &L.O, nil, L.LoRA[LinO], T)
+	if c.PostNorms {
+		rmsNorm(out, out, L.PostAttnNorm, T, D, c.NormEps)
+	}
 	kernel.Axpy(x, 1, out)
 
 	rmsNorm(xn, x, L.FFNNorm, T, D, c.NormEps)
 	gate, up := b.gate[:T*c.FFN], b.up[:T*c.FFN]
 	// Gate and up in one region, finished by SwiGLU chunk by chunk unless an
 	// adapter must add its update to them first.
+	act := siluMul
+	if c.GELU {
+		act = geluMul
+	}
 	if ag, au := L.LoRA[LinGate], L.LoRA[LinUp]; ag == nil && au == nil {
-		kernel.LinearPair(gate, up, xn, &L.Gate, &L.Up, T, siluMul)
+		kernel.LinearPair(gate, up, xn, &L.Gate, &L.Up, T, act)
 	} else {
 		kernel.LinearPair(gate, up, xn, &L.Gate, &L.Up, T, nil)
 		if ag != nil {
@@ -196,9 +220,12 @@ func (m *Model) block(s *State, l, T int) {
 		if au != nil {
 			au.apply(up, xn, T)
 		}
-		siluMul(gate, up)
+		act(gate, up)
 	}
 	linear(out, gate, &L.Down, nil, L.LoRA[LinDown], T)
+	if c.PostNorms {
+		rmsNorm(out, out, L.PostFFNNorm, T, D, c.NormEps)
+	}
 	kernel.Axpy(x, 1, out)
 }
 
@@ -216,14 +243,15 @@ func linear(out, x []float32, w *tensor.Tensor, bias []float32, a *Adapter, T in
 // attention computes causal grouped-query attention for T queries at
 // positions pos0 … pos0+T−1 against the cache (which already holds them):
 //
-//	att[t, h] = Σ_j softmax_j(q[t,h]·K[j,g] / √HeadDim) · V[j,g],  g = h / (Heads/KVHeads)
+//	att[t, h] = Σ_j softmax_j(cap(q[t,h]·K[j,g] · scale)) · V[j,g],  g = h / (Heads/KVHeads)
 //
-// over j ≤ pos0+t (and within the sliding window, if any). Work is split over
-// (query, head) pairs.
-func (m *Model) attention(att, q, K, V []float32, pos0, T int) {
+// over j ≤ pos0+t (and within the sliding window on sliding layers), with
+// scale 1/√HeadDim unless the model sets its own and cap the soft cap, if
+// any. Work is split over (query, head) pairs.
+func (m *Model) attention(att, q, K, V []float32, pos0, T int, sliding bool) {
 	c := &m.Config
 	hd, kvd, group := c.HeadDim, c.KVHeads*c.HeadDim, c.Heads/c.KVHeads
-	scale := float32(1 / math.Sqrt(float64(hd)))
+	scale := c.QueryScale()
 	n := T * c.Heads
 	// Chunks of (query, head) pairs handed out by the kernel's worker pool:
 	// several per goroutine, because later queries attend to more positions.
@@ -234,7 +262,7 @@ func (m *Model) attention(att, q, K, V []float32, pos0, T int) {
 			t, h := i/c.Heads, i%c.Heads
 			p := pos0 + t
 			lo := 0
-			if c.SlidingWindow > 0 {
+			if sliding {
 				lo = max(0, p-c.SlidingWindow+1)
 			}
 			qh := q[(t*c.Heads+h)*hd : (t*c.Heads+h+1)*hd]
@@ -244,6 +272,7 @@ func (m *Model) attention(att, q, K, V []float32, pos0, T int) {
 				kr := K[(lo+j)*kvd+off : (lo+j)*kvd+off+hd]
 				sc[j] = kernel.Dot(qh, kr) * scale
 			}
+			softcap(sc, c.AttnSoftcap)
 			softmaxInPlace(sc)
 			o := att[(t*c.Heads+h)*hd : (t*c.Heads+h+1)*hd]
 			clear(o)

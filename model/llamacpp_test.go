@@ -21,15 +21,26 @@ import (
 // Tolerance: 2e-4 on log-probabilities. Both sides compute in float32 but sum
 // in different orders; measured differences stay near 2e-5, and a wrong RoPE
 // pairing (checked below) is off by orders of magnitude more.
+//
+// Gemma is looser: llama.cpp looks GELU up in a table over float16 inputs
+// and outputs (≤ 2⁻¹¹ relative error each), where we compute it in float32 as
+// transformers does. On these models that moves log-probabilities by about
+// 1e-3 at 2 layers and 1.4e-2 at 46; rounding our GELU the same way brought
+// them to 6e-5 and 4e-3. Each Gemma feature switched off must land outside
+// the bound, so every one of them is checked.
 func TestMatchesLlamaCpp(t *testing.T) {
 	testref.Require(t, llamaref.Available())
-	for name, cfg := range testConfigs() {
+	for name, cfg := range allConfigs() {
 		t.Run(name, func(t *testing.T) {
 			m, err := NewRandom(cfg, 7)
 			if err != nil {
 				t.Fatal(err)
 			}
-			compareWithLlamaCpp(t, m, 2e-4, true)
+			tol := 2e-4
+			if cfg.GELU {
+				tol = 3e-3 * math.Max(1, float64(cfg.NumLayers)/4)
+			}
+			compareWithLlamaCpp(t, m, tol, true)
 		})
 	}
 }
@@ -93,12 +104,14 @@ func compareWithLlamaCpp(t *testing.T, m *Model, tol float64, checkGreedy bool) 
 	if worst > tol {
 		t.Errorf("max |log-softmax − llama.cpp| = %.3g > %g", worst, tol)
 	}
-	// The comparison must be able to fail: the same weights with the wrong
-	// RoPE pairing must land far outside the tolerance.
-	wrong := *back
-	wrong.RoPEStyle = 1 - back.RoPEStyle
-	if off := diff(&wrong); off < 10*tol {
-		t.Errorf("a wrong RoPE pairing differs by only %.3g: the test cannot tell", off)
+	// The comparison must be able to fail: the same weights with a wrong
+	// setting must land far outside the tolerance.
+	for what, change := range wrongSettings(&back.Config) {
+		wrong := *back
+		change(&wrong.Config)
+		if off := diff(&wrong); off < 10*tol {
+			t.Errorf("%s differs by only %.3g: the test cannot tell", what, off)
+		}
 	}
 	if !checkGreedy {
 		return
@@ -109,6 +122,36 @@ func compareWithLlamaCpp(t *testing.T, m *Model, tol float64, checkGreedy bool) 
 			t.Fatalf("greedy step %d: %d, llama.cpp %d (ours %v, theirs %v)", i, got[i], ref.Greedy[i], got, ref.Greedy)
 		}
 	}
+}
+
+// wrongSettings are changes to a config that a comparison with llama.cpp
+// must notice: the RoPE pairing, and each Gemma feature the model uses.
+func wrongSettings(c *Config) map[string]func(*Config) {
+	out := map[string]func(*Config){"a wrong RoPE pairing": func(w *Config) { w.RoPEStyle = 1 - w.RoPEStyle }}
+	if !c.GELU {
+		return out
+	}
+	out["SiLU for GELU"] = func(w *Config) { w.GELU = false }
+	out["no post-norms"] = func(w *Config) { w.PostNorms = false }
+	out["no embedding scale"] = func(w *Config) { w.EmbedScale = 0 }
+	out["no sliding window"] = func(w *Config) { w.SlidingWindow = 0 }
+	out["every layer sliding"] = func(w *Config) { w.SlidingPattern = 0 }
+	if c.AttnSoftcap != 0 {
+		out["no attention soft cap"] = func(w *Config) { w.AttnSoftcap = 0 }
+	}
+	if c.FinalSoftcap != 0 {
+		out["no final soft cap"] = func(w *Config) { w.FinalSoftcap = 0 }
+	}
+	if c.RoPELocalTheta != 0 {
+		out["global RoPE on local layers"] = func(w *Config) { w.RoPELocalTheta = 0 }
+	}
+	if c.RoPEScaling == "linear" {
+		out["no linear RoPE scaling"] = func(w *Config) { w.RoPEFactors = nil }
+	}
+	if c.AttnScale != float32(1/math.Sqrt(float64(c.HeadDim))) {
+		out["the usual query scale"] = func(w *Config) { w.AttnScale = 0 }
+	}
+	return out
 }
 
 // Files quantized by llama.cpp's own quantizer (llama_model_quantize, through
@@ -135,13 +178,18 @@ func TestQuantizedFilesMatchLlamaCpp(t *testing.T) {
 		"llama3-gqa-rope-scaling": {"Q4_0", "Q2_K", "Q4_K_M", "Q6_K"},
 		"qwen3-qknorm":            {"Q5_1", "Q8_0", "Q5_K_M", "Q4_K_M"},
 		"qwen2-bias":              {"Q6_K"},
+		"gemma3-local-rope":       {"Q8_0", "Q4_K_M"},
+		"gemma2-softcap-swa":      {"Q5_K_M"},
 	}
 	for arch, types := range cases {
-		cfg := testConfigs()[arch]
+		cfg := allConfigs()[arch]
 		// K-quants need rows of whole 256-element super-blocks.
 		cfg.Hidden, cfg.FFN, cfg.HeadDim = 256, 512, 32
 		if cfg.Llama3Scaling != nil {
 			cfg.RoPEFactors = cfg.Llama3Scaling.Factors(cfg.HeadDim, cfg.RoPETheta)
+		}
+		if cfg.GELU {
+			ggufGemmaScales(&cfg)
 		}
 		m, err := NewRandom(cfg, 11)
 		if err != nil {
@@ -240,8 +288,18 @@ func checkQuantizedFile(t *testing.T, what, path string) {
 		same++
 	}
 	t.Logf("%s: layer 0's Q %v; max |Δ log-softmax| %.3g, relative %.3g; greedy agrees for %d of %d", what, q.Layers[0].Q.DType, worst, rel, same, nGreedy)
-	if rel > 0.02 {
-		t.Errorf("%s: max |Δ log-softmax| / (1 + |log p|) = %.3g > 0.02", what, rel)
+	// Gemma: llama.cpp's float16 GELU table (see TestMatchesLlamaCpp) moves
+	// activations by ~1e-3 relative, enough to flip the 8-bit rounding of
+	// some of them, so differences grow to the rounding's size. Rounding our
+	// GELU the same way brought the Gemma 3 files to 2e-6; Gemma 2's tied
+	// Q6_K head stays at 0.012–0.026 relative (with the caps of the released
+	// models, 50 and 30: 0.012–0.014), like Qwen2's tied head, unexplained.
+	bound := 0.02
+	if q.GELU {
+		bound = 0.03
+	}
+	if rel > bound {
+		t.Errorf("%s: max |Δ log-softmax| / (1 + |log p|) = %.3g > %g", what, rel, bound)
 	}
 	if !q.Layers[0].Q.DType.Quantized() {
 		t.Errorf("%s: layer 0's Q is %v, not quantized", what, q.Layers[0].Q.DType)

@@ -3,6 +3,7 @@ package model
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -59,7 +60,9 @@ func (g ggufSource) Has(name string) bool { return g.names[name] }
 var ggufArchitectures = map[string]RoPEStyle{
 	"llama": RoPEInterleave,
 	"qwen2": RoPEHalf,
-	"qwen3": RoPEHalf,
+	"qwen3":  RoPEHalf,
+	"gemma2": RoPEHalf,
+	"gemma3": RoPEHalf,
 }
 
 // LoadGGUF loads a GGUF file (v1–v3; F32, F16, BF16 and Q8_0 tensors).
@@ -84,7 +87,7 @@ func GGUFConfig(f *gguf.File) (*Config, error) {
 	}
 	style, ok := ggufArchitectures[arch]
 	if !ok {
-		return nil, fmt.Errorf("general.architecture %q: %w (supported: llama, qwen2, qwen3)", arch, ErrUnsupported)
+		return nil, fmt.Errorf("general.architecture %q: %w (supported: llama, qwen2, qwen3, gemma2, gemma3)", arch, ErrUnsupported)
 	}
 	var missing []string
 	get := func(key string, def int) int {
@@ -117,15 +120,31 @@ func GGUFConfig(f *gguf.File) (*Config, error) {
 	if v, ok := f.Float(arch + ".rope.freq_base"); ok {
 		c.RoPETheta = v
 	}
-	if s, ok := f.String(arch + ".rope.scaling.type"); ok && s != "none" {
-		return nil, fmt.Errorf("%s.rope.scaling.type %q: %w", arch, s, ErrUnsupported)
+	// llama.cpp reads a missing scaling type as linear, with a factor
+	// that is 1 unless stated.
+	if s, ok := f.String(arch + ".rope.scaling.type"); ok && s != "none" && s != "linear" {
+		return nil, fmt.Errorf("%s.rope.scaling.type %q: %w (supported: none, linear)", arch, s, ErrUnsupported)
+	}
+	factor, ok := f.Float(arch + ".rope.scaling.factor")
+	if !ok {
+		factor, _ = f.Float(arch + ".rope.scale_linear")
+	}
+	if factor < 0 || factor != factor {
+		return nil, fmt.Errorf("%s.rope.scaling.factor %g: must be positive", arch, factor)
 	}
 	if toks, ok := f.Strings("tokenizer.ggml.tokens"); ok {
 		c.Vocab = len(toks)
 	}
 	c.Vocab = get("vocab_size", c.Vocab)
-	c.QKNorm = arch == "qwen3"
+	c.QKNorm = arch == "qwen3" || arch == "gemma3"
 	c.QKVBias = arch == "qwen2"
+	if c.gemma() {
+		ggufGemma(f, c)
+	}
+	// RoPE factors need the head dimension; linear scaling is set after it.
+	if factor > 0 && factor != 1 {
+		c.RoPEScaling, c.RoPEFactors = "linear", linearFactors(c.HeadDim, factor)
+	}
 	if id, ok := f.Uint("tokenizer.ggml.bos_token_id"); ok {
 		c.BOS = []int{int(id)}
 	}
@@ -133,6 +152,54 @@ func GGUFConfig(f *gguf.File) (*Config, error) {
 		c.EOS = []int{int(id)}
 	}
 	return c, nil
+}
+
+// ggufGemma reads Gemma 2 and 3 metadata with llama.cpp's defaults: Gemma 2
+// soft-caps attention (50) and logits (30) and slides every other layer over
+// 4,096 positions unless told otherwise; Gemma 3 slides only when a window
+// is stated (five layers in six), its local layers on a RoPE base of 10,000,
+// and caps logits only when stated. The query scale is not stored:
+// llama.cpp, after Google's reference code, takes 1/√(Hidden/Heads) for the
+// 27B models (46 and 62 layers) and 1/√HeadDim otherwise.
+func ggufGemma(f *gguf.File, c *Config) {
+	arch := c.Arch
+	num := func(key string, def float64) float64 {
+		if v, ok := f.Float(arch + "." + key); ok {
+			return v
+		}
+		if v, ok := f.Uint(arch + "." + key); ok {
+			return float64(v)
+		}
+		return def
+	}
+	ggufGemmaScales(c)
+	if arch == "gemma2" {
+		c.AttnSoftcap = float32(num("attn_logit_softcapping", 50))
+		c.FinalSoftcap = float32(num("final_logit_softcapping", 30))
+		c.SlidingWindow = int(num("attention.sliding_window", 4096))
+		c.SlidingPattern = int(num("attention.sliding_window_pattern", 2))
+		if b := num("rope.freq_base_swa", 0); b > 0 {
+			c.RoPELocalTheta = b
+		}
+		return
+	}
+	c.FinalSoftcap = float32(num("final_logit_softcapping", 0))
+	if w := int(num("attention.sliding_window", 0)); w > 0 {
+		c.SlidingWindow = w
+		c.SlidingPattern = int(num("attention.sliding_window_pattern", 6))
+		c.RoPELocalTheta = num("rope.freq_base_swa", 10000)
+	}
+}
+
+// ggufGemmaScales sets the Gemma block and the scales llama.cpp fixes for
+// its shape.
+func ggufGemmaScales(c *Config) {
+	c.GELU, c.PostNorms = true, true
+	c.EmbedScale = float32(math.Sqrt(float64(c.Hidden)))
+	c.AttnScale = float32(1 / math.Sqrt(float64(c.HeadDim)))
+	if (c.Arch == "gemma2" && c.NumLayers == 46) || (c.Arch == "gemma3" && c.NumLayers == 62) {
+		c.AttnScale = float32(1 / math.Sqrt(float64(c.Hidden/c.Heads)))
+	}
 }
 
 // FromGGUF binds a model to an open GGUF file; the model's Close closes f.

@@ -1,5 +1,5 @@
 // Package model is the embedded engine's transformer: Llama-family decoder
-// weights (Llama 1/2/3, Mistral, Qwen2/2.5, Qwen3, SmolLM) bound straight from
+// weights (Llama 1/2/3, Mistral, Qwen2/2.5, Qwen3, SmolLM, Gemma 2 and 3) bound straight from
 // memory-mapped Hugging Face safetensors or GGUF files, and a forward pass
 // over a KV cache with residual-stream interventions (package resid) applied
 // at the output of every block.
@@ -16,20 +16,22 @@ import (
 // weights stay in their stored type (F32/F16/BF16/Q8_0) and are read in
 // place; small vectors are decoded to float32 once at load.
 type Layer struct {
-	AttnNorm []float32     `hf:"input_layernorm.weight" gguf:"attn_norm.weight" shape:"hidden"`
-	Q        tensor.Tensor `hf:"self_attn.q_proj.weight" gguf:"attn_q.weight" shape:"q,hidden" rope:"heads" lora:"q_proj"`
-	K        tensor.Tensor `hf:"self_attn.k_proj.weight" gguf:"attn_k.weight" shape:"kv,hidden" rope:"kvheads" lora:"k_proj"`
-	V        tensor.Tensor `hf:"self_attn.v_proj.weight" gguf:"attn_v.weight" shape:"kv,hidden" lora:"v_proj"`
-	QBias    []float32     `hf:"self_attn.q_proj.bias" gguf:"attn_q.bias" shape:"q" when:"qkvbias" rope:"heads"`
-	KBias    []float32     `hf:"self_attn.k_proj.bias" gguf:"attn_k.bias" shape:"kv" when:"qkvbias" rope:"kvheads"`
-	VBias    []float32     `hf:"self_attn.v_proj.bias" gguf:"attn_v.bias" shape:"kv" when:"qkvbias"`
-	QNorm    []float32     `hf:"self_attn.q_norm.weight" gguf:"attn_q_norm.weight" shape:"head" when:"qknorm"`
-	KNorm    []float32     `hf:"self_attn.k_norm.weight" gguf:"attn_k_norm.weight" shape:"head" when:"qknorm"`
-	O        tensor.Tensor `hf:"self_attn.o_proj.weight" gguf:"attn_output.weight" shape:"hidden,q" lora:"o_proj"`
-	FFNNorm  []float32     `hf:"post_attention_layernorm.weight" gguf:"ffn_norm.weight" shape:"hidden"`
-	Gate     tensor.Tensor `hf:"mlp.gate_proj.weight" gguf:"ffn_gate.weight" shape:"ffn,hidden" lora:"gate_proj"`
-	Up       tensor.Tensor `hf:"mlp.up_proj.weight" gguf:"ffn_up.weight" shape:"ffn,hidden" lora:"up_proj"`
-	Down     tensor.Tensor `hf:"mlp.down_proj.weight" gguf:"ffn_down.weight" shape:"hidden,ffn" lora:"down_proj"`
+	AttnNorm     []float32     `hf:"input_layernorm.weight" gguf:"attn_norm.weight" shape:"hidden" norm:"rms"`
+	Q            tensor.Tensor `hf:"self_attn.q_proj.weight" gguf:"attn_q.weight" shape:"q,hidden" rope:"heads" lora:"q_proj"`
+	K            tensor.Tensor `hf:"self_attn.k_proj.weight" gguf:"attn_k.weight" shape:"kv,hidden" rope:"kvheads" lora:"k_proj"`
+	V            tensor.Tensor `hf:"self_attn.v_proj.weight" gguf:"attn_v.weight" shape:"kv,hidden" lora:"v_proj"`
+	QBias        []float32     `hf:"self_attn.q_proj.bias" gguf:"attn_q.bias" shape:"q" when:"qkvbias" rope:"heads"`
+	KBias        []float32     `hf:"self_attn.k_proj.bias" gguf:"attn_k.bias" shape:"kv" when:"qkvbias" rope:"kvheads"`
+	VBias        []float32     `hf:"self_attn.v_proj.bias" gguf:"attn_v.bias" shape:"kv" when:"qkvbias"`
+	QNorm        []float32     `hf:"self_attn.q_norm.weight" gguf:"attn_q_norm.weight" shape:"head" when:"qknorm" norm:"rms"`
+	KNorm        []float32     `hf:"self_attn.k_norm.weight" gguf:"attn_k_norm.weight" shape:"head" when:"qknorm" norm:"rms"`
+	O            tensor.Tensor `hf:"self_attn.o_proj.weight" gguf:"attn_output.weight" shape:"hidden,q" lora:"o_proj"`
+	PostAttnNorm []float32     `hf:"post_attention_layernorm.weight" gguf:"post_attention_norm.weight" shape:"hidden" when:"postnorms" norm:"rms"`
+	FFNNorm      []float32     `hf:"post_attention_layernorm.weight" hfpostnorms:"pre_feedforward_layernorm.weight" gguf:"ffn_norm.weight" shape:"hidden" norm:"rms"`
+	Gate         tensor.Tensor `hf:"mlp.gate_proj.weight" gguf:"ffn_gate.weight" shape:"ffn,hidden" lora:"gate_proj"`
+	Up           tensor.Tensor `hf:"mlp.up_proj.weight" gguf:"ffn_up.weight" shape:"ffn,hidden" lora:"up_proj"`
+	Down         tensor.Tensor `hf:"mlp.down_proj.weight" gguf:"ffn_down.weight" shape:"hidden,ffn" lora:"down_proj"`
+	PostFFNNorm  []float32     `hf:"post_feedforward_layernorm.weight" gguf:"post_ffw_norm.weight" shape:"hidden" when:"postnorms" norm:"rms"`
 	// LoRA holds low-rank adapters on the linears, if any (not file tensors).
 	LoRA LayerAdapters
 }
@@ -38,7 +40,7 @@ type Layer struct {
 // Output is the embedding matrix itself when embeddings are tied.
 type Weights struct {
 	Embed  tensor.Tensor `hf:"model.embed_tokens.weight" gguf:"token_embd.weight" shape:"vocab,hidden"`
-	Norm   []float32     `hf:"model.norm.weight" gguf:"output_norm.weight" shape:"hidden"`
+	Norm   []float32     `hf:"model.norm.weight" gguf:"output_norm.weight" shape:"hidden" norm:"rms"`
 	Output tensor.Tensor `hf:"lm_head.weight" gguf:"output.weight" shape:"vocab,hidden" when:"untied"`
 	Layers []Layer
 }

@@ -293,7 +293,7 @@ func TestInterventions(t *testing.T) {
 // A random model exported to GGUF (q/k permuted to llama.cpp's layout) and
 // loaded back computes the same logits as in memory.
 func TestRandomGGUFRoundTrip(t *testing.T) {
-	for name, cfg := range testConfigs() {
+	for name, cfg := range allConfigs() {
 		m, err := NewRandom(cfg, 1)
 		if err != nil {
 			t.Fatal(err)

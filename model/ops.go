@@ -60,14 +60,19 @@ func rmsNormBackward(dx, dw, dy, x, w, rstd []float32, T, D int) {
 
 // ropeTables fills cos/sin (T, HeadDim/2) for positions pos0 … pos0+T−1, or,
 // for a packed training row (start non-nil), t − start[t]:
-// angle[p, i] = p · θ^(−2i/HeadDim) / factor[i]. Computed in float64 so long
-// positions keep their precision.
-func (c *Config) ropeTables(cos, sin []float32, pos0, T int, start []int) {
+// angle[p, i] = p · θ^(−2i/HeadDim) / factor[i], with the sliding layers'
+// own base and no factors when local is set (see Config.RoPELocalTheta).
+// Computed in float64 so long positions keep their precision.
+func (c *Config) ropeTables(local bool, cos, sin []float32, pos0, T int, start []int) {
 	half := c.HeadDim / 2
+	theta, factors := c.RoPETheta, c.RoPEFactors
+	if local {
+		theta, factors = c.RoPELocalTheta, nil
+	}
 	for i := 0; i < half; i++ {
-		inv := math.Pow(c.RoPETheta, -float64(2*i)/float64(c.HeadDim))
-		if c.RoPEFactors != nil {
-			inv /= float64(c.RoPEFactors[i])
+		inv := math.Pow(theta, -float64(2*i)/float64(c.HeadDim))
+		if factors != nil {
+			inv /= float64(factors[i])
 		}
 		for t := 0; t < T; t++ {
 			p := pos0 + t
@@ -79,6 +84,9 @@ func (c *Config) ropeTables(cos, sin []float32, pos0, T int, start []int) {
 		}
 	}
 }
+
+// localRoPE reports whether sliding layers rotate by tables of their own.
+func (c *Config) localRoPE() bool { return c.RoPELocalTheta > 0 && c.SlidingWindow > 0 }
 
 // rope rotates each head of x (T, heads·HeadDim) in place by the tables from
 // ropeTables, pairing dimensions as the style says:
@@ -114,6 +122,29 @@ func rope(x []float32, T, heads, hd int, cos, sin []float32, style RoPEStyle, in
 func siluMul(gate, up []float32) {
 	for i, g := range gate {
 		gate[i] = g / (1 + float32(math.Exp(float64(-g)))) * up[i]
+	}
+}
+
+// geluMul: gate[i] = gelu(gate[i]) · up[i], the GeGLU activation with
+// GELU's tanh form, 0.5·g·(1 + tanh(√(2/π)·(g + 0.044715·g³))), in float32
+// as transformers' gelu_pytorch_tanh computes it. (llama.cpp looks GELU up
+// in a table over float16 inputs, a relative difference of up to about
+// 1e-3 per activation.)
+func geluMul(gate, up []float32) {
+	const c = 0.7978845608028654 // √(2/π)
+	for i, g := range gate {
+		x := float64(g)
+		gate[i] = float32(0.5*x*(1+math.Tanh(c*(x+0.044715*x*x*x)))) * up[i]
+	}
+}
+
+// softcap: x → c·tanh(x/c), Gemma 2's bound on attention scores and logits.
+func softcap(x []float32, c float32) {
+	if c == 0 {
+		return
+	}
+	for i, v := range x {
+		x[i] = c * float32(math.Tanh(float64(v/c)))
 	}
 }
 

@@ -3,6 +3,7 @@ package model
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 
 	"persona/tensor"
@@ -14,7 +15,11 @@ import (
 // through visitParams, so a new weight is one struct field.
 //
 // Tags: hf and gguf give the tensor's name in a Hugging Face checkpoint and
-// in GGUF (relative to model.layers.N. and blk.N. inside a block); shape its
+// in GGUF (relative to model.layers.N. and blk.N. inside a block), and
+// hfpostnorms the checkpoint name in models with post-norms, where Gemma
+// calls the pre-FFN norm pre_feedforward_layernorm and gives the Llama name
+// to the norm after attention; norm marks RMSNorm weights (Gemma
+// checkpoints store them minus one); shape its
 // dimensions in symbols of the config; when the condition under which the
 // model has it (qkvbias, qknorm, untied); rope which head count's rows RoPE
 // pairs up (heads or kvheads: exports permute them); lora the PEFT module
@@ -25,7 +30,9 @@ type paramField struct {
 	index                 int // field index in its struct
 	name                  string
 	hf, gguf, shape, when string
+	hfPostNorms           string
 	rope, lora            string
+	norm                  bool // an RMSNorm weight
 	matrix                bool // a tensor.Tensor (else a []float32 vector)
 }
 
@@ -37,7 +44,8 @@ func fieldsOf(t reflect.Type) []paramField {
 			continue
 		}
 		out = append(out, paramField{index: i, name: f.Name, hf: f.Tag.Get("hf"), gguf: f.Tag.Get("gguf"),
-			shape: f.Tag.Get("shape"), when: f.Tag.Get("when"), rope: f.Tag.Get("rope"), lora: f.Tag.Get("lora"),
+			hfPostNorms: f.Tag.Get("hfpostnorms"), shape: f.Tag.Get("shape"), when: f.Tag.Get("when"),
+			rope: f.Tag.Get("rope"), lora: f.Tag.Get("lora"), norm: f.Tag.Get("norm") == "rms",
 			matrix: f.Type == reflect.TypeFor[tensor.Tensor]()})
 	}
 	return out
@@ -113,6 +121,15 @@ func (p paramRef) RoPEHeads(c *Config) int {
 // biases.
 func (p paramRef) Decay() bool { return p.field.matrix }
 
+// hfOffset is what a Hugging Face checkpoint's value of the parameter lies
+// below ours: 1 for Gemma's norm weights, else 0.
+func (p paramRef) hfOffset(c *Config) float32 {
+	if p.field.norm && c.gemma() {
+		return 1
+	}
+	return 0
+}
+
 // In returns the same parameter in another Weights value of the same
 // shape, such as the gradients.
 func (p paramRef) In(w *Weights) paramRef {
@@ -128,7 +145,7 @@ func (p paramRef) In(w *Weights) paramRef {
 
 // conditions says which `when` tags hold for a config.
 func (c *Config) conditions() map[string]bool {
-	return map[string]bool{"": true, "qkvbias": c.QKVBias, "qknorm": c.QKNorm, "untied": !c.TiedEmbedding}
+	return map[string]bool{"": true, "qkvbias": c.QKVBias, "qknorm": c.QKNorm, "untied": !c.TiedEmbedding, "postnorms": c.PostNorms}
 }
 
 // visitParams calls fn for every parameter of w that the config says the
@@ -144,8 +161,11 @@ func visitParams(w *Weights, c *Config, fn func(paramRef) error) error {
 				continue
 			}
 			p := paramRef{HF: f.hf, GGUF: f.gguf, Layer: layer, field: f, v: s.Field(f.index)}
+			if c.PostNorms && f.hfPostNorms != "" {
+				p.HF = f.hfPostNorms
+			}
 			if layer >= 0 {
-				p.HF, p.GGUF = hfNames.layer(layer, f.hf), ggufNames.layer(layer, f.gguf)
+				p.HF, p.GGUF = hfNames.layer(layer, p.HF), ggufNames.layer(layer, f.gguf)
 			}
 			if err := fn(p); err != nil {
 				return err
@@ -208,7 +228,14 @@ func (m *Model) bind(src tensorSource, n naming) error {
 		if mt := p.Matrix(); mt != nil {
 			*mt = t
 		} else {
-			*p.Vector() = t.ToF32()
+			v := t.ToF32()
+			if off := p.hfOffset(&m.Config); n.tag == "hf" && off != 0 {
+				v = slices.Clone(v) // F32 decodes to a view of the mapping
+				for i := range v {
+					v[i] += off
+				}
+			}
+			*p.Vector() = v
 		}
 		return nil
 	})

@@ -23,7 +23,7 @@ func NewRandom(cfg Config, seed uint64) (*Model, error) {
 	r := rand.New(rand.NewPCG(seed, 0x5eed))
 	m := &Model{Config: cfg, Source: "random"}
 	m.Layers = make([]Layer, cfg.NumLayers)
-	conds := map[string]bool{"": true, "qkvbias": cfg.QKVBias, "qknorm": cfg.QKNorm, "untied": !cfg.TiedEmbedding}
+	conds := cfg.conditions()
 	fill := func(v reflect.Value) error {
 		for i := 0; i < v.NumField(); i++ {
 			f := v.Type().Field(i)

@@ -18,3 +18,33 @@ func testConfigs() map[string]Config {
 	llama.Arch, llama.KVHeads, llama.TiedEmbedding = "llama", 8, true
 	return map[string]Config{"llama3-gqa-rope-scaling": llama3, "qwen2-bias": qwen2, "qwen3-qknorm": qwen3, "llama-tied-mha": llama}
 }
+
+// gemmaConfigs are Gemma 2 and 3 shapes, run but not trained: a short
+// window (both layer kinds within the test's 14 tokens), soft caps small
+// enough to bind, Gemma 3's local RoPE base and linear scaling of the global
+// layers, and the 27B query-scale rule (46 layers).
+func gemmaConfigs() map[string]Config {
+	g2 := Config{Arch: "gemma2", Hidden: 64, FFN: 128, NumLayers: 2, Heads: 4, KVHeads: 2, HeadDim: 32, Vocab: 320,
+		MaxSeq: 256, NormEps: 1e-6, RoPETheta: 10000, RoPEStyle: RoPEHalf, TiedEmbedding: true,
+		SlidingWindow: 4, SlidingPattern: 2, AttnSoftcap: 2, FinalSoftcap: 5}
+	ggufGemmaScales(&g2)
+	g3 := g2
+	g3.Arch, g3.NumLayers, g3.QKNorm, g3.TiedEmbedding, g3.AttnSoftcap, g3.FinalSoftcap = "gemma3", 3, true, false, 0, 0
+	g3.SlidingWindow, g3.SlidingPattern, g3.RoPETheta, g3.RoPELocalTheta = 5, 3, 1e6, 10000
+	g3.RoPEScaling, g3.RoPEFactors = "linear", linearFactors(g3.HeadDim, 8)
+	ggufGemmaScales(&g3)
+	big := g2
+	big.NumLayers, big.Hidden, big.FFN = 46, 32, 64 // 1/√(32/4) ≠ 1/√32
+	ggufGemmaScales(&big)
+	return map[string]Config{"gemma2-softcap-swa": g2, "gemma3-local-rope": g3, "gemma2-27b-scale": big}
+}
+
+// allConfigs are every shape the engine runs.
+func allConfigs() map[string]Config {
+	out := testConfigs()
+	for k, v := range gemmaConfigs() {
+		out[k] = v
+	}
+	return out
+}
+

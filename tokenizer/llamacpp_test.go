@@ -9,6 +9,7 @@ package tokenizer
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -21,12 +22,85 @@ import (
 
 func TestLlamaCppAgrees(t *testing.T) {
 	testref.Require(t, llamaref.Available())
-	ref, err := llamaref.Dir()
+	tk, c := mustTrained(t)
+	kvs, err := tk.GGUFMetadata()
 	if err != nil {
 		t.Fatal(err)
 	}
-	tk, c := mustTrained(t)
-	kvs, err := tk.GGUFMetadata()
+	texts := slices.Concat(heldOut, syntheticCorpus(300, 77), randomTexts(500, 5), c[:50])
+	checkWithLlamaCpp(t, tk, kvs, texts)
+	t.Logf("%d strings tokenize identically in llama.cpp (tokenizer.ggml.pre = qwen2)", len(texts))
+}
+
+// A SentencePiece vocabulary laid out as Gemma's is (pad, eos, bos, unk,
+// turn markers as control tokens, byte fallback, whitespace runs as pieces,
+// no space prefix added) tokenizes as llama.cpp tokenizes it, including text
+// the pieces cannot spell (bytes) and the turn markers inside text.
+func TestGemmaStyleVocabAgreesWithLlamaCpp(t *testing.T) {
+	testref.Require(t, llamaref.Available())
+	toks := []string{"<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"}
+	types := []int32{3, 3, 3, 2, 3, 3}
+	for b := 0; b < 256; b++ {
+		toks = append(toks, fmt.Sprintf("<0x%02X>", b))
+		types = append(types, 6)
+	}
+	pieces := []string{"\n", "\n\n", "▁", "▁▁", "▁▁▁▁", "user", "model", "▁the", "▁persona", "▁is", "▁a", "▁model",
+		"▁of", "▁per", "sona", "▁Hello", "▁world", "Hello", "world", "▁capital", "▁France", "?", ".", ",", "▁What",
+		"What", "▁Paris", "e", "t", "h", "a", "s", "o", "n", "r", "i", "l", "d", "▁p", "▁w", "▁c", "er", "on", "▁th",
+		"he", "▁you", "▁are", "▁helpful", "▁assistant", "You", "▁You"}
+	for _, p := range pieces {
+		toks = append(toks, p)
+		types = append(types, 1)
+	}
+	scores := make([]float32, len(toks))
+	for i := range scores {
+		scores[i] = -float32(i)
+	}
+	kvs := []gguf.KV{
+		{Key: "tokenizer.ggml.model", Value: "llama"},
+		{Key: "tokenizer.ggml.pre", Value: "default"},
+		{Key: "tokenizer.ggml.tokens", Value: toks},
+		{Key: "tokenizer.ggml.scores", Value: scores},
+		{Key: "tokenizer.ggml.token_type", Value: types},
+		{Key: "tokenizer.ggml.bos_token_id", Value: uint32(2)},
+		{Key: "tokenizer.ggml.eos_token_id", Value: uint32(1)},
+		{Key: "tokenizer.ggml.unknown_token_id", Value: uint32(3)},
+		{Key: "tokenizer.ggml.padding_token_id", Value: uint32(0)},
+		{Key: "tokenizer.ggml.add_bos_token", Value: true},
+		{Key: "tokenizer.ggml.add_space_prefix", Value: false},
+	}
+	w := gguf.NewWriter()
+	for _, kv := range kvs {
+		w.AddKV(kv.Key, kv.Value)
+	}
+	path := filepath.Join(t.TempDir(), "gemma-vocab.gguf")
+	if err := w.WriteFile(path); err != nil {
+		t.Fatal(err)
+	}
+	f, err := gguf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tk, err := FromGGUF(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	texts := []string{"Hello world", " Hello world", "Hello  world", "What is the capital of France?",
+		"<start_of_turn>user\nWhat is the capital of France?<end_of_turn>\n<start_of_turn>model\nParis.",
+		"You are a helpful assistant.\n\nWhat is a persona?", "    indented\n\n\nnewlines", "naïve café",
+		"日本語のテキスト", "emoji 🙂 and tabs\t!", "", " ", "persona", "the persona of the model",
+		"<start_of_turn>", "<end_of_turn>x<bos>", "ÿ\x00\x7f"}
+	texts = append(texts, randomTexts(200, 9)...)
+	checkWithLlamaCpp(t, tk, kvs, texts)
+}
+
+// checkWithLlamaCpp writes the tokenizer metadata kvs into a vocabulary-only
+// GGUF, has llama.cpp tokenize texts from it (special tokens parsed, no BOS
+// added) through tools/hftok/llamacpp.mjs, and compares with tk.
+func checkWithLlamaCpp(t *testing.T, tk *Tokenizer, kvs []gguf.KV, texts []string) {
+	t.Helper()
+	ref, err := llamaref.Dir()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +108,7 @@ func TestLlamaCppAgrees(t *testing.T) {
 	// vocabulary-only load, so a minimal set is written.
 	w := gguf.NewWriter()
 	w.AddKV("general.architecture", "llama")
-	w.AddKV("general.name", "trained-tokenizer")
+	w.AddKV("general.name", "tokenizer-check")
 	for k, v := range map[string]uint32{"context_length": 512, "embedding_length": 64, "block_count": 1,
 		"feed_forward_length": 128, "attention.head_count": 4, "attention.head_count_kv": 4, "rope.dimension_count": 16} {
 		w.AddKV("llama."+k, v)
@@ -47,7 +121,6 @@ func TestLlamaCppAgrees(t *testing.T) {
 	if err := w.WriteFile(path); err != nil {
 		t.Fatal(err)
 	}
-	texts := slices.Concat(heldOut, syntheticCorpus(300, 77), randomTexts(500, 5), c[:50])
 	req, _ := json.Marshal(map[string]any{"gguf": path, "texts": texts})
 	cmd := exec.Command("node", filepath.Join(ref, "..", "hftok", "llamacpp.mjs"))
 	cmd.Env = append(cmd.Environ(), "NODE_LLAMA_CPP_SKIP_DOWNLOAD=true")
@@ -80,5 +153,4 @@ func TestLlamaCppAgrees(t *testing.T) {
 	if bad > 0 {
 		t.Fatalf("%d of %d strings tokenize differently in llama.cpp", bad, len(texts))
 	}
-	t.Logf("%d strings tokenize identically in llama.cpp (tokenizer.ggml.pre = qwen2)", len(texts))
 }
