@@ -47,4 +47,3 @@ func allConfigs() map[string]Config {
 	}
 	return out
 }
-
