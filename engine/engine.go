@@ -170,6 +170,9 @@ func loadGGUF(path string, opt Options) (*Engine, error) {
 		m.Close()
 		return nil, err
 	}
+	for _, id := range endOfTurn(f, e.Tokenizer) {
+		m.EOS = append(m.EOS, id)
+	}
 	if tmpl, ok := f.String("tokenizer.chat_template"); ok {
 		e.ChatConfig = &chat.Config{Template: tmpl}
 		if id := e.Tokenizer.BOS(); id >= 0 {
@@ -184,6 +187,28 @@ func loadGGUF(path string, opt Options) (*Engine, error) {
 		return nil, fmt.Errorf("gguf %s: %w", path, err)
 	}
 	return e, nil
+}
+
+// endOfTurnMarkers are the texts of the tokens chat models end a turn with
+// (Llama 3, ChatML, Phi-3, Gemma): llama.cpp stops on them whatever the
+// file's EOS, since converters often leave them out of the metadata.
+var endOfTurnMarkers = []string{"<|eot_id|>", "<|eom_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>"}
+
+// endOfTurn returns the ids that end a generation besides EOS: the file's
+// end-of-turn and end-of-message ids and the markers above.
+func endOfTurn(f *gguf.File, tok *tokenizer.Tokenizer) []int {
+	var out []int
+	for _, key := range []string{"tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"} {
+		if id, ok := f.Uint(key); ok && id < uint64(tok.VocabSize()) {
+			out = append(out, int(id))
+		}
+	}
+	for _, text := range endOfTurnMarkers {
+		if id, ok := tok.ID(text); ok {
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 func (e *Engine) initTemplate() error {

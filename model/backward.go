@@ -92,11 +92,11 @@ func (m *Model) ForwardBackward(r *Row, g *Grads, opt TrainOptions) (loss, weigh
 
 // trainable says why the backward pass cannot train this model on a row of
 // T tokens, if it cannot: it implements the Llama and Qwen blocks with full
-// attention, not Gemma's GeGLU, post-norms, scales and soft caps, nor a
-// sliding window shorter than the row.
+// attention, not Gemma's GeGLU, post-norms, scales and soft caps or
+// Granite's multipliers, nor a sliding window shorter than the row.
 func (m *Model) trainable(T int) error {
 	c := &m.Config
-	if c.GELU || c.PostNorms || c.EmbedScale != 0 || c.AttnScale != 0 || c.AttnSoftcap != 0 || c.FinalSoftcap != 0 {
+	if c.extras() {
 		return fmt.Errorf("training a %s model: %w (the backward pass covers the Llama and Qwen blocks)", c.Arch, ErrUnsupported)
 	}
 	if c.SlidingWindow > 0 && c.SlidingWindow < T {

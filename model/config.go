@@ -29,7 +29,7 @@ func (s RoPEStyle) String() string {
 // Config holds every hyper-parameter the forward pass needs, read in one place
 // from config.json or GGUF metadata.
 type Config struct {
-	Arch        string // "llama", "qwen2", "qwen3", "gemma2", "gemma3" (Mistral and SmolLM run as "llama")
+	Arch        string // "llama", "qwen2", "qwen3", "gemma2", "gemma3", "granite" (Mistral and SmolLM run as "llama")
 	HFArch      string // the architectures[0] or general.architecture value as found
 	Hidden      int
 	FFN         int
@@ -60,14 +60,16 @@ type Config struct {
 	// layers' frequency factors); 0 = the global settings everywhere.
 	RoPELocalTheta float64
 
-	// Gemma 2 and 3. Zero values give the Llama block.
-	GELU         bool    // GeGLU (tanh-approximate GELU) instead of SwiGLU
-	PostNorms    bool    // RMSNorm on the attention and FFN outputs before each residual add
-	EmbedScale   float32 // embeddings are multiplied by this (Gemma: √Hidden); 0 = 1
-	AttnScale    float32 // query scale; 0 = 1/√HeadDim
-	AttnSoftcap  float32 // attention scores s → c·tanh(s/c); 0 = off
-	FinalSoftcap float32 // logits likewise
-	BOS, EOS     []int
+	// Gemma 2 and 3, Granite. Zero values give the Llama block.
+	GELU          bool    // GeGLU (tanh-approximate GELU) instead of SwiGLU (Gemma)
+	PostNorms     bool    // RMSNorm on the attention and FFN outputs before each residual add (Gemma)
+	EmbedScale    float32 // embeddings are multiplied by this (Gemma: √Hidden; Granite); 0 = 1
+	AttnScale     float32 // query scale; 0 = 1/√HeadDim
+	AttnSoftcap   float32 // attention scores s → c·tanh(s/c); 0 = off (Gemma 2)
+	FinalSoftcap  float32 // logits likewise
+	ResidualScale float32 // each block's two terms are multiplied by this before they are added (Granite); 0 = 1
+	LogitDivisor  float32 // logits are divided by this (Granite's logits_scaling); 0 = 1
+	BOS, EOS      []int
 }
 
 // Sliding reports whether layer l attends within the sliding window.
@@ -85,6 +87,21 @@ func (c *Config) QueryScale() float32 {
 		return c.AttnScale
 	}
 	return float32(1 / math.Sqrt(float64(c.HeadDim)))
+}
+
+// orOne reads a scale whose zero value means 1.
+func orOne(v float32) float32 {
+	if v == 0 {
+		return 1
+	}
+	return v
+}
+
+// extras reports any Gemma or Granite feature: what the Llama and Qwen
+// blocks do not have.
+func (c *Config) extras() bool {
+	return c.GELU || c.PostNorms || c.EmbedScale != 0 || c.AttnScale != 0 || c.AttnSoftcap != 0 || c.FinalSoftcap != 0 ||
+		c.RoPELocalTheta != 0 || c.ResidualScale != 0 || c.LogitDivisor != 0
 }
 
 // gemma reports an architecture whose checkpoints store RMSNorm weights as
@@ -109,8 +126,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("rms_norm_eps %g and rope_theta %g must be positive", c.NormEps, c.RoPETheta)
 	case c.SlidingWindow < 0 || c.SlidingPattern < 0 || c.RoPELocalTheta < 0:
 		return fmt.Errorf("negative sliding window %d, pattern %d or local rope base %g", c.SlidingWindow, c.SlidingPattern, c.RoPELocalTheta)
-	case c.AttnSoftcap < 0 || c.FinalSoftcap < 0 || c.AttnScale < 0 || c.EmbedScale < 0 || isNaN32(c.AttnSoftcap, c.FinalSoftcap, c.AttnScale, c.EmbedScale):
-		return fmt.Errorf("attention scale %g, embedding scale %g and soft caps %g, %g must be non-negative numbers", c.AttnScale, c.EmbedScale, c.AttnSoftcap, c.FinalSoftcap)
+	case c.AttnSoftcap < 0 || c.FinalSoftcap < 0 || c.AttnScale < 0 || c.EmbedScale < 0 || c.ResidualScale < 0 || c.LogitDivisor < 0 ||
+		isNaN32(c.AttnSoftcap, c.FinalSoftcap, c.AttnScale, c.EmbedScale, c.ResidualScale, c.LogitDivisor):
+		return fmt.Errorf("attention scale %g, embedding scale %g, residual scale %g, logit divisor %g and soft caps %g, %g must be non-negative numbers",
+			c.AttnScale, c.EmbedScale, c.ResidualScale, c.LogitDivisor, c.AttnSoftcap, c.FinalSoftcap)
 	}
 	if c.MaxSeq <= 0 {
 		c.MaxSeq = 4096
@@ -157,6 +176,10 @@ type hfConfig struct {
 	RoPELocalBaseFreq     float64         `json:"rope_local_base_freq"`
 	QueryPreAttnScalar    float64         `json:"query_pre_attn_scalar"`
 	AttnLogitSoftcapping  *float64        `json:"attn_logit_softcapping"`
+	EmbeddingMultiplier   float64         `json:"embedding_multiplier"` // Granite
+	ResidualMultiplier    float64         `json:"residual_multiplier"`
+	AttentionMultiplier   float64         `json:"attention_multiplier"`
+	LogitsScaling         float64         `json:"logits_scaling"`
 	FinalLogitSoftcapping *float64        `json:"final_logit_softcapping"`
 	BOSTokenID            json.RawMessage `json:"bos_token_id"`
 	EOSTokenID            json.RawMessage `json:"eos_token_id"`
@@ -189,10 +212,11 @@ var hfArchitectures = map[string]string{
 	"Qwen3ForCausalLM":   "qwen3",
 	"Gemma2ForCausalLM":  "gemma2",
 	"Gemma3ForCausalLM":  "gemma3",
+	"GraniteForCausalLM": "granite",
 }
 
 // supportedHF names the architectures for error messages.
-const supportedHF = "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM"
+const supportedHF = "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM, GraniteForCausalLM"
 
 // ReadHFConfig parses a Hugging Face config.json.
 func ReadHFConfig(path string) (*Config, error) {
@@ -264,6 +288,10 @@ func ParseHFConfig(data []byte, name string) (*Config, error) {
 		if err := h.gemma(c, arch); err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
+	}
+	if arch == "granite" {
+		c.EmbedScale, c.ResidualScale = float32(h.EmbeddingMultiplier), float32(h.ResidualMultiplier)
+		c.AttnScale, c.LogitDivisor = float32(h.AttentionMultiplier), float32(h.LogitsScaling)
 	}
 	if s := h.RoPEScaling; s != nil {
 		kind := s.RoPEType

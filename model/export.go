@@ -63,6 +63,12 @@ func (m *Model) WriteGGUF(path string, vocab []gguf.KV) error {
 			w.AddKV(arch+".final_logit_softcapping", m.FinalSoftcap)
 		}
 	}
+	if arch == "granite" {
+		w.AddKV(arch+".embedding_scale", orOne(m.EmbedScale))
+		w.AddKV(arch+".residual_scale", orOne(m.ResidualScale))
+		w.AddKV(arch+".attention.scale", m.QueryScale())
+		w.AddKV(arch+".logit_scale", orOne(m.LogitDivisor))
+	}
 	// llama.cpp's LLAMA_FTYPE_* of the matrices (it only displays it).
 	w.AddKV("general.file_type", map[tensor.DType]uint32{tensor.F32: 0, tensor.F16: 1, tensor.Q4_0: 2, tensor.Q8_0: 7, tensor.Q5_0: 8,
 		tensor.Q5_1: 9, tensor.Q4_K: 15, tensor.Q5_K: 17, tensor.Q6_K: 18, tensor.BF16: 32}[m.Layers[0].Q.DType])
@@ -91,16 +97,22 @@ func (m *Model) WriteGGUF(path string, vocab []gguf.KV) error {
 }
 
 // ggufExpressible says what of the model a GGUF file cannot carry so that
-// llama.cpp runs it as we do: its Llama and Qwen graphs have none of
-// Gemma's features, and its Gemma graphs fix the block, the embedding
-// scale and the query scale (see ggufGemma), slide with a period, soft-cap
-// attention only in Gemma 2 and tie Gemma 2's embeddings.
+// llama.cpp runs it as we do: its Llama and Qwen graphs have none of the
+// Gemma and Granite features, its Granite graph only Granite's scales, and
+// its Gemma graphs fix the block, the embedding scale and the query scale
+// (see ggufGemma), slide with a period, soft-cap attention only in Gemma 2
+// and tie Gemma 2's embeddings.
 func (m *Model) ggufExpressible() error {
 	c := &m.Config
-	gemmaish := c.GELU || c.PostNorms || c.EmbedScale != 0 || c.AttnScale != 0 || c.AttnSoftcap != 0 || c.FinalSoftcap != 0 || c.RoPELocalTheta != 0
-	if !c.gemma() {
-		if gemmaish {
-			return fmt.Errorf("%s model with Gemma features: %w", c.Arch, ErrUnsupported)
+	switch {
+	case c.Arch == "granite":
+		if c.GELU || c.PostNorms || c.AttnSoftcap != 0 || c.FinalSoftcap != 0 || c.RoPELocalTheta != 0 {
+			return fmt.Errorf("granite with Gemma features: %w", ErrUnsupported)
+		}
+		return nil
+	case !c.gemma():
+		if c.extras() {
+			return fmt.Errorf("%s model with Gemma or Granite features: %w", c.Arch, ErrUnsupported)
 		}
 		return nil
 	}
@@ -108,8 +120,8 @@ func (m *Model) ggufExpressible() error {
 	want.Arch, want.Hidden, want.Heads, want.HeadDim, want.NumLayers = c.Arch, c.Hidden, c.Heads, c.HeadDim, c.NumLayers
 	ggufGemmaScales(&want)
 	switch {
-	case !c.GELU || !c.PostNorms || c.EmbedScale != want.EmbedScale:
-		return fmt.Errorf("%s without GeGLU, post-norms or √hidden embedding scale: %w", c.Arch, ErrUnsupported)
+	case !c.GELU || !c.PostNorms || c.EmbedScale != want.EmbedScale || c.ResidualScale != 0 || c.LogitDivisor != 0:
+		return fmt.Errorf("%s without GeGLU, post-norms or √hidden embedding scale, or with Granite's scales: %w", c.Arch, ErrUnsupported)
 	case c.AttnScale != want.AttnScale:
 		return fmt.Errorf("%s query scale %g: llama.cpp would use %g for this shape: %w", c.Arch, c.AttnScale, want.AttnScale, ErrUnsupported)
 	case c.Arch == "gemma3" && c.AttnSoftcap != 0:
@@ -172,7 +184,7 @@ func (m *Model) Convert(d tensor.DType) error {
 
 // hfArchitecture is the architectures[0] value written for our arch.
 var hfArchitecture = map[string]string{"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM",
-	"gemma2": "Gemma2ForCausalLM", "gemma3": "Gemma3ForCausalLM"}
+	"gemma2": "Gemma2ForCausalLM", "gemma3": "Gemma3ForCausalLM", "granite": "GraniteForCausalLM"}
 
 // WriteHF writes config.json and model.safetensors into dir (created if
 // needed), in the layout transformers and our loader read: HF tensor names,
@@ -203,6 +215,10 @@ func (m *Model) WriteHF(dir string) error {
 	}
 	if m.gemma() {
 		m.hfGemmaConfig(cfg)
+	}
+	if m.Arch == "granite" {
+		cfg["embedding_multiplier"], cfg["residual_multiplier"] = orOne(m.EmbedScale), orOne(m.ResidualScale)
+		cfg["attention_multiplier"], cfg["logits_scaling"] = m.QueryScale(), orOne(m.LogitDivisor)
 	}
 	if m.Llama3Scaling != nil {
 		s := m.Llama3Scaling

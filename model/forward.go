@@ -149,6 +149,9 @@ func (m *Model) logits(x []float32, T int) []float32 {
 	rmsNorm(xn, x, m.Norm, T, m.Hidden, m.NormEps)
 	out := make([]float32, T*m.Vocab)
 	kernel.Linear(out, xn, &m.Output, T)
+	if m.LogitDivisor != 0 {
+		kernel.Scale(out, 1/m.LogitDivisor)
+	}
 	softcap(out, m.FinalSoftcap)
 	return out
 }
@@ -159,7 +162,7 @@ func (m *Model) logits(x []float32, T int) []float32 {
 //	x += Down · (silu(Gate·norm(x)) ⊙ Up·norm(x))
 //
 // Gemma puts a norm on each of the two terms before it is added (PostNorms)
-// and uses GELU for silu.
+// and uses GELU for silu; Granite scales both terms (ResidualScale).
 func (m *Model) block(s *State, l, T int) {
 	L, b, c := &m.Layers[l], &s.buf, &m.Config
 	D, qd, kvd := c.Hidden, c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
@@ -200,7 +203,7 @@ func (m *Model) block(s *State, l, T int) {
 	if c.PostNorms {
 		rmsNorm(out, out, L.PostAttnNorm, T, D, c.NormEps)
 	}
-	kernel.Axpy(x, 1, out)
+	kernel.Axpy(x, orOne(c.ResidualScale), out)
 
 	rmsNorm(xn, x, L.FFNNorm, T, D, c.NormEps)
 	gate, up := b.gate[:T*c.FFN], b.up[:T*c.FFN]
@@ -226,7 +229,7 @@ func (m *Model) block(s *State, l, T int) {
 	if c.PostNorms {
 		rmsNorm(out, out, L.PostFFNNorm, T, D, c.NormEps)
 	}
-	kernel.Axpy(x, 1, out)
+	kernel.Axpy(x, orOne(c.ResidualScale), out)
 }
 
 // linear: out = x·Wᵀ (+ bias) (+ the adapter's low-rank update).

@@ -125,15 +125,27 @@ func compareWithLlamaCpp(t *testing.T, m *Model, tol float64, checkGreedy bool) 
 }
 
 // wrongSettings are changes to a config that a comparison with llama.cpp
-// must notice: the RoPE pairing, and each Gemma feature the model uses.
+// must notice: the RoPE pairing, and each Gemma and Granite feature the
+// model uses.
 func wrongSettings(c *Config) map[string]func(*Config) {
 	out := map[string]func(*Config){"a wrong RoPE pairing": func(w *Config) { w.RoPEStyle = 1 - w.RoPEStyle }}
+	if c.EmbedScale != 0 {
+		out["no embedding scale"] = func(w *Config) { w.EmbedScale = 0 }
+	}
+	if c.ResidualScale != 0 {
+		out["no residual scale"] = func(w *Config) { w.ResidualScale = 0 }
+	}
+	if c.LogitDivisor != 0 {
+		out["no logit divisor"] = func(w *Config) { w.LogitDivisor = 0 }
+	}
+	if c.AttnScale != 0 && c.AttnScale != float32(1/math.Sqrt(float64(c.HeadDim))) {
+		out["the usual query scale"] = func(w *Config) { w.AttnScale = 0 }
+	}
 	if !c.GELU {
 		return out
 	}
 	out["SiLU for GELU"] = func(w *Config) { w.GELU = false }
 	out["no post-norms"] = func(w *Config) { w.PostNorms = false }
-	out["no embedding scale"] = func(w *Config) { w.EmbedScale = 0 }
 	out["no sliding window"] = func(w *Config) { w.SlidingWindow = 0 }
 	out["every layer sliding"] = func(w *Config) { w.SlidingPattern = 0 }
 	if c.AttnSoftcap != 0 {
@@ -147,9 +159,6 @@ func wrongSettings(c *Config) map[string]func(*Config) {
 	}
 	if c.RoPEScaling == "linear" {
 		out["no linear RoPE scaling"] = func(w *Config) { w.RoPEFactors = nil }
-	}
-	if c.AttnScale != float32(1/math.Sqrt(float64(c.HeadDim))) {
-		out["the usual query scale"] = func(w *Config) { w.AttnScale = 0 }
 	}
 	return out
 }

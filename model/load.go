@@ -62,7 +62,8 @@ var ggufArchitectures = map[string]RoPEStyle{
 	"qwen2":  RoPEHalf,
 	"qwen3":  RoPEHalf,
 	"gemma2": RoPEHalf,
-	"gemma3": RoPEHalf,
+	"gemma3":  RoPEHalf,
+	"granite": RoPEInterleave,
 }
 
 // LoadGGUF loads a GGUF file (v1–v3; F32, F16, BF16 and Q8_0 tensors).
@@ -87,7 +88,7 @@ func GGUFConfig(f *gguf.File) (*Config, error) {
 	}
 	style, ok := ggufArchitectures[arch]
 	if !ok {
-		return nil, fmt.Errorf("general.architecture %q: %w (supported: llama, qwen2, qwen3, gemma2, gemma3)", arch, ErrUnsupported)
+		return nil, fmt.Errorf("general.architecture %q: %w (supported: llama, qwen2, qwen3, gemma2, gemma3, granite)", arch, ErrUnsupported)
 	}
 	var missing []string
 	get := func(key string, def int) int {
@@ -140,6 +141,14 @@ func GGUFConfig(f *gguf.File) (*Config, error) {
 	c.QKVBias = arch == "qwen2"
 	if c.gemma() {
 		ggufGemma(f, c)
+	}
+	if arch == "granite" {
+		for key, dst := range map[string]*float32{"embedding_scale": &c.EmbedScale, "residual_scale": &c.ResidualScale,
+			"attention.scale": &c.AttnScale, "logit_scale": &c.LogitDivisor} {
+			if v, ok := f.Float(arch + "." + key); ok {
+				*dst = float32(v)
+			}
+		}
 	}
 	// RoPE factors need the head dimension; linear scaling is set after it.
 	if factor > 0 && factor != 1 {

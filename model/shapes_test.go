@@ -19,11 +19,12 @@ func testConfigs() map[string]Config {
 	return map[string]Config{"llama3-gqa-rope-scaling": llama3, "qwen2-bias": qwen2, "qwen3-qknorm": qwen3, "llama-tied-mha": llama}
 }
 
-// gemmaConfigs are Gemma 2 and 3 shapes, run but not trained: a short
+// inferenceConfigs are shapes run but not trained. Gemma 2 and 3: a short
 // window (both layer kinds within the test's 14 tokens), soft caps small
 // enough to bind, Gemma 3's local RoPE base and linear scaling of the global
-// layers, and the 27B query-scale rule (46 layers).
-func gemmaConfigs() map[string]Config {
+// layers, and the 27B query-scale rule (46 layers). Granite: its four
+// multipliers.
+func inferenceConfigs() map[string]Config {
 	g2 := Config{Arch: "gemma2", Hidden: 64, FFN: 128, NumLayers: 2, Heads: 4, KVHeads: 2, HeadDim: 32, Vocab: 320,
 		MaxSeq: 256, NormEps: 1e-6, RoPETheta: 10000, RoPEStyle: RoPEHalf, TiedEmbedding: true,
 		SlidingWindow: 4, SlidingPattern: 2, AttnSoftcap: 2, FinalSoftcap: 5}
@@ -36,13 +37,16 @@ func gemmaConfigs() map[string]Config {
 	big := g2
 	big.NumLayers, big.Hidden, big.FFN = 46, 32, 64 // 1/√(32/4) ≠ 1/√32
 	ggufGemmaScales(&big)
-	return map[string]Config{"gemma2-softcap-swa": g2, "gemma3-local-rope": g3, "gemma2-27b-scale": big}
+	granite := testConfigs()["llama3-gqa-rope-scaling"]
+	granite.Arch, granite.RoPEFactors, granite.RoPEScaling, granite.Llama3Scaling, granite.TiedEmbedding = "granite", nil, "", nil, true
+	granite.EmbedScale, granite.ResidualScale, granite.AttnScale, granite.LogitDivisor = 3, 0.5, 0.2, 4
+	return map[string]Config{"gemma2-softcap-swa": g2, "gemma3-local-rope": g3, "gemma2-27b-scale": big, "granite-multipliers": granite}
 }
 
 // allConfigs are every shape the engine runs.
 func allConfigs() map[string]Config {
 	out := testConfigs()
-	for k, v := range gemmaConfigs() {
+	for k, v := range inferenceConfigs() {
 		out[k] = v
 	}
 	return out

@@ -68,7 +68,7 @@ func TestGemmaHFConfig(t *testing.T) {
 // Gemma checkpoints store RMSNorm weights minus one; the export writes them
 // so and the loader adds the one back.
 func TestGemmaHFNormOffset(t *testing.T) {
-	m, err := NewRandom(gemmaConfigs()["gemma3-local-rope"], 2)
+	m, err := NewRandom(inferenceConfigs()["gemma3-local-rope"], 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +115,7 @@ func TestGemmaRefusals(t *testing.T) {
 		"sliding on every layer": func(c *Config) { c.SlidingPattern = 0 },
 		"no √hidden embed scale": func(c *Config) { c.EmbedScale = 1 },
 	} {
-		cfg := gemmaConfigs()["gemma2-softcap-swa"]
+		cfg := inferenceConfigs()["gemma2-softcap-swa"]
 		change(&cfg)
 		m, err := NewRandom(cfg, 1)
 		if err != nil {
@@ -126,9 +126,38 @@ func TestGemmaRefusals(t *testing.T) {
 			t.Errorf("%s: export gave %v", name, err)
 		}
 	}
-	m, _ := NewRandom(gemmaConfigs()["gemma2-softcap-swa"], 1)
+	m, _ := NewRandom(inferenceConfigs()["gemma2-softcap-swa"], 1)
 	r := &Row{Tokens: []int{1, 2, 3}, Targets: []int{2, 3, 4}, Weights: []float32{1, 1, 1}, Start: []int{0, 0, 0}}
 	if _, _, err := m.Loss(r, nil); !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "gemma2") {
 		t.Errorf("training a Gemma model: %v", err)
+	}
+}
+
+// Granite's config.json multipliers (values of the released 3.x 8B model)
+// become the engine's scales; a GGUF export carries them under llama.cpp's
+// keys and reads back the same.
+func TestGraniteConfig(t *testing.T) {
+	c, err := ParseHFConfig([]byte(`{"architectures": ["GraniteForCausalLM"], "hidden_size": 64,
+		"intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+		"vocab_size": 320, "rms_norm_eps": 1e-05, "rope_theta": 10000000.0, "hidden_act": "silu",
+		"embedding_multiplier": 12.0, "residual_multiplier": 0.22, "attention_multiplier": 0.0078125,
+		"logits_scaling": 16.0, "tie_word_embeddings": true}`), "granite")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Arch != "granite" || c.EmbedScale != 12 || c.ResidualScale != 0.22 || c.AttnScale != 0.0078125 || c.LogitDivisor != 16 {
+		t.Fatalf("granite: %+v", c)
+	}
+	m, err := NewRandom(*c, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "granite.gguf")
+	if err := m.WriteGGUF(path, SyntheticVocab(c.Vocab)); err != nil {
+		t.Fatal(err)
+	}
+	back := load(t, path)
+	if back.EmbedScale != 12 || back.ResidualScale != 0.22 || back.AttnScale != 0.0078125 || back.LogitDivisor != 16 || back.RoPEStyle != RoPEInterleave {
+		t.Errorf("GGUF read back %+v", back.Config)
 	}
 }
