@@ -58,10 +58,10 @@ func (g ggufSource) Has(name string) bool { return g.names[name] }
 // ggufArchitectures lists the general.architecture values we run, and the
 // RoPE pairing llama.cpp's converter leaves their q/k weights in.
 var ggufArchitectures = map[string]RoPEStyle{
-	"llama":  RoPEInterleave,
-	"qwen2":  RoPEHalf,
-	"qwen3":  RoPEHalf,
-	"gemma2": RoPEHalf,
+	"llama":   RoPEInterleave,
+	"qwen2":   RoPEHalf,
+	"qwen3":   RoPEHalf,
+	"gemma2":  RoPEHalf,
 	"gemma3":  RoPEHalf,
 	"granite": RoPEInterleave,
 }
