@@ -6,7 +6,9 @@ import (
 	"strings"
 	"testing"
 
+	"persona/gguf"
 	"persona/safetensors"
+	"persona/tensor"
 )
 
 // The config.json fields of the released Gemma 2 2B and Gemma 3 1B models
@@ -159,5 +161,80 @@ func TestGraniteConfig(t *testing.T) {
 	back := load(t, path)
 	if back.EmbedScale != 12 || back.ResidualScale != 0.22 || back.AttnScale != 0.0078125 || back.LogitDivisor != 16 || back.RoPEStyle != RoPEInterleave {
 		t.Errorf("GGUF read back %+v", back.Config)
+	}
+}
+
+// Phi-3 files hold q/k/v and gate/up as single matrices, in both formats;
+// the engine splits them on load (views, no copy) and fuses them on export.
+// Its 128k LongRoPE variants and partial rotary models are refused.
+func TestPhi3FusedFiles(t *testing.T) {
+	cfg := testConfigs()["phi3-fused"]
+	m, err := NewRandom(cfg, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := m.WriteHF(dir); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "phi3.gguf")
+	if err := m.WriteGGUF(path, SyntheticVocab(cfg.Vocab)); err != nil {
+		t.Fatal(err)
+	}
+	set, err := safetensors.OpenSet(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Close()
+	f, err := gguf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	q, kv := cfg.Heads*cfg.HeadDim, cfg.KVHeads*cfg.HeadDim
+	for _, c := range []struct {
+		has  func(string) bool
+		get  func(string) (tensor.Tensor, error)
+		qkv  string
+		gu   string
+		gone []string
+	}{
+		{set.Has, set.Tensor, "model.layers.1.self_attn.qkv_proj.weight", "model.layers.1.mlp.gate_up_proj.weight",
+			[]string{"model.layers.1.self_attn.q_proj.weight", "model.layers.1.mlp.up_proj.weight"}},
+		{func(n string) bool { _, err := f.Tensor(n); return err == nil }, f.Tensor, "blk.1.attn_qkv.weight", "blk.1.ffn_up.weight",
+			[]string{"blk.1.attn_q.weight", "blk.1.ffn_gate.weight"}},
+	} {
+		for name, rows := range map[string]int{c.qkv: q + 2*kv, c.gu: 2 * cfg.FFN} {
+			st, err := c.get(name)
+			if err != nil || st.Shape[0] != rows {
+				t.Errorf("%s: %v rows, want %d (%v)", name, st.Shape, rows, err)
+			}
+		}
+		for _, name := range c.gone {
+			if c.has(name) {
+				t.Errorf("%s stored beside its fused matrix", name)
+			}
+		}
+	}
+	for _, p := range []string{dir, path} {
+		back := load(t, p)
+		v := back.Layers[1].V.ToF32()
+		if w := m.Layers[1].V.ToF32(); v[5] != w[5] || back.Layers[1].Up.ToF32()[7] != m.Layers[1].Up.ToF32()[7] {
+			t.Errorf("%s: parts read back from the wrong rows", p)
+		}
+	}
+
+	base := `{"architectures": ["Phi3ForCausalLM"], "hidden_size": 64, "intermediate_size": 128,
+		"num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 320, "hidden_act": "silu"`
+	for extra, want := range map[string]string{
+		`, "partial_rotary_factor": 0.75}`:                                                 "partial_rotary_factor",
+		`, "rope_scaling": {"type": "longrope", "long_factor": [1], "short_factor": [1]}}`: "longrope",
+	} {
+		if _, err := ParseHFConfig([]byte(base+extra), "phi3"); !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v", extra, err)
+		}
+	}
+	if c, err := ParseHFConfig([]byte(base+`, "sliding_window": 2047}`), "phi3"); err != nil || c.Arch != "phi3" || c.SlidingWindow != 2047 {
+		t.Errorf("phi3 config: %+v, %v", c, err)
 	}
 }

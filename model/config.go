@@ -29,7 +29,7 @@ func (s RoPEStyle) String() string {
 // Config holds every hyper-parameter the forward pass needs, read in one place
 // from config.json or GGUF metadata.
 type Config struct {
-	Arch        string // "llama", "qwen2", "qwen3", "gemma2", "gemma3", "granite" (Mistral and SmolLM run as "llama")
+	Arch        string // "llama", "qwen2", "qwen3", "gemma2", "gemma3", "granite", "phi3" (Mistral and SmolLM run as "llama")
 	HFArch      string // the architectures[0] or general.architecture value as found
 	Hidden      int
 	FFN         int
@@ -180,6 +180,7 @@ type hfConfig struct {
 	ResidualMultiplier    float64         `json:"residual_multiplier"`
 	AttentionMultiplier   float64         `json:"attention_multiplier"`
 	LogitsScaling         float64         `json:"logits_scaling"`
+	PartialRotaryFactor   *float64        `json:"partial_rotary_factor"` // Phi-3 family
 	FinalLogitSoftcapping *float64        `json:"final_logit_softcapping"`
 	BOSTokenID            json.RawMessage `json:"bos_token_id"`
 	EOSTokenID            json.RawMessage `json:"eos_token_id"`
@@ -213,10 +214,11 @@ var hfArchitectures = map[string]string{
 	"Gemma2ForCausalLM":  "gemma2",
 	"Gemma3ForCausalLM":  "gemma3",
 	"GraniteForCausalLM": "granite",
+	"Phi3ForCausalLM":    "phi3",
 }
 
 // supportedHF names the architectures for error messages.
-const supportedHF = "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM, GraniteForCausalLM"
+const supportedHF = "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM, GraniteForCausalLM, Phi3ForCausalLM"
 
 // ReadHFConfig parses a Hugging Face config.json.
 func ReadHFConfig(path string) (*Config, error) {
@@ -281,7 +283,10 @@ func ParseHFConfig(data []byte, name string) (*Config, error) {
 	}
 	// Llama defaults to untied embeddings, Qwen2/3 configs state theirs.
 	c.TiedEmbedding = h.TieWordEmbeddings != nil && *h.TieWordEmbeddings
-	if h.SlidingWindow != nil && (h.UseSlidingWindow == nil || *h.UseSlidingWindow) && arch == "llama" {
+	if f := h.PartialRotaryFactor; f != nil && *f != 1 {
+		return nil, fmt.Errorf("%s: partial_rotary_factor %g: %w (RoPE over whole heads only)", name, *f, ErrUnsupported)
+	}
+	if h.SlidingWindow != nil && (h.UseSlidingWindow == nil || *h.UseSlidingWindow) && (arch == "llama" || arch == "phi3") {
 		c.SlidingWindow = *h.SlidingWindow
 	}
 	if gemma {
@@ -313,7 +318,7 @@ func ParseHFConfig(data []byte, name string) (*Config, error) {
 			c.RoPEScaling, c.Llama3Scaling = kind, &sc
 			c.RoPEFactors = sc.Factors(c.HeadDim, c.RoPETheta)
 		default:
-			return nil, fmt.Errorf("%s: rope_scaling type %q: %w (supported: linear, llama3)", name, kind, ErrUnsupported)
+			return nil, fmt.Errorf("%s: rope_scaling type %q: %w (supported: linear, llama3; Phi-3's 128k LongRoPE models are not)", name, kind, ErrUnsupported)
 		}
 	}
 	c.BOS = tokenIDs(h.BOSTokenID)

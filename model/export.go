@@ -79,6 +79,7 @@ func (m *Model) WriteGGUF(path string, vocab []gguf.KV) error {
 	if m.RoPEFactors != nil && m.RoPEScaling != "linear" {
 		w.AddTensor(tensor.Tensor{Name: "rope_freqs.weight", DType: tensor.F32, Shape: []int{len(m.RoPEFactors)}, Data: tensor.F32ToBytes(m.RoPEFactors)})
 	}
+	fu := fuser{c: &m.Config, n: ggufNames}
 	err := visitParams(&m.Weights, &m.Config, func(p paramRef) error {
 		t := p.Tensor()
 		t.Name = p.GGUF
@@ -87,6 +88,10 @@ func (m *Model) WriteGGUF(path string, vocab []gguf.KV) error {
 			if t, err = permuteRoPERows(t, h, m.HeadDim, style); err != nil {
 				return err
 			}
+		}
+		t, ok, err := fu.add(p, t)
+		if !ok || err != nil {
+			return err
 		}
 		return w.AddTensor(t)
 	})
@@ -184,7 +189,7 @@ func (m *Model) Convert(d tensor.DType) error {
 
 // hfArchitecture is the architectures[0] value written for our arch.
 var hfArchitecture = map[string]string{"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM",
-	"gemma2": "Gemma2ForCausalLM", "gemma3": "Gemma3ForCausalLM", "granite": "GraniteForCausalLM"}
+	"gemma2": "Gemma2ForCausalLM", "gemma3": "Gemma3ForCausalLM", "granite": "GraniteForCausalLM", "phi3": "Phi3ForCausalLM"}
 
 // WriteHF writes config.json and model.safetensors into dir (created if
 // needed), in the layout transformers and our loader read: HF tensor names,
@@ -232,7 +237,8 @@ func (m *Model) WriteHF(dir string) error {
 		cfg["eos_token_id"] = m.EOS[0]
 	}
 	var tensors []tensor.Tensor
-	add := func(name string, t tensor.Tensor, ropeHeads int, offset float32) error {
+	fu := fuser{c: &m.Config, n: hfNames}
+	add := func(p paramRef, name string, t tensor.Tensor, ropeHeads int, offset float32) error {
 		t.Name = name
 		if offset != 0 {
 			v := slices.Clone(t.F32())
@@ -250,11 +256,14 @@ func (m *Model) WriteHF(dir string) error {
 				return err
 			}
 		}
-		tensors = append(tensors, t)
-		return nil
+		t, ok, err := fu.add(p, t)
+		if ok && err == nil {
+			tensors = append(tensors, t)
+		}
+		return err
 	}
 	if err := visitParams(&m.Weights, &m.Config, func(p paramRef) error {
-		return add(p.HF, p.Tensor(), p.RoPEHeads(&m.Config), p.hfOffset(&m.Config))
+		return add(p, p.HF, p.Tensor(), p.RoPEHeads(&m.Config), p.hfOffset(&m.Config))
 	}); err != nil {
 		return err
 	}

@@ -64,6 +64,7 @@ var ggufArchitectures = map[string]RoPEStyle{
 	"gemma2":  RoPEHalf,
 	"gemma3":  RoPEHalf,
 	"granite": RoPEInterleave,
+	"phi3":    RoPEHalf,
 }
 
 // LoadGGUF loads a GGUF file (v1–v3; F32, F16, BF16 and Q8_0 tensors).
@@ -88,7 +89,7 @@ func GGUFConfig(f *gguf.File) (*Config, error) {
 	}
 	style, ok := ggufArchitectures[arch]
 	if !ok {
-		return nil, fmt.Errorf("general.architecture %q: %w (supported: llama, qwen2, qwen3, gemma2, gemma3, granite)", arch, ErrUnsupported)
+		return nil, fmt.Errorf("general.architecture %q: %w (supported: llama, qwen2, qwen3, gemma2, gemma3, granite, phi3)", arch, ErrUnsupported)
 	}
 	var missing []string
 	get := func(key string, def int) int {
@@ -237,6 +238,9 @@ func fromGGUF(f *gguf.File) (*Model, error) {
 	}
 	cfg.TiedEmbedding = !src.names["output.weight"]
 	cfg.QKVBias = cfg.QKVBias || src.names["blk.0.attn_q.bias"]
+	if src.names["rope_factors_long.weight"] {
+		return nil, fmt.Errorf("rope_factors_long.weight: LongRoPE (Phi-3 128k): %w", ErrUnsupported)
+	}
 	if src.names["rope_freqs.weight"] {
 		t, err := f.Tensor("rope_freqs.weight")
 		if err != nil {

@@ -184,6 +184,104 @@ func visitParams(w *Weights, c *Config, fn func(paramRef) error) error {
 	return nil
 }
 
+// fusion is a matrix some checkpoints store as one: Phi-3 concatenates the
+// q, k and v projections, and the gate and up projections, by rows.
+type fusion struct {
+	parts    []string // field names, in row order
+	hf, gguf string   // the stored matrix's name within a block
+}
+
+var phi3Fusions = []fusion{
+	{[]string{"Q", "K", "V"}, "self_attn.qkv_proj.weight", "attn_qkv.weight"},
+	{[]string{"Gate", "Up"}, "mlp.gate_up_proj.weight", "ffn_up.weight"},
+}
+
+// fusionOf returns the fusion a block parameter is stored in, if any, with
+// its first row there and whether it is the fusion's last part.
+func (c *Config) fusionOf(p paramRef) (f *fusion, row0 int, last bool) {
+	if c.Arch != "phi3" || p.Layer < 0 {
+		return nil, 0, false
+	}
+	for i := range phi3Fusions {
+		f := &phi3Fusions[i]
+		row0 = 0
+		for j, part := range f.parts {
+			if part == p.field.name {
+				return f, row0, j == len(f.parts)-1
+			}
+			for _, lf := range layerFields {
+				if lf.name == part {
+					d, _ := c.dims(lf.shape)
+					row0 += d[0]
+				}
+			}
+		}
+	}
+	return nil, 0, false
+}
+
+// stored is the name and bytes a parameter has in a file of the given
+// naming: its own, or, when the model stores it fused and src has the
+// fused matrix, the rows of that matrix that are its part.
+func (c *Config) stored(src tensorSource, p paramRef, n naming) (string, tensor.Tensor, error) {
+	name := p.HF
+	if n.tag == "gguf" {
+		name = p.GGUF
+	}
+	if f, row0, _ := c.fusionOf(p); f != nil {
+		fused := f.hf
+		if n.tag == "gguf" {
+			fused = f.gguf
+		}
+		fused = n.layer(p.Layer, fused)
+		if src.Has(fused) {
+			t, err := src.Tensor(fused)
+			if err != nil {
+				return fused, t, err
+			}
+			d, err := c.dims(p.field.shape)
+			if err != nil {
+				return fused, t, err
+			}
+			part, err := t.RowRange(row0, d[0])
+			return fused, part, err
+		}
+	}
+	if !src.Has(name) {
+		return name, tensor.Tensor{}, fmt.Errorf("tensor %q is missing", name)
+	}
+	t, err := src.Tensor(name)
+	return name, t, err
+}
+
+// fuser collects the parts of fused matrices while an export visits the
+// parameters, and hands back each fused matrix when its last part arrives.
+type fuser struct {
+	c       *Config
+	n       naming
+	pending []tensor.Tensor
+}
+
+// add returns what to write for parameter p with tensor t (named as in the
+// file): t itself, nothing yet (ok false), or the whole fused matrix.
+func (u *fuser) add(p paramRef, t tensor.Tensor) (tensor.Tensor, bool, error) {
+	f, _, last := u.c.fusionOf(p)
+	if f == nil {
+		return t, true, nil
+	}
+	u.pending = append(u.pending, t)
+	if !last {
+		return t, false, nil
+	}
+	name := f.hf
+	if u.n.tag == "gguf" {
+		name = f.gguf
+	}
+	out, err := tensor.ConcatRows(u.n.layer(p.Layer, name), u.pending...)
+	u.pending = nil
+	return out, true, err
+}
+
 // naming turns a field's tag into a full tensor name for one file format.
 type naming struct {
 	tag   string // "hf" or "gguf"
@@ -207,14 +305,7 @@ type tensorSource interface {
 func (m *Model) bind(src tensorSource, n naming) error {
 	m.Layers = make([]Layer, m.NumLayers)
 	err := visitParams(&m.Weights, &m.Config, func(p paramRef) error {
-		name := p.HF
-		if n.tag == "gguf" {
-			name = p.GGUF
-		}
-		if !src.Has(name) {
-			return fmt.Errorf("tensor %q is missing", name)
-		}
-		t, err := src.Tensor(name)
+		name, t, err := m.Config.stored(src, p, n)
 		if err != nil {
 			return err
 		}

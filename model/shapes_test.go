@@ -2,7 +2,8 @@ package model
 
 // testConfigs are small shapes the fixtures do not cover: Llama 3 with GQA,
 // untied embeddings and llama3 RoPE scaling; Qwen2 with q/k/v biases; Qwen3
-// with q/k norm and a head dim that is not hidden/heads; plain tied Llama.
+// with q/k norm and a head dim that is not hidden/heads; plain tied Llama;
+// Phi-3, whose files fuse q/k/v and gate/up.
 func testConfigs() map[string]Config {
 	base := Config{Hidden: 64, FFN: 128, NumLayers: 2, Heads: 8, KVHeads: 2, HeadDim: 8, Vocab: 320,
 		MaxSeq: 256, NormEps: 1e-5, RoPETheta: 10000, RoPEStyle: RoPEHalf}
@@ -16,7 +17,10 @@ func testConfigs() map[string]Config {
 	qwen3.Arch, qwen3.QKNorm, qwen3.HeadDim, qwen3.KVHeads = "qwen3", true, 16, 4
 	llama := base
 	llama.Arch, llama.KVHeads, llama.TiedEmbedding = "llama", 8, true
-	return map[string]Config{"llama3-gqa-rope-scaling": llama3, "qwen2-bias": qwen2, "qwen3-qknorm": qwen3, "llama-tied-mha": llama}
+	phi3 := base
+	phi3.Arch, phi3.KVHeads = "phi3", 8
+	return map[string]Config{"llama3-gqa-rope-scaling": llama3, "qwen2-bias": qwen2, "qwen3-qknorm": qwen3, "llama-tied-mha": llama,
+		"phi3-fused": phi3}
 }
 
 // inferenceConfigs are shapes run but not trained. Gemma 2 and 3: a short

@@ -304,3 +304,31 @@ func Encode(d DType, src []float32) ([]byte, error) {
 	}
 	return out, nil
 }
+
+// RowRange returns rows r0 … r0+n−1 of a matrix as a view sharing its
+// bytes (rows of every type are whole blocks).
+func (t *Tensor) RowRange(r0, n int) (Tensor, error) {
+	rows, cols := t.Rows(), t.Cols()
+	if len(t.Shape) != 2 || r0 < 0 || n < 0 || r0+n > rows {
+		return Tensor{}, fmt.Errorf("tensor %q %v: rows %d…%d out of range", t.Name, t.Shape, r0, r0+n-1)
+	}
+	rb, err := t.DType.RowBytes(cols)
+	if err != nil {
+		return Tensor{}, err
+	}
+	return Tensor{Name: t.Name, DType: t.DType, Shape: []int{n, cols}, Data: t.Data[r0*rb : (r0+n)*rb]}, nil
+}
+
+// ConcatRows stacks matrices of one type and width into a new one named
+// name, rows of the first first.
+func ConcatRows(name string, parts ...Tensor) (Tensor, error) {
+	out := Tensor{Name: name, DType: parts[0].DType, Shape: []int{0, parts[0].Cols()}}
+	for _, p := range parts {
+		if p.DType != out.DType || len(p.Shape) != 2 || p.Cols() != out.Shape[1] {
+			return Tensor{}, fmt.Errorf("tensor %q: cannot stack %q (%v %v) under %v %v", name, p.Name, p.DType, p.Shape, out.DType, out.Shape)
+		}
+		out.Shape[0] += p.Shape[0]
+		out.Data = append(out.Data, p.Data...)
+	}
+	return out, nil
+}
