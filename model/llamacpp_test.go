@@ -189,6 +189,7 @@ func TestQuantizedFilesMatchLlamaCpp(t *testing.T) {
 		"qwen2-bias":              {"Q6_K"},
 		"gemma3-local-rope":       {"Q8_0", "Q4_K_M"},
 		"gemma2-softcap-swa":      {"Q5_K_M"},
+		"phi3-fused":              {"Q4_K_M", "Q4_0"},
 	}
 	for arch, types := range cases {
 		cfg := allConfigs()[arch]

@@ -1,5 +1,6 @@
 // Package model is the embedded engine's transformer: Llama-family decoder
-// weights (Llama 1/2/3, Mistral, Qwen2/2.5, Qwen3, SmolLM, Gemma 2 and 3) bound straight from
+// weights (Llama 1/2/3, Mistral, Qwen2/2.5, Qwen3, SmolLM, Gemma 2 and 3,
+// Granite, Phi-3) bound straight from
 // memory-mapped Hugging Face safetensors or GGUF files, and a forward pass
 // over a KV cache with residual-stream interventions (package resid) applied
 // at the output of every block.

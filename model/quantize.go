@@ -22,6 +22,7 @@ var mixBase = map[string]tensor.DType{"Q4_0": tensor.Q4_0, "Q8_0": tensor.Q8_0, 
 // the layers and every third layer between; everything else in the mix's
 // type. A matrix whose rows are not whole blocks of its type falls back as
 // llama.cpp falls back (Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0, then F16).
+// Phi-3's fused q/k/v matrix follows the attn_v rule, as in llama.cpp.
 // It returns how many matrices got each type.
 func (m *Model) Quantize(mix string) (map[tensor.DType]int, error) {
 	base, ok := mixBase[mix]
@@ -36,6 +37,9 @@ func (m *Model) Quantize(mix string) (map[tensor.DType]int, error) {
 			return nil
 		}
 		want := base
+		// Phi-3's fused q/k/v matrix counts as attn_v.
+		fused, _, _ := m.fusionOf(p)
+		attnV := strings.HasSuffix(p.GGUF, ".attn_v.weight") || (fused != nil && fused.gguf == "attn_qkv.weight")
 		switch {
 		case p.GGUF == "output.weight" || (m.TiedEmbedding && p.GGUF == "token_embd.weight"):
 			if base != tensor.Q8_0 {
@@ -44,7 +48,7 @@ func (m *Model) Quantize(mix string) (map[tensor.DType]int, error) {
 			if t.Cols()%base.BlockSize() != 0 {
 				want = tensor.Q8_0
 			}
-		case (strings.HasSuffix(p.GGUF, ".attn_v.weight") || strings.HasSuffix(p.GGUF, ".ffn_down.weight")) &&
+		case (attnV || strings.HasSuffix(p.GGUF, ".ffn_down.weight")) &&
 			(mix == "Q4_K_M" || mix == "Q5_K_M") && moreBits(p.Layer, m.NumLayers):
 			want = tensor.Q6_K
 		}
