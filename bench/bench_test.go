@@ -3,6 +3,8 @@ package bench
 import (
 	"math"
 	"testing"
+
+	"persona/train"
 )
 
 func TestStatAndRatio(t *testing.T) {
@@ -24,5 +26,21 @@ func TestStatAndRatio(t *testing.T) {
 	}
 	if math.IsNaN(Ratio(NewStat([]float64{1}), NewStat([]float64{2})).Median) {
 		t.Error("NaN")
+	}
+}
+
+// BenchmarkTrainShape times the trainer on each `persona bench train`
+// shape in this process, for profiling:
+// go test ./bench -run XXX -bench TrainShape/10M -cpuprofile cpu.out.
+func BenchmarkTrainShape(b *testing.B) {
+	for _, s := range TrainShapes {
+		b.Run(s.Name, func(b *testing.B) {
+			r, err := train.Bench(s.Cfg, 256, 4, b.N, 1)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(r.TokPerS, "tok/s")
+			b.ReportMetric(r.GFLOPS, "GFLOP/s")
+		})
 	}
 }

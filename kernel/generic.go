@@ -27,6 +27,12 @@ func axpyGo(y []float32, alpha float32, x []float32) {
 	}
 }
 
+func expGo(x []float32) {
+	for i, v := range x {
+		x[i] = float32(math.Exp(float64(v)))
+	}
+}
+
 func scaleGo(x []float32, s float32) {
 	for i := range x {
 		x[i] *= s

@@ -14,6 +14,7 @@ var (
 	dotImpl   = dotGo
 	axpyImpl  = axpyGo
 	scaleImpl = scaleGo
+	expImpl   = expGo
 	// dot4Impl computes four dot products of x with rows of w that are ldw apart.
 	dot4Impl = dot4Go
 	dot8Impl = dot8Go
@@ -49,6 +50,15 @@ func Dot(a, b []float32) float32 {
 func Axpy(y []float32, alpha float32, x []float32) {
 	// y: (n), x: (≥n)
 	axpyImpl(y, alpha, x[:len(y)])
+}
+
+// Exp replaces every element of x by its exponential. The AVX-512 version
+// reduces to exp(r)·2ⁿ with |r| ≤ ln2/2 and a degree-7 polynomial: within 2
+// ulp of math.Exp over the float32 range, 0 below −104 (−Inf too) and +Inf
+// above 88.7. Softmaxes and SiLU in training spend their time here.
+func Exp(x []float32) {
+	// x: (n)
+	expImpl(x)
 }
 
 // Scale multiplies x by s in place.

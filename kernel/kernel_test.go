@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -430,4 +431,32 @@ func TestParallel(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// Exp agrees with math.Exp to 2 ulp over the float32 range, maps −Inf and
+// very negative inputs to 0 and large ones to +Inf, on every tail length.
+func TestExp(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, n := range []int{0, 1, 15, 16, 17, 100, 1000} {
+		x := make([]float32, n)
+		for i := range x {
+			x[i] = float32(r.Float64()*190 - 102)
+			if i%7 == 0 {
+				x[i] = float32(r.NormFloat64())
+			}
+		}
+		got := slices.Clone(x)
+		Exp(got)
+		for i, v := range x {
+			want := math.Exp(float64(v))
+			if d := math.Abs(float64(got[i])-want) / want; d > 2.4e-7 && want > 1.2e-38 {
+				t.Fatalf("n %d: exp(%g) = %g, want %g (relative %.2g)", n, v, got[i], want, d)
+			}
+		}
+	}
+	special := []float32{float32(math.Inf(-1)), -200, -104, 0, 89, 1000, float32(math.Inf(1))}
+	Exp(special)
+	if want := []float32{0, 0, 0, 1, float32(math.Inf(1)), float32(math.Inf(1)), float32(math.Inf(1))}; !slices.Equal(special, want) {
+		t.Fatalf("special values: %v, want %v", special, want)
+	}
 }

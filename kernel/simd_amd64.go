@@ -23,6 +23,7 @@ func init() {
 	dotImpl = dotAVX512
 	axpyImpl = axpyAVX512
 	scaleImpl = scaleAVX512
+	expImpl = expAVX512
 	dot4Impl = dot4AVX512
 	dot8Impl = dot8AVX512
 	prefetchImpl = prefetchL1
@@ -95,6 +96,44 @@ func axpyAVX512(y []float32, alpha float32, x []float32) {
 	}
 	if i < n {
 		archsimd.LoadFloat32x16SlicePart(x[i:]).MulAdd(av, archsimd.LoadFloat32x16SlicePart(y[i:])).StoreSlicePart(y[i:])
+	}
+	archsimd.ClearAVXUpperBits()
+}
+
+// expAVX512: n = round(x·log₂e), r = x − n·ln2 (ln2 split in two parts so
+// the product is exact), exp(r) from its Taylor-like minimax polynomial,
+// and the result scaled by 2ⁿ with VSCALEFPS, which also makes the
+// underflow to 0 and the overflow to +Inf exact. Inputs are clamped first so
+// r stays in range (−Inf becomes 0).
+func expAVX512(x []float32) {
+	n := len(x)
+	lo, hi := archsimd.BroadcastFloat32x16(-105), archsimd.BroadcastFloat32x16(88.73)
+	log2e := archsimd.BroadcastFloat32x16(1.44269504088896341)
+	c1, c2 := archsimd.BroadcastFloat32x16(-0.693359375), archsimd.BroadcastFloat32x16(2.12194440e-4)
+	p0, p1 := archsimd.BroadcastFloat32x16(1.9875691500e-4), archsimd.BroadcastFloat32x16(1.3981999507e-3)
+	p2, p3 := archsimd.BroadcastFloat32x16(8.3334519073e-3), archsimd.BroadcastFloat32x16(4.1665795894e-2)
+	p4, p5 := archsimd.BroadcastFloat32x16(1.6666665459e-1), archsimd.BroadcastFloat32x16(5.0000001201e-1)
+	one := archsimd.BroadcastFloat32x16(1)
+	exp := func(v f32x16) f32x16 {
+		v = v.Max(lo).Min(hi)
+		k := v.Mul(log2e).RoundToEvenScaled(0)
+		r := k.MulAdd(c1, v)
+		r = k.MulAdd(c2, r)
+		y := p0.MulAdd(r, p1).MulAdd(r, p2).MulAdd(r, p3).MulAdd(r, p4).MulAdd(r, p5)
+		y = y.MulAdd(r.Mul(r), r).Add(one)
+		return y.Scale(k)
+	}
+	i := 0
+	if n >= 16 {
+		px := unsafe.Pointer(&x[0])
+		end := uintptr(n&^15) * 4
+		for off := uintptr(0); off < end; off += 64 {
+			exp(ld(px, off)).Store(at(px, off))
+		}
+		i = n &^ 15
+	}
+	if i < n {
+		exp(archsimd.LoadFloat32x16SlicePart(x[i:])).StoreSlicePart(x[i:])
 	}
 	archsimd.ClearAVXUpperBits()
 }

@@ -1,13 +1,10 @@
 package model
 
 import (
-	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"runtime"
 
-	"persona/internal/parallel"
 	"persona/kernel"
 	"persona/resid"
 )
@@ -201,17 +198,29 @@ func (m *Model) headLossBackward(xn []float32, r *Row, g *Grads, dxn []float32, 
 				clear(row)
 				continue
 			}
-			lse := LogSumExp(row)
-			loss += float64(w) * (lse - float64(row[r.Targets[t]]))
+			// One pass of exponentials serves the loss and its gradient:
+			// e = exp(row − max), lse = max + log Σe, softmax = e/Σe.
+			target := row[r.Targets[t]]
+			mx := row[0]
+			for _, v := range row[1:] {
+				mx = max(mx, v)
+			}
+			for j := range row {
+				row[j] -= mx
+			}
+			kernel.Exp(row)
+			var sum float64
+			for _, e := range row {
+				sum += float64(e)
+			}
+			loss += float64(w) * (float64(mx) + math.Log(sum) - float64(target))
 			weight += float64(w)
 			if g == nil {
 				continue
 			}
 			// d loss / d logit = w·(softmax − onehot), times the step's scale.
 			k := w * scale
-			for j, v := range row {
-				row[j] = k * float32(math.Exp(float64(v)-lse))
-			}
+			kernel.Scale(row, k/float32(sum))
 			row[r.Targets[t]] -= k
 		}
 		if g != nil {
@@ -376,38 +385,85 @@ func (m *Model) blockBackward(l int, tr *layerTrace, G *Layer, dx []float32, T i
 // packed row: query t sees keys start[t] … t. It keeps the log-sum-exp of
 // every softmax so the backward pass can recompute the probabilities instead
 // of storing a (T, T) matrix per head.
+//
+// Each head is a pair of matrix products over blocks of attnBlock queries,
+// each block against the keys up to its last query (the causal half of
+// the score matrix): S = Q·Kᵀ, P = softmax(scale·S) row by row, out = P·V.
 func (m *Model) attentionTrain(tr *layerTrace, T int, start []int) {
 	c := &m.Config
 	hd, H, kvd, group := c.HeadDim, c.Heads, c.KVHeads*c.HeadDim, c.Heads/c.KVHeads
 	scale := float32(1 / math.Sqrt(float64(hd)))
-	parallel.For(context.Background(), runtime.GOMAXPROCS(0), H, func(h int) error {
-		scores := make([]float32, T)
-		off := (h / group) * hd
-		for t := 0; t < T; t++ {
-			qh := tr.q[(t*H+h)*hd : (t*H+h+1)*hd]
-			lo := start[t]
-			sc := scores[:t+1-lo]
-			mx := float32(math.Inf(-1))
-			for j := range sc {
-				sc[j] = kernel.Dot(qh, tr.k[(lo+j)*kvd+off:(lo+j)*kvd+off+hd]) * scale
-				mx = max(mx, sc[j])
+	qh, kg, vg, oh := make([]float32, T*hd), make([]float32, T*hd), make([]float32, T*hd), make([]float32, T*hd)
+	p := make([]float32, attnBlock*T)
+	for g := 0; g < c.KVHeads; g++ {
+		gatherHead(kg, tr.k, g*hd, kvd, T, hd)
+		gatherHead(vg, tr.v, g*hd, kvd, T, hd)
+		for h := g * group; h < (g+1)*group; h++ {
+			gatherHead(qh, tr.q, h*hd, H*hd, T, hd)
+			for r0 := 0; r0 < T; r0 += attnBlock {
+				r1 := min(r0+attnBlock, T)
+				rows, cols := r1-r0, r1
+				s := p[:rows*cols]
+				kernel.MatMulNT(s, qh[r0*hd:r1*hd], kg[:cols*hd], rows, cols, hd, false)
+				kernel.Parallel(rows, 8, rows*cols*8, func(i0, i1 int) {
+					for i := i0; i < i1; i++ {
+						t := r0 + i
+						row := s[i*cols : (i+1)*cols]
+						tr.lse[t*H+h] = softmaxCausal(row, start[t], t, scale)
+					}
+				})
+				kernel.MatMulNN(oh[r0*hd:r1*hd], s, vg[:cols*hd], rows, hd, cols, false)
 			}
-			var sum float32
-			for j, s := range sc {
-				e := float32(math.Exp(float64(s - mx)))
-				sc[j] = e
-				sum += e
-			}
-			tr.lse[t*H+h] = mx + float32(math.Log(float64(sum)))
-			o := tr.att[(t*H+h)*hd : (t*H+h+1)*hd]
-			clear(o)
-			inv := 1 / sum
-			for j, e := range sc {
-				kernel.Axpy(o, e*inv, tr.v[(lo+j)*kvd+off:(lo+j)*kvd+off+hd])
-			}
+			scatterHead(tr.att, oh, h*hd, H*hd, T, hd, false)
 		}
-		return nil
-	})
+	}
+}
+
+// attnBlock is how many queries the training attention takes at a time.
+const attnBlock = 64
+
+// softmaxCausal turns row's scores for keys lo … t into probabilities of
+// scale·score, zeroes the other entries, and returns the log-sum-exp.
+func softmaxCausal(row []float32, lo, t int, scale float32) float32 {
+	clear(row[:lo])
+	clear(row[t+1:])
+	sc := row[lo : t+1]
+	mx := float32(math.Inf(-1))
+	for j, v := range sc {
+		sc[j] = v * scale
+		mx = max(mx, sc[j])
+	}
+	for j := range sc {
+		sc[j] -= mx
+	}
+	kernel.Exp(sc)
+	var sum float32
+	for _, e := range sc {
+		sum += e
+	}
+	kernel.Scale(sc, 1/sum)
+	return mx + float32(math.Log(float64(sum)))
+}
+
+// gatherHead copies one head's columns [off, off+hd) of the T rows of a
+// (T, ld) matrix into a contiguous (T, hd) one.
+func gatherHead(dst, src []float32, off, ld, T, hd int) {
+	for t := 0; t < T; t++ {
+		copy(dst[t*hd:(t+1)*hd], src[t*ld+off:t*ld+off+hd])
+	}
+}
+
+// scatterHead writes (or adds) a contiguous (T, hd) matrix into one head's
+// columns of a (T, ld) one.
+func scatterHead(dst, src []float32, off, ld, T, hd int, add bool) {
+	for t := 0; t < T; t++ {
+		d := dst[t*ld+off : t*ld+off+hd]
+		if add {
+			kernel.Axpy(d, 1, src[t*hd:(t+1)*hd])
+		} else {
+			copy(d, src[t*hd:(t+1)*hd])
+		}
+	}
 }
 
 // attentionBackward: in the forward pass, for query t and head h,
@@ -418,31 +474,60 @@ func (m *Model) attentionTrain(tr *layerTrace, T int, start []int) {
 //
 //	dv_j += p_j·datt,  ds_j = p_j·(dp_j − Δ),  dq += scale·Σ_j ds_j·k_j,  dk_j += scale·ds_j·q
 //
-// Work is split by key/value head: the query heads sharing one k/v head write
-// only their own dq rows and that head's dk, dv, so no two workers race.
+// computed, like the forward pass, block by block of queries as matrix
+// products: P from the kept log-sum-exps, dP = dAtt·Vᵀ, dS = P∘(dP − Δ),
+// dQ = scale·dS·K, dK += scale·dSᵀ·Q, dV += Pᵀ·dAtt. dq, dk and dv are
+// accumulated into.
 func (m *Model) attentionBackward(tr *layerTrace, datt, dq, dk, dv []float32, T int, start []int) {
 	c := &m.Config
 	hd, H, kvd, group := c.HeadDim, c.Heads, c.KVHeads*c.HeadDim, c.Heads/c.KVHeads
 	scale := float32(1 / math.Sqrt(float64(hd)))
-	parallel.For(context.Background(), runtime.GOMAXPROCS(0), c.KVHeads, func(g int) error {
-		off := g * hd
+	buf := func() []float32 { return make([]float32, T*hd) }
+	qh, kg, vg, oh, dah, dqh, dkg, dvg := buf(), buf(), buf(), buf(), buf(), buf(), buf(), buf()
+	p, dp := make([]float32, attnBlock*T), make([]float32, attnBlock*T)
+	delta := make([]float32, T)
+	for g := 0; g < c.KVHeads; g++ {
+		gatherHead(kg, tr.k, g*hd, kvd, T, hd)
+		gatherHead(vg, tr.v, g*hd, kvd, T, hd)
+		clear(dkg)
+		clear(dvg)
 		for h := g * group; h < (g+1)*group; h++ {
-			for t := 0; t < T; t++ {
-				i := (t*H + h) * hd
-				qh, da, o, dqh := tr.q[i:i+hd], datt[i:i+hd], tr.att[i:i+hd], dq[i:i+hd]
-				lo, lse := start[t], tr.lse[t*H+h]
-				delta := kernel.Dot(da, o)
-				for j := lo; j <= t; j++ {
-					kj := tr.k[j*kvd+off : j*kvd+off+hd]
-					pj := float32(math.Exp(float64(kernel.Dot(qh, kj)*scale - lse)))
-					dp := kernel.Dot(da, tr.v[j*kvd+off:j*kvd+off+hd])
-					ds := pj * (dp - delta) * scale
-					kernel.Axpy(dqh, ds, kj)
-					kernel.Axpy(dk[j*kvd+off:j*kvd+off+hd], ds, qh)
-					kernel.Axpy(dv[j*kvd+off:j*kvd+off+hd], pj, da)
-				}
+			gatherHead(qh, tr.q, h*hd, H*hd, T, hd)
+			gatherHead(oh, tr.att, h*hd, H*hd, T, hd)
+			gatherHead(dah, datt, h*hd, H*hd, T, hd)
+			for t := range delta {
+				delta[t] = kernel.Dot(dah[t*hd:(t+1)*hd], oh[t*hd:(t+1)*hd])
 			}
+			for r0 := 0; r0 < T; r0 += attnBlock {
+				r1 := min(r0+attnBlock, T)
+				rows, cols := r1-r0, r1
+				P, dP := p[:rows*cols], dp[:rows*cols]
+				kernel.MatMulNT(P, qh[r0*hd:r1*hd], kg[:cols*hd], rows, cols, hd, false)
+				kernel.MatMulNT(dP, dah[r0*hd:r1*hd], vg[:cols*hd], rows, cols, hd, false)
+				kernel.Parallel(rows, 8, rows*cols*8, func(i0, i1 int) {
+					for i := i0; i < i1; i++ {
+						t := r0 + i
+						pr, dr := P[i*cols:(i+1)*cols], dP[i*cols:(i+1)*cols]
+						lo, lse := start[t], tr.lse[t*H+h]
+						clear(pr[:lo])
+						clear(pr[t+1:])
+						sc := pr[lo : t+1]
+						for j, v := range sc {
+							sc[j] = v*scale - lse
+						}
+						kernel.Exp(sc)
+						for j := range dr {
+							dr[j] = pr[j] * (dr[j] - delta[t]) * scale
+						}
+					}
+				})
+				kernel.MatMulNN(dqh[r0*hd:r1*hd], dP, kg[:cols*hd], rows, hd, cols, false)
+				kernel.MatMulTN(dkg[:cols*hd], dP, qh[r0*hd:r1*hd], cols, hd, rows, true)
+				kernel.MatMulTN(dvg[:cols*hd], P, dah[r0*hd:r1*hd], cols, hd, rows, true)
+			}
+			scatterHead(dq, dqh, h*hd, H*hd, T, hd, true)
 		}
-		return nil
-	})
+		scatterHead(dk, dkg, g*hd, kvd, T, hd, true)
+		scatterHead(dv, dvg, g*hd, kvd, T, hd, true)
+	}
 }

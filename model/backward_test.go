@@ -142,7 +142,7 @@ func TestModelGradients(t *testing.T) {
 			}
 			m.TrainableF32()
 			r := rand.New(rand.NewPCG(2, 3))
-			row := packedRow(r, []int{7, 5}, m.Vocab)
+			row := packedRow(r, []int{70, 5, 60}, m.Vocab) // across query blocks (attnBlock)
 			v := randSlice(r, m.Hidden, 1)
 			u, _ := resid.Unit(randSlice(r, m.Hidden, 1))
 			iv, err := resid.NewSet(m.NumLayers, m.Hidden,
@@ -211,8 +211,10 @@ func TestTrainForwardMatchesInference(t *testing.T) {
 		}
 		return ids, nll
 	}
-	a, nllA := doc(9)
-	b, nllB := doc(6)
+	// Long enough for several query blocks of the training attention, the
+	// second document starting inside one.
+	a, nllA := doc(90)
+	b, nllB := doc(60)
 	row := &Row{}
 	for _, d := range [][]int{a, b} {
 		s := row.Len()

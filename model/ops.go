@@ -2,6 +2,8 @@ package model
 
 import (
 	"math"
+
+	"persona/kernel"
 )
 
 // rmsNorm: out[t,:] = x[t,:] · w / sqrt(mean(x[t,:]²) + eps).
@@ -151,9 +153,15 @@ func softcap(x []float32, c float32) {
 // siluMulBackward: in the forward pass h = silu(g)·u, so with σ = sigmoid(g)
 //
 //	dg = dh·u·σ·(1 + g·(1−σ)),  du = dh·silu(g)
+//
+// dg holds exp(−g) (kernel.Exp) before it holds the gradient.
 func siluMulBackward(dg, du, dh, g, u []float32) {
 	for i, x := range g {
-		sg := 1 / (1 + float32(math.Exp(float64(-x))))
+		dg[i] = -x
+	}
+	kernel.Exp(dg[:len(g)])
+	for i, x := range g {
+		sg := 1 / (1 + dg[i])
 		dg[i] = dh[i] * u[i] * sg * (1 + x*(1-sg))
 		du[i] = dh[i] * x * sg
 	}
