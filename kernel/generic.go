@@ -33,6 +33,12 @@ func expGo(x []float32) {
 	}
 }
 
+func siluMulGo(gate, up []float32) {
+	for i, g := range gate {
+		gate[i] = g / (1 + float32(math.Exp(float64(-g)))) * up[i]
+	}
+}
+
 func scaleGo(x []float32, s float32) {
 	for i := range x {
 		x[i] *= s

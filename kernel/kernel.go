@@ -15,6 +15,8 @@ var (
 	axpyImpl  = axpyGo
 	scaleImpl = scaleGo
 	expImpl   = expGo
+	// siluMulImpl is the SwiGLU activation (SiLUMul).
+	siluMulImpl = siluMulGo
 	// dot4Impl computes four dot products of x with rows of w that are ldw apart.
 	dot4Impl = dot4Go
 	dot8Impl = dot8Go
@@ -59,6 +61,14 @@ func Axpy(y []float32, alpha float32, x []float32) {
 func Exp(x []float32) {
 	// x: (n)
 	expImpl(x)
+}
+
+// SiLUMul sets gate[i] = silu(gate[i])·up[i] = gate[i]/(1+exp(−gate[i]))·up[i],
+// the SwiGLU activation of Llama-family feed-forward blocks, with Exp's
+// exponential on AVX-512.
+func SiLUMul(gate, up []float32) {
+	// gate: (n), up: (≥n)
+	siluMulImpl(gate, up[:len(gate)])
 }
 
 // Scale multiplies x by s in place.

@@ -460,3 +460,51 @@ func TestExp(t *testing.T) {
 		t.Fatalf("special values: %v, want %v", special, want)
 	}
 }
+
+// SiLUMul agrees with the float64 formula to a few ulp; the activation
+// rounding's AVX-512 versions give exactly the portable bits.
+func TestSiLUMulAndRounding(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, n := range []int{1, 16, 33, 1000} {
+		g, u := make([]float32, n), make([]float32, n)
+		for i := range g {
+			g[i], u[i] = float32(r.NormFloat64()*4), float32(r.NormFloat64())
+		}
+		got := slices.Clone(g)
+		SiLUMul(got, u)
+		for i, x := range g {
+			want := float64(x) / (1 + math.Exp(-float64(x))) * float64(u[i])
+			if d := math.Abs(float64(got[i]) - want); d > 1e-6*math.Abs(want)+1e-30 {
+				t.Fatalf("silu(%g)·%g = %g, want %g", x, u[i], got[i], want)
+			}
+		}
+	}
+	for trial := range 200 {
+		src := make([]float32, 256)
+		for i := range src {
+			src[i] = float32(r.NormFloat64() * math.Pow(10, float64(trial%7-3)))
+			if trial%5 == 0 && i%9 == 0 {
+				src[i] = float32(int(src[i]*4)) / 4 // ties
+			}
+		}
+		if trial%50 == 0 {
+			clear(src[:32])
+		}
+		if trial%3 == 0 {
+			src[100] = -src[7] // a negative of the same magnitude after the first
+		}
+		for _, c := range []struct {
+			n         int
+			fast, ref func(dst, src []float32)
+		}{{32, roundQ8_0Impl, roundQ8_0}, {256, roundQ8KImpl, roundQ8K}} {
+			a, b := make([]float32, c.n), make([]float32, c.n)
+			c.fast(a, src[:c.n])
+			c.ref(b, src[:c.n])
+			for i := range a {
+				if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
+					t.Fatalf("block of %d, trial %d, element %d: %g, portable %g", c.n, trial, i, a[i], b[i])
+				}
+			}
+		}
+	}
+}

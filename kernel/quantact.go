@@ -23,9 +23,9 @@ func roundActivations(x []float32, K int, dt tensor.DType) []float32 {
 	for b := 0; b+block <= len(x); b += block {
 		src, dst := x[b:b+block], out[b:b+block]
 		if block == 32 {
-			roundQ8_0(dst, src)
+			roundQ8_0Impl(dst, src)
 		} else {
-			roundQ8K(dst, src)
+			roundQ8KImpl(dst, src)
 		}
 	}
 	return out
@@ -68,6 +68,12 @@ func (in *sharedInput) forType(dt tensor.DType, n, K int) []float32 {
 	in.rounded[block] = r
 	return r
 }
+
+// The rounding of one block; the AVX-512 versions give the same bits.
+var (
+	roundQ8_0Impl = roundQ8_0
+	roundQ8KImpl  = roundQ8K
+)
 
 // roundQ8_0: scale amax/127 stored as F16, values rounded to nearest even.
 func roundQ8_0(dst, src []float32) {

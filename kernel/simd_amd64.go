@@ -24,6 +24,9 @@ func init() {
 	axpyImpl = axpyAVX512
 	scaleImpl = scaleAVX512
 	expImpl = expAVX512
+	siluMulImpl = siluMulAVX512
+	roundQ8_0Impl = roundQ8_0AVX512
+	roundQ8KImpl = roundQ8KAVX512
 	dot4Impl = dot4AVX512
 	dot8Impl = dot8AVX512
 	prefetchImpl = prefetchL1
@@ -100,40 +103,124 @@ func axpyAVX512(y []float32, alpha float32, x []float32) {
 	archsimd.ClearAVXUpperBits()
 }
 
-// expAVX512: n = round(x·log₂e), r = x − n·ln2 (ln2 split in two parts so
-// the product is exact), exp(r) from its Taylor-like minimax polynomial,
-// and the result scaled by 2ⁿ with VSCALEFPS, which also makes the
-// underflow to 0 and the overflow to +Inf exact. Inputs are clamped first so
-// r stays in range (−Inf becomes 0).
+// expConsts are exp16's constants, broadcast once per call of its users.
+type expConsts struct {
+	lo, hi, log2e, c1, c2, p0, p1, p2, p3, p4, p5, one f32x16
+}
+
+func newExpConsts() *expConsts {
+	b := archsimd.BroadcastFloat32x16
+	return &expConsts{lo: b(-105), hi: b(88.73), log2e: b(1.44269504088896341), c1: b(-0.693359375), c2: b(2.12194440e-4),
+		p0: b(1.9875691500e-4), p1: b(1.3981999507e-3), p2: b(8.3334519073e-3), p3: b(4.1665795894e-2),
+		p4: b(1.6666665459e-1), p5: b(5.0000001201e-1), one: b(1)}
+}
+
+// exp16: n = round(x·log₂e), r = x − n·ln2 (ln2 split in two parts so the
+// product is exact), exp(r) from a minimax polynomial, and the result scaled
+// by 2ⁿ with VSCALEFPS, which also makes the underflow to 0 and the
+// overflow to +Inf exact. Inputs are clamped first so r stays in range
+// (−Inf becomes 0).
+func (c *expConsts) exp16(v f32x16) f32x16 {
+	v = v.Max(c.lo).Min(c.hi)
+	k := v.Mul(c.log2e).RoundToEvenScaled(0)
+	r := k.MulAdd(c.c1, v)
+	r = k.MulAdd(c.c2, r)
+	y := c.p0.MulAdd(r, c.p1).MulAdd(r, c.p2).MulAdd(r, c.p3).MulAdd(r, c.p4).MulAdd(r, c.p5)
+	y = y.MulAdd(r.Mul(r), r).Add(c.one)
+	return y.Scale(k)
+}
+
 func expAVX512(x []float32) {
 	n := len(x)
-	lo, hi := archsimd.BroadcastFloat32x16(-105), archsimd.BroadcastFloat32x16(88.73)
-	log2e := archsimd.BroadcastFloat32x16(1.44269504088896341)
-	c1, c2 := archsimd.BroadcastFloat32x16(-0.693359375), archsimd.BroadcastFloat32x16(2.12194440e-4)
-	p0, p1 := archsimd.BroadcastFloat32x16(1.9875691500e-4), archsimd.BroadcastFloat32x16(1.3981999507e-3)
-	p2, p3 := archsimd.BroadcastFloat32x16(8.3334519073e-3), archsimd.BroadcastFloat32x16(4.1665795894e-2)
-	p4, p5 := archsimd.BroadcastFloat32x16(1.6666665459e-1), archsimd.BroadcastFloat32x16(5.0000001201e-1)
-	one := archsimd.BroadcastFloat32x16(1)
-	exp := func(v f32x16) f32x16 {
-		v = v.Max(lo).Min(hi)
-		k := v.Mul(log2e).RoundToEvenScaled(0)
-		r := k.MulAdd(c1, v)
-		r = k.MulAdd(c2, r)
-		y := p0.MulAdd(r, p1).MulAdd(r, p2).MulAdd(r, p3).MulAdd(r, p4).MulAdd(r, p5)
-		y = y.MulAdd(r.Mul(r), r).Add(one)
-		return y.Scale(k)
-	}
+	c := newExpConsts()
 	i := 0
 	if n >= 16 {
 		px := unsafe.Pointer(&x[0])
 		end := uintptr(n&^15) * 4
 		for off := uintptr(0); off < end; off += 64 {
-			exp(ld(px, off)).Store(at(px, off))
+			c.exp16(ld(px, off)).Store(at(px, off))
 		}
 		i = n &^ 15
 	}
 	if i < n {
-		exp(archsimd.LoadFloat32x16SlicePart(x[i:])).StoreSlicePart(x[i:])
+		c.exp16(archsimd.LoadFloat32x16SlicePart(x[i:])).StoreSlicePart(x[i:])
+	}
+	archsimd.ClearAVXUpperBits()
+}
+
+// siluMulAVX512: gate = gate/(1+exp(−gate))·up, sixteen at a time.
+func siluMulAVX512(gate, up []float32) {
+	n := len(gate)
+	up = up[:n]
+	c := newExpConsts()
+	zero := archsimd.BroadcastFloat32x16(0)
+	f := func(g, u f32x16) f32x16 { return g.Div(c.exp16(zero.Sub(g)).Add(c.one)).Mul(u) }
+	i := 0
+	if n >= 16 {
+		pg, pu := unsafe.Pointer(&gate[0]), unsafe.Pointer(&up[0])
+		end := uintptr(n&^15) * 4
+		for off := uintptr(0); off < end; off += 64 {
+			f(ld(pg, off), ld(pu, off)).Store(at(pg, off))
+		}
+		i = n &^ 15
+	}
+	if i < n {
+		f(archsimd.LoadFloat32x16SlicePart(gate[i:]), archsimd.LoadFloat32x16SlicePart(up[i:])).StoreSlicePart(gate[i:])
+	}
+	archsimd.ClearAVXUpperBits()
+}
+
+// hmax returns the largest of the 16 lanes.
+func hmax(v f32x16) float32 {
+	v8 := v.GetLo().Max(v.GetHi())
+	v4 := v8.GetLo().Max(v8.GetHi())
+	return max(v4.GetElem(0), v4.GetElem(1), v4.GetElem(2), v4.GetElem(3))
+}
+
+// roundQ8_0AVX512 is roundQ8_0 on one block of 32, with the same bits.
+func roundQ8_0AVX512(dst, src []float32) {
+	zero := archsimd.BroadcastFloat32x16(0)
+	ps, pd := unsafe.Pointer(&src[:32][0]), unsafe.Pointer(&dst[:32][0])
+	a, b := ld(ps, 0), ld(ps, 64)
+	amax := hmax(a.Max(zero.Sub(a)).Max(b.Max(zero.Sub(b))))
+	if amax == 0 {
+		clear(dst[:32])
+		return
+	}
+	d := archsimd.BroadcastFloat32x16(tensor.F16ToF32(tensor.F32ToF16(amax / 127)))
+	id := archsimd.BroadcastFloat32x16(127 / amax)
+	a.Mul(id).RoundToEvenScaled(0).Mul(d).Store(at(pd, 0))
+	b.Mul(id).RoundToEvenScaled(0).Mul(d).Store(at(pd, 64))
+	archsimd.ClearAVXUpperBits()
+}
+
+// roundQ8KAVX512 is roundQ8K on one block of 256, with the same bits: the
+// scale comes from the first element of largest magnitude.
+func roundQ8KAVX512(dst, src []float32) {
+	zero := archsimd.BroadcastFloat32x16(0)
+	ps, pd := unsafe.Pointer(&src[:256][0]), unsafe.Pointer(&dst[:256][0])
+	m := zero
+	for off := uintptr(0); off < 1024; off += 64 {
+		v := ld(ps, off)
+		m = m.Max(v.Max(zero.Sub(v)))
+	}
+	amax := hmax(m)
+	archsimd.ClearAVXUpperBits()
+	if amax == 0 {
+		clear(dst[:256])
+		return
+	}
+	var signed float32
+	for _, v := range src[:256] {
+		if v == amax || v == -amax {
+			signed = v
+			break
+		}
+	}
+	iscale := -127 / signed
+	is, d, top := archsimd.BroadcastFloat32x16(iscale), archsimd.BroadcastFloat32x16(1/iscale), archsimd.BroadcastFloat32x16(127)
+	for off := uintptr(0); off < 1024; off += 64 {
+		ld(ps, off).Mul(is).RoundToEvenScaled(0).Min(top).Mul(d).Store(at(pd, off))
 	}
 	archsimd.ClearAVXUpperBits()
 }

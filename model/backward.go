@@ -262,7 +262,7 @@ func (m *Model) blockTrain(l int, tr *layerTrace, x []float32, T int, start []in
 	lin(LinGate, tr.gate, tr.xn2, nil)
 	lin(LinUp, tr.up, tr.xn2, nil)
 	copy(tr.h, tr.gate)
-	siluMul(tr.h, tr.up)
+	kernel.SiLUMul(tr.h, tr.up)
 	lin(LinDown, out, tr.h, nil)
 	kernel.Axpy(x, 1, out)
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"persona/kernel"
 	"persona/resid"
 	"persona/safetensors"
 )
@@ -109,7 +110,7 @@ func TestOpGradients(t *testing.T) {
 	t.Run("swiglu", func(t *testing.T) {
 		g, u, c := randSlice(r, 30, 2), randSlice(r, 30, 1), randSlice(r, 30, 1)
 		h := make([]float32, 30)
-		f := func() float64 { copy(h, g); siluMul(h, u); return dotF(h, c) }
+		f := func() float64 { copy(h, g); kernel.SiLUMul(h, u); return dotF(h, c) }
 		dg, du := make([]float32, 30), make([]float32, 30)
 		siluMulBackward(dg, du, c, g, u)
 		fdCheck(t, "dgate", g, dg, f, 30, r)

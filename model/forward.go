@@ -209,7 +209,7 @@ func (m *Model) block(s *State, l, T int) {
 	gate, up := b.gate[:T*c.FFN], b.up[:T*c.FFN]
 	// Gate and up in one region, finished by SwiGLU chunk by chunk unless an
 	// adapter must add its update to them first.
-	act := siluMul
+	act := kernel.SiLUMul
 	if c.GELU {
 		act = geluMul
 	}

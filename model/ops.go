@@ -120,13 +120,6 @@ func rope(x []float32, T, heads, hd int, cos, sin []float32, style RoPEStyle, in
 	}
 }
 
-// siluMul: gate[i] = silu(gate[i]) · up[i], the SwiGLU activation.
-func siluMul(gate, up []float32) {
-	for i, g := range gate {
-		gate[i] = g / (1 + float32(math.Exp(float64(-g)))) * up[i]
-	}
-}
-
 // geluMul: gate[i] = gelu(gate[i]) · up[i], the GeGLU activation with
 // GELU's tanh form, 0.5·g·(1 + tanh(√(2/π)·(g + 0.044715·g³))), in float32
 // as transformers' gelu_pytorch_tanh computes it. (llama.cpp looks GELU up
@@ -194,16 +187,15 @@ func softmaxInPlace(x []float32) {
 	for _, v := range x[1:] {
 		m = max(m, v)
 	}
+	for i := range x {
+		x[i] -= m
+	}
+	kernel.Exp(x)
 	var sum float32
-	for i, v := range x {
-		e := float32(math.Exp(float64(v - m)))
-		x[i] = e
+	for _, e := range x {
 		sum += e
 	}
-	inv := 1 / sum
-	for i := range x {
-		x[i] *= inv
-	}
+	kernel.Scale(x, 1/sum)
 }
 
 // LogSumExp returns log Σ exp(x), computed stably around the maximum.
