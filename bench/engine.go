@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -21,32 +22,56 @@ import (
 )
 
 // SmolLM2Shape is SmolLM2-135M's architecture: the model the engine
-// benchmark runs by default, with random F32 weights (nothing to download).
+// benchmark runs by default, with random weights (nothing to download).
 var SmolLM2Shape = model.Config{
 	Arch: "llama", Hidden: 576, FFN: 1536, NumLayers: 30, Heads: 9, KVHeads: 3, HeadDim: 64,
 	Vocab: 49152, MaxSeq: 2048, NormEps: 1e-5, RoPETheta: 100000, TiedEmbedding: true,
 }
 
-// DefaultModel returns the cached random SmolLM2-135M-shaped GGUF, writing
-// it to the user cache directory first if needed.
-func DefaultModel(log io.Writer) (string, error) {
+// TinyLlamaShape is TinyLlama-1.1B's architecture: a ~1B Llama whose rows
+// (2,048 and 5,632 wide) are whole K-quant super-blocks, so its Q4_K_M file is
+// made of Q4_K and Q6_K as the files people download are.
+var TinyLlamaShape = model.Config{
+	Arch: "llama", Hidden: 2048, FFN: 5632, NumLayers: 22, Heads: 32, KVHeads: 4, HeadDim: 64,
+	Vocab: 32000, MaxSeq: 2048, NormEps: 1e-5, RoPETheta: 10000,
+}
+
+// Shapes are the random-weight models the engine benchmark builds.
+var Shapes = map[string]model.Config{"smollm2-135m": SmolLM2Shape, "tinyllama-1.1b": TinyLlamaShape}
+
+// DefaultModel returns the cached random model of the named shape stored
+// as typ ("F32" or a persona quantize mix), writing it to the user cache
+// directory first if needed.
+func DefaultModel(shape, typ string, log io.Writer) (string, error) {
+	cfg, ok := Shapes[shape]
+	if !ok {
+		return "", fmt.Errorf("bench: shape %q: want smollm2-135m or tinyllama-1.1b", shape)
+	}
+	if typ != "F32" && !slices.Contains(model.Mixes, typ) {
+		return "", fmt.Errorf("bench: type %q: want F32 or one of %v", typ, model.Mixes)
+	}
 	dir, err := os.UserCacheDir()
 	if err != nil {
 		dir = os.TempDir()
 	}
-	path := filepath.Join(dir, "persona", "bench-smollm2-135m-shape-f32.gguf")
+	path := filepath.Join(dir, "persona", fmt.Sprintf("bench-%s-shape-%s.gguf", shape, strings.ToLower(typ)))
 	if _, err := os.Stat(path); err == nil {
 		return path, nil
 	}
-	fmt.Fprintf(log, "writing a random SmolLM2-135M-shaped model to %s …\n", path)
+	fmt.Fprintf(log, "writing a random %s-shaped %s model to %s …\n", shape, typ, path)
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return "", err
 	}
-	m, err := model.NewRandom(SmolLM2Shape, 135)
+	m, err := model.NewRandom(cfg, 135)
 	if err != nil {
 		return "", err
 	}
-	return path, m.WriteGGUF(path, model.SyntheticVocab(SmolLM2Shape.Vocab))
+	if typ != "F32" {
+		if _, err := m.Quantize(typ); err != nil {
+			return "", err
+		}
+	}
+	return path, m.WriteGGUF(path, model.SyntheticVocab(cfg.Vocab))
 }
 
 // EngineOptions say what the engine benchmark times.

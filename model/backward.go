@@ -409,59 +409,12 @@ func (m *Model) attentionTrain(tr *layerTrace, T int, start []int) {
 					for i := i0; i < i1; i++ {
 						t := r0 + i
 						row := s[i*cols : (i+1)*cols]
-						tr.lse[t*H+h] = softmaxCausal(row, start[t], t, scale)
+						tr.lse[t*H+h] = softmaxRange(row, start[t], t, scale, 0)
 					}
 				})
 				kernel.MatMulNN(oh[r0*hd:r1*hd], s, vg[:cols*hd], rows, hd, cols, false)
 			}
 			scatterHead(tr.att, oh, h*hd, H*hd, T, hd, false)
-		}
-	}
-}
-
-// attnBlock is how many queries the training attention takes at a time.
-const attnBlock = 64
-
-// softmaxCausal turns row's scores for keys lo … t into probabilities of
-// scale·score, zeroes the other entries, and returns the log-sum-exp.
-func softmaxCausal(row []float32, lo, t int, scale float32) float32 {
-	clear(row[:lo])
-	clear(row[t+1:])
-	sc := row[lo : t+1]
-	mx := float32(math.Inf(-1))
-	for j, v := range sc {
-		sc[j] = v * scale
-		mx = max(mx, sc[j])
-	}
-	for j := range sc {
-		sc[j] -= mx
-	}
-	kernel.Exp(sc)
-	var sum float32
-	for _, e := range sc {
-		sum += e
-	}
-	kernel.Scale(sc, 1/sum)
-	return mx + float32(math.Log(float64(sum)))
-}
-
-// gatherHead copies one head's columns [off, off+hd) of the T rows of a
-// (T, ld) matrix into a contiguous (T, hd) one.
-func gatherHead(dst, src []float32, off, ld, T, hd int) {
-	for t := 0; t < T; t++ {
-		copy(dst[t*hd:(t+1)*hd], src[t*ld+off:t*ld+off+hd])
-	}
-}
-
-// scatterHead writes (or adds) a contiguous (T, hd) matrix into one head's
-// columns of a (T, ld) one.
-func scatterHead(dst, src []float32, off, ld, T, hd int, add bool) {
-	for t := 0; t < T; t++ {
-		d := dst[t*ld+off : t*ld+off+hd]
-		if add {
-			kernel.Axpy(d, 1, src[t*hd:(t+1)*hd])
-		} else {
-			copy(d, src[t*hd:(t+1)*hd])
 		}
 	}
 }

@@ -252,6 +252,10 @@ func linear(out, x []float32, w *tensor.Tensor, bias []float32, a *Adapter, T in
 // scale 1/√HeadDim unless the model sets its own and cap the soft cap, if
 // any. Work is split over (query, head) pairs.
 func (m *Model) attention(att, q, K, V []float32, pos0, T int, sliding bool) {
+	if T >= attnGemmMinT {
+		m.attentionBlocked(att, q, K, V, pos0, T, sliding)
+		return
+	}
 	c := &m.Config
 	hd, kvd, group := c.HeadDim, c.KVHeads*c.HeadDim, c.Heads/c.KVHeads
 	scale := c.QueryScale()
@@ -284,4 +288,47 @@ func (m *Model) attention(att, q, K, V []float32, pos0, T int, sliding bool) {
 			}
 		}
 	})
+}
+
+// attnGemmMinT is the chunk length from which attention runs as matrix
+// products rather than one query at a time.
+const attnGemmMinT = 8
+
+// attentionBlocked is attention for a chunk of queries as matrix products,
+// head by head and attnBlock queries at a time against the keys up to the
+// block's last query: S = Q·Kᵀ, P = softmax(cap(scale·S)) within each
+// query's window, out = P·V.
+func (m *Model) attentionBlocked(att, q, K, V []float32, pos0, T int, sliding bool) {
+	c := &m.Config
+	hd, H, kvd, group := c.HeadDim, c.Heads, c.KVHeads*c.HeadDim, c.Heads/c.KVHeads
+	n := pos0 + T
+	scale := c.QueryScale()
+	qh, oh := make([]float32, T*hd), make([]float32, T*hd)
+	kg, vg := make([]float32, n*hd), make([]float32, n*hd)
+	p := make([]float32, attnBlock*n)
+	for g := 0; g < c.KVHeads; g++ {
+		gatherHead(kg, K, g*hd, kvd, n, hd)
+		gatherHead(vg, V, g*hd, kvd, n, hd)
+		for h := g * group; h < (g+1)*group; h++ {
+			gatherHead(qh, q, h*hd, H*hd, T, hd)
+			for r0 := 0; r0 < T; r0 += attnBlock {
+				r1 := min(r0+attnBlock, T)
+				rows, cols := r1-r0, pos0+r1
+				s := p[:rows*cols]
+				kernel.MatMulNT(s, qh[r0*hd:r1*hd], kg[:cols*hd], rows, cols, hd, false)
+				kernel.Parallel(rows, 8, rows*cols*8, func(i0, i1 int) {
+					for i := i0; i < i1; i++ {
+						at := pos0 + r0 + i
+						lo := 0
+						if sliding {
+							lo = max(0, at-c.SlidingWindow+1)
+						}
+						softmaxRange(s[i*cols:(i+1)*cols], lo, at, scale, c.AttnSoftcap)
+					}
+				})
+				kernel.MatMulNN(oh[r0*hd:r1*hd], s, vg[:cols*hd], rows, hd, cols, false)
+			}
+			scatterHead(att, oh, h*hd, H*hd, T, hd, false)
+		}
+	}
 }

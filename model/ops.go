@@ -218,3 +218,53 @@ func LogSoftmax(out, logits []float32) {
 		out[i] = v - lse
 	}
 }
+
+// attnBlock is how many queries attention takes at a time when it runs as
+// matrix products (training, prefill).
+const attnBlock = 64
+
+// softmaxRange turns row's scores for keys lo … t into probabilities of
+// cap(scale·score) (cap the soft cap, 0 for none), zeroes the other
+// entries, and returns the log-sum-exp.
+func softmaxRange(row []float32, lo, t int, scale, cap float32) float32 {
+	clear(row[:lo])
+	clear(row[t+1:])
+	sc := row[lo : t+1]
+	kernel.Scale(sc, scale)
+	softcap(sc, cap)
+	mx := float32(math.Inf(-1))
+	for _, v := range sc {
+		mx = max(mx, v)
+	}
+	for j := range sc {
+		sc[j] -= mx
+	}
+	kernel.Exp(sc)
+	var sum float32
+	for _, e := range sc {
+		sum += e
+	}
+	kernel.Scale(sc, 1/sum)
+	return mx + float32(math.Log(float64(sum)))
+}
+
+// gatherHead copies one head's columns [off, off+hd) of the T rows of a
+// (T, ld) matrix into a contiguous (T, hd) one.
+func gatherHead(dst, src []float32, off, ld, T, hd int) {
+	for t := 0; t < T; t++ {
+		copy(dst[t*hd:(t+1)*hd], src[t*ld+off:t*ld+off+hd])
+	}
+}
+
+// scatterHead writes (or adds) a contiguous (T, hd) matrix into one head's
+// columns of a (T, ld) one.
+func scatterHead(dst, src []float32, off, ld, T, hd int, add bool) {
+	for t := 0; t < T; t++ {
+		d := dst[t*ld+off : t*ld+off+hd]
+		if add {
+			kernel.Axpy(d, 1, src[t*hd:(t+1)*hd])
+		} else {
+			copy(d, src[t*hd:(t+1)*hd])
+		}
+	}
+}

@@ -5,17 +5,20 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 
 	"github.com/spf13/cobra"
 
 	"persona/bench"
+	"persona/model"
 )
 
 func newBenchCmd() *cobra.Command {
 	var (
-		o      bench.EngineOptions
-		asJSON bool
-		worker bool
+		o           bench.EngineOptions
+		asJSON      bool
+		worker      bool
+		shape, kind string
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -26,16 +29,24 @@ and thread count, one run of each in turn, and print the medians with their
 range, the ratios, the engine's peak resident memory against the weight bytes,
 and the cost of interventions (steering at every layer plus a cap) on decode.
 
-Without --model it builds a random-weight F32 model with SmolLM2-135M's shape
-once and caches it in the user cache directory.`,
+Without --model it builds a random-weight model of --shape (SmolLM2-135M's by
+default, or TinyLlama-1.1B's) stored as --type (F32 by default, or a mix of
+persona quantize) once and caches it in the user cache directory.`,
 		Example: `  persona bench
-  persona bench --threads 2 --prefill 128 --decode 64 --runs 5 --json`,
+  persona bench --threads 2 --prefill 128 --decode 64 --runs 5 --json
+  persona bench --shape tinyllama-1.1b --type Q4_K_M --runs 3`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.Model == "" {
-				p, err := bench.DefaultModel(os.Stderr)
+				if _, ok := bench.Shapes[shape]; !ok {
+					return usageErr(fmt.Errorf("--shape %q: want smollm2-135m or tinyllama-1.1b", shape))
+				}
+				if kind != "F32" && !slices.Contains(model.Mixes, kind) {
+					return usageErr(fmt.Errorf("--type %q: want F32 or one of %v", kind, model.Mixes))
+				}
+				p, err := bench.DefaultModel(shape, kind, os.Stderr)
 				if err != nil {
-					return backendErr(err)
+					return classify(err)
 				}
 				o.Model = p
 			}
@@ -64,7 +75,9 @@ once and caches it in the user cache directory.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.Model, "model", "", "GGUF model to time (default: random SmolLM2-135M-shaped F32)")
+	f.StringVar(&o.Model, "model", "", "GGUF model to time (default: a random model of --shape and --type)")
+	f.StringVar(&shape, "shape", "smollm2-135m", "shape of the random model: smollm2-135m or tinyllama-1.1b")
+	f.StringVar(&kind, "type", "F32", "storage of the random model: F32, Q8_0, Q4_0, Q4_K_M, Q5_K_M or Q6_K")
 	f.IntVar(&o.Threads, "threads", runtime.NumCPU(), "threads for both engines")
 	f.IntVar(&o.Prefill, "prefill", 128, "prompt tokens processed in one batch")
 	f.IntVar(&o.Decode, "decode", 64, "tokens decoded one at a time")
