@@ -14,6 +14,8 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -57,7 +59,10 @@ func Ratio(a, b Stat) Stat {
 }
 
 // runChild runs a command that prints one JSON object, decodes it into out
-// and returns the child's peak resident memory in bytes.
+// and returns the child's peak resident memory in bytes. Linux counts in a
+// child's ru_maxrss the parent's resident memory at the moment it started
+// the child (the exec replaces a copy of the parent's address space), so a
+// child that can report its own high-water mark should (selfPeakRSS).
 func runChild(ctx context.Context, out any, argv []string) (int64, error) {
 	c := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	c.Stderr = os.Stderr
@@ -73,4 +78,23 @@ func runChild(ctx context.Context, out any, argv []string) (int64, error) {
 		rss = ru.Maxrss * 1024
 	}
 	return rss, nil
+}
+
+// selfPeakRSS is this process's resident high-water mark in bytes (VmHWM in
+// /proc/self/status), 0 where that is not available.
+func selfPeakRSS() int64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			if err != nil {
+				return 0
+			}
+			return kb * 1024
+		}
+	}
+	return 0
 }

@@ -44,3 +44,16 @@ func BenchmarkTrainShape(b *testing.B) {
 		})
 	}
 }
+
+// The engine worker's own high-water mark is read from /proc and is at least
+// what it holds now.
+func TestSelfPeakRSS(t *testing.T) {
+	hold := make([]byte, 64<<20)
+	for i := range hold {
+		hold[i] = 1
+	}
+	if got := selfPeakRSS(); got < 64<<20 {
+		t.Fatalf("peak RSS %d bytes while holding 64 MiB", got)
+	}
+	_ = hold[len(hold)-1]
+}

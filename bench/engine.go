@@ -101,6 +101,9 @@ type EngineTiming struct {
 	DecodeTokS      float64 `json:"decode_tok_s"`
 	SteeredDecodeTS float64 `json:"steered_decode_tok_s"`
 	WeightBytes     int64   `json:"weight_bytes"`
+	// PeakRSSBytes is the process's own high-water mark (VmHWM), 0 where
+	// /proc is missing.
+	PeakRSSBytes int64 `json:"peak_rss_bytes"`
 }
 
 // EngineReport compares the engine with llama.cpp.
@@ -145,6 +148,9 @@ func CompareEngine(ctx context.Context, o EngineOptions) (*EngineReport, error) 
 			return nil, fmt.Errorf("engine timing: %w", err)
 		}
 		pre, dec, steer = append(pre, t.PrefillTokS), append(dec, t.DecodeTokS), append(steer, t.SteeredDecodeTS)
+		if t.PeakRSSBytes > 0 {
+			rss = t.PeakRSSBytes
+		}
 		r.PeakRSSBytes, r.WeightBytes = max(r.PeakRSSBytes, rss), t.WeightBytes
 		if llamaErr != nil {
 			continue
@@ -234,6 +240,7 @@ func TimeEngine(path string, threads, prefill, dec int) (*EngineTiming, error) {
 	})
 	t.DecodeTokS = timed(decode(nil))
 	t.SteeredDecodeTS = timed(decode(steer))
+	t.PeakRSSBytes = selfPeakRSS()
 	return t, nil
 }
 

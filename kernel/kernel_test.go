@@ -508,3 +508,47 @@ func TestSiLUMulAndRounding(t *testing.T) {
 		}
 	}
 }
+
+// Q4_K and Q6_K rows times Q8_K activations in integers (both versions)
+// equal the decoded row times the rounded activations, and the two versions
+// agree bit for bit; the integers times the scale give back the rounded
+// values.
+func TestDotKQuantQ8K(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, c := range []struct {
+		dt        tensor.DType
+		fast, ref func([]byte, *q8K) float32
+	}{{tensor.Q4_K, dotQ4KQ8KImpl, dotQ4KQ8KGo}, {tensor.Q6_K, dotQ6KQ8KImpl, dotQ6KQ8KGo}} {
+		for trial := range 20 {
+			K := 256 * (1 + trial%4)
+			w, x := make([]float32, K), make([]float32, K)
+			for i := range w {
+				w[i], x[i] = float32(r.NormFloat64()), float32(r.NormFloat64()*float64(1+trial))
+			}
+			row, err := tensor.Encode(c.dt, w)
+			if err != nil {
+				t.Fatal(err)
+			}
+			xr := roundActivations(x, K, c.dt)
+			a := quantizeQ8K(xr)
+			for i, v := range xr {
+				if back := float32(a.qs[i]) * a.d[i/256]; math.Abs(float64(back-v)) > 1e-6*math.Abs(float64(v)) {
+					t.Fatalf("K %d element %d: %d·%g = %g, rounded %g", K, i, a.qs[i], a.d[i/256], back, v)
+				}
+			}
+			dec := make([]float32, K)
+			tensor.Decode(dec, c.dt, row)
+			var want float64
+			for i := range dec {
+				want += float64(dec[i]) * float64(xr[i])
+			}
+			got, ref := c.fast(row, a), c.ref(row, a)
+			if got != ref {
+				t.Fatalf("%v K %d: kernel %g, portable %g", c.dt, K, got, ref)
+			}
+			if d := math.Abs(float64(got) - want); d > 1e-4*(1+math.Abs(want)) {
+				t.Fatalf("%v K %d: integer dot %g, decoded dot %g", c.dt, K, got, want)
+			}
+		}
+	}
+}

@@ -34,7 +34,9 @@ type matVecOp struct {
 	out, x []float32
 	f      []float32 // F32 weights, or nil
 	w      *tensor.Tensor
-	K, rb  int // columns; bytes per encoded row
+	K, rb  int  // columns; bytes per encoded row
+	q8     *q8K // x as 8-bit integers, for Q4_K and Q6_K weights
+	dotQ8  func(row []byte, a *q8K) float32
 }
 
 // newMatVecOp takes x already rounded for w (sharedInput.forType).
@@ -50,6 +52,14 @@ func newMatVecOp(out, x []float32, w *tensor.Tensor) matVecOp {
 		panic("kernel: Linear: " + err.Error())
 	}
 	mv.w, mv.rb = w, rb
+	if K%kBlock == 0 {
+		switch w.DType {
+		case tensor.Q4_K:
+			mv.q8, mv.dotQ8 = quantizeQ8K(mv.x), dotQ4KQ8KImpl
+		case tensor.Q6_K:
+			mv.q8, mv.dotQ8 = quantizeQ8K(mv.x), dotQ6KQ8KImpl
+		}
+	}
 	return mv
 }
 
@@ -74,9 +84,15 @@ func (mv *matVecOp) rows(lo, hi int) {
 		}
 		return
 	}
+	data, dt, rb := mv.w.Data, mv.w.DType, mv.rb
+	if mv.q8 != nil {
+		for n := lo; n < hi; n++ {
+			mv.out[n] = mv.dotQ8(data[n*rb:(n+1)*rb], mv.q8)
+		}
+		return
+	}
 	s := getRowBuf(K)
 	buf := s.buf[:K]
-	data, dt, rb := mv.w.Data, mv.w.DType, mv.rb
 	for n := lo; n < hi; n++ {
 		mv.out[n] = dotRowImpl(x, dt, data[n*rb:(n+1)*rb], buf)
 	}

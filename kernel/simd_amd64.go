@@ -27,6 +27,8 @@ func init() {
 	siluMulImpl = siluMulAVX512
 	roundQ8_0Impl = roundQ8_0AVX512
 	roundQ8KImpl = roundQ8KAVX512
+	dotQ4KQ8KImpl = dotQ4KQ8KAVX
+	dotQ6KQ8KImpl = dotQ6KQ8KAVX
 	dot4Impl = dot4AVX512
 	dot8Impl = dot8AVX512
 	prefetchImpl = prefetchL1
@@ -473,15 +475,6 @@ func vecBase(x, dst []float32) (unsafe.Pointer, int) {
 	return unsafe.Pointer(&v[0]), len(v)
 }
 
-// Block sizes of the K-quants: 256 elements in 144 (Q4_K), 176 (Q5_K) or
-// 210 (Q6_K) bytes.
-const (
-	kBlock     = 256
-	q4KBytes   = 144
-	q5KBytes   = 176
-	q6KBytes   = 210
-	nibbleMask = 0xf
-)
 
 // laneBits are the qh bit numbers of a Q5_0 or Q5_1 block's 32 values.
 var laneBits = [2][16]uint32{
@@ -611,6 +604,99 @@ func dotQ45K(x, dst []float32, row []byte, five bool) float32 {
 	r := hsum(acc)
 	archsimd.ClearAVXUpperBits()
 	return r
+}
+
+// dotQ4KQ8KAVX is dotQ4KQ8KGo with 32 weights at a time: the nibbles as
+// unsigned bytes times the activations as signed bytes, pairs summed into
+// 16 bits (VPMADDUBSW: at most 2·15·127, no saturation), pairs of those
+// times the group's scale summed into 32 bits (VPMADDWD), the block's
+// integer sum exact as in the portable version.
+func dotQ4KQ8KAVX(row []byte, a *q8K) float32 {
+	nb := len(a.d)
+	if nb == 0 {
+		return 0
+	}
+	_ = row[nb*q4KBytes-1]
+	_ = a.qs[nb*kBlock-1]
+	tab := f16Table()
+	low := archsimd.BroadcastUint8x32(nibbleMask)
+	var sum float32
+	for b := 0; b < nb; b++ {
+		blk := row[b*q4KBytes : (b+1)*q4KBytes]
+		scales := blk[4:16]
+		gs := a.gsum[b*8 : b*8+8]
+		qs := unsafe.Pointer(&blk[16])
+		xs := unsafe.Pointer(&a.qs[b*kBlock])
+		var acc archsimd.Int32x8
+		var summ int32
+		for g := 0; g < 8; g += 2 {
+			// ScaleMinK4 inlines; an unpacking of all eight at once
+			// (scaleMinsK4) did not and cost as much as the vector work.
+			s1, m1 := tensor.ScaleMinK4(g, scales)
+			s2, m2 := tensor.ScaleMinK4(g+1, scales)
+			summ += int32(m1)*gs[g] + int32(m2)*gs[g+1]
+			u := archsimd.LoadUint8x32((*[32]uint8)(unsafe.Add(qs, g*16)))
+			x1 := archsimd.LoadInt8x32((*[32]int8)(unsafe.Add(xs, g*32)))
+			x2 := archsimd.LoadInt8x32((*[32]int8)(unsafe.Add(xs, g*32+32)))
+			lo, hi := u.And(low), u.AsUint16x16().ShiftAllRight(4).AsUint8x32().And(low)
+			acc = acc.Add(lo.DotProductPairsSaturated(x1).DotProductPairs(archsimd.BroadcastInt16x16(int16(s1))))
+			acc = acc.Add(hi.DotProductPairsSaturated(x2).DotProductPairs(archsimd.BroadcastInt16x16(int16(s2))))
+		}
+		v4 := acc.GetLo().Add(acc.GetHi())
+		sumi := v4.GetElem(0) + v4.GetElem(1) + v4.GetElem(2) + v4.GetElem(3)
+		d := a.d[b] * tab[uint16(blk[0])|uint16(blk[1])<<8]
+		dmin := a.d[b] * tab[uint16(blk[2])|uint16(blk[3])<<8]
+		sum += d*float32(sumi) - dmin*float32(summ)
+	}
+	archsimd.ClearAVXUpperBits()
+	return sum
+}
+
+// dotQ6KQ8KAVX is dotQ6KQ8KGo 32 weights at a time: the six-bit values are
+// put together from ql and qh with byte masks (16-bit shifts whose spill
+// into the neighbouring byte the mask removes), multiplied with the
+// activations into 16-bit pair sums (at most 2·63·127), and those times the
+// two scales of the 32 values into 32-bit sums.
+func dotQ6KQ8KAVX(row []byte, a *q8K) float32 {
+	nb := len(a.d)
+	if nb == 0 {
+		return 0
+	}
+	_ = row[nb*q6KBytes-1]
+	_ = a.qs[nb*kBlock-1]
+	tab := f16Table()
+	m4, m30 := archsimd.BroadcastUint8x32(0x0f), archsimd.BroadcastUint8x32(0x30)
+	var sum float32
+	for b := 0; b < nb; b++ {
+		blk := row[b*q6KBytes : (b+1)*q6KBytes]
+		scales := blk[192:208]
+		xs := unsafe.Pointer(&a.qs[b*kBlock])
+		var acc archsimd.Int32x8
+		var off int32
+		for n := 0; n < 2; n++ {
+			ql0 := archsimd.LoadUint8x32((*[32]uint8)(unsafe.Pointer(&blk[64*n])))
+			ql1 := archsimd.LoadUint8x32((*[32]uint8)(unsafe.Pointer(&blk[64*n+32])))
+			qh := archsimd.LoadUint8x32((*[32]uint8)(unsafe.Pointer(&blk[128+32*n]))).AsUint16x16()
+			q := [4]archsimd.Uint8x32{
+				ql0.And(m4).Or(qh.ShiftAllLeft(4).AsUint8x32().And(m30)),
+				ql1.And(m4).Or(qh.ShiftAllLeft(2).AsUint8x32().And(m30)),
+				ql0.AsUint16x16().ShiftAllRight(4).AsUint8x32().And(m4).Or(qh.AsUint8x32().And(m30)),
+				ql1.AsUint16x16().ShiftAllRight(4).AsUint8x32().And(m4).Or(qh.ShiftAllRight(2).AsUint8x32().And(m30)),
+			}
+			for k := range q {
+				s0, s1 := int16(int8(scales[8*n+2*k])), int16(int8(scales[8*n+2*k+1]))
+				sc := archsimd.BroadcastInt16x16(s0).SetHi(archsimd.BroadcastInt16x8(s1))
+				x := archsimd.LoadInt8x32((*[32]int8)(unsafe.Add(xs, 128*n+32*k)))
+				acc = acc.Add(q[k].DotProductPairsSaturated(x).DotProductPairs(sc))
+				off += int32(s0)*a.bsum[b*16+8*n+2*k] + int32(s1)*a.bsum[b*16+8*n+2*k+1]
+			}
+		}
+		v4 := acc.GetLo().Add(acc.GetHi())
+		sumi := v4.GetElem(0) + v4.GetElem(1) + v4.GetElem(2) + v4.GetElem(3) - 32*off
+		sum += a.d[b] * tab[uint16(blk[208])|uint16(blk[209])<<8] * float32(sumi)
+	}
+	archsimd.ClearAVXUpperBits()
+	return sum
 }
 
 // dotQ6K is Σ x·w over a Q6_K row without decoding it to memory: each 16

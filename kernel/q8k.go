@@ -1,0 +1,126 @@
+package kernel
+
+import (
+	"math"
+
+	"persona/tensor"
+)
+
+// Block sizes of the K-quants: 256 elements in 144 (Q4_K), 176 (Q5_K) or
+// 210 (Q6_K) bytes.
+const (
+	kBlock     = 256
+	q4KBytes   = 144
+	q5KBytes   = 176
+	q6KBytes   = 210
+	nibbleMask = 0xf
+)
+
+// q8K is a row of activations quantized as llama.cpp's CPU backend
+// quantizes them for the K-quants: blocks of 256 int8 values with one
+// float32 scale (roundQ8K's rounding), plus the sum of each group of 16,
+// which Q4_K's per-group minimums and Q6_K's offset of 32 multiply. Dot
+// products with Q4_K and Q6_K rows then run in integers, as llama.cpp runs
+// them.
+type q8K struct {
+	qs   []int8
+	d    []float32 // one per block of 256
+	bsum []int32   // one per group of 16
+	gsum []int32   // one per group of 32
+}
+
+// scaleMinsK4 unpacks the eight 6-bit scales and minimums of a Q4_K block
+// at once (tensor.ScaleMinK4 one by one).
+func scaleMinsK4(q *[12]byte) (sc, mn [8]int32) {
+	for j := 0; j < 4; j++ {
+		sc[j], mn[j] = int32(q[j]&63), int32(q[j+4]&63)
+		sc[j+4] = int32(q[j+8]&0xf | (q[j]>>6)<<4)
+		mn[j+4] = int32(q[j+8]>>4 | (q[j+4]>>6)<<4)
+	}
+	return sc, mn
+}
+
+// quantizeQ8K takes activations roundQ8K has already rounded (each block
+// is q·d for integers |q| ≤ 127 reaching 127) and recovers the integers:
+// d = max|x|/127, q = round(x/d). The products q·d equal the rounded values
+// to a unit in the last place; the sign of d is folded into the integers.
+func quantizeQ8K(x []float32) *q8K {
+	nb := len(x) / kBlock
+	a := &q8K{qs: make([]int8, len(x)), d: make([]float32, nb), bsum: make([]int32, nb*16), gsum: make([]int32, nb*8)}
+	for b := range nb {
+		src := x[b*kBlock : (b+1)*kBlock]
+		var amax float32
+		for _, v := range src {
+			amax = max(amax, float32(math.Abs(float64(v))))
+		}
+		if amax == 0 {
+			continue
+		}
+		d := amax / 127
+		a.d[b] = d
+		for i, v := range src {
+			q := int8(math.RoundToEven(float64(v / d)))
+			a.qs[b*kBlock+i] = q
+			a.bsum[b*16+i/16] += int32(q)
+		}
+		for j := range 8 {
+			a.gsum[b*8+j] = a.bsum[b*16+2*j] + a.bsum[b*16+2*j+1]
+		}
+	}
+	return a
+}
+
+// dotQ4KQ8KGo is Σ w·x over a Q4_K row and Q8_K activations in integer
+// sums per block, scaled as llama.cpp's ggml_vec_dot_q4_K_q8_K scales them.
+func dotQ4KQ8KGo(row []byte, a *q8K) float32 {
+	var sum float32
+	for b := range a.d {
+		blk := row[b*q4KBytes : (b+1)*q4KBytes]
+		qs := blk[16:]
+		sc, mn := scaleMinsK4((*[12]byte)(blk[4:16]))
+		var sumi, summ int32
+		for j := 0; j < 8; j++ {
+			var s int32
+			for i := 0; i < 32; i++ {
+				q := qs[(j/2)*32+i] >> (4 * (j % 2)) & nibbleMask
+				s += int32(q) * int32(a.qs[b*kBlock+j*32+i])
+			}
+			sumi += sc[j] * s
+			summ += mn[j] * a.gsum[b*8+j]
+		}
+		d := a.d[b] * tensor.F16ToF32(uint16(blk[0])|uint16(blk[1])<<8)
+		dmin := a.d[b] * tensor.F16ToF32(uint16(blk[2])|uint16(blk[3])<<8)
+		sum += d*float32(sumi) - dmin*float32(summ)
+	}
+	return sum
+}
+
+// dotQ6KQ8KGo is Σ w·x over a Q6_K row and Q8_K activations: the six-bit
+// values taken unsigned (0…63) and the offset of 32 paid with the group
+// sums, Σ(q−32)·x = Σq·x − 32·Σx, per group of 16 with its int8 scale.
+func dotQ6KQ8KGo(row []byte, a *q8K) float32 {
+	var sum float32
+	for b := range a.d {
+		blk := row[b*q6KBytes : (b+1)*q6KBytes]
+		ql, qh, scales := blk[:128], blk[128:192], blk[192:208]
+		xs := a.qs[b*kBlock : (b+1)*kBlock]
+		var sumi int32
+		for n := 0; n < 2; n++ {
+			l6, h6 := ql[64*n:], qh[32*n:]
+			var dots [8]int32 // groups of 16 in this half, in scale order
+			for l := 0; l < 32; l++ {
+				x := xs[128*n:]
+				g := l / 16
+				dots[g] += int32(l6[l]&0xf|(h6[l]&3)<<4) * int32(x[l])
+				dots[g+2] += int32(l6[l+32]&0xf|(h6[l]>>2&3)<<4) * int32(x[l+32])
+				dots[g+4] += int32(l6[l]>>4|(h6[l]>>4&3)<<4) * int32(x[l+64])
+				dots[g+6] += int32(l6[l+32]>>4|(h6[l]>>6&3)<<4) * int32(x[l+96])
+			}
+			for g, dt := range dots {
+				sumi += int32(int8(scales[8*n+g])) * (dt - 32*a.bsum[b*16+8*n+g])
+			}
+		}
+		sum += a.d[b] * tensor.F16ToF32(uint16(blk[208])|uint16(blk[209])<<8) * float32(sumi)
+	}
+	return sum
+}
