@@ -475,7 +475,6 @@ func vecBase(x, dst []float32) (unsafe.Pointer, int) {
 	return unsafe.Pointer(&v[0]), len(v)
 }
 
-
 // laneBits are the qh bit numbers of a Q5_0 or Q5_1 block's 32 values.
 var laneBits = [2][16]uint32{
 	{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
