@@ -31,6 +31,7 @@
 //     BF16 and Q8_0 are widened in registers (Q8_0 576×576 28–35, fewer bytes
 //     but more work per byte); F16 is widened with integer ops because
 //     archsimd has no VCVTPH2PS (12–15, compute-bound: prefer BF16 or F32).
+//
 //   - Parallel regions run on a persistent pool (pool.go) whose workers spin
 //     for 200 µs before parking, instead of new goroutines and a WaitGroup
 //     per call. A decode step is ~150 regions of 20–200 µs, and the
@@ -42,6 +43,7 @@
 //     chunk) cut the regions per layer from seven to four; on its own that
 //     measured within noise (52–55 vs 52–56 tok/s), but it removes serial
 //     work and a wait per region.
+//
 //   - GEMM: a 4×32 broadcast-FMA micro-kernel (8 accumulators, 11 live
 //     vectors) over B packed in 32-column panels of depth ≤ 256, A read in
 //     place with arbitrary strides (so NN, NT and TN share one kernel and only
@@ -50,11 +52,13 @@
 //     100–133 GFLOP/s against vek.MatMul 22–43 and naive 1–4.
 //     Tried and lost: 8×16 (too many broadcasts, 30–40), 6×32 (spills, 55),
 //     k-unrolling (no gain: Go's 213-form FMA already costs register moves).
+//
 //   - Few-row NT (prefill, T ≥ 2 with 2T ≤ N) runs transposed, Cᵀ = W·Xᵀ:
 //     W becomes the broadcast operand, read in place or decoded row by row,
 //     and only X is packed. Packing W instead (a strided scatter per weight)
 //     cost 15–30%: Linear T=64 F32 576×576 went 91–95 → 100–125 GFLOP/s,
 //     576×1536 86–92 → 116–120; vek.MatMul 46–49, naive 1–3.
+//
 //   - Goroutines (GEMM): the larger of M and N is split statically in
 //     multiples of the tile, one chunk per goroutine, because each chunk
 //     packs its own operand panels;
@@ -66,6 +70,7 @@
 //   - Exp: exp(r)·2ⁿ with |r| ≤ ln2/2, a degree-7 polynomial and VSCALEFPS
 //     (≤ 2 ulp). Softmaxes, SiLU and the training loss had spent 13% of a
 //     training step and ~10% of a prefill in math.Exp.
+//
 //   - Quantized weights, one token: Q4_K and Q6_K rows against the
 //     activations as 8-bit integers (q8k.go: Q8_K blocks, as llama.cpp), with
 //     VPMADDUBSW and VPMADDWD; the other types widen weights to float32 in
