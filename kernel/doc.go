@@ -71,7 +71,7 @@
 //     (≤ 2 ulp). Softmaxes, SiLU and the training loss had spent 13% of a
 //     training step and ~10% of a prefill in math.Exp.
 //
-//   - Quantized weights, one token: Q4_K and Q6_K rows against the
+//   - Quantized weights, one token: Q4_K, Q5_K and Q6_K rows against the
 //     activations as 8-bit integers (q8k.go: Q8_K blocks, as llama.cpp), with
 //     VPMADDUBSW and VPMADDWD; the other types widen weights to float32 in
 //     registers. Activations of quantized layers are rounded to llama.cpp's

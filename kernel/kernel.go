@@ -15,8 +15,9 @@ var (
 	axpyImpl  = axpyGo
 	scaleImpl = scaleGo
 	expImpl   = expGo
-	// dotQ4KQ8KImpl is a Q4_K row times Q8_K activations (q8K).
+	// dotQ4KQ8KImpl and the next are K-quant rows times Q8_K activations (q8K).
 	dotQ4KQ8KImpl = dotQ4KQ8KGo
+	dotQ5KQ8KImpl = dotQ5KQ8KGo
 	dotQ6KQ8KImpl = dotQ6KQ8KGo
 	// siluMulImpl is the SwiGLU activation (SiLUMul).
 	siluMulImpl = siluMulGo

@@ -509,7 +509,7 @@ func TestSiLUMulAndRounding(t *testing.T) {
 	}
 }
 
-// Q4_K and Q6_K rows times Q8_K activations in integers (both versions)
+// Q4_K, Q5_K and Q6_K rows times Q8_K activations in integers (both versions)
 // equal the decoded row times the rounded activations, and the two versions
 // agree bit for bit; the integers times the scale give back the rounded
 // values.
@@ -518,7 +518,7 @@ func TestDotKQuantQ8K(t *testing.T) {
 	for _, c := range []struct {
 		dt        tensor.DType
 		fast, ref func([]byte, *q8K) float32
-	}{{tensor.Q4_K, dotQ4KQ8KImpl, dotQ4KQ8KGo}, {tensor.Q6_K, dotQ6KQ8KImpl, dotQ6KQ8KGo}} {
+	}{{tensor.Q4_K, dotQ4KQ8KImpl, dotQ4KQ8KGo}, {tensor.Q5_K, dotQ5KQ8KImpl, dotQ5KQ8KGo}, {tensor.Q6_K, dotQ6KQ8KImpl, dotQ6KQ8KGo}} {
 		for trial := range 20 {
 			K := 256 * (1 + trial%4)
 			w, x := make([]float32, K), make([]float32, K)

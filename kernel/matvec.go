@@ -35,7 +35,7 @@ type matVecOp struct {
 	f      []float32 // F32 weights, or nil
 	w      *tensor.Tensor
 	K, rb  int  // columns; bytes per encoded row
-	q8     *q8K // x as 8-bit integers, for Q4_K and Q6_K weights
+	q8     *q8K // x as 8-bit integers, for Q4_K, Q5_K and Q6_K weights
 	dotQ8  func(row []byte, a *q8K) float32
 }
 
@@ -56,6 +56,8 @@ func newMatVecOp(out, x []float32, w *tensor.Tensor) matVecOp {
 		switch w.DType {
 		case tensor.Q4_K:
 			mv.q8, mv.dotQ8 = quantizeQ8K(mv.x), dotQ4KQ8KImpl
+		case tensor.Q5_K:
+			mv.q8, mv.dotQ8 = quantizeQ8K(mv.x), dotQ5KQ8KImpl
 		case tensor.Q6_K:
 			mv.q8, mv.dotQ8 = quantizeQ8K(mv.x), dotQ6KQ8KImpl
 		}

@@ -70,19 +70,30 @@ func quantizeQ8K(x []float32) *q8K {
 	return a
 }
 
-// dotQ4KQ8KGo is Σ w·x over a Q4_K row and Q8_K activations in integer
-// sums per block, scaled as llama.cpp's ggml_vec_dot_q4_K_q8_K scales them.
-func dotQ4KQ8KGo(row []byte, a *q8K) float32 {
+// dotQ45KQ8KGo is Σ w·x over a Q4_K row (Q5_K with five: a fifth bit per
+// value from qh) and Q8_K activations in integer sums per block, scaled as
+// llama.cpp's ggml_vec_dot_q4_K_q8_K scales them.
+func dotQ45KQ8KGo(row []byte, a *q8K, five bool) float32 {
+	bb := q4KBytes
+	if five {
+		bb = q5KBytes
+	}
 	var sum float32
 	for b := range a.d {
-		blk := row[b*q4KBytes : (b+1)*q4KBytes]
-		qs := blk[16:]
+		blk := row[b*bb : (b+1)*bb]
+		qs, qh := blk[16:], []byte(nil)
+		if five {
+			qh, qs = blk[16:48], blk[48:]
+		}
 		sc, mn := scaleMinsK4((*[12]byte)(blk[4:16]))
 		var sumi, summ int32
 		for j := 0; j < 8; j++ {
 			var s int32
 			for i := 0; i < 32; i++ {
 				q := qs[(j/2)*32+i] >> (4 * (j % 2)) & nibbleMask
+				if five {
+					q |= (qh[i] >> j & 1) << 4
+				}
 				s += int32(q) * int32(a.qs[b*kBlock+j*32+i])
 			}
 			sumi += sc[j] * s
@@ -94,6 +105,9 @@ func dotQ4KQ8KGo(row []byte, a *q8K) float32 {
 	}
 	return sum
 }
+
+func dotQ4KQ8KGo(row []byte, a *q8K) float32 { return dotQ45KQ8KGo(row, a, false) }
+func dotQ5KQ8KGo(row []byte, a *q8K) float32 { return dotQ45KQ8KGo(row, a, true) }
 
 // dotQ6KQ8KGo is Σ w·x over a Q6_K row and Q8_K activations: the six-bit
 // values taken unsigned (0…63) and the offset of 32 paid with the group

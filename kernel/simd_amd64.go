@@ -28,6 +28,7 @@ func init() {
 	roundQ8_0Impl = roundQ8_0AVX512
 	roundQ8KImpl = roundQ8KAVX512
 	dotQ4KQ8KImpl = dotQ4KQ8KAVX
+	dotQ5KQ8KImpl = dotQ5KQ8KAVX
 	dotQ6KQ8KImpl = dotQ6KQ8KAVX
 	dot4Impl = dot4AVX512
 	dot8Impl = dot8AVX512
@@ -605,26 +606,36 @@ func dotQ45K(x, dst []float32, row []byte, five bool) float32 {
 	return r
 }
 
-// dotQ4KQ8KAVX is dotQ4KQ8KGo with 32 weights at a time: the nibbles as
-// unsigned bytes times the activations as signed bytes, pairs summed into
-// 16 bits (VPMADDUBSW: at most 2·15·127, no saturation), pairs of those
-// times the group's scale summed into 32 bits (VPMADDWD), the block's
-// integer sum exact as in the portable version.
-func dotQ4KQ8KAVX(row []byte, a *q8K) float32 {
+// dotQ45KQ8KAVX is dotQ45KQ8KGo with 32 weights at a time: the nibbles
+// (with Q5_K's fifth bit moved to bit 4: a single bit shifted within its
+// byte) as unsigned bytes times the activations as signed bytes, pairs
+// summed into 16 bits (VPMADDUBSW: at most 2·31·127, no saturation), pairs
+// of those times the group's scale summed into 32 bits (VPMADDWD), the
+// block's integer sum exact as in the portable version.
+func dotQ45KQ8KAVX(row []byte, a *q8K, five bool) float32 {
+	bb := q4KBytes
+	if five {
+		bb = q5KBytes
+	}
 	nb := len(a.d)
 	if nb == 0 {
 		return 0
 	}
-	_ = row[nb*q4KBytes-1]
+	_ = row[nb*bb-1]
 	_ = a.qs[nb*kBlock-1]
 	tab := f16Table()
 	low := archsimd.BroadcastUint8x32(nibbleMask)
 	var sum float32
 	for b := 0; b < nb; b++ {
-		blk := row[b*q4KBytes : (b+1)*q4KBytes]
+		blk := row[b*bb : (b+1)*bb]
 		scales := blk[4:16]
 		gs := a.gsum[b*8 : b*8+8]
 		qs := unsafe.Pointer(&blk[16])
+		var qh archsimd.Uint8x32
+		if five {
+			qh = archsimd.LoadUint8x32((*[32]uint8)(unsafe.Pointer(&blk[16])))
+			qs = unsafe.Pointer(&blk[48])
+		}
 		xs := unsafe.Pointer(&a.qs[b*kBlock])
 		var acc archsimd.Int32x8
 		var summ int32
@@ -638,6 +649,10 @@ func dotQ4KQ8KAVX(row []byte, a *q8K) float32 {
 			x1 := archsimd.LoadInt8x32((*[32]int8)(unsafe.Add(xs, g*32)))
 			x2 := archsimd.LoadInt8x32((*[32]int8)(unsafe.Add(xs, g*32+32)))
 			lo, hi := u.And(low), u.AsUint16x16().ShiftAllRight(4).AsUint8x32().And(low)
+			if five {
+				lo = lo.Or(bitTo4(qh, g))
+				hi = hi.Or(bitTo4(qh, g+1))
+			}
 			acc = acc.Add(lo.DotProductPairsSaturated(x1).DotProductPairs(archsimd.BroadcastInt16x16(int16(s1))))
 			acc = acc.Add(hi.DotProductPairsSaturated(x2).DotProductPairs(archsimd.BroadcastInt16x16(int16(s2))))
 		}
@@ -650,6 +665,19 @@ func dotQ4KQ8KAVX(row []byte, a *q8K) float32 {
 	archsimd.ClearAVXUpperBits()
 	return sum
 }
+
+// bitTo4 keeps bit k of every byte and moves it to bit 4: a 16-bit shift,
+// which cannot carry a lone bit across its byte by at most four places.
+func bitTo4(v archsimd.Uint8x32, k int) archsimd.Uint8x32 {
+	m := v.And(archsimd.BroadcastUint8x32(1 << k)).AsUint16x16()
+	if k <= 4 {
+		return m.ShiftAllLeft(uint64(4 - k)).AsUint8x32()
+	}
+	return m.ShiftAllRight(uint64(k - 4)).AsUint8x32()
+}
+
+func dotQ4KQ8KAVX(row []byte, a *q8K) float32 { return dotQ45KQ8KAVX(row, a, false) }
+func dotQ5KQ8KAVX(row []byte, a *q8K) float32 { return dotQ45KQ8KAVX(row, a, true) }
 
 // dotQ6KQ8KAVX is dotQ6KQ8KGo 32 weights at a time: the six-bit values are
 // put together from ql and qh with byte masks (16-bit shifts whose spill
