@@ -552,3 +552,21 @@ func TestDotKQuantQ8K(t *testing.T) {
 		}
 	}
 }
+
+// unpackScalesK4 gives every scale and minimum tensor.ScaleMinK4 gives.
+func TestUnpackScalesK4(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	q := make([]byte, 12)
+	for range 1000 {
+		for i := range q {
+			q[i] = byte(r.IntN(256))
+		}
+		sc, mn := unpackScalesK4(q)
+		for j := range 8 {
+			s, m := tensor.ScaleMinK4(j, q)
+			if byte(sc>>(8*j)) != s || byte(mn>>(8*j)) != m {
+				t.Fatalf("%x group %d: %d, %d; want %d, %d", q, j, byte(sc>>(8*j)), byte(mn>>(8*j)), s, m)
+			}
+		}
+	}
+}

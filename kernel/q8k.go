@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"encoding/binary"
 	"math"
 
 	"persona/tensor"
@@ -29,16 +30,18 @@ type q8K struct {
 	gsum []int32   // one per group of 32
 }
 
-// scaleMinsK4 unpacks the eight 6-bit scales and minimums of a Q4_K block
-// at once (tensor.ScaleMinK4 one by one).
-func scaleMinsK4(q *[12]byte) (sc, mn [8]int32) {
-	for j := 0; j < 4; j++ {
-		sc[j], mn[j] = int32(q[j]&63), int32(q[j+4]&63)
-		sc[j+4] = int32(q[j+8]&0xf | (q[j]>>6)<<4)
-		mn[j+4] = int32(q[j+8]>>4 | (q[j+4]>>6)<<4)
-	}
+// unpackScalesK4 unpacks a K-quant block's twelve bytes of 6-bit scales and
+// minimums into eight bytes each (scale or minimum j in byte j), with four
+// 32-bit mask-and-shift steps instead of eight tensor.ScaleMinK4 calls: per
+// block that scalar work had cost as much as the vector work.
+func unpackScalesK4(q []byte) (sc, mn uint64) {
+	const m6, m4, m2 = 0x3f3f3f3f, 0x0f0f0f0f, 0x03030303
+	u0, u1, u2 := binary.LittleEndian.Uint32(q[0:4]), binary.LittleEndian.Uint32(q[4:8]), binary.LittleEndian.Uint32(q[8:12])
+	sc = uint64(u0&m6) | uint64(u2&m4|(u0>>6&m2)<<4)<<32
+	mn = uint64(u1&m6) | uint64(u2>>4&m4|(u1>>6&m2)<<4)<<32
 	return sc, mn
 }
+
 
 // quantizeQ8K takes activations roundQ8K has already rounded (each block
 // is q·d for integers |q| ≤ 127 reaching 127) and recovers the integers:
@@ -85,7 +88,7 @@ func dotQ45KQ8KGo(row []byte, a *q8K, five bool) float32 {
 		if five {
 			qh, qs = blk[16:48], blk[48:]
 		}
-		sc, mn := scaleMinsK4((*[12]byte)(blk[4:16]))
+		sc, mn := unpackScalesK4(blk[4:16])
 		var sumi, summ int32
 		for j := 0; j < 8; j++ {
 			var s int32
@@ -96,8 +99,8 @@ func dotQ45KQ8KGo(row []byte, a *q8K, five bool) float32 {
 				}
 				s += int32(q) * int32(a.qs[b*kBlock+j*32+i])
 			}
-			sumi += sc[j] * s
-			summ += mn[j] * a.gsum[b*8+j]
+			sumi += int32(sc>>(8*j)&0xff) * s
+			summ += int32(mn>>(8*j)&0xff) * a.gsum[b*8+j]
 		}
 		d := a.d[b] * tensor.F16ToF32(uint16(blk[0])|uint16(blk[1])<<8)
 		dmin := a.d[b] * tensor.F16ToF32(uint16(blk[2])|uint16(blk[3])<<8)

@@ -628,8 +628,10 @@ func dotQ45KQ8KAVX(row []byte, a *q8K, five bool) float32 {
 	var sum float32
 	for b := 0; b < nb; b++ {
 		blk := row[b*bb : (b+1)*bb]
-		scales := blk[4:16]
-		gs := a.gsum[b*8 : b*8+8]
+		sc, mn := unpackScalesK4(blk[4:16])
+		gs := (*[8]int32)(a.gsum[b*8 : b*8+8])
+		summ := int32(mn&0xff)*gs[0] + int32(mn>>8&0xff)*gs[1] + int32(mn>>16&0xff)*gs[2] + int32(mn>>24&0xff)*gs[3] +
+			int32(mn>>32&0xff)*gs[4] + int32(mn>>40&0xff)*gs[5] + int32(mn>>48&0xff)*gs[6] + int32(mn>>56)*gs[7]
 		qs := unsafe.Pointer(&blk[16])
 		var qh archsimd.Uint8x32
 		if five {
@@ -638,13 +640,8 @@ func dotQ45KQ8KAVX(row []byte, a *q8K, five bool) float32 {
 		}
 		xs := unsafe.Pointer(&a.qs[b*kBlock])
 		var acc archsimd.Int32x8
-		var summ int32
 		for g := 0; g < 8; g += 2 {
-			// ScaleMinK4 inlines; an unpacking of all eight at once
-			// (scaleMinsK4) did not and cost as much as the vector work.
-			s1, m1 := tensor.ScaleMinK4(g, scales)
-			s2, m2 := tensor.ScaleMinK4(g+1, scales)
-			summ += int32(m1)*gs[g] + int32(m2)*gs[g+1]
+			s1, s2 := int16(sc>>(8*g)&0xff), int16(sc>>(8*g+8)&0xff)
 			u := archsimd.LoadUint8x32((*[32]uint8)(unsafe.Add(qs, g*16)))
 			x1 := archsimd.LoadInt8x32((*[32]int8)(unsafe.Add(xs, g*32)))
 			x2 := archsimd.LoadInt8x32((*[32]int8)(unsafe.Add(xs, g*32+32)))
@@ -653,8 +650,8 @@ func dotQ45KQ8KAVX(row []byte, a *q8K, five bool) float32 {
 				lo = lo.Or(bitTo4(qh, g))
 				hi = hi.Or(bitTo4(qh, g+1))
 			}
-			acc = acc.Add(lo.DotProductPairsSaturated(x1).DotProductPairs(archsimd.BroadcastInt16x16(int16(s1))))
-			acc = acc.Add(hi.DotProductPairsSaturated(x2).DotProductPairs(archsimd.BroadcastInt16x16(int16(s2))))
+			acc = acc.Add(lo.DotProductPairsSaturated(x1).DotProductPairs(archsimd.BroadcastInt16x16(s1)))
+			acc = acc.Add(hi.DotProductPairsSaturated(x2).DotProductPairs(archsimd.BroadcastInt16x16(s2)))
 		}
 		v4 := acc.GetLo().Add(acc.GetHi())
 		sumi := v4.GetElem(0) + v4.GetElem(1) + v4.GetElem(2) + v4.GetElem(3)
