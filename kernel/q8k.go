@@ -42,7 +42,6 @@ func unpackScalesK4(q []byte) (sc, mn uint64) {
 	return sc, mn
 }
 
-
 // quantizeQ8K takes activations roundQ8K has already rounded (each block
 // is q·d for integers |q| ≤ 127 reaching 127) and recovers the integers:
 // d = max|x|/127, q = round(x/d). The products q·d equal the rounded values
