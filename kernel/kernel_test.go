@@ -511,8 +511,8 @@ func TestSiLUMulAndRounding(t *testing.T) {
 
 // Q4_K, Q5_K and Q6_K rows times Q8_K activations in integers (both versions)
 // equal the decoded row times the rounded activations, and the two versions
-// agree bit for bit; the integers times the scale give back the rounded
-// values.
+// agree to float32 rounding; the integers times the scale give back the
+// rounded values.
 func TestDotKQuantQ8K(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
 	for _, c := range []struct {
@@ -542,8 +542,10 @@ func TestDotKQuantQ8K(t *testing.T) {
 			for i := range dec {
 				want += float64(dec[i]) * float64(xr[i])
 			}
+			// The integer sums are exact in both; only the float sum over
+			// blocks runs in another order (Q4_K/Q5_K keep it in lanes).
 			got, ref := c.fast(row, a), c.ref(row, a)
-			if got != ref {
+			if d := math.Abs(float64(got - ref)); d > 1e-5*(1+math.Abs(float64(ref))) {
 				t.Fatalf("%v K %d: kernel %g, portable %g", c.dt, K, got, ref)
 			}
 			if d := math.Abs(float64(got) - want); d > 1e-4*(1+math.Abs(want)) {

@@ -625,7 +625,8 @@ func dotQ45KQ8KAVX(row []byte, a *q8K, five bool) float32 {
 	_ = a.qs[nb*kBlock-1]
 	tab := f16Table()
 	low := archsimd.BroadcastUint8x32(nibbleMask)
-	var sum float32
+	var facc archsimd.Float32x8
+	var msum float32
 	for b := 0; b < nb; b++ {
 		blk := row[b*bb : (b+1)*bb]
 		sc, mn := unpackScalesK4(blk[4:16])
@@ -639,9 +640,11 @@ func dotQ45KQ8KAVX(row []byte, a *q8K, five bool) float32 {
 			qs = unsafe.Pointer(&blk[48])
 		}
 		xs := unsafe.Pointer(&a.qs[b*kBlock])
+		var scb [8]byte
+		binary.LittleEndian.PutUint64(scb[:], sc)
 		var acc archsimd.Int32x8
 		for g := 0; g < 8; g += 2 {
-			s1, s2 := int16(sc>>(8*g)&0xff), int16(sc>>(8*g+8)&0xff)
+			s1, s2 := int16(scb[g]), int16(scb[g+1])
 			u := archsimd.LoadUint8x32((*[32]uint8)(unsafe.Add(qs, g*16)))
 			x1 := archsimd.LoadInt8x32((*[32]int8)(unsafe.Add(xs, g*32)))
 			x2 := archsimd.LoadInt8x32((*[32]int8)(unsafe.Add(xs, g*32+32)))
@@ -653,12 +656,16 @@ func dotQ45KQ8KAVX(row []byte, a *q8K, five bool) float32 {
 			acc = acc.Add(lo.DotProductPairsSaturated(x1).DotProductPairs(archsimd.BroadcastInt16x16(s1)))
 			acc = acc.Add(hi.DotProductPairsSaturated(x2).DotProductPairs(archsimd.BroadcastInt16x16(s2)))
 		}
-		v4 := acc.GetLo().Add(acc.GetHi())
-		sumi := v4.GetElem(0) + v4.GetElem(1) + v4.GetElem(2) + v4.GetElem(3)
+		// The block's integer sums stay in lanes, scaled into a float
+		// accumulator: one horizontal sum per row, not per block.
 		d := a.d[b] * tab[uint16(blk[0])|uint16(blk[1])<<8]
-		dmin := a.d[b] * tab[uint16(blk[2])|uint16(blk[3])<<8]
-		sum += d*float32(sumi) - dmin*float32(summ)
+		facc = acc.ConvertToFloat32().MulAdd(archsimd.BroadcastFloat32x8(d), facc)
+		msum += a.d[b] * tab[uint16(blk[2])|uint16(blk[3])<<8] * float32(summ)
 	}
+	v4 := facc.GetLo().Add(facc.GetHi())
+	v4 = v4.AddPairs(v4)
+	v4 = v4.AddPairs(v4)
+	sum := v4.GetElem(0) - msum
 	archsimd.ClearAVXUpperBits()
 	return sum
 }
