@@ -201,18 +201,7 @@ func (m *Model) headLossBackward(xn []float32, r *Row, g *Grads, dxn []float32, 
 			// One pass of exponentials serves the loss and its gradient:
 			// e = exp(row − max), lse = max + log Σe, softmax = e/Σe.
 			target := row[r.Targets[t]]
-			mx := row[0]
-			for _, v := range row[1:] {
-				mx = max(mx, v)
-			}
-			for j := range row {
-				row[j] -= mx
-			}
-			kernel.Exp(row)
-			var sum float64
-			for _, e := range row {
-				sum += float64(e)
-			}
+			mx, sum := expShifted(row)
 			loss += float64(w) * (float64(mx) + math.Log(sum) - float64(target))
 			weight += float64(w)
 			if g == nil {

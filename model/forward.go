@@ -276,11 +276,9 @@ func (m *Model) attention(att, q, K, V []float32, pos0, T int, sliding bool) {
 			off := (h / group) * hd
 			sc := scores[:p+1-lo]
 			for j := range sc {
-				kr := K[(lo+j)*kvd+off : (lo+j)*kvd+off+hd]
-				sc[j] = kernel.Dot(qh, kr) * scale
+				sc[j] = kernel.Dot(qh, K[(lo+j)*kvd+off:(lo+j)*kvd+off+hd])
 			}
-			softcap(sc, c.AttnSoftcap)
-			softmaxInPlace(sc)
+			softmaxRange(sc, 0, len(sc)-1, scale, c.AttnSoftcap)
 			o := att[(t*c.Heads+h)*hd : (t*c.Heads+h+1)*hd]
 			clear(o)
 			for j, w := range sc {

@@ -181,21 +181,21 @@ func addBias(x, b []float32, T int) {
 	}
 }
 
-// softmaxInPlace turns scores into probabilities (numerically stable).
-func softmaxInPlace(x []float32) {
-	m := x[0]
+// expShifted sets x[i] = exp(x[i] − max x), the stable form every softmax
+// here starts from, and returns the maximum and the sum of the results.
+func expShifted(x []float32) (mx float32, sum float64) {
+	mx = x[0]
 	for _, v := range x[1:] {
-		m = max(m, v)
+		mx = max(mx, v)
 	}
 	for i := range x {
-		x[i] -= m
+		x[i] -= mx
 	}
 	kernel.Exp(x)
-	var sum float32
 	for _, e := range x {
-		sum += e
+		sum += float64(e)
 	}
-	kernel.Scale(x, 1/sum)
+	return mx, sum
 }
 
 // LogSumExp returns log Σ exp(x), computed stably around the maximum.
@@ -232,20 +232,9 @@ func softmaxRange(row []float32, lo, t int, scale, cap float32) float32 {
 	sc := row[lo : t+1]
 	kernel.Scale(sc, scale)
 	softcap(sc, cap)
-	mx := float32(math.Inf(-1))
-	for _, v := range sc {
-		mx = max(mx, v)
-	}
-	for j := range sc {
-		sc[j] -= mx
-	}
-	kernel.Exp(sc)
-	var sum float32
-	for _, e := range sc {
-		sum += e
-	}
-	kernel.Scale(sc, 1/sum)
-	return mx + float32(math.Log(float64(sum)))
+	mx, sum := expShifted(sc)
+	kernel.Scale(sc, float32(1/sum))
+	return mx + float32(math.Log(sum))
 }
 
 // gatherHead copies one head's columns [off, off+hd) of the T rows of a

@@ -2,6 +2,7 @@ package tokenizer
 
 import (
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -21,6 +22,14 @@ func loadGGUF(t testing.TB, rel string) *Tokenizer {
 	if _, err := os.Stat(path); err != nil {
 		t.Fatalf("fixture missing: %v", err)
 	}
+	tk := readGGUFTokenizer(t, path)
+	loaded[rel] = tk
+	return tk
+}
+
+// readGGUFTokenizer opens a GGUF file and builds its tokenizer.
+func readGGUFTokenizer(t testing.TB, path string) *Tokenizer {
+	t.Helper()
 	f, err := gguf.Open(path)
 	if err != nil {
 		t.Fatal(err)
@@ -30,8 +39,31 @@ func loadGGUF(t testing.TB, rel string) *Tokenizer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	loaded[rel] = tk
 	return tk
+}
+
+// writeVocabGGUF writes tokenizer metadata into a vocabulary-only GGUF
+// file and returns its path. llama.cpp reads the architecture's
+// hyper-parameters even for a vocabulary-only load, so a minimal Llama set
+// is written too.
+func writeVocabGGUF(t testing.TB, kvs []gguf.KV) string {
+	t.Helper()
+	w := gguf.NewWriter()
+	w.AddKV("general.architecture", "llama")
+	w.AddKV("general.name", "tokenizer-test")
+	for k, v := range map[string]uint32{"context_length": 512, "embedding_length": 64, "block_count": 1,
+		"feed_forward_length": 128, "attention.head_count": 4, "attention.head_count_kv": 4, "rope.dimension_count": 16} {
+		w.AddKV("llama."+k, v)
+	}
+	w.AddKV("llama.attention.layer_norm_rms_epsilon", float32(1e-5))
+	for _, kv := range kvs {
+		w.AddKV(kv.Key, kv.Value)
+	}
+	path := filepath.Join(t.TempDir(), "vocab.gguf")
+	if err := w.WriteFile(path); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // readVocabTest reads llama.cpp's test-tokenizer-0 files: strings separated

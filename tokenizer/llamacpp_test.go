@@ -28,7 +28,7 @@ func TestLlamaCppAgrees(t *testing.T) {
 		t.Fatal(err)
 	}
 	texts := slices.Concat(heldOut, syntheticCorpus(300, 77), randomTexts(500, 5), c[:50])
-	checkWithLlamaCpp(t, tk, kvs, texts)
+	checkWithLlamaCpp(t, tk, writeVocabGGUF(t, kvs), texts)
 	t.Logf("%d strings tokenize identically in llama.cpp (tokenizer.ggml.pre = qwen2)", len(texts))
 }
 
@@ -69,56 +69,24 @@ func TestGemmaStyleVocabAgreesWithLlamaCpp(t *testing.T) {
 		{Key: "tokenizer.ggml.add_bos_token", Value: true},
 		{Key: "tokenizer.ggml.add_space_prefix", Value: false},
 	}
-	w := gguf.NewWriter()
-	for _, kv := range kvs {
-		w.AddKV(kv.Key, kv.Value)
-	}
-	path := filepath.Join(t.TempDir(), "gemma-vocab.gguf")
-	if err := w.WriteFile(path); err != nil {
-		t.Fatal(err)
-	}
-	f, err := gguf.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	tk, err := FromGGUF(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	path := writeVocabGGUF(t, kvs)
+	tk := readGGUFTokenizer(t, path)
 	texts := []string{"Hello world", " Hello world", "Hello  world", "What is the capital of France?",
 		"<start_of_turn>user\nWhat is the capital of France?<end_of_turn>\n<start_of_turn>model\nParis.",
 		"You are a helpful assistant.\n\nWhat is a persona?", "    indented\n\n\nnewlines", "naïve café",
 		"日本語のテキスト", "emoji 🙂 and tabs\t!", "", " ", "persona", "the persona of the model",
 		"<start_of_turn>", "<end_of_turn>x<bos>", "ÿ\x00\x7f"}
 	texts = append(texts, randomTexts(200, 9)...)
-	checkWithLlamaCpp(t, tk, kvs, texts)
+	checkWithLlamaCpp(t, tk, path, texts)
 }
 
-// checkWithLlamaCpp writes the tokenizer metadata kvs into a vocabulary-only
-// GGUF, has llama.cpp tokenize texts from it (special tokens parsed, no BOS
-// added) through tools/hftok/llamacpp.mjs, and compares with tk.
-func checkWithLlamaCpp(t *testing.T, tk *Tokenizer, kvs []gguf.KV, texts []string) {
+// checkWithLlamaCpp has llama.cpp tokenize texts from the vocabulary GGUF
+// at path (special tokens parsed, no BOS added) through
+// tools/hftok/llamacpp.mjs, and compares with tk.
+func checkWithLlamaCpp(t *testing.T, tk *Tokenizer, path string, texts []string) {
 	t.Helper()
 	ref, err := llamaref.Dir()
 	if err != nil {
-		t.Fatal(err)
-	}
-	// llama.cpp reads the architecture's hyper-parameters even for a
-	// vocabulary-only load, so a minimal set is written.
-	w := gguf.NewWriter()
-	w.AddKV("general.architecture", "llama")
-	w.AddKV("general.name", "tokenizer-check")
-	for k, v := range map[string]uint32{"context_length": 512, "embedding_length": 64, "block_count": 1,
-		"feed_forward_length": 128, "attention.head_count": 4, "attention.head_count_kv": 4, "rope.dimension_count": 16} {
-		w.AddKV("llama."+k, v)
-	}
-	w.AddKV("llama.attention.layer_norm_rms_epsilon", float32(1e-5))
-	for _, kv := range kvs {
-		w.AddKV(kv.Key, kv.Value)
-	}
-	path := filepath.Join(t.TempDir(), "vocab.gguf")
-	if err := w.WriteFile(path); err != nil {
 		t.Fatal(err)
 	}
 	req, _ := json.Marshal(map[string]any{"gguf": path, "texts": texts})

@@ -9,8 +9,6 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
-
-	"persona/gguf"
 )
 
 func mustTrained(t testing.TB) (*Tokenizer, []string) {
@@ -434,25 +432,7 @@ func checkGGUF(t *testing.T, tk *Tokenizer, texts []string) *Tokenizer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := gguf.NewWriter()
-	w.AddKV("general.architecture", "llama")
-	w.AddKV("general.name", "trained-tokenizer")
-	for _, kv := range kvs {
-		w.AddKV(kv.Key, kv.Value)
-	}
-	path := filepath.Join(t.TempDir(), "vocab.gguf")
-	if err := w.WriteFile(path); err != nil {
-		t.Fatal(err)
-	}
-	f, err := gguf.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	back, err := FromGGUF(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	back := readGGUFTokenizer(t, writeVocabGGUF(t, kvs))
 	sameEncoding(t, "FromGGUF(GGUFMetadata)", tk, back, append(slices.Clone(heldOut), texts...))
 	if back.BOS() != tk.BOS() || back.EOS() != tk.EOS() || back.PAD() != tk.PAD() || back.ChatTemplate() != tk.ChatTemplate() {
 		t.Errorf("GGUF BOS/EOS/PAD %d/%d/%d; trained %d/%d/%d", back.BOS(), back.EOS(), back.PAD(), tk.BOS(), tk.EOS(), tk.PAD())
