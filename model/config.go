@@ -127,7 +127,7 @@ func (c *Config) Validate() error {
 	case c.SlidingWindow < 0 || c.SlidingPattern < 0 || c.RoPELocalTheta < 0:
 		return fmt.Errorf("negative sliding window %d, pattern %d or local rope base %g", c.SlidingWindow, c.SlidingPattern, c.RoPELocalTheta)
 	case c.AttnSoftcap < 0 || c.FinalSoftcap < 0 || c.AttnScale < 0 || c.EmbedScale < 0 || c.ResidualScale < 0 || c.LogitDivisor < 0 ||
-		isNaN32(c.AttnSoftcap, c.FinalSoftcap, c.AttnScale, c.EmbedScale, c.ResidualScale, c.LogitDivisor):
+		anyNonFinite(c.AttnSoftcap, c.FinalSoftcap, c.AttnScale, c.EmbedScale, c.ResidualScale, c.LogitDivisor):
 		return fmt.Errorf("attention scale %g, embedding scale %g, residual scale %g, logit divisor %g and soft caps %g, %g must be non-negative numbers",
 			c.AttnScale, c.EmbedScale, c.ResidualScale, c.LogitDivisor, c.AttnSoftcap, c.FinalSoftcap)
 	}
@@ -137,7 +137,8 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-func isNaN32(v ...float32) bool {
+// anyNonFinite reports a NaN or an infinity among v.
+func anyNonFinite(v ...float32) bool {
 	for _, x := range v {
 		if x != x || math.IsInf(float64(x), 0) {
 			return true
