@@ -301,12 +301,12 @@ func (m *Model) hfGemmaConfig(cfg map[string]any) {
 	if m.RoPELocalTheta > 0 {
 		cfg["rope_local_base_freq"] = m.RoPELocalTheta
 	}
-	cap := func(v float32) any {
+	orNull := func(v float32) any {
 		if v == 0 {
 			return nil
 		}
 		return v
 	}
-	cfg["attn_logit_softcapping"] = cap(m.AttnSoftcap)
-	cfg["final_logit_softcapping"] = cap(m.FinalSoftcap)
+	cfg["attn_logit_softcapping"] = orNull(m.AttnSoftcap)
+	cfg["final_logit_softcapping"] = orNull(m.FinalSoftcap)
 }

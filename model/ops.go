@@ -224,14 +224,14 @@ func LogSoftmax(out, logits []float32) {
 const attnBlock = 64
 
 // softmaxRange turns row's scores for keys lo … t into probabilities of
-// cap(scale·score) (cap the soft cap, 0 for none), zeroes the other
+// softcap(scale·score) (limit the soft cap, 0 for none), zeroes the other
 // entries, and returns the log-sum-exp.
-func softmaxRange(row []float32, lo, t int, scale, cap float32) float32 {
+func softmaxRange(row []float32, lo, t int, scale, limit float32) float32 {
 	clear(row[:lo])
 	clear(row[t+1:])
 	sc := row[lo : t+1]
 	kernel.Scale(sc, scale)
-	softcap(sc, cap)
+	softcap(sc, limit)
 	mx, sum := expShifted(sc)
 	kernel.Scale(sc, float32(1/sum))
 	return mx + float32(math.Log(sum))
