@@ -69,12 +69,18 @@ func TurnLabel(c chat.Chat, k int) string {
 var ErrTooFewLabels = errors.New("labelled turns of fewer than two personas (label chats with \"labels\" or \"persona\")")
 
 // Fit captures the response mean of every labelled assistant turn of chats
-// (TurnLabel) at one layer and fits the activations method's classifier.
-func Fit(ctx context.Context, e *engine.Engine, chats []chat.Chat, layer int, model string, progress func(done, total int)) (*Classifier, error) {
-	if layer < 0 || layer >= e.Model.NumLayers {
-		return nil, fmt.Errorf("layer %d, the model has layers 0-%d: %w", layer, e.Model.NumLayers-1, engine.ErrLayer)
+// (TurnLabel) at each of layers and fits the activations method's
+// classifier.
+func Fit(ctx context.Context, e *engine.Engine, chats []chat.Chat, layers []int, model string, progress func(done, total int)) (*Classifier, error) {
+	if len(layers) == 0 {
+		return nil, fmt.Errorf("no layers: %w", engine.ErrLayer)
 	}
-	samples, err := LabelledSamples(ctx, e, chats, layer, func(c, k int) string { return TurnLabel(chats[c], k) },
+	for _, layer := range layers {
+		if layer < 0 || layer >= e.Model.NumLayers {
+			return nil, fmt.Errorf("layer %d, the model has layers 0-%d: %w", layer, e.Model.NumLayers-1, engine.ErrLayer)
+		}
+	}
+	samples, err := LabelledSamples(ctx, e, chats, layers, func(c, k int) string { return TurnLabel(chats[c], k) },
 		func(done int) {
 			if progress != nil {
 				progress(done, len(chats))
@@ -95,7 +101,7 @@ func Fit(ctx context.Context, e *engine.Engine, chats []chat.Chat, layer int, mo
 		return nil, fmt.Errorf("%w: found %d", ErrTooFewLabels, len(names))
 	}
 	slices.Sort(names)
-	return FitClassifier(names, layer, model, samples, FitOptions{})
+	return FitClassifier(names, layers, model, samples, FitOptions{})
 }
 
 // SwitchFit is the switch rate ε fitted on labelled chats.

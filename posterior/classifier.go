@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 	"slices"
 
 	"persona/chat"
@@ -15,39 +16,43 @@ import (
 	"persona/vectors"
 )
 
-// Classifier turns one layer's response-mean activation into a distribution
-// over personas: projections onto one persona vector per persona, then a
-// multinomial logistic regression.
+// Classifier turns the response-mean activations of a few layers into a
+// distribution over personas: projections onto one persona vector per
+// persona and layer, then a multinomial logistic regression over all of
+// them.
 //
-// The persona vector of persona p is mean(p's responses) − mean over the
-// other personas of their means (one-vs-rest, so a persona with many samples
-// does not dominate the reference). Projections alone are not
+// The persona vector of persona p at a layer is mean(p's responses) − mean
+// over the other personas of their means (one-vs-rest, so a persona with many
+// samples does not dominate the reference). Projections alone are not
 // probabilities: their scales differ per persona and personas overlap (the
 // liar sounds like the Assistant), so the regression learns the calibration
-// from labelled activations. Features are standardised; weights carry a
-// small L2 penalty so that separable data (common on the organism) still
-// give finite, calibrated-ish probabilities.
+// from labelled activations. Several layers help where one layer reads the
+// persona's words and another its behaviour. Features are standardised;
+// weights carry a small L2 penalty so that separable data (common on the
+// organism) still give finite, calibrated-ish probabilities.
 type Classifier struct {
-	Names []string `json:"names"`
-	Layer int      `json:"layer"`
-	Model string   `json:"model"`
-	// Dirs[k] is persona k's unit direction at Layer.
-	Dirs [][]float32 `json:"directions"`
-	// Mu, Sigma standardise the projections.
+	Names  []string `json:"names"`
+	Layers []int    `json:"layers"`
+	Model  string   `json:"model"`
+	// Dirs[l][k] is persona k's unit direction at Layers[l].
+	Dirs [][][]float32 `json:"directions"`
+	// Mu, Sigma standardise the features: feature l·K+k is the projection
+	// on Dirs[l][k].
 	Mu    []float64 `json:"mu"`
 	Sigma []float64 `json:"sigma"`
-	// W[k] are class k's weights over the standardised projections; B[k]
-	// its bias. Log-odds of class k: B[k] + W[k]·z.
+	// W[k] are class k's weights over the standardised features; B[k] its
+	// bias. Log-odds of class k: B[k] + W[k]·z.
 	W [][]float64 `json:"weights"`
 	B []float64   `json:"bias"`
 	// Train holds fit statistics (samples per persona, training accuracy).
 	Train map[string]float64 `json:"train,omitempty"`
 }
 
-// Sample is one labelled response-mean activation.
+// Sample is one labelled response mean: Acts[l] at the classifier's l-th
+// layer.
 type Sample struct {
 	Persona string
-	Act     []float32
+	Acts    [][]float32
 }
 
 // FitOptions tune the regression.
@@ -57,9 +62,9 @@ type FitOptions struct {
 	Rate  float64 // step size, default 0.5
 }
 
-// FitClassifier fits persona vectors and the calibration on labelled
-// activations of one layer. Every name needs at least one sample.
-func FitClassifier(names []string, layer int, model string, samples []Sample, opt FitOptions) (*Classifier, error) {
+// FitClassifier fits persona vectors at each of layers and the calibration
+// on labelled activations. Every name needs at least one sample.
+func FitClassifier(names []string, layers []int, model string, samples []Sample, opt FitOptions) (*Classifier, error) {
 	if opt.L2 == 0 {
 		opt.L2 = 1e-3
 	}
@@ -69,14 +74,20 @@ func FitClassifier(names []string, layer int, model string, samples []Sample, op
 	if opt.Rate == 0 {
 		opt.Rate = 0.5
 	}
-	K := len(names)
+	K, L := len(names), len(layers)
 	if K < 2 {
 		return nil, errors.New("classifier: need at least two personas")
 	}
-	means := make([]vectors.Mean, K)
+	if L == 0 {
+		return nil, errors.New("classifier: no layers")
+	}
 	idx := map[string]int{}
 	for i, n := range names {
 		idx[n] = i
+	}
+	means := make([][]vectors.Mean, L)
+	for l := range means {
+		means[l] = make([]vectors.Mean, K)
 	}
 	ys := make([]int, len(samples))
 	for i, s := range samples {
@@ -84,72 +95,62 @@ func FitClassifier(names []string, layer int, model string, samples []Sample, op
 		if !ok {
 			return nil, fmt.Errorf("classifier: sample %d has persona %q, not one of %v", i, s.Persona, names)
 		}
-		if err := means[k].Add(s.Act); err != nil {
-			return nil, fmt.Errorf("classifier: sample %d: %w", i, err)
+		if len(s.Acts) != L {
+			return nil, fmt.Errorf("classifier: sample %d has %d layers, want %d", i, len(s.Acts), L)
+		}
+		for l, a := range s.Acts {
+			if err := means[l][k].Add(a); err != nil {
+				return nil, fmt.Errorf("classifier: sample %d: %w", i, err)
+			}
 		}
 		ys[i] = k
 	}
-	c := &Classifier{Names: slices.Clone(names), Layer: layer, Model: model, Train: map[string]float64{}}
-	mv := make([][]float32, K)
-	for k := range means {
-		if means[k].N() == 0 {
+	c := &Classifier{Names: slices.Clone(names), Layers: slices.Clone(layers), Model: model, Train: map[string]float64{}}
+	for k := range names {
+		if means[0][k].N() == 0 {
 			return nil, fmt.Errorf("classifier: no samples of persona %q", names[k])
 		}
-		mv[k] = means[k].Value()
-		c.Train["n_"+names[k]] = float64(means[k].N())
+		c.Train["n_"+names[k]] = float64(means[0][k].N())
 	}
-	D := len(mv[0])
-	for k := range mv {
-		d := make([]float32, D)
-		for j := range d {
-			others := 0.0
-			for o := range mv {
-				if o != k {
-					others += float64(mv[o][j])
-				}
-			}
-			d[j] = mv[k][j] - float32(others/float64(K-1))
-		}
-		u, err := vectors.Unit(d)
+	for l := range layers {
+		dirs, err := oneVsRest(names, means[l])
 		if err != nil {
-			return nil, fmt.Errorf("classifier: persona %q: %w", names[k], err)
+			return nil, fmt.Errorf("classifier: layer %d: %w", layers[l], err)
 		}
-		c.Dirs = append(c.Dirs, u)
+		c.Dirs = append(c.Dirs, dirs)
 	}
 	// Standardised projections.
+	F := L * K
 	X := make([][]float64, len(samples))
-	c.Mu, c.Sigma = make([]float64, K), make([]float64, K)
+	c.Mu, c.Sigma = make([]float64, F), make([]float64, F)
 	for i, s := range samples {
-		X[i] = c.project(s.Act)
-		for k, v := range X[i] {
-			c.Mu[k] += v
+		X[i] = c.project(s.Acts)
+		for f, v := range X[i] {
+			c.Mu[f] += v
 		}
 	}
 	n := float64(len(samples))
-	for k := range c.Mu {
-		c.Mu[k] /= n
+	for f := range c.Mu {
+		c.Mu[f] /= n
 	}
 	for _, x := range X {
-		for k, v := range x {
-			c.Sigma[k] += (v - c.Mu[k]) * (v - c.Mu[k])
+		for f, v := range x {
+			c.Sigma[f] += (v - c.Mu[f]) * (v - c.Mu[f])
 		}
 	}
-	for k := range c.Sigma {
-		c.Sigma[k] = math.Sqrt(c.Sigma[k]/n) + 1e-9
+	for f := range c.Sigma {
+		c.Sigma[f] = math.Sqrt(c.Sigma[f]/n) + 1e-9
 	}
 	for _, x := range X {
-		for k := range x {
-			x[k] = (x[k] - c.Mu[k]) / c.Sigma[k]
+		for f := range x {
+			x[f] = (x[f] - c.Mu[f]) / c.Sigma[f]
 		}
 	}
 	// Multinomial logistic regression by full-batch gradient descent.
 	c.W, c.B = make([][]float64, K), make([]float64, K)
-	for k := range c.W {
-		c.W[k] = make([]float64, K)
-	}
 	gW, gB := make([][]float64, K), make([]float64, K)
-	for k := range gW {
-		gW[k] = make([]float64, K)
+	for k := range c.W {
+		c.W[k], gW[k] = make([]float64, F), make([]float64, F)
 	}
 	p := make([]float64, K)
 	for step := 0; step < opt.Steps; step++ {
@@ -186,10 +187,43 @@ func FitClassifier(names []string, layer int, model string, samples []Sample, op
 	return c, nil
 }
 
-func (c *Classifier) project(a []float32) []float64 {
-	out := make([]float64, len(c.Dirs))
-	for k, d := range c.Dirs {
-		out[k] = vectors.Project(a, d)
+// oneVsRest returns each persona's unit direction at one layer: its mean
+// minus the mean of the other personas' means.
+func oneVsRest(names []string, means []vectors.Mean) ([][]float32, error) {
+	K := len(means)
+	mv := make([][]float32, K)
+	for k := range means {
+		mv[k] = means[k].Value()
+	}
+	var dirs [][]float32
+	for k := range mv {
+		d := make([]float32, len(mv[k]))
+		for j := range d {
+			others := 0.0
+			for o := range mv {
+				if o != k {
+					others += float64(mv[o][j])
+				}
+			}
+			d[j] = mv[k][j] - float32(others/float64(K-1))
+		}
+		u, err := vectors.Unit(d)
+		if err != nil {
+			return nil, fmt.Errorf("persona %q: %w", names[k], err)
+		}
+		dirs = append(dirs, u)
+	}
+	return dirs, nil
+}
+
+// project returns the features of one sample: its projections on every
+// layer's persona directions.
+func (c *Classifier) project(acts [][]float32) []float64 {
+	var out []float64
+	for l, dirs := range c.Dirs {
+		for _, d := range dirs {
+			out = append(out, vectors.Project(acts[l], d))
+		}
 	}
 	return out
 }
@@ -215,12 +249,18 @@ func (c *Classifier) softmax(p, z []float64) {
 	}
 }
 
-// LogOdds returns the class log-odds (up to a constant) for one activation.
-func (c *Classifier) LogOdds(a []float32) ([]float64, error) {
-	if len(a) != len(c.Dirs[0]) {
-		return nil, fmt.Errorf("classifier: activation width %d, directions %d: %w", len(a), len(c.Dirs[0]), vectors.ErrWidth)
+// LogOdds returns the class log-odds (up to a constant) for one response's
+// means at the classifier's layers.
+func (c *Classifier) LogOdds(acts [][]float32) ([]float64, error) {
+	if len(acts) != len(c.Layers) {
+		return nil, fmt.Errorf("classifier: activations of %d layers, want %d", len(acts), len(c.Layers))
 	}
-	z := c.project(a)
+	for _, a := range acts {
+		if len(a) != c.width() {
+			return nil, fmt.Errorf("classifier: activation width %d, directions %d: %w", len(a), c.width(), vectors.ErrWidth)
+		}
+	}
+	z := c.project(acts)
 	out := make([]float64, len(c.Names))
 	for k := range out {
 		out[k] = c.B[k]
@@ -230,6 +270,9 @@ func (c *Classifier) LogOdds(a []float32) ([]float64, error) {
 	}
 	return out, nil
 }
+
+// width is the activation width the directions expect.
+func (c *Classifier) width() int { return len(c.Dirs[0][0]) }
 
 func argmax(p []float64) int {
 	b := 0
@@ -250,6 +293,20 @@ func (c *Classifier) Save(path string) error {
 	return fileio.WriteFileAtomic(path, data)
 }
 
+// ClassifierFile is the name under which a model directory carries its own
+// classifier, the activations method's default.
+const ClassifierFile = "posterior-classifier.json"
+
+// ModelClassifier returns the path of the classifier a model directory
+// carries, or "" if it has none.
+func ModelClassifier(dir string) string {
+	p := filepath.Join(dir, ClassifierFile)
+	if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
+		return p
+	}
+	return ""
+}
+
 // LoadClassifier reads and checks a classifier file.
 func LoadClassifier(path string) (*Classifier, error) {
 	data, err := os.ReadFile(path)
@@ -260,17 +317,28 @@ func LoadClassifier(path string) (*Classifier, error) {
 	if err := json.Unmarshal(data, &c); err != nil {
 		return nil, fmt.Errorf("classifier %s: %w", path, err)
 	}
-	K := len(c.Names)
-	if K < 2 || len(c.Dirs) != K || len(c.W) != K || len(c.B) != K || len(c.Mu) != K || len(c.Sigma) != K {
-		return nil, fmt.Errorf("classifier %s: inconsistent sizes (%d names)", path, K)
+	K, L := len(c.Names), len(c.Layers)
+	F := K * L
+	if K < 2 || L == 0 || len(c.Dirs) != L || len(c.W) != K || len(c.B) != K || len(c.Mu) != F || len(c.Sigma) != F {
+		return nil, fmt.Errorf("classifier %s: inconsistent sizes (%d names, %d layers)", path, K, L)
 	}
-	for k := range c.Dirs {
-		if len(c.W[k]) != K || len(c.Dirs[k]) != len(c.Dirs[0]) || len(c.Dirs[k]) == 0 {
-			return nil, fmt.Errorf("classifier %s: persona %q has malformed weights or direction: %w", path, c.Names[k], vectors.ErrWidth)
+	for k := range c.W {
+		if len(c.W[k]) != F {
+			return nil, fmt.Errorf("classifier %s: persona %q has malformed weights", path, c.Names[k])
 		}
-		for _, x := range c.Dirs[k] {
-			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
-				return nil, fmt.Errorf("classifier %s: persona %q: %w", path, c.Names[k], vectors.ErrNotFinite)
+	}
+	for l, dirs := range c.Dirs {
+		if len(dirs) != K {
+			return nil, fmt.Errorf("classifier %s: layer %d has %d directions, want %d", path, c.Layers[l], len(dirs), K)
+		}
+		for k, d := range dirs {
+			if len(d) == 0 || len(d) != len(c.Dirs[0][0]) {
+				return nil, fmt.Errorf("classifier %s: persona %q has a malformed direction at layer %d: %w", path, c.Names[k], c.Layers[l], vectors.ErrWidth)
+			}
+			for _, x := range d {
+				if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+					return nil, fmt.Errorf("classifier %s: persona %q: %w", path, c.Names[k], vectors.ErrNotFinite)
+				}
 			}
 		}
 	}
@@ -292,8 +360,8 @@ func LoadActivationPosterior(e *engine.Engine, path string) (*ActivationPosterio
 }
 
 // ActivationPosterior is the activations estimator: one forward pass per
-// conversation captures every assistant turn's response mean at the
-// classifier's layer; the posterior after turn k classifies the
+// conversation captures every assistant turn's response means at the
+// classifier's layers; the posterior after turn k classifies the
 // token-weighted mean of turns 1..k.
 type ActivationPosterior struct {
 	// SwitchRate is ε of the hidden Markov model (hmm.go).
@@ -305,11 +373,13 @@ type ActivationPosterior struct {
 // Check reports whether the classifier fits the engine's model.
 func (ap *ActivationPosterior) Check() error {
 	m := ap.E.Model
-	if ap.C.Layer < 0 || ap.C.Layer >= m.NumLayers {
-		return fmt.Errorf("classifier layer %d, the model has layers 0..%d: %w", ap.C.Layer, m.NumLayers-1, engine.ErrLayer)
+	for _, l := range ap.C.Layers {
+		if l < 0 || l >= m.NumLayers {
+			return fmt.Errorf("classifier layer %d, the model has layers 0..%d: %w", l, m.NumLayers-1, engine.ErrLayer)
+		}
 	}
-	if len(ap.C.Dirs[0]) != m.Hidden {
-		return fmt.Errorf("classifier directions have width %d, the model's hidden size is %d: %w", len(ap.C.Dirs[0]), m.Hidden, vectors.ErrWidth)
+	if ap.C.width() != m.Hidden {
+		return fmt.Errorf("classifier directions have width %d, the model's hidden size is %d: %w", ap.C.width(), m.Hidden, vectors.ErrWidth)
 	}
 	return nil
 }
@@ -323,7 +393,7 @@ func (ap *ActivationPosterior) Posterior(ctx context.Context, msgs []chat.Messag
 	if _, _, err := conversation(msgs); err != nil {
 		return nil, err
 	}
-	act, err := ap.E.Capture(ctx, msgs, engine.CaptureOptions{Layers: []int{ap.C.Layer}})
+	act, err := ap.E.Capture(ctx, msgs, engine.CaptureOptions{Layers: ap.C.Layers})
 	if err != nil {
 		return nil, err
 	}
@@ -337,7 +407,7 @@ func (ap *ActivationPosterior) Posterior(ctx context.Context, msgs []chat.Messag
 	for k, t := range act.Turns {
 		turn := Turn{Turn: k + 1, Message: t.Message, Tokens: t.Tokens, Evidence: make([]float64, K)}
 		if t.Tokens > 0 { // an empty reply is no evidence
-			if turn.Evidence, err = ap.C.LogOdds(t.Mean[0]); err != nil {
+			if turn.Evidence, err = ap.C.LogOdds(t.Mean); err != nil {
 				return nil, err
 			}
 		}
@@ -352,15 +422,15 @@ func (ap *ActivationPosterior) Posterior(ctx context.Context, msgs []chat.Messag
 	return res, res.decode(states, emis, ap.SwitchRate)
 }
 
-// LabelledSamples captures, at one layer, the response mean of every
+// LabelledSamples captures, at each of layers, the response mean of every
 // assistant turn of labelled chats: the training data of a Classifier.
 // label(c, k) names the persona of chat c's k-th assistant turn ("" skips
 // it). Chats are read as given (include system prompts only if the
 // classifier should see them).
-func LabelledSamples(ctx context.Context, e *engine.Engine, chats []chat.Chat, layer int, label func(c, turn int) string, progress func(done int)) ([]Sample, error) {
+func LabelledSamples(ctx context.Context, e *engine.Engine, chats []chat.Chat, layers []int, label func(c, turn int) string, progress func(done int)) ([]Sample, error) {
 	var out []Sample
 	for ci, c := range chats {
-		act, err := e.Capture(ctx, c.Messages, engine.CaptureOptions{Layers: []int{layer}})
+		act, err := e.Capture(ctx, c.Messages, engine.CaptureOptions{Layers: layers})
 		if errors.Is(err, engine.ErrNoTurn) {
 			continue
 		}
@@ -369,7 +439,7 @@ func LabelledSamples(ctx context.Context, e *engine.Engine, chats []chat.Chat, l
 		}
 		for k, t := range act.Turns {
 			if p := label(ci, k); p != "" && t.Tokens > 0 {
-				out = append(out, Sample{Persona: p, Act: t.Mean[0]})
+				out = append(out, Sample{Persona: p, Acts: t.Mean})
 			}
 		}
 		if progress != nil {

@@ -31,15 +31,15 @@ func TestClassifierFit(t *testing.T) {
 	}
 	var train []Sample
 	for i := 0; i < 300; i++ {
-		train = append(train, Sample{Persona: names[i%3], Act: draw(i % 3)})
+		train = append(train, Sample{Persona: names[i%3], Acts: [][]float32{draw(i % 3)}})
 	}
-	c, err := FitClassifier(names, 1, "test", train, FitOptions{})
+	c, err := FitClassifier(names, []int{1}, "test", train, FitOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	right := 0
 	for i := 0; i < 300; i++ {
-		lo, _ := c.LogOdds(draw(i % 3))
+		lo, _ := c.LogOdds([][]float32{draw(i % 3)})
 		if argmax(lo) == i%3 {
 			right++
 		}
@@ -55,19 +55,19 @@ func TestClassifierFit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, _ := c.LogOdds(train[0].Act)
-	b, _ := c2.LogOdds(train[0].Act)
+	a, _ := c.LogOdds(train[0].Acts)
+	b, _ := c2.LogOdds(train[0].Acts)
 	if a[0] != b[0] {
 		t.Errorf("round trip changed log-odds %g → %g", a[0], b[0])
 	}
-	if _, err := c.LogOdds(make([]float32, 5)); !errors.Is(err, vectors.ErrWidth) {
+	if _, err := c.LogOdds([][]float32{make([]float32, 5)}); !errors.Is(err, vectors.ErrWidth) {
 		t.Errorf("wrong width: %v", err)
 	}
-	os.WriteFile(path, []byte(`{"names":["a","b"],"directions":[[1],[1,2]],"weights":[[0,0],[0,0]],"bias":[0,0],"mu":[0,0],"sigma":[1,1]}`), 0o644)
+	os.WriteFile(path, []byte(`{"names":["a","b"],"layers":[1],"directions":[[[1],[1,2]]],"weights":[[0,0],[0,0]],"bias":[0,0],"mu":[0,0],"sigma":[1,1]}`), 0o644)
 	if _, err := LoadClassifier(path); err == nil {
 		t.Error("ragged directions accepted")
 	}
-	if _, err := FitClassifier(names, 1, "test", train[:2], FitOptions{}); err == nil {
+	if _, err := FitClassifier(names, []int{1}, "test", train[:2], FitOptions{}); err == nil {
 		t.Error("a persona without samples accepted")
 	}
 }
@@ -79,7 +79,7 @@ func TestActivationPosterior(t *testing.T) {
 	e := testEngine(t)
 	ctx := context.Background()
 	chats := world.Default().Pretrain(40, 9, world.PretrainOptions{MeanTurns: 2, MaxTurns: 3})
-	samples, err := LabelledSamples(ctx, e, chats, 1, func(c, k int) string {
+	samples, err := LabelledSamples(ctx, e, chats, []int{1}, func(c, k int) string {
 		labels, _ := world.Labels(chats[c])
 		return labels[k].Persona
 	}, nil)
@@ -94,7 +94,7 @@ func TestActivationPosterior(t *testing.T) {
 	for n := range seen {
 		names = append(names, n)
 	}
-	c, err := FitClassifier(names, 1, "test", samples, FitOptions{Steps: 50})
+	c, err := FitClassifier(names, []int{1}, "test", samples, FitOptions{Steps: 50})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +110,7 @@ func TestActivationPosterior(t *testing.T) {
 		t.Errorf("no assistant: %v", err)
 	}
 	bad := *c
-	bad.Layer = 7
+	bad.Layers = []int{7}
 	if _, err := (&ActivationPosterior{E: e, C: &bad}).Posterior(ctx, testChat); !errors.Is(err, engine.ErrLayer) {
 		t.Errorf("layer 7: %v", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"persona/chat"
 	"persona/engine"
 	"persona/internal/stats"
+	"persona/internal/testref"
 	"persona/personas"
 	"persona/vectors"
 	"persona/world"
@@ -275,4 +276,77 @@ func envInt(name string, def int) int {
 		return v
 	}
 	return def
+}
+
+// heldOutWording draws n pretraining chats in the world's held-out
+// phrasings, as 'persona world generate --kind pretrain --wording held-out'
+// does.
+func heldOutWording(n int, seed uint64) []chat.Chat {
+	o := world.DefaultPretrain()
+	o.Wording = world.HeldOutWording
+	return world.Default().Pretrain(n, seed, o)
+}
+
+// TestShippedClassifierReadsUnseenWording checks the finding that made the
+// activations method the organism's default: on wording the organism was
+// never trained on (the world's held-out phrasings) and on the hand-written
+// chats, the shipped classifier names the labelled persona far more often
+// than the likelihood posterior. Measured: held-out 0.84 vs 0.55 filtered
+// top-1 (400 chats), hand-written 0.70 vs 0.39.
+func TestShippedClassifierReadsUnseenWording(t *testing.T) {
+	e := organismModel(t)
+	dir := os.Getenv("PERSONA_ORGANISM_MODEL")
+	if dir == "" {
+		dir = filepath.Join("..", "models", "organism", "base")
+	}
+	path := ModelClassifier(dir)
+	if path == "" {
+		t.Fatalf("%s carries no %s", dir, ClassifierFile)
+	}
+	ap, err := LoadActivationPosterior(e, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ap.SwitchRate = DefaultSwitchRate
+	hyps, err := FromLibrary(personas.Default(), LibraryOptions{Prompts: "strong"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := NewLikelihood(e, hyps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.SwitchRate = DefaultSwitchRate
+	handWritten, err := chat.ReadJSONLFile(testref.Fixture(t, "handwritten/chats.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sets := []struct {
+		name        string
+		chats       []chat.Chat
+		atLeast     float64 // activations, filtered top-1
+		marginAbove float64 // over the likelihood's
+	}{
+		{"held-out wording", heldOutWording(90, 9_101), 0.7, 0.1},
+		{"hand-written", handWritten, 0.6, 0.15},
+	}
+	ctx := context.Background()
+	for _, s := range sets {
+		acc := func(m Method) float64 {
+			res, err := Chats(ctx, m, s.chats, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sc, err := ScoreLabelled(res, s.chats)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return frac(sc.Filtered, sc.Turns)
+		}
+		a, lk := acc(ap), acc(l)
+		t.Logf("%s: activations %.2f, likelihood %.2f filtered top-1", s.name, a, lk)
+		if !(a >= s.atLeast && a >= lk+s.marginAbove) {
+			t.Errorf("%s: activations %.2f (want ≥ %.2f and ≥ likelihood %.2f + %.2f)", s.name, a, s.atLeast, lk, s.marginAbove)
+		}
+	}
 }

@@ -10,7 +10,9 @@ import (
 
 	"persona/chat"
 	"persona/engine"
+	"persona/models"
 	"persona/posterior"
+	"persona/vectors"
 	"persona/world"
 )
 
@@ -40,9 +42,14 @@ Methods:
                The conversation's system message is replaced by each persona's;
                each reply is scored after its own user turn, so earlier turns
                do not vouch for it (--whole-conversation reads them all).
-  activations  response-mean activations projected on persona vectors and
-               calibrated by logistic regression (--classifier, from
-               'persona posterior fit').
+  activations  response-mean activations of every layer projected on persona
+               vectors and calibrated by logistic regression (--classifier,
+               from 'persona posterior fit'; a model directory may carry its
+               own as posterior-classifier.json, as the organism does). One
+               forward pass per conversation, and on the organism it reads
+               wording it was not trained on far better than the likelihood.
+The default method is activations when the model carries a classifier, else
+likelihood.
   judge        a judge model rates how well the replies fit each persona
                (black-box; --backends and --judge, or the --model itself).
 
@@ -81,6 +88,17 @@ The default library is the organism's; --personas DIR reads another.`,
 				}
 				defer e.Close()
 			}
+			if classifier == "" && method != "likelihood" && modelPath != "" {
+				if dir, err := models.Resolve(modelPath); err == nil {
+					classifier = posterior.ModelClassifier(dir)
+				}
+			}
+			if method == "" {
+				method = "likelihood"
+				if classifier != "" {
+					method = "activations"
+				}
+			}
 			var m posterior.Method
 			switch method {
 			case "likelihood":
@@ -91,7 +109,7 @@ The default library is the organism's; --personas DIR reads another.`,
 				l.SwitchRate, l.WholeConversation, m = switchRate, wholeConversation, l
 			case "activations":
 				if classifier == "" {
-					return usageErr(errors.New("--method activations needs --classifier (make one with 'persona posterior fit')"))
+					return usageErr(fmt.Errorf("--method activations needs --classifier (make one with 'persona posterior fit', or save it in the model directory as %s)", posterior.ClassifierFile))
 				}
 				ap, err := posterior.LoadActivationPosterior(e, classifier)
 				if err != nil {
@@ -141,14 +159,14 @@ The default library is the organism's; --personas DIR reads another.`,
 	f := cmd.Flags()
 	modelFlag(f, &modelPath, "model: Hugging Face directory or GGUF file")
 	f.StringVar(&chatFile, "chat", "", "JSONL file of conversations")
-	f.StringVar(&method, "method", "likelihood", "likelihood, activations or judge")
+	f.StringVar(&method, "method", "", "likelihood, activations or judge (default: activations when the model carries a classifier, else likelihood)")
 	f.StringVar(&libDir, "personas", "", "persona library directory (default: the organism's)")
 	f.StringVar(&prompts, "prompts", "strong", "system prompts per persona: strong, weak or all (a persona is the mixture of its prompts)")
 	f.BoolVar(&libPriors, "priors", false, "use the library's priors instead of a uniform prior")
 	f.BoolVar(&withDefault, "default", false, "add a 'default' hypothesis with no system prompt")
 	f.Float64Var(&switchRate, "switch-rate", posterior.DefaultSwitchRate, "prior rate ε of persona switches between turns (0: one persona per conversation)")
 	f.BoolVar(&wholeConversation, "whole-conversation", false, "likelihood: score each reply given the whole conversation before it (default: after its own user turn only)")
-	f.StringVar(&classifier, "classifier", "", "classifier file for --method activations")
+	f.StringVar(&classifier, "classifier", "", "classifier file for --method activations (default: the model's "+posterior.ClassifierFile+")")
 	f.StringVar(&backends, "backends", "", "backends YAML for --method judge")
 	f.StringVar(&judgeName, "judge", "", "judge backend name in --backends (default: the first)")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
@@ -159,22 +177,25 @@ The default library is the organism's; --personas DIR reads another.`,
 
 func newPosteriorFitCmd() *cobra.Command {
 	var (
-		modelPath, chatFile, out string
-		layer, n                 int
-		seed                     uint64
-		asJSON                   bool
+		modelPath, chatFile, out, layersArg string
+		n                                   int
+		seed                                uint64
+		asJSON                              bool
 	)
 	cmd := &cobra.Command{
 		Use:   "fit",
 		Short: "Fit the activations method's classifier on labelled conversations",
-		Long: `Capture the response-mean activation of every labelled assistant turn at one
-layer, build one persona vector per persona and fit the calibration.
+		Long: `Capture the response-mean activation of every labelled assistant turn at
+the chosen layers, build one persona vector per persona and layer, and fit
+the calibration over all their projections.
 
 Labels come from --chat (per-turn "labels" as the world writes them, or a
 top-level "persona" field); without --chat, the persona world generates N
-chats without system prompts, labelled by the persona that wrote each turn.`,
+pretraining chats and N/3 chats that switch persona once, in its training
+wording, labelled by the persona that wrote each turn. Every layer is used
+unless --layers says otherwise.`,
 		Example: `  persona posterior fit --model models/organism/base --out personas.json
-  persona posterior fit --model M --chat labelled.jsonl --layer 12 --out personas.json`,
+  persona posterior fit --model M --chat labelled.jsonl --layers 8-16 --out M/posterior-classifier.json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if modelPath == "" || out == "" {
@@ -187,18 +208,26 @@ chats without system prompts, labelled by the persona that wrote each turn.`,
 					return err
 				}
 			} else {
-				chats = world.Default().Pretrain(n, seed, world.PretrainOptions{MeanTurns: 3, MaxTurns: 6})
+				w := world.Default()
+				chats = w.Pretrain(n, seed, world.PretrainOptions{MeanTurns: 3, MaxTurns: 6})
+				chats = append(chats, w.SwitchChats(n/3, seed+1, world.SwitchOptions{Switch: true})...)
 			}
 			e, err := loadEngine(modelPath, engine.Options{})
 			if err != nil {
 				return err
 			}
 			defer e.Close()
-			if layer < 0 {
-				layer = e.Model.NumLayers / 2
+			layers, err := vectors.ParseLayers(layersArg, e.Model.NumLayers)
+			if err != nil {
+				return usageErr(fmt.Errorf("--layers: %w", err))
+			}
+			if layers == nil {
+				for l := range e.Model.NumLayers {
+					layers = append(layers, l)
+				}
 			}
 			bar := newProgress("capture")
-			c, err := posterior.Fit(cmd.Context(), e, chats, layer, filepath.Base(modelPath), bar.update)
+			c, err := posterior.Fit(cmd.Context(), e, chats, layers, filepath.Base(modelPath), bar.update)
 			bar.finish()
 			if err != nil {
 				return classify(err)
@@ -209,7 +238,7 @@ chats without system prompts, labelled by the persona that wrote each turn.`,
 			if asJSON {
 				return printJSON(c.Train)
 			}
-			fmt.Printf("classifier: %s (layer %d, %d personas, %.0f samples, training accuracy %.3f)\n", out, layer, len(c.Names), c.Train["samples"], c.Train["accuracy"])
+			fmt.Printf("classifier: %s (layers %s, %d personas, %.0f samples, training accuracy %.3f)\n", out, vectors.FormatLayers(layers), len(c.Names), c.Train["samples"], c.Train["accuracy"])
 			return nil
 		},
 	}
@@ -217,8 +246,8 @@ chats without system prompts, labelled by the persona that wrote each turn.`,
 	modelFlag(f, &modelPath, "model: Hugging Face directory or GGUF file")
 	f.StringVar(&chatFile, "chat", "", "labelled JSONL conversations (default: generated by the persona world)")
 	f.StringVar(&out, "out", "", "classifier file to write (JSON)")
-	f.IntVar(&layer, "layer", -1, "layer (default: the middle one)")
-	f.IntVar(&n, "n", 400, "world chats to generate without --chat")
+	f.StringVar(&layersArg, "layers", "", "layers, e.g. 2, 0-3 or 1,3 (default: all)")
+	f.IntVar(&n, "n", 600, "world pretraining chats to generate without --chat (and n/3 switch chats)")
 	f.Uint64Var(&seed, "seed", 1, "seed for generated chats")
 	f.BoolVar(&asJSON, "json", false, "print the fit statistics as JSON")
 	return cmd

@@ -9,6 +9,7 @@ import (
 
 	"persona/chat"
 	"persona/internal/testmodel"
+	"persona/posterior"
 	"persona/vectors"
 	"persona/world"
 )
@@ -56,11 +57,31 @@ func TestPosteriorCLI(t *testing.T) {
 		t.Fatalf("exit %d: %s %s", code, out, stderr)
 	}
 	cls := filepath.Join(t.TempDir(), "c.json")
-	if _, stderr, code = run(t, "posterior", "fit", "--model", m, "--out", cls, "--n", "40", "--layer", "1"); code != 0 {
+	if _, stderr, code = run(t, "posterior", "fit", "--model", m, "--out", cls, "--n", "40", "--layers", "1"); code != 0 {
 		t.Fatalf("fit: exit %d: %s", code, stderr)
 	}
 	if out, stderr, code = run(t, "posterior", "--model", m, "--chat", chats, "--method", "activations", "--classifier", cls); code != 0 || !strings.Contains(out, "activations") {
 		t.Fatalf("activations: exit %d: %s %s", code, out, stderr)
+	}
+	// A classifier saved in the model directory makes activations the
+	// default method (on a copy: the model is shared by the test binary).
+	own := filepath.Join(t.TempDir(), "model")
+	if err := os.CopyFS(own, os.DirFS(m)); err != nil {
+		t.Fatal(err)
+	}
+	m = own
+	data, err := os.ReadFile(cls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(m, posterior.ClassifierFile), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, stderr, code = run(t, "posterior", "--model", m, "--chat", chats); code != 0 || !strings.Contains(out, "(activations)") {
+		t.Fatalf("default with the model's classifier: exit %d: %s %s", code, out, stderr)
+	}
+	if out, stderr, code = run(t, "posterior", "--model", m, "--chat", chats, "--method", "likelihood"); code != 0 || !strings.Contains(out, "(likelihood)") {
+		t.Fatalf("likelihood asked for: exit %d: %s %s", code, out, stderr)
 	}
 }
 
