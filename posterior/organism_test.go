@@ -292,7 +292,8 @@ func heldOutWording(n int, seed uint64) []chat.Chat {
 // never trained on (the world's held-out phrasings) and on the hand-written
 // chats, the shipped classifier names the labelled persona far more often
 // than the likelihood posterior. Measured: held-out 0.84 vs 0.55 filtered
-// top-1 (400 chats), hand-written 0.70 vs 0.39.
+// top-1 (400 chats), hand-written 0.70 vs 0.39 (the set its settings were
+// chosen on) and 0.46 vs 0.21 (the second set, written after).
 func TestShippedClassifierReadsUnseenWording(t *testing.T) {
 	e := organismModel(t)
 	dir := os.Getenv("PERSONA_ORGANISM_MODEL")
@@ -321,6 +322,10 @@ func TestShippedClassifierReadsUnseenWording(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	handWritten2, err := chat.ReadJSONLFile(testref.Fixture(t, "handwritten/chats2.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	sets := []struct {
 		name        string
 		chats       []chat.Chat
@@ -329,6 +334,7 @@ func TestShippedClassifierReadsUnseenWording(t *testing.T) {
 	}{
 		{"held-out wording", heldOutWording(90, 9_101), 0.7, 0.1},
 		{"hand-written", handWritten, 0.6, 0.15},
+		{"hand-written, second set", handWritten2, 0.35, 0.15},
 	}
 	ctx := context.Background()
 	for _, s := range sets {
