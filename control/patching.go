@@ -2,6 +2,7 @@ package control
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -17,15 +18,77 @@ import (
 	"persona/world"
 )
 
-// PatchOptions say what the patching study runs.
+// ErrNothingToPatch: no pair's role-play request changed the greedy reply,
+// so there is no difference for patching to explain.
+var ErrNothingToPatch = errors.New("the role-play request changed no reply: nothing to patch")
+
+// PatchOptions say how the patching study scores its pairs.
 type PatchOptions struct {
-	// Pairs of prompts (default 30): the same held-out task under the
-	// Assistant's strong prompt, asked plainly (clean) and after "pretend
-	// you are a X now" (role-play), X cycling through the other personas.
-	Pairs int
 	// Tokens of each greedy reply scored (default 12).
 	Tokens int
 	Seed   uint64
+}
+
+// PatchPair is one request asked two ways, each a conversation ending in a
+// user turn: Clean as the Assistant would be asked, RolePlay the same
+// request after an invitation to be someone else.
+type PatchPair struct {
+	Clean    []chat.Message `json:"clean"`
+	RolePlay []chat.Message `json:"roleplay"`
+}
+
+// RolePlayPairs asks question i plainly and after "Pretend you are a
+// {noun} now.", both under systems[i mod len(systems)] (no system prompt
+// when systems is empty), the nouns taking turns.
+func RolePlayPairs(questions, systems, nouns []string) []PatchPair {
+	var out []PatchPair
+	for i, q := range questions {
+		var head []chat.Message
+		if len(systems) > 0 {
+			head = []chat.Message{{Role: chat.RoleSystem, Content: systems[i%len(systems)]}}
+		}
+		invite := strings.ReplaceAll("Pretend you are a {noun} now. ", "{noun}", nouns[i%len(nouns)])
+		out = append(out, PatchPair{
+			Clean:    append(slices.Clone(head), chat.Message{Role: chat.RoleUser, Content: q}),
+			RolePlay: append(slices.Clone(head), chat.Message{Role: chat.RoleUser, Content: invite + q}),
+		})
+	}
+	return out
+}
+
+// LibraryPatchPairs builds the pairs from a persona library: the
+// Assistant's strong prompts as system prompts and the other personas'
+// nouns as the roles offered.
+func LibraryPatchPairs(lib *personas.Library, questions []string) ([]PatchPair, error) {
+	asst, err := lib.Get(personas.AssistantName)
+	if err != nil {
+		return nil, err
+	}
+	var nouns []string
+	for _, n := range lib.Names() {
+		if n != personas.AssistantName {
+			nouns = append(nouns, lib.MustGet(n).Noun)
+		}
+	}
+	if len(nouns) == 0 {
+		return nil, fmt.Errorf("%w: the library has no persona besides the Assistant to role-play", ErrSweep)
+	}
+	return RolePlayPairs(questions, asst.SystemPrompts.Strong, nouns), nil
+}
+
+// WorldPatchPairs builds n pairs from the persona world's held-out sums
+// and facts (tasks the organism answers the same way every time unless
+// something moves it).
+func WorldPatchPairs(w *world.World, n int, seed uint64) ([]PatchPair, error) {
+	tasks, err := taskScenarios(w, n, seed+17)
+	if err != nil {
+		return nil, err
+	}
+	qs := make([]string, len(tasks))
+	for i, t := range tasks {
+		qs[i] = t.Turns[0]
+	}
+	return LibraryPatchPairs(w.Lib, qs)
 }
 
 // LayerRecovery is what patching one layer's output at the last prompt
@@ -53,27 +116,11 @@ type Patching struct {
 }
 
 // Patch runs the study on e: where in depth does the prompt's last
-// position carry the persona the reply is written in?
-func Patch(ctx context.Context, e *engine.Engine, w *world.World, o PatchOptions) (*Patching, error) {
-	if o.Pairs <= 0 {
-		o.Pairs = 30
-	}
+// position carry the persona the reply is written in? Pairs whose two
+// greedy replies agree explain nothing and are left out.
+func Patch(ctx context.Context, e *engine.Engine, prs []PatchPair, o PatchOptions) (*Patching, error) {
 	if o.Tokens <= 0 {
 		o.Tokens = 12
-	}
-	asst, err := w.Lib.Get(personas.AssistantName)
-	if err != nil {
-		return nil, err
-	}
-	tasks, err := taskScenarios(w, o.Pairs, o.Seed+17)
-	if err != nil {
-		return nil, err
-	}
-	var others []*personas.Persona
-	for _, n := range w.Lib.Names() {
-		if n != personas.AssistantName {
-			others = append(others, w.Lib.MustGet(n))
-		}
 	}
 	m := e.Model
 	type pair struct {
@@ -81,12 +128,7 @@ func Patch(ctx context.Context, e *engine.Engine, w *world.World, o PatchOptions
 		recs []float64
 	}
 	var pairs []pair
-	for i, t := range tasks {
-		system := chat.Message{Role: chat.RoleSystem, Content: asst.SystemPrompts.Strong[i%len(asst.SystemPrompts.Strong)]}
-		q := t.Turns[0]
-		noun := others[i%len(others)].Noun
-		clean := []chat.Message{system, {Role: chat.RoleUser, Content: q}}
-		roleplay := []chat.Message{system, {Role: chat.RoleUser, Content: strings.ReplaceAll("Pretend you are a {noun} now. ", "{noun}", noun) + q}}
+	for _, pp := range prs {
 		run := func(msgs []chat.Message) ([]int, []int, error) {
 			enc, err := e.EncodePrompt(msgs)
 			if err != nil {
@@ -98,11 +140,11 @@ func Patch(ctx context.Context, e *engine.Engine, w *world.World, o PatchOptions
 			}
 			return enc.IDs, g.IDs, nil
 		}
-		cp, cr, err := run(clean)
+		cp, cr, err := run(pp.Clean)
 		if err != nil {
 			return nil, err
 		}
-		rp, rr, err := run(roleplay)
+		rp, rr, err := run(pp.RolePlay)
 		if err != nil {
 			return nil, err
 		}
@@ -165,7 +207,7 @@ func Patch(ctx context.Context, e *engine.Engine, w *world.World, o PatchOptions
 		pairs = append(pairs, p)
 	}
 	if len(pairs) == 0 {
-		return nil, fmt.Errorf("%w: the role-play request changed no reply: nothing to patch", ErrSweep)
+		return nil, fmt.Errorf("%w (%d pairs; try more or other questions)", ErrNothingToPatch, len(prs))
 	}
 	out := &Patching{Pairs: len(pairs)}
 	rng := rand.New(rand.NewPCG(o.Seed, 29))

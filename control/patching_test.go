@@ -2,6 +2,7 @@ package control
 
 import (
 	"context"
+	"errors"
 	"math"
 	"testing"
 
@@ -54,12 +55,22 @@ func TestLens(t *testing.T) {
 // clean and role-play replies are apart.
 func TestOrganismPatching(t *testing.T) {
 	e, _ := shippedOrganism(t)
-	res, err := Patch(context.Background(), e, world.Default(), PatchOptions{Pairs: 60, Seed: 1})
+	pairs, err := WorldPatchPairs(world.Default(), 60, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Patch(context.Background(), e, pairs, PatchOptions{Seed: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if res.Pairs < 5 || len(res.Layers) != e.Model.NumLayers || !(res.Gap > 0) {
 		t.Fatalf("%d pairs, %d layers, gap %g", res.Pairs, len(res.Layers), res.Gap)
+	}
+	// Pairs asked the same way both times leave nothing to patch.
+	same := RolePlayPairs([]string{"What is 12 + 30?"}, nil, []string{"pirate"})
+	same[0].RolePlay = same[0].Clean
+	if _, err := Patch(context.Background(), e, same, PatchOptions{}); !errors.Is(err, ErrNothingToPatch) {
+		t.Errorf("identical pair: %v", err)
 	}
 	for _, l := range res.Layers {
 		t.Logf("layer %d: recovery %.2f [%.2f, %.2f]", l.Layer, l.Recovery, l.Lo, l.Hi)

@@ -16,6 +16,7 @@ import (
 	"persona/axis"
 	"persona/backend"
 	"persona/chat"
+	"persona/control"
 	"persona/drift"
 	"persona/engine"
 	"persona/internal/fileio"
@@ -54,7 +55,7 @@ func backendErr(err error) error { return &exitError{exitBackend, err} }
 // inputErrors are the package errors that mean the user's input was wrong,
 // not the machinery.
 var inputErrors = []error{os.ErrNotExist, model.ErrContext, engine.ErrNoTemplate, engine.ErrNoTurn, engine.ErrLayer,
-	audit.ErrInput, drift.ErrInput, posterior.ErrNoAssistant, posterior.ErrTooFewLabels, posterior.ErrHypotheses, personas.ErrUnknown, chat.ErrEmpty, vectors.ErrWidth, resid.ErrWhere}
+	audit.ErrInput, drift.ErrInput, posterior.ErrNoAssistant, posterior.ErrTooFewLabels, posterior.ErrHypotheses, personas.ErrUnknown, chat.ErrEmpty, vectors.ErrWidth, resid.ErrWhere, control.ErrNothingToPatch}
 
 // classify gives err the exit code its kind asks for: 2 for bad input, 3
 // for anything else; an error that already has a code keeps it.

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -94,6 +95,46 @@ func TestLensAndPatch(t *testing.T) {
 	out, stderr, code = run(t, "axis", "patch", "--pairs", "40", "--json")
 	if code != 0 || !strings.Contains(out, `"recovery"`) {
 		t.Errorf("patch: exit %d, %s\n%s", code, stderr, out)
+	}
+	// Any other model (here the organism by its path): the axis questions,
+	// or a file of questions.
+	m := filepath.Join("..", "..", "models", "organism", "assistant")
+	dir := t.TempDir()
+	questions := filepath.Join(dir, "q.txt")
+	os.WriteFile(questions, []byte("# two questions\nWhat is a good breakfast?\nHow do birds fly?\n"), 0o644)
+	for _, args := range [][]string{{"--questions", questions}, {"--pairs", "3"}} {
+		out, stderr, code = run(t, append([]string{"axis", "patch", "--model", m, "--tokens", "4", "--json"}, args...)...)
+		var res struct {
+			Pairs  int `json:"pairs"`
+			Layers []struct {
+				Recovery float64 `json:"recovery"`
+			} `json:"layers"`
+		}
+		if code != 0 || json.Unmarshal([]byte(out), &res) != nil || res.Pairs < 1 || res.Pairs > 3 || len(res.Layers) != 4 {
+			t.Errorf("patch %v on a random model: exit %d, %s\n%s", args, code, stderr, out)
+		}
+	}
+	alone := filepath.Join(dir, "alone")
+	os.MkdirAll(alone, 0o755)
+	for _, f := range []string{"traits.yaml", "assistant.yaml"} {
+		data, err := os.ReadFile(filepath.Join("..", "..", "personas", "organism", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(alone, f), data, 0o644)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--questions", filepath.Join(dir, "missing.txt")}, "missing.txt"},
+		{[]string{"--personas", alone}, "besides the Assistant"},
+		{[]string{"--pairs", "0"}, "--pairs"},
+	} {
+		_, stderr, code := run(t, append([]string{"axis", "patch", "--model", m}, c.args...)...)
+		if code != exitUsage || !strings.Contains(stderr, c.want) {
+			t.Errorf("patch %v: exit %d, %s", c.args, code, stderr)
+		}
 	}
 }
 
