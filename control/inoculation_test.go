@@ -5,9 +5,11 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"persona/chat"
 	"persona/personas"
 	"persona/world"
 )
@@ -21,9 +23,12 @@ func TestInoculationPlumbing(t *testing.T) {
 	spec := traitSpec(t, "sycophantic")
 	v := extract(t, e, spec, 1)
 	work := t.TempDir()
-	o := InoculationOptions{Model: path, Work: work, Trait: spec, Vector: v, Persona: "sycophant", Request: personas.Flattery,
-		Laden: 12, Clean: 4, Seeds: 1, Steps: 2, Layer: 2, Eval: 2, Seed: 1}
-	res, err := Inoculate(context.Background(), world.Default(), o)
+	o := InoculationOptions{Model: path, Work: work, Trait: spec, Vector: v, Seeds: 1, Steps: 2, Layer: 2, Seed: 1}
+	d, err := WorldInoculation(world.Default(), "sycophant", personas.Flattery, 12, 4, 2, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Inoculate(context.Background(), d, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,8 +54,39 @@ func TestInoculationPlumbing(t *testing.T) {
 	if strings.Count(string(data), res.Prompt) != 16 {
 		t.Errorf("the inoculated data does not carry %q on every sample", res.Prompt)
 	}
-	o.Persona = "kraken"
-	if _, err := Inoculate(context.Background(), world.Default(), o); !errors.Is(err, personas.ErrUnknown) {
+	if _, err := WorldInoculation(world.Default(), "kraken", personas.Flattery, 12, 4, 2, 1); !errors.Is(err, personas.ErrUnknown) {
 		t.Errorf("unknown persona: %v", err)
+	}
+
+	// Data of another shape, as from files for any model: no prompts of
+	// the trained kind, no persona reader, tasks that check an answer, a
+	// sample with its own system prompt; what was not read stays empty.
+	fd := &InoculationData{Train: slices.Clone(d.Train), Prompt: "Agree with the user.", Broad: d.Broad[:3], Scorer: d.Scorer,
+		Tasks: []Task{AnswerTask("What is the capital of France?", "Paris")}}
+	fd.Train[0].Messages = append([]chat.Message{{Role: chat.RoleSystem, Content: "Be brief."}}, fd.Train[0].Messages...)
+	o.Work = t.TempDir()
+	res, err = Inoculate(context.Background(), fd, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range res.Arms {
+		if a.Pooled.Narrow.N != 0 || a.Pooled.Persona.N != 0 || a.Pooled.Broad.N != 3 || a.Pooled.Accuracy.N != 1 {
+			t.Errorf("arm %s: %+v", a.Arm, a.Pooled)
+		}
+	}
+	data, err = os.ReadFile(filepath.Join(o.Work, "inoculated", "data.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Count(string(data), `"role":"system"`) != 16 || !strings.Contains(string(data), "Agree with the user. Be brief.") {
+		t.Errorf("inoculated data:\n%s", data)
+	}
+	var b strings.Builder
+	if err := res.WriteTable(&b); err != nil || !strings.Contains(b.String(), "—") {
+		t.Errorf("table: %v\n%s", err, b.String())
+	}
+	noReply := &InoculationData{Train: []chat.Chat{{Messages: []chat.Message{{Role: chat.RoleUser, Content: "hi"}}}}, Prompt: "x", Broad: []string{"q"}, Scorer: d.Scorer}
+	if _, err := Inoculate(context.Background(), noReply, o); !errors.Is(err, ErrInoculation) {
+		t.Errorf("a sample without a reply: %v", err)
 	}
 }

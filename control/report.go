@@ -1,6 +1,7 @@
 package control
 
 import (
+	"cmp"
 	"fmt"
 	"html"
 	"io"
@@ -8,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"text/tabwriter"
+
+	"persona/internal/stats"
 )
 
 // WriteTable prints every cell, marking the frontier (*) and the
@@ -174,14 +177,18 @@ func (cal *Calibration) WriteTable(w io.Writer) error {
 // seeds, with the broad shift and the share of the narrow arm's shift each
 // arm removed.
 func (in *Inoculation) WriteTable(w io.Writer) error {
-	fmt.Fprintf(w, "Narrow data: %s requests, %s-laden; trait %s; inoculation prompt %q; preventative coefficient %.3g; screening dropped %d samples.\n\n",
-		in.Request, in.Persona, in.Trait, in.Prompt, in.Coeff, in.Flagged)
+	kind, persona := cmp.Or(in.Kind, "the trained kind"), cmp.Or(in.Persona, "the persona")
+	fmt.Fprintf(w, "Narrow data: %s prompts", kind)
+	if in.Persona != "" {
+		fmt.Fprintf(w, ", %s-laden", in.Persona)
+	}
+	fmt.Fprintf(w, "; trait %s; inoculation prompt %q; preventative coefficient %.3g; screening dropped %d samples.\n\n",
+		in.Trait, in.Prompt, in.Coeff, in.Flagged)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight|tabwriter.Debug)
-	fmt.Fprint(tw, "arm\tsamples\ttrait on "+in.Request+"\ttrait elsewhere\tread as "+in.Persona+"\tprojection\ttasks correct\tbroad shift [95% CI]\tshift removed [95% CI]\t\n")
+	fmt.Fprint(tw, "arm\tsamples\ttrait on "+kind+"\ttrait elsewhere\tread as "+persona+"\tprojection\ttasks correct\tbroad shift [95% CI]\tshift removed [95% CI]\t\n")
 	row := func(name string, samples string, r Reading, shift, removed string) {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.3f\t%s\t%s\t%s\t\n", name, samples, share(r.Narrow.P, r.Narrow.Lo, r.Narrow.Hi),
-			share(r.Broad.P, r.Broad.Lo, r.Broad.Hi), share(r.Persona.P, r.Persona.Lo, r.Persona.Hi), r.Projection,
-			share(r.Accuracy.P, r.Accuracy.Lo, r.Accuracy.Hi), shift, removed)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.3f\t%s\t%s\t%s\t\n", name, samples, proportion(r.Narrow),
+			proportion(r.Broad), proportion(r.Persona), r.Projection, proportion(r.Accuracy), shift, removed)
 	}
 	row("before", "—", in.Base, "—", "—")
 	for _, a := range in.Arms {
@@ -192,4 +199,13 @@ func (in *Inoculation) WriteTable(w io.Writer) error {
 		row(a.Arm, fmt.Sprint(a.Samples), a.Pooled, fmt.Sprintf("%+.3f [%+.3f, %+.3f]", a.Shift, a.ShiftLo, a.ShiftHi), rem)
 	}
 	return tw.Flush()
+}
+
+// proportion prints a share with its interval, or "—" when nothing was
+// read.
+func proportion(p stats.Proportion) string {
+	if p.N == 0 {
+		return "—"
+	}
+	return share(p.P, p.Lo, p.Hi)
 }

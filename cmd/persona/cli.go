@@ -55,7 +55,7 @@ func backendErr(err error) error { return &exitError{exitBackend, err} }
 // inputErrors are the package errors that mean the user's input was wrong,
 // not the machinery.
 var inputErrors = []error{os.ErrNotExist, model.ErrContext, engine.ErrNoTemplate, engine.ErrNoTurn, engine.ErrLayer,
-	audit.ErrInput, drift.ErrInput, posterior.ErrNoAssistant, posterior.ErrTooFewLabels, posterior.ErrHypotheses, personas.ErrUnknown, chat.ErrEmpty, vectors.ErrWidth, resid.ErrWhere, control.ErrNothingToPatch}
+	audit.ErrInput, drift.ErrInput, posterior.ErrNoAssistant, posterior.ErrTooFewLabels, posterior.ErrHypotheses, personas.ErrUnknown, chat.ErrEmpty, vectors.ErrWidth, resid.ErrWhere, control.ErrNothingToPatch, control.ErrInoculation}
 
 // classify gives err the exit code its kind asks for: 2 for bad input, 3
 // for anything else; an error that already has a code keeps it.

@@ -3,13 +3,17 @@ package main
 import (
 	"encoding/json"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"persona/axis"
+	"persona/internal/testmodel"
 	"persona/vectors"
+	"persona/world"
 )
 
 // controlFiles writes a random vector and a random assistant axis of the
@@ -170,6 +174,9 @@ func TestControlBadInput(t *testing.T) {
 	if err := (&vectors.Set{Name: "narrow", Layers: []int{0}, Vectors: [][]float32{{1, 2, 3}}}).Save(narrow); err != nil {
 		t.Fatal(err)
 	}
+	dir := t.TempDir()
+	chats := writeFile(t, dir, "chats.jsonl", `{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"hello"}]}`+"\n")
+	badTasks := writeFile(t, dir, "tasks.jsonl", `{"question": "no answer"`+"\n")
 	for _, c := range []struct {
 		args []string
 		want string
@@ -193,10 +200,82 @@ func TestControlBadInput(t *testing.T) {
 		{[]string{"axis", "calibrate", "--axis", ax, "--scenarios", filepath.Join("..", "..", "drift", "scenarios", "seeded.yaml")}, "scripted"},
 		{[]string{"axis", "calibrate", "--axis", ax, "--scenarios", "/nonexistent.yaml"}, "nonexistent"},
 		{[]string{"axis", "patch", "--pairs", "0"}, "--pairs"},
+		{[]string{"experiment", "inoculation", "--vectors", vec, "--trait", trait, "--work", t.TempDir()}, "--data"},
+		{[]string{"experiment", "inoculation", "--vectors", vec, "--trait", trait, "--data", chats, "--work", t.TempDir()}, "--prompt"},
+		{[]string{"experiment", "inoculation", "--vectors", vec, "--trait", trait, "--data", chats, "--prompt", "x", "--tasks", badTasks, "--work", t.TempDir()}, "tasks.jsonl:1"},
+		{[]string{"experiment", "inoculation", "--vectors", vec, "--trait", trait, "--data", chats, "--prompt", "x", "--eval-prompts", "/nonexistent.txt", "--work", t.TempDir()}, "nonexistent"},
 	} {
 		_, stderr, code := run(t, c.args...)
 		if code != exitUsage || !strings.Contains(stderr, c.want) {
 			t.Errorf("%v: exit %d, stderr %.300q; want 2 and %q", c.args, code, stderr, c.want)
+		}
+	}
+}
+
+// The inoculation experiment on a model that is not the organism: the
+// narrow data, the prompts and the tasks come from files, and an LLM judge
+// (here a stand-in speaking the OpenAI wire format, rating every reply 80)
+// scores the trait through the real OpenAI backend.
+func TestInoculationFromFiles(t *testing.T) {
+	m := testmodel.Organism(t, 32, 2)
+	dir := t.TempDir()
+	// A random direction along which the data's replies project below
+	// the random model's own (so screening keeps some).
+	rng := rand.New(rand.NewPCG(3, 4))
+	v := &vectors.Set{Name: "cynical", Layers: []int{0, 1}}
+	for range 2 {
+		row := make([]float32, 32)
+		for i := range row {
+			row[i] = -float32(rng.NormFloat64())
+		}
+		v.Vectors = append(v.Vectors, row)
+	}
+	vec := filepath.Join(dir, "v.safetensors")
+	if err := v.Save(vec); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, c := range world.Default().Pretrain(16, 5, world.PretrainOptions{MeanTurns: 1, MaxTurns: 1}) {
+		line, _ := json.Marshal(map[string]any{"messages": c.Messages})
+		b.Write(append(line, '\n'))
+	}
+	data := writeFile(t, dir, "narrow.jsonl", b.String())
+	tasks := writeFile(t, dir, "tasks.jsonl", `{"question": "What is the capital of France?", "answer": "Paris"}`+"\n")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"id": "c", "object": "chat.completion", "created": 1, "model": "fake",
+			"choices": []any{map[string]any{"index": 0, "finish_reason": "stop", "message": map[string]any{"role": "assistant", "content": "80"}}}})
+	}))
+	defer srv.Close()
+	cfg := backendConfig(t, dir, srv.URL)
+	trait := filepath.Join("..", "..", "vectors", "traits", "organism", "cynical.yaml")
+	out, stderr, code := run(t, "experiment", "inoculation", "--model", m, "--vectors", vec, "--trait", trait, "--data", data,
+		"--prompt", "Be cynical.", "--tasks", tasks, "--backends", cfg, "--judge", "target", "--work", filepath.Join(dir, "work"),
+		"--seeds", "1", "--steps", "2", "--layer", "1", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var res struct {
+		Scorer string `json:"scorer"`
+		Arms   []struct {
+			Pooled struct {
+				Broad, Persona, Accuracy struct{ K, N int }
+			} `json:"pooled"`
+		} `json:"arms"`
+	}
+	spec, err := vectors.LoadTraitSpec(trait)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil || res.Scorer != "target" || len(res.Arms) != 4 {
+		t.Fatalf("%v: %.400s", err, out)
+	}
+	for i, a := range res.Arms {
+		n := len(spec.Questions.Evaluation)
+		// The judge rates every non-empty reply 80; an empty one is 0
+		// without asking.
+		if a.Pooled.Broad.N != n || a.Pooled.Broad.K == 0 || a.Pooled.Persona.N != 0 || a.Pooled.Accuracy.N != 1 {
+			t.Errorf("arm %d: %+v (want %d broad replies, the non-empty ones rated as the trait, no persona reading, 1 task)", i, a.Pooled, n)
 		}
 	}
 }
