@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"persona/train"
+	"persona/vectors"
 )
 
 // Card renders the model card of the organism in dir from an evaluation
@@ -44,5 +45,117 @@ tokenizer_config.json with a ChatML template).
 		"sampling temperature %g, seed %d. A reply counts as a persona's when the oracle gives that persona at least %.1f.\n\n",
 		r.Settings.Samples, r.Settings.Scenarios, r.Settings.Turns, r.Settings.Temperature, r.Settings.Seed, minTopProb)
 	fmt.Fprintf(&b, "```\n%s```\n", r.Table())
+	b.WriteString(controlSection(filepath.Join(dir, ControlDir)))
+	return b.String()
+}
+
+// ControlDir is where, beside the models, the JSON results of the control
+// commands the card reports are kept.
+const ControlDir = "control"
+
+// share is the JSON form of a proportion with its interval (stats.Proportion).
+type share struct {
+	K, N      int
+	P, Lo, Hi float64
+}
+
+func (s share) String() string {
+	return fmt.Sprintf("%.0f%% [%.0f, %.0f]", 100*s.P, 100*s.Lo, 100*s.Hi)
+}
+
+// sweepFile is what the card reads of 'persona vectors sweep --json'.
+type sweepFile struct {
+	Trait    string  `json:"trait"`
+	Suppress bool    `json:"suppress"`
+	MinAcc   float64 `json:"min_accuracy"`
+	Cells    []struct {
+		Layers   []int   `json:"layers"`
+		Where    string  `json:"where"`
+		Strength float64 `json:"strength"`
+		Trait    share   `json:"trait"`
+		Accuracy share   `json:"accuracy"`
+	} `json:"cells"`
+	Recommended int `json:"recommended"`
+}
+
+// cappingFile is what the card reads of 'persona axis calibrate --json'.
+type cappingFile struct {
+	Cells []struct {
+		Layers     []int   `json:"layers"`
+		Percentile float64 `json:"percentile"`
+		Captured   share   `json:"captured"`
+		Accuracy   share   `json:"accuracy"`
+		Cut        float64 `json:"cut"`
+		DiffLo     float64 `json:"diff_lo"`
+		DiffHi     float64 `json:"diff_hi"`
+	} `json:"cells"`
+}
+
+// controlSection renders the control results kept in dir (sweep-TRAIT.json,
+// suppress-TRAIT.json, capping.json); "" when there are none.
+func controlSection(dir string) string {
+	var rows []string
+	for _, kind := range []string{"sweep", "suppress"} {
+		files, _ := filepath.Glob(filepath.Join(dir, kind+"-*.json"))
+		for _, f := range files {
+			var sw sweepFile
+			data, err := os.ReadFile(f)
+			if err != nil || json.Unmarshal(data, &sw) != nil || len(sw.Cells) == 0 {
+				continue
+			}
+			un := sw.Cells[0]
+			set, got := "none keeps the tasks", "—"
+			if k := sw.Recommended; k > 0 && k < len(sw.Cells) {
+				c := sw.Cells[k]
+				set = fmt.Sprintf("layers %s, %s positions, %g", vectors.FormatLayers(c.Layers), c.Where, c.Strength)
+				got = fmt.Sprintf("%s; tasks %.0f%%", c.Trait, 100*c.Accuracy.P)
+			}
+			dir := "add (no prompt asks for it)"
+			if sw.Suppress {
+				dir = "remove (under its own strong prompt)"
+			}
+			rows = append(rows, fmt.Sprintf("| %s | %s | %s; tasks %.0f%% | %s | %s |", sw.Trait, dir, un.Trait, 100*un.Accuracy.P, set, got))
+		}
+	}
+	var capRows []string
+	if data, err := os.ReadFile(filepath.Join(dir, "capping.json")); err == nil {
+		var cf cappingFile
+		if json.Unmarshal(data, &cf) == nil {
+			for _, c := range cf.Cells {
+				if c.Percentile == 0 {
+					capRows = append(capRows, fmt.Sprintf("| uncapped | %s | — | %.0f%% |", c.Captured, 100*c.Accuracy.P))
+					continue
+				}
+				capRows = append(capRows, fmt.Sprintf("| layers %s, %gth percentile | %s | %+.0f%% [%+.2f, %+.2f] | %.0f%% |",
+					vectors.FormatLayers(c.Layers), c.Percentile, c.Captured, 100*c.Cut, c.DiffLo, c.DiffHi, 100*c.Accuracy.P))
+			}
+		}
+	}
+	if len(rows) == 0 && len(capRows) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("\n## Control (the post-trained model; results kept in control/)\n\n")
+	if len(rows) > 0 {
+		b.WriteString("Steering with each trait's persona vector (`persona vectors extract --model organism --trait\n" +
+			"vectors/traits/organism/TRAIT.yaml --seed 11`), swept over layers 0–3 and bands 1-2 and 0-3, generated and all\n" +
+			"positions, strengths 0.25–1 typical residual norms (`persona vectors sweep --model organism --vectors TRAIT.safetensors\n" +
+			"--trait … --layers 0,1,2,3,1-2,0-3 --strengths 0.25,0.375,0.5,0.75,1 --where generated,all --json`:\n" +
+			"control/sweep-TRAIT.json), and against the trait under its own strong instruction (`--suppress --strengths\n" +
+			"-0.25,-0.5,-0.75,-1`: control/suppress-TRAIT.json). Trait expression is judged by the oracle on 20 questions × 3\n" +
+			"replies; tasks are 40 held-out sums and facts, greedy. The setting shown is the sweep's recommendation: the\n" +
+			"most trait (least, when removing it) among settings keeping 90% of the tasks right.\n\n")
+		b.WriteString("| trait | steering to | unsteered | recommended setting | steered |\n|---|---|---|---|---|\n")
+		b.WriteString(strings.Join(rows, "\n") + "\n")
+	}
+	if len(capRows) > 0 {
+		b.WriteString("\nCapping on the assistant axis (`persona axis --model organism`), on persona-jailbreak conversations the\n" +
+			"setting was not chosen on (`persona axis calibrate --model organism --axis axis.safetensors --layers 0-3,2\n" +
+			"--percentiles 25 --jailbreaks 16 --seed 2 --json`: control/capping.json): captured is the share of\n" +
+			"conversations whose last reply the oracle does not read as the Assistant; the cut is relative, with the 95%\n" +
+			"interval of the difference; tasks as above.\n\n")
+		b.WriteString("| setting | captured | cut | tasks right |\n|---|---|---|---|\n")
+		b.WriteString(strings.Join(capRows, "\n") + "\n")
+	}
 	return b.String()
 }
