@@ -315,7 +315,7 @@ func LoadClassifier(path string) (*Classifier, error) {
 	}
 	var c Classifier
 	if err := json.Unmarshal(data, &c); err != nil {
-		return nil, fmt.Errorf("classifier %s: %w", path, err)
+		return nil, fmt.Errorf("classifier %s: %w (a file from before classifiers read several layers must be fitted again with 'persona posterior fit')", path, err)
 	}
 	K, L := len(c.Names), len(c.Layers)
 	F := K * L

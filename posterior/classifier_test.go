@@ -115,3 +115,30 @@ func TestActivationPosterior(t *testing.T) {
 		t.Errorf("layer 7: %v", err)
 	}
 }
+
+// A classifier file is untrusted input: whatever it holds, loading either
+// refuses it or gives a classifier whose log-odds can be computed for
+// activations of its own shape.
+func FuzzLoadClassifier(f *testing.F) {
+	f.Add([]byte(`{"names":["a","b"],"layers":[1],"directions":[[[1,0],[0,1]]],"weights":[[1,0],[0,1]],"bias":[0,0],"mu":[0,0],"sigma":[1,1]}`))
+	f.Add([]byte(`{"names":["a","b"],"layer":1,"directions":[[1,0],[0,1]]}`))
+	f.Add([]byte(`{"names":["a","b"],"layers":[1,2],"directions":[[[1]],[[1],[2]]],"weights":[[0,0,0,0],[0,0,0,0]],"bias":[0,0],"mu":[0,0,0,0],"sigma":[1,1,1,1]}`))
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		path := filepath.Join(dir, "c.json")
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		c, err := LoadClassifier(path)
+		if err != nil {
+			return
+		}
+		acts := make([][]float32, len(c.Layers))
+		for l := range acts {
+			acts[l] = make([]float32, c.width())
+		}
+		if _, err := c.LogOdds(acts); err != nil {
+			t.Fatalf("a loaded classifier refused activations of its own shape: %v", err)
+		}
+	})
+}
