@@ -107,7 +107,7 @@ func controlSection(dir string) string {
 			set, got := "none keeps the tasks", "—"
 			if k := sw.Recommended; k > 0 && k < len(sw.Cells) {
 				c := sw.Cells[k]
-				set = fmt.Sprintf("layers %s, %s positions, %g", vectors.FormatLayers(c.Layers), c.Where, c.Strength)
+				set = fmt.Sprintf("%s, %s positions, %g", layerNames(c.Layers), c.Where, c.Strength)
 				got = fmt.Sprintf("%s; tasks %.0f%%", c.Trait, 100*c.Accuracy.P)
 			}
 			dir := "add (no prompt asks for it)"
@@ -126,8 +126,8 @@ func controlSection(dir string) string {
 					capRows = append(capRows, fmt.Sprintf("| uncapped | %s | — | %.0f%% |", c.Captured, 100*c.Accuracy.P))
 					continue
 				}
-				capRows = append(capRows, fmt.Sprintf("| layers %s, %gth percentile | %s | %+.0f%% [%+.2f, %+.2f] | %.0f%% |",
-					vectors.FormatLayers(c.Layers), c.Percentile, c.Captured, 100*c.Cut, c.DiffLo, c.DiffHi, 100*c.Accuracy.P))
+				capRows = append(capRows, fmt.Sprintf("| %s, %gth percentile | %s | %+.0f%% [%+.2f, %+.2f] | %.0f%% |",
+					layerNames(c.Layers), c.Percentile, c.Captured, 100*c.Cut, c.DiffLo, c.DiffHi, 100*c.Accuracy.P))
 			}
 		}
 	}
@@ -158,4 +158,12 @@ func controlSection(dir string) string {
 		b.WriteString(strings.Join(capRows, "\n") + "\n")
 	}
 	return b.String()
+}
+
+// layerNames says "layer 3" or "layers 0-3".
+func layerNames(ls []int) string {
+	if len(ls) == 1 {
+		return fmt.Sprintf("layer %d", ls[0])
+	}
+	return "layers " + vectors.FormatLayers(ls)
 }
