@@ -90,7 +90,9 @@ func Scale(x []float32, s float32) {
 // (decoding them as it goes) and reuses each panel for every token. Both
 // split the work over up to GOMAXPROCS goroutines when it is large enough.
 func Linear(out, x []float32, w *tensor.Tensor, T int) {
-	linearShared(out, &sharedInput{x: x}, w, T)
+	in := &sharedInput{x: x}
+	linearShared(out, in, w, T)
+	in.release()
 }
 
 // linearShared is Linear on an input that other weights may multiply too,

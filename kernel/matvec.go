@@ -15,7 +15,12 @@ func matVec(out, x []float32, w *tensor.Tensor, N, K int) {
 		matVecF32(out, x, w.F32(), N, K)
 		return
 	}
-	mv := newMatVecOp(out, x, w)
+	var q8 *q8K
+	if integerDot(w.DType, K) {
+		q8 = quantizeQ8K(x[:K])
+		defer putQ8K(q8)
+	}
+	mv := newMatVecOp(out, x, q8, w)
 	parallelRows(N, N*K, func(lo, hi int) { mv.rows(lo, hi) })
 }
 
@@ -39,8 +44,9 @@ type matVecOp struct {
 	dotQ8  func(row []byte, a *q8K) float32
 }
 
-// newMatVecOp takes x already rounded for w (sharedInput.forType).
-func newMatVecOp(out, x []float32, w *tensor.Tensor) matVecOp {
+// newMatVecOp takes x already rounded for w and, for weights with integer
+// dot products, x as Q8_K integers (sharedInput.forMatVec).
+func newMatVecOp(out, x []float32, q8 *q8K, w *tensor.Tensor) matVecOp {
 	N, K := w.Rows(), w.Cols()
 	mv := matVecOp{out: out[:N], x: x[:K], K: K}
 	if w.DType == tensor.F32 {
@@ -52,17 +58,28 @@ func newMatVecOp(out, x []float32, w *tensor.Tensor) matVecOp {
 		panic("kernel: Linear: " + err.Error())
 	}
 	mv.w, mv.rb = w, rb
-	if K%kBlock == 0 {
-		switch w.DType {
-		case tensor.Q4_K:
-			mv.q8, mv.dotQ8 = quantizeQ8K(mv.x), dotQ4KQ8KImpl
-		case tensor.Q5_K:
-			mv.q8, mv.dotQ8 = quantizeQ8K(mv.x), dotQ5KQ8KImpl
-		case tensor.Q6_K:
-			mv.q8, mv.dotQ8 = quantizeQ8K(mv.x), dotQ6KQ8KImpl
-		}
+	if integerDot(w.DType, K) {
+		mv.q8, mv.dotQ8 = q8, integerDotFor(w.DType)
 	}
 	return mv
+}
+
+// integerDot reports whether rows of type dt and K columns are multiplied
+// by Q8_K integers.
+func integerDot(dt tensor.DType, K int) bool { return integerDotFor(dt) != nil && K%kBlock == 0 }
+
+// integerDotFor is the integer dot product of rows of type dt with Q8_K
+// activations: Q4_K, Q5_K and Q6_K have one, other types nil.
+func integerDotFor(dt tensor.DType) func(row []byte, a *q8K) float32 {
+	switch dt {
+	case tensor.Q4_K:
+		return dotQ4KQ8KImpl
+	case tensor.Q5_K:
+		return dotQ5KQ8KImpl
+	case tensor.Q6_K:
+		return dotQ6KQ8KImpl
+	}
+	return nil
 }
 
 // rows computes out[lo:hi].
@@ -131,6 +148,7 @@ func LinearMany(outs [][]float32, x []float32, ws []*tensor.Tensor, T int) {
 		panic("kernel: LinearMany: outs and ws differ in length")
 	}
 	in := &sharedInput{x: x}
+	defer in.release()
 	if T != 1 {
 		for i, w := range ws {
 			linearShared(outs[i], in, w, T)
@@ -152,7 +170,8 @@ func LinearMany(outs [][]float32, x []float32, ws []*tensor.Tensor, T int) {
 			clear(outs[i][:N])
 			continue
 		}
-		ops = append(ops, newMatVecOp(outs[i], in.forType(w.DType, K, K), w))
+		xr, q8 := in.forMatVec(w, K)
+		ops = append(ops, newMatVecOp(outs[i], xr, q8, w))
 		start = append(start, total)
 		total += N
 		work += N * K
@@ -181,6 +200,7 @@ func LinearPair(a, b, x []float32, wa, wb *tensor.Tensor, T int, epi func(a, b [
 		panic("kernel: LinearPair: weights differ in shape")
 	}
 	in := &sharedInput{x: x}
+	defer in.release()
 	if T != 1 || K == 0 {
 		linearShared(a, in, wa, T)
 		linearShared(b, in, wb, T)
@@ -192,7 +212,9 @@ func LinearPair(a, b, x []float32, wa, wb *tensor.Tensor, T int, epi func(a, b [
 	if len(x) < K || len(a) < N || len(b) < N {
 		panic("kernel: LinearPair: slice too short for shape")
 	}
-	opA, opB := newMatVecOp(a, in.forType(wa.DType, K, K), wa), newMatVecOp(b, in.forType(wb.DType, K, K), wb)
+	xa, qa := in.forMatVec(wa, K)
+	xb, qb := in.forMatVec(wb, K)
+	opA, opB := newMatVecOp(a, xa, qa, wa), newMatVecOp(b, xb, qb, wb)
 	parallelRows(N, 2*N*K, func(lo, hi int) {
 		opA.rows(lo, hi)
 		opB.rows(lo, hi)

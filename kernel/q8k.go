@@ -30,6 +30,29 @@ type q8K struct {
 	gsum []int32   // one per group of 32
 }
 
+// getQ8K returns zeroed integers for n activations, from the pool when it
+// has a large enough one.
+func getQ8K(n int) *q8K {
+	nb := n / kBlock
+	if n <= pooledMax {
+		if a, _ := q8KPool.Get().(*q8K); a != nil && cap(a.qs) >= n {
+			a.qs, a.d, a.bsum, a.gsum = a.qs[:n], a.d[:nb], a.bsum[:nb*16], a.gsum[:nb*8]
+			clear(a.qs)
+			clear(a.d)
+			clear(a.bsum)
+			clear(a.gsum)
+			return a
+		}
+	}
+	return &q8K{qs: make([]int8, n), d: make([]float32, nb), bsum: make([]int32, nb*16), gsum: make([]int32, nb*8)}
+}
+
+func putQ8K(a *q8K) {
+	if cap(a.qs) <= pooledMax {
+		q8KPool.Put(a)
+	}
+}
+
 // unpackScalesK4 unpacks a K-quant block's twelve bytes of 6-bit scales and
 // minimums into eight bytes each (scale or minimum j in byte j), with four
 // 32-bit mask-and-shift steps instead of eight tensor.ScaleMinK4 calls: per
@@ -48,7 +71,7 @@ func unpackScalesK4(q []byte) (sc, mn uint64) {
 // to a unit in the last place; the sign of d is folded into the integers.
 func quantizeQ8K(x []float32) *q8K {
 	nb := len(x) / kBlock
-	a := &q8K{qs: make([]int8, len(x)), d: make([]float32, nb), bsum: make([]int32, nb*16), gsum: make([]int32, nb*8)}
+	a := getQ8K(len(x))
 	for b := range nb {
 		src := x[b*kBlock : (b+1)*kBlock]
 		var amax float32

@@ -2,6 +2,7 @@ package kernel
 
 import (
 	"math"
+	"sync"
 
 	"persona/tensor"
 )
@@ -19,7 +20,7 @@ func roundActivations(x []float32, K int, dt tensor.DType) []float32 {
 	if block == 0 || K%block != 0 {
 		return x
 	}
-	out := make([]float32, len(x))
+	out := getF32(len(x))
 	for b := 0; b+block <= len(x); b += block {
 		src, dst := x[b:b+block], out[b:b+block]
 		if block == 32 {
@@ -45,10 +46,14 @@ func activationBlock(dt tensor.DType) int {
 }
 
 // sharedInput is one input that several weights multiply (Q, K and V; gate
-// and up): rounded once per activation block, not once per weight.
+// and up): rounded once per activation block, and for one token turned into
+// Q8_K integers once, not once per weight. release returns its buffers for
+// the next call: decoding would otherwise allocate them for every matrix of
+// every token, and the garbage grew the heap by tens of megabytes.
 type sharedInput struct {
 	x       []float32
 	rounded map[int][]float32
+	q8      *q8K
 }
 
 // forType returns the first n elements of the input (rows of K) as weights
@@ -67,6 +72,56 @@ func (in *sharedInput) forType(dt tensor.DType, n, K int) []float32 {
 	r := roundActivations(in.x[:n], K, dt)
 	in.rounded[block] = r
 	return r
+}
+
+// forMatVec is the input of one token (K long) as w multiplies it: rounded
+// for w's type, and as Q8_K integers for the K-quants with integer dot
+// products (nil for other types).
+func (in *sharedInput) forMatVec(w *tensor.Tensor, K int) ([]float32, *q8K) {
+	x := in.forType(w.DType, K, K)
+	if !integerDot(w.DType, K) {
+		return x, nil
+	}
+	if in.q8 == nil {
+		in.q8 = quantizeQ8K(x)
+	}
+	return x, in.q8
+}
+
+// release hands the input's rounded copies and integers back to the pools.
+func (in *sharedInput) release() {
+	for _, r := range in.rounded {
+		putF32(r)
+	}
+	if in.q8 != nil {
+		putQ8K(in.q8)
+	}
+	in.rounded, in.q8 = nil, nil
+}
+
+// Pools of the buffers one token's activations are rounded and quantized
+// into. Larger buffers (a prompt's) are left to the garbage collector: a
+// pool would keep them resident between prompts, and their allocation is
+// shared by the whole chunk of tokens.
+var f32Pool, q8KPool sync.Pool
+
+// pooledMax is the largest buffer the pools keep, in elements.
+const pooledMax = 1 << 15
+
+// getF32 returns a float32 buffer of length n (contents undefined).
+func getF32(n int) []float32 {
+	if n <= pooledMax {
+		if p, _ := f32Pool.Get().(*[]float32); p != nil && cap(*p) >= n {
+			return (*p)[:n]
+		}
+	}
+	return make([]float32, n)
+}
+
+func putF32(b []float32) {
+	if cap(b) <= pooledMax {
+		f32Pool.Put(&b)
+	}
 }
 
 // The rounding of one block; the AVX-512 versions give the same bits.

@@ -111,9 +111,9 @@ type expConsts struct {
 	lo, hi, log2e, c1, c2, p0, p1, p2, p3, p4, p5, one f32x16
 }
 
-func newExpConsts() *expConsts {
+func newExpConsts() expConsts {
 	b := archsimd.BroadcastFloat32x16
-	return &expConsts{lo: b(-105), hi: b(88.73), log2e: b(1.44269504088896341), c1: b(-0.693359375), c2: b(2.12194440e-4),
+	return expConsts{lo: b(-105), hi: b(88.73), log2e: b(1.44269504088896341), c1: b(-0.693359375), c2: b(2.12194440e-4),
 		p0: b(1.9875691500e-4), p1: b(1.3981999507e-3), p2: b(8.3334519073e-3), p3: b(4.1665795894e-2),
 		p4: b(1.6666665459e-1), p5: b(5.0000001201e-1), one: b(1)}
 }
