@@ -19,6 +19,7 @@ import (
 	"persona/engine"
 	"persona/internal/testmodel"
 	"persona/models"
+	"persona/posterior"
 )
 
 // These benchmarks measure the gateway's targets on loopback; they assert
@@ -226,7 +227,9 @@ func procStatusMB(field string) float64 {
 // reply while it is written, every 16 tokens. In "projections" no persona
 // is read: the reply is projected on a persona vector and the assistant
 // axis while it is written, and a cap rail on the vector's bound (never
-// crossed) reads them every 16 tokens.
+// crossed) reads them every 16 tokens. In "activations" the organism's
+// classifier reads the conversation's activations (one forward pass over
+// it) instead of the likelihood under every persona's prompt.
 func BenchmarkMonitor(b *testing.B) {
 	path, err := models.Path("organism")
 	if err != nil {
@@ -242,6 +245,7 @@ func BenchmarkMonitor(b *testing.B) {
 	const base = "name: A\nsystem_prompt: You are the Assistant.\nallowed: [assistant]\nmonitor: posterior\n"
 	for _, bc := range []struct{ name, spec string }{
 		{"reply", base},
+		{"activations", strings.Replace(base, "monitor: posterior", "monitor: activations", 1)},
 		{"midstream", base + "capping: {axis: axis.safetensors}\nmidstream: 16\nrails: [{when: {forbidden_above: 1}, action: cap}]\nblock_message: no\n"},
 		{"projections", strings.Replace(base, "monitor: posterior", "monitor: none", 1) +
 			"vectors: {push: push.safetensors}\ncapping: {axis: axis.safetensors}\nbounds: {push: {max: 1e9}}\nmidstream: 16\nrails: [{when: {out_of_bounds: true}, action: cap}]\nblock_message: no\n"},
@@ -255,7 +259,7 @@ func BenchmarkMonitor(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			guard, err := NewGuard(spec, Readers{Engine: e})
+			guard, err := NewGuard(spec, Readers{Engine: e, Classifier: posterior.ModelClassifier(path)})
 			if err != nil {
 				b.Fatal(err)
 			}

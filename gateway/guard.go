@@ -388,9 +388,20 @@ func worldOf(lib *personas.Library) (*world.World, error) {
 // when the spec's monitor does not need it.
 type Readers struct {
 	Engine *engine.Engine
-	Judge  backend.Backend
+	// Classifier is the served model's posterior classifier file (for
+	// monitor: activations), "" when its directory has none.
+	Classifier string
+	Judge      backend.Backend
 	// Critic rewrites drafts for the revise action.
 	Critic backend.Backend
+}
+
+// sameNames reports whether a and b hold the same names, in any order.
+func sameNames(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
 }
 
 // NewGuard builds the guard a spec asks for: its monitor over the spec's
@@ -421,6 +432,19 @@ func NewGuard(s *Spec, up Readers) (*Guard, error) {
 		}
 		l.SwitchRate, l.WholeConversation = eps, s.WholeConversation
 		g.Monitor = &PosteriorMonitor{Method: "posterior", P: l}
+	case "activations":
+		if up.Engine == nil || up.Classifier == "" {
+			return nil, fmt.Errorf("%w: the activations monitor reads the served model's activations with the classifier its directory carries (%s; make one with 'persona posterior fit')", ErrGuard, posterior.ClassifierFile)
+		}
+		ap, err := posterior.LoadActivationPosterior(up.Engine, up.Classifier)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrGuard, err)
+		}
+		if lib := s.Library.Names(); !sameNames(ap.C.Names, lib) {
+			return nil, fmt.Errorf("%w: the classifier %s reads personas %v, the spec's library has %v", ErrGuard, up.Classifier, ap.C.Names, lib)
+		}
+		ap.SwitchRate = eps
+		g.Monitor = &PosteriorMonitor{Method: "activations", P: ap}
 	case "judge":
 		if up.Judge == nil {
 			return nil, fmt.Errorf("%w: the judge monitor needs a judge backend", ErrGuard)

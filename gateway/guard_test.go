@@ -11,6 +11,8 @@ import (
 	"persona/backend"
 	"persona/chat"
 	"persona/engine"
+	"persona/models"
+	"persona/posterior"
 	"persona/resid"
 	"persona/world"
 )
@@ -201,6 +203,7 @@ func TestSpecErrors(t *testing.T) {
 		{"monitor: oracle", "monitor: oracle\nbounds: {gloom: {trait: t.yaml, max: 150}}", "a trait score is 0–100"},
 		{"monitor: oracle", "monitor: oracle\nbounds: {gloom: {trait: t.yaml, layer: 2, max: 50}}", "has no layer"},
 		{"monitor: oracle", "monitor: judge\nupstream: {backend: api}\ncapping: {axis: a.safetensors}", "API upstream"},
+		{"monitor: oracle", "monitor: activations\nupstream: {backend: api}", "API upstream"},
 	} {
 		_, err := ParseSpec("spec.yaml", []byte(strings.Replace(testSpec, c.from, c.to, 1)))
 		if !errors.Is(err, ErrSpec) || !strings.Contains(err.Error(), c.want) {
@@ -340,4 +343,60 @@ func (j *ratingJudge) Name() string { return "rating" }
 func (j *ratingJudge) Chat(_ context.Context, req backend.Request) (*backend.Response, error) {
 	j.prompt = req.Messages[len(req.Messages)-1].Content
 	return &backend.Response{Content: j.rating}, nil
+}
+
+// The activations monitor reads a reply with the classifier the served
+// model carries: the shipped organism's finds the pirate, and a guard
+// without a classifier, or with one for other personas, is refused.
+func TestActivationsMonitor(t *testing.T) {
+	path, err := models.Path("organism")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := engine.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	s, err := ParseSpec("spec.yaml", []byte(strings.Replace(testSpec, "monitor: oracle", "monitor: activations", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cls := posterior.ModelClassifier(path)
+	g, err := NewGuard(s, Readers{Engine: e, Classifier: cls})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := []chat.Message{{Role: chat.RoleUser, Content: "What is 17 + 25?"}, {Role: chat.RoleAssistant, Content: pirateReply}}
+	rd, err := g.Monitor.Read(context.Background(), msgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.Monitor.Name() != "activations" || len(rd.Turns) != 1 {
+		t.Fatalf("%s: %+v", g.Monitor.Name(), rd)
+	}
+	top := 0
+	for k, p := range rd.Turns[0] {
+		if p > rd.Turns[0][top] {
+			top = k
+		}
+	}
+	if rd.Names[top] != "pirate" {
+		t.Errorf("the pirate's reply read as %s (%v)", rd.Names[top], rd.Turns[0])
+	}
+	if _, err := NewGuard(s, Readers{Engine: e}); !errors.Is(err, ErrGuard) || !strings.Contains(err.Error(), posterior.ClassifierFile) {
+		t.Errorf("no classifier: %v", err)
+	}
+	other, err := posterior.LoadClassifier(cls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.Names[0] = "kraken"
+	otherPath := filepath.Join(t.TempDir(), "c.json")
+	if err := other.Save(otherPath); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewGuard(s, Readers{Engine: e, Classifier: otherPath}); !errors.Is(err, ErrGuard) || !strings.Contains(err.Error(), "kraken") {
+		t.Errorf("a classifier of other personas: %v", err)
+	}
 }

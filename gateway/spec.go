@@ -36,7 +36,10 @@ type Spec struct {
 	Allowed   []string `yaml:"allowed"`
 	Forbidden []string `yaml:"forbidden"`
 	// Monitor names how each turn is read: "posterior" (the served model's
-	// own likelihood under each persona's prompt; white-box), "judge" (a
+	// own likelihood under each persona's prompt; white-box), "activations"
+	// (the served model's activations read by the classifier its directory
+	// carries, posterior-classifier.json: one forward pass, and better on
+	// wording the model was not trained on), "judge" (a
 	// judge backend rates the replies; any upstream), "oracle" (the
 	// persona world's rule-based reader; the organism only) or "none" (no
 	// persona reading: rails act on Bounds alone, at no cost beyond the
@@ -212,7 +215,7 @@ func (s *Spec) midstream() int {
 }
 
 // Monitors are the ways a turn can be read.
-var Monitors = []string{"posterior", "judge", "oracle", "none"}
+var Monitors = []string{"posterior", "activations", "judge", "oracle", "none"}
 
 // ErrSpec is returned for a spec that cannot be used.
 var ErrSpec = errors.New("bad persona spec")
@@ -262,7 +265,7 @@ func ParseSpec(file string, data []byte) (*Spec, error) {
 		s.Monitor = "posterior"
 	}
 	if !slices.Contains(Monitors, s.Monitor) {
-		return bad("monitor", []string{"monitor"}, "%q: want posterior, judge, oracle or none", s.Monitor)
+		return bad("monitor", []string{"monitor"}, "%q: want posterior, activations, judge, oracle or none", s.Monitor)
 	}
 	if s.Midstream != nil && (*s.Midstream < 0 || *s.Midstream > 4096) {
 		return bad("midstream", []string{"midstream"}, "%d: want a number of tokens in 0–4096 (0: rails read whole replies only)", *s.Midstream)
@@ -304,8 +307,8 @@ func ParseSpec(file string, data []byte) (*Spec, error) {
 	if s.Upstream.Model != "" && s.Upstream.Backend != "" {
 		return bad("upstream", []string{"upstream"}, "name a model or a backend, not both")
 	}
-	if s.Upstream.Backend != "" && s.Monitor == "posterior" {
-		return bad("monitor", []string{"monitor"}, "an API upstream gives no likelihoods to read: use monitor: judge (or oracle for the organism's world)")
+	if s.Upstream.Backend != "" && (s.Monitor == "posterior" || s.Monitor == "activations") {
+		return bad("monitor", []string{"monitor"}, "an API upstream gives no likelihoods or activations to read: use monitor: judge (or oracle for the organism's world)")
 	}
 	if w := s.Watermark; w != nil {
 		if (w.KeyFile == "") == (w.KeyEnv == "") {

@@ -197,6 +197,16 @@ func loadEngine(path string, opt engine.Options) (*engine.Engine, error) {
 	return e, nil
 }
 
+// modelClassifier is the posterior classifier a model named by --model
+// carries in its directory, or "".
+func modelClassifier(path string) string {
+	dir, err := models.Resolve(path)
+	if err != nil {
+		return ""
+	}
+	return posterior.ModelClassifier(dir)
+}
+
 // loadChatEngine is loadEngine for verbs that hold conversations.
 func loadChatEngine(path, verb string) (*engine.Engine, error) {
 	e, err := loadEngine(path, engine.Options{})

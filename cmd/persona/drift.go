@@ -125,7 +125,7 @@ Exit codes: 0 ok, 2 bad flags or input files, 3 backend failure.`,
 				if err != nil {
 					return usageErr(err)
 				}
-				if opt.Guard, err = gateway.NewGuard(spec, gateway.Readers{Engine: e}); err != nil {
+				if opt.Guard, err = gateway.NewGuard(spec, gateway.Readers{Engine: e, Classifier: modelClassifier(modelPath)}); err != nil {
 					return usageErr(err)
 				}
 			}

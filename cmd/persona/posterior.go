@@ -10,7 +10,6 @@ import (
 
 	"persona/chat"
 	"persona/engine"
-	"persona/models"
 	"persona/posterior"
 	"persona/vectors"
 	"persona/world"
@@ -89,9 +88,7 @@ The default library is the organism's; --personas DIR reads another.`,
 				defer e.Close()
 			}
 			if classifier == "" && method != "likelihood" && modelPath != "" {
-				if dir, err := models.Resolve(modelPath); err == nil {
-					classifier = posterior.ModelClassifier(dir)
-				}
+				classifier = modelClassifier(modelPath)
 			}
 			if method == "" {
 				method = "likelihood"

@@ -246,7 +246,7 @@ func openUpstream(spec *gateway.Spec, modelPath, tokPath, name, configPath strin
 	if name == "" {
 		name = filepath.Base(filepath.Clean(modelPath))
 	}
-	readers.Engine = e
+	readers.Engine, readers.Classifier = e, modelClassifier(modelPath)
 	return backend.NewEngine(e, name, concurrency), readers, func() { e.Close() }, nil
 }
 
