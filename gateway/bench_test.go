@@ -231,11 +231,11 @@ func procStatusMB(field string) float64 {
 // classifier reads the conversation's activations (one forward pass over
 // it) instead of the likelihood under every persona's prompt.
 func BenchmarkMonitor(b *testing.B) {
-	path, err := models.Path("organism")
+	modelDir, err := models.Path("organism")
 	if err != nil {
 		b.Fatal(err)
 	}
-	e, err := engine.Load(path)
+	e, err := engine.Load(modelDir)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -259,7 +259,7 @@ func BenchmarkMonitor(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			guard, err := NewGuard(spec, Readers{Engine: e, Classifier: posterior.ModelClassifier(path)})
+			guard, err := NewGuard(spec, Readers{Engine: e, Classifier: posterior.ModelClassifier(modelDir)})
 			if err != nil {
 				b.Fatal(err)
 			}
