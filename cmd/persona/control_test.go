@@ -118,15 +118,7 @@ func TestLensAndPatch(t *testing.T) {
 			t.Errorf("patch %v on a random model: exit %d, %s\n%s", args, code, stderr, out)
 		}
 	}
-	alone := filepath.Join(dir, "alone")
-	os.MkdirAll(alone, 0o755)
-	for _, f := range []string{"traits.yaml", "assistant.yaml"} {
-		data, err := os.ReadFile(filepath.Join("..", "..", "personas", "organism", f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		os.WriteFile(filepath.Join(alone, f), data, 0o644)
-	}
+	alone := libraryOf(t, "assistant")
 	for _, c := range []struct {
 		args []string
 		want string

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/spf13/cobra"
 
@@ -111,6 +112,9 @@ The default library is the organism's; --personas DIR reads another.`,
 				ap, err := posterior.LoadActivationPosterior(e, classifier)
 				if err != nil {
 					return usageErr(err)
+				}
+				if names := lib.Names(); libDir != "" && !slices.Equal(slices.Sorted(slices.Values(ap.C.Names)), slices.Sorted(slices.Values(names))) {
+					return usageErr(fmt.Errorf("the classifier %s reads personas %v, --personas has %v (fit one on this library with 'persona posterior fit')", classifier, ap.C.Names, names))
 				}
 				ap.SwitchRate, m = switchRate, ap
 			case "judge":

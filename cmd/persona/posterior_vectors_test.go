@@ -104,15 +104,8 @@ func TestPosteriorVectorsBadInput(t *testing.T) {
 	os.WriteFile(nan, []byte("not a safetensors file"), 0o644)
 	// A library of one persona, an empty one, and labels naming a persona
 	// the library lacks.
-	one := filepath.Join(dir, "one")
-	os.MkdirAll(one, 0o755)
-	for _, f := range []string{"traits.yaml", "pirate.yaml"} {
-		data, err := os.ReadFile(filepath.Join("..", "..", "personas", "organism", f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		os.WriteFile(filepath.Join(one, f), data, 0o644)
-	}
+	one := libraryOf(t, "pirate")
+	two := libraryOf(t, "pirate", "poet")
 	emptyLib := filepath.Join(dir, "none")
 	os.MkdirAll(emptyLib, 0o755)
 	unknown := filepath.Join(dir, "unknown.jsonl")
@@ -126,6 +119,7 @@ func TestPosteriorVectorsBadInput(t *testing.T) {
 		{[]string{"posterior", "--model", m}, exitUsage, "--chat"},
 		{[]string{"posterior", "--model", m, "--chat", chats, "--method", "vibes"}, exitUsage, "vibes"},
 		{[]string{"posterior", "--model", m, "--chat", chats, "--method", "activations"}, exitUsage, "--classifier"},
+		{[]string{"posterior", "--model", "organism", "--chat", chats, "--personas", two}, exitUsage, "--personas has [pirate poet]"},
 		{[]string{"posterior", "--model", m, "--chat", chats, "--prompts", "loud"}, exitUsage, "loud"},
 		{[]string{"posterior", "--model", m, "--chat", chats, "--personas", one}, exitUsage, "at least two"},
 		{[]string{"posterior", "--model", m, "--chat", chats, "--personas", emptyLib}, exitUsage, "none"},
@@ -215,4 +209,21 @@ rubric: "{question} {answer}"
 	default:
 		t.Fatalf("extract: exit %d: %s", code, stderr)
 	}
+}
+
+// libraryOf writes a persona library holding some of the organism's
+// personas and returns its directory.
+func libraryOf(t *testing.T, names ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, f := range append([]string{"traits"}, names...) {
+		data, err := os.ReadFile(filepath.Join("..", "..", "personas", "organism", f+".yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f+".yaml"), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
 }
