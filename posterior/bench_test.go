@@ -3,6 +3,7 @@ package posterior
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"testing"
 
 	"persona/chat"
@@ -49,7 +50,10 @@ func benchHyps(n int) []Hypothesis {
 //   - turn-context: the default posterior, each reply scored after its own
 //     user turn, asked again after every turn (turns scored before are
 //     remembered, so each call runs only the newest turn);
-//   - naive: engine.LogProbs per persona and turn, nothing shared.
+//   - naive: engine.LogProbs per persona and turn, nothing shared;
+//   - activations: the activations method asked again after every turn
+//     (one forward pass over the conversation whatever the number of
+//     personas; a classifier of n personas fitted on random activations).
 func BenchmarkLikelihood(b *testing.B) {
 	e := benchEngine(b)
 	ctx := context.Background()
@@ -119,5 +123,54 @@ func BenchmarkLikelihood(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(cuts))/1e6, "ms/turn")
 			b.ReportMetric(float64(positions)/float64(b.N*len(cuts)), "positions/turn")
 		})
+		b.Run(fmt.Sprintf("personas=%d/activations", n), func(b *testing.B) {
+			ap := &ActivationPosterior{E: e, C: randomClassifier(b, n, e.Model.NumLayers, e.Model.Hidden), SwitchRate: DefaultSwitchRate}
+			positions := 0
+			for b.Loop() {
+				for _, c := range cuts {
+					if _, err := ap.Posterior(ctx, conv[:c]); err != nil {
+						b.Fatal(err)
+					}
+					enc, err := e.EncodeChat(conv[:c], false)
+					if err != nil {
+						b.Fatal(err)
+					}
+					positions += len(enc.IDs)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(cuts))/1e6, "ms/turn")
+			b.ReportMetric(float64(positions)/float64(b.N*len(cuts)), "positions/turn")
+		})
 	}
+}
+
+// randomClassifier fits a classifier of n personas at every layer on
+// random activations: what the activations method costs does not depend on
+// what it learned.
+func randomClassifier(b *testing.B, n, layers, width int) *Classifier {
+	r := rand.New(rand.NewPCG(5, 6))
+	names := make([]string, n)
+	var samples []Sample
+	for k := range names {
+		names[k] = fmt.Sprintf("p%d", k)
+		for range 3 {
+			acts := make([][]float32, layers)
+			for l := range acts {
+				acts[l] = make([]float32, width)
+				for j := range acts[l] {
+					acts[l][j] = float32(r.NormFloat64())
+				}
+			}
+			samples = append(samples, Sample{Persona: names[k], Acts: acts})
+		}
+	}
+	all := make([]int, layers)
+	for l := range all {
+		all[l] = l
+	}
+	c, err := FitClassifier(names, all, "random", samples, FitOptions{Steps: 5})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return c
 }
