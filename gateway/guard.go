@@ -398,10 +398,7 @@ type Readers struct {
 
 // sameNames reports whether a and b hold the same names, in any order.
 func sameNames(a, b []string) bool {
-	a, b = slices.Clone(a), slices.Clone(b)
-	slices.Sort(a)
-	slices.Sort(b)
-	return slices.Equal(a, b)
+	return slices.Equal(slices.Sorted(slices.Values(a)), slices.Sorted(slices.Values(b)))
 }
 
 // NewGuard builds the guard a spec asks for: its monitor over the spec's

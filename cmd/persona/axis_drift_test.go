@@ -97,6 +97,7 @@ func TestAxisDriftBadInput(t *testing.T) {
 		{"auditor without config", []string{"drift", "--model", m, "--auditor", "a", "--html", html}, "go together"},
 		{"no scenarios per domain", []string{"drift", "--model", m, "--organism", "--per-domain", "0", "--html", html}, "at least 1"},
 		{"bad spec", []string{"drift", "--model", m, "--organism", "--spec", badYAML, "--html", html}, "bad.yaml"},
+		{"activations monitor, no classifier", []string{"drift", "--model", m, "--organism", "--spec", activationsSpec(t, dir), "--html", html}, "posterior-classifier.json"},
 	} {
 		_, stderr, code := run(t, c.args...)
 		if code != 2 || !strings.Contains(stderr, c.want) {
@@ -105,5 +106,44 @@ func TestAxisDriftBadInput(t *testing.T) {
 	}
 	if _, err := os.Stat(html); !os.IsNotExist(err) {
 		t.Error("a failed run left a report behind")
+	}
+}
+
+// activationsSpec writes the shipped organism spec with the activations
+// monitor.
+func activationsSpec(t *testing.T, dir string) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("..", "..", "gateway", "specs", "organism-assistant.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return writeFile(t, dir, "activations.yaml", strings.Replace(string(data), "monitor: posterior", "monitor: activations", 1))
+}
+
+// Rails with the activations monitor run on the organism, which carries
+// its classifier.
+func TestDriftWithActivationsMonitor(t *testing.T) {
+	spec := activationsSpec(t, t.TempDir())
+	out, stderr, code := run(t, "drift", "--model", "organism", "--organism", "--spec", spec, "--per-domain", "1", "--turns", "2", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var rep struct {
+		Cells []struct {
+			Control       string `json:"control"`
+			Conversations int    `json:"conversations"`
+		} `json:"cells"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatal(err)
+	}
+	railed := 0
+	for _, c := range rep.Cells {
+		if c.Control == "rails" && c.Conversations == 1 {
+			railed++
+		}
+	}
+	if railed != len(rep.Cells)/2 || railed == 0 {
+		t.Errorf("%d of %d cells ran with rails, want half", railed, len(rep.Cells))
 	}
 }
