@@ -18,7 +18,6 @@ import (
 	"persona/chat"
 	"persona/engine"
 	"persona/internal/testmodel"
-	"persona/models"
 	"persona/posterior"
 )
 
@@ -231,15 +230,7 @@ func procStatusMB(field string) float64 {
 // classifier reads the conversation's activations (one forward pass over
 // it) instead of the likelihood under every persona's prompt.
 func BenchmarkMonitor(b *testing.B) {
-	modelDir, err := models.Path("organism")
-	if err != nil {
-		b.Fatal(err)
-	}
-	e, err := engine.Load(modelDir)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer e.Close()
+	e, modelDir := shippedOrganism(b)
 	dir := writeControls(b, e)
 	up := backend.NewEngine(e, "organism-shape", 1)
 	const base = "name: A\nsystem_prompt: You are the Assistant.\nallowed: [assistant]\nmonitor: posterior\n"

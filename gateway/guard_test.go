@@ -349,15 +349,7 @@ func (j *ratingJudge) Chat(_ context.Context, req backend.Request) (*backend.Res
 // model carries: the shipped organism's finds the pirate, and a guard
 // without a classifier, or with one for other personas, is refused.
 func TestActivationsMonitor(t *testing.T) {
-	path, err := models.Path("organism")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := engine.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e, path := shippedOrganism(t)
 	s, err := ParseSpec("spec.yaml", []byte(strings.Replace(testSpec, "monitor: oracle", "monitor: activations", 1)))
 	if err != nil {
 		t.Fatal(err)
@@ -399,4 +391,20 @@ func TestActivationsMonitor(t *testing.T) {
 	if _, err := NewGuard(s, Readers{Engine: e, Classifier: otherPath}); !errors.Is(err, ErrGuard) || !strings.Contains(err.Error(), "kraken") {
 		t.Errorf("a classifier of other personas: %v", err)
 	}
+}
+
+// shippedOrganism loads the embedded post-trained organism (closed after
+// the test) and returns it with its directory.
+func shippedOrganism(tb testing.TB) (*engine.Engine, string) {
+	tb.Helper()
+	path, err := models.Path("organism")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	e, err := engine.Load(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { e.Close() })
+	return e, path
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"persona/internal/stats"
 	"persona/train"
 	"persona/vectors"
 )
@@ -53,14 +54,9 @@ tokenizer_config.json with a ChatML template).
 // commands the card reports are kept.
 const ControlDir = "control"
 
-// share is the JSON form of a proportion with its interval (stats.Proportion).
-type share struct {
-	K, N      int
-	P, Lo, Hi float64
-}
-
-func (s share) String() string {
-	return fmt.Sprintf("%.0f%% [%.0f, %.0f]", 100*s.P, 100*s.Lo, 100*s.Hi)
+// percent prints a share and its interval in percent: "37% [26, 49]".
+func percent(p stats.Proportion) string {
+	return fmt.Sprintf("%.0f%% [%.0f, %.0f]", 100*p.P, 100*p.Lo, 100*p.Hi)
 }
 
 // sweepFile is what the card reads of 'persona vectors sweep --json'.
@@ -69,11 +65,11 @@ type sweepFile struct {
 	Suppress bool    `json:"suppress"`
 	MinAcc   float64 `json:"min_accuracy"`
 	Cells    []struct {
-		Layers   []int   `json:"layers"`
-		Where    string  `json:"where"`
-		Strength float64 `json:"strength"`
-		Trait    share   `json:"trait"`
-		Accuracy share   `json:"accuracy"`
+		Layers   []int            `json:"layers"`
+		Where    string           `json:"where"`
+		Strength float64          `json:"strength"`
+		Trait    stats.Proportion `json:"trait"`
+		Accuracy stats.Proportion `json:"accuracy"`
 	} `json:"cells"`
 	Recommended int `json:"recommended"`
 }
@@ -81,13 +77,13 @@ type sweepFile struct {
 // cappingFile is what the card reads of 'persona axis calibrate --json'.
 type cappingFile struct {
 	Cells []struct {
-		Layers     []int   `json:"layers"`
-		Percentile float64 `json:"percentile"`
-		Captured   share   `json:"captured"`
-		Accuracy   share   `json:"accuracy"`
-		Cut        float64 `json:"cut"`
-		DiffLo     float64 `json:"diff_lo"`
-		DiffHi     float64 `json:"diff_hi"`
+		Layers     []int            `json:"layers"`
+		Percentile float64          `json:"percentile"`
+		Captured   stats.Proportion `json:"captured"`
+		Accuracy   stats.Proportion `json:"accuracy"`
+		Cut        float64          `json:"cut"`
+		DiffLo     float64          `json:"diff_lo"`
+		DiffHi     float64          `json:"diff_hi"`
 	} `json:"cells"`
 }
 
@@ -108,13 +104,13 @@ func controlSection(dir string) string {
 			if k := sw.Recommended; k > 0 && k < len(sw.Cells) {
 				c := sw.Cells[k]
 				set = fmt.Sprintf("%s, %s positions, %g", layerNames(c.Layers), c.Where, c.Strength)
-				got = fmt.Sprintf("%s; tasks %.0f%%", c.Trait, 100*c.Accuracy.P)
+				got = fmt.Sprintf("%s; tasks %.0f%%", percent(c.Trait), 100*c.Accuracy.P)
 			}
 			dir := "add (no prompt asks for it)"
 			if sw.Suppress {
 				dir = "remove (under its own strong prompt)"
 			}
-			rows = append(rows, fmt.Sprintf("| %s | %s | %s; tasks %.0f%% | %s | %s |", sw.Trait, dir, un.Trait, 100*un.Accuracy.P, set, got))
+			rows = append(rows, fmt.Sprintf("| %s | %s | %s; tasks %.0f%% | %s | %s |", sw.Trait, dir, percent(un.Trait), 100*un.Accuracy.P, set, got))
 		}
 	}
 	var capRows []string
@@ -123,11 +119,11 @@ func controlSection(dir string) string {
 		if json.Unmarshal(data, &cf) == nil {
 			for _, c := range cf.Cells {
 				if c.Percentile == 0 {
-					capRows = append(capRows, fmt.Sprintf("| uncapped | %s | — | %.0f%% |", c.Captured, 100*c.Accuracy.P))
+					capRows = append(capRows, fmt.Sprintf("| uncapped | %s | — | %.0f%% |", percent(c.Captured), 100*c.Accuracy.P))
 					continue
 				}
 				capRows = append(capRows, fmt.Sprintf("| %s, %gth percentile | %s | %+.0f%% [%+.2f, %+.2f] | %.0f%% |",
-					layerNames(c.Layers), c.Percentile, c.Captured, 100*c.Cut, c.DiffLo, c.DiffHi, 100*c.Accuracy.P))
+					layerNames(c.Layers), c.Percentile, percent(c.Captured), 100*c.Cut, c.DiffLo, c.DiffHi, 100*c.Accuracy.P))
 			}
 		}
 	}

@@ -15,7 +15,6 @@ import (
 	"persona/engine"
 	"persona/models"
 	"persona/personas"
-	"persona/posterior"
 	"persona/vectors"
 	"persona/world"
 )
@@ -98,18 +97,13 @@ shift each arm removed (95% bootstrap interval over replies).`,
 					return err
 				}
 			}
-			scorerName := "oracle"
+			scorerName := "oracle" // the world's data comes with its oracle
 			if dataPath != "" || judgeFlag != "" || backends != "" {
-				if judgeFlag == "oracle" || (judgeFlag == "" && backends == "" && spec.OracleTrait != "") {
-					d.Scorer = vectors.OracleScorer{Oracle: world.Default().Oracle()}
-				} else {
-					b, closer, err := judgeBackend(backends, judgeFlag, nil, "")
-					if err != nil {
-						return err
-					}
-					defer closer.Close()
-					d.Scorer, scorerName = posterior.NewJudge(b), b.Name()
+				var closeScorer func()
+				if d.Scorer, scorerName, closeScorer, err = traitScorer(spec, judgeFlag, backends); err != nil {
+					return err
 				}
+				defer closeScorer()
 			}
 			dir, err := models.Resolve(modelArg)
 			if err != nil {

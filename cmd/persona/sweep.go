@@ -108,17 +108,12 @@ reading every prompt anew.`,
 					}
 				}
 			}
-			scorer := "oracle"
-			if judgeFlag == "oracle" || (judgeFlag == "" && backends == "" && spec.OracleTrait != "") {
-				o.Scorer = vectors.OracleScorer{Oracle: world.Default().Oracle()}
-			} else {
-				b, closer, err := judgeBackend(backends, judgeFlag, nil, "")
-				if err != nil {
-					return err
-				}
-				defer closer.Close()
-				o.Scorer, scorer = posterior.NewJudge(b), b.Name()
+			var scorer string
+			var closeScorer func()
+			if o.Scorer, scorer, closeScorer, err = traitScorer(spec, judgeFlag, backends); err != nil {
+				return err
 			}
+			defer closeScorer()
 			if distribute {
 				src, err := os.ReadFile(specPath)
 				if err != nil {
@@ -203,6 +198,20 @@ func (st *sweepStudy) options(backends map[string]backend.Backend) (control.Swee
 	}
 	o.Vector, o.Trait = st.Vector, spec
 	return o, nil
+}
+
+// traitScorer is the scorer --judge and --backends choose for a trait: the
+// persona world's oracle ("oracle", or neither flag on a trait with an
+// oracle_trait), else the judge backend, named, with its closer.
+func traitScorer(spec *vectors.TraitSpec, judgeFlag, backends string) (vectors.Scorer, string, func(), error) {
+	if judgeFlag == "oracle" || (judgeFlag == "" && backends == "" && spec.OracleTrait != "") {
+		return vectors.OracleScorer{Oracle: world.Default().Oracle()}, "oracle", func() {}, nil
+	}
+	b, closer, err := judgeBackend(backends, judgeFlag, nil, "")
+	if err != nil {
+		return nil, "", nil, err
+	}
+	return posterior.NewJudge(b), b.Name(), func() { closer.Close() }, nil
 }
 
 // studyScorer is the scorer a distributed study names: "oracle" (the

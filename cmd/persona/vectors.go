@@ -18,12 +18,10 @@ import (
 	"persona/engine"
 	"persona/fleet"
 	"persona/internal/fileio"
-	"persona/posterior"
 	"persona/pytorch"
 	"persona/resid"
 	"persona/sample"
 	"persona/vectors"
-	"persona/world"
 )
 
 func newVectorsCmd() *cobra.Command {
@@ -80,17 +78,12 @@ activations per layer as safetensors with the counts and scores in metadata;
 			if o.Layers, err = vectors.ParseLayers(layersFlag, e.Model.NumLayers); err != nil {
 				return usageErr(fmt.Errorf("--layers: %w", err))
 			}
-			var sc vectors.Scorer
-			if judgeFlag == "oracle" || (judgeFlag == "" && backends == "" && spec.OracleTrait != "") {
-				sc, o.Judge = vectors.OracleScorer{Oracle: world.Default().Oracle()}, "oracle"
-			} else {
-				b, closer, err := judgeBackend(backends, judgeFlag, nil, "")
-				if err != nil {
-					return err
-				}
-				defer closer.Close()
-				sc, o.Judge = posterior.NewJudge(b), b.Name()
+			sc, judgeName, closeScorer, err := traitScorer(spec, judgeFlag, backends)
+			if err != nil {
+				return err
 			}
+			defer closeScorer()
+			o.Judge = judgeName
 			o.Model = modelPath
 			var set *vectors.Set
 			var rs []vectors.Response
