@@ -510,22 +510,25 @@ func TestSiLUMulAndRounding(t *testing.T) {
 }
 
 // Q4_K, Q5_K and Q6_K rows times Q8_K activations in integers (both versions)
-// equal the decoded row times the rounded activations, and the two versions
+// equal the decoded rows times the rounded activations, and the two versions
 // agree to float32 rounding; the integers times the scale give back the
 // rounded values.
 func TestDotKQuantQ8K(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
 	for _, c := range []struct {
 		dt        tensor.DType
-		fast, ref func([]byte, *q8K) float32
+		fast, ref func([]float32, []byte, *q8K)
 	}{{tensor.Q4_K, dotQ4KQ8KImpl, dotQ4KQ8KGo}, {tensor.Q5_K, dotQ5KQ8KImpl, dotQ5KQ8KGo}, {tensor.Q6_K, dotQ6KQ8KImpl, dotQ6KQ8KGo}} {
 		for trial := range 20 {
-			K := 256 * (1 + trial%4)
-			w, x := make([]float32, K), make([]float32, K)
+			K, N := 256*(1+trial%4), 1+trial%3
+			w, x := make([]float32, N*K), make([]float32, K)
 			for i := range w {
-				w[i], x[i] = float32(r.NormFloat64()), float32(r.NormFloat64()*float64(1+trial))
+				w[i] = float32(r.NormFloat64())
 			}
-			row, err := tensor.Encode(c.dt, w)
+			for i := range x {
+				x[i] = float32(r.NormFloat64() * float64(1+trial))
+			}
+			rows, err := tensor.Encode(c.dt, w)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -536,20 +539,27 @@ func TestDotKQuantQ8K(t *testing.T) {
 					t.Fatalf("K %d element %d: %d·%g = %g, rounded %g", K, i, a.qs[i], a.d[i/256], back, v)
 				}
 			}
-			dec := make([]float32, K)
-			tensor.Decode(dec, c.dt, row)
-			var want float64
-			for i := range dec {
-				want += float64(dec[i]) * float64(xr[i])
-			}
-			// The integer sums are exact in both; only the float sum over
-			// blocks runs in another order (Q4_K/Q5_K keep it in lanes).
-			got, ref := c.fast(row, a), c.ref(row, a)
-			if d := math.Abs(float64(got - ref)); d > 1e-5*(1+math.Abs(float64(ref))) {
-				t.Fatalf("%v K %d: kernel %g, portable %g", c.dt, K, got, ref)
-			}
-			if d := math.Abs(float64(got) - want); d > 1e-4*(1+math.Abs(want)) {
-				t.Fatalf("%v K %d: integer dot %g, decoded dot %g", c.dt, K, got, want)
+			dec := make([]float32, N*K)
+			tensor.Decode(dec, c.dt, rows)
+			got, ref := make([]float32, N), make([]float32, N)
+			c.fast(got, rows, a)
+			c.ref(ref, rows, a)
+			for n := range N {
+				var want, size float64
+				for i, v := range dec[n*K : (n+1)*K] {
+					want += float64(v) * float64(xr[i])
+					size += math.Abs(float64(v) * float64(xr[i]))
+				}
+				// The integer sums are exact in both; only the float sum
+				// over blocks runs in another order (the vector versions
+				// keep it in lanes), so they differ by float32 rounding of
+				// terms of about the size of Σ|w·x|.
+				if d := math.Abs(float64(got[n] - ref[n])); d > 1e-6*(1+size) {
+					t.Fatalf("%v K %d row %d of %d: kernel %g, portable %g", c.dt, K, n, N, got[n], ref[n])
+				}
+				if d := math.Abs(float64(got[n]) - want); d > 1e-4*(1+math.Abs(want)) {
+					t.Fatalf("%v K %d row %d of %d: integer dot %g, decoded dot %g", c.dt, K, n, N, got[n], want)
+				}
 			}
 		}
 	}

@@ -41,7 +41,7 @@ type matVecOp struct {
 	w      *tensor.Tensor
 	K, rb  int  // columns; bytes per encoded row
 	q8     *q8K // x as 8-bit integers, for Q4_K, Q5_K and Q6_K weights
-	dotQ8  func(row []byte, a *q8K) float32
+	dotQ8  func(out []float32, rows []byte, a *q8K)
 }
 
 // newMatVecOp takes x already rounded for w and, for weights with integer
@@ -70,7 +70,7 @@ func integerDot(dt tensor.DType, K int) bool { return integerDotFor(dt) != nil &
 
 // integerDotFor is the integer dot product of rows of type dt with Q8_K
 // activations: Q4_K, Q5_K and Q6_K have one, other types nil.
-func integerDotFor(dt tensor.DType) func(row []byte, a *q8K) float32 {
+func integerDotFor(dt tensor.DType) func(out []float32, rows []byte, a *q8K) {
 	switch dt {
 	case tensor.Q4_K:
 		return dotQ4KQ8KImpl
@@ -105,9 +105,7 @@ func (mv *matVecOp) rows(lo, hi int) {
 	}
 	data, dt, rb := mv.w.Data, mv.w.DType, mv.rb
 	if mv.q8 != nil {
-		for n := lo; n < hi; n++ {
-			mv.out[n] = mv.dotQ8(data[n*rb:(n+1)*rb], mv.q8)
-		}
+		mv.dotQ8(mv.out[lo:hi], data[lo*rb:hi*rb], mv.q8)
 		return
 	}
 	s := getRowBuf(K)

@@ -95,10 +95,28 @@ func quantizeQ8K(x []float32) *q8K {
 	return a
 }
 
-// dotQ45KQ8KGo is Σ w·x over a Q4_K row (Q5_K with five: a fifth bit per
+// The integer dot products set out[r] = Σ w·x for consecutive rows of a
+// K-quant weight (len(out) rows of len(a.d) blocks each) and Q8_K
+// activations: a whole range of rows per call, so that the vector versions
+// set up their constants once per range rather than once per row.
+func dotQ4KQ8KGo(out []float32, rows []byte, a *q8K) { eachRowQ8K(out, rows, a, q4KBytes, dotQ4KRowGo) }
+func dotQ5KQ8KGo(out []float32, rows []byte, a *q8K) { eachRowQ8K(out, rows, a, q5KBytes, dotQ5KRowGo) }
+func dotQ6KQ8KGo(out []float32, rows []byte, a *q8K) { eachRowQ8K(out, rows, a, q6KBytes, dotQ6KRowGo) }
+
+func eachRowQ8K(out []float32, rows []byte, a *q8K, blockBytes int, dot func([]byte, *q8K) float32) {
+	rb := len(a.d) * blockBytes
+	for r := range out {
+		out[r] = dot(rows[r*rb:(r+1)*rb], a)
+	}
+}
+
+func dotQ4KRowGo(row []byte, a *q8K) float32 { return dotQ45KRowGo(row, a, false) }
+func dotQ5KRowGo(row []byte, a *q8K) float32 { return dotQ45KRowGo(row, a, true) }
+
+// dotQ45KRowGo is Σ w·x over a Q4_K row (Q5_K with five: a fifth bit per
 // value from qh) and Q8_K activations in integer sums per block, scaled as
 // llama.cpp's ggml_vec_dot_q4_K_q8_K scales them.
-func dotQ45KQ8KGo(row []byte, a *q8K, five bool) float32 {
+func dotQ45KRowGo(row []byte, a *q8K, five bool) float32 {
 	bb := q4KBytes
 	if five {
 		bb = q5KBytes
@@ -131,13 +149,10 @@ func dotQ45KQ8KGo(row []byte, a *q8K, five bool) float32 {
 	return sum
 }
 
-func dotQ4KQ8KGo(row []byte, a *q8K) float32 { return dotQ45KQ8KGo(row, a, false) }
-func dotQ5KQ8KGo(row []byte, a *q8K) float32 { return dotQ45KQ8KGo(row, a, true) }
-
-// dotQ6KQ8KGo is Σ w·x over a Q6_K row and Q8_K activations: the six-bit
+// dotQ6KRowGo is Σ w·x over a Q6_K row and Q8_K activations: the six-bit
 // values taken unsigned (0…63) and the offset of 32 paid with the group
 // sums, Σ(q−32)·x = Σq·x − 32·Σx, per group of 16 with its int8 scale.
-func dotQ6KQ8KGo(row []byte, a *q8K) float32 {
+func dotQ6KRowGo(row []byte, a *q8K) float32 {
 	var sum float32
 	for b := range a.d {
 		blk := row[b*q6KBytes : (b+1)*q6KBytes]

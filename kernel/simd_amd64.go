@@ -606,129 +606,172 @@ func dotQ45K(x, dst []float32, row []byte, five bool) float32 {
 	return r
 }
 
-// dotQ45KQ8KAVX is dotQ45KQ8KGo with 32 weights at a time: the nibbles
-// (with Q5_K's fifth bit moved to bit 4: a single bit shifted within its
-// byte) as unsigned bytes times the activations as signed bytes, pairs
-// summed into 16 bits (VPMADDUBSW: at most 2·31·127, no saturation), pairs
-// of those times the group's scale summed into 32 bits (VPMADDWD), the
-// block's integer sum exact as in the portable version.
-func dotQ45KQ8KAVX(row []byte, a *q8K, five bool) float32 {
+// kq holds the constant vectors of the 512-bit K-quant kernels.
+var kq = func() (c struct {
+	split    [32]uint16    // shift counts: low nibbles in lanes 0–15, high in 16–31
+	k4Scale  [4][64]int8   // byte shuffles giving groups 2p and 2p+1's scales as int16
+	k5Bit    [4][32]uint16 // shift counts taking bits 2p and 2p+1 of Q5_K's qh
+	q6High   [2][32]uint16 // Q6_K: shifts bringing qh's bit pairs to bits 4–5
+	q6Scales [4][32]uint16 // Q6_K: which of the 16 scales each int16 lane takes
+}) {
+	for l := 16; l < 32; l++ {
+		c.split[l] = 4
+	}
+	for p := range 4 {
+		for i := range 64 {
+			c.k4Scale[p][i] = -128 // zero: the high byte of each int16
+			if i%2 == 0 {
+				c.k4Scale[p][i] = int8(2*p + i/32)
+			}
+		}
+		for l := range 32 {
+			c.k5Bit[p][l] = uint16(2*p + l/16)
+			c.q6Scales[p][l] = uint16(4*p + l/8)
+		}
+	}
+	for l := range 32 {
+		c.q6High[0][l] = uint16(4 - 2*(l/16)) // left: 4, then 2
+		c.q6High[1][l] = uint16(2 * (l / 16)) // right: 0, then 2
+	}
+	return c
+}()
+
+// dotQ45KQ8KAVX is dotQ45KQ8KGo 64 weights at a time: a 32-byte run of
+// nibbles holds two groups (low and high nibbles), so it is loaded into both
+// halves of a 512-bit vector and shifted by 0 or 4 per half, which lines its
+// 64 values up with 64 consecutive activations. The nibbles (with Q5_K's
+// fifth bit moved to bit 4) as unsigned bytes times the activations as
+// signed bytes are summed in pairs into 16 bits (VPMADDUBSW: at most
+// 2·31·127, no saturation), pairs of those times the two groups' scales
+// into 32 bits (VPMADDWD); the block's integer sums stay in lanes, scaled
+// into a float accumulator, and the minimums' term is a vector product of
+// the eight minimums and the activations' group sums: no scalar loop per
+// group and one horizontal sum per row.
+func dotQ45KQ8KAVX(out []float32, rows []byte, a *q8K, five bool) {
 	bb := q4KBytes
 	if five {
 		bb = q5KBytes
 	}
 	nb := len(a.d)
-	if nb == 0 {
-		return 0
+	if nb == 0 || len(out) == 0 {
+		clear(out)
+		return
 	}
-	_ = row[nb*bb-1]
+	_ = rows[len(out)*nb*bb-1]
 	_ = a.qs[nb*kBlock-1]
+	_ = a.gsum[nb*8-1]
 	tab := f16Table()
-	low := archsimd.BroadcastUint8x32(nibbleMask)
-	var facc archsimd.Float32x8
-	var msum float32
+	low, one := archsimd.BroadcastUint8x64(nibbleMask), archsimd.BroadcastUint8x64(1)
+	split := archsimd.LoadUint16x32(&kq.split)
+	for r := range out {
+		out[r] = dotQ45KRowAVX(unsafe.Pointer(&rows[r*nb*bb]), a, nb, bb, five, tab, low, one, split)
+	}
+	archsimd.ClearAVXUpperBits()
+}
+
+// dotQ45KRowAVX is one row of dotQ45KQ8KAVX, with its constants.
+func dotQ45KRowAVX(row unsafe.Pointer, a *q8K, nb, bb int, five bool, tab *[1 << 16]float32, low, one archsimd.Uint8x64, split archsimd.Uint16x32) float32 {
+	var facc archsimd.Float32x16
+	var macc archsimd.Float32x8
 	for b := 0; b < nb; b++ {
-		blk := row[b*bb : (b+1)*bb]
-		sc, mn := unpackScalesK4(blk[4:16])
-		gs := (*[8]int32)(a.gsum[b*8 : b*8+8])
-		summ := int32(mn&0xff)*gs[0] + int32(mn>>8&0xff)*gs[1] + int32(mn>>16&0xff)*gs[2] + int32(mn>>24&0xff)*gs[3] +
-			int32(mn>>32&0xff)*gs[4] + int32(mn>>40&0xff)*gs[5] + int32(mn>>48&0xff)*gs[6] + int32(mn>>56)*gs[7]
-		qs := unsafe.Pointer(&blk[16])
-		var qh archsimd.Uint8x32
+		blk := unsafe.Add(row, b*bb)
+		sc, mn := unpackScalesK4(unsafe.Slice((*byte)(unsafe.Add(blk, 4)), 12))
+		scales := archsimd.BroadcastUint64x8(sc).AsInt8x64()
+		qs := unsafe.Add(blk, 16)
+		var qh archsimd.Uint16x32
 		if five {
-			qh = archsimd.LoadUint8x32((*[32]uint8)(unsafe.Pointer(&blk[16])))
-			qs = unsafe.Pointer(&blk[48])
+			h := archsimd.LoadUint8x32((*[32]uint8)(qs))
+			qh = archsimd.Uint8x64{}.SetLo(h).SetHi(h).AsUint16x32()
+			qs = unsafe.Add(blk, 48)
 		}
 		xs := unsafe.Pointer(&a.qs[b*kBlock])
-		var scb [8]byte
-		binary.LittleEndian.PutUint64(scb[:], sc)
-		var acc archsimd.Int32x8
-		for g := 0; g < 8; g += 2 {
-			s1, s2 := int16(scb[g]), int16(scb[g+1])
-			u := archsimd.LoadUint8x32((*[32]uint8)(unsafe.Add(qs, g*16)))
-			x1 := archsimd.LoadInt8x32((*[32]int8)(unsafe.Add(xs, g*32)))
-			x2 := archsimd.LoadInt8x32((*[32]int8)(unsafe.Add(xs, g*32+32)))
-			lo, hi := u.And(low), u.AsUint16x16().ShiftAllRight(4).AsUint8x32().And(low)
+		var acc archsimd.Int32x16
+		for p := 0; p < 4; p += 2 {
+			u0 := archsimd.LoadUint8x32((*[32]uint8)(unsafe.Add(qs, 32*p)))
+			u1 := archsimd.LoadUint8x32((*[32]uint8)(unsafe.Add(qs, 32*p+32)))
+			q0 := archsimd.Uint8x64{}.SetLo(u0).SetHi(u0).AsUint16x32().ShiftRight(split).AsUint8x64().And(low)
+			q1 := archsimd.Uint8x64{}.SetLo(u1).SetHi(u1).AsUint16x32().ShiftRight(split).AsUint8x64().And(low)
 			if five {
-				lo = lo.Or(bitTo4(qh, g))
-				hi = hi.Or(bitTo4(qh, g+1))
+				b0 := qh.ShiftRight(archsimd.LoadUint16x32(&kq.k5Bit[p])).AsUint8x64().And(one)
+				b1 := qh.ShiftRight(archsimd.LoadUint16x32(&kq.k5Bit[p+1])).AsUint8x64().And(one)
+				q0 = q0.Or(b0.AsUint16x32().ShiftAllLeft(4).AsUint8x64())
+				q1 = q1.Or(b1.AsUint16x32().ShiftAllLeft(4).AsUint8x64())
 			}
-			acc = acc.Add(lo.DotProductPairsSaturated(x1).DotProductPairs(archsimd.BroadcastInt16x16(s1)))
-			acc = acc.Add(hi.DotProductPairsSaturated(x2).DotProductPairs(archsimd.BroadcastInt16x16(s2)))
+			s0 := scales.PermuteOrZeroGrouped(archsimd.LoadInt8x64(&kq.k4Scale[p])).AsInt16x32()
+			s1 := scales.PermuteOrZeroGrouped(archsimd.LoadInt8x64(&kq.k4Scale[p+1])).AsInt16x32()
+			acc = acc.Add(q0.DotProductPairsSaturated(archsimd.LoadInt8x64((*[64]int8)(unsafe.Add(xs, 64*p)))).DotProductPairs(s0))
+			acc = acc.Add(q1.DotProductPairsSaturated(archsimd.LoadInt8x64((*[64]int8)(unsafe.Add(xs, 64*p+64)))).DotProductPairs(s1))
 		}
-		// The block's integer sums stay in lanes, scaled into a float
-		// accumulator: one horizontal sum per row, not per block.
-		d := a.d[b] * tab[uint16(blk[0])|uint16(blk[1])<<8]
-		facc = acc.ConvertToFloat32().MulAdd(archsimd.BroadcastFloat32x8(d), facc)
-		msum += a.d[b] * tab[uint16(blk[2])|uint16(blk[3])<<8] * float32(summ)
+		d, dmin := tab[*(*uint16)(blk)], tab[*(*uint16)(unsafe.Add(blk, 2))]
+		facc = acc.ConvertToFloat32().MulAdd(archsimd.BroadcastFloat32x16(a.d[b]*d), facc)
+		mins := archsimd.BroadcastUint64x2(mn).AsUint8x16().ExtendLo8ToUint32().AsInt32x8()
+		gs := archsimd.LoadInt32x8((*[8]int32)(a.gsum[b*8 : b*8+8]))
+		macc = mins.Mul(gs).ConvertToFloat32().MulAdd(archsimd.BroadcastFloat32x8(a.d[b]*dmin), macc)
 	}
-	v4 := facc.GetLo().Add(facc.GetHi())
-	v4 = v4.AddPairs(v4)
-	v4 = v4.AddPairs(v4)
-	sum := v4.GetElem(0) - msum
-	archsimd.ClearAVXUpperBits()
-	return sum
+	m4 := macc.GetLo().Add(macc.GetHi())
+	m4 = m4.AddPairs(m4)
+	m4 = m4.AddPairs(m4)
+	return hsum(facc) - m4.GetElem(0)
 }
 
-// bitTo4 keeps bit k of every byte and moves it to bit 4: a 16-bit shift,
-// which cannot carry a lone bit across its byte by at most four places.
-func bitTo4(v archsimd.Uint8x32, k int) archsimd.Uint8x32 {
-	m := v.And(archsimd.BroadcastUint8x32(1 << k)).AsUint16x16()
-	if k <= 4 {
-		return m.ShiftAllLeft(uint64(4 - k)).AsUint8x32()
-	}
-	return m.ShiftAllRight(uint64(k - 4)).AsUint8x32()
-}
-
-func dotQ4KQ8KAVX(row []byte, a *q8K) float32 { return dotQ45KQ8KAVX(row, a, false) }
-func dotQ5KQ8KAVX(row []byte, a *q8K) float32 { return dotQ45KQ8KAVX(row, a, true) }
-
-// dotQ6KQ8KAVX is dotQ6KQ8KGo 32 weights at a time: the six-bit values are
-// put together from ql and qh with byte masks (16-bit shifts whose spill
-// into the neighbouring byte the mask removes), multiplied with the
-// activations into 16-bit pair sums (at most 2·63·127), and those times the
-// two scales of the 32 values into 32-bit sums.
-func dotQ6KQ8KAVX(row []byte, a *q8K) float32 {
+// dotQ6KQ8KAVX is dotQ6KQ8KGo 64 weights at a time: the 64 bytes of low
+// bits of a half block hold its first 64 values in their low nibbles and the
+// next 64 in their high nibbles; the two high bits of each come from qh
+// (loaded into both halves of the vector and shifted per half, with byte
+// masks removing what a 16-bit shift spills). The values (0…63) times the
+// activations are summed in pairs into 16 bits (at most 2·63·127), those
+// times the 16 scales (each covering 8 lanes, put in place by VPERMW) into
+// 32 bits; the offset of 32 is paid with the scales times the activations'
+// sums per 16, in the same lanes.
+func dotQ6KQ8KAVX(out []float32, rows []byte, a *q8K) {
 	nb := len(a.d)
-	if nb == 0 {
-		return 0
+	if nb == 0 || len(out) == 0 {
+		clear(out)
+		return
 	}
-	_ = row[nb*q6KBytes-1]
+	_ = rows[len(out)*nb*q6KBytes-1]
 	_ = a.qs[nb*kBlock-1]
+	_ = a.bsum[nb*16-1]
 	tab := f16Table()
-	m4, m30 := archsimd.BroadcastUint8x32(0x0f), archsimd.BroadcastUint8x32(0x30)
-	var sum float32
-	for b := 0; b < nb; b++ {
-		blk := row[b*q6KBytes : (b+1)*q6KBytes]
-		scales := blk[192:208]
-		xs := unsafe.Pointer(&a.qs[b*kBlock])
-		var acc archsimd.Int32x8
-		var off int32
-		for n := 0; n < 2; n++ {
-			ql0 := archsimd.LoadUint8x32((*[32]uint8)(unsafe.Pointer(&blk[64*n])))
-			ql1 := archsimd.LoadUint8x32((*[32]uint8)(unsafe.Pointer(&blk[64*n+32])))
-			qh := archsimd.LoadUint8x32((*[32]uint8)(unsafe.Pointer(&blk[128+32*n]))).AsUint16x16()
-			q := [4]archsimd.Uint8x32{
-				ql0.And(m4).Or(qh.ShiftAllLeft(4).AsUint8x32().And(m30)),
-				ql1.And(m4).Or(qh.ShiftAllLeft(2).AsUint8x32().And(m30)),
-				ql0.AsUint16x16().ShiftAllRight(4).AsUint8x32().And(m4).Or(qh.AsUint8x32().And(m30)),
-				ql1.AsUint16x16().ShiftAllRight(4).AsUint8x32().And(m4).Or(qh.ShiftAllRight(2).AsUint8x32().And(m30)),
-			}
-			for k := range q {
-				s0, s1 := int16(int8(scales[8*n+2*k])), int16(int8(scales[8*n+2*k+1]))
-				sc := archsimd.BroadcastInt16x16(s0).SetHi(archsimd.BroadcastInt16x8(s1))
-				x := archsimd.LoadInt8x32((*[32]int8)(unsafe.Add(xs, 128*n+32*k)))
-				acc = acc.Add(q[k].DotProductPairsSaturated(x).DotProductPairs(sc))
-				off += int32(s0)*a.bsum[b*16+8*n+2*k] + int32(s1)*a.bsum[b*16+8*n+2*k+1]
-			}
-		}
-		v4 := acc.GetLo().Add(acc.GetHi())
-		sumi := v4.GetElem(0) + v4.GetElem(1) + v4.GetElem(2) + v4.GetElem(3) - 32*off
-		sum += a.d[b] * tab[uint16(blk[208])|uint16(blk[209])<<8] * float32(sumi)
+	for r := range out {
+		out[r] = dotQ6KRowAVX(unsafe.Pointer(&rows[r*nb*q6KBytes]), a, nb, tab)
 	}
 	archsimd.ClearAVXUpperBits()
-	return sum
 }
+
+// dotQ6KRowAVX is one row of dotQ6KQ8KAVX.
+func dotQ6KRowAVX(row unsafe.Pointer, a *q8K, nb int, tab *[1 << 16]float32) float32 {
+	m4, m30 := archsimd.BroadcastUint8x64(0x0f), archsimd.BroadcastUint8x64(0x30)
+	left, right := archsimd.LoadUint16x32(&kq.q6High[0]), archsimd.LoadUint16x32(&kq.q6High[1])
+	var facc archsimd.Float32x16
+	for b := 0; b < nb; b++ {
+		blk := unsafe.Add(row, b*q6KBytes)
+		sc := archsimd.LoadInt8x16((*[16]int8)(unsafe.Add(blk, 192))).ExtendToInt16()
+		scales := archsimd.Int16x32{}.SetLo(sc)
+		xs := unsafe.Pointer(&a.qs[b*kBlock])
+		// Σ scale·(q−32)·x = Σ scale·q·x − 32·Σ scale·Σx, the second term
+		// per group of 16 in lanes.
+		acc := archsimd.Int32x16{}.Sub(sc.ExtendToInt32().Mul(archsimd.LoadInt32x16((*[16]int32)(a.bsum[b*16 : b*16+16]))).ShiftAllLeft(5))
+		for n := 0; n < 2; n++ {
+			ql := archsimd.LoadUint8x64((*[64]uint8)(unsafe.Add(blk, 64*n)))
+			h := archsimd.LoadUint8x32((*[32]uint8)(unsafe.Add(blk, 128+32*n)))
+			qh := archsimd.Uint8x64{}.SetLo(h).SetHi(h).AsUint16x32()
+			lo := ql.And(m4).Or(qh.ShiftLeft(left).AsUint8x64().And(m30))
+			hi := ql.AsUint16x32().ShiftAllRight(4).AsUint8x64().And(m4).Or(qh.ShiftRight(right).AsUint8x64().And(m30))
+			x := unsafe.Add(xs, 128*n)
+			acc = acc.Add(lo.DotProductPairsSaturated(archsimd.LoadInt8x64((*[64]int8)(x))).
+				DotProductPairs(scales.Permute(archsimd.LoadUint16x32(&kq.q6Scales[2*n]))))
+			acc = acc.Add(hi.DotProductPairsSaturated(archsimd.LoadInt8x64((*[64]int8)(unsafe.Add(x, 64)))).
+				DotProductPairs(scales.Permute(archsimd.LoadUint16x32(&kq.q6Scales[2*n+1]))))
+		}
+		d := tab[*(*uint16)(unsafe.Add(blk, 208))]
+		facc = acc.ConvertToFloat32().MulAdd(archsimd.BroadcastFloat32x16(a.d[b]*d), facc)
+	}
+	return hsum(facc)
+}
+
+func dotQ4KQ8KAVX(out []float32, rows []byte, a *q8K) { dotQ45KQ8KAVX(out, rows, a, false) }
+func dotQ5KQ8KAVX(out []float32, rows []byte, a *q8K) { dotQ45KQ8KAVX(out, rows, a, true) }
 
 // dotQ6K is Σ x·w over a Q6_K row without decoding it to memory: each 16
 // weights are put together from four low bits (ql) and two high bits (qh),
