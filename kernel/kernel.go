@@ -110,10 +110,23 @@ func linearShared(out []float32, in *sharedInput, w *tensor.Tensor, T int) {
 		clear(out[:T*N])
 		return
 	}
+	if T <= integerMaxT {
+		if _, q8 := in.forLinear(w, T*K, K); q8 != nil {
+			integerLinear(out, q8, w, T)
+			return
+		}
+	}
 	linear(out, in.forType(w.DType, T*K, K), w, T)
 }
 
-// linear is Linear on an input already rounded for w (sharedInput).
+// integerMaxT is the most tokens that K-quant weights multiply as 8-bit
+// integers; more go through the float32 GEMM over decoded panels, which
+// runs faster once there are enough tokens to reuse each decoded panel
+// (measured in kernel/doc.go).
+const integerMaxT = 16
+
+// linear is Linear on an input already rounded for w (sharedInput), for
+// weights without integer dot products.
 func linear(out, x []float32, w *tensor.Tensor, T int) {
 	N, K := w.Rows(), w.Cols()
 	if T < linearGemmMinT {

@@ -192,7 +192,7 @@ func TestLinear(t *testing.T) {
 	shapes := [][3]int{ // T, N, K
 		{1, 1, 32}, {1, 7, 172}, {1, 5, 64}, {1, 257, 576}, {2, 33, 64}, {3, 5, 32},
 		{5, 65, 172}, {64, 96, 576}, {17, 40, 320}, {4, 32, 1}, {1, 3, 15}, {40, 101, 96}, {33, 66, 64},
-		{1, 9, 512}, {7, 33, 256},
+		{1, 9, 512}, {7, 33, 256}, {16, 9, 512}, {20, 7, 256},
 	}
 	bothPaths(t, func(t *testing.T) {
 		r := rand.New(rand.NewPCG(3, 4))
@@ -509,19 +509,21 @@ func TestSiLUMulAndRounding(t *testing.T) {
 	}
 }
 
-// Q4_K, Q5_K and Q6_K rows times Q8_K activations in integers (both versions)
-// equal the decoded rows times the rounded activations, and the two versions
-// agree to float32 rounding; the integers times the scale give back the
-// rounded values.
+// Q4_K, Q5_K and Q6_K rows times Q8_K activations in integers (both versions,
+// one to six tokens: the vector kernels take four at a time and the rest
+// one by one) equal the decoded rows times the rounded activations, and the
+// two versions agree to float32 rounding; the integers times the scale give
+// back the rounded values.
 func TestDotKQuantQ8K(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
 	for _, c := range []struct {
 		dt        tensor.DType
-		fast, ref func([]float32, []byte, *q8K)
+		fast, ref func([]float32, int, int, []byte, *q8K)
 	}{{tensor.Q4_K, dotQ4KQ8KImpl, dotQ4KQ8KGo}, {tensor.Q5_K, dotQ5KQ8KImpl, dotQ5KQ8KGo}, {tensor.Q6_K, dotQ6KQ8KImpl, dotQ6KQ8KGo}} {
-		for trial := range 20 {
-			K, N := 256*(1+trial%4), 1+trial%3
-			w, x := make([]float32, N*K), make([]float32, K)
+		for trial := range 24 {
+			K, N, T := 256*(1+trial%4), 1+trial%3, 1+trial%6
+			ldo := N + trial%2 // out rows of ldo, the last columns untouched
+			w, x := make([]float32, N*K), make([]float32, T*K)
 			for i := range w {
 				w[i] = float32(r.NormFloat64())
 			}
@@ -541,24 +543,36 @@ func TestDotKQuantQ8K(t *testing.T) {
 			}
 			dec := make([]float32, N*K)
 			tensor.Decode(dec, c.dt, rows)
-			got, ref := make([]float32, N), make([]float32, N)
-			c.fast(got, rows, a)
-			c.ref(ref, rows, a)
-			for n := range N {
-				var want, size float64
-				for i, v := range dec[n*K : (n+1)*K] {
-					want += float64(v) * float64(xr[i])
-					size += math.Abs(float64(v) * float64(xr[i]))
-				}
-				// The integer sums are exact in both; only the float sum
-				// over blocks runs in another order (the vector versions
-				// keep it in lanes), so they differ by float32 rounding of
-				// terms of about the size of Σ|w·x|.
-				if d := math.Abs(float64(got[n] - ref[n])); d > 1e-6*(1+size) {
-					t.Fatalf("%v K %d row %d of %d: kernel %g, portable %g", c.dt, K, n, N, got[n], ref[n])
-				}
-				if d := math.Abs(float64(got[n]) - want); d > 1e-4*(1+math.Abs(want)) {
-					t.Fatalf("%v K %d row %d of %d: integer dot %g, decoded dot %g", c.dt, K, n, N, got[n], want)
+			got, ref := make([]float32, T*ldo), make([]float32, T*ldo)
+			for i := range got {
+				got[i], ref[i] = -7, -7
+			}
+			c.fast(got, ldo, N, rows, a)
+			c.ref(ref, ldo, N, rows, a)
+			for tok := range T {
+				for n := range ldo {
+					g, f := got[tok*ldo+n], ref[tok*ldo+n]
+					if n >= N {
+						if g != -7 || f != -7 {
+							t.Fatalf("%v: token %d column %d beyond the rows written: %g, %g", c.dt, tok, n, g, f)
+						}
+						continue
+					}
+					var want, size float64
+					for i, v := range dec[n*K : (n+1)*K] {
+						p := float64(v) * float64(xr[tok*K+i])
+						want, size = want+p, size+math.Abs(p)
+					}
+					// The integer sums are exact in both; only the float
+					// sum over blocks runs in another order (the vector
+					// versions keep it in lanes), so they differ by float32
+					// rounding of terms of about the size of Σ|w·x|.
+					if d := math.Abs(float64(g - f)); d > 1e-6*(1+size) {
+						t.Fatalf("%v K %d token %d of %d row %d of %d: kernel %g, portable %g", c.dt, K, tok, T, n, N, g, f)
+					}
+					if d := math.Abs(float64(g) - want); d > 1e-4*(1+math.Abs(want)) {
+						t.Fatalf("%v K %d token %d of %d row %d of %d: integer dot %g, decoded dot %g", c.dt, K, tok, T, n, N, g, want)
+					}
 				}
 			}
 		}

@@ -15,13 +15,23 @@ func matVec(out, x []float32, w *tensor.Tensor, N, K int) {
 		matVecF32(out, x, w.F32(), N, K)
 		return
 	}
-	var q8 *q8K
-	if integerDot(w.DType, K) {
-		q8 = quantizeQ8K(x[:K])
-		defer putQ8K(q8)
-	}
-	mv := newMatVecOp(out, x, q8, w)
+	mv := newMatVecOp(out, x, nil, w)
 	parallelRows(N, N*K, func(lo, hi int) { mv.rows(lo, hi) })
+}
+
+// integerLinear computes out[t*N+n] = Σ_k x[t,k]·W[n,k] for K-quant weights
+// and the T tokens of x as Q8_K integers: ranges of rows are handed to the
+// workers, and each range is multiplied by every token, so that a prompt
+// unpacks each block of weights once per few tokens instead of once per
+// token (the kernels take four tokens at a time).
+func integerLinear(out []float32, a *q8K, w *tensor.Tensor, T int) {
+	N, K := w.Rows(), w.Cols()
+	rb, err := w.DType.RowBytes(K)
+	if err != nil {
+		panic("kernel: Linear: " + err.Error())
+	}
+	dot, data := integerDotFor(w.DType), w.Data
+	parallelRows(N, T*N*K, func(lo, hi int) { dot(out[lo:], N, hi-lo, data[lo*rb:hi*rb], a) })
 }
 
 // matVecF32 computes out[n] = Σ_k x[k]·w[n*K+k]: each W row is read once,
@@ -41,7 +51,7 @@ type matVecOp struct {
 	w      *tensor.Tensor
 	K, rb  int  // columns; bytes per encoded row
 	q8     *q8K // x as 8-bit integers, for Q4_K, Q5_K and Q6_K weights
-	dotQ8  func(out []float32, rows []byte, a *q8K)
+	dotQ8  func(out []float32, ldo, n int, rows []byte, a *q8K)
 }
 
 // newMatVecOp takes x already rounded for w and, for weights with integer
@@ -70,7 +80,7 @@ func integerDot(dt tensor.DType, K int) bool { return integerDotFor(dt) != nil &
 
 // integerDotFor is the integer dot product of rows of type dt with Q8_K
 // activations: Q4_K, Q5_K and Q6_K have one, other types nil.
-func integerDotFor(dt tensor.DType) func(out []float32, rows []byte, a *q8K) {
+func integerDotFor(dt tensor.DType) func(out []float32, ldo, n int, rows []byte, a *q8K) {
 	switch dt {
 	case tensor.Q4_K:
 		return dotQ4KQ8KImpl
@@ -105,7 +115,7 @@ func (mv *matVecOp) rows(lo, hi int) {
 	}
 	data, dt, rb := mv.w.Data, mv.w.DType, mv.rb
 	if mv.q8 != nil {
-		mv.dotQ8(mv.out[lo:hi], data[lo*rb:hi*rb], mv.q8)
+		mv.dotQ8(mv.out[lo:hi], hi-lo, hi-lo, data[lo*rb:hi*rb], mv.q8)
 		return
 	}
 	s := getRowBuf(K)
@@ -168,7 +178,7 @@ func LinearMany(outs [][]float32, x []float32, ws []*tensor.Tensor, T int) {
 			clear(outs[i][:N])
 			continue
 		}
-		xr, q8 := in.forMatVec(w, K)
+		xr, q8 := in.forLinear(w, K, K)
 		ops = append(ops, newMatVecOp(outs[i], xr, q8, w))
 		start = append(start, total)
 		total += N
@@ -210,8 +220,8 @@ func LinearPair(a, b, x []float32, wa, wb *tensor.Tensor, T int, epi func(a, b [
 	if len(x) < K || len(a) < N || len(b) < N {
 		panic("kernel: LinearPair: slice too short for shape")
 	}
-	xa, qa := in.forMatVec(wa, K)
-	xb, qb := in.forMatVec(wb, K)
+	xa, qa := in.forLinear(wa, K, K)
+	xb, qb := in.forLinear(wb, K, K)
 	opA, opB := newMatVecOp(a, xa, qa, wa), newMatVecOp(b, xb, qb, wb)
 	parallelRows(N, 2*N*K, func(lo, hi int) {
 		opA.rows(lo, hi)

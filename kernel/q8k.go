@@ -17,17 +17,17 @@ const (
 	nibbleMask = 0xf
 )
 
-// q8K is a row of activations quantized as llama.cpp's CPU backend
+// q8K is rows of activations quantized as llama.cpp's CPU backend
 // quantizes them for the K-quants: blocks of 256 int8 values with one
-// float32 scale (roundQ8K's rounding), plus the sum of each group of 16,
-// which Q4_K's per-group minimums and Q6_K's offset of 32 multiply. Dot
-// products with Q4_K and Q6_K rows then run in integers, as llama.cpp runs
-// them.
+// float32 scale (roundQ8K's rounding), plus the sums of each group of 16
+// and 32 values, which Q6_K's offset of 32 and Q4_K's per-group minimums
+// multiply. Dot products with K-quant rows then run in integers, as
+// llama.cpp runs them, and only those two terms in float32.
 type q8K struct {
 	qs   []int8
 	d    []float32 // one per block of 256
-	bsum []int32   // one per group of 16
-	gsum []int32   // one per group of 32
+	bsum []float32 // d·Σq per group of 16: the group's rounded activations summed
+	gsum []float32 // the same per group of 32
 }
 
 // getQ8K returns zeroed integers for n activations, from the pool when it
@@ -44,7 +44,7 @@ func getQ8K(n int) *q8K {
 			return a
 		}
 	}
-	return &q8K{qs: make([]int8, n), d: make([]float32, nb), bsum: make([]int32, nb*16), gsum: make([]int32, nb*8)}
+	return &q8K{qs: make([]int8, n), d: make([]float32, nb), bsum: make([]float32, nb*16), gsum: make([]float32, nb*8)}
 }
 
 func putQ8K(a *q8K) {
@@ -83,82 +83,104 @@ func quantizeQ8K(x []float32) *q8K {
 		}
 		d := amax / 127
 		a.d[b] = d
+		var sums [16]int32
 		for i, v := range src {
 			q := int8(math.RoundToEven(float64(v / d)))
 			a.qs[b*kBlock+i] = q
-			a.bsum[b*16+i/16] += int32(q)
+			sums[i/16] += int32(q)
+		}
+		for g, s := range sums {
+			a.bsum[b*16+g] = d * float32(s)
 		}
 		for j := range 8 {
-			a.gsum[b*8+j] = a.bsum[b*16+2*j] + a.bsum[b*16+2*j+1]
+			a.gsum[b*8+j] = d * float32(sums[2*j]+sums[2*j+1])
 		}
 	}
 	return a
 }
 
-// The integer dot products set out[r] = Σ w·x for consecutive rows of a
-// K-quant weight (len(out) rows of len(a.d) blocks each) and Q8_K
-// activations: a whole range of rows per call, so that the vector versions
-// set up their constants once per range rather than once per row.
-func dotQ4KQ8KGo(out []float32, rows []byte, a *q8K) { eachRowQ8K(out, rows, a, q4KBytes, dotQ4KRowGo) }
-func dotQ5KQ8KGo(out []float32, rows []byte, a *q8K) { eachRowQ8K(out, rows, a, q5KBytes, dotQ5KRowGo) }
-func dotQ6KQ8KGo(out []float32, rows []byte, a *q8K) { eachRowQ8K(out, rows, a, q6KBytes, dotQ6KRowGo) }
+// The integer dot products set out[t*ldo+r] = Σ w·x for n consecutive rows
+// r of a K-quant weight and every token t of the Q8_K activations a (each
+// token as many blocks as a row): a whole range of rows and tokens per
+// call, so that the vector versions set up their constants once per range
+// and unpack each block of weights once for several tokens.
+func dotQ4KQ8KGo(out []float32, ldo, n int, rows []byte, a *q8K) {
+	eachRowQ8K(out, ldo, n, rows, a, q4KBytes, dotQ4KRowGo)
+}
 
-func eachRowQ8K(out []float32, rows []byte, a *q8K, blockBytes int, dot func([]byte, *q8K) float32) {
-	rb := len(a.d) * blockBytes
-	for r := range out {
-		out[r] = dot(rows[r*rb:(r+1)*rb], a)
+func dotQ5KQ8KGo(out []float32, ldo, n int, rows []byte, a *q8K) {
+	eachRowQ8K(out, ldo, n, rows, a, q5KBytes, dotQ5KRowGo)
+}
+
+func dotQ6KQ8KGo(out []float32, ldo, n int, rows []byte, a *q8K) {
+	eachRowQ8K(out, ldo, n, rows, a, q6KBytes, dotQ6KRowGo)
+}
+
+func eachRowQ8K(out []float32, ldo, n int, rows []byte, a *q8K, blockBytes int, dot func(row []byte, a *q8K, b0 int) float32) {
+	if n == 0 {
+		return
+	}
+	rb := len(rows) / n
+	nb := rb / blockBytes
+	for t := range len(a.d) / nb {
+		for r := range n {
+			out[t*ldo+r] = dot(rows[r*rb:(r+1)*rb], a, t*nb)
+		}
 	}
 }
 
-func dotQ4KRowGo(row []byte, a *q8K) float32 { return dotQ45KRowGo(row, a, false) }
-func dotQ5KRowGo(row []byte, a *q8K) float32 { return dotQ45KRowGo(row, a, true) }
+func dotQ4KRowGo(row []byte, a *q8K, b0 int) float32 { return dotQ45KRowGo(row, a, b0, false) }
+func dotQ5KRowGo(row []byte, a *q8K, b0 int) float32 { return dotQ45KRowGo(row, a, b0, true) }
 
 // dotQ45KRowGo is Σ w·x over a Q4_K row (Q5_K with five: a fifth bit per
-// value from qh) and Q8_K activations in integer sums per block, scaled as
-// llama.cpp's ggml_vec_dot_q4_K_q8_K scales them.
-func dotQ45KRowGo(row []byte, a *q8K, five bool) float32 {
+// value from qh) and the Q8_K activations from block b0 of a, in integer
+// sums per block, scaled as llama.cpp's ggml_vec_dot_q4_K_q8_K scales them.
+func dotQ45KRowGo(row []byte, a *q8K, b0 int, five bool) float32 {
 	bb := q4KBytes
 	if five {
 		bb = q5KBytes
 	}
 	var sum float32
-	for b := range a.d {
-		blk := row[b*bb : (b+1)*bb]
+	for b := range len(row) / bb {
+		blk, i := row[b*bb:(b+1)*bb], b0+b
 		qs, qh := blk[16:], []byte(nil)
 		if five {
 			qh, qs = blk[16:48], blk[48:]
 		}
 		sc, mn := unpackScalesK4(blk[4:16])
-		var sumi, summ int32
+		var sumi int32
+		var summ float32
 		for j := 0; j < 8; j++ {
 			var s int32
-			for i := 0; i < 32; i++ {
-				q := qs[(j/2)*32+i] >> (4 * (j % 2)) & nibbleMask
+			for l := 0; l < 32; l++ {
+				q := qs[(j/2)*32+l] >> (4 * (j % 2)) & nibbleMask
 				if five {
-					q |= (qh[i] >> j & 1) << 4
+					q |= (qh[l] >> j & 1) << 4
 				}
-				s += int32(q) * int32(a.qs[b*kBlock+j*32+i])
+				s += int32(q) * int32(a.qs[i*kBlock+j*32+l])
 			}
 			sumi += int32(sc>>(8*j)&0xff) * s
-			summ += int32(mn>>(8*j)&0xff) * a.gsum[b*8+j]
+			summ += float32(mn>>(8*j)&0xff) * a.gsum[i*8+j]
 		}
-		d := a.d[b] * tensor.F16ToF32(uint16(blk[0])|uint16(blk[1])<<8)
-		dmin := a.d[b] * tensor.F16ToF32(uint16(blk[2])|uint16(blk[3])<<8)
-		sum += d*float32(sumi) - dmin*float32(summ)
+		d := a.d[i] * tensor.F16ToF32(uint16(blk[0])|uint16(blk[1])<<8)
+		dmin := tensor.F16ToF32(uint16(blk[2]) | uint16(blk[3])<<8)
+		sum += d*float32(sumi) - dmin*summ
 	}
 	return sum
 }
 
-// dotQ6KRowGo is Σ w·x over a Q6_K row and Q8_K activations: the six-bit
-// values taken unsigned (0…63) and the offset of 32 paid with the group
-// sums, Σ(q−32)·x = Σq·x − 32·Σx, per group of 16 with its int8 scale.
-func dotQ6KRowGo(row []byte, a *q8K) float32 {
+// dotQ6KRowGo is Σ w·x over a Q6_K row and the Q8_K activations from block
+// b0 of a: the six-bit values taken unsigned (0…63) and the offset of 32
+// paid with the group sums, Σ(q−32)·x = Σq·x − 32·Σx, per group of 16 with
+// its int8 scale.
+func dotQ6KRowGo(row []byte, a *q8K, b0 int) float32 {
 	var sum float32
-	for b := range a.d {
-		blk := row[b*q6KBytes : (b+1)*q6KBytes]
+	for b := range len(row) / q6KBytes {
+		blk, i := row[b*q6KBytes:(b+1)*q6KBytes], b0+b
 		ql, qh, scales := blk[:128], blk[128:192], blk[192:208]
-		xs := a.qs[b*kBlock : (b+1)*kBlock]
+		xs := a.qs[i*kBlock : (i+1)*kBlock]
 		var sumi int32
+		var off float32
 		for n := 0; n < 2; n++ {
 			l6, h6 := ql[64*n:], qh[32*n:]
 			var dots [8]int32 // groups of 16 in this half, in scale order
@@ -171,10 +193,13 @@ func dotQ6KRowGo(row []byte, a *q8K) float32 {
 				dots[g+6] += int32(l6[l+32]>>4|(h6[l]>>6&3)<<4) * int32(x[l+96])
 			}
 			for g, dt := range dots {
-				sumi += int32(int8(scales[8*n+g])) * (dt - 32*a.bsum[b*16+8*n+g])
+				sc := int8(scales[8*n+g])
+				sumi += int32(sc) * dt
+				off += float32(sc) * a.bsum[i*16+8*n+g]
 			}
 		}
-		sum += a.d[b] * tensor.F16ToF32(uint16(blk[208])|uint16(blk[209])<<8) * float32(sumi)
+		d := tensor.F16ToF32(uint16(blk[208]) | uint16(blk[209])<<8)
+		sum += d * (a.d[i]*float32(sumi) - 32*off)
 	}
 	return sum
 }

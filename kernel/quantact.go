@@ -74,15 +74,18 @@ func (in *sharedInput) forType(dt tensor.DType, n, K int) []float32 {
 	return r
 }
 
-// forMatVec is the input of one token (K long) as w multiplies it: rounded
-// for w's type, and as Q8_K integers for the K-quants with integer dot
-// products (nil for other types).
-func (in *sharedInput) forMatVec(w *tensor.Tensor, K int) ([]float32, *q8K) {
-	x := in.forType(w.DType, K, K)
+// forLinear is the first n elements of the input (rows of K) as w
+// multiplies them: rounded for w's type, and as Q8_K integers for the
+// K-quants with integer dot products (nil for other types).
+func (in *sharedInput) forLinear(w *tensor.Tensor, n, K int) ([]float32, *q8K) {
+	x := in.forType(w.DType, n, K)
 	if !integerDot(w.DType, K) {
 		return x, nil
 	}
-	if in.q8 == nil {
+	if in.q8 == nil || len(in.q8.qs) != n {
+		if in.q8 != nil {
+			putQ8K(in.q8)
+		}
 		in.q8 = quantizeQ8K(x)
 	}
 	return x, in.q8

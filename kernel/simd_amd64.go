@@ -608,15 +608,11 @@ func dotQ45K(x, dst []float32, row []byte, five bool) float32 {
 
 // kq holds the constant vectors of the 512-bit K-quant kernels.
 var kq = func() (c struct {
-	split    [32]uint16    // shift counts: low nibbles in lanes 0–15, high in 16–31
 	k4Scale  [4][64]int8   // byte shuffles giving groups 2p and 2p+1's scales as int16
 	k5Bit    [4][32]uint16 // shift counts taking bits 2p and 2p+1 of Q5_K's qh
 	q6High   [2][32]uint16 // Q6_K: shifts bringing qh's bit pairs to bits 4–5
 	q6Scales [4][32]uint16 // Q6_K: which of the 16 scales each int16 lane takes
 }) {
-	for l := 16; l < 32; l++ {
-		c.split[l] = 4
-	}
 	for p := range 4 {
 		for i := range 64 {
 			c.k4Scale[p][i] = -128 // zero: the high byte of each int16
@@ -647,71 +643,160 @@ var kq = func() (c struct {
 // into a float accumulator, and the minimums' term is a vector product of
 // the eight minimums and the activations' group sums: no scalar loop per
 // group and one horizontal sum per row.
-func dotQ45KQ8KAVX(out []float32, rows []byte, a *q8K, five bool) {
+func dotQ45KQ8KAVX(out []float32, ldo, n int, rows []byte, a *q8K, five bool) {
 	bb := q4KBytes
 	if five {
 		bb = q5KBytes
 	}
-	nb := len(a.d)
-	if nb == 0 || len(out) == 0 {
-		clear(out)
+	nb, T, ok := q8KShape(out, ldo, n, rows, a, bb)
+	if !ok {
 		return
 	}
-	_ = rows[len(out)*nb*bb-1]
-	_ = a.qs[nb*kBlock-1]
-	_ = a.gsum[nb*8-1]
 	tab := f16Table()
-	low, one := archsimd.BroadcastUint8x64(nibbleMask), archsimd.BroadcastUint8x64(1)
-	split := archsimd.LoadUint16x32(&kq.split)
-	for r := range out {
-		out[r] = dotQ45KRowAVX(unsafe.Pointer(&rows[r*nb*bb]), a, nb, bb, five, tab, low, one, split)
+	c := k4Consts{low: archsimd.BroadcastUint8x32(nibbleMask), one: archsimd.BroadcastUint8x64(1)}
+	// Tokens outside, rows inside: four tokens' activations stay in the
+	// L1 cache while the rows stream past them, which reads 4× fewer bytes
+	// than streaming every token's activations past each row.
+	t := 0
+	for ; t+4 <= T; t += 4 {
+		for r := 0; r < n; r++ {
+			s := dotQ45K4TokensAVX(unsafe.Pointer(&rows[r*nb*bb]), a, t*nb, nb, bb, five, tab, c)
+			out[t*ldo+r], out[(t+1)*ldo+r], out[(t+2)*ldo+r], out[(t+3)*ldo+r] = s[0], s[1], s[2], s[3]
+		}
+	}
+	for ; t < T; t++ {
+		for r := 0; r < n; r++ {
+			out[t*ldo+r] = dotQ45KRowAVX(unsafe.Pointer(&rows[r*nb*bb]), a, t*nb, nb, bb, five, tab, c)
+		}
 	}
 	archsimd.ClearAVXUpperBits()
 }
 
-// dotQ45KRowAVX is one row of dotQ45KQ8KAVX, with its constants.
-func dotQ45KRowAVX(row unsafe.Pointer, a *q8K, nb, bb int, five bool, tab *[1 << 16]float32, low, one archsimd.Uint8x64, split archsimd.Uint16x32) float32 {
-	var facc archsimd.Float32x16
-	var macc archsimd.Float32x8
-	for b := 0; b < nb; b++ {
-		blk := unsafe.Add(row, b*bb)
-		sc, mn := unpackScalesK4(unsafe.Slice((*byte)(unsafe.Add(blk, 4)), 12))
-		scales := archsimd.BroadcastUint64x8(sc).AsInt8x64()
-		qs := unsafe.Add(blk, 16)
-		var qh archsimd.Uint16x32
-		if five {
-			h := archsimd.LoadUint8x32((*[32]uint8)(qs))
-			qh = archsimd.Uint8x64{}.SetLo(h).SetHi(h).AsUint16x32()
-			qs = unsafe.Add(blk, 48)
-		}
-		xs := unsafe.Pointer(&a.qs[b*kBlock])
-		var acc archsimd.Int32x16
-		for p := 0; p < 4; p += 2 {
-			u0 := archsimd.LoadUint8x32((*[32]uint8)(unsafe.Add(qs, 32*p)))
-			u1 := archsimd.LoadUint8x32((*[32]uint8)(unsafe.Add(qs, 32*p+32)))
-			q0 := archsimd.Uint8x64{}.SetLo(u0).SetHi(u0).AsUint16x32().ShiftRight(split).AsUint8x64().And(low)
-			q1 := archsimd.Uint8x64{}.SetLo(u1).SetHi(u1).AsUint16x32().ShiftRight(split).AsUint8x64().And(low)
-			if five {
-				b0 := qh.ShiftRight(archsimd.LoadUint16x32(&kq.k5Bit[p])).AsUint8x64().And(one)
-				b1 := qh.ShiftRight(archsimd.LoadUint16x32(&kq.k5Bit[p+1])).AsUint8x64().And(one)
-				q0 = q0.Or(b0.AsUint16x32().ShiftAllLeft(4).AsUint8x64())
-				q1 = q1.Or(b1.AsUint16x32().ShiftAllLeft(4).AsUint8x64())
-			}
-			s0 := scales.PermuteOrZeroGrouped(archsimd.LoadInt8x64(&kq.k4Scale[p])).AsInt16x32()
-			s1 := scales.PermuteOrZeroGrouped(archsimd.LoadInt8x64(&kq.k4Scale[p+1])).AsInt16x32()
-			acc = acc.Add(q0.DotProductPairsSaturated(archsimd.LoadInt8x64((*[64]int8)(unsafe.Add(xs, 64*p)))).DotProductPairs(s0))
-			acc = acc.Add(q1.DotProductPairsSaturated(archsimd.LoadInt8x64((*[64]int8)(unsafe.Add(xs, 64*p+64)))).DotProductPairs(s1))
-		}
-		d, dmin := tab[*(*uint16)(blk)], tab[*(*uint16)(unsafe.Add(blk, 2))]
-		facc = acc.ConvertToFloat32().MulAdd(archsimd.BroadcastFloat32x16(a.d[b]*d), facc)
-		mins := archsimd.BroadcastUint64x2(mn).AsUint8x16().ExtendLo8ToUint32().AsInt32x8()
-		gs := archsimd.LoadInt32x8((*[8]int32)(a.gsum[b*8 : b*8+8]))
-		macc = mins.Mul(gs).ConvertToFloat32().MulAdd(archsimd.BroadcastFloat32x8(a.d[b]*dmin), macc)
+// q8KShape checks the slices of an integer dot product of n rows with the
+// tokens of a and returns the blocks per row and the token count.
+func q8KShape(out []float32, ldo, n int, rows []byte, a *q8K, blockBytes int) (nb, T int, ok bool) {
+	if n == 0 || len(rows) == 0 {
+		return 0, 0, false
 	}
-	m4 := macc.GetLo().Add(macc.GetHi())
-	m4 = m4.AddPairs(m4)
-	m4 = m4.AddPairs(m4)
-	return hsum(facc) - m4.GetElem(0)
+	nb = len(rows) / (n * blockBytes)
+	T = len(a.d) / nb
+	if T == 0 {
+		return 0, 0, false
+	}
+	_ = rows[n*nb*blockBytes-1]
+	_ = a.qs[T*nb*kBlock-1]
+	_ = a.gsum[T*nb*8-1]
+	_ = a.bsum[T*nb*16-1]
+	_ = out[(T-1)*ldo+n-1]
+	return nb, T, true
+}
+
+// k4Consts are the vectors dotQ45KQ8KAVX's row kernels share.
+type k4Consts struct {
+	low archsimd.Uint8x32
+	one archsimd.Uint8x64
+}
+
+// k4Block unpacks what a Q4_K/Q5_K block's 64-value pairs share: the eight
+// scales (bytes for k4Pair's shuffles), the nibbles, Q5_K's high bits in
+// both halves of a vector, the scale d, and the minimums times dmin, which
+// multiply the activations' group sums.
+func k4Block(blk unsafe.Pointer, five bool, tab *[1 << 16]float32) (scales archsimd.Int8x64, qs unsafe.Pointer, qh archsimd.Uint16x32, d float32, mins archsimd.Float32x8) {
+	sc, mn := unpackScalesK4(unsafe.Slice((*byte)(unsafe.Add(blk, 4)), 12))
+	scales = archsimd.BroadcastUint64x8(sc).AsInt8x64()
+	qs = unsafe.Add(blk, 16)
+	if five {
+		h := archsimd.LoadUint8x32((*[32]uint8)(qs))
+		qh = archsimd.Uint8x64{}.SetLo(h).SetHi(h).AsUint16x32()
+		qs = unsafe.Add(blk, 48)
+	}
+	m := archsimd.BroadcastUint64x2(mn).AsUint8x16().ExtendLo8ToUint32().AsInt32x8().ConvertToFloat32()
+	dmin := tab[*(*uint16)(unsafe.Add(blk, 2))]
+	return scales, qs, qh, tab[*(*uint16)(blk)], m.Mul(archsimd.BroadcastFloat32x8(dmin))
+}
+
+// k4Sums adds one token's block i to its sums: the block's integer sums
+// times d·d_x to f, the minimums times the group sums to m (subtracted at
+// the end).
+func k4Sums(sums archsimd.Int32x16, d float32, mins archsimd.Float32x8, a *q8K, i int, f archsimd.Float32x16, m archsimd.Float32x8) (archsimd.Float32x16, archsimd.Float32x8) {
+	f = sums.ConvertToFloat32().MulAdd(archsimd.BroadcastFloat32x16(a.d[i]*d), f)
+	return f, mins.MulAdd(archsimd.LoadFloat32x8((*[8]float32)(a.gsum[i*8:i*8+8])), m)
+}
+
+// k4Pair is groups 2p and 2p+1 of a block: their 64 values as bytes in the
+// activations' order, and their scales as int16 (16 lanes each).
+func k4Pair(qs unsafe.Pointer, qh archsimd.Uint16x32, scales archsimd.Int8x64, p int, five bool, c k4Consts) (archsimd.Uint8x64, archsimd.Int16x32) {
+	u := archsimd.LoadUint8x32((*[32]uint8)(unsafe.Add(qs, 32*p)))
+	q := archsimd.Uint8x64{}.SetLo(u.And(c.low)).SetHi(u.AsUint16x16().ShiftAllRight(4).AsUint8x32().And(c.low))
+	if five {
+		bit := qh.ShiftRight(archsimd.LoadUint16x32(&kq.k5Bit[p])).AsUint8x64().And(c.one)
+		q = q.Or(bit.AsUint16x32().ShiftAllLeft(4).AsUint8x64())
+	}
+	return q, scales.PermuteOrZeroGrouped(archsimd.LoadInt8x64(&kq.k4Scale[p])).AsInt16x32()
+}
+
+// k4Dot is q times 64 activations at x, summed in pairs into 16 bits
+// (VPMADDUBSW: at most 2·31·127, no saturation), and those times the
+// scales into 32 bits (VPMADDWD).
+func pairDot(q archsimd.Uint8x64, s archsimd.Int16x32, x unsafe.Pointer) archsimd.Int32x16 {
+	return q.DotProductPairsSaturated(archsimd.LoadInt8x64((*[64]int8)(x))).DotProductPairs(s)
+}
+
+// dotQ45KRowAVX is one row of dotQ45KQ8KAVX times one token, whose blocks
+// start at block b0 of a.
+func dotQ45KRowAVX(row unsafe.Pointer, a *q8K, b0, nb, bb int, five bool, tab *[1 << 16]float32, c k4Consts) float32 {
+	var f archsimd.Float32x16
+	var m archsimd.Float32x8
+	for b := 0; b < nb; b++ {
+		scales, qs, qh, d, mins := k4Block(unsafe.Add(row, b*bb), five, tab)
+		x := unsafe.Pointer(&a.qs[(b0+b)*kBlock])
+		var acc archsimd.Int32x16
+		for p := 0; p < 4; p++ {
+			q, s := k4Pair(qs, qh, scales, p, five, c)
+			acc = acc.Add(pairDot(q, s, unsafe.Add(x, 64*p)))
+		}
+		f, m = k4Sums(acc, d, mins, a, b0+b, f, m)
+	}
+	return hsum(f) - hsum8(m)
+}
+
+// hsum8 returns the sum of the 8 lanes.
+func hsum8(v archsimd.Float32x8) float32 {
+	v4 := v.GetLo().Add(v.GetHi())
+	v4 = v4.AddPairs(v4)
+	v4 = v4.AddPairs(v4)
+	return v4.GetElem(0)
+}
+
+// dotQ45K4TokensAVX is one row times four tokens (blocks from b0, nb
+// apart): each pair of groups is unpacked once and multiplied into all
+// four, which is what makes a prompt cheaper per token than decoding.
+func dotQ45K4TokensAVX(row unsafe.Pointer, a *q8K, b0, nb, bb int, five bool, tab *[1 << 16]float32, c k4Consts) [4]float32 {
+	// The float sums live in memory: Go gives vectors 15 registers, and
+	// the integer sums, the pair being multiplied and the constants need
+	// them all in the loop over pairs.
+	var f [4]archsimd.Float32x16
+	var m [4]archsimd.Float32x8
+	stride := nb * kBlock
+	for b := 0; b < nb; b++ {
+		scales, qs, qh, d, mins := k4Block(unsafe.Add(row, b*bb), five, tab)
+		x := unsafe.Pointer(&a.qs[(b0+b)*kBlock])
+		var a0, a1, a2, a3 archsimd.Int32x16
+		for p := 0; p < 4; p++ {
+			q, s := k4Pair(qs, qh, scales, p, five, c)
+			xp := unsafe.Add(x, 64*p)
+			a0 = a0.Add(pairDot(q, s, xp))
+			a1 = a1.Add(pairDot(q, s, unsafe.Add(xp, stride)))
+			a2 = a2.Add(pairDot(q, s, unsafe.Add(xp, 2*stride)))
+			a3 = a3.Add(pairDot(q, s, unsafe.Add(xp, 3*stride)))
+		}
+		i := b0 + b
+		f[0], m[0] = k4Sums(a0, d, mins, a, i, f[0], m[0])
+		f[1], m[1] = k4Sums(a1, d, mins, a, i+nb, f[1], m[1])
+		f[2], m[2] = k4Sums(a2, d, mins, a, i+2*nb, f[2], m[2])
+		f[3], m[3] = k4Sums(a3, d, mins, a, i+3*nb, f[3], m[3])
+	}
+	return [4]float32{hsum(f[0]) - hsum8(m[0]), hsum(f[1]) - hsum8(m[1]), hsum(f[2]) - hsum8(m[2]), hsum(f[3]) - hsum8(m[3])}
 }
 
 // dotQ6KQ8KAVX is dotQ6KQ8KGo 64 weights at a time: the 64 bytes of low
@@ -723,55 +808,124 @@ func dotQ45KRowAVX(row unsafe.Pointer, a *q8K, nb, bb int, five bool, tab *[1 <<
 // times the 16 scales (each covering 8 lanes, put in place by VPERMW) into
 // 32 bits; the offset of 32 is paid with the scales times the activations'
 // sums per 16, in the same lanes.
-func dotQ6KQ8KAVX(out []float32, rows []byte, a *q8K) {
-	nb := len(a.d)
-	if nb == 0 || len(out) == 0 {
-		clear(out)
+func dotQ6KQ8KAVX(out []float32, ldo, n int, rows []byte, a *q8K) {
+	nb, T, ok := q8KShape(out, ldo, n, rows, a, q6KBytes)
+	if !ok {
 		return
 	}
-	_ = rows[len(out)*nb*q6KBytes-1]
-	_ = a.qs[nb*kBlock-1]
-	_ = a.bsum[nb*16-1]
 	tab := f16Table()
-	for r := range out {
-		out[r] = dotQ6KRowAVX(unsafe.Pointer(&rows[r*nb*q6KBytes]), a, nb, tab)
+	c := q6Consts{
+		m4: archsimd.BroadcastUint8x64(0x0f), m30: archsimd.BroadcastUint8x64(0x30),
+		left: archsimd.LoadUint16x32(&kq.q6High[0]), right: archsimd.LoadUint16x32(&kq.q6High[1]),
+	}
+	t := 0 // tokens outside, rows inside, as in dotQ45KQ8KAVX
+	for ; t+4 <= T; t += 4 {
+		for r := 0; r < n; r++ {
+			s := dotQ6K4TokensAVX(unsafe.Pointer(&rows[r*nb*q6KBytes]), a, t*nb, nb, tab, c)
+			out[t*ldo+r], out[(t+1)*ldo+r], out[(t+2)*ldo+r], out[(t+3)*ldo+r] = s[0], s[1], s[2], s[3]
+		}
+	}
+	for ; t < T; t++ {
+		for r := 0; r < n; r++ {
+			out[t*ldo+r] = dotQ6KRowAVX(unsafe.Pointer(&rows[r*nb*q6KBytes]), a, t*nb, nb, tab, c)
+		}
 	}
 	archsimd.ClearAVXUpperBits()
 }
 
-// dotQ6KRowAVX is one row of dotQ6KQ8KAVX.
-func dotQ6KRowAVX(row unsafe.Pointer, a *q8K, nb int, tab *[1 << 16]float32) float32 {
-	m4, m30 := archsimd.BroadcastUint8x64(0x0f), archsimd.BroadcastUint8x64(0x30)
-	left, right := archsimd.LoadUint16x32(&kq.q6High[0]), archsimd.LoadUint16x32(&kq.q6High[1])
-	var facc archsimd.Float32x16
-	for b := 0; b < nb; b++ {
-		blk := unsafe.Add(row, b*q6KBytes)
-		sc := archsimd.LoadInt8x16((*[16]int8)(unsafe.Add(blk, 192))).ExtendToInt16()
-		scales := archsimd.Int16x32{}.SetLo(sc)
-		xs := unsafe.Pointer(&a.qs[b*kBlock])
-		// Σ scale·(q−32)·x = Σ scale·q·x − 32·Σ scale·Σx, the second term
-		// per group of 16 in lanes.
-		acc := archsimd.Int32x16{}.Sub(sc.ExtendToInt32().Mul(archsimd.LoadInt32x16((*[16]int32)(a.bsum[b*16 : b*16+16]))).ShiftAllLeft(5))
-		for n := 0; n < 2; n++ {
-			ql := archsimd.LoadUint8x64((*[64]uint8)(unsafe.Add(blk, 64*n)))
-			h := archsimd.LoadUint8x32((*[32]uint8)(unsafe.Add(blk, 128+32*n)))
-			qh := archsimd.Uint8x64{}.SetLo(h).SetHi(h).AsUint16x32()
-			lo := ql.And(m4).Or(qh.ShiftLeft(left).AsUint8x64().And(m30))
-			hi := ql.AsUint16x32().ShiftAllRight(4).AsUint8x64().And(m4).Or(qh.ShiftRight(right).AsUint8x64().And(m30))
-			x := unsafe.Add(xs, 128*n)
-			acc = acc.Add(lo.DotProductPairsSaturated(archsimd.LoadInt8x64((*[64]int8)(x))).
-				DotProductPairs(scales.Permute(archsimd.LoadUint16x32(&kq.q6Scales[2*n]))))
-			acc = acc.Add(hi.DotProductPairsSaturated(archsimd.LoadInt8x64((*[64]int8)(unsafe.Add(x, 64)))).
-				DotProductPairs(scales.Permute(archsimd.LoadUint16x32(&kq.q6Scales[2*n+1]))))
-		}
-		d := tab[*(*uint16)(unsafe.Add(blk, 208))]
-		facc = acc.ConvertToFloat32().MulAdd(archsimd.BroadcastFloat32x16(a.d[b]*d), facc)
-	}
-	return hsum(facc)
+// q6Consts are the vectors dotQ6KQ8KAVX's row kernels share.
+type q6Consts struct {
+	m4, m30     archsimd.Uint8x64
+	left, right archsimd.Uint16x32
 }
 
-func dotQ4KQ8KAVX(out []float32, rows []byte, a *q8K) { dotQ45KQ8KAVX(out, rows, a, false) }
-func dotQ5KQ8KAVX(out []float32, rows []byte, a *q8K) { dotQ45KQ8KAVX(out, rows, a, true) }
+// q6Half is half n of a Q6_K block: its first 64 values and its last 64,
+// as bytes 0…63 in the activations' order.
+func q6Half(blk unsafe.Pointer, n int, c q6Consts) (lo, hi archsimd.Uint8x64) {
+	ql := archsimd.LoadUint8x64((*[64]uint8)(unsafe.Add(blk, 64*n)))
+	h := archsimd.LoadUint8x32((*[32]uint8)(unsafe.Add(blk, 128+32*n)))
+	qh := archsimd.Uint8x64{}.SetLo(h).SetHi(h).AsUint16x32()
+	lo = ql.And(c.m4).Or(qh.ShiftLeft(c.left).AsUint8x64().And(c.m30))
+	hi = ql.AsUint16x32().ShiftAllRight(4).AsUint8x64().And(c.m4).Or(qh.ShiftRight(c.right).AsUint8x64().And(c.m30))
+	return lo, hi
+}
+
+// q6Scales is quarter k of a block's 16 scales (sc, as int16) laid out
+// for pairDot: each scale over the 8 lanes of its 16 values.
+func q6Scales(sc archsimd.Int16x16, k int) archsimd.Int16x32 {
+	return archsimd.Int16x32{}.SetLo(sc).Permute(archsimd.LoadUint16x32(&kq.q6Scales[k]))
+}
+
+// q6Block is what a Q6_K block's halves share: its 16 scales as int16
+// (for q6Scales) and as float32 times −32·d, which multiply the activations'
+// sums per 16 to pay the offset: Σ scale·(q−32)·x = Σ scale·q·x − 32·Σ scale·Σx.
+func q6Block(blk unsafe.Pointer, tab *[1 << 16]float32) (sc archsimd.Int16x16, d float32, off archsimd.Float32x16) {
+	sc = archsimd.LoadInt8x16((*[16]int8)(unsafe.Add(blk, 192))).ExtendToInt16()
+	d = tab[*(*uint16)(unsafe.Add(blk, 208))]
+	return sc, d, sc.ExtendToInt32().ConvertToFloat32().Mul(archsimd.BroadcastFloat32x16(-32 * d))
+}
+
+// q6Sums adds one token's block i to its sum f: the integer sums times
+// d·d_x, and the offset's term.
+func q6Sums(sums archsimd.Int32x16, d float32, off archsimd.Float32x16, a *q8K, i int, f archsimd.Float32x16) archsimd.Float32x16 {
+	f = sums.ConvertToFloat32().MulAdd(archsimd.BroadcastFloat32x16(a.d[i]*d), f)
+	return off.MulAdd(archsimd.LoadFloat32x16((*[16]float32)(a.bsum[i*16:i*16+16])), f)
+}
+
+// dotQ6KRowAVX is one row of dotQ6KQ8KAVX times one token, whose blocks
+// start at block b0 of a.
+func dotQ6KRowAVX(row unsafe.Pointer, a *q8K, b0, nb int, tab *[1 << 16]float32, c q6Consts) float32 {
+	var f archsimd.Float32x16
+	for b := 0; b < nb; b++ {
+		blk := unsafe.Add(row, b*q6KBytes)
+		sc, d, off := q6Block(blk, tab)
+		x := unsafe.Pointer(&a.qs[(b0+b)*kBlock])
+		var acc archsimd.Int32x16
+		for n := 0; n < 2; n++ {
+			lo, hi := q6Half(blk, n, c)
+			acc = acc.Add(pairDot(lo, q6Scales(sc, 2*n), unsafe.Add(x, 128*n)))
+			acc = acc.Add(pairDot(hi, q6Scales(sc, 2*n+1), unsafe.Add(x, 128*n+64)))
+		}
+		f = q6Sums(acc, d, off, a, b0+b, f)
+	}
+	return hsum(f)
+}
+
+// dotQ6K4TokensAVX is one row times four tokens (blocks from b0, nb
+// apart), each half block unpacked once for all four.
+func dotQ6K4TokensAVX(row unsafe.Pointer, a *q8K, b0, nb int, tab *[1 << 16]float32, c q6Consts) [4]float32 {
+	var f [4]archsimd.Float32x16 // in memory, as in dotQ45K4TokensAVX
+	stride := nb * kBlock
+	for b := 0; b < nb; b++ {
+		blk := unsafe.Add(row, b*q6KBytes)
+		sc, d, off := q6Block(blk, tab)
+		i := b0 + b
+		x := unsafe.Pointer(&a.qs[i*kBlock])
+		var a0, a1, a2, a3 archsimd.Int32x16
+		for n := 0; n < 2; n++ {
+			lo, hi := q6Half(blk, n, c)
+			slo, shi := q6Scales(sc, 2*n), q6Scales(sc, 2*n+1)
+			xl, xh := unsafe.Add(x, 128*n), unsafe.Add(x, 128*n+64)
+			a0 = a0.Add(pairDot(lo, slo, xl)).Add(pairDot(hi, shi, xh))
+			a1 = a1.Add(pairDot(lo, slo, unsafe.Add(xl, stride))).Add(pairDot(hi, shi, unsafe.Add(xh, stride)))
+			a2 = a2.Add(pairDot(lo, slo, unsafe.Add(xl, 2*stride))).Add(pairDot(hi, shi, unsafe.Add(xh, 2*stride)))
+			a3 = a3.Add(pairDot(lo, slo, unsafe.Add(xl, 3*stride))).Add(pairDot(hi, shi, unsafe.Add(xh, 3*stride)))
+		}
+		f[0] = q6Sums(a0, d, off, a, i, f[0])
+		f[1] = q6Sums(a1, d, off, a, i+nb, f[1])
+		f[2] = q6Sums(a2, d, off, a, i+2*nb, f[2])
+		f[3] = q6Sums(a3, d, off, a, i+3*nb, f[3])
+	}
+	return [4]float32{hsum(f[0]), hsum(f[1]), hsum(f[2]), hsum(f[3])}
+}
+
+func dotQ4KQ8KAVX(out []float32, ldo, n int, rows []byte, a *q8K) {
+	dotQ45KQ8KAVX(out, ldo, n, rows, a, false)
+}
+
+func dotQ5KQ8KAVX(out []float32, ldo, n int, rows []byte, a *q8K) {
+	dotQ45KQ8KAVX(out, ldo, n, rows, a, true)
+}
 
 // dotQ6K is Σ x·w over a Q6_K row without decoding it to memory: each 16
 // weights are put together from four low bits (ql) and two high bits (qh),
