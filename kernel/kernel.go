@@ -110,9 +110,13 @@ func linearShared(out []float32, in *sharedInput, w *tensor.Tensor, T int) {
 		clear(out[:T*N])
 		return
 	}
-	if T <= integerMaxT {
+	if T <= integerMaxT || integerGemmImpl != nil {
 		if _, q8 := in.forLinear(w, T*K, K); q8 != nil {
-			integerLinear(out, q8, w, T)
+			if T > integerMaxT {
+				integerGemmImpl(out, q8, w, T)
+			} else {
+				integerLinear(out, q8, w, T)
+			}
 			return
 		}
 	}
@@ -120,10 +124,16 @@ func linearShared(out []float32, in *sharedInput, w *tensor.Tensor, T int) {
 }
 
 // integerMaxT is the most tokens that K-quant weights multiply as 8-bit
-// integers; more go through the float32 GEMM over decoded panels, which
-// runs faster once there are enough tokens to reuse each decoded panel
-// (measured in kernel/doc.go).
+// integers with the dot-product kernels; more go through integerGemmImpl
+// where the CPU has VNNI, otherwise through the float32 GEMM over decoded
+// panels, which runs faster than the dot products once there are enough
+// tokens to reuse each decoded panel (measured in kernel/doc.go).
 const integerMaxT = 16
+
+// integerGemmImpl multiplies K-quant weights by more than integerMaxT
+// tokens of Q8_K activations, or is nil (vnniLinear where the CPU has
+// AVX512-VNNI).
+var integerGemmImpl func(out []float32, a *q8K, w *tensor.Tensor, T int)
 
 // linear is Linear on an input already rounded for w (sharedInput), for
 // weights without integer dot products.

@@ -4,6 +4,7 @@ package kernel
 
 import (
 	"encoding/binary"
+	"runtime"
 	"simd/archsimd"
 	"unsafe"
 
@@ -38,6 +39,9 @@ func init() {
 	dotRowImpl = dotRowAVX512
 	decodeImpl = decodeAVX512
 	fmaLoopImpl = fmaLoopAVX512
+	if archsimd.X86.AVX512VNNI() {
+		integerGemmImpl = vnniLinear
+	}
 	gemmViaVek = false
 	simdActive = true
 }
@@ -1156,4 +1160,148 @@ func fmaLoopAVX512(n int) (flops float64, sink float32) {
 	sink = hsum(sum)
 	archsimd.ClearAVXUpperBits()
 	return float64(n) * 12 * 16 * 2, sink
+}
+
+// vnniPanel is up to 16 rows of a K-quant weight laid out for vnniBlock,
+// block by block: the values as bytes with the rows in the lanes (four
+// consecutive values of row r in lane r), the integer scales of each group
+// for the 16 rows, the rows' float scales d, and per group of activation
+// sums (a.gsum for Q4_K and Q5_K, a.bsum for Q6_K) the rows' coefficient of
+// that sum: −dmin·m for the minimums, −32·d·scale for Q6_K's offset.
+type vnniPanel struct {
+	vals           []byte    // 4,096 per block: [groups][chunks][16][4]
+	scales         []int32   // groups·16 per block
+	d, coef        []float32 // 16 and groups·16 per block
+	groups, chunks int
+}
+
+func newVNNIPanel(dt tensor.DType, nb int) *vnniPanel {
+	groups, chunks := 8, 8 // Q4_K, Q5_K: groups of 32
+	if dt == tensor.Q6_K {
+		groups, chunks = 16, 4 // groups of 16
+	}
+	return &vnniPanel{
+		vals: make([]byte, nb*4096), scales: make([]int32, nb*groups*16),
+		d: make([]float32, nb*16), coef: make([]float32, nb*groups*16),
+		groups: groups, chunks: chunks,
+	}
+}
+
+// pack lays out rows (nr ≤ 16 rows of nb blocks of type dt); lanes past nr
+// are zero.
+func (p *vnniPanel) pack(dt tensor.DType, rows []byte, nr, nb int) {
+	clear(p.vals)
+	clear(p.scales)
+	clear(p.d)
+	clear(p.coef)
+	bb, _ := dt.RowBytes(kBlock)
+	tab := f16Table()
+	var v [kBlock]byte
+	c := k4Consts{low: archsimd.BroadcastUint8x32(nibbleMask), one: archsimd.BroadcastUint8x64(1)}
+	q6 := q6Consts{
+		m4: archsimd.BroadcastUint8x64(0x0f), m30: archsimd.BroadcastUint8x64(0x30),
+		left: archsimd.LoadUint16x32(&kq.q6High[0]), right: archsimd.LoadUint16x32(&kq.q6High[1]),
+	}
+	g16 := p.groups * 16
+	for r := range nr {
+		for b := range nb {
+			blk := unsafe.Pointer(&rows[(r*nb+b)*bb])
+			if dt == tensor.Q6_K {
+				for n := 0; n < 2; n++ {
+					lo, hi := q6Half(blk, n, q6)
+					lo.Store((*[64]uint8)(v[128*n:]))
+					hi.Store((*[64]uint8)(v[128*n+64:]))
+				}
+				d := tab[*(*uint16)(unsafe.Add(blk, 208))]
+				p.d[b*16+r] = d
+				for g := range 16 {
+					s := int8(*(*byte)(unsafe.Add(blk, 192+g)))
+					p.scales[b*g16+g*16+r] = int32(s)
+					p.coef[b*g16+g*16+r] = -32 * d * float32(s)
+				}
+			} else {
+				five := dt == tensor.Q5_K
+				scales, qs, qh, _, _ := k4Block(blk, five, tab)
+				for q := 0; q < 4; q++ {
+					vals, _ := k4Pair(qs, qh, scales, q, five, c)
+					vals.Store((*[64]uint8)(v[64*q:]))
+				}
+				sc, mn := unpackScalesK4(unsafe.Slice((*byte)(unsafe.Add(blk, 4)), 12))
+				p.d[b*16+r] = tab[*(*uint16)(blk)]
+				dmin := tab[*(*uint16)(unsafe.Add(blk, 2))]
+				for g := range 8 {
+					p.scales[b*g16+g*16+r] = int32(sc >> (8 * g) & 0xff)
+					p.coef[b*g16+g*16+r] = -dmin * float32(mn>>(8*g)&0xff)
+				}
+			}
+			// Four values at a time into row r's lane: chunk k of the block
+			// goes to word k·16+r of the block's values.
+			dst := unsafe.Slice((*uint32)(unsafe.Pointer(&p.vals[b*4096])), 1024)
+			src := unsafe.Slice((*uint32)(unsafe.Pointer(&v[0])), 64)
+			for k, w := range src {
+				dst[k*16+r] = w
+			}
+		}
+	}
+	archsimd.ClearAVXUpperBits()
+}
+
+// vnniLinear computes out[t*N+n] = Σ_k x[t,k]·W[n,k] for K-quant weights
+// and the T tokens of x as Q8_K integers with vnniRows: each range of rows
+// is packed 16 at a time and multiplied by all tokens, four at a time (the
+// last few from a copy padded with zero tokens).
+func vnniLinear(out []float32, a *q8K, w *tensor.Tensor, T int) {
+	N, K := w.Rows(), w.Cols()
+	nb := K / kBlock
+	rb, err := w.DType.RowBytes(K)
+	if err != nil {
+		panic("kernel: Linear: " + err.Error())
+	}
+	_ = a.qs[T*K-1]
+	_ = out[(T-1)*N+N-1]
+	T4 := T &^ 3
+	var tail *q8K
+	if T4 < T {
+		tail = getQ8K(4 * K)
+		defer putQ8K(tail)
+		copy(tail.qs, a.qs[T4*K:T*K])
+		copy(tail.d, a.d[T4*nb:T*nb])
+		copy(tail.bsum, a.bsum[T4*nb*16:T*nb*16])
+		copy(tail.gsum, a.gsum[T4*nb*8:T*nb*8])
+	}
+	fn := func(lo, hi int) {
+		pan := newVNNIPanel(w.DType, nb)
+		var f [4][16]float32
+		for r0 := lo; r0 < hi; r0 += 16 {
+			nr := min(16, hi-r0)
+			pan.pack(w.DType, w.Data[r0*rb:(r0+nr)*rb], nr, nb)
+			for t0 := 0; t0 < T; t0 += 4 {
+				src, s0 := a, t0
+				if t0 >= T4 {
+					src, s0 = tail, 0
+				}
+				sums := src.gsum // one sum per group of the panel: 32 values, or 16 for Q6_K
+				if w.DType == tensor.Q6_K {
+					sums = src.bsum
+				}
+				args := vnniArgs{
+					vals: &pan.vals[0], scales: &pan.scales[0], coef: &pan.coef[0], d: &pan.d[0],
+					x: unsafe.Pointer(&src.qs[s0*K]), xd: unsafe.Pointer(&src.d[s0*nb]),
+					sum:     unsafe.Pointer(&sums[s0*nb*pan.groups]),
+					xStride: K, xdStride: nb * 4, sumStride: nb * pan.groups * 4,
+					blocks: nb, groups: pan.groups, chunks: pan.chunks,
+				}
+				vnniRows(&f, &args)
+				for i := 0; i < 4 && t0+i < T; i++ {
+					copy(out[(t0+i)*N+r0:(t0+i)*N+r0+nr], f[i][:nr])
+				}
+			}
+		}
+	}
+	p := min(runtime.GOMAXPROCS(0), T*N*K/minWorkPerGoroutine, (N+15)/16)
+	if p <= 1 {
+		fn(0, N)
+		return
+	}
+	parallelChunks(N, max(16, roundUp((N+4*p-1)/(4*p), 16)), p-1, fn) // four chunks per goroutine
 }

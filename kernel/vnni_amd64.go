@@ -1,0 +1,35 @@
+package kernel
+
+import "unsafe"
+
+// vnniArgs describes four tokens times one 16-row panel for vnniRows: the
+// panel's values, integer scales, coefficients and row scales (vnniPanel,
+// from its first block), and the tokens' Q8_K activations, activation
+// scales and group sums (each from the first token's first block, the
+// tokens the given strides in bytes apart).
+type vnniArgs struct {
+	vals                         *byte
+	scales                       *int32
+	coef, d                      *float32
+	x, xd, sum                   unsafe.Pointer
+	xStride, xdStride, sumStride int
+	blocks, groups, chunks       int
+}
+
+// vnniRows multiplies a 16-row panel of K-quant weights (vnniPanel) by four
+// tokens' Q8_K activations with VNNI's VPDPBUSD, which sums four products
+// of unsigned weight bytes and signed activation bytes into each 32-bit lane
+// in one instruction, where VPMADDUBSW and VPMADDWD take two; archsimd
+// offers only those two, hence assembly. The panel's lanes are rows, so one
+// broadcast of four activation bytes feeds 16 rows and each group's scales
+// multiply 16 rows' sums at once. For token t and row r over the blocks b
+// and groups g of 4·chunks values,
+//
+//	f[t][r] = Σ_b d[b][r]·xd[t][b]·Σ_g scales[b][g][r]·Σ_{c,i} vals[b][g][c][r][i]·x[t][b][g][c][i]
+//	        + Σ_b Σ_g coef[b][g][r]·sum[t][b][g]
+//
+// The caller guarantees AVX512-VNNI, values below 64 and groups of at most
+// 32, so that no sum leaves 32 bits.
+//
+//go:noescape
+func vnniRows(f *[4][16]float32, p *vnniArgs)

@@ -1,0 +1,57 @@
+//go:build goexperiment.simd && amd64
+
+package kernel
+
+import (
+	"math"
+	"math/rand/v2"
+	"simd/archsimd"
+	"testing"
+
+	"persona/tensor"
+)
+
+// vnniLinear (16-row panels, four tokens at a time, the last tokens padded)
+// gives what the dot-product kernels give, to float32 rounding of the sum
+// of |w·x|, for every K-quant type, token count and row count tried.
+func TestVNNILinear(t *testing.T) {
+	if !archsimd.X86.AVX512VNNI() {
+		t.Skip("this CPU has no AVX512-VNNI; vnniLinear is not used here")
+	}
+	r := rand.New(rand.NewPCG(9, 10))
+	for _, dt := range []tensor.DType{tensor.Q4_K, tensor.Q5_K, tensor.Q6_K} {
+		for _, shape := range [][3]int{{1, 16, 256}, {3, 21, 768}, {4, 40, 512}, {5, 16, 256}, {17, 33, 512}, {8, 7, 256}} {
+			T, N, K := shape[0], shape[1], shape[2]
+			w, x := make([]float32, N*K), make([]float32, T*K)
+			for i := range w {
+				w[i] = float32(r.NormFloat64())
+			}
+			for i := range x {
+				x[i] = float32(r.NormFloat64() * 3)
+			}
+			data, err := tensor.Encode(dt, w)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wt := &tensor.Tensor{DType: dt, Shape: []int{N, K}, Data: data}
+			xr := roundActivations(x, K, dt)
+			a := quantizeQ8K(xr)
+			got, want := make([]float32, T*N), make([]float32, T*N)
+			vnniLinear(got, a, wt, T)
+			integerLinear(want, a, wt, T)
+			dec := make([]float32, N*K)
+			tensor.Decode(dec, dt, data)
+			for tok := range T {
+				for n := range N {
+					var size float64
+					for k := range K {
+						size += math.Abs(float64(dec[n*K+k]) * float64(xr[tok*K+k]))
+					}
+					if d := math.Abs(float64(got[tok*N+n] - want[tok*N+n])); d > 2e-6*(1+size) {
+						t.Fatalf("%v T %d N %d K %d: token %d row %d: %g, dot kernels %g", dt, T, N, K, tok, n, got[tok*N+n], want[tok*N+n])
+					}
+				}
+			}
+		}
+	}
+}
