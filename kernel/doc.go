@@ -91,9 +91,21 @@
 //     against the float32 GEMM over decoded panels, GFLOP/s: Q4_K T=2 74 vs
 //     11, T=4 104 vs 22, T=16 106 vs 85, T=32 102 vs 160, T=128 103 vs 175;
 //     Q6_K T=16 118 vs 69, T=32 114 vs 132, T=128 117 vs 163. From 32 tokens
-//     on the GEMM wins, so integerMaxT is 16: VPMADDUBSW plus VPMADDWD cost
-//     two multiplies per 64 products, where llama.cpp's prompt kernels use
-//     VNNI's VPDPBUSD (one), which archsimd does not have.
+//     on the GEMM wins: VPMADDUBSW plus VPMADDWD cost two multiplies per 64
+//     products.
+//
+//   - Quantized weights, prompts (more than 16 tokens) on CPUs with
+//     AVX512-VNNI: VPDPBUSD (one instruction per 64 products; archsimd does
+//     not have it, so vnni_amd64.s) over panels of 16 rows packed per call
+//     with the rows in the lanes, so that one broadcast of four activation
+//     bytes feeds 16 rows and each group's scales multiply 16 rows' sums at
+//     once; no horizontal sums, and the float work (d, the minimums' or
+//     offset's term) is one FMA per group and token. Same benchmark: Q4_K
+//     T=128 306 GFLOP/s against the GEMM's 180, T=512 256 vs 171, T=32 200
+//     vs 166; Q6_K T=128 269 vs 162. At T=4–12 the per-call packing costs
+//     more than the dot kernels lose (Q4_K T=8 75 vs 100), hence the split
+//     at integerMaxT. A first version that left the float work to Go per
+//     block spent 57% of its time there and ran at 138.
 //
 // Every archsimd kernel ends with ClearAVXUpperBits so SSE code after it pays
 // no transition penalty.
