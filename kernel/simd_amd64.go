@@ -4,6 +4,7 @@ package kernel
 
 import (
 	"encoding/binary"
+	"math"
 	"runtime"
 	"simd/archsimd"
 	"unsafe"
@@ -41,6 +42,7 @@ func init() {
 	fmaLoopImpl = fmaLoopAVX512
 	if archsimd.X86.AVX512VNNI() {
 		integerGemmImpl = vnniLinear
+		legacyGemmImpl = vnniLegacyLinear
 	}
 	gemmViaVek = false
 	simdActive = true
@@ -1304,4 +1306,141 @@ func vnniLinear(out []float32, a *q8K, w *tensor.Tensor, T int) {
 		return
 	}
 	parallelChunks(N, max(16, roundUp((N+4*p-1)/(4*p), 16)), p-1, fn) // four chunks per goroutine
+}
+
+// q80 is rows of activations as roundQ8_0 rounds them for the legacy
+// types, back in integers: blocks of 32 int8 values with one scale d (exact:
+// the largest value is 127·d) and the block's sum d·Σq.
+type q80 struct {
+	qs     []int8
+	d, sum []float32
+}
+
+func quantizeQ80(x []float32) *q80 {
+	nb := len(x) / 32
+	a := &q80{qs: make([]int8, len(x)), d: make([]float32, nb), sum: make([]float32, nb)}
+	for b := range nb {
+		src := x[b*32 : (b+1)*32]
+		var amax float32
+		for _, v := range src {
+			amax = max(amax, float32(math.Abs(float64(v))))
+		}
+		if amax == 0 {
+			continue
+		}
+		d := amax / 127
+		var s int32
+		for i, v := range src {
+			q := int8(math.RoundToEven(float64(v / d)))
+			a.qs[b*32+i] = q
+			s += int32(q)
+		}
+		a.d[b], a.sum[b] = d, d*float32(s)
+	}
+	return a
+}
+
+// legacyBlock returns a legacy block's 32 values as unsigned bytes q, its
+// scale d and the coefficient c with which w = d·q + c for every weight
+// w: the offsets (128 for Q8_0 stored +128, 8 for Q4_0, 16 for Q5_0) as
+// −offset·d, and the minimums of Q4_1 and Q5_1 as they are.
+func legacyBlock(dt tensor.DType, blk []byte, q *[32]byte, tab *[1 << 16]float32) (d, c float32) {
+	d = tab[binary.LittleEndian.Uint16(blk)]
+	switch dt {
+	case tensor.Q8_0: // the sign bit flipped adds 128, eight bytes at a time
+		for i := 0; i < 32; i += 8 {
+			binary.LittleEndian.PutUint64(q[i:], binary.LittleEndian.Uint64(blk[2+i:])^0x8080808080808080)
+		}
+		return d, -128 * d
+	case tensor.Q4_0, tensor.Q4_1:
+		qs, c := blk[2:18], -8*d
+		if dt == tensor.Q4_1 {
+			qs, c = blk[4:20], tab[binary.LittleEndian.Uint16(blk[2:])]
+		}
+		const m4 = 0x0f0f0f0f0f0f0f0f
+		for i := 0; i < 16; i += 8 {
+			v := binary.LittleEndian.Uint64(qs[i:])
+			binary.LittleEndian.PutUint64(q[i:], v&m4)
+			binary.LittleEndian.PutUint64(q[16+i:], v>>4&m4)
+		}
+		return d, c
+	default: // Q5_0, Q5_1
+		rest, c := blk[2:], -16*d
+		if dt == tensor.Q5_1 {
+			rest, c = blk[4:], tab[binary.LittleEndian.Uint16(blk[2:])]
+		}
+		qh, qs := binary.LittleEndian.Uint32(rest), rest[4:20]
+		for j, v := range qs {
+			q[j] = v&0xf | byte(qh>>j<<4&0x10)
+			q[j+16] = v>>4 | byte(qh>>(j+12)&0x10)
+		}
+		return d, c
+	}
+}
+
+// vnniLegacyLinear is vnniLinear for the legacy types: x (rounded by
+// roundQ8_0) is turned into integers here, and the panels hold each
+// group's 32 values of 16 rows, their scales d and coefficients.
+func vnniLegacyLinear(out, x []float32, w *tensor.Tensor, T int) {
+	N, K := w.Rows(), w.Cols()
+	ng := K / 32
+	rb, err := w.DType.RowBytes(K)
+	if err != nil {
+		panic("kernel: Linear: " + err.Error())
+	}
+	_ = out[(T-1)*N+N-1]
+	a := quantizeQ80(x[:T*K])
+	T4 := T &^ 3
+	tail := a
+	if T4 < T {
+		tail = &q80{qs: make([]int8, 4*K), d: make([]float32, 4*ng), sum: make([]float32, 4*ng)}
+		copy(tail.qs, a.qs[T4*K:])
+		copy(tail.d, a.d[T4*ng:])
+		copy(tail.sum, a.sum[T4*ng:])
+	}
+	bb := rb / ng
+	tab := f16Table()
+	fn := func(lo, hi int) {
+		vals, d, coef := make([]byte, ng*512), make([]float32, ng*16), make([]float32, ng*16)
+		var f [4][16]float32
+		var q [32]byte
+		for r0 := lo; r0 < hi; r0 += 16 {
+			nr := min(16, hi-r0)
+			clear(vals)
+			clear(d)
+			clear(coef)
+			dst := unsafe.Slice((*uint32)(unsafe.Pointer(&vals[0])), ng*128)
+			src := unsafe.Slice((*uint32)(unsafe.Pointer(&q[0])), 8)
+			for r := range nr {
+				row := w.Data[(r0+r)*rb : (r0+r+1)*rb]
+				for g := range ng {
+					d[g*16+r], coef[g*16+r] = legacyBlock(w.DType, row[g*bb:(g+1)*bb], &q, tab)
+					for c, v := range src {
+						dst[(g*8+c)*16+r] = v
+					}
+				}
+			}
+			for t0 := 0; t0 < T; t0 += 4 {
+				src, s0 := a, t0
+				if t0 >= T4 {
+					src, s0 = tail, 0
+				}
+				args := vnniArgs{
+					vals: &vals[0], coef: &coef[0], d: &d[0],
+					x: unsafe.Pointer(&src.qs[s0*K]), xd: unsafe.Pointer(&src.d[s0*ng]), sum: unsafe.Pointer(&src.sum[s0*ng]),
+					xStride: K, xdStride: ng * 4, groups: ng,
+				}
+				vnniRowsLegacy(&f, &args)
+				for i := 0; i < 4 && t0+i < T; i++ {
+					copy(out[(t0+i)*N+r0:(t0+i)*N+r0+nr], f[i][:nr])
+				}
+			}
+		}
+	}
+	p := min(runtime.GOMAXPROCS(0), T*N*K/minWorkPerGoroutine, (N+15)/16)
+	if p <= 1 {
+		fn(0, N)
+		return
+	}
+	parallelChunks(N, max(16, roundUp((N+4*p-1)/(4*p), 16)), p-1, fn)
 }

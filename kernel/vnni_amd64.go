@@ -33,3 +33,15 @@ type vnniArgs struct {
 //
 //go:noescape
 func vnniRows(f *[4][16]float32, p *vnniArgs)
+
+// vnniRowsLegacy is vnniRows for the legacy types (Q4_0, Q4_1, Q5_0, Q5_1,
+// Q8_0): groups of 32 values (8 chunks) without integer scales, each with
+// the rows' own scale d and sum coefficient, and the tokens' own activation
+// scale and sum per group (xd and sum strided alike):
+//
+//	f[t][r] = Σ_g d[g][r]·xd[t][g]·Σ_{c,i} vals[g][c][r][i]·x[t][g][c][i] + coef[g][r]·sum[t][g]
+//
+// p.scales, p.blocks and p.chunks are not used; values are bytes 0…255.
+//
+//go:noescape
+func vnniRowsLegacy(f *[4][16]float32, p *vnniArgs)

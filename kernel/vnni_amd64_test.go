@@ -13,7 +13,8 @@ import (
 
 // vnniLinear (16-row panels, four tokens at a time, the last tokens padded)
 // gives what the dot-product kernels give, to float32 rounding of the sum
-// of |w·x|, for every K-quant type, token count and row count tried.
+// of |w·x|, for every K-quant type, token count and row count tried; and
+// vnniLegacyLinear what one token at a time gives for the legacy types.
 func TestVNNILinear(t *testing.T) {
 	if !archsimd.X86.AVX512VNNI() {
 		t.Skip("this CPU has no AVX512-VNNI; vnniLinear is not used here")
@@ -39,18 +40,50 @@ func TestVNNILinear(t *testing.T) {
 			got, want := make([]float32, T*N), make([]float32, T*N)
 			vnniLinear(got, a, wt, T)
 			integerLinear(want, a, wt, T)
-			dec := make([]float32, N*K)
-			tensor.Decode(dec, dt, data)
+			compareRows(t, dt.String(), got, want, xr, wt, T)
+		}
+	}
+	for _, dt := range []tensor.DType{tensor.Q8_0, tensor.Q4_0, tensor.Q4_1, tensor.Q5_0, tensor.Q5_1} {
+		for _, shape := range [][3]int{{1, 16, 32}, {3, 21, 96}, {4, 40, 256}, {5, 16, 64}, {17, 33, 320}, {8, 7, 32}} {
+			T, N, K := shape[0], shape[1], shape[2]
+			w, x := make([]float32, N*K), make([]float32, T*K)
+			for i := range w {
+				w[i] = float32(r.NormFloat64())
+			}
+			for i := range x {
+				x[i] = float32(r.NormFloat64() * 3)
+			}
+			data, err := tensor.Encode(dt, w)
+			if err != nil {
+				data = randomBlocks(r, dt, N*K) // a type persona does not write
+			}
+			wt := &tensor.Tensor{DType: dt, Shape: []int{N, K}, Data: data}
+			xr := roundActivations(x, K, dt)
+			got, want := make([]float32, T*N), make([]float32, T*N)
+			vnniLegacyLinear(got, xr, wt, T)
 			for tok := range T {
-				for n := range N {
-					var size float64
-					for k := range K {
-						size += math.Abs(float64(dec[n*K+k]) * float64(xr[tok*K+k]))
-					}
-					if d := math.Abs(float64(got[tok*N+n] - want[tok*N+n])); d > 2e-6*(1+size) {
-						t.Fatalf("%v T %d N %d K %d: token %d row %d: %g, dot kernels %g", dt, T, N, K, tok, n, got[tok*N+n], want[tok*N+n])
-					}
-				}
+				matVec(want[tok*N:(tok+1)*N], xr[tok*K:(tok+1)*K], wt, N, K)
+			}
+			compareRows(t, dt.String(), got, want, xr, wt, T)
+		}
+	}
+}
+
+// compareRows holds got to want (T tokens of N rows of w times xr) within
+// float32 rounding of Σ|w·x| per row.
+func compareRows(t *testing.T, what string, got, want, xr []float32, w *tensor.Tensor, T int) {
+	t.Helper()
+	N, K := w.Rows(), w.Cols()
+	dec := make([]float32, N*K)
+	tensor.Decode(dec, w.DType, w.Data)
+	for tok := range T {
+		for n := range N {
+			var size float64
+			for k := range K {
+				size += math.Abs(float64(dec[n*K+k]) * float64(xr[tok*K+k]))
+			}
+			if d := math.Abs(float64(got[tok*N+n] - want[tok*N+n])); d > 2e-6*(1+size) {
+				t.Fatalf("%s T %d N %d K %d: token %d row %d: %g, want %g", what, T, N, K, tok, n, got[tok*N+n], want[tok*N+n])
 			}
 		}
 	}
