@@ -111,7 +111,7 @@ func linearShared(out []float32, in *sharedInput, w *tensor.Tensor, T int) {
 		return
 	}
 	if T > integerMaxT && legacyGemmImpl != nil && activationBlock(w.DType) == 32 && K%32 == 0 {
-		legacyGemmImpl(out, in.forType(w.DType, T*K, K), w, T)
+		legacyGemmImpl(out, in.forLegacy(w, T*K, K), w, T)
 		return
 	}
 	if T <= integerMaxT || integerGemmImpl != nil {
@@ -140,9 +140,9 @@ const integerMaxT = 16
 var integerGemmImpl func(out []float32, a *q8K, w *tensor.Tensor, T int)
 
 // legacyGemmImpl multiplies weights of a legacy type (Q4_0, Q4_1, Q5_0,
-// Q5_1, Q8_0) by more than integerMaxT tokens of activations rounded for
-// them, or is nil (vnniLegacyLinear where the CPU has AVX512-VNNI).
-var legacyGemmImpl func(out, x []float32, w *tensor.Tensor, T int)
+// Q5_1, Q8_0) by more than integerMaxT tokens of activations in their
+// integers, or is nil (vnniLegacyLinear where the CPU has AVX512-VNNI).
+var legacyGemmImpl func(out []float32, a *q80, w *tensor.Tensor, T int)
 
 // linear is Linear on an input already rounded for w (sharedInput), for
 // weights without integer dot products.

@@ -54,6 +54,7 @@ type sharedInput struct {
 	x       []float32
 	rounded map[int][]float32
 	q8      *q8K
+	q80     *q80
 }
 
 // forType returns the first n elements of the input (rows of K) as weights
@@ -91,6 +92,16 @@ func (in *sharedInput) forLinear(w *tensor.Tensor, n, K int) ([]float32, *q8K) {
 	return x, in.q8
 }
 
+// forLegacy is the first n elements of the input (rows of K) as the
+// integers of the blocks of 32 that weights of a legacy type multiply.
+func (in *sharedInput) forLegacy(w *tensor.Tensor, n, K int) *q80 {
+	x := in.forType(w.DType, n, K)
+	if in.q80 == nil || len(in.q80.qs) != n {
+		in.q80 = quantizeQ80Impl(x)
+	}
+	return in.q80
+}
+
 // release hands the input's rounded copies and integers back to the pools.
 func (in *sharedInput) release() {
 	for _, r := range in.rounded {
@@ -99,7 +110,7 @@ func (in *sharedInput) release() {
 	if in.q8 != nil {
 		putQ8K(in.q8)
 	}
-	in.rounded, in.q8 = nil, nil
+	in.rounded, in.q8, in.q80 = nil, nil, nil
 }
 
 // Pools of the buffers one token's activations are rounded and quantized
@@ -131,6 +142,8 @@ func putF32(b []float32) {
 var (
 	roundQ8_0Impl = roundQ8_0
 	roundQ8KImpl  = roundQ8K
+	// quantizeQ80Impl turns rows rounded by roundQ8_0 into integers.
+	quantizeQ80Impl = quantizeQ80
 )
 
 // roundQ8_0: scale amax/127 stored as F16, values rounded to nearest even.
@@ -168,4 +181,36 @@ func roundQ8K(dst, src []float32) {
 	for i, v := range src {
 		dst[i] = float32(min(math.RoundToEven(float64(iscale*v)), 127)) * d
 	}
+}
+
+// q80 is rows of activations as roundQ8_0 rounds them for the legacy
+// types, back in integers: blocks of 32 int8 values with one scale d (exact:
+// the largest value is 127·d) and the block's sum d·Σq.
+type q80 struct {
+	qs     []int8
+	d, sum []float32
+}
+
+func quantizeQ80(x []float32) *q80 {
+	nb := len(x) / 32
+	a := &q80{qs: make([]int8, nb*32), d: make([]float32, nb), sum: make([]float32, nb)}
+	for b := range nb {
+		src := x[b*32 : (b+1)*32]
+		var amax float32
+		for _, v := range src {
+			amax = max(amax, float32(math.Abs(float64(v))))
+		}
+		if amax == 0 {
+			continue
+		}
+		d := amax / 127
+		var s int32
+		for i, v := range src {
+			q := int8(math.RoundToEven(float64(v / d)))
+			a.qs[b*32+i] = q
+			s += int32(q)
+		}
+		a.d[b], a.sum[b] = d, d*float32(s)
+	}
+	return a
 }

@@ -4,7 +4,6 @@ package kernel
 
 import (
 	"encoding/binary"
-	"math"
 	"runtime"
 	"simd/archsimd"
 	"unsafe"
@@ -29,6 +28,7 @@ func init() {
 	siluMulImpl = siluMulAVX512
 	roundQ8_0Impl = roundQ8_0AVX512
 	roundQ8KImpl = roundQ8KAVX512
+	quantizeQ80Impl = quantizeQ80AVX512
 	dotQ4KQ8KImpl = dotQ4KQ8KAVX
 	dotQ5KQ8KImpl = dotQ5KQ8KAVX
 	dotQ6KQ8KImpl = dotQ6KQ8KAVX
@@ -1175,6 +1175,7 @@ type vnniPanel struct {
 	scales         []int32   // groups·16 per block
 	d, coef        []float32 // 16 and groups·16 per block
 	groups, chunks int
+	tmp            [16 * kBlock]byte // one block of the 16 rows, unpacked
 }
 
 func newVNNIPanel(dt tensor.DType, nb int) *vnniPanel {
@@ -1190,24 +1191,27 @@ func newVNNIPanel(dt tensor.DType, nb int) *vnniPanel {
 }
 
 // pack lays out rows (nr ≤ 16 rows of nb blocks of type dt); lanes past nr
-// are zero.
+// are zero. Each block of the 16 rows is unpacked into bytes, one row after
+// another, and transposed into lanes four values at a time.
 func (p *vnniPanel) pack(dt tensor.DType, rows []byte, nr, nb int) {
-	clear(p.vals)
-	clear(p.scales)
-	clear(p.d)
-	clear(p.coef)
+	if nr < 16 {
+		clear(p.tmp[:])
+		clear(p.scales)
+		clear(p.d)
+		clear(p.coef)
+	}
 	bb, _ := dt.RowBytes(kBlock)
 	tab := f16Table()
-	var v [kBlock]byte
 	c := k4Consts{low: archsimd.BroadcastUint8x32(nibbleMask), one: archsimd.BroadcastUint8x64(1)}
 	q6 := q6Consts{
 		m4: archsimd.BroadcastUint8x64(0x0f), m30: archsimd.BroadcastUint8x64(0x30),
 		left: archsimd.LoadUint16x32(&kq.q6High[0]), right: archsimd.LoadUint16x32(&kq.q6High[1]),
 	}
 	g16 := p.groups * 16
-	for r := range nr {
-		for b := range nb {
+	for b := range nb {
+		for r := range nr {
 			blk := unsafe.Pointer(&rows[(r*nb+b)*bb])
+			v := p.tmp[r*kBlock : (r+1)*kBlock]
 			if dt == tensor.Q6_K {
 				for n := 0; n < 2; n++ {
 					lo, hi := q6Half(blk, n, q6)
@@ -1221,28 +1225,24 @@ func (p *vnniPanel) pack(dt tensor.DType, rows []byte, nr, nb int) {
 					p.scales[b*g16+g*16+r] = int32(s)
 					p.coef[b*g16+g*16+r] = -32 * d * float32(s)
 				}
-			} else {
-				five := dt == tensor.Q5_K
-				scales, qs, qh, _, _ := k4Block(blk, five, tab)
-				for q := 0; q < 4; q++ {
-					vals, _ := k4Pair(qs, qh, scales, q, five, c)
-					vals.Store((*[64]uint8)(v[64*q:]))
-				}
-				sc, mn := unpackScalesK4(unsafe.Slice((*byte)(unsafe.Add(blk, 4)), 12))
-				p.d[b*16+r] = tab[*(*uint16)(blk)]
-				dmin := tab[*(*uint16)(unsafe.Add(blk, 2))]
-				for g := range 8 {
-					p.scales[b*g16+g*16+r] = int32(sc >> (8 * g) & 0xff)
-					p.coef[b*g16+g*16+r] = -dmin * float32(mn>>(8*g)&0xff)
-				}
+				continue
 			}
-			// Four values at a time into row r's lane: chunk k of the block
-			// goes to word k·16+r of the block's values.
-			dst := unsafe.Slice((*uint32)(unsafe.Pointer(&p.vals[b*4096])), 1024)
-			src := unsafe.Slice((*uint32)(unsafe.Pointer(&v[0])), 64)
-			for k, w := range src {
-				dst[k*16+r] = w
+			five := dt == tensor.Q5_K
+			scales, qs, qh, _, _ := k4Block(blk, five, tab)
+			for q := 0; q < 4; q++ {
+				vals, _ := k4Pair(qs, qh, scales, q, five, c)
+				vals.Store((*[64]uint8)(v[64*q:]))
 			}
+			sc, mn := unpackScalesK4(unsafe.Slice((*byte)(unsafe.Add(blk, 4)), 12))
+			p.d[b*16+r] = tab[*(*uint16)(blk)]
+			dmin := tab[*(*uint16)(unsafe.Add(blk, 2))]
+			for g := range 8 {
+				p.scales[b*g16+g*16+r] = int32(sc >> (8 * g) & 0xff)
+				p.coef[b*g16+g*16+r] = -dmin * float32(mn>>(8*g)&0xff)
+			}
+		}
+		for j := range 4 { // values 64j… of the 16 rows into lanes
+			transpose16(&p.vals[b*4096+j*1024], &p.tmp[j*64], kBlock)
 		}
 	}
 	archsimd.ClearAVXUpperBits()
@@ -1308,42 +1308,41 @@ func vnniLinear(out []float32, a *q8K, w *tensor.Tensor, T int) {
 	parallelChunks(N, max(16, roundUp((N+4*p-1)/(4*p), 16)), p-1, fn) // four chunks per goroutine
 }
 
-// q80 is rows of activations as roundQ8_0 rounds them for the legacy
-// types, back in integers: blocks of 32 int8 values with one scale d (exact:
-// the largest value is 127·d) and the block's sum d·Σq.
-type q80 struct {
-	qs     []int8
-	d, sum []float32
-}
-
-func quantizeQ80(x []float32) *q80 {
-	nb := len(x) / 32
-	a := &q80{qs: make([]int8, len(x)), d: make([]float32, nb), sum: make([]float32, nb)}
-	for b := range nb {
-		src := x[b*32 : (b+1)*32]
-		var amax float32
-		for _, v := range src {
-			amax = max(amax, float32(math.Abs(float64(v))))
-		}
-		if amax == 0 {
-			continue
-		}
-		d := amax / 127
-		var s int32
-		for i, v := range src {
-			q := int8(math.RoundToEven(float64(v / d)))
-			a.qs[b*32+i] = q
-			s += int32(q)
-		}
-		a.d[b], a.sum[b] = d, d*float32(s)
-	}
-	return a
-}
-
 // legacyBlock returns a legacy block's 32 values as unsigned bytes q, its
 // scale d and the coefficient c with which w = d·q + c for every weight
 // w: the offsets (128 for Q8_0 stored +128, 8 for Q4_0, 16 for Q5_0) as
 // −offset·d, and the minimums of Q4_1 and Q5_1 as they are.
+// quantizeQ80AVX512 is quantizeQ80 32 values at a time.
+func quantizeQ80AVX512(x []float32) *q80 {
+	nb := len(x) / 32
+	a := &q80{qs: make([]int8, nb*32), d: make([]float32, nb), sum: make([]float32, nb)}
+	zero := archsimd.BroadcastFloat32x16(0)
+	for b := range nb {
+		p := unsafe.Pointer(&x[b*32])
+		u, v := ld(p, 0), ld(p, 64)
+		amax := hmax(u.Max(zero.Sub(u)).Max(v.Max(zero.Sub(v))))
+		if amax == 0 {
+			continue
+		}
+		d := amax / 127
+		id := archsimd.BroadcastFloat32x16(1 / d)
+		qu := u.Mul(id).RoundToEvenScaled(0).ConvertToInt32()
+		qv := v.Mul(id).RoundToEvenScaled(0).ConvertToInt32()
+		qu.TruncateToInt8().Store((*[16]int8)(a.qs[b*32:]))
+		qv.TruncateToInt8().Store((*[16]int8)(a.qs[b*32+16:]))
+		a.d[b], a.sum[b] = d, d*float32(hsumInt(qu.Add(qv)))
+	}
+	archsimd.ClearAVXUpperBits()
+	return a
+}
+
+// hsumInt returns the sum of the 16 lanes.
+func hsumInt(v archsimd.Int32x16) int32 {
+	v8 := v.GetLo().Add(v.GetHi())
+	v4 := v8.GetLo().Add(v8.GetHi())
+	return v4.GetElem(0) + v4.GetElem(1) + v4.GetElem(2) + v4.GetElem(3)
+}
+
 func legacyBlock(dt tensor.DType, blk []byte, q *[32]byte, tab *[1 << 16]float32) (d, c float32) {
 	d = tab[binary.LittleEndian.Uint16(blk)]
 	switch dt {
@@ -1378,10 +1377,9 @@ func legacyBlock(dt tensor.DType, blk []byte, q *[32]byte, tab *[1 << 16]float32
 	}
 }
 
-// vnniLegacyLinear is vnniLinear for the legacy types: x (rounded by
-// roundQ8_0) is turned into integers here, and the panels hold each
-// group's 32 values of 16 rows, their scales d and coefficients.
-func vnniLegacyLinear(out, x []float32, w *tensor.Tensor, T int) {
+// vnniLegacyLinear is vnniLinear for the legacy types: the panels hold
+// each group's 32 values of 16 rows, their scales d and coefficients.
+func vnniLegacyLinear(out []float32, a *q80, w *tensor.Tensor, T int) {
 	N, K := w.Rows(), w.Cols()
 	ng := K / 32
 	rb, err := w.DType.RowBytes(K)
@@ -1389,7 +1387,7 @@ func vnniLegacyLinear(out, x []float32, w *tensor.Tensor, T int) {
 		panic("kernel: Linear: " + err.Error())
 	}
 	_ = out[(T-1)*N+N-1]
-	a := quantizeQ80(x[:T*K])
+	_ = a.qs[T*K-1]
 	T4 := T &^ 3
 	tail := a
 	if T4 < T {
@@ -1401,24 +1399,25 @@ func vnniLegacyLinear(out, x []float32, w *tensor.Tensor, T int) {
 	bb := rb / ng
 	tab := f16Table()
 	fn := func(lo, hi int) {
-		vals, d, coef := make([]byte, ng*512), make([]float32, ng*16), make([]float32, ng*16)
+		// One more group's room: groups are transposed two at a time.
+		vals, d, coef := make([]byte, (ng+1)*512), make([]float32, ng*16), make([]float32, ng*16)
 		var f [4][16]float32
-		var q [32]byte
+		var tmp [16][64]byte // two groups of the 16 rows
 		for r0 := lo; r0 < hi; r0 += 16 {
 			nr := min(16, hi-r0)
-			clear(vals)
-			clear(d)
-			clear(coef)
-			dst := unsafe.Slice((*uint32)(unsafe.Pointer(&vals[0])), ng*128)
-			src := unsafe.Slice((*uint32)(unsafe.Pointer(&q[0])), 8)
-			for r := range nr {
-				row := w.Data[(r0+r)*rb : (r0+r+1)*rb]
-				for g := range ng {
-					d[g*16+r], coef[g*16+r] = legacyBlock(w.DType, row[g*bb:(g+1)*bb], &q, tab)
-					for c, v := range src {
-						dst[(g*8+c)*16+r] = v
+			if nr < 16 {
+				clear(tmp[:])
+				clear(d)
+				clear(coef)
+			}
+			for g := 0; g < ng; g += 2 {
+				for r := range nr {
+					row := w.Data[(r0+r)*rb : (r0+r+1)*rb]
+					for h := g; h < min(g+2, ng); h++ {
+						d[h*16+r], coef[h*16+r] = legacyBlock(w.DType, row[h*bb:(h+1)*bb], (*[32]byte)(tmp[r][32*(h-g):]), tab)
 					}
 				}
+				transpose16(&vals[g*512], &tmp[0][0], 64)
 			}
 			for t0 := 0; t0 < T; t0 += 4 {
 				src, s0 := a, t0

@@ -6,7 +6,9 @@ import (
 	"math"
 	"math/rand/v2"
 	"simd/archsimd"
+	"slices"
 	"testing"
+	"unsafe"
 
 	"persona/tensor"
 )
@@ -60,7 +62,11 @@ func TestVNNILinear(t *testing.T) {
 			wt := &tensor.Tensor{DType: dt, Shape: []int{N, K}, Data: data}
 			xr := roundActivations(x, K, dt)
 			got, want := make([]float32, T*N), make([]float32, T*N)
-			vnniLegacyLinear(got, xr, wt, T)
+			a := quantizeQ80(xr)
+			if b := quantizeQ80AVX512(xr); !slices.Equal(a.qs, b.qs) || !slices.Equal(a.d, b.d) || !slices.Equal(a.sum, b.sum) {
+				t.Fatalf("%v: quantizeQ80AVX512 differs from quantizeQ80", dt)
+			}
+			vnniLegacyLinear(got, a, wt, T)
 			for tok := range T {
 				matVec(want[tok*N:(tok+1)*N], xr[tok*K:(tok+1)*K], wt, N, K)
 			}
@@ -84,6 +90,27 @@ func compareRows(t *testing.T, what string, got, want, xr []float32, w *tensor.T
 			}
 			if d := math.Abs(float64(got[tok*N+n] - want[tok*N+n])); d > 2e-6*(1+size) {
 				t.Fatalf("%s T %d N %d K %d: token %d row %d: %g, want %g", what, T, N, K, tok, n, got[tok*N+n], want[tok*N+n])
+			}
+		}
+	}
+}
+
+// transpose16 transposes 16×16 words from rows of any stride.
+func TestTranspose16(t *testing.T) {
+	if !archsimd.X86.AVX512() {
+		t.Skip("this CPU has no AVX-512; transpose16 is not used here")
+	}
+	const stride = 80 // words per source row
+	src := make([]uint32, 16*stride)
+	for i := range src {
+		src[i] = uint32(i*2654435761) ^ 0x5bd1e995
+	}
+	var dst [16][16]uint32
+	transpose16((*byte)(unsafe.Pointer(&dst[0][0])), (*byte)(unsafe.Pointer(&src[3])), stride*4)
+	for k := range 16 {
+		for r := range 16 {
+			if dst[k][r] != src[r*stride+3+k] {
+				t.Fatalf("dst[%d][%d] = %#x, want src[%d][%d] = %#x", k, r, dst[k][r], r, k, src[r*stride+3+k])
 			}
 		}
 	}
