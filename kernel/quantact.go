@@ -87,7 +87,7 @@ func (in *sharedInput) forLinear(w *tensor.Tensor, n, K int) ([]float32, *q8K) {
 		if in.q8 != nil {
 			putQ8K(in.q8)
 		}
-		in.q8 = quantizeQ8K(x)
+		in.q8 = quantizeQ8KImpl(x)
 	}
 	return x, in.q8
 }
@@ -142,8 +142,10 @@ func putF32(b []float32) {
 var (
 	roundQ8_0Impl = roundQ8_0
 	roundQ8KImpl  = roundQ8K
-	// quantizeQ80Impl turns rows rounded by roundQ8_0 into integers.
+	// quantizeQ80Impl and quantizeQ8KImpl turn rows rounded by roundQ8_0
+	// or roundQ8K into integers.
 	quantizeQ80Impl = quantizeQ80
+	quantizeQ8KImpl = quantizeQ8K
 )
 
 // roundQ8_0: scale amax/127 stored as F16, values rounded to nearest even.

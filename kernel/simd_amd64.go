@@ -29,6 +29,7 @@ func init() {
 	roundQ8_0Impl = roundQ8_0AVX512
 	roundQ8KImpl = roundQ8KAVX512
 	quantizeQ80Impl = quantizeQ80AVX512
+	quantizeQ8KImpl = quantizeQ8KAVX512
 	dotQ4KQ8KImpl = dotQ4KQ8KAVX
 	dotQ5KQ8KImpl = dotQ5KQ8KAVX
 	dotQ6KQ8KImpl = dotQ6KQ8KAVX
@@ -1331,6 +1332,43 @@ func quantizeQ80AVX512(x []float32) *q80 {
 		qu.TruncateToInt8().Store((*[16]int8)(a.qs[b*32:]))
 		qv.TruncateToInt8().Store((*[16]int8)(a.qs[b*32+16:]))
 		a.d[b], a.sum[b] = d, d*float32(hsumInt(qu.Add(qv)))
+	}
+	archsimd.ClearAVXUpperBits()
+	return a
+}
+
+// quantizeQ8KAVX512 is quantizeQ8K 16 values at a time, with the same
+// division, so the same integers.
+func quantizeQ8KAVX512(x []float32) *q8K {
+	nb := len(x) / kBlock
+	a := getQ8K(len(x))
+	zero := archsimd.BroadcastFloat32x16(0)
+	for b := range nb {
+		p := unsafe.Pointer(&x[b*kBlock])
+		m := zero
+		for off := uintptr(0); off < kBlock*4; off += 64 {
+			v := ld(p, off)
+			m = m.Max(v.Max(zero.Sub(v)))
+		}
+		amax := hmax(m)
+		if amax == 0 {
+			continue
+		}
+		d := amax / 127
+		a.d[b] = d
+		dv := archsimd.BroadcastFloat32x16(d)
+		var pair int32
+		for g := range 16 {
+			q := ld(p, uintptr(64*g)).Div(dv).RoundToEvenScaled(0).ConvertToInt32()
+			q.TruncateToInt8().Store((*[16]int8)(a.qs[b*kBlock+16*g:]))
+			s := hsumInt(q)
+			a.bsum[b*16+g] = d * float32(s)
+			if g%2 == 0 {
+				pair = s
+				continue
+			}
+			a.gsum[b*8+g/2] = d * float32(pair+s)
+		}
 	}
 	archsimd.ClearAVXUpperBits()
 	return a
