@@ -35,7 +35,8 @@ var (
 	dotRowImpl = dotRowGo
 	// decodeImpl converts an encoded row to float32 (like tensor.Decode).
 	decodeImpl = decodeGo
-	// simdActive reports which set is installed (for tests and benchmarks).
+	// simdActive reports which set is installed (Linear picks the integer
+	// dot products for a few tokens only with the vector set).
 	simdActive = false
 )
 
@@ -114,7 +115,10 @@ func linearShared(out []float32, in *sharedInput, w *tensor.Tensor, T int) {
 		legacyGemmImpl(out, in.forLegacy(w, T*K, K), w, T)
 		return
 	}
-	if T <= integerMaxT || integerGemmImpl != nil {
+	// One token always takes the integer dot products (as llama.cpp does);
+	// 2–16 tokens only with the vector kernels, which beat the GEMM there
+	// (the portable ones do not); more with integerGemmImpl.
+	if T == 1 || (T <= integerMaxT && simdActive) || (T > integerMaxT && integerGemmImpl != nil) {
 		if _, q8 := in.forLinear(w, T*K, K); q8 != nil {
 			if T > integerMaxT {
 				integerGemmImpl(out, q8, w, T)
