@@ -640,16 +640,16 @@ var kq = func() (c struct {
 }()
 
 // dotQ45KQ8KAVX is dotQ45KQ8KGo 64 weights at a time: a 32-byte run of
-// nibbles holds two groups (low and high nibbles), so it is loaded into both
-// halves of a 512-bit vector and shifted by 0 or 4 per half, which lines its
-// 64 values up with 64 consecutive activations. The nibbles (with Q5_K's
+// nibbles holds two groups (low and high nibbles), so its low nibbles go
+// into the lower half of a 512-bit vector and its high nibbles into the
+// upper half, which lines its 64 values up with 64 consecutive activations. The nibbles (with Q5_K's
 // fifth bit moved to bit 4) as unsigned bytes times the activations as
 // signed bytes are summed in pairs into 16 bits (VPMADDUBSW: at most
 // 2·31·127, no saturation), pairs of those times the two groups' scales
 // into 32 bits (VPMADDWD); the block's integer sums stay in lanes, scaled
-// into a float accumulator, and the minimums' term is a vector product of
-// the eight minimums and the activations' group sums: no scalar loop per
-// group and one horizontal sum per row.
+// into a float accumulator, and the minimums' term is a float vector
+// product of the eight minimums and the activations' group sums: no scalar
+// loop per group and one horizontal sum per row.
 func dotQ45KQ8KAVX(out []float32, ldo, n int, rows []byte, a *q8K, five bool) {
 	bb := q4KBytes
 	if five {
