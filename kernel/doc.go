@@ -28,9 +28,15 @@
 //     into L2 (PREFETCHT1) or only 4 rows ahead no better than none.
 //     Earlier: F32 576×576 37–42 GFLOP/s, 1536×576 32–42, vek.Dot per row
 //     34–39; naive Go 2–3.
-//     BF16 and Q8_0 are widened in registers (Q8_0 576×576 28–35, fewer bytes
-//     but more work per byte); F16 is widened with integer ops because
-//     archsimd has no VCVTPH2PS (12–15, compute-bound: prefer BF16 or F32).
+//     BF16 is widened in registers; F16 with integer ops because archsimd
+//     has no VCVTPH2PS (12–15, compute-bound: prefer BF16 or F32). Q8_0
+//     rows were widened to float32 too (576×576 28–35), which left a
+//     decode-sized set of rows (8 × 5,632×2,048) at 20–25 GB/s where F32
+//     streams 54–61: compute-bound. They now multiply the activations as
+//     Q8_0 integers (VPABSB/VPSIGNB, VPMADDUBSW, VPMADDWD), reading a byte
+//     of activation per weight instead of four: 24.7–25.4 against
+//     19.8–21.7 GB/s in the same runs, and the 1.1B Q8_0 model decodes
+//     1.10–1.29× faster (three interleaved pairs).
 //
 //   - Parallel regions run on a persistent pool (pool.go) whose workers spin
 //     for 200 µs before parking, instead of new goroutines and a WaitGroup

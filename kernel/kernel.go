@@ -35,6 +35,9 @@ var (
 	dotRowImpl = dotRowGo
 	// decodeImpl converts an encoded row to float32 (like tensor.Decode).
 	decodeImpl = decodeGo
+	// dotQ80Impl is consecutive Q8_0 rows times one token's activations
+	// as Q8_0 integers, or nil (the rows are dotted in float32).
+	dotQ80Impl func(out []float32, rows []byte, a *q80)
 	// simdActive reports which set is installed (Linear picks the integer
 	// dot products for a few tokens only with the vector set).
 	simdActive = false
@@ -111,14 +114,19 @@ func linearShared(out []float32, in *sharedInput, w *tensor.Tensor, T int) {
 		clear(out[:T*N])
 		return
 	}
+	if T == 1 {
+		mv := newMatVecOp(out, in, w)
+		parallelRows(N, N*K, func(lo, hi int) { mv.rows(lo, hi) })
+		return
+	}
 	if T > integerMaxT && legacyGemmImpl != nil && activationBlock(w.DType) == 32 && K%32 == 0 {
 		legacyGemmImpl(out, in.forLegacy(w, T*K, K), w, T)
 		return
 	}
-	// One token always takes the integer dot products (as llama.cpp does);
-	// 2–16 tokens only with the vector kernels, which beat the GEMM there
-	// (the portable ones do not); more with integerGemmImpl.
-	if T == 1 || (T <= integerMaxT && simdActive) || (T > integerMaxT && integerGemmImpl != nil) {
+	// One token takes the integer dot products (as llama.cpp does) in the
+	// mat-vec above; 2–16 tokens only with the vector kernels, which beat
+	// the GEMM there (the portable ones do not); more with integerGemmImpl.
+	if (T <= integerMaxT && simdActive) || (T > integerMaxT && integerGemmImpl != nil) {
 		if _, q8 := in.forLinear(w, T*K, K); q8 != nil {
 			if T > integerMaxT {
 				integerGemmImpl(out, q8, w, T)
@@ -149,15 +157,9 @@ var integerGemmImpl func(out []float32, a *q8K, w *tensor.Tensor, T int)
 var legacyGemmImpl func(out []float32, a *q80, w *tensor.Tensor, T int)
 
 // linear is Linear on an input already rounded for w (sharedInput), for
-// weights without integer dot products.
+// two or more tokens and weights without integer kernels: a GEMM.
 func linear(out, x []float32, w *tensor.Tensor, T int) {
 	N, K := w.Rows(), w.Cols()
-	if T < linearGemmMinT {
-		for t := 0; t < T; t++ {
-			matVec(out[t*N:(t+1)*N], x[t*K:(t+1)*K], w, N, K)
-		}
-		return
-	}
 	var b bMat
 	if w.DType == tensor.F32 {
 		b = bMat{f: w.F32(), rs: 1, cs: K}
@@ -174,10 +176,6 @@ func linear(out, x []float32, w *tensor.Tensor, T int) {
 	}
 	gemm(out, x, K, 1, &b, T, N, K, false)
 }
-
-// linearGemmMinT is the smallest token count for which Linear uses the GEMM
-// rather than one mat-vec per token (W read T times but no packing).
-const linearGemmMinT = 2
 
 // MatMulNT computes C[M,N] (+)= A[M,K]·B[N,K]ᵀ: the trainer's forward x·Wᵀ.
 func MatMulNT(c, a, b []float32, M, N, K int, accumulate bool) {

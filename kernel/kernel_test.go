@@ -35,10 +35,11 @@ func bothPaths(t *testing.T, f func(t *testing.T)) {
 	}
 	gemmViaVek = true
 	defer func() { gemmViaVek = false }()
-	saved := [...]any{dotImpl, axpyImpl, scaleImpl, dot4Impl, kern4Impl, kern1Impl, dotRowImpl, decodeImpl, dot8Impl, prefetchImpl}
+	saved := [...]any{dotImpl, axpyImpl, scaleImpl, dot4Impl, kern4Impl, kern1Impl, dotRowImpl, decodeImpl, dot8Impl, prefetchImpl, dotQ80Impl}
 	dotImpl, axpyImpl, scaleImpl, dot4Impl = dotGo, axpyGo, scaleGo, dot4Go
 	dot8Impl, prefetchImpl = dot8Go, func(unsafe.Pointer, uintptr) {}
 	kern4Impl, kern1Impl, dotRowImpl, decodeImpl = kern4Go, kern1Go, dotRowGo, decodeGo
+	dotQ80Impl = nil
 	defer func() {
 		dotImpl = saved[0].(func([]float32, []float32) float32)
 		axpyImpl = saved[1].(func([]float32, float32, []float32))
@@ -50,6 +51,7 @@ func bothPaths(t *testing.T, f func(t *testing.T)) {
 		decodeImpl = saved[7].(func([]float32, tensor.DType, []byte))
 		dot8Impl = saved[8].(func([]float32, []float32, []float32, int))
 		prefetchImpl = saved[9].(func(unsafe.Pointer, uintptr))
+		dotQ80Impl = saved[10].(func([]float32, []byte, *q80))
 	}()
 	t.Run("portable", f)
 }

@@ -8,17 +8,6 @@ import (
 	"persona/tensor"
 )
 
-// matVec computes out[n] = Σ_k x[k]·W[n,k] for an encoded weight.
-func matVec(out, x []float32, w *tensor.Tensor, N, K int) {
-	// x: (K), W: (N, K), out: (N)
-	if w.DType == tensor.F32 {
-		matVecF32(out, x, w.F32(), N, K)
-		return
-	}
-	mv := newMatVecOp(out, x, nil, w)
-	parallelRows(N, N*K, func(lo, hi int) { mv.rows(lo, hi) })
-}
-
 // integerLinear computes out[t*N+n] = Σ_k x[t,k]·W[n,k] for K-quant weights
 // and the T tokens of x as Q8_K integers: ranges of rows are handed to the
 // workers, and each range is multiplied by every token, so that a prompt
@@ -52,12 +41,14 @@ type matVecOp struct {
 	K, rb  int  // columns; bytes per encoded row
 	q8     *q8K // x as 8-bit integers, for Q4_K, Q5_K and Q6_K weights
 	dotQ8  func(out []float32, ldo, n int, rows []byte, a *q8K)
+	q80    *q80 // x as 8-bit integers, for Q8_0 weights with dotQ80Impl
 }
 
-// newMatVecOp takes x already rounded for w and, for weights with integer
-// dot products, x as Q8_K integers (sharedInput.forMatVec).
-func newMatVecOp(out, x []float32, q8 *q8K, w *tensor.Tensor) matVecOp {
+// newMatVecOp multiplies w by one token of in: rounded for w's type, and
+// as integers where w's type has an integer dot product.
+func newMatVecOp(out []float32, in *sharedInput, w *tensor.Tensor) matVecOp {
 	N, K := w.Rows(), w.Cols()
+	x, q8 := in.forLinear(w, K, K)
 	mv := matVecOp{out: out[:N], x: x[:K], K: K}
 	if w.DType == tensor.F32 {
 		mv.f = w.F32()[:N*K]
@@ -68,8 +59,11 @@ func newMatVecOp(out, x []float32, q8 *q8K, w *tensor.Tensor) matVecOp {
 		panic("kernel: Linear: " + err.Error())
 	}
 	mv.w, mv.rb = w, rb
-	if integerDot(w.DType, K) {
+	if q8 != nil {
 		mv.q8, mv.dotQ8 = q8, integerDotFor(w.DType)
+	}
+	if w.DType == tensor.Q8_0 && dotQ80Impl != nil {
+		mv.q80 = in.forLegacy(w, K, K)
 	}
 	return mv
 }
@@ -116,6 +110,10 @@ func (mv *matVecOp) rows(lo, hi int) {
 	data, dt, rb := mv.w.Data, mv.w.DType, mv.rb
 	if mv.q8 != nil {
 		mv.dotQ8(mv.out[lo:hi], hi-lo, hi-lo, data[lo*rb:hi*rb], mv.q8)
+		return
+	}
+	if mv.q80 != nil {
+		dotQ80Impl(mv.out[lo:hi], data[lo*rb:hi*rb], mv.q80)
 		return
 	}
 	s := getRowBuf(K)
@@ -178,8 +176,7 @@ func LinearMany(outs [][]float32, x []float32, ws []*tensor.Tensor, T int) {
 			clear(outs[i][:N])
 			continue
 		}
-		xr, q8 := in.forLinear(w, K, K)
-		ops = append(ops, newMatVecOp(outs[i], xr, q8, w))
+		ops = append(ops, newMatVecOp(outs[i], in, w))
 		start = append(start, total)
 		total += N
 		work += N * K
@@ -220,9 +217,7 @@ func LinearPair(a, b, x []float32, wa, wb *tensor.Tensor, T int, epi func(a, b [
 	if len(x) < K || len(a) < N || len(b) < N {
 		panic("kernel: LinearPair: slice too short for shape")
 	}
-	xa, qa := in.forLinear(wa, K, K)
-	xb, qb := in.forLinear(wb, K, K)
-	opA, opB := newMatVecOp(a, xa, qa, wa), newMatVecOp(b, xb, qb, wb)
+	opA, opB := newMatVecOp(a, in, wa), newMatVecOp(b, in, wb)
 	parallelRows(N, 2*N*K, func(lo, hi int) {
 		opA.rows(lo, hi)
 		opB.rows(lo, hi)

@@ -65,7 +65,7 @@ func TestVNNILinear(t *testing.T) {
 			a := quantizeQ80(xr)
 			vnniLegacyLinear(got, a, wt, T)
 			for tok := range T {
-				matVec(want[tok*N:(tok+1)*N], xr[tok*K:(tok+1)*K], wt, N, K)
+				Linear(want[tok*N:(tok+1)*N], x[tok*K:(tok+1)*K], wt, 1)
 			}
 			compareRows(t, dt.String(), got, want, xr, wt, T)
 		}
@@ -117,6 +117,46 @@ func TestQuantizeAVX512(t *testing.T) {
 			a, b := quantizeQ8K(xr), quantizeQ8KAVX512(xr)
 			if !slices.Equal(a.qs, b.qs) || !slices.Equal(a.d, b.d) || !slices.Equal(a.bsum, b.bsum) || !slices.Equal(a.gsum, b.gsum) {
 				t.Fatalf("trial %d: quantizeQ8KAVX512 differs from quantizeQ8K", trial)
+			}
+		}
+	}
+}
+
+// Q8_0 rows times Q8_0 activations in integers equal the decoded rows
+// times the rounded activations, to float32 rounding of Σ|w·x|, weights of
+// −128 included.
+func TestDotQ80(t *testing.T) {
+	if !archsimd.X86.AVX512() {
+		t.Skip("this CPU has no AVX-512; Q8_0 rows are dotted in float32 here")
+	}
+	r := rand.New(rand.NewPCG(13, 14))
+	for _, shape := range [][2]int{{1, 32}, {7, 96}, {16, 256}, {33, 2048}} {
+		N, K := shape[0], shape[1]
+		w, x := make([]float32, N*K), make([]float32, K)
+		for i := range w {
+			w[i] = float32(r.NormFloat64())
+		}
+		for i := range x {
+			x[i] = float32(r.NormFloat64() * 5)
+		}
+		data, err := tensor.Encode(tensor.Q8_0, w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data[2] = 0x80 // a weight of −128, which VPABSB leaves as 128 unsigned
+		xr := roundActivations(x, K, tensor.Q8_0)
+		got := make([]float32, N)
+		dotQ80RowsAVX(got, data, quantizeQ80(xr))
+		dec := make([]float32, N*K)
+		tensor.Decode(dec, tensor.Q8_0, data)
+		for n := range N {
+			var want, size float64
+			for k := range K {
+				p := float64(dec[n*K+k]) * float64(xr[k])
+				want, size = want+p, size+math.Abs(p)
+			}
+			if d := math.Abs(float64(got[n]) - want); d > 1e-6*(1+size) {
+				t.Fatalf("N %d K %d row %d: %g, decoded %g", N, K, n, got[n], want)
 			}
 		}
 	}
