@@ -120,14 +120,14 @@ func linearShared(out []float32, in *sharedInput, w *tensor.Tensor, T int) {
 		return
 	}
 	if T > integerMaxT && legacyGemmImpl != nil && activationBlock(w.DType) == 32 && K%32 == 0 {
-		legacyGemmImpl(out, in.forLegacy(w, T*K, K), w, T)
+		legacyGemmImpl(out, in.forLegacy(T*K), w, T)
 		return
 	}
 	// One token takes the integer dot products (as llama.cpp does) in the
 	// mat-vec above; 2–16 tokens only with the vector kernels, which beat
 	// the GEMM there (the portable ones do not); more with integerGemmImpl.
 	if (T <= integerMaxT && simdActive) || (T > integerMaxT && integerGemmImpl != nil) {
-		if _, q8 := in.forLinear(w, T*K, K); q8 != nil {
+		if q8 := in.forLinear(w, T*K, K); q8 != nil {
 			if T > integerMaxT {
 				integerGemmImpl(out, q8, w, T)
 			} else {

@@ -35,7 +35,7 @@ func matVecF32(out, x, w []float32, N, K int) {
 // matVecOp is one mat-vec out = W·x whose rows can be computed in any
 // ranges, so several of them can share one parallel region.
 type matVecOp struct {
-	out, x []float32
+	out, x []float32 // x rounded for w's type, unless w takes integers
 	f      []float32 // F32 weights, or nil
 	w      *tensor.Tensor
 	K, rb  int  // columns; bytes per encoded row
@@ -48,10 +48,9 @@ type matVecOp struct {
 // as integers where w's type has an integer dot product.
 func newMatVecOp(out []float32, in *sharedInput, w *tensor.Tensor) matVecOp {
 	N, K := w.Rows(), w.Cols()
-	x, q8 := in.forLinear(w, K, K)
-	mv := matVecOp{out: out[:N], x: x[:K], K: K}
+	mv := matVecOp{out: out[:N], K: K}
 	if w.DType == tensor.F32 {
-		mv.f = w.F32()[:N*K]
+		mv.f, mv.x = w.F32()[:N*K], in.x[:K]
 		return mv
 	}
 	rb, err := w.DType.RowBytes(K)
@@ -59,11 +58,13 @@ func newMatVecOp(out []float32, in *sharedInput, w *tensor.Tensor) matVecOp {
 		panic("kernel: Linear: " + err.Error())
 	}
 	mv.w, mv.rb = w, rb
-	if q8 != nil {
-		mv.q8, mv.dotQ8 = q8, integerDotFor(w.DType)
-	}
-	if w.DType == tensor.Q8_0 && dotQ80Impl != nil {
-		mv.q80 = in.forLegacy(w, K, K)
+	switch {
+	case integerDot(w.DType, K):
+		mv.q8, mv.dotQ8 = in.forLinear(w, K, K), integerDotFor(w.DType)
+	case w.DType == tensor.Q8_0 && dotQ80Impl != nil:
+		mv.q80 = in.forLegacy(K)
+	default:
+		mv.x = in.forType(w.DType, K, K)
 	}
 	return mv
 }

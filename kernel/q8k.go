@@ -65,38 +65,53 @@ func unpackScalesK4(q []byte) (sc, mn uint64) {
 	return sc, mn
 }
 
-// quantizeQ8K takes activations roundQ8K has already rounded (each block
-// is q·d for integers |q| ≤ 127 reaching 127) and recovers the integers:
-// d = max|x|/127, q = round(x/d). The products q·d equal the rounded values
-// to a unit in the last place; the sign of d is folded into the integers.
+// quantizeQ8K turns activations roundQ8K has already rounded into Q8_K
+// integers (fillQ8K).
 func quantizeQ8K(x []float32) *q8K {
-	nb := len(x) / kBlock
 	a := getQ8K(len(x))
-	for b := range nb {
-		src := x[b*kBlock : (b+1)*kBlock]
+	fillQ8K(a, 0, x)
+	return a
+}
+
+// fillQ8K sets blocks b0… of a from activations roundQ8K has already
+// rounded (each block is q·d for integers |q| ≤ 127 reaching 127) by
+// recovering the integers: d = max|x|/127, q = round(x/d). The products q·d
+// equal the rounded values to a unit in the last place; the sign of d is
+// folded into the integers.
+func fillQ8K(a *q8K, b0 int, x []float32) {
+	for b := range len(x) / kBlock {
+		src, i := x[b*kBlock:(b+1)*kBlock], b0+b
 		var amax float32
 		for _, v := range src {
 			amax = max(amax, float32(math.Abs(float64(v))))
 		}
 		if amax == 0 {
+			clearQ8KBlock(a, i)
 			continue
 		}
 		d := amax / 127
-		a.d[b] = d
+		a.d[i] = d
 		var sums [16]int32
-		for i, v := range src {
+		for j, v := range src {
 			q := int8(math.RoundToEven(float64(v / d)))
-			a.qs[b*kBlock+i] = q
-			sums[i/16] += int32(q)
+			a.qs[i*kBlock+j] = q
+			sums[j/16] += int32(q)
 		}
 		for g, s := range sums {
-			a.bsum[b*16+g] = d * float32(s)
+			a.bsum[i*16+g] = d * float32(s)
 		}
 		for j := range 8 {
-			a.gsum[b*8+j] = d * float32(sums[2*j]+sums[2*j+1])
+			a.gsum[i*8+j] = d * float32(sums[2*j]+sums[2*j+1])
 		}
 	}
-	return a
+}
+
+// clearQ8KBlock zeroes block i of a (activations that are all zero).
+func clearQ8KBlock(a *q8K, i int) {
+	clear(a.qs[i*kBlock : (i+1)*kBlock])
+	clear(a.bsum[i*16 : (i+1)*16])
+	clear(a.gsum[i*8 : (i+1)*8])
+	a.d[i] = 0
 }
 
 // The integer dot products set out[t*ldo+r] = Σ w·x for n consecutive rows

@@ -75,29 +75,29 @@ func (in *sharedInput) forType(dt tensor.DType, n, K int) []float32 {
 	return r
 }
 
-// forLinear is the first n elements of the input (rows of K) as w
-// multiplies them: rounded for w's type, and as Q8_K integers for the
-// K-quants with integer dot products (nil for other types).
-func (in *sharedInput) forLinear(w *tensor.Tensor, n, K int) ([]float32, *q8K) {
-	x := in.forType(w.DType, n, K)
+// forLinear is the first n elements of the input (rows of K) as Q8_K
+// integers, for the K-quants with integer dot products; nil for other types.
+func (in *sharedInput) forLinear(w *tensor.Tensor, n, K int) *q8K {
 	if !integerDot(w.DType, K) {
-		return x, nil
+		return nil
 	}
 	if in.q8 == nil || len(in.q8.qs) != n {
 		if in.q8 != nil {
 			putQ8K(in.q8)
 		}
-		in.q8 = quantizeQ8KImpl(x)
+		in.q8 = integersQ8K(in.x[:n])
 	}
-	return x, in.q8
+	return in.q8
 }
 
 // forLegacy is the first n elements of the input (rows of K) as the
 // integers of the blocks of 32 that weights of a legacy type multiply.
-func (in *sharedInput) forLegacy(w *tensor.Tensor, n, K int) *q80 {
-	x := in.forType(w.DType, n, K)
+func (in *sharedInput) forLegacy(n int) *q80 {
 	if in.q80 == nil || len(in.q80.qs) != n {
-		in.q80 = quantizeQ80Impl(x)
+		if in.q80 != nil {
+			putQ80(in.q80)
+		}
+		in.q80 = integersQ80(in.x[:n])
 	}
 	return in.q80
 }
@@ -110,6 +110,9 @@ func (in *sharedInput) release() {
 	if in.q8 != nil {
 		putQ8K(in.q8)
 	}
+	if in.q80 != nil {
+		putQ80(in.q80)
+	}
 	in.rounded, in.q8, in.q80 = nil, nil, nil
 }
 
@@ -117,7 +120,7 @@ func (in *sharedInput) release() {
 // into. Larger buffers (a prompt's) are left to the garbage collector: a
 // pool would keep them resident between prompts, and their allocation is
 // shared by the whole chunk of tokens.
-var f32Pool, q8KPool sync.Pool
+var f32Pool, q8KPool, q80Pool sync.Pool
 
 // pooledMax is the largest buffer the pools keep, in elements.
 const pooledMax = 1 << 15
@@ -142,10 +145,10 @@ func putF32(b []float32) {
 var (
 	roundQ8_0Impl = roundQ8_0
 	roundQ8KImpl  = roundQ8K
-	// quantizeQ80Impl and quantizeQ8KImpl turn rows rounded by roundQ8_0
-	// or roundQ8K into integers.
-	quantizeQ80Impl = quantizeQ80
-	quantizeQ8KImpl = quantizeQ8K
+	// fillQ80Impl and fillQ8KImpl turn blocks rounded by roundQ8_0 or
+	// roundQ8K into integers.
+	fillQ80Impl = fillQ80
+	fillQ8KImpl = fillQ8K
 )
 
 // roundQ8_0: scale amax/127 stored as F16, values rounded to nearest even.
@@ -193,26 +196,84 @@ type q80 struct {
 	d, sum []float32
 }
 
+// quantizeQ80 turns activations roundQ8_0 has already rounded into
+// integers (fillQ80).
 func quantizeQ80(x []float32) *q80 {
-	nb := len(x) / 32
-	a := &q80{qs: make([]int8, nb*32), d: make([]float32, nb), sum: make([]float32, nb)}
-	for b := range nb {
-		src := x[b*32 : (b+1)*32]
+	a := getQ80(len(x))
+	fillQ80(a, 0, x)
+	return a
+}
+
+// getQ80 returns integers for n activations (every field is written by
+// fillQ80), from the pool when it has a large enough one.
+func getQ80(n int) *q80 {
+	nb := n / 32
+	if n <= pooledMax {
+		if a, _ := q80Pool.Get().(*q80); a != nil && cap(a.qs) >= n {
+			a.qs, a.d, a.sum = a.qs[:nb*32], a.d[:nb], a.sum[:nb]
+			return a
+		}
+	}
+	return &q80{qs: make([]int8, nb*32), d: make([]float32, nb), sum: make([]float32, nb)}
+}
+
+func putQ80(a *q80) {
+	if cap(a.qs) <= pooledMax {
+		q80Pool.Put(a)
+	}
+}
+
+// fillQ80 sets blocks b0… of a from activations roundQ8_0 has already
+// rounded: the largest is 127·d exactly, so d = max|x|/127 and q = x/d.
+func fillQ80(a *q80, b0 int, x []float32) {
+	for b := range len(x) / 32 {
+		src, i := x[b*32:(b+1)*32], b0+b
 		var amax float32
 		for _, v := range src {
 			amax = max(amax, float32(math.Abs(float64(v))))
 		}
 		if amax == 0 {
+			clear(a.qs[i*32 : (i+1)*32])
+			a.d[i], a.sum[i] = 0, 0
 			continue
 		}
 		d := amax / 127
 		var s int32
-		for i, v := range src {
+		for j, v := range src {
 			q := int8(math.RoundToEven(float64(v / d)))
-			a.qs[b*32+i] = q
+			a.qs[i*32+j] = q
 			s += int32(q)
 		}
-		a.d[b], a.sum[b] = d, d*float32(s)
+		a.d[i], a.sum[i] = d, d*float32(s)
 	}
+}
+
+// integersQ8K rounds raw activations as roundQ8K does and turns them into
+// Q8_K integers a block at a time, without a rounded copy of the whole
+// input (a prompt's was megabytes per matrix).
+func integersQ8K(x []float32) *q8K {
+	a := getQ8K(len(x))
+	tmp := getF32(1024)[:kBlock] // pooled (one size for both): a stack array passed to the Impl functions would escape
+	for b := range len(x) / kBlock {
+		roundQ8KImpl(tmp, x[b*kBlock:(b+1)*kBlock])
+		fillQ8KImpl(a, b, tmp)
+	}
+	putF32(tmp)
+	return a
+}
+
+// integersQ80 is integersQ8K for roundQ8_0's blocks of 32, a few at a time.
+func integersQ80(x []float32) *q80 {
+	nb := len(x) / 32
+	a := getQ80(len(x))
+	tmp := getF32(1024)
+	for b := 0; b < nb; b += len(tmp) / 32 {
+		m := min(len(tmp)/32, nb-b)
+		for j := range m {
+			roundQ8_0Impl(tmp[32*j:32*(j+1)], x[(b+j)*32:(b+j+1)*32])
+		}
+		fillQ80Impl(a, b, tmp[:32*m])
+	}
+	putF32(tmp)
 	return a
 }

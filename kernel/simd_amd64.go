@@ -28,8 +28,8 @@ func init() {
 	siluMulImpl = siluMulAVX512
 	roundQ8_0Impl = roundQ8_0AVX512
 	roundQ8KImpl = roundQ8KAVX512
-	quantizeQ80Impl = quantizeQ80AVX512
-	quantizeQ8KImpl = quantizeQ8KAVX512
+	fillQ80Impl = fillQ80AVX512
+	fillQ8KImpl = fillQ8KAVX512
 	dotQ4KQ8KImpl = dotQ4KQ8KAVX
 	dotQ5KQ8KImpl = dotQ5KQ8KAVX
 	dotQ6KQ8KImpl = dotQ6KQ8KAVX
@@ -1281,41 +1281,35 @@ func vnniLinear(out []float32, a *q8K, w *tensor.Tensor, T int) {
 	parallelChunks(N, max(16, roundUp((N+4*p-1)/(4*p), 16)), p-1, fn) // four chunks per goroutine
 }
 
-// legacyBlock returns a legacy block's 32 values as unsigned bytes q, its
-// scale d and the coefficient c with which w = d·q + c for every weight
-// w: the offsets (128 for Q8_0 stored +128, 8 for Q4_0, 16 for Q5_0) as
-// −offset·d, and the minimums of Q4_1 and Q5_1 as they are.
-// quantizeQ80AVX512 is quantizeQ80 32 values at a time.
-func quantizeQ80AVX512(x []float32) *q80 {
-	nb := len(x) / 32
-	a := &q80{qs: make([]int8, nb*32), d: make([]float32, nb), sum: make([]float32, nb)}
+// fillQ80AVX512 is fillQ80 32 values at a time.
+func fillQ80AVX512(a *q80, b0 int, x []float32) {
 	zero := archsimd.BroadcastFloat32x16(0)
-	for b := range nb {
+	for b := range len(x) / 32 {
 		p := unsafe.Pointer(&x[b*32])
 		u, v := ld(p, 0), ld(p, 64)
 		amax := hmax(u.Max(zero.Sub(u)).Max(v.Max(zero.Sub(v))))
+		i := b0 + b
 		if amax == 0 {
+			clear(a.qs[i*32 : (i+1)*32])
+			a.d[i], a.sum[i] = 0, 0
 			continue
 		}
 		d := amax / 127
 		id := archsimd.BroadcastFloat32x16(1 / d)
 		qu := u.Mul(id).RoundToEvenScaled(0).ConvertToInt32()
 		qv := v.Mul(id).RoundToEvenScaled(0).ConvertToInt32()
-		qu.TruncateToInt8().Store((*[16]int8)(a.qs[b*32:]))
-		qv.TruncateToInt8().Store((*[16]int8)(a.qs[b*32+16:]))
-		a.d[b], a.sum[b] = d, d*float32(hsumInt(qu.Add(qv)))
+		qu.TruncateToInt8().Store((*[16]int8)(a.qs[i*32:]))
+		qv.TruncateToInt8().Store((*[16]int8)(a.qs[i*32+16:]))
+		a.d[i], a.sum[i] = d, d*float32(hsumInt(qu.Add(qv)))
 	}
 	archsimd.ClearAVXUpperBits()
-	return a
 }
 
-// quantizeQ8KAVX512 is quantizeQ8K 16 values at a time, with the same
-// division, so the same integers.
-func quantizeQ8KAVX512(x []float32) *q8K {
-	nb := len(x) / kBlock
-	a := getQ8K(len(x))
+// fillQ8KAVX512 is fillQ8K 16 values at a time, with the same division,
+// so the same integers.
+func fillQ8KAVX512(a *q8K, b0 int, x []float32) {
 	zero := archsimd.BroadcastFloat32x16(0)
-	for b := range nb {
+	for b := range len(x) / kBlock {
 		p := unsafe.Pointer(&x[b*kBlock])
 		m := zero
 		for off := uintptr(0); off < kBlock*4; off += 64 {
@@ -1323,27 +1317,28 @@ func quantizeQ8KAVX512(x []float32) *q8K {
 			m = m.Max(v.Max(zero.Sub(v)))
 		}
 		amax := hmax(m)
+		i := b0 + b
 		if amax == 0 {
+			clearQ8KBlock(a, i)
 			continue
 		}
 		d := amax / 127
-		a.d[b] = d
+		a.d[i] = d
 		dv := archsimd.BroadcastFloat32x16(d)
 		var pair int32
 		for g := range 16 {
 			q := ld(p, uintptr(64*g)).Div(dv).RoundToEvenScaled(0).ConvertToInt32()
-			q.TruncateToInt8().Store((*[16]int8)(a.qs[b*kBlock+16*g:]))
+			q.TruncateToInt8().Store((*[16]int8)(a.qs[i*kBlock+16*g:]))
 			s := hsumInt(q)
-			a.bsum[b*16+g] = d * float32(s)
+			a.bsum[i*16+g] = d * float32(s)
 			if g%2 == 0 {
 				pair = s
 				continue
 			}
-			a.gsum[b*8+g/2] = d * float32(pair+s)
+			a.gsum[i*8+g/2] = d * float32(pair+s)
 		}
 	}
 	archsimd.ClearAVXUpperBits()
-	return a
 }
 
 // hsumInt returns the sum of the 16 lanes.
@@ -1353,6 +1348,10 @@ func hsumInt(v archsimd.Int32x16) int32 {
 	return v4.GetElem(0) + v4.GetElem(1) + v4.GetElem(2) + v4.GetElem(3)
 }
 
+// legacyBlock returns a legacy block's 32 values as unsigned bytes q, its
+// scale d and the coefficient c with which w = d·q + c for every weight
+// w: the offsets (128 for Q8_0 stored +128, 8 for Q4_0, 16 for Q5_0) as
+// −offset·d, and the minimums of Q4_1 and Q5_1 as they are.
 func legacyBlock(dt tensor.DType, blk []byte, q *[32]byte, tab *[1 << 16]float32) (d, c float32) {
 	d = tab[binary.LittleEndian.Uint16(blk)]
 	switch dt {

@@ -108,15 +108,20 @@ func TestQuantizeAVX512(t *testing.T) {
 		for _, dt := range []tensor.DType{tensor.Q8_0, tensor.Q4_K} {
 			xr := roundActivations(x, len(x), dt)
 			if dt == tensor.Q8_0 {
-				a, b := quantizeQ80(xr), quantizeQ80AVX512(xr)
+				a, b := quantizeQ80(xr), quantizeQ80(xr)
+				stale(b.qs, b.d, b.sum) // every field must be written
+				fillQ80AVX512(b, 0, xr)
 				if !slices.Equal(a.qs, b.qs) || !slices.Equal(a.d, b.d) || !slices.Equal(a.sum, b.sum) {
-					t.Fatalf("trial %d: quantizeQ80AVX512 differs from quantizeQ80", trial)
+					t.Fatalf("trial %d: fillQ80AVX512 differs from fillQ80", trial)
 				}
 				continue
 			}
-			a, b := quantizeQ8K(xr), quantizeQ8KAVX512(xr)
+			a, b := quantizeQ8K(xr), quantizeQ8K(xr)
+			stale(b.qs, b.d, b.bsum)
+			stale(nil, b.gsum, nil)
+			fillQ8KAVX512(b, 0, xr)
 			if !slices.Equal(a.qs, b.qs) || !slices.Equal(a.d, b.d) || !slices.Equal(a.bsum, b.bsum) || !slices.Equal(a.gsum, b.gsum) {
-				t.Fatalf("trial %d: quantizeQ8KAVX512 differs from quantizeQ8K", trial)
+				t.Fatalf("trial %d: fillQ8KAVX512 differs from fillQ8K", trial)
 			}
 		}
 	}
@@ -159,6 +164,19 @@ func TestDotQ80(t *testing.T) {
 				t.Fatalf("N %d K %d row %d: %g, decoded %g", N, K, n, got[n], want)
 			}
 		}
+	}
+}
+
+// stale overwrites what a quantizer must set with values it never writes.
+func stale(qs []int8, d, sum []float32) {
+	for i := range qs {
+		qs[i] = 99
+	}
+	for i := range d {
+		d[i] = -1
+	}
+	for i := range sum {
+		sum[i] = -1
 	}
 }
 
