@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"runtime"
 	"simd/archsimd"
+	"sync"
 	"unsafe"
 
 	"persona/tensor"
@@ -1151,16 +1152,38 @@ type vnniPanel struct {
 	tmp            [16 * kBlock]byte // one block of the 16 rows, unpacked
 }
 
-func newVNNIPanel(dt tensor.DType, nb int) *vnniPanel {
+// getVNNIPanel returns a panel for nb blocks of type dt, from the pool when
+// it has one: a prompt packs panels in every matrix of every layer, and
+// fresh ones were a quarter of what a prompt allocated.
+func getVNNIPanel(dt tensor.DType, nb int) *vnniPanel {
 	groups, chunks := 8, 8 // Q4_K, Q5_K: groups of 32
 	if dt == tensor.Q6_K {
 		groups, chunks = 16, 4 // groups of 16
 	}
-	return &vnniPanel{
-		vals: make([]byte, nb*4096), scales: make([]int32, nb*groups*16),
-		d: make([]float32, nb*16), coef: make([]float32, nb*groups*16),
-		groups: groups, chunks: chunks,
+	p := vnniPanelBuffers(nb*4096, nb*groups*16, nb*16, nb*groups*16)
+	p.groups, p.chunks = groups, chunks
+	return p
+}
+
+// vnniPanelBuffers returns a pooled panel whose slices have the given
+// lengths; their contents are whatever the last user left.
+func vnniPanelBuffers(vals, scales, d, coef int) *vnniPanel {
+	p, _ := vnniPanels.Get().(*vnniPanel)
+	if p == nil {
+		p = &vnniPanel{}
 	}
+	p.vals, p.scales, p.d, p.coef = sized(p.vals, vals), sized(p.scales, scales), sized(p.d, d), sized(p.coef, coef)
+	return p
+}
+
+var vnniPanels sync.Pool
+
+// sized returns s with length n, reallocated if its capacity is short.
+func sized[E any](s []E, n int) []E {
+	if cap(s) >= n {
+		return s[:n]
+	}
+	return make([]E, n)
 }
 
 // pack lays out rows (nr ≤ 16 rows of nb blocks of type dt); lanes past nr
@@ -1245,7 +1268,8 @@ func vnniLinear(out []float32, a *q8K, w *tensor.Tensor, T int) {
 		copy(tail.gsum, a.gsum[T4*nb*8:T*nb*8])
 	}
 	fn := func(lo, hi int) {
-		pan := newVNNIPanel(w.DType, nb)
+		pan := getVNNIPanel(w.DType, nb)
+		defer vnniPanels.Put(pan)
 		var f [4][16]float32
 		for r0 := lo; r0 < hi; r0 += 16 {
 			nr := min(16, hi-r0)
@@ -1409,7 +1433,9 @@ func vnniLegacyLinear(out []float32, a *q80, w *tensor.Tensor, T int) {
 	tab := f16Table()
 	fn := func(lo, hi int) {
 		// One more group's room: groups are transposed two at a time.
-		vals, d, coef := make([]byte, (ng+1)*512), make([]float32, ng*16), make([]float32, ng*16)
+		pan := vnniPanelBuffers((ng+1)*512, 0, ng*16, ng*16)
+		defer vnniPanels.Put(pan)
+		vals, d, coef := pan.vals, pan.d, pan.coef
 		var f [4][16]float32
 		var tmp [16][64]byte // two groups of the 16 rows
 		for r0 := lo; r0 < hi; r0 += 16 {
