@@ -5,7 +5,8 @@
 // MatMulTN), Dot/Axpy/Scale, and the element-wise Exp and SiLUMul.
 //
 // Two builds. With GOEXPERIMENT=simd on an AVX-512 CPU (simd_amd64.go) the
-// kernels use simd/archsimd; otherwise, or on a CPU without AVX-512, a
+// kernels use simd/archsimd, and on CPUs with AVX512-VNNI the prompt kernels
+// for quantized weights use VPDPBUSD in assembly (vnni_amd64.s); otherwise, or on a CPU without AVX-512, a
 // portable path runs (vek's AVX2 assembly for dot products and vek32.MatMul
 // for GEMMs), so a plain go build and go test work everywhere. Tests run every
 // shape on both paths in one `GOEXPERIMENT=simd go test ./kernel/`.
@@ -79,8 +80,8 @@
 //
 //   - Quantized weights, one token: Q4_K, Q5_K and Q6_K rows against the
 //     activations as 8-bit integers (q8k.go: Q8_K blocks, as llama.cpp), with
-//     VPMADDUBSW and VPMADDWD; the other types widen weights to float32 in
-//     registers. Activations of quantized layers are rounded to llama.cpp's
+//     VPMADDUBSW and VPMADDWD, and Q8_0 rows against Q8_0 blocks (above); the
+//     other legacy types widen weights to float32 in registers. Activations of quantized layers are rounded to llama.cpp's
 //     8-bit blocks either way (quantact.go), so both paths compute what
 //     llama.cpp computes. The integer kernels take 64 values per 512-bit
 //     vector (two groups of a block, in the activations' order), keep the
