@@ -511,6 +511,14 @@ func TestSiLUMulAndRounding(t *testing.T) {
 	}
 }
 
+// quantizeQ8K turns activations roundQ8K has already rounded into Q8_K
+// integers with the portable fillQ8K.
+func quantizeQ8K(x []float32) *q8K {
+	a := getQ8K(len(x))
+	fillQ8K(a, 0, x)
+	return a
+}
+
 // Q4_K, Q5_K and Q6_K rows times Q8_K activations in integers (both versions,
 // one to six tokens: the vector kernels take four at a time and the rest
 // one by one) equal the decoded rows times the rounded activations, and the

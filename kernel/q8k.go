@@ -65,14 +65,6 @@ func unpackScalesK4(q []byte) (sc, mn uint64) {
 	return sc, mn
 }
 
-// quantizeQ8K turns activations roundQ8K has already rounded into Q8_K
-// integers (fillQ8K).
-func quantizeQ8K(x []float32) *q8K {
-	a := getQ8K(len(x))
-	fillQ8K(a, 0, x)
-	return a
-}
-
 // fillQ8K sets blocks b0… of a from activations roundQ8K has already
 // rounded (each block is q·d for integers |q| ≤ 127 reaching 127) by
 // recovering the integers: d = max|x|/127, q = round(x/d). The products q·d

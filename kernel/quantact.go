@@ -196,14 +196,6 @@ type q80 struct {
 	d, sum []float32
 }
 
-// quantizeQ80 turns activations roundQ8_0 has already rounded into
-// integers (fillQ80).
-func quantizeQ80(x []float32) *q80 {
-	a := getQ80(len(x))
-	fillQ80(a, 0, x)
-	return a
-}
-
 // getQ80 returns integers for n activations (every field is written by
 // fillQ80), from the pool when it has a large enough one.
 func getQ80(n int) *q80 {

@@ -167,6 +167,14 @@ func TestDotQ80(t *testing.T) {
 	}
 }
 
+// quantizeQ80 turns activations roundQ8_0 has already rounded into
+// integers with the portable fillQ80.
+func quantizeQ80(x []float32) *q80 {
+	a := getQ80(len(x))
+	fillQ80(a, 0, x)
+	return a
+}
+
 // stale overwrites what a quantizer must set with values it never writes.
 func stale(qs []int8, d, sum []float32) {
 	for i := range qs {
