@@ -710,16 +710,20 @@ type k4Consts struct {
 // multiply the activations' group sums.
 func k4Block(blk unsafe.Pointer, five bool, tab *[1 << 16]float32) (scales archsimd.Int8x64, qs unsafe.Pointer, qh archsimd.Uint16x32, d float32, mins archsimd.Float32x8) {
 	sc, mn := unpackScalesK4(unsafe.Slice((*byte)(unsafe.Add(blk, 4)), 12))
-	scales = archsimd.BroadcastUint64x8(sc).AsInt8x64()
-	qs = unsafe.Add(blk, 16)
-	if five {
-		h := archsimd.LoadUint8x32((*[32]uint8)(qs))
-		qh = archsimd.Uint8x64{}.SetLo(h).SetHi(h).AsUint16x32()
-		qs = unsafe.Add(blk, 48)
-	}
+	qs, qh = k4Values(blk, five)
 	m := archsimd.BroadcastUint64x2(mn).AsUint8x16().ExtendLo8ToUint32().AsInt32x8().ConvertToFloat32()
 	dmin := tab[*(*uint16)(unsafe.Add(blk, 2))]
-	return scales, qs, qh, tab[*(*uint16)(blk)], m.Mul(archsimd.BroadcastFloat32x8(dmin))
+	return archsimd.BroadcastUint64x8(sc).AsInt8x64(), qs, qh, tab[*(*uint16)(blk)], m.Mul(archsimd.BroadcastFloat32x8(dmin))
+}
+
+// k4Values is where a Q4_K/Q5_K block's nibbles start and Q5_K's high bits
+// in both halves of a vector (zero for Q4_K).
+func k4Values(blk unsafe.Pointer, five bool) (qs unsafe.Pointer, qh archsimd.Uint16x32) {
+	if !five {
+		return unsafe.Add(blk, 16), qh
+	}
+	h := archsimd.LoadUint8x32((*[32]uint8)(unsafe.Add(blk, 16)))
+	return unsafe.Add(blk, 48), archsimd.Uint8x64{}.SetLo(h).SetHi(h).AsUint16x32()
 }
 
 // k4Sums adds one token's block i to its sums: the block's integer sums
@@ -733,16 +737,21 @@ func k4Sums(sums archsimd.Int32x16, d float32, mins archsimd.Float32x8, a *q8K, 
 // k4Pair is groups 2p and 2p+1 of a block: their 64 values as bytes in the
 // activations' order, and their scales as int16 (16 lanes each).
 func k4Pair(qs unsafe.Pointer, qh archsimd.Uint16x32, scales archsimd.Int8x64, p int, five bool, c k4Consts) (archsimd.Uint8x64, archsimd.Int16x32) {
+	return k4Nibbles(qs, qh, p, five, c), scales.PermuteOrZeroGrouped(archsimd.LoadInt8x64(&kq.k4Scale[p])).AsInt16x32()
+}
+
+// k4Nibbles is k4Pair's 64 values without their scales.
+func k4Nibbles(qs unsafe.Pointer, qh archsimd.Uint16x32, p int, five bool, c k4Consts) archsimd.Uint8x64 {
 	u := archsimd.LoadUint8x32((*[32]uint8)(unsafe.Add(qs, 32*p)))
 	q := archsimd.Uint8x64{}.SetLo(u.And(c.low)).SetHi(u.AsUint16x16().ShiftAllRight(4).AsUint8x32().And(c.low))
 	if five {
 		bit := qh.ShiftRight(archsimd.LoadUint16x32(&kq.k5Bit[p])).AsUint8x64().And(c.one)
 		q = q.Or(bit.AsUint16x32().ShiftAllLeft(4).AsUint8x64())
 	}
-	return q, scales.PermuteOrZeroGrouped(archsimd.LoadInt8x64(&kq.k4Scale[p])).AsInt16x32()
+	return q
 }
 
-// k4Dot is q times 64 activations at x, summed in pairs into 16 bits
+// pairDot is q times 64 activations at x, summed in pairs into 16 bits
 // (VPMADDUBSW: at most 2·31·127, no saturation), and those times the
 // scales into 32 bits (VPMADDWD).
 func pairDot(q archsimd.Uint8x64, s archsimd.Int16x32, x unsafe.Pointer) archsimd.Int32x16 {
@@ -1224,12 +1233,12 @@ func (p *vnniPanel) pack(dt tensor.DType, rows []byte, nr, nb int) {
 				continue
 			}
 			five := dt == tensor.Q5_K
-			scales, qs, qh, _, _ := k4Block(blk, five, tab)
+			qs, qh := k4Values(blk, five)
+			sc, mn := unpackScalesK4(unsafe.Slice((*byte)(unsafe.Add(blk, 4)), 12))
 			for q := 0; q < 4; q++ {
-				vals, _ := k4Pair(qs, qh, scales, q, five, c)
+				vals := k4Nibbles(qs, qh, q, five, c)
 				vals.Store((*[64]uint8)(v[64*q:]))
 			}
-			sc, mn := unpackScalesK4(unsafe.Slice((*byte)(unsafe.Add(blk, 4)), 12))
 			p.d[b*16+r] = tab[*(*uint16)(blk)]
 			dmin := tab[*(*uint16)(unsafe.Add(blk, 2))]
 			for g := range 8 {
@@ -1291,18 +1300,30 @@ func vnniLinear(out []float32, a *q8K, w *tensor.Tensor, T int) {
 					blocks: nb, groups: pan.groups, chunks: pan.chunks,
 				}
 				vnniRows(&f, &args)
-				for i := 0; i < 4 && t0+i < T; i++ {
-					copy(out[(t0+i)*N+r0:(t0+i)*N+r0+nr], f[i][:nr])
-				}
+				storePanel(out, N, r0, nr, t0, T, &f)
 			}
 		}
 	}
-	p := min(runtime.GOMAXPROCS(0), T*N*K/minWorkPerGoroutine, (N+15)/16)
+	vnniParallel(N, T*N*K, fn)
+}
+
+// storePanel writes a panel's sums (rows r0…r0+nr of tokens t0…t0+3, those
+// before T) into out, rows of N.
+func storePanel(out []float32, N, r0, nr, t0, T int, f *[4][16]float32) {
+	for i := 0; i < 4 && t0+i < T; i++ {
+		copy(out[(t0+i)*N+r0:(t0+i)*N+r0+nr], f[i][:nr])
+	}
+}
+
+// vnniParallel runs fn over N rows (work multiply-adds) in chunks of whole
+// panels, four chunks per goroutine.
+func vnniParallel(N, work int, fn func(lo, hi int)) {
+	p := min(runtime.GOMAXPROCS(0), work/minWorkPerGoroutine, (N+15)/16)
 	if p <= 1 {
 		fn(0, N)
 		return
 	}
-	parallelChunks(N, max(16, roundUp((N+4*p-1)/(4*p), 16)), p-1, fn) // four chunks per goroutine
+	parallelChunks(N, max(16, roundUp((N+4*p-1)/(4*p), 16)), p-1, fn)
 }
 
 // fillQ80AVX512 is fillQ80 32 values at a time.
@@ -1465,18 +1486,11 @@ func vnniLegacyLinear(out []float32, a *q80, w *tensor.Tensor, T int) {
 					xStride: K, xdStride: ng * 4, groups: ng,
 				}
 				vnniRowsLegacy(&f, &args)
-				for i := 0; i < 4 && t0+i < T; i++ {
-					copy(out[(t0+i)*N+r0:(t0+i)*N+r0+nr], f[i][:nr])
-				}
+				storePanel(out, N, r0, nr, t0, T, &f)
 			}
 		}
 	}
-	p := min(runtime.GOMAXPROCS(0), T*N*K/minWorkPerGoroutine, (N+15)/16)
-	if p <= 1 {
-		fn(0, N)
-		return
-	}
-	parallelChunks(N, max(16, roundUp((N+4*p-1)/(4*p), 16)), p-1, fn)
+	vnniParallel(N, T*N*K, fn)
 }
 
 // dotQ80RowsAVX sets out[r] = Σ w·x for consecutive Q8_0 rows and one
