@@ -25,19 +25,7 @@ func TestVNNILinear(t *testing.T) {
 	for _, dt := range []tensor.DType{tensor.Q4_K, tensor.Q5_K, tensor.Q6_K} {
 		for _, shape := range [][3]int{{1, 16, 256}, {3, 21, 768}, {4, 40, 512}, {5, 16, 256}, {17, 33, 512}, {8, 7, 256}} {
 			T, N, K := shape[0], shape[1], shape[2]
-			w, x := make([]float32, N*K), make([]float32, T*K)
-			for i := range w {
-				w[i] = float32(r.NormFloat64())
-			}
-			for i := range x {
-				x[i] = float32(r.NormFloat64() * 3)
-			}
-			data, err := tensor.Encode(dt, w)
-			if err != nil {
-				t.Fatal(err)
-			}
-			wt := &tensor.Tensor{DType: dt, Shape: []int{N, K}, Data: data}
-			xr := roundActivations(x, K, dt)
+			wt, _, xr := randomLinear(r, dt, T, N, K)
 			a := quantizeQ8K(xr)
 			got, want := make([]float32, T*N), make([]float32, T*N)
 			vnniLinear(got, a, wt, T)
@@ -48,19 +36,7 @@ func TestVNNILinear(t *testing.T) {
 	for _, dt := range []tensor.DType{tensor.Q8_0, tensor.Q4_0, tensor.Q4_1, tensor.Q5_0, tensor.Q5_1} {
 		for _, shape := range [][3]int{{1, 16, 32}, {3, 21, 96}, {4, 40, 256}, {5, 16, 64}, {17, 33, 320}, {8, 7, 32}} {
 			T, N, K := shape[0], shape[1], shape[2]
-			w, x := make([]float32, N*K), make([]float32, T*K)
-			for i := range w {
-				w[i] = float32(r.NormFloat64())
-			}
-			for i := range x {
-				x[i] = float32(r.NormFloat64() * 3)
-			}
-			data, err := tensor.Encode(dt, w)
-			if err != nil {
-				data = randomBlocks(r, dt, N*K) // a type persona does not write
-			}
-			wt := &tensor.Tensor{DType: dt, Shape: []int{N, K}, Data: data}
-			xr := roundActivations(x, K, dt)
+			wt, x, xr := randomLinear(r, dt, T, N, K)
 			got, want := make([]float32, T*N), make([]float32, T*N)
 			a := quantizeQ80(xr)
 			vnniLegacyLinear(got, a, wt, T)
@@ -70,6 +46,23 @@ func TestVNNILinear(t *testing.T) {
 			compareRows(t, dt.String(), got, want, xr, wt, T)
 		}
 	}
+}
+
+// randomLinear returns a random N×K weight of type dt and T tokens of
+// activations, as they are and rounded for dt.
+func randomLinear(r *rand.Rand, dt tensor.DType, T, N, K int) (w *tensor.Tensor, x, xr []float32) {
+	wf, x := make([]float32, N*K), make([]float32, T*K)
+	for i := range wf {
+		wf[i] = float32(r.NormFloat64())
+	}
+	for i := range x {
+		x[i] = float32(r.NormFloat64() * 3)
+	}
+	data, err := tensor.Encode(dt, wf)
+	if err != nil {
+		data = randomBlocks(r, dt, N*K) // a type persona does not write
+	}
+	return &tensor.Tensor{DType: dt, Shape: []int{N, K}, Data: data}, x, roundActivations(x, K, dt)
 }
 
 // compareRows holds got to want (T tokens of N rows of w times xr) within
