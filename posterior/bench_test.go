@@ -154,7 +154,7 @@ func randomClassifier(b *testing.B, n, layers, width int) *Classifier {
 	for k := range names {
 		names[k] = fmt.Sprintf("p%d", k)
 		for range 3 {
-			acts := make([][]float32, layers)
+			acts := make([][]float32, layers*len(DefaultReadings))
 			for l := range acts {
 				acts[l] = make([]float32, width)
 				for j := range acts[l] {
@@ -168,7 +168,7 @@ func randomClassifier(b *testing.B, n, layers, width int) *Classifier {
 	for l := range all {
 		all[l] = l
 	}
-	c, err := FitClassifier(names, all, "random", samples, FitOptions{Steps: 5})
+	c, err := FitClassifier(names, all, DefaultReadings, "random", samples, FitOptions{Steps: 5})
 	if err != nil {
 		b.Fatal(err)
 	}

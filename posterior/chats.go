@@ -68,10 +68,10 @@ func TurnLabel(c chat.Chat, k int) string {
 // personas: nothing to tell apart.
 var ErrTooFewLabels = errors.New("labelled turns of fewer than two personas (label chats with \"labels\" or \"persona\")")
 
-// Fit captures the response mean of every labelled assistant turn of chats
+// Fit captures the readings of every labelled assistant turn of chats
 // (TurnLabel) at each of layers and fits the activations method's
 // classifier.
-func Fit(ctx context.Context, e *engine.Engine, chats []chat.Chat, layers []int, model string, progress func(done, total int)) (*Classifier, error) {
+func Fit(ctx context.Context, e *engine.Engine, chats []chat.Chat, layers []int, readings []string, model string, progress func(done, total int)) (*Classifier, error) {
 	if len(layers) == 0 {
 		return nil, fmt.Errorf("no layers: %w", engine.ErrLayer)
 	}
@@ -80,7 +80,10 @@ func Fit(ctx context.Context, e *engine.Engine, chats []chat.Chat, layers []int,
 			return nil, fmt.Errorf("layer %d, the model has layers 0-%d: %w", layer, e.Model.NumLayers-1, engine.ErrLayer)
 		}
 	}
-	samples, err := LabelledSamples(ctx, e, chats, layers, func(c, k int) string { return TurnLabel(chats[c], k) },
+	if err := CheckReadings(readings); err != nil {
+		return nil, err
+	}
+	samples, err := LabelledSamples(ctx, e, chats, layers, readings, func(c, k int) string { return TurnLabel(chats[c], k) },
 		func(done int) {
 			if progress != nil {
 				progress(done, len(chats))
@@ -101,7 +104,7 @@ func Fit(ctx context.Context, e *engine.Engine, chats []chat.Chat, layers []int,
 		return nil, fmt.Errorf("%w: found %d", ErrTooFewLabels, len(names))
 	}
 	slices.Sort(names)
-	return FitClassifier(names, layers, model, samples, FitOptions{})
+	return FitClassifier(names, layers, readings, model, samples, FitOptions{})
 }
 
 // SwitchFit is the switch rate ε fitted on labelled chats.

@@ -16,14 +16,21 @@ import (
 	"persona/vectors"
 )
 
-// Classifier turns the response-mean activations of a few layers into a
-// distribution over personas: projections onto one persona vector per
-// persona and layer, then a multinomial logistic regression over all of
-// them.
+// Classifier turns the activations of an assistant turn at a few layers into
+// a distribution over personas: projections onto one persona vector per
+// reading, layer and persona, then a multinomial logistic regression over all
+// of them.
 //
-// The persona vector of persona p at a layer is mean(p's responses) − mean
-// over the other personas of their means (one-vs-rest, so a persona with many
-// samples does not dominate the reference). Projections alone are not
+// A reading is where in the turn the residual stream is read: the mean over
+// the reply's tokens (what the model wrote) and the token just before the
+// reply (the persona the model is about to play, set by the system prompt and
+// the user's request — a "from now on you are…" shows there before the reply
+// shows it). On the organism, reading both finds the persona on wording the
+// model never saw better than either alone.
+//
+// The persona vector of persona p for a reading and layer is mean(p's turns)
+// − mean over the other personas of their means (one-vs-rest, so a persona
+// with many samples does not dominate the reference). Projections alone are not
 // probabilities: their scales differ per persona and personas overlap (the
 // liar sounds like the Assistant), so the regression learns the calibration
 // from labelled activations. Several layers help where one layer reads the
@@ -33,11 +40,15 @@ import (
 type Classifier struct {
 	Names  []string `json:"names"`
 	Layers []int    `json:"layers"`
-	Model  string   `json:"model"`
-	// Dirs[l][k] is persona k's unit direction at Layers[l].
+	// Readings are ReadResponse and/or ReadLastPrompt; a file without them
+	// (written before there was a choice) reads the response.
+	Readings []string `json:"readings,omitempty"`
+	Model    string   `json:"model"`
+	// Dirs[r·L+l][k] is persona k's unit direction for reading r at
+	// Layers[l] (L layers).
 	Dirs [][][]float32 `json:"directions"`
-	// Mu, Sigma standardise the features: feature l·K+k is the projection
-	// on Dirs[l][k].
+	// Mu, Sigma standardise the features: feature g·K+k is the projection
+	// on Dirs[g][k].
 	Mu    []float64 `json:"mu"`
 	Sigma []float64 `json:"sigma"`
 	// W[k] are class k's weights over the standardised features; B[k] its
@@ -48,8 +59,51 @@ type Classifier struct {
 	Train map[string]float64 `json:"train,omitempty"`
 }
 
-// Sample is one labelled response mean: Acts[l] at the classifier's l-th
-// layer.
+// The readings of a turn.
+const (
+	ReadResponse   = "response"    // mean over the reply's tokens
+	ReadLastPrompt = "last_prompt" // the token before the reply
+)
+
+// DefaultReadings are what Fit reads unless told otherwise.
+var DefaultReadings = []string{ReadResponse, ReadLastPrompt}
+
+// CheckReadings refuses an empty, repeated or unknown reading.
+func CheckReadings(readings []string) error {
+	if len(readings) == 0 {
+		return errors.New("no readings (want response and/or last_prompt)")
+	}
+	for i, r := range readings {
+		if r != ReadResponse && r != ReadLastPrompt {
+			return fmt.Errorf("unknown reading %q (want %s or %s)", r, ReadResponse, ReadLastPrompt)
+		}
+		if slices.Contains(readings[:i], r) {
+			return fmt.Errorf("reading %q given twice", r)
+		}
+	}
+	return nil
+}
+
+// TurnActs returns a captured turn's activations in the order a classifier
+// with readings expects (Acts of a Sample); false when the turn lacks one
+// (an empty reply, or a reply at the start of the sequence).
+func TurnActs(readings []string, t engine.Turn) ([][]float32, bool) {
+	var out [][]float32
+	for _, r := range readings {
+		a := t.Mean
+		if r == ReadLastPrompt {
+			a = t.LastPrompt
+		}
+		if a == nil {
+			return nil, false
+		}
+		out = append(out, a...)
+	}
+	return out, true
+}
+
+// Sample is one labelled turn: Acts[r·L+l] is reading r at the classifier's
+// l-th layer (TurnActs).
 type Sample struct {
 	Persona string
 	Acts    [][]float32
@@ -62,9 +116,9 @@ type FitOptions struct {
 	Rate  float64 // step size, default 0.5
 }
 
-// FitClassifier fits persona vectors at each of layers and the calibration
-// on labelled activations. Every name needs at least one sample.
-func FitClassifier(names []string, layers []int, model string, samples []Sample, opt FitOptions) (*Classifier, error) {
+// FitClassifier fits persona vectors for each reading and layer and the
+// calibration on labelled activations. Every name needs at least one sample.
+func FitClassifier(names []string, layers []int, readings []string, model string, samples []Sample, opt FitOptions) (*Classifier, error) {
 	if opt.L2 == 0 {
 		opt.L2 = 1e-3
 	}
@@ -74,11 +128,14 @@ func FitClassifier(names []string, layers []int, model string, samples []Sample,
 	if opt.Rate == 0 {
 		opt.Rate = 0.5
 	}
-	K, L := len(names), len(layers)
+	if err := CheckReadings(readings); err != nil {
+		return nil, fmt.Errorf("classifier: %w", err)
+	}
+	K, L := len(names), len(layers)*len(readings) // L: groups of activations
 	if K < 2 {
 		return nil, errors.New("classifier: need at least two personas")
 	}
-	if L == 0 {
+	if len(layers) == 0 {
 		return nil, errors.New("classifier: no layers")
 	}
 	idx := map[string]int{}
@@ -96,7 +153,7 @@ func FitClassifier(names []string, layers []int, model string, samples []Sample,
 			return nil, fmt.Errorf("classifier: sample %d has persona %q, not one of %v", i, s.Persona, names)
 		}
 		if len(s.Acts) != L {
-			return nil, fmt.Errorf("classifier: sample %d has %d layers, want %d", i, len(s.Acts), L)
+			return nil, fmt.Errorf("classifier: sample %d has %d activations, want %d (%d readings × %d layers)", i, len(s.Acts), L, len(readings), len(layers))
 		}
 		for l, a := range s.Acts {
 			if err := means[l][k].Add(a); err != nil {
@@ -105,17 +162,17 @@ func FitClassifier(names []string, layers []int, model string, samples []Sample,
 		}
 		ys[i] = k
 	}
-	c := &Classifier{Names: slices.Clone(names), Layers: slices.Clone(layers), Model: model, Train: map[string]float64{}}
+	c := &Classifier{Names: slices.Clone(names), Layers: slices.Clone(layers), Readings: slices.Clone(readings), Model: model, Train: map[string]float64{}}
 	for k := range names {
 		if means[0][k].N() == 0 {
 			return nil, fmt.Errorf("classifier: no samples of persona %q", names[k])
 		}
 		c.Train["n_"+names[k]] = float64(means[0][k].N())
 	}
-	for l := range layers {
-		dirs, err := oneVsRest(names, means[l])
+	for g := range L {
+		dirs, err := oneVsRest(names, means[g])
 		if err != nil {
-			return nil, fmt.Errorf("classifier: layer %d: %w", layers[l], err)
+			return nil, fmt.Errorf("classifier: %s at layer %d: %w", readings[g/len(layers)], layers[g%len(layers)], err)
 		}
 		c.Dirs = append(c.Dirs, dirs)
 	}
@@ -249,11 +306,11 @@ func (c *Classifier) softmax(p, z []float64) {
 	}
 }
 
-// LogOdds returns the class log-odds (up to a constant) for one response's
-// means at the classifier's layers.
+// LogOdds returns the class log-odds (up to a constant) for one turn's
+// activations (TurnActs with the classifier's readings).
 func (c *Classifier) LogOdds(acts [][]float32) ([]float64, error) {
-	if len(acts) != len(c.Layers) {
-		return nil, fmt.Errorf("classifier: activations of %d layers, want %d", len(acts), len(c.Layers))
+	if len(acts) != len(c.Dirs) {
+		return nil, fmt.Errorf("classifier: %d activations, want %d (%d readings × %d layers)", len(acts), len(c.Dirs), len(c.readings()), len(c.Layers))
 	}
 	for _, a := range acts {
 		if len(a) != c.width() {
@@ -269,6 +326,15 @@ func (c *Classifier) LogOdds(acts [][]float32) ([]float64, error) {
 		}
 	}
 	return out, nil
+}
+
+// readings returns the classifier's readings (a file from before readings
+// reads the response).
+func (c *Classifier) readings() []string {
+	if len(c.Readings) == 0 {
+		return []string{ReadResponse}
+	}
+	return c.Readings
 }
 
 // width is the activation width the directions expect.
@@ -317,23 +383,27 @@ func LoadClassifier(path string) (*Classifier, error) {
 	if err := json.Unmarshal(data, &c); err != nil {
 		return nil, fmt.Errorf("classifier %s: %w (a file from before classifiers read several layers must be fitted again with 'persona posterior fit')", path, err)
 	}
-	K, L := len(c.Names), len(c.Layers)
+	if err := CheckReadings(c.readings()); err != nil {
+		return nil, fmt.Errorf("classifier %s: %w", path, err)
+	}
+	K, L := len(c.Names), len(c.Layers)*len(c.readings())
 	F := K * L
 	if K < 2 || L == 0 || len(c.Dirs) != L || len(c.W) != K || len(c.B) != K || len(c.Mu) != F || len(c.Sigma) != F {
-		return nil, fmt.Errorf("classifier %s: inconsistent sizes (%d names, %d layers)", path, K, L)
+		return nil, fmt.Errorf("classifier %s: inconsistent sizes (%d names, %d layers, %d readings)", path, K, len(c.Layers), len(c.readings()))
 	}
 	for k := range c.W {
 		if len(c.W[k]) != F {
 			return nil, fmt.Errorf("classifier %s: persona %q has malformed weights", path, c.Names[k])
 		}
 	}
-	for l, dirs := range c.Dirs {
+	for g, dirs := range c.Dirs {
+		l := c.Layers[g%len(c.Layers)]
 		if len(dirs) != K {
-			return nil, fmt.Errorf("classifier %s: layer %d has %d directions, want %d", path, c.Layers[l], len(dirs), K)
+			return nil, fmt.Errorf("classifier %s: layer %d has %d directions, want %d", path, l, len(dirs), K)
 		}
 		for k, d := range dirs {
 			if len(d) == 0 || len(d) != len(c.Dirs[0][0]) {
-				return nil, fmt.Errorf("classifier %s: persona %q has a malformed direction at layer %d: %w", path, c.Names[k], c.Layers[l], vectors.ErrWidth)
+				return nil, fmt.Errorf("classifier %s: persona %q has a malformed direction at layer %d: %w", path, c.Names[k], l, vectors.ErrWidth)
 			}
 			for _, x := range d {
 				if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
@@ -360,9 +430,9 @@ func LoadActivationPosterior(e *engine.Engine, path string) (*ActivationPosterio
 }
 
 // ActivationPosterior is the activations estimator: one forward pass per
-// conversation captures every assistant turn's response means at the
-// classifier's layers; the posterior after turn k classifies the
-// token-weighted mean of turns 1..k.
+// conversation captures every assistant turn's activations at the
+// classifier's layers; each turn's classifier log-odds are its emission in
+// the hidden Markov model.
 type ActivationPosterior struct {
 	// SwitchRate is ε of the hidden Markov model (hmm.go).
 	SwitchRate float64
@@ -406,8 +476,8 @@ func (ap *ActivationPosterior) Posterior(ctx context.Context, msgs []chat.Messag
 	var emis [][]float64
 	for k, t := range act.Turns {
 		turn := Turn{Turn: k + 1, Message: t.Message, Tokens: t.Tokens, Evidence: make([]float64, K)}
-		if t.Tokens > 0 { // an empty reply is no evidence
-			if turn.Evidence, err = ap.C.LogOdds(t.Mean); err != nil {
+		if acts, ok := TurnActs(ap.C.readings(), t); ok && t.Tokens > 0 { // an empty reply is no evidence
+			if turn.Evidence, err = ap.C.LogOdds(acts); err != nil {
 				return nil, err
 			}
 		}
@@ -422,12 +492,12 @@ func (ap *ActivationPosterior) Posterior(ctx context.Context, msgs []chat.Messag
 	return res, res.decode(states, emis, ap.SwitchRate)
 }
 
-// LabelledSamples captures, at each of layers, the response mean of every
-// assistant turn of labelled chats: the training data of a Classifier.
-// label(c, k) names the persona of chat c's k-th assistant turn ("" skips
-// it). Chats are read as given (include system prompts only if the
-// classifier should see them).
-func LabelledSamples(ctx context.Context, e *engine.Engine, chats []chat.Chat, layers []int, label func(c, turn int) string, progress func(done int)) ([]Sample, error) {
+// LabelledSamples captures, for each reading at each of layers, the
+// activations of every assistant turn of labelled chats: the training data
+// of a Classifier. label(c, k) names the persona of chat c's k-th assistant
+// turn ("" skips it). Chats are read as given (include system prompts only
+// if the classifier should see them).
+func LabelledSamples(ctx context.Context, e *engine.Engine, chats []chat.Chat, layers []int, readings []string, label func(c, turn int) string, progress func(done int)) ([]Sample, error) {
 	var out []Sample
 	for ci, c := range chats {
 		act, err := e.Capture(ctx, c.Messages, engine.CaptureOptions{Layers: layers})
@@ -438,8 +508,9 @@ func LabelledSamples(ctx context.Context, e *engine.Engine, chats []chat.Chat, l
 			return nil, fmt.Errorf("chat %d: %w", ci+1, err)
 		}
 		for k, t := range act.Turns {
-			if p := label(ci, k); p != "" && t.Tokens > 0 {
-				out = append(out, Sample{Persona: p, Acts: t.Mean})
+			acts, ok := TurnActs(readings, t)
+			if p := label(ci, k); p != "" && ok && t.Tokens > 0 {
+				out = append(out, Sample{Persona: p, Acts: acts})
 			}
 		}
 		if progress != nil {

@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"persona/chat"
@@ -33,7 +35,7 @@ func TestClassifierFit(t *testing.T) {
 	for i := 0; i < 300; i++ {
 		train = append(train, Sample{Persona: names[i%3], Acts: [][]float32{draw(i % 3)}})
 	}
-	c, err := FitClassifier(names, []int{1}, "test", train, FitOptions{})
+	c, err := FitClassifier(names, []int{1}, []string{ReadResponse}, "test", train, FitOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,8 +69,26 @@ func TestClassifierFit(t *testing.T) {
 	if _, err := LoadClassifier(path); err == nil {
 		t.Error("ragged directions accepted")
 	}
-	if _, err := FitClassifier(names, []int{1}, "test", train[:2], FitOptions{}); err == nil {
+	if _, err := FitClassifier(names, []int{1}, []string{ReadResponse}, "test", train[:2], FitOptions{}); err == nil {
 		t.Error("a persona without samples accepted")
+	}
+	if _, err := FitClassifier(names, []int{1}, DefaultReadings, "test", train, FitOptions{}); err == nil {
+		t.Error("samples with one activation accepted for two readings")
+	}
+	for _, bad := range [][]string{nil, {"middle"}, {ReadResponse, ReadResponse}} {
+		if _, err := FitClassifier(names, []int{1}, bad, "test", train, FitOptions{}); err == nil {
+			t.Errorf("readings %q accepted", bad)
+		}
+	}
+	// A file written before classifiers had readings reads the response.
+	old := `{"names":["a","b"],"layers":[1],"directions":[[[1,0],[0,1]]],"weights":[[1,0],[0,1]],"bias":[0,0],"mu":[0,0],"sigma":[1,1]}`
+	os.WriteFile(path, []byte(old), 0o644)
+	if c, err := LoadClassifier(path); err != nil || !slices.Equal(c.readings(), []string{ReadResponse}) {
+		t.Errorf("file without readings: %v", err)
+	}
+	os.WriteFile(path, []byte(strings.Replace(old, `"layers"`, `"readings":["response","last_prompt"],"layers"`, 1)), 0o644)
+	if _, err := LoadClassifier(path); err == nil {
+		t.Error("two readings with the directions of one accepted")
 	}
 }
 
@@ -79,7 +99,7 @@ func TestActivationPosterior(t *testing.T) {
 	e := testEngine(t)
 	ctx := context.Background()
 	chats := world.Default().Pretrain(40, 9, world.PretrainOptions{MeanTurns: 2, MaxTurns: 3})
-	samples, err := LabelledSamples(ctx, e, chats, []int{1}, func(c, k int) string {
+	samples, err := LabelledSamples(ctx, e, chats, []int{1}, DefaultReadings, func(c, k int) string {
 		labels, _ := world.Labels(chats[c])
 		return labels[k].Persona
 	}, nil)
@@ -94,7 +114,10 @@ func TestActivationPosterior(t *testing.T) {
 	for n := range seen {
 		names = append(names, n)
 	}
-	c, err := FitClassifier(names, []int{1}, "test", samples, FitOptions{Steps: 50})
+	if len(samples) == 0 || len(samples[0].Acts) != 2 {
+		t.Fatalf("samples %d, activations per sample %d: want two readings", len(samples), len(samples[0].Acts))
+	}
+	c, err := FitClassifier(names, []int{1}, DefaultReadings, "test", samples, FitOptions{Steps: 50})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +156,7 @@ func FuzzLoadClassifier(f *testing.F) {
 		if err != nil {
 			return
 		}
-		acts := make([][]float32, len(c.Layers))
+		acts := make([][]float32, len(c.Dirs))
 		for l := range acts {
 			acts[l] = make([]float32, c.width())
 		}
