@@ -170,12 +170,19 @@ func wrongSettings(c *Config) map[string]func(*Config) {
 // Bound: |Δ log-softmax| ≤ 0.02·(1 + |log p|). We multiply the dequantized
 // weights (bit-identical to GGML's dequantization: package tensor) by
 // activations rounded to 8 bits per block as llama.cpp's CPU backend does
-// (kernel.roundActivations), so most files agree to float32 noise (≈ 3e-6)
-// with identical 64-token greedy continuations. The bound is that of the
-// activation rounding itself (a step of max/127, up to 0.4% per element),
-// for the cases where llama.cpp takes another path: measured 0.007–0.010
-// relative on llama.cpp's own Q6_K (Llama-3) and Q5_1 (Qwen3) files, whose
-// greedy continuations part after 3–4 tokens (docs/measurements.md).
+// (kernel.roundActivations), so most positions agree to float32 noise
+// (≈ 3e-6). Rounding is not continuous: where the two engines' float32
+// noise puts an activation on opposite sides of a rounding boundary, the
+// difference jumps to the size of one rounding step at that position (and
+// at the later ones, if it happened before a key or value was stored).
+// Nudging our RMSNorm scale by one unit in the last place moves where these
+// events happen; they reach 0.007–0.010 relative. The bound is that of the
+// rounding itself (a step of max/127, up to 0.4% per element). For the same
+// reason greedy continuations may part: checkNearTie holds every parting to
+// a tie within the bound. llama.cpp's own Q5_1 Qwen3 file differs at every
+// position (0.055, 0.010 relative), which no rounding event explains; its
+// Q8_1 activation sums rounded to F16 as llama.cpp stores them change
+// nothing (docs/measurements.md).
 func TestQuantizedFilesMatchLlamaCpp(t *testing.T) {
 	testref.Require(t, llamaref.HarnessesAvailable())
 	dir, _, err := llamaref.Harnesses()
@@ -271,7 +278,9 @@ func checkQuantizedFile(t *testing.T, what, path string) {
 		t.Fatal(err)
 	}
 	defer q.Close()
-	ids := []int{1, 300, 17, 42, 265, 99, 3, 128, 77, 201, 64, 5, 250, 12}
+	// More than 16 tokens: the prompt takes the integer GEMMs (VNNI where
+	// the CPU has it), the greedy steps the mat-vecs.
+	ids := []int{1, 300, 17, 42, 265, 99, 3, 128, 77, 201, 64, 5, 250, 12, 180, 33, 7, 222, 91, 140, 58, 310, 26, 115}
 	const nGreedy = 64
 	ref, err := llamaref.Run(context.Background(), path, ids, nGreedy, 2)
 	if err != nil {
@@ -311,8 +320,28 @@ func checkQuantizedFile(t *testing.T, what, path string) {
 	if rel > bound {
 		t.Errorf("%s: max |Δ log-softmax| / (1 + |log p|) = %.3g > %g", what, rel, bound)
 	}
+	if same < nGreedy {
+		checkNearTie(t, what, q, append(slices.Clone(ids), got[:same]...), same, got[same], ref.Greedy[same], bound)
+	}
 	if !q.Layers[0].Q.DType.Quantized() {
 		t.Errorf("%s: layer 0's Q is %v, not quantized", what, q.Layers[0].Q.DType)
+	}
+}
+
+// checkNearTie holds a parting of the greedy continuations to the bound: where
+// we chose ours and llama.cpp theirs after the same context, the two engines
+// can only disagree if ours is ahead of theirs in our log-softmax by at most
+// twice the per-token bound (each engine within the bound of the other),
+// that is, the two tokens were tied within the arithmetic's error.
+func checkNearTie(t *testing.T, what string, q *Model, seq []int, step, ours, theirs int, bound float64) {
+	t.Helper()
+	logits := q.Forward(q.NewState(), seq, nil, LastLogits)
+	LogSoftmax(logits, logits)
+	a, b := float64(logits[ours]), float64(logits[theirs])
+	tie := 2 * bound * (1 + math.Abs(a))
+	t.Logf("%s: greedy parts at step %d, our token ahead of llama.cpp's by %.3g (log p %.3g vs %.3g; a tie within the bound is ≤ %.3g)", what, step, a-b, a, b, tie)
+	if a-b > tie {
+		t.Errorf("%s: greedy step %d: llama.cpp chose %d, %.3g below our %d in log p — more than the bound allows (%.3g)", what, step, theirs, a-b, ours, tie)
 	}
 }
 
