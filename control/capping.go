@@ -84,6 +84,31 @@ func Jailbreaks(w *world.World, n, turns int, seed uint64) ([]Jailbreak, error) 
 	return out, nil
 }
 
+// CappingBands is the calibration's default grid of bands: the axis
+// file's layers cut into up to four runs of about equal length, and every
+// band that joins consecutive runs — all contiguous bands of a model of
+// four layers or fewer; on a 32-layer model, bands of 8, 16, 24 and 32
+// layers starting every 8. Bands with and without the last layers are both
+// in it: on the organism the last layer's axis is mostly the Assistant's
+// marker words, and high floors there break tasks that the same floors on
+// the layers below keep.
+func CappingBands(layers []int) [][]int {
+	n := len(layers)
+	parts := min(4, n)
+	var out [][]int
+	for i := 0; i < parts; i++ {
+		for j := i + 1; j <= parts; j++ {
+			out = append(out, slices.Clone(layers[i*n/parts:j*n/parts]))
+		}
+	}
+	return out
+}
+
+// CappingPercentiles are the calibration's default floors: percentiles of
+// ordinary Assistant replies' projections, from a light cap to one that
+// holds nearly every position at the Assistant's usual high end.
+var CappingPercentiles = []float64{25, 50, 75, 90, 97}
+
 // CappingOptions say what a capping calibration runs.
 type CappingOptions struct {
 	Axis *axis.Axis

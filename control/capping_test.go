@@ -3,6 +3,7 @@ package control
 import (
 	"context"
 	"errors"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -217,4 +218,29 @@ func (personaJudge) Chat(_ context.Context, req backend.Request) (*backend.Respo
 		return &backend.Response{Content: "90"}, nil
 	}
 	return &backend.Response{Content: "10"}, nil
+}
+
+// The default grid: every contiguous band on a small model; on a deep one,
+// bands of whole quarter-runs, the last layers included in some and not in
+// others.
+func TestCappingBands(t *testing.T) {
+	got := CappingBands([]int{0, 1, 2, 3})
+	want := [][]int{{0}, {0, 1}, {0, 1, 2}, {0, 1, 2, 3}, {1}, {1, 2}, {1, 2, 3}, {2}, {2, 3}, {3}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("4 layers: %v", got)
+	}
+	if got := CappingBands([]int{5}); !reflect.DeepEqual(got, [][]int{{5}}) {
+		t.Errorf("1 layer: %v", got)
+	}
+	deep := make([]int, 32)
+	for i := range deep {
+		deep[i] = i
+	}
+	got = CappingBands(deep)
+	if len(got) != 10 || len(got[0]) != 8 || got[3][0] != 0 || got[3][31] != 31 || got[9][0] != 24 {
+		t.Errorf("32 layers: %d bands, first %v", len(got), got[0])
+	}
+	if got := CappingBands([]int{2, 6, 9}); !reflect.DeepEqual(got, [][]int{{2}, {2, 6}, {2, 6, 9}, {6}, {6, 9}, {9}}) {
+		t.Errorf("sparse layers: %v", got)
+	}
 }

@@ -146,10 +146,11 @@ func controlSection(dir string) string {
 	}
 	if len(capRows) > 0 {
 		b.WriteString("\nCapping on the assistant axis (`persona axis --model organism`), on persona-jailbreak conversations the\n" +
-			"setting was not chosen on (`persona axis calibrate --model organism --axis axis.safetensors --layers 0-3,2\n" +
-			"--percentiles 25 --jailbreaks 16 --seed 2 --json`: control/capping.json): captured is the share of\n" +
-			"conversations whose last reply the oracle does not read as the Assistant; the cut is relative, with the 95%\n" +
-			"interval of the difference; tasks as above.\n\n")
+			"settings were not chosen on (`persona axis calibrate --model organism --axis axis.safetensors --layers 0-2,0-3\n" +
+			"--percentiles 25,97 --jailbreaks 16 --seed 2 --json`: control/capping.json; the calibration's default grid on\n" +
+			"seed 1 recommended layers 0-2 at the 97th percentile): captured is the share of conversations whose last\n" +
+			"reply the oracle does not read as the Assistant; the cut is relative, with the 95% interval of the\n" +
+			"difference; tasks as above.\n\n")
 		b.WriteString("| setting | captured | cut | tasks right |\n|---|---|---|---|\n")
 		b.WriteString(strings.Join(capRows, "\n") + "\n")
 	}

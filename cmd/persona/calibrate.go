@@ -4,8 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
-	"strings"
+	"slices"
 
 	"github.com/spf13/cobra"
 
@@ -57,7 +56,7 @@ the reply at hand) reads each last reply, and the most likely persona decides. T
 way: plain questions any chat model can answer.`,
 		Example: `  persona axis --model organism --out axis.safetensors
   persona axis calibrate --model organism --axis axis.safetensors --layers 1,2,3,1-2,1-3 \
-      --percentiles 25,50,75,90 --out capping.safetensors
+      --percentiles 25,50,75,90,97 --out capping.safetensors
   persona axis calibrate --model ./Qwen3-0.6B --axis qwen-axis.safetensors --scenarios jailbreaks.yaml \
       --judge gpt --backends backends.yaml --personas my-personas/ --out qwen-capping.safetensors`,
 		Args: cobra.NoArgs,
@@ -86,17 +85,12 @@ way: plain questions any chat model can answer.`,
 				return usageErr(err)
 			}
 			o.Axis = a
-			if bands == "" { // the axis file's band, and each of its layers
-				ls := make([]string, len(a.CapLayers))
-				for i, l := range a.CapLayers {
-					ls[i] = strconv.Itoa(l)
+			if bands == "" {
+				o.Bands = control.CappingBands(a.Set.Layers)
+				if !slices.ContainsFunc(o.Bands, func(b []int) bool { return slices.Equal(b, a.CapLayers) }) {
+					o.Bands = append(o.Bands, slices.Clone(a.CapLayers))
 				}
-				bands = strings.Join(ls, ",")
-				if len(a.CapLayers) > 1 {
-					bands += fmt.Sprintf(",%d-%d", a.CapLayers[0], a.CapLayers[len(a.CapLayers)-1])
-				}
-			}
-			if o.Bands, err = control.ParseBands(bands, e.Model.NumLayers); err != nil {
+			} else if o.Bands, err = control.ParseBands(bands, e.Model.NumLayers); err != nil {
 				return usageErr(fmt.Errorf("--layers: %w", err))
 			}
 			for _, band := range o.Bands {
@@ -168,8 +162,8 @@ way: plain questions any chat model can answer.`,
 	f := cmd.Flags()
 	modelFlag(f, &modelPath, "model directory (Hugging Face layout) or GGUF file")
 	f.StringVar(&axisPath, "axis", "", "assistant axis file from persona axis")
-	f.StringVar(&bands, "layers", "", "bands to cap, e.g. 1,2,1-2 (default: the axis file's band and each of its layers)")
-	f.Float64SliceVar(&o.Percentiles, "percentiles", []float64{10, 25, 50, 75}, "percentiles of ordinary Assistant replies' projections to cap at")
+	f.StringVar(&bands, "layers", "", "bands to cap, e.g. 1,2,1-2 (default: the axis file's layers in up to four runs, every band of consecutive runs, and the file's own band)")
+	f.Float64SliceVar(&o.Percentiles, "percentiles", control.CappingPercentiles, "percentiles of ordinary Assistant replies' projections to cap at")
 	f.IntVar(&o.Reference, "reference", 60, "Assistant replies that measure the percentiles")
 	f.IntVar(&o.Jailbreaks, "jailbreaks", 8, "conversations per jailbreak kind")
 	f.IntVar(&o.Turns, "turns", 6, "user turns of a role-play pressure conversation")

@@ -134,6 +134,32 @@ func TestLensAndPatch(t *testing.T) {
 	}
 }
 
+// Without --layers the calibration sweeps every contiguous band of the
+// axis file's four layers.
+func TestCalibrateDefaultGrid(t *testing.T) {
+	_, ax := controlFiles(t)
+	out, stderr, code := run(t, "axis", "calibrate", "--axis", ax, "--percentiles", "50", "--reference", "4",
+		"--jailbreaks", "1", "--turns", "2", "--tasks", "2", "--max-tokens", "4", "--json")
+	if code != 0 && code != exitFailed {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var cal struct {
+		Cells []struct {
+			Layers []int `json:"layers"`
+		} `json:"cells"`
+	}
+	if err := json.Unmarshal([]byte(out), &cal); err != nil {
+		t.Fatalf("%v: %.300s", err, out)
+	}
+	var bands []string
+	for _, c := range cal.Cells[1:] {
+		bands = append(bands, vectors.FormatLayers(c.Layers))
+	}
+	if got := strings.Join(bands, " "); got != "0 0-1 0-2 0-3 1 1-2 1-3 2 2-3 3" {
+		t.Errorf("bands swept: %s", got)
+	}
+}
+
 // Calibration with jailbreaks from a scenario file: every domain of the
 // file is a kind of its own.
 func TestCalibrateScenarios(t *testing.T) {
