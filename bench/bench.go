@@ -82,13 +82,20 @@ func runChild(ctx context.Context, out any, argv []string) (int64, error) {
 
 // selfPeakRSS is this process's resident high-water mark in bytes (VmHWM in
 // /proc/self/status), 0 where that is not available.
-func selfPeakRSS() int64 {
+func selfPeakRSS() int64 { return procStatus("VmHWM") }
+
+// selfRSS is this process's resident memory now (VmRSS), 0 where that is
+// not available.
+func selfRSS() int64 { return procStatus("VmRSS") }
+
+// procStatus reads one "kB" field of /proc/self/status in bytes.
+func procStatus(field string) int64 {
 	data, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
 			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
 			if err != nil {
 				return 0

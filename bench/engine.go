@@ -102,8 +102,10 @@ type EngineTiming struct {
 	SteeredDecodeTS float64 `json:"steered_decode_tok_s"`
 	WeightBytes     int64   `json:"weight_bytes"`
 	// PeakRSSBytes is the process's own high-water mark (VmHWM), 0 where
-	// /proc is missing.
+	// /proc is missing; BaseRSSBytes its resident memory before the model
+	// was loaded (the binary's touched pages and the runtime).
 	PeakRSSBytes int64 `json:"peak_rss_bytes"`
+	BaseRSSBytes int64 `json:"base_rss_bytes"`
 }
 
 // EngineReport compares the engine with llama.cpp.
@@ -116,11 +118,17 @@ type EngineReport struct {
 	Go      string `json:"go"`
 	SIMD    bool   `json:"simd"`
 
-	PrefillTokS   Stat   `json:"prefill_tok_s"`
-	DecodeTokS    Stat   `json:"decode_tok_s"`
-	SteeredTokS   Stat   `json:"steered_decode_tok_s"`
+	PrefillTokS Stat  `json:"prefill_tok_s"`
+	DecodeTokS  Stat  `json:"decode_tok_s"`
+	SteeredTokS Stat  `json:"steered_decode_tok_s"`
+	WeightBytes int64 `json:"weight_bytes"`
+	// Peak and pre-load resident memory of each engine's process, from the
+	// run with the highest peak: the process as a whole, and what loading
+	// and running the model added to it.
 	PeakRSSBytes  int64  `json:"peak_rss_bytes"`
-	WeightBytes   int64  `json:"weight_bytes"`
+	BaseRSSBytes  int64  `json:"base_rss_bytes"`
+	LlamaPeakRSS  int64  `json:"llama_cpp_peak_rss_bytes,omitempty"`
+	LlamaBaseRSS  int64  `json:"llama_cpp_base_rss_bytes,omitempty"`
 	LlamaPrefill  *Stat  `json:"llama_cpp_prefill_tok_s,omitempty"`
 	LlamaDecode   *Stat  `json:"llama_cpp_decode_tok_s,omitempty"`
 	PrefillRatio  *Stat  `json:"prefill_vs_llama_cpp,omitempty"`
@@ -151,7 +159,10 @@ func CompareEngine(ctx context.Context, o EngineOptions) (*EngineReport, error) 
 		if t.PeakRSSBytes > 0 {
 			rss = t.PeakRSSBytes
 		}
-		r.PeakRSSBytes, r.WeightBytes = max(r.PeakRSSBytes, rss), t.WeightBytes
+		if rss > r.PeakRSSBytes {
+			r.PeakRSSBytes, r.BaseRSSBytes = rss, t.BaseRSSBytes
+		}
+		r.WeightBytes = t.WeightBytes
 		if llamaErr != nil {
 			continue
 		}
@@ -162,6 +173,9 @@ func CompareEngine(ctx context.Context, o EngineOptions) (*EngineReport, error) 
 			continue
 		}
 		lpre, ldec = append(lpre, lr.PrefillTokS), append(ldec, lr.DecodeTokS)
+		if lr.PeakRSSBytes > r.LlamaPeakRSS {
+			r.LlamaPeakRSS, r.LlamaBaseRSS = lr.PeakRSSBytes, lr.BaseRSSBytes
+		}
 	}
 	r.PrefillTokS, r.DecodeTokS, r.SteeredTokS = NewStat(pre), NewStat(dec), NewStat(steer)
 	if llamaErr != nil {
@@ -188,7 +202,17 @@ func (r *EngineReport) WriteText(out io.Writer) {
 	row(fmt.Sprintf("prefill tok/s (%d tokens)", r.Prefill), r.PrefillTokS, r.LlamaPrefill, r.PrefillRatio)
 	row(fmt.Sprintf("decode tok/s (%d tokens)", r.Decode), r.DecodeTokS, r.LlamaDecode, r.DecodeRatio)
 	fmt.Fprintf(w, "decode tok/s, steered + capped\t%s\t\t%+.1f%%\n", r.SteeredTokS, 100*(r.SteeredTokS.Median/r.DecodeTokS.Median-1))
-	fmt.Fprintf(w, "peak RSS / weight bytes\t%.0f MB / %.0f MB\t\t%.2f×\n", float64(r.PeakRSSBytes)/1e6, float64(r.WeightBytes)/1e6, float64(r.PeakRSSBytes)/float64(r.WeightBytes))
+	rss := func(peak, base int64) (string, string) {
+		if peak == 0 {
+			return "n/a", "n/a"
+		}
+		return fmt.Sprintf("%.0f MB = %.2f×", float64(peak)/1e6, float64(peak)/float64(r.WeightBytes)),
+			fmt.Sprintf("%.0f MB = %.2f×", float64(peak-base)/1e6, float64(peak-base)/float64(r.WeightBytes))
+	}
+	ourPeak, ourAdded := rss(r.PeakRSSBytes, r.BaseRSSBytes)
+	llamaPeak, llamaAdded := rss(r.LlamaPeakRSS, r.LlamaBaseRSS)
+	fmt.Fprintf(w, "peak RSS / weights (%.0f MB)\t%s\t%s\t\n", float64(r.WeightBytes)/1e6, ourPeak, llamaPeak)
+	fmt.Fprintf(w, "  added by the model / weights\t%s\t%s\t\n", ourAdded, llamaAdded)
 	w.Flush()
 	fmt.Fprintf(out, "%s, %d threads, %s, %s, simd=%v\n", filepath.Base(r.Model), r.Threads, r.CPU, r.Go, r.SIMD)
 	if r.LlamaCppError != "" {
@@ -200,6 +224,7 @@ func (r *EngineReport) WriteText(out io.Writer) {
 // path in this process, after one warm-up run of each.
 func TimeEngine(path string, threads, prefill, dec int) (*EngineTiming, error) {
 	runtime.GOMAXPROCS(threads)
+	base := selfRSS()
 	m, err := model.Load(path)
 	if err != nil {
 		return nil, err
@@ -232,7 +257,7 @@ func TimeEngine(path string, threads, prefill, dec int) (*EngineTiming, error) {
 			return float64(dec) / time.Since(start).Seconds()
 		}
 	}
-	t := &EngineTiming{WeightBytes: m.WeightBytes()}
+	t := &EngineTiming{WeightBytes: m.WeightBytes(), BaseRSSBytes: base}
 	t.PrefillTokS = timed(func() float64 {
 		start := time.Now()
 		m.Feed(context.Background(), m.NewState(), ids, nil, model.LastLogits, nil)

@@ -178,6 +178,10 @@ func DecodeF32(b []byte) []float32 {
 type BenchResult struct {
 	PrefillTokS, DecodeTokS  float64
 	Threads, Prefill, Decode int
+	// BaseRSSBytes is the node process's resident memory before the model
+	// was loaded (node and the llama.cpp library), PeakRSSBytes its
+	// high-water mark at the end; 0 without /proc.
+	BaseRSSBytes, PeakRSSBytes int64
 }
 
 // BenchConfig sets every knob of a llama.cpp timing run; Bench fills in the defaults.
@@ -233,11 +237,14 @@ func BenchWith(ctx context.Context, c BenchConfig) (*BenchResult, error) {
 		Threads     int     `json:"threads"`
 		Prefill     int     `json:"prefill"`
 		Decode      int     `json:"decode"`
+		BaseRSS     int64   `json:"rss_before_model_bytes"`
+		PeakRSS     int64   `json:"peak_rss_bytes"`
 	}
 	if err := json.Unmarshal(stdout, &r); err != nil {
 		return nil, fmt.Errorf("llamaref: bench.mjs printed unreadable JSON (%v): %q", err, truncate(string(stdout), 500))
 	}
-	return &BenchResult{PrefillTokS: r.PrefillTokS, DecodeTokS: r.DecodeTokS, Threads: r.Threads, Prefill: r.Prefill, Decode: r.Decode}, nil
+	return &BenchResult{PrefillTokS: r.PrefillTokS, DecodeTokS: r.DecodeTokS, Threads: r.Threads, Prefill: r.Prefill, Decode: r.Decode,
+		BaseRSSBytes: r.BaseRSS, PeakRSSBytes: r.PeakRSS}, nil
 }
 
 // absModel makes the model path absolute (the script runs in tools/llamaref) and checks it exists, so a typo

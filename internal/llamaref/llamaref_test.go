@@ -207,6 +207,9 @@ func TestBenchSmoke(t *testing.T) {
 	if r.PrefillTokS <= 0 || r.DecodeTokS <= 0 || r.Prefill != 32 || r.Decode != 8 || r.Threads != testThreads {
 		t.Errorf("implausible bench result %+v", r)
 	}
+	if r.BaseRSSBytes < 1<<20 || r.PeakRSSBytes < r.BaseRSSBytes {
+		t.Errorf("node's resident memory: %d bytes before the model, peak %d", r.BaseRSSBytes, r.PeakRSSBytes)
+	}
 }
 
 // Failures must carry node's stderr, where llama.cpp says what went wrong.

@@ -6,10 +6,11 @@
 // Each repetition starts from an empty KV cache, evaluates P fixed token ids in one batch (logits for the last
 // one only, as a real prompt prefill does), then decodes D tokens one at a time, feeding back the greedy choice.
 // A short warm-up run comes first. Prints JSON {prefill_tok_s, decode_tok_s, threads, ...} with the best of the
-// R repetitions for each phase (best-of is the least noisy figure on a shared machine).
+// R repetitions for each phase (best-of is the least noisy figure on a shared machine), and the process's resident
+// memory before the model was loaded and at its peak.
 
 import {performance} from "node:perf_hooks";
-import {parseArgs, intArg, loadCpuModel, vocabSize, main} from "./common.mjs";
+import {parseArgs, intArg, loadCpuModel, procStatusBytes, vocabSize, main} from "./common.mjs";
 
 main(async () => {
     const args = parseArgs(process.argv.slice(2),
@@ -24,7 +25,7 @@ main(async () => {
     if (prefill < 1) throw new Error("--prefill must be at least 1");
     if (threads < 1) throw new Error("--threads must be at least 1");
 
-    const {llama, model} = await loadCpuModel(args.model, threads);
+    const {llama, model, rssBeforeModel} = await loadCpuModel(args.model, threads);
     const context = await model.createContext({
         contextSize: prefill + decode,
         batchSize: prefill,
@@ -85,6 +86,8 @@ main(async () => {
         kv_type: kvType,
         flash_attention: flash,
         runs,
+        rss_before_model_bytes: rssBeforeModel,
+        peak_rss_bytes: procStatusBytes("VmHWM"),
         engine: "llama.cpp via node-llama-cpp 3.21.1 (CPU)",
     }) + "\n");
 

@@ -3,6 +3,7 @@
 // Everything the scripts print on stdout is a single JSON document; diagnostics go to stderr so the Go
 // side can surface them in errors.
 
+import {readFileSync} from "node:fs";
 import {getLlama, LlamaLogLevel} from "node-llama-cpp";
 
 // parseArgs turns "--name value" pairs into an object; every flag takes a value.
@@ -42,8 +43,19 @@ export async function loadCpuModel(modelPath, threads) {
         logger: (level, message) => process.stderr.write(`[llama.cpp ${level}] ${message}\n`),
         maxThreads: threads,
     });
+    const rssBeforeModel = procStatusBytes("VmRSS");
     const model = await llama.loadModel({modelPath, gpuLayers: 0, useMmap: true});
-    return {llama, model};
+    return {llama, model, rssBeforeModel};
+}
+
+// procStatusBytes reads one "kB" field of /proc/self/status (VmRSS, VmHWM) in bytes; 0 where there is none.
+export function procStatusBytes(field) {
+    try {
+        const m = readFileSync("/proc/self/status", "utf8").match(new RegExp(`^${field}:\\s*(\\d+) kB`, "m"));
+        return m ? Number(m[1]) * 1024 : 0;
+    } catch {
+        return 0;
+    }
 }
 
 // vocabSize returns the vocabulary size from the GGUF's tokenizer.ggml.tokens, or undefined when the file has
