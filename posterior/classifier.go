@@ -25,8 +25,9 @@ import (
 // the reply's tokens (what the model wrote) and the token just before the
 // reply (the persona the model is about to play, set by the system prompt and
 // the user's request — a "from now on you are…" shows there before the reply
-// shows it). On the organism, reading both finds the persona on wording the
-// model never saw better than either alone.
+// shows it). On the organism, reading both finds switches of persona on
+// wording the model never saw more often than the reply alone (126 against
+// 105 of 200), at the same per-turn accuracy.
 //
 // The persona vector of persona p for a reading and layer is mean(p's turns)
 // − mean over the other personas of their means (one-vs-rest, so a persona
