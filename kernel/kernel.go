@@ -38,6 +38,11 @@ var (
 	// dotQ80Impl is consecutive Q8_0 rows times one token's activations
 	// as Q8_0 integers, or nil (the rows are dotted in float32).
 	dotQ80Impl func(out []float32, rows []byte, a *q80)
+	// dotQ81Impl is one Q4_1 (five false) or Q5_1 row times activations
+	// rounded for it, with the minimums times the Q8_1 sums' corrections
+	// fix (q81SumFix) added in the same pass; nil where the portable row
+	// dot and minimumsDot do it.
+	dotQ81Impl func(x []float32, row []byte, five bool, fix []float32) float32
 	// simdActive reports which set is installed (Linear picks the integer
 	// dot products for a few tokens only with the vector set).
 	simdActive = false
@@ -120,7 +125,7 @@ func linearShared(out []float32, in *sharedInput, w *tensor.Tensor, T int) {
 		return
 	}
 	if T > integerMaxT && legacyGemmImpl != nil && activationBlock(w.DType) == 32 && K%32 == 0 {
-		legacyGemmImpl(out, in.forLegacy(T*K), w, T)
+		legacyGemmImpl(out, in.forLegacy(w.DType, T*K), w, T)
 		return
 	}
 	// One token takes the integer dot products (as llama.cpp does) in the
@@ -137,6 +142,9 @@ func linearShared(out []float32, in *sharedInput, w *tensor.Tensor, T int) {
 		}
 	}
 	linear(out, in.forType(w.DType, T*K, K), w, T)
+	if fix := in.q81SumFix(w.DType, T*K, K); fix != nil {
+		addMinimumsFix(out, fix, w, T)
+	}
 }
 
 // integerMaxT is the most tokens that K-quant weights multiply as 8-bit

@@ -35,8 +35,9 @@ func bothPaths(t *testing.T, f func(t *testing.T)) {
 	}
 	gemmViaVek = true
 	defer func() { gemmViaVek = false }()
-	saved := [...]any{dotImpl, axpyImpl, scaleImpl, dot4Impl, kern4Impl, kern1Impl, dotRowImpl, decodeImpl, dot8Impl, prefetchImpl, dotQ80Impl}
+	saved := [...]any{dotImpl, axpyImpl, scaleImpl, dot4Impl, kern4Impl, kern1Impl, dotRowImpl, decodeImpl, dot8Impl, prefetchImpl, dotQ80Impl, q81FixImpl, dotQ81Impl}
 	dotImpl, axpyImpl, scaleImpl, dot4Impl = dotGo, axpyGo, scaleGo, dot4Go
+	q81FixImpl, dotQ81Impl = q81Fix, nil
 	dot8Impl, prefetchImpl = dot8Go, func(unsafe.Pointer, uintptr) {}
 	kern4Impl, kern1Impl, dotRowImpl, decodeImpl = kern4Go, kern1Go, dotRowGo, decodeGo
 	dotQ80Impl = nil
@@ -52,6 +53,8 @@ func bothPaths(t *testing.T, f func(t *testing.T)) {
 		dot8Impl = saved[8].(func([]float32, []float32, []float32, int))
 		prefetchImpl = saved[9].(func(unsafe.Pointer, uintptr))
 		dotQ80Impl = saved[10].(func([]float32, []byte, *q80))
+		q81FixImpl = saved[11].(func([]float32) float32)
+		dotQ81Impl = saved[12].(func([]float32, []byte, bool, []float32) float32)
 	}()
 	t.Run("portable", f)
 }
@@ -212,11 +215,46 @@ func TestLinear(t *testing.T) {
 					xr := roundActivations(x, K, dt) // what quantized weights multiply
 					ref, mag := refGEMM(nil, false, T, N, K,
 						func(i, k int) float32 { return xr[i*K+k] }, func(k, j int) float32 { return wf[j*K+k] })
+					if dt == tensor.Q4_1 || dt == tensor.Q5_1 {
+						addQ81Reference(ref, x, w, T)
+					}
 					check(t, out, ref, mag)
 				})
 			}
 		}
 	})
+}
+
+// addQ81Reference adds to ref (T×N products of a Q4_1 or Q5_1 weight w)
+// what llama.cpp's Q8_1 activation blocks change: each block's minimum m
+// times the block sum as Q8_1 stores it, F16(d·Σq) with the unrounded scale
+// d = max|x|/127, instead of the rounded activations' sum F16(d)·Σq.
+func addQ81Reference(ref []float64, x []float32, w *tensor.Tensor, T int) {
+	N, K := w.Rows(), w.Cols()
+	bs := len(w.Data) / N / (K / 32)
+	f16 := func(v float64) float64 { return float64(tensor.F16ToF32(tensor.F32ToF16(float32(v)))) }
+	for t := range T {
+		for b := range K / 32 {
+			blk := x[t*K+32*b : t*K+32*b+32]
+			var amax float32
+			for _, v := range blk {
+				amax = max(amax, float32(math.Abs(float64(v))))
+			}
+			if amax == 0 {
+				continue
+			}
+			sum := 0.0
+			for _, v := range blk {
+				sum += math.RoundToEven(float64(v * (127 / amax)))
+			}
+			d := amax / 127
+			diff := f16(float64(d*float32(sum))) - f16(float64(d))*sum
+			for n := range N {
+				m := tensor.F16ToF32(uint16(w.Data[(n*(K/32)+b)*bs+2]) | uint16(w.Data[(n*(K/32)+b)*bs+3])<<8)
+				ref[t*N+n] += float64(m) * diff
+			}
+		}
+	}
 }
 
 func TestVectorOps(t *testing.T) {

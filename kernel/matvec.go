@@ -42,6 +42,9 @@ type matVecOp struct {
 	q8     *q8K // x as 8-bit integers, for Q4_K, Q5_K and Q6_K weights
 	dotQ8  func(out []float32, ldo, n int, rows []byte, a *q8K)
 	q80    *q80 // x as 8-bit integers, for Q8_0 weights with dotQ80Impl
+	// sumFix is, per block of x, what Q4_1 and Q5_1 rows add times their
+	// minimum for llama.cpp's Q8_1 block sums (q81SumFix); nil for other types.
+	sumFix []float32
 }
 
 // newMatVecOp multiplies w by one token of in: rounded for w's type, and
@@ -62,9 +65,10 @@ func newMatVecOp(out []float32, in *sharedInput, w *tensor.Tensor) matVecOp {
 	case integerDot(w.DType, K):
 		mv.q8, mv.dotQ8 = in.forLinear(w, K, K), integerDotFor(w.DType)
 	case w.DType == tensor.Q8_0 && dotQ80Impl != nil:
-		mv.q80 = in.forLegacy(K)
+		mv.q80 = in.forLegacy(w.DType, K)
 	default:
 		mv.x = in.forType(w.DType, K, K)
+		mv.sumFix = in.q81SumFix(w.DType, K, K)
 	}
 	return mv
 }
@@ -119,8 +123,20 @@ func (mv *matVecOp) rows(lo, hi int) {
 	}
 	s := getRowBuf(K)
 	buf := s.buf[:K]
+	var tab *[1 << 16]float32
+	if mv.sumFix != nil {
+		tab = f16Table()
+	}
 	for n := lo; n < hi; n++ {
-		mv.out[n] = dotRowImpl(x, dt, data[n*rb:(n+1)*rb], buf)
+		row := data[n*rb : (n+1)*rb]
+		switch {
+		case mv.sumFix == nil:
+			mv.out[n] = dotRowImpl(x, dt, row, buf)
+		case dotQ81Impl != nil:
+			mv.out[n] = dotQ81Impl(x, row, dt == tensor.Q5_1, mv.sumFix)
+		default:
+			mv.out[n] = dotRowImpl(x, dt, row, buf) + minimumsDot(row, rb/len(mv.sumFix), mv.sumFix, tab)
+		}
 	}
 	rowBufPool.Put(s)
 }

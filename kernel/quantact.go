@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"encoding/binary"
 	"math"
 	"sync"
 
@@ -55,6 +56,8 @@ type sharedInput struct {
 	rounded map[int][]float32
 	q8      *q8K
 	q80     *q80
+	q81     *q80 // q80 with Q8_1 block sums, sharing its integers and scales
+	sumFix  []float32
 }
 
 // forType returns the first n elements of the input (rows of K) as weights
@@ -91,15 +94,120 @@ func (in *sharedInput) forLinear(w *tensor.Tensor, n, K int) *q8K {
 }
 
 // forLegacy is the first n elements of the input (rows of K) as the
-// integers of the blocks of 32 that weights of a legacy type multiply.
-func (in *sharedInput) forLegacy(n int) *q80 {
+// integers of the blocks of 32 that weights of legacy type dt multiply —
+// for Q4_1 and Q5_1 with the block sums of llama.cpp's Q8_1 blocks
+// (q81SumFix), which their minimums multiply.
+func (in *sharedInput) forLegacy(dt tensor.DType, n int) *q80 {
 	if in.q80 == nil || len(in.q80.qs) != n {
 		if in.q80 != nil {
 			putQ80(in.q80)
 		}
-		in.q80 = integersQ80(in.x[:n])
+		in.q80, in.q81 = integersQ80(in.x[:n]), nil
 	}
-	return in.q80
+	if dt != tensor.Q4_1 && dt != tensor.Q5_1 {
+		return in.q80
+	}
+	if in.q81 == nil {
+		fix := in.q81SumFix(dt, n, 32)
+		sum := make([]float32, len(fix))
+		for b, f := range fix {
+			sum[b] = in.q80.sum[b] + f // F16(d)·Σq + (F16(d·Σq) − F16(d)·Σq), exactly
+		}
+		in.q81 = &q80{qs: in.q80.qs, d: in.q80.d, sum: sum}
+	}
+	return in.q81
+}
+
+// q81SumFix is, for Q4_1 and Q5_1 weights, the first n elements of the
+// input (rows of K) as q81SumFix computes it; nil for other types.
+func (in *sharedInput) q81SumFix(dt tensor.DType, n, K int) []float32 {
+	if (dt != tensor.Q4_1 && dt != tensor.Q5_1) || K%32 != 0 {
+		return nil
+	}
+	if len(in.sumFix) != n/32 {
+		if in.sumFix != nil {
+			putF32(in.sumFix)
+		}
+		in.sumFix = q81SumFix(in.x[:n])
+	}
+	return in.sumFix
+}
+
+// q81SumFix returns, per block of 32 activations, how far llama.cpp's Q8_1
+// block sum lies from the sum of the activations as roundQ8_0 rounds them.
+// Q4_1 and Q5_1 weights are w = d·q + m, so every product carries m times
+// each block's activation sum; llama.cpp pairs them with Q8_1 blocks, which
+// store that sum as F16(d·Σq) — d the unrounded scale — where the rounded
+// values add up to F16(d)·Σq exactly. The two differ by up to 2⁻¹¹ of the
+// sum, the same way in every product of a row: left out, our Q4_1 and Q5_1
+// products differed from GGML's by 3–5e-4 relative in every element
+// (TestLinearMatchesGGML), and a model's log-probabilities by 0.05.
+func q81SumFix(x []float32) []float32 {
+	out := getF32(len(x) / 32)
+	Parallel(len(out), 64, 64*len(out), func(lo, hi int) { // a prompt's blocks are thousands
+		for b := lo; b < hi; b++ {
+			out[b] = q81FixImpl(x[32*b : 32*b+32])
+		}
+	})
+	return out
+}
+
+// q81Fix is q81SumFix for one block.
+func q81Fix(src []float32) float32 {
+	var amax float32
+	for _, v := range src {
+		amax = max(amax, float32(math.Abs(float64(v))))
+	}
+	if amax == 0 {
+		return 0
+	}
+	id := 127 / amax
+	var s int32
+	for _, v := range src {
+		s += int32(math.RoundToEven(float64(v * id)))
+	}
+	return q81Diff(amax/127, s)
+}
+
+// q81Diff is F16(d·s) − F16(d)·s: a block's Q8_1 sum less its rounded
+// values' sum, for scale d and integer sum s.
+func q81Diff(d float32, s int32) float32 {
+	return tensor.F16ToF32(tensor.F32ToF16(d*float32(s))) - tensor.F16ToF32(tensor.F32ToF16(d))*float32(s)
+}
+
+// minimumsDot is Σ m·fix over a Q4_1 or Q5_1 row's blocks (bs bytes each,
+// the minimum m an F16 after the scale).
+func minimumsDot(row []byte, bs int, fix []float32, tab *[1 << 16]float32) float32 {
+	var s [4]float32 // four chains: the adds would otherwise wait on each other
+	b := 0
+	for ; b+4 <= len(fix); b += 4 {
+		for j := range s {
+			s[j] += tab[binary.LittleEndian.Uint16(row[(b+j)*bs+2:])] * fix[b+j]
+		}
+	}
+	for ; b < len(fix); b++ {
+		s[0] += tab[binary.LittleEndian.Uint16(row[b*bs+2:])] * fix[b]
+	}
+	return (s[0] + s[1]) + (s[2] + s[3])
+}
+
+// addMinimumsFix adds the Q8_1 sums' correction to T tokens of products
+// out (T×N) of a Q4_1 or Q5_1 weight w: the rows' minimums as an N×(K/32)
+// matrix, multiplied into the tokens' corrections as one small GEMM.
+func addMinimumsFix(out, fix []float32, w *tensor.Tensor, T int) {
+	N, K := w.Rows(), w.Cols()
+	nb := K / 32
+	rb := len(w.Data) / N
+	tab := f16Table()
+	mins := getF32(N * nb)
+	for n := range N {
+		row := w.Data[n*rb : (n+1)*rb]
+		for b := range nb {
+			mins[n*nb+b] = tab[binary.LittleEndian.Uint16(row[b*(rb/nb)+2:])]
+		}
+	}
+	MatMulNT(out[:T*N], fix[:T*nb], mins, T, N, nb, true)
+	putF32(mins)
 }
 
 // release hands the input's rounded copies and integers back to the pools.
@@ -113,7 +221,10 @@ func (in *sharedInput) release() {
 	if in.q80 != nil {
 		putQ80(in.q80)
 	}
-	in.rounded, in.q8, in.q80 = nil, nil, nil
+	if in.sumFix != nil {
+		putF32(in.sumFix)
+	}
+	in.rounded, in.q8, in.q80, in.q81, in.sumFix = nil, nil, nil, nil, nil
 }
 
 // Pools of the buffers one token's activations are rounded and quantized
@@ -145,6 +256,7 @@ func putF32(b []float32) {
 var (
 	roundQ8_0Impl = roundQ8_0
 	roundQ8KImpl  = roundQ8K
+	q81FixImpl    = q81Fix
 	// fillQ80Impl and fillQ8KImpl turn blocks rounded by roundQ8_0 or
 	// roundQ8K into integers.
 	fillQ80Impl = fillQ80

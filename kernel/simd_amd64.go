@@ -28,6 +28,10 @@ func init() {
 	expImpl = expAVX512
 	siluMulImpl = siluMulAVX512
 	roundQ8_0Impl = roundQ8_0AVX512
+	q81FixImpl = q81FixAVX512
+	dotQ81Impl = func(x []float32, row []byte, five bool, fix []float32) float32 {
+		return dotLegacy(x, nil, row, five, true, fix)
+	}
 	roundQ8KImpl = roundQ8KAVX512
 	fillQ80Impl = fillQ80AVX512
 	fillQ8KImpl = fillQ8KAVX512
@@ -204,6 +208,21 @@ func roundQ8_0AVX512(dst, src []float32) {
 	a.Mul(id).RoundToEvenScaled(0).Mul(d).Store(at(pd, 0))
 	b.Mul(id).RoundToEvenScaled(0).Mul(d).Store(at(pd, 64))
 	archsimd.ClearAVXUpperBits()
+}
+
+// q81FixAVX512 is q81Fix on one block of 32, with the same bits.
+func q81FixAVX512(src []float32) float32 {
+	zero := archsimd.BroadcastFloat32x16(0)
+	ps := unsafe.Pointer(&src[:32][0])
+	a, b := ld(ps, 0), ld(ps, 64)
+	amax := hmax(a.Max(zero.Sub(a)).Max(b.Max(zero.Sub(b))))
+	if amax == 0 {
+		return 0
+	}
+	id := archsimd.BroadcastFloat32x16(127 / amax)
+	s := hsumInt(a.Mul(id).RoundToEvenScaled(0).ConvertToInt32().Add(b.Mul(id).RoundToEvenScaled(0).ConvertToInt32()))
+	archsimd.ClearAVXUpperBits()
+	return q81Diff(amax/127, s)
 }
 
 // roundQ8KAVX512 is roundQ8K on one block of 256, with the same bits: the
@@ -453,13 +472,13 @@ func dotRowAVX512(x []float32, dt tensor.DType, row []byte, buf []float32) float
 func packedRow(x, dst []float32, dt tensor.DType, row []byte) (float32, bool) {
 	switch dt {
 	case tensor.Q4_0:
-		return dotLegacy(x, dst, row, false, false), true
+		return dotLegacy(x, dst, row, false, false, nil), true
 	case tensor.Q4_1:
-		return dotLegacy(x, dst, row, false, true), true
+		return dotLegacy(x, dst, row, false, true, nil), true
 	case tensor.Q5_0:
-		return dotLegacy(x, dst, row, true, false), true
+		return dotLegacy(x, dst, row, true, false, nil), true
 	case tensor.Q5_1:
-		return dotLegacy(x, dst, row, true, true), true
+		return dotLegacy(x, dst, row, true, true, nil), true
 	case tensor.Q4_K:
 		return dotQ45K(x, dst, row, false), true
 	case tensor.Q5_K:
@@ -494,8 +513,9 @@ var laneBits = [2][16]uint32{
 // 256-element blocks) without decoding it to memory. A block is d (f16),
 // with a minimum m (f16) for the _1 types, 32 fifth bits qh for the Q5
 // types, and 16 bytes of nibbles; a weight is (q − 8)·d, (q − 16)·d or
-// q·d + m, in float32 as tensor.Decode computes it.
-func dotLegacy(x, dst []float32, row []byte, five, withMin bool) float32 {
+// q·d + m, in float32 as tensor.Decode computes it. fix, for the dot of a
+// _1 type, adds m·fix[b] per block (q81SumFix: llama.cpp's Q8_1 block sums).
+func dotLegacy(x, dst []float32, row []byte, five, withMin bool, fix []float32) float32 {
 	hdr := 2
 	if withMin {
 		hdr += 2
@@ -524,6 +544,7 @@ func dotLegacy(x, dst []float32, row []byte, five, withMin bool) float32 {
 	centre := archsimd.BroadcastInt32x16(off)
 	bitsLo, bitsHi := archsimd.LoadUint32x16(&laneBits[0]), archsimd.LoadUint32x16(&laneBits[1])
 	var acc f32x16
+	var mins float32 // Σ m·fix
 	for b := 0; b < nb; b++ {
 		blk := unsafe.Slice((*byte)(unsafe.Add(pr, b*bb)), bb)
 		d := archsimd.BroadcastFloat32x16(tab[uint16(blk[0])|uint16(blk[1])<<8])
@@ -537,8 +558,12 @@ func dotLegacy(x, dst []float32, row []byte, five, withMin bool) float32 {
 		wl := lo.AsInt32x16().Sub(centre).ConvertToFloat32().Mul(d)
 		wh := hi.AsInt32x16().Sub(centre).ConvertToFloat32().Mul(d)
 		if withMin {
-			m := archsimd.BroadcastFloat32x16(tab[uint16(blk[2])|uint16(blk[3])<<8])
+			ms := tab[uint16(blk[2])|uint16(blk[3])<<8]
+			m := archsimd.BroadcastFloat32x16(ms)
 			wl, wh = wl.Add(m), wh.Add(m)
+			if fix != nil {
+				mins += ms * fix[b]
+			}
 		}
 		xb := unsafe.Add(px, b*32*4)
 		if dst != nil {
@@ -549,7 +574,7 @@ func dotLegacy(x, dst []float32, row []byte, five, withMin bool) float32 {
 		acc = wl.MulAdd(ld(xb, 0), acc)
 		acc = wh.MulAdd(ld(xb, 64), acc)
 	}
-	r := hsum(acc)
+	r := hsum(acc) + mins
 	archsimd.ClearAVXUpperBits()
 	return r
 }

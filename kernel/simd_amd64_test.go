@@ -38,8 +38,9 @@ func TestVNNILinear(t *testing.T) {
 			T, N, K := shape[0], shape[1], shape[2]
 			wt, x, xr := randomLinear(r, dt, T, N, K)
 			got, want := make([]float32, T*N), make([]float32, T*N)
-			a := quantizeQ80(xr)
-			vnniLegacyLinear(got, a, wt, T)
+			in := &sharedInput{x: x} // Q4_1 and Q5_1 take Q8_1 block sums
+			vnniLegacyLinear(got, in.forLegacy(dt, T*K), wt, T)
+			in.release()
 			for tok := range T {
 				Linear(want[tok*N:(tok+1)*N], x[tok*K:(tok+1)*K], wt, 1)
 			}
@@ -98,6 +99,11 @@ func TestQuantizeAVX512(t *testing.T) {
 			x[i] = float32(r.NormFloat64() * float64(1+trial))
 		}
 		clear(x[:256*(trial%2)]) // a zero block every other trial
+		for b := 0; b < len(x); b += 32 {
+			if p, v := q81Fix(x[b:b+32]), q81FixAVX512(x[b:b+32]); math.Float32bits(p) != math.Float32bits(v) {
+				t.Fatalf("trial %d block %d: q81FixAVX512 %g, q81Fix %g", trial, b/32, v, p)
+			}
+		}
 		for _, dt := range []tensor.DType{tensor.Q8_0, tensor.Q4_K} {
 			xr := roundActivations(x, len(x), dt)
 			if dt == tensor.Q8_0 {

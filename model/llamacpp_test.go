@@ -179,12 +179,11 @@ func wrongSettings(c *Config) map[string]func(*Config) {
 // events happen; they reach 0.007–0.010 relative. The bound is that of the
 // rounding itself (a step of max/127, up to 0.4% per element). For the same
 // reason greedy continuations may part: checkNearTie holds every parting to
-// a tie within the bound. llama.cpp's Q4_1 and Q5_1 files — the two types it
-// pairs with Q8_1 activations — differ at every position (0.054–0.055,
-// 0.009–0.010 relative) on both architectures, where Q4_0 and Q5_0 agree to
-// float32 noise; no rounding event explains that, and the Q8_1 activation
-// sums rounded to F16 as llama.cpp stores them change nothing
-// (docs/measurements.md).
+// a tie within the bound. Q4_1 and Q5_1 — the two types llama.cpp pairs
+// with Q8_1 activations, whose block sums it stores in F16 — differed at
+// every position (0.054–0.055) until the kernels took those sums as
+// llama.cpp does (kernel.q81SumFix, checked product by product against
+// GGML in kernel's TestLinearMatchesGGML); they now show events only.
 func TestQuantizedFilesMatchLlamaCpp(t *testing.T) {
 	testref.Require(t, llamaref.HarnessesAvailable())
 	dir, _, err := llamaref.Harnesses()

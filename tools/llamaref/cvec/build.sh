@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the C++ harnesses that use llama.cpp as a reference — cvec_logits (runs
 # llama.cpp with control vectors, cvec_logits.cpp), ggml_quant (GGML's own
-# quantization and dequantization, ggml_quant.cpp) and llama_quantize (its model
-# quantizer, llama_quantize.cpp) — against the llama.cpp that
+# quantization and dequantization, ggml_quant.cpp), ggml_matmul (GGML's CPU
+# backend multiplying quantized weights, ggml_matmul.cpp) and llama_quantize
+# (its model quantizer, llama_quantize.cpp) — against the llama.cpp that
 # tools/llamaref installs from npm: headers from the git bundle the package
 # ships, libraries from its prebuilt binaries. Needs g++ and git, and
 # `bash tools/llamaref/install.sh` first. Idempotent: a harness newer than its
@@ -37,7 +38,7 @@ if [ ! -f "$src/.from-bundle" ] || [ "$src/.from-bundle" -ot "$bundle" ]; then
 	rmdir "$tmp"
 fi
 
-for name in ggml_quant llama_quantize cvec_logits; do
+for name in ggml_quant ggml_matmul llama_quantize cvec_logits; do
 	bin="$build/$name"
 	if [ -x "$bin" ] && [ "$bin" -nt "$here/$name.cpp" ] && [ "$bin" -nt "$here/build.sh" ] && [ "$bin" -nt "$bundle" ]; then
 		continue
