@@ -70,7 +70,9 @@ var ErrTooFewLabels = errors.New("labelled turns of fewer than two personas (lab
 
 // Fit captures the readings of every labelled assistant turn of chats
 // (TurnLabel) at each of layers and fits the activations method's
-// classifier.
+// classifier on all of them. Its Train statistics add heldout_accuracy: a
+// first fit's accuracy on the turns of every fifth conversation, which it
+// was fitted without (absent when a persona has turns only there).
 func Fit(ctx context.Context, e *engine.Engine, chats []chat.Chat, layers []int, readings []string, model string, progress func(done, total int)) (*Classifier, error) {
 	if len(layers) == 0 {
 		return nil, fmt.Errorf("no layers: %w", engine.ErrLayer)
@@ -104,7 +106,29 @@ func Fit(ctx context.Context, e *engine.Engine, chats []chat.Chat, layers []int,
 		return nil, fmt.Errorf("%w: found %d", ErrTooFewLabels, len(names))
 	}
 	slices.Sort(names)
-	return FitClassifier(names, layers, readings, model, samples, FitOptions{})
+	c, err := FitClassifier(names, layers, readings, model, samples, FitOptions{})
+	if err != nil {
+		return nil, err
+	}
+	// A first fit without every fifth conversation says how the classifier
+	// does on conversations it has not seen (from the same source: an
+	// upper bound for text written otherwise).
+	var train, test []Sample
+	for _, s := range samples {
+		if s.Chat%5 == 4 {
+			test = append(test, s)
+		} else {
+			train = append(train, s)
+		}
+	}
+	if first, err := FitClassifier(names, layers, readings, model, train, FitOptions{}); err == nil && len(test) > 0 {
+		acc, err := first.Accuracy(test)
+		if err != nil {
+			return nil, err
+		}
+		c.Train["heldout_accuracy"], c.Train["heldout_samples"] = acc, float64(len(test))
+	}
+	return c, nil
 }
 
 // SwitchFit is the switch rate ε fitted on labelled chats.

@@ -104,10 +104,11 @@ func TurnActs(readings []string, t engine.Turn) ([][]float32, bool) {
 }
 
 // Sample is one labelled turn: Acts[r·L+l] is reading r at the classifier's
-// l-th layer (TurnActs).
+// l-th layer (TurnActs); Chat is the index of the conversation it came from.
 type Sample struct {
 	Persona string
 	Acts    [][]float32
+	Chat    int
 }
 
 // FitOptions tune the regression.
@@ -243,6 +244,24 @@ func FitClassifier(names []string, layers []int, readings []string, model string
 	c.Train["accuracy"] = float64(right) / n
 	c.Train["samples"] = n
 	return c, nil
+}
+
+// Accuracy is the share of samples whose most likely persona is their label.
+func (c *Classifier) Accuracy(samples []Sample) (float64, error) {
+	if len(samples) == 0 {
+		return 0, errors.New("classifier: no samples to score")
+	}
+	right := 0
+	for _, s := range samples {
+		lo, err := c.LogOdds(s.Acts)
+		if err != nil {
+			return 0, err
+		}
+		if c.Names[argmax(lo)] == s.Persona {
+			right++
+		}
+	}
+	return float64(right) / float64(len(samples)), nil
 }
 
 // oneVsRest returns each persona's unit direction at one layer: its mean
@@ -511,7 +530,7 @@ func LabelledSamples(ctx context.Context, e *engine.Engine, chats []chat.Chat, l
 		for k, t := range act.Turns {
 			acts, ok := TurnActs(readings, t)
 			if p := label(ci, k); p != "" && ok && t.Tokens > 0 {
-				out = append(out, Sample{Persona: p, Acts: acts})
+				out = append(out, Sample{Persona: p, Acts: acts, Chat: ci})
 			}
 		}
 		if progress != nil {

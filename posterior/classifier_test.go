@@ -117,9 +117,18 @@ func TestActivationPosterior(t *testing.T) {
 	if len(samples) == 0 || len(samples[0].Acts) != 2 {
 		t.Fatalf("samples %d, activations per sample %d: want two readings", len(samples), len(samples[0].Acts))
 	}
+	if last := samples[len(samples)-1]; last.Chat < 30 || samples[0].Chat != 0 {
+		t.Errorf("samples name chats %d … %d of 40", samples[0].Chat, last.Chat)
+	}
 	c, err := FitClassifier(names, []int{1}, DefaultReadings, "test", samples, FitOptions{Steps: 50})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if acc, err := c.Accuracy(samples); err != nil || acc < 0.5 {
+		t.Errorf("training accuracy %.2f (%v)", acc, err)
+	}
+	if _, err := c.Accuracy(nil); err == nil {
+		t.Error("accuracy of no samples")
 	}
 	ap := &ActivationPosterior{E: e, C: c}
 	res, err := ap.Posterior(ctx, testChat)

@@ -245,6 +245,9 @@ unless --layers says otherwise.`,
 				return printJSON(c.Train)
 			}
 			fmt.Printf("classifier: %s (layers %s, %d personas, %.0f samples, training accuracy %.3f)\n", out, vectors.FormatLayers(layers), len(c.Names), c.Train["samples"], c.Train["accuracy"])
+			if acc, ok := c.Train["heldout_accuracy"]; ok {
+				fmt.Printf("held out: %.3f of %.0f turns from every fifth conversation, by a first fit without them\n", acc, c.Train["heldout_samples"])
+			}
 			return nil
 		},
 	}

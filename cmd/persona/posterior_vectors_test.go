@@ -57,8 +57,11 @@ func TestPosteriorCLI(t *testing.T) {
 		t.Fatalf("exit %d: %s %s", code, out, stderr)
 	}
 	cls := filepath.Join(t.TempDir(), "c.json")
-	if _, stderr, code = run(t, "posterior", "fit", "--model", m, "--out", cls, "--n", "40", "--layers", "1"); code != 0 {
+	if out, stderr, code = run(t, "posterior", "fit", "--model", m, "--out", cls, "--n", "40", "--layers", "1"); code != 0 {
 		t.Fatalf("fit: exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(out, "held out: ") { // a first fit's accuracy on every fifth conversation
+		t.Errorf("fit does not report held-out accuracy: %s", out)
 	}
 	if out, stderr, code = run(t, "posterior", "--model", m, "--chat", chats, "--method", "activations", "--classifier", cls); code != 0 || !strings.Contains(out, "activations") {
 		t.Fatalf("activations: exit %d: %s %s", code, out, stderr)
