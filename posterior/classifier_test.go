@@ -155,6 +155,8 @@ func FuzzLoadClassifier(f *testing.F) {
 	f.Add([]byte(`{"names":["a","b"],"layers":[1],"directions":[[[1,0],[0,1]]],"weights":[[1,0],[0,1]],"bias":[0,0],"mu":[0,0],"sigma":[1,1]}`))
 	f.Add([]byte(`{"names":["a","b"],"layer":1,"directions":[[1,0],[0,1]]}`))
 	f.Add([]byte(`{"names":["a","b"],"layers":[1,2],"directions":[[[1]],[[1],[2]]],"weights":[[0,0,0,0],[0,0,0,0]],"bias":[0,0],"mu":[0,0,0,0],"sigma":[1,1,1,1]}`))
+	f.Add([]byte(`{"names":["a","b"],"layers":[1],"readings":["response","last_prompt"],"directions":[[[1,0],[0,1]],[[1,0],[0,1]]],"weights":[[1,0,0,1],[0,1,1,0]],"bias":[0,0],"mu":[0,0,0,0],"sigma":[1,1,1,1]}`))
+	f.Add([]byte(`{"names":["a","b"],"layers":[1],"readings":["last_prompt","last_prompt"],"directions":[[[1,0],[0,1]],[[1,0],[0,1]]],"weights":[[1,0,0,1],[0,1,1,0]],"bias":[0,0],"mu":[0,0,0,0],"sigma":[1,1,1,1]}`))
 	dir := f.TempDir()
 	f.Fuzz(func(t *testing.T, data []byte) {
 		path := filepath.Join(dir, "c.json")
