@@ -40,7 +40,7 @@ fi
 
 for name in ggml_quant ggml_matmul llama_quantize cvec_logits; do
 	bin="$build/$name"
-	if [ -x "$bin" ] && [ "$bin" -nt "$here/$name.cpp" ] && [ "$bin" -nt "$here/build.sh" ] && [ "$bin" -nt "$bundle" ]; then
+	if [ -x "$bin" ] && [ "$bin" -nt "$here/$name.cpp" ] && [ "$bin" -nt "$here/harness.h" ] && [ "$bin" -nt "$here/build.sh" ] && [ "$bin" -nt "$bundle" ]; then
 		continue
 	fi
 	tmp_out="$(mktemp "$build/$name.XXXXXX")"

@@ -18,6 +18,7 @@
 #include "common.h"
 #include "ggml-backend.h"
 #include "llama.h"
+#include "harness.h"
 
 #include <cstdio>
 #include <cstdlib>
@@ -25,10 +26,7 @@
 #include <string>
 #include <vector>
 
-static void fail(const std::string & msg) {
-    fprintf(stderr, "cvec_logits: %s\n", msg.c_str());
-    exit(1);
-}
+const char * const harness_name = "cvec_logits";
 
 static std::vector<llama_token> parse_ids(const std::string & s) {
     std::vector<llama_token> ids;

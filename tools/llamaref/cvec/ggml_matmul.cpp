@@ -15,34 +15,21 @@
 //
 // Reads R×C weights and T×C activations (little-endian float32), writes the
 // quantized weight rows to --quant and the T×R product to --out.
-#include "ggml.h"
+#include "harness.h"
 #include "ggml-alloc.h"
 #include "ggml-backend.h"
 
-#include <cstdio>
-#include <cstdlib>
 #include <cstring>
-#include <strings.h>
-#include <string>
-#include <vector>
 
-static void fail(const std::string & msg) {
-    fprintf(stderr, "ggml_matmul: %s\n", msg.c_str());
-    exit(1);
-}
+const char * const harness_name = "ggml_matmul";
 
+// read_f32 reads exactly n little-endian float32s.
 static std::vector<float> read_f32(const std::string & path, size_t n) {
-    FILE * f = fopen(path.c_str(), "rb");
-    if (!f) fail("cannot open " + path);
+    std::vector<char> raw = read_file(path);
+    if (raw.size() != n * 4) fail(path + " does not hold " + std::to_string(n) + " float32s");
     std::vector<float> v(n);
-    if (fread(v.data(), 4, n, f) != n || fgetc(f) != EOF) fail(path + " does not hold " + std::to_string(n) + " float32s");
-    fclose(f);
+    memcpy(v.data(), raw.data(), raw.size());
     return v;
-}
-
-static void write_file(const std::string & path, const void * data, size_t n) {
-    FILE * f = fopen(path.c_str(), "wb");
-    if (!f || fwrite(data, 1, n, f) != n || fclose(f) != 0) fail("cannot write " + path);
 }
 
 int main(int argc, char ** argv) {
@@ -70,17 +57,12 @@ int main(int argc, char ** argv) {
     if (bins.empty() || type_name.empty() || rows <= 0 || cols <= 0 || tokens <= 0 || w_path.empty() || x_path.empty() ||
         quant_path.empty() || out_path.empty())
         fail("usage: ggml_matmul --bins DIR --type T --rows R --cols C --tokens N --w w.f32 --x x.f32 --quant q.bin --out y.f32");
-    int type = -1;
-    for (int t = 0; t < GGML_TYPE_COUNT; t++) {
-        const char * name = ggml_type_name((enum ggml_type) t);
-        if (name && strcasecmp(type_name.c_str(), name) == 0) type = t;
-    }
-    if (type < 0) fail("unknown type " + type_name);
-    if (cols % ggml_blck_size((enum ggml_type) type) != 0) fail("cols is not a whole number of blocks");
+    const enum ggml_type type = ggml_type_named(type_name);
+    if (cols % ggml_blck_size(type) != 0) fail("cols is not a whole number of blocks");
 
     std::vector<float> w = read_f32(w_path, rows * cols), x = read_f32(x_path, tokens * cols);
-    std::vector<char> q(ggml_row_size((enum ggml_type) type, cols) * rows);
-    if (ggml_quantize_chunk((enum ggml_type) type, w.data(), q.data(), 0, rows, cols, nullptr) != q.size())
+    std::vector<char> q(ggml_row_size(type, cols) * rows);
+    if (ggml_quantize_chunk(type, w.data(), q.data(), 0, rows, cols, nullptr) != q.size())
         fail("ggml_quantize_chunk wrote an unexpected size");
 
     // The CPU backends are separate libggml-cpu-*.so files; the best one for
@@ -94,7 +76,7 @@ int main(int argc, char ** argv) {
 
     ggml_init_params ip = {ggml_tensor_overhead() * 8 + ggml_graph_overhead(), nullptr, true};
     ggml_context * ctx = ggml_init(ip);
-    ggml_tensor * wt = ggml_new_tensor_2d(ctx, (enum ggml_type) type, cols, rows);
+    ggml_tensor * wt = ggml_new_tensor_2d(ctx, type, cols, rows);
     ggml_tensor * xt = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, cols, tokens);
     ggml_tensor * yt = ggml_mul_mat(ctx, wt, xt); // rows × tokens
     ggml_cgraph * gf = ggml_new_graph(ctx);

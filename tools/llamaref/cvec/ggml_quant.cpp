@@ -11,35 +11,11 @@
 //
 // Reads R×C little-endian float32s from --in, writes the quantized rows to
 // --quant and their dequantized float32s to --dequant.
-#include "ggml.h"
+#include "harness.h"
 
-#include <cstdio>
-#include <cstdlib>
 #include <cstring>
-#include <strings.h>
-#include <string>
-#include <vector>
 
-static void fail(const std::string & msg) {
-    fprintf(stderr, "ggml_quant: %s\n", msg.c_str());
-    exit(1);
-}
-
-static std::vector<char> read_file(const std::string & path) {
-    FILE * f = fopen(path.c_str(), "rb");
-    if (!f) fail("cannot open " + path);
-    std::vector<char> data;
-    char buf[1 << 16];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) data.insert(data.end(), buf, buf + n);
-    fclose(f);
-    return data;
-}
-
-static void write_file(const std::string & path, const void * data, size_t n) {
-    FILE * f = fopen(path.c_str(), "wb");
-    if (!f || fwrite(data, 1, n, f) != n || fclose(f) != 0) fail("cannot write " + path);
-}
+const char * const harness_name = "ggml_quant";
 
 int main(int argc, char ** argv) {
     std::string type_name, in_path, quant_path, dequant_path;
@@ -60,23 +36,17 @@ int main(int argc, char ** argv) {
     }
     if (type_name.empty() || rows <= 0 || cols <= 0 || in_path.empty() || quant_path.empty() || dequant_path.empty())
         fail("usage: ggml_quant --type T --rows R --cols C --in x.f32 --quant q.bin --dequant y.f32");
-    int type = -1;
-    for (int t = 0; t < GGML_TYPE_COUNT; t++) {
-        const char * name = ggml_type_name((enum ggml_type) t);
-        if (name && strcasecmp(type_name.c_str(), name) == 0) type = t; // GGML names are lower case: q4_K
-
-    }
-    if (type < 0) fail("unknown type " + type_name);
-    const struct ggml_type_traits * tr = ggml_get_type_traits((enum ggml_type) type);
+    const enum ggml_type type = ggml_type_named(type_name);
+    const struct ggml_type_traits * tr = ggml_get_type_traits(type);
     if (!tr->is_quantized || !tr->to_float) fail(type_name + " is not a quantized type");
-    if (cols % ggml_blck_size((enum ggml_type) type) != 0) fail("cols is not a whole number of blocks");
+    if (cols % ggml_blck_size(type) != 0) fail("cols is not a whole number of blocks");
     std::vector<char> in = read_file(in_path);
     if ((long) in.size() != rows * cols * 4) fail("--in holds " + std::to_string(in.size()) + " bytes, not rows*cols*4");
     std::vector<float> x(rows * cols);
     memcpy(x.data(), in.data(), in.size());
-    size_t row_size = ggml_row_size((enum ggml_type) type, cols);
+    size_t row_size = ggml_row_size(type, cols);
     std::vector<char> q(row_size * rows);
-    size_t n = ggml_quantize_chunk((enum ggml_type) type, x.data(), q.data(), 0, rows, cols, nullptr);
+    size_t n = ggml_quantize_chunk(type, x.data(), q.data(), 0, rows, cols, nullptr);
     if (n != q.size()) fail("ggml_quantize_chunk wrote " + std::to_string(n) + " bytes, expected " + std::to_string(q.size()));
     std::vector<float> y(rows * cols);
     tr->to_float(q.data(), y.data(), rows * cols);
