@@ -123,10 +123,6 @@ func (mv *matVecOp) rows(lo, hi int) {
 	}
 	s := getRowBuf(K)
 	buf := s.buf[:K]
-	var tab *[1 << 16]float32
-	if mv.sumFix != nil {
-		tab = f16Table()
-	}
 	for n := lo; n < hi; n++ {
 		row := data[n*rb : (n+1)*rb]
 		switch {
@@ -135,7 +131,7 @@ func (mv *matVecOp) rows(lo, hi int) {
 		case dotQ81Impl != nil:
 			mv.out[n] = dotQ81Impl(x, row, dt == tensor.Q5_1, mv.sumFix)
 		default:
-			mv.out[n] = dotRowImpl(x, dt, row, buf) + minimumsDot(row, rb/len(mv.sumFix), mv.sumFix, tab)
+			mv.out[n] = dotRowImpl(x, dt, row, buf) + minimumsDot(row, rb/len(mv.sumFix), mv.sumFix)
 		}
 	}
 	rowBufPool.Put(s)

@@ -108,7 +108,7 @@ func (in *sharedInput) forLegacy(dt tensor.DType, n int) *q80 {
 		return in.q80
 	}
 	if in.q81 == nil {
-		fix := in.q81SumFix(dt, n, 32)
+		fix := in.q81SumFix(dt, n, 32) // n is whole blocks of 32: legacy rows are
 		sum := make([]float32, len(fix))
 		for b, f := range fix {
 			sum[b] = in.q80.sum[b] + f // F16(d)·Σq + (F16(d·Σq) − F16(d)·Σq), exactly
@@ -175,20 +175,26 @@ func q81Diff(d float32, s int32) float32 {
 	return tensor.F16ToF32(tensor.F32ToF16(d*float32(s))) - tensor.F16ToF32(tensor.F32ToF16(d))*float32(s)
 }
 
-// minimumsDot is Σ m·fix over a Q4_1 or Q5_1 row's blocks (bs bytes each,
-// the minimum m an F16 after the scale).
-func minimumsDot(row []byte, bs int, fix []float32, tab *[1 << 16]float32) float32 {
+// minimumsDot is Σ m·fix over a Q4_1 or Q5_1 row's blocks (bs bytes each).
+func minimumsDot(row []byte, bs int, fix []float32) float32 {
+	tab := f16Table()
 	var s [4]float32 // four chains: the adds would otherwise wait on each other
 	b := 0
 	for ; b+4 <= len(fix); b += 4 {
 		for j := range s {
-			s[j] += tab[binary.LittleEndian.Uint16(row[(b+j)*bs+2:])] * fix[b+j]
+			s[j] += minimumOf(row, bs, b+j, tab) * fix[b+j]
 		}
 	}
 	for ; b < len(fix); b++ {
-		s[0] += tab[binary.LittleEndian.Uint16(row[b*bs+2:])] * fix[b]
+		s[0] += minimumOf(row, bs, b, tab) * fix[b]
 	}
 	return (s[0] + s[1]) + (s[2] + s[3])
+}
+
+// minimumOf is the minimum m of block b of a Q4_1 or Q5_1 row (blocks of bs
+// bytes, m the F16 after the scale).
+func minimumOf(row []byte, bs, b int, tab *[1 << 16]float32) float32 {
+	return tab[binary.LittleEndian.Uint16(row[b*bs+2:])]
 }
 
 // addMinimumsFix adds the Q8_1 sums' correction to T tokens of products
@@ -203,7 +209,7 @@ func addMinimumsFix(out, fix []float32, w *tensor.Tensor, T int) {
 	for n := range N {
 		row := w.Data[n*rb : (n+1)*rb]
 		for b := range nb {
-			mins[n*nb+b] = tab[binary.LittleEndian.Uint16(row[b*(rb/nb)+2:])]
+			mins[n*nb+b] = minimumOf(row, rb/nb, b, tab)
 		}
 	}
 	MatMulNT(out[:T*N], fix[:T*nb], mins, T, N, nb, true)
