@@ -44,7 +44,8 @@ func getQ8K(n int) *q8K {
 			return a
 		}
 	}
-	return &q8K{qs: make([]int8, n), d: make([]float32, nb), bsum: make([]float32, nb*16), gsum: make([]float32, nb*8)}
+	c := pooledCap(n) / kBlock
+	return &q8K{qs: make([]int8, n, c*kBlock), d: make([]float32, nb, c), bsum: make([]float32, nb*16, c*16), gsum: make([]float32, nb*8, c*8)}
 }
 
 func putQ8K(a *q8K) {

@@ -249,7 +249,18 @@ func getF32(n int) []float32 {
 			return (*p)[:n]
 		}
 	}
-	return make([]float32, n)
+	return make([]float32, n, pooledCap(n))
+}
+
+// pooledCap is the capacity of a new buffer of n elements: the pools' largest
+// for one that will go back to a pool, so that a pooled buffer fits every
+// request (a smaller one taken for a larger request would be dropped, and
+// one token's rows of two widths would allocate anew at every matrix).
+func pooledCap(n int) int {
+	if n <= pooledMax {
+		return pooledMax
+	}
+	return n
 }
 
 func putF32(b []float32) {
@@ -324,7 +335,8 @@ func getQ80(n int) *q80 {
 			return a
 		}
 	}
-	return &q80{qs: make([]int8, nb*32), d: make([]float32, nb), sum: make([]float32, nb)}
+	c := pooledCap(n) / 32
+	return &q80{qs: make([]int8, nb*32, c*32), d: make([]float32, nb, c), sum: make([]float32, nb, c)}
 }
 
 func putQ80(a *q80) {

@@ -2,6 +2,7 @@ package model
 
 import (
 	"runtime"
+	"slices"
 
 	"persona/kernel"
 	"persona/resid"
@@ -39,6 +40,20 @@ type scratch struct {
 	x, xn, q, kk, vv, att   []float32
 	gate, up, cos, sin, out []float32
 	cosL, sinL              []float32 // sliding layers' RoPE tables, when they differ
+	// Attention's buffers, which grow with the cache: the scores of a
+	// decode step (a row per chunk of heads), and one head's queries,
+	// outputs, keys, values and a block of probabilities for a prompt.
+	scores, qh, oh, kg, vg, p []float32
+}
+
+// grow returns (*b)[:n], reallocated with room to grow when it is too short:
+// attention's buffers lengthen by a position per decoded token, and
+// reallocating them per token would make a step's worth of garbage.
+func grow(b *[]float32, n int) []float32 {
+	if cap(*b) < n {
+		*b = slices.Grow((*b)[:0], n)
+	}
+	return (*b)[:n]
 }
 
 func (s *scratch) ensure(c *Config, T int) {
@@ -197,7 +212,7 @@ func (m *Model) block(s *State, l, T int) {
 	s.k[l] = append(s.k[l], k...)
 	s.v[l] = append(s.v[l], v...)
 	att := b.att[:T*qd]
-	m.attention(att, q, s.k[l], s.v[l], s.Len, T, c.Sliding(l))
+	m.attention(b, att, q, s.k[l], s.v[l], s.Len, T, c.Sliding(l))
 	out := b.out[:T*D]
 	linear(out, att, &L.O, nil, L.LoRA[LinO], T)
 	if c.PostNorms {
@@ -251,9 +266,9 @@ func linear(out, x []float32, w *tensor.Tensor, bias []float32, a *Adapter, T in
 // over j ≤ pos0+t (and within the sliding window on sliding layers), with
 // scale 1/√HeadDim unless the model sets its own and cap the soft cap, if
 // any. Work is split over (query, head) pairs.
-func (m *Model) attention(att, q, K, V []float32, pos0, T int, sliding bool) {
+func (m *Model) attention(b *scratch, att, q, K, V []float32, pos0, T int, sliding bool) {
 	if T >= attnGemmMinT {
-		m.attentionBlocked(att, q, K, V, pos0, T, sliding)
+		m.attentionBlocked(b, att, q, K, V, pos0, T, sliding)
 		return
 	}
 	c := &m.Config
@@ -263,8 +278,10 @@ func (m *Model) attention(att, q, K, V []float32, pos0, T int, sliding bool) {
 	// Chunks of (query, head) pairs handed out by the kernel's worker pool:
 	// several per goroutine, because later queries attend to more positions.
 	grain := max(1, n/(8*runtime.GOMAXPROCS(0)))
+	// A chunk starts at a multiple of grain: its own row of scores.
+	rows := grow(&b.scores, (n+grain-1)/grain*(pos0+T))
 	kernel.Parallel(n, grain, n*(pos0+T)*hd, func(i0, i1 int) {
-		scores := make([]float32, pos0+T)
+		scores := rows[i0/grain*(pos0+T) : (i0/grain+1)*(pos0+T)]
 		for i := i0; i < i1; i++ {
 			t, h := i/c.Heads, i%c.Heads
 			p := pos0 + t
@@ -296,14 +313,14 @@ const attnGemmMinT = 8
 // head by head and attnBlock queries at a time against the keys up to the
 // block's last query: S = Q·Kᵀ, P = softmax(cap(scale·S)) within each
 // query's window, out = P·V.
-func (m *Model) attentionBlocked(att, q, K, V []float32, pos0, T int, sliding bool) {
+func (m *Model) attentionBlocked(b *scratch, att, q, K, V []float32, pos0, T int, sliding bool) {
 	c := &m.Config
 	hd, H, kvd, group := c.HeadDim, c.Heads, c.KVHeads*c.HeadDim, c.Heads/c.KVHeads
 	n := pos0 + T
 	scale := c.QueryScale()
-	qh, oh := make([]float32, T*hd), make([]float32, T*hd)
-	kg, vg := make([]float32, n*hd), make([]float32, n*hd)
-	p := make([]float32, attnBlock*n)
+	qh, oh := grow(&b.qh, T*hd), grow(&b.oh, T*hd)
+	kg, vg := grow(&b.kg, n*hd), grow(&b.vg, n*hd)
+	p := grow(&b.p, attnBlock*n)
 	for g := 0; g < c.KVHeads; g++ {
 		gatherHead(kg, K, g*hd, kvd, n, hd)
 		gatherHead(vg, V, g*hd, kvd, n, hd)
