@@ -50,6 +50,10 @@ type Options struct {
 	// Micro shrinks everything (world, model, steps) to a run of about a
 	// minute on two cores: the end-to-end check CI runs.
 	Micro bool
+	// Layers, when positive, pretrains a model of that many blocks instead of
+	// the recipe's (same width, data and schedule): the deeper variants the
+	// control measurements compare against.
+	Layers int
 	// Resume continues interrupted training stages from their checkpoints.
 	Resume bool
 	Log    io.Writer
@@ -242,9 +246,12 @@ func stageConfig(stage string, opt Options) (*train.Config, error) {
 		cfg.Optim.Warmup = 4
 		cfg.Checkpoint.Every = 20
 		cfg.Eval.Every = 20
-		if err := cfg.Validate(); err != nil {
-			return nil, err
-		}
+	}
+	if a := cfg.Model.Arch; a != nil && opt.Layers > 0 {
+		a.Layers = opt.Layers
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	return cfg, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"path/filepath"
+	"reflect"
 	"testing"
 
 	"persona/engine"
@@ -139,5 +140,30 @@ func TestShippedOrganismProperties(t *testing.T) {
 		if c.got < c.want {
 			t.Errorf("%s: %.3f < %.2f", c.what, c.got, c.want)
 		}
+	}
+}
+
+// --layers changes the pretrained depth and nothing else of the recipe.
+func TestStageConfigLayers(t *testing.T) {
+	work := t.TempDir()
+	plain, err := stageConfig("pretrain", Options{Work: work})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deep, err := stageConfig("pretrain", Options{Work: work, Layers: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plain.Model.Arch.Layers != 4 || deep.Model.Arch.Layers != 8 {
+		t.Fatalf("layers %d and %d, want the recipe's 4 and 8", plain.Model.Arch.Layers, deep.Model.Arch.Layers)
+	}
+	a, b := *plain.Model.Arch, *deep.Model.Arch
+	b.Layers = a.Layers
+	if !reflect.DeepEqual(a, b) || plain.Optim != deep.Optim || plain.Data.SeqLen != deep.Data.SeqLen {
+		t.Errorf("--layers changed more than the depth:\n%+v\n%+v", plain, deep)
+	}
+	post, err := stageConfig("posttrain", Options{Work: work, Layers: 8})
+	if err != nil || post.Model.Arch != nil {
+		t.Errorf("post-training fine-tunes the base (arch %v, %v)", post.Model.Arch, err)
 	}
 }

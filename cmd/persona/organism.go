@@ -27,16 +27,21 @@ func newOrganismTrainCmd() *cobra.Command {
 	var (
 		out, work           string
 		micro, resume, asJS bool
+		layers              int
 	)
 	cmd := &cobra.Command{
 		Use:   "train",
 		Short: "Generate the world, train the tokenizer, pretrain and post-train the organism",
 		Example: `  persona organism train --out models/organism
-  persona organism train --micro --out /tmp/organism   # the one-minute version CI runs`,
+  persona organism train --micro --out /tmp/organism   # the one-minute version CI runs
+  persona organism train --layers 8 --out /tmp/organism-8   # the deeper variant (docs/measurements.md)`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if layers < 0 {
+				return usageErr(fmt.Errorf("--layers %d: want a positive number of blocks", layers))
+			}
 			var steps trainSteps
-			res, err := organism.Build(cmd.Context(), out, organism.Options{Work: work, Micro: micro, Resume: resume, Log: os.Stderr, OnStep: steps.step})
+			res, err := organism.Build(cmd.Context(), out, organism.Options{Work: work, Micro: micro, Layers: layers, Resume: resume, Log: os.Stderr, OnStep: steps.step})
 			steps.finish()
 			if err != nil {
 				return trainErr(err)
@@ -54,6 +59,7 @@ func newOrganismTrainCmd() *cobra.Command {
 	f.StringVar(&work, "work", "", "working directory for data, tokenizer and checkpoints (default OUT/work)")
 	f.BoolVar(&micro, "micro", false, "a tiny world, model and run (about a minute on two cores)")
 	f.BoolVar(&resume, "resume", false, "continue interrupted training stages from their checkpoints")
+	f.IntVar(&layers, "layers", 0, "pretrain this many blocks instead of the recipe's (same width, data and schedule)")
 	f.BoolVar(&asJS, "json", false, "print the result as JSON")
 	return cmd
 }

@@ -184,6 +184,7 @@ func TestTrainExitCodes(t *testing.T) {
 		{[]string{"train", "--config", unknown}, exitUsage, "line 10: unknown field optimiser"},
 		{[]string{"train", "--config", good, "--resume"}, exitUsage, "no checkpoint"},
 		{[]string{"train", "--config", diverge}, exitBackend, "diverged at step"},
+		{[]string{"organism", "train", "--layers", "-1", "--out", t.TempDir()}, exitUsage, "--layers -1"},
 	} {
 		_, stderr, code := run(t, c.args...)
 		if code != c.code || !strings.Contains(stderr, c.want) {
