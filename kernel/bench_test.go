@@ -217,7 +217,7 @@ func BenchmarkQuantLinear(b *testing.B) {
 	wf := randVec(r, N*K)
 	for _, T := range []int{1, 64} {
 		x, out := randVec(r, T*K), make([]float32, T*N)
-		for _, dt := range []tensor.DType{tensor.F32, tensor.Q8_0, tensor.Q4_0, tensor.Q4_1, tensor.Q5_0, tensor.Q5_1, tensor.Q4_K, tensor.Q5_K, tensor.Q6_K} {
+		for _, dt := range []tensor.DType{tensor.F32, tensor.Q8_0, tensor.Q4_0, tensor.Q4_1, tensor.Q5_0, tensor.Q5_1, tensor.Q2_K, tensor.Q3_K, tensor.Q4_K, tensor.Q5_K, tensor.Q6_K} {
 			w := &tensor.Tensor{DType: dt, Shape: []int{N, K}, Data: tensor.F32ToBytes(wf)}
 			if dt != tensor.F32 {
 				var err error

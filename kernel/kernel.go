@@ -19,6 +19,8 @@ var (
 	dotQ4KQ8KImpl = dotQ4KQ8KGo
 	dotQ5KQ8KImpl = dotQ5KQ8KGo
 	dotQ6KQ8KImpl = dotQ6KQ8KGo
+	dotQ2KQ8KImpl = dotQ2KQ8KGo
+	dotQ3KQ8KImpl = dotQ3KQ8KGo
 	// siluMulImpl is the SwiGLU activation (SiLUMul).
 	siluMulImpl = siluMulGo
 	// dot4Impl computes four dot products of x with rows of w that are ldw apart.

@@ -78,9 +78,13 @@ func newMatVecOp(out []float32, in *sharedInput, w *tensor.Tensor) matVecOp {
 func integerDot(dt tensor.DType, K int) bool { return integerDotFor(dt) != nil && K%kBlock == 0 }
 
 // integerDotFor is the integer dot product of rows of type dt with Q8_K
-// activations: Q4_K, Q5_K and Q6_K have one, other types nil.
+// activations: the K-quants have one, other types nil.
 func integerDotFor(dt tensor.DType) func(out []float32, ldo, n int, rows []byte, a *q8K) {
 	switch dt {
+	case tensor.Q2_K:
+		return dotQ2KQ8KImpl
+	case tensor.Q3_K:
+		return dotQ3KQ8KImpl
 	case tensor.Q4_K:
 		return dotQ4KQ8KImpl
 	case tensor.Q5_K:

@@ -7,10 +7,12 @@ import (
 	"persona/tensor"
 )
 
-// Block sizes of the K-quants: 256 elements in 144 (Q4_K), 176 (Q5_K) or
-// 210 (Q6_K) bytes.
+// Block sizes of the K-quants: 256 elements in 84 (Q2_K), 110 (Q3_K), 144
+// (Q4_K), 176 (Q5_K) or 210 (Q6_K) bytes.
 const (
 	kBlock     = 256
+	q2KBytes   = 84
+	q3KBytes   = 110
 	q4KBytes   = 144
 	q5KBytes   = 176
 	q6KBytes   = 210
@@ -124,6 +126,14 @@ func dotQ6KQ8KGo(out []float32, ldo, n int, rows []byte, a *q8K) {
 	eachRowQ8K(out, ldo, n, rows, a, q6KBytes, dotQ6KRowGo)
 }
 
+func dotQ2KQ8KGo(out []float32, ldo, n int, rows []byte, a *q8K) {
+	eachRowQ8K(out, ldo, n, rows, a, q2KBytes, dotQ2KRowGo)
+}
+
+func dotQ3KQ8KGo(out []float32, ldo, n int, rows []byte, a *q8K) {
+	eachRowQ8K(out, ldo, n, rows, a, q3KBytes, dotQ3KRowGo)
+}
+
 func eachRowQ8K(out []float32, ldo, n int, rows []byte, a *q8K, blockBytes int, dot func(row []byte, a *q8K, b0 int) float32) {
 	if n == 0 {
 		return
@@ -170,8 +180,8 @@ func dotQ45KRowGo(row []byte, a *q8K, b0 int, five bool) float32 {
 			sumi += int32(sc>>(8*j)&0xff) * s
 			summ += float32(mn>>(8*j)&0xff) * a.gsum[i*8+j]
 		}
-		d := a.d[i] * tensor.F16ToF32(uint16(blk[0])|uint16(blk[1])<<8)
-		dmin := tensor.F16ToF32(uint16(blk[2]) | uint16(blk[3])<<8)
+		d := a.d[i] * f16At(blk)
+		dmin := f16At(blk[2:])
 		sum += d*float32(sumi) - dmin*summ
 	}
 	return sum
@@ -206,8 +216,65 @@ func dotQ6KRowGo(row []byte, a *q8K, b0 int) float32 {
 				off += float32(sc) * a.bsum[i*16+8*n+g]
 			}
 		}
-		d := tensor.F16ToF32(uint16(blk[208]) | uint16(blk[209])<<8)
+		d := f16At(blk[208:])
 		sum += d * (a.d[i]*float32(sumi) - 32*off)
 	}
 	return sum
 }
+
+// low2 is value v (0…255) of a Q2_K or Q3_K block's two low bits (qs): each
+// half of 128 values is 32 bytes holding four values each, 32 apart.
+func low2(qs []byte, v int) int32 { return int32(qs[32*(v/128)+v%32] >> (2 * (v % 128 / 32)) & 3) }
+
+// dotQ2KRowGo is Σ w·x over a Q2_K row and the Q8_K activations from block
+// b0 of a: per group of 16, d·scale·Σq·x in integers, minus dmin·minimum
+// times the group's activation sum, as ggml_vec_dot_q2_K_q8_K.
+func dotQ2KRowGo(row []byte, a *q8K, b0 int) float32 {
+	var sum float32
+	for b := range len(row) / q2KBytes {
+		blk, i := row[b*q2KBytes:(b+1)*q2KBytes], b0+b
+		scales, qs := blk[:16], blk[16:80]
+		xs := a.qs[i*kBlock : (i+1)*kBlock]
+		var sumi int32
+		var mins float32
+		for g, s := range scales {
+			var dot int32
+			for v := 16 * g; v < 16*g+16; v++ {
+				dot += low2(qs, v) * int32(xs[v])
+			}
+			sumi += int32(s&0xf) * dot
+			mins += float32(s>>4) * a.bsum[i*16+g]
+		}
+		d, dmin := f16At(blk[80:]), f16At(blk[82:])
+		sum += d*a.d[i]*float32(sumi) - dmin*mins
+	}
+	return sum
+}
+
+// dotQ3KRowGo is Σ w·x over a Q3_K row and the Q8_K activations from block
+// b0 of a: the three-bit values taken unsigned (0…7, the high bit from
+// hmask) and their offset of 4 paid with the group sums, as Q6_K's 32 is.
+func dotQ3KRowGo(row []byte, a *q8K, b0 int) float32 {
+	var sum float32
+	for b := range len(row) / q3KBytes {
+		blk, i := row[b*q3KBytes:(b+1)*q3KBytes], b0+b
+		hmask, qs := blk[:32], blk[32:96]
+		xs := a.qs[i*kBlock : (i+1)*kBlock]
+		var sumi int32
+		var off float32
+		for g, s := range tensor.ScalesQ3K(blk[96:108]) {
+			var dot int32
+			for v := 16 * g; v < 16*g+16; v++ {
+				u := low2(qs, v) | int32(hmask[v%32]>>(v/32)&1)<<2
+				dot += u * int32(xs[v])
+			}
+			sumi += int32(s) * dot
+			off += float32(s) * a.bsum[i*16+g]
+		}
+		sum += f16At(blk[108:]) * (a.d[i]*float32(sumi) - 4*off)
+	}
+	return sum
+}
+
+// f16At is the float16 stored little-endian at b.
+func f16At(b []byte) float32 { return tensor.F16ToF32(binary.LittleEndian.Uint16(b)) }

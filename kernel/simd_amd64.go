@@ -38,6 +38,8 @@ func init() {
 	dotQ4KQ8KImpl = dotQ4KQ8KAVX
 	dotQ5KQ8KImpl = dotQ5KQ8KAVX
 	dotQ6KQ8KImpl = dotQ6KQ8KAVX
+	dotQ2KQ8KImpl = dotQ2KQ8KAVX
+	dotQ3KQ8KImpl = dotQ3KQ8KAVX
 	dot4Impl = dot4AVX512
 	dot8Impl = dot8AVX512
 	prefetchImpl = prefetchL1
@@ -644,6 +646,8 @@ var kq = func() (c struct {
 	k5Bit    [4][32]uint16 // shift counts taking bits 2p and 2p+1 of Q5_K's qh
 	q6High   [2][32]uint16 // Q6_K: shifts bringing qh's bit pairs to bits 4–5
 	q6Scales [4][32]uint16 // Q6_K: which of the 16 scales each int16 lane takes
+	q23Low   [2][32]uint16 // Q2_K, Q3_K: shifts of qs's bit pairs, 0 and 2 bits (lo), 4 and 6 (hi)
+	q3High   [4][32]uint16 // Q3_K: shifts bringing hmask's bits to bit 2 (left in quarter 0, right after)
 }) {
 	for p := range 4 {
 		for i := range 64 {
@@ -660,6 +664,14 @@ var kq = func() (c struct {
 	for l := range 32 {
 		c.q6High[0][l] = uint16(4 - 2*(l/16)) // left: 4, then 2
 		c.q6High[1][l] = uint16(2 * (l / 16)) // right: 0, then 2
+		j := l / 16                           // the lane's 32 values: the first or second of a pair
+		c.q23Low[0][l], c.q23Low[1][l] = uint16(2*j), uint16(4+2*j)
+		// hmask bit 4n+k holds quarter k of half n; quarter 0 of half 0
+		// needs bits 0 and 1 moved left to bit 2, the others moved right.
+		c.q3High[0][l] = uint16(2 - j)
+		for q := 1; q < 4; q++ {
+			c.q3High[q][l] = uint16(2*q + j - 2)
+		}
 	}
 	return c
 }()
@@ -960,6 +972,135 @@ func dotQ6K4TokensAVX(row unsafe.Pointer, a *q8K, b0, nb int, tab *[1 << 16]floa
 	return [4]float32{hsum(f[0]), hsum(f[1]), hsum(f[2]), hsum(f[3])}
 }
 
+func dotQ2KQ8KAVX(out []float32, ldo, n int, rows []byte, a *q8K) {
+	dotQ23KQ8KAVX(out, ldo, n, rows, a, false)
+}
+
+func dotQ3KQ8KAVX(out []float32, ldo, n int, rows []byte, a *q8K) {
+	dotQ23KQ8KAVX(out, ldo, n, rows, a, true)
+}
+
+// dotQ23KQ8KAVX is dotQ2KQ8KGo (three: dotQ3KQ8KGo) 64 weights at a time,
+// as dotQ6KQ8KAVX: each half block's 32 bytes of bit pairs go into both
+// halves of a vector and are shifted per half, giving its values in the
+// activations' order; Q3_K's third bit comes from hmask the same way. The
+// values (0…3, Q3_K 0…7) times the activations are summed in pairs into 16
+// bits, those times the 16 group scales into 32 bits; the minimums (Q2_K)
+// or the offset of 4 (Q3_K) are paid with the activations' sums per 16.
+// Rows are unpacked per token (the one-token decode is what these types
+// need; prompts of more than 16 tokens take the VNNI panels).
+func dotQ23KQ8KAVX(out []float32, ldo, n int, rows []byte, a *q8K, three bool) {
+	bb := q2KBytes
+	if three {
+		bb = q3KBytes
+	}
+	nb, T, ok := q8KShape(out, ldo, n, rows, a, bb)
+	if !ok {
+		return
+	}
+	tab := f16Table()
+	c := newQ23Consts()
+	for t := 0; t < T; t++ {
+		for r := 0; r < n; r++ {
+			out[t*ldo+r] = dotQ23KRowAVX(unsafe.Pointer(&rows[r*nb*bb]), a, t*nb, nb, three, tab, &c)
+		}
+	}
+	archsimd.ClearAVXUpperBits()
+}
+
+// q23Consts are the vectors the Q2_K and Q3_K kernels share.
+type q23Consts struct {
+	m3, m4 archsimd.Uint8x64
+	low    [2]archsimd.Uint16x32
+	high   [4]archsimd.Uint16x32
+}
+
+func newQ23Consts() q23Consts {
+	c := q23Consts{m3: archsimd.BroadcastUint8x64(3), m4: archsimd.BroadcastUint8x64(4)}
+	for i := range c.low {
+		c.low[i] = archsimd.LoadUint16x32(&kq.q23Low[i])
+	}
+	for i := range c.high {
+		c.high[i] = archsimd.LoadUint16x32(&kq.q3High[i])
+	}
+	return c
+}
+
+// q23Half is half n of a Q2_K or Q3_K block's bit pairs (qs): its values
+// 0…63 (lo) and 64…127 (hi) as bytes in the activations' order.
+func q23Half(qs unsafe.Pointer, n int, c *q23Consts) (lo, hi archsimd.Uint8x64) {
+	h := archsimd.LoadUint8x32((*[32]uint8)(unsafe.Add(qs, 32*n)))
+	q := archsimd.Uint8x64{}.SetLo(h).SetHi(h).AsUint16x32()
+	return q.ShiftRight(c.low[0]).AsUint8x64().And(c.m3), q.ShiftRight(c.low[1]).AsUint8x64().And(c.m3)
+}
+
+// q3High is half n of a Q3_K block's third bits (hmask, bit 4n+k for
+// quarter k of the half) as 4 or 0 per value, lined up with q23Half's.
+func q3High(hmask unsafe.Pointer, n int, c *q23Consts) (lo, hi archsimd.Uint8x64) {
+	h := archsimd.LoadUint8x32((*[32]uint8)(hmask))
+	q := archsimd.Uint8x64{}.SetLo(h).SetHi(h).AsUint16x32()
+	if n == 0 {
+		lo = q.ShiftLeft(c.high[0]).AsUint8x64().And(c.m4)
+	} else {
+		lo = q.ShiftRight(c.high[2]).AsUint8x64().And(c.m4)
+	}
+	return lo, q.ShiftRight(c.high[2*n+1]).AsUint8x64().And(c.m4)
+}
+
+// q23Scales is what a Q2_K or Q3_K block's 16 groups are multiplied by:
+// the integer scales, the float scale d of the integer sums, and each
+// group's coefficient of its activations' sum (Q2_K: −dmin·minimum; Q3_K:
+// the offset of 4, −4·d·scale).
+func q23Scales(blk unsafe.Pointer, three bool, tab *[1 << 16]float32) (sc [16]int8, d float32, coef [16]float32) {
+	if three {
+		sc = tensor.ScalesQ3K(unsafe.Slice((*byte)(unsafe.Add(blk, 96)), 12))
+		d = tab[*(*uint16)(unsafe.Add(blk, 108))]
+		for g, s := range sc {
+			coef[g] = -4 * d * float32(s)
+		}
+		return sc, d, coef
+	}
+	d, dmin := tab[*(*uint16)(unsafe.Add(blk, 80))], tab[*(*uint16)(unsafe.Add(blk, 82))]
+	for g, s := range unsafe.Slice((*byte)(blk), 16) {
+		sc[g], coef[g] = int8(s&0xf), -dmin*float32(s>>4)
+	}
+	return sc, d, coef
+}
+
+// q23Values is half n of a Q2_K or Q3_K block's values, as q23Half.
+func q23Values(blk unsafe.Pointer, n int, three bool, c *q23Consts) (lo, hi archsimd.Uint8x64) {
+	if !three {
+		return q23Half(unsafe.Add(blk, 16), n, c)
+	}
+	lo, hi = q23Half(unsafe.Add(blk, 32), n, c)
+	hlo, hhi := q3High(blk, n, c)
+	return lo.Or(hlo), hi.Or(hhi)
+}
+
+// dotQ23KRowAVX is one row of dotQ23KQ8KAVX times one token, whose blocks
+// start at block b0 of a.
+func dotQ23KRowAVX(row unsafe.Pointer, a *q8K, b0, nb int, three bool, tab *[1 << 16]float32, c *q23Consts) float32 {
+	bb := q2KBytes
+	if three {
+		bb = q3KBytes
+	}
+	var f archsimd.Float32x16
+	for b := 0; b < nb; b++ {
+		blk := unsafe.Add(row, b*bb)
+		sc, d, coef := q23Scales(blk, three, tab)
+		scales := archsimd.LoadInt8x16(&sc).ExtendToInt16()
+		x := unsafe.Pointer(&a.qs[(b0+b)*kBlock])
+		var acc archsimd.Int32x16
+		for n := 0; n < 2; n++ {
+			lo, hi := q23Values(blk, n, three, c)
+			acc = acc.Add(pairDot(lo, q6Scales(scales, 2*n), unsafe.Add(x, 128*n)))
+			acc = acc.Add(pairDot(hi, q6Scales(scales, 2*n+1), unsafe.Add(x, 128*n+64)))
+		}
+		f = q6Sums(acc, d, archsimd.LoadFloat32x16(&coef), a, b0+b, f)
+	}
+	return hsum(f)
+}
+
 func dotQ4KQ8KAVX(out []float32, ldo, n int, rows []byte, a *q8K) {
 	dotQ45KQ8KAVX(out, ldo, n, rows, a, false)
 }
@@ -1176,8 +1317,9 @@ func fmaLoopAVX512(n int) (flops float64, sink float32) {
 // block by block: the values as bytes with the rows in the lanes (four
 // consecutive values of row r in lane r), the integer scales of each group
 // for the 16 rows, the rows' float scales d, and per group of activation
-// sums (a.gsum for Q4_K and Q5_K, a.bsum for Q6_K) the rows' coefficient of
-// that sum: −dmin·m for the minimums, −32·d·scale for Q6_K's offset.
+// sums (a.gsum for Q4_K and Q5_K's groups of 32, a.bsum for the others'
+// groups of 16) the rows' coefficient of that sum: −dmin·m for the
+// minimums, −32·d·scale for Q6_K's offset, −4·d·scale for Q3_K's.
 type vnniPanel struct {
 	vals           []byte    // 4,096 per block: [groups][chunks][16][4]
 	scales         []int32   // groups·16 per block
@@ -1191,7 +1333,7 @@ type vnniPanel struct {
 // fresh ones were a quarter of what a prompt allocated.
 func getVNNIPanel(dt tensor.DType, nb int) *vnniPanel {
 	groups, chunks := 8, 8 // Q4_K, Q5_K: groups of 32
-	if dt == tensor.Q6_K {
+	if dt == tensor.Q2_K || dt == tensor.Q3_K || dt == tensor.Q6_K {
 		groups, chunks = 16, 4 // groups of 16
 	}
 	p := vnniPanelBuffers(nb*4096, nb*groups*16, nb*16, nb*groups*16)
@@ -1237,11 +1379,26 @@ func (p *vnniPanel) pack(dt tensor.DType, rows []byte, nr, nb int) {
 		m4: archsimd.BroadcastUint8x64(0x0f), m30: archsimd.BroadcastUint8x64(0x30),
 		left: archsimd.LoadUint16x32(&kq.q6High[0]), right: archsimd.LoadUint16x32(&kq.q6High[1]),
 	}
+	q23 := newQ23Consts()
 	g16 := p.groups * 16
 	for b := range nb {
 		for r := range nr {
 			blk := unsafe.Pointer(&rows[(r*nb+b)*bb])
 			v := p.tmp[r*kBlock : (r+1)*kBlock]
+			if dt == tensor.Q2_K || dt == tensor.Q3_K {
+				three := dt == tensor.Q3_K
+				for n := 0; n < 2; n++ {
+					lo, hi := q23Values(blk, n, three, &q23)
+					lo.Store((*[64]uint8)(v[128*n:]))
+					hi.Store((*[64]uint8)(v[128*n+64:]))
+				}
+				sc, d, coef := q23Scales(blk, three, tab)
+				p.d[b*16+r] = d
+				for g := range 16 {
+					p.scales[b*g16+g*16+r], p.coef[b*g16+g*16+r] = int32(sc[g]), coef[g]
+				}
+				continue
+			}
 			if dt == tensor.Q6_K {
 				for n := 0; n < 2; n++ {
 					lo, hi := q6Half(blk, n, q6)
@@ -1313,8 +1470,8 @@ func vnniLinear(out []float32, a *q8K, w *tensor.Tensor, T int) {
 				if t0 >= T4 {
 					src, s0 = tail, 0
 				}
-				sums := src.gsum // one sum per group of the panel: 32 values, or 16 for Q6_K
-				if w.DType == tensor.Q6_K {
+				sums := src.gsum // one sum per group of the panel: 32 values, or 16
+				if pan.groups == 16 {
 					sums = src.bsum
 				}
 				args := vnniArgs{

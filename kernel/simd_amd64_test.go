@@ -22,7 +22,7 @@ func TestVNNILinear(t *testing.T) {
 		t.Skip("this CPU has no AVX512-VNNI; vnniLinear is not used here")
 	}
 	r := rand.New(rand.NewPCG(9, 10))
-	for _, dt := range []tensor.DType{tensor.Q4_K, tensor.Q5_K, tensor.Q6_K} {
+	for _, dt := range []tensor.DType{tensor.Q2_K, tensor.Q3_K, tensor.Q4_K, tensor.Q5_K, tensor.Q6_K} {
 		for _, shape := range [][3]int{{1, 16, 256}, {3, 21, 768}, {4, 40, 512}, {5, 16, 256}, {17, 33, 512}, {8, 7, 256}} {
 			T, N, K := shape[0], shape[1], shape[2]
 			wt, _, xr := randomLinear(r, dt, T, N, K)

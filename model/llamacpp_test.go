@@ -194,7 +194,7 @@ func TestQuantizedFilesMatchLlamaCpp(t *testing.T) {
 	cases := map[string][]string{
 		"llama3-gqa-rope-scaling": {"Q4_0", "Q2_K", "Q4_K_M", "Q6_K", "Q5_1", "Q4_1"},
 		"qwen3-qknorm":            {"Q5_1", "Q8_0", "Q5_K_M", "Q4_K_M", "Q4_1", "Q5_0"},
-		"qwen2-bias":              {"Q6_K"},
+		"qwen2-bias":              {"Q6_K", "Q3_K_M"},
 		"gemma3-local-rope":       {"Q8_0", "Q4_K_M"},
 		"gemma2-softcap-swa":      {"Q5_K_M"},
 		"phi3-fused":              {"Q4_K_M", "Q4_0"},

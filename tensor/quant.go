@@ -125,18 +125,9 @@ func decodeQ2K(y []float32, blk []byte) {
 // high bit in hmask, set meaning +0 and clear −4), each group with a
 // signed 6-bit scale packed into 12 bytes, times d.
 func decodeQ3K(y []float32, blk []byte) {
-	hmask, qs, packed := blk[:32], blk[32:96], blk[96:108]
+	hmask, qs := blk[:32], blk[32:96]
 	d := half(blk[108:])
-	var sc [16]int32
-	for i := range 16 {
-		// Scale i: low 4 bits from byte i%8 (low nibble for i < 8, high
-		// after), high 2 bits from byte 8+i%4 at bit 2·(i/4).
-		low := int32(packed[i%8])
-		if i >= 8 {
-			low >>= 4
-		}
-		sc[i] = (low & 0xf) | (int32(packed[8+i%4])>>(2*(i/4))&3)<<4 - 32
-	}
+	sc := ScalesQ3K(blk[96:108])
 	is := 0
 	mask := byte(1)
 	for n := 0; n < 256; n += 128 {
@@ -157,6 +148,28 @@ func decodeQ3K(y []float32, blk []byte) {
 			mask <<= 1
 		}
 	}
+}
+
+// ScalesQ3K unpacks a Q3_K block's 16 signed six-bit scales from its 12
+// bytes: scale i's low four bits are byte i%8's low nibble (i < 8) or high
+// nibble, its high two bits are byte 8+i%4's bits 2·(i/4) and up, and 32
+// is subtracted. Four bytes at a time, as 32-bit masks and shifts.
+func ScalesQ3K(packed []byte) (sc [16]int8) {
+	a0 := binary.LittleEndian.Uint32(packed[0:])
+	a1 := binary.LittleEndian.Uint32(packed[4:])
+	a2 := binary.LittleEndian.Uint32(packed[8:])
+	const low, high = 0x0f0f0f0f, 0x03030303
+	for k, u := range [4]uint32{
+		a0&low | (a2&high)<<4,
+		a1&low | (a2>>2&high)<<4,
+		a0>>4&low | (a2>>4&high)<<4,
+		a1>>4&low | (a2>>6&high)<<4,
+	} {
+		for j := range 4 {
+			sc[4*k+j] = int8(byte(u>>(8*j))) - 32
+		}
+	}
+	return sc
 }
 
 // ScaleMinK4 unpacks scale and minimum j (0–7) of a Q4_K or Q5_K block:
