@@ -988,7 +988,8 @@ func dotQ3KQ8KAVX(out []float32, ldo, n int, rows []byte, a *q8K) {
 // bits, those times the 16 group scales into 32 bits; the minimums (Q2_K)
 // or the offset of 4 (Q3_K) are paid with the activations' sums per 16.
 // Rows are unpacked per token (the one-token decode is what these types
-// need; prompts of more than 16 tokens take the VNNI panels).
+// need; prompts of more than 16 tokens take the VNNI panels where the
+// CPU has them).
 func dotQ23KQ8KAVX(out []float32, ldo, n int, rows []byte, a *q8K, three bool) {
 	bb := q2KBytes
 	if three {
@@ -1013,10 +1014,18 @@ type q23Consts struct {
 	m3, m4 archsimd.Uint8x64
 	low    [2]archsimd.Uint16x32
 	high   [4]archsimd.Uint16x32
+	// Q3_K's scales (tensor.ScalesQ3K, four per word): the shifts of the low and
+	// high parts per word, their masks, and the offset of 32.
+	scLow, scHigh  archsimd.Uint32x4
+	nibbles, pairs archsimd.Uint32x4
+	thirtyTwo      archsimd.Int8x16
 }
 
 func newQ23Consts() q23Consts {
-	c := q23Consts{m3: archsimd.BroadcastUint8x64(3), m4: archsimd.BroadcastUint8x64(4)}
+	c := q23Consts{m3: archsimd.BroadcastUint8x64(3), m4: archsimd.BroadcastUint8x64(4),
+		scLow: archsimd.LoadUint32x4(&[4]uint32{0, 0, 4, 4}), scHigh: archsimd.LoadUint32x4(&[4]uint32{0, 2, 4, 6}),
+		nibbles: archsimd.BroadcastUint32x4(0x0f0f0f0f), pairs: archsimd.BroadcastUint32x4(0x03030303),
+		thirtyTwo: archsimd.BroadcastInt8x16(32)}
 	for i := range c.low {
 		c.low[i] = archsimd.LoadUint16x32(&kq.q23Low[i])
 	}
@@ -1034,11 +1043,16 @@ func q23Half(qs unsafe.Pointer, n int, c *q23Consts) (lo, hi archsimd.Uint8x64) 
 	return q.ShiftRight(c.low[0]).AsUint8x64().And(c.m3), q.ShiftRight(c.low[1]).AsUint8x64().And(c.m3)
 }
 
-// q3High is half n of a Q3_K block's third bits (hmask, bit 4n+k for
+// q3Mask is a Q3_K block's 32 bytes of third bits (hmask) in both halves
+// of a vector, for q3High.
+func q3Mask(blk unsafe.Pointer) archsimd.Uint16x32 {
+	h := archsimd.LoadUint8x32((*[32]uint8)(blk))
+	return archsimd.Uint8x64{}.SetLo(h).SetHi(h).AsUint16x32()
+}
+
+// q3High is half n of a Q3_K block's third bits (q3Mask; bit 4n+k for
 // quarter k of the half) as 4 or 0 per value, lined up with q23Half's.
-func q3High(hmask unsafe.Pointer, n int, c *q23Consts) (lo, hi archsimd.Uint8x64) {
-	h := archsimd.LoadUint8x32((*[32]uint8)(hmask))
-	q := archsimd.Uint8x64{}.SetLo(h).SetHi(h).AsUint16x32()
+func q3High(q archsimd.Uint16x32, n int, c *q23Consts) (lo, hi archsimd.Uint8x64) {
 	if n == 0 {
 		lo = q.ShiftLeft(c.high[0]).AsUint8x64().And(c.m4)
 	} else {
@@ -1047,33 +1061,33 @@ func q3High(hmask unsafe.Pointer, n int, c *q23Consts) (lo, hi archsimd.Uint8x64
 	return lo, q.ShiftRight(c.high[2*n+1]).AsUint8x64().And(c.m4)
 }
 
-// q23Scales is what a Q2_K or Q3_K block's 16 groups are multiplied by:
+// q23Block is what a Q2_K or Q3_K block's 16 groups are multiplied by:
 // the integer scales, the float scale d of the integer sums, and each
 // group's coefficient of its activations' sum (Q2_K: −dmin·minimum; Q3_K:
-// the offset of 4, −4·d·scale).
-func q23Scales(blk unsafe.Pointer, three bool, tab *[1 << 16]float32) (sc [16]int8, d float32, coef [16]float32) {
-	if three {
-		sc = tensor.ScalesQ3K(unsafe.Slice((*byte)(unsafe.Add(blk, 96)), 12))
+// the offset of 4, −4·d·scale), in vectors.
+func q23Block(blk unsafe.Pointer, three bool, tab *[1 << 16]float32, c *q23Consts) (sc archsimd.Int16x16, d float32, coef archsimd.Float32x16) {
+	if three { // tensor.ScalesQ3K in a vector: a0, a1, a0>>4, a1>>4 and a2>>0, 2, 4, 6
+		a01, a2 := *(*uint64)(unsafe.Add(blk, 96)), *(*uint32)(unsafe.Add(blk, 104))
+		low := archsimd.BroadcastUint64x2(a01).AsUint32x4().ShiftRight(c.scLow).And(c.nibbles)
+		high := archsimd.BroadcastUint32x4(a2).ShiftRight(c.scHigh).And(c.pairs).ShiftAllLeft(4)
+		sc = low.Or(high).AsInt8x16().Sub(c.thirtyTwo).ExtendToInt16()
 		d = tab[*(*uint16)(unsafe.Add(blk, 108))]
-		for g, s := range sc {
-			coef[g] = -4 * d * float32(s)
-		}
-		return sc, d, coef
+		return sc, d, sc.ExtendToInt32().ConvertToFloat32().Mul(archsimd.BroadcastFloat32x16(-4 * d))
 	}
+	raw := archsimd.LoadUint8x16((*[16]uint8)(blk))
+	sc = raw.And(archsimd.BroadcastUint8x16(0x0f)).ExtendToUint16().AsInt16x16()
 	d, dmin := tab[*(*uint16)(unsafe.Add(blk, 80))], tab[*(*uint16)(unsafe.Add(blk, 82))]
-	for g, s := range unsafe.Slice((*byte)(blk), 16) {
-		sc[g], coef[g] = int8(s&0xf), -dmin*float32(s>>4)
-	}
-	return sc, d, coef
+	return sc, d, raw.ExtendToUint32().ShiftAllRight(4).ConvertToFloat32().Mul(archsimd.BroadcastFloat32x16(-dmin))
 }
 
-// q23Values is half n of a Q2_K or Q3_K block's values, as q23Half.
-func q23Values(blk unsafe.Pointer, n int, three bool, c *q23Consts) (lo, hi archsimd.Uint8x64) {
+// q23Values is half n of a Q2_K or Q3_K block's values, as q23Half; hm is
+// the block's q3Mask (Q3_K only).
+func q23Values(blk unsafe.Pointer, hm archsimd.Uint16x32, n int, three bool, c *q23Consts) (lo, hi archsimd.Uint8x64) {
 	if !three {
 		return q23Half(unsafe.Add(blk, 16), n, c)
 	}
 	lo, hi = q23Half(unsafe.Add(blk, 32), n, c)
-	hlo, hhi := q3High(blk, n, c)
+	hlo, hhi := q3High(hm, n, c)
 	return lo.Or(hlo), hi.Or(hhi)
 }
 
@@ -1087,16 +1101,19 @@ func dotQ23KRowAVX(row unsafe.Pointer, a *q8K, b0, nb int, three bool, tab *[1 <
 	var f archsimd.Float32x16
 	for b := 0; b < nb; b++ {
 		blk := unsafe.Add(row, b*bb)
-		sc, d, coef := q23Scales(blk, three, tab)
-		scales := archsimd.LoadInt8x16(&sc).ExtendToInt16()
+		scales, d, coef := q23Block(blk, three, tab, c)
 		x := unsafe.Pointer(&a.qs[(b0+b)*kBlock])
+		var hm archsimd.Uint16x32
+		if three {
+			hm = q3Mask(blk)
+		}
 		var acc archsimd.Int32x16
 		for n := 0; n < 2; n++ {
-			lo, hi := q23Values(blk, n, three, c)
+			lo, hi := q23Values(blk, hm, n, three, c)
 			acc = acc.Add(pairDot(lo, q6Scales(scales, 2*n), unsafe.Add(x, 128*n)))
 			acc = acc.Add(pairDot(hi, q6Scales(scales, 2*n+1), unsafe.Add(x, 128*n+64)))
 		}
-		f = q6Sums(acc, d, archsimd.LoadFloat32x16(&coef), a, b0+b, f)
+		f = q6Sums(acc, d, coef, a, b0+b, f)
 	}
 	return hsum(f)
 }
@@ -1387,15 +1404,23 @@ func (p *vnniPanel) pack(dt tensor.DType, rows []byte, nr, nb int) {
 			v := p.tmp[r*kBlock : (r+1)*kBlock]
 			if dt == tensor.Q2_K || dt == tensor.Q3_K {
 				three := dt == tensor.Q3_K
+				var hm archsimd.Uint16x32
+				if three {
+					hm = q3Mask(blk)
+				}
 				for n := 0; n < 2; n++ {
-					lo, hi := q23Values(blk, n, three, &q23)
+					lo, hi := q23Values(blk, hm, n, three, &q23)
 					lo.Store((*[64]uint8)(v[128*n:]))
 					hi.Store((*[64]uint8)(v[128*n+64:]))
 				}
-				sc, d, coef := q23Scales(blk, three, tab)
+				sc16, d, coef16 := q23Block(blk, three, tab, &q23)
+				var sc [16]int32
+				var coef [16]float32
+				sc16.ExtendToInt32().Store(&sc)
+				coef16.Store(&coef)
 				p.d[b*16+r] = d
 				for g := range 16 {
-					p.scales[b*g16+g*16+r], p.coef[b*g16+g*16+r] = int32(sc[g]), coef[g]
+					p.scales[b*g16+g*16+r], p.coef[b*g16+g*16+r] = sc[g], coef[g]
 				}
 				continue
 			}

@@ -152,8 +152,8 @@ func decodeQ3K(y []float32, blk []byte) {
 
 // ScalesQ3K unpacks a Q3_K block's 16 signed six-bit scales from its 12
 // bytes: scale i's low four bits are byte i%8's low nibble (i < 8) or high
-// nibble, its high two bits are byte 8+i%4's bits 2·(i/4) and up, and 32
-// is subtracted. Four bytes at a time, as 32-bit masks and shifts.
+// nibble, its high two bits byte 8+i%4's bits 2·(i/4) and up, less 32.
+// Four scales at a time, as 32-bit masks and shifts.
 func ScalesQ3K(packed []byte) (sc [16]int8) {
 	a0 := binary.LittleEndian.Uint32(packed[0:])
 	a1 := binary.LittleEndian.Uint32(packed[4:])
