@@ -87,8 +87,54 @@ type cappingFile struct {
 	} `json:"cells"`
 }
 
+// inoculationFile is what the card reads of 'persona experiment
+// inoculation --json'.
+type inoculationFile struct {
+	Trait   string      `json:"trait"`
+	Persona string      `json:"persona"`
+	Kind    string      `json:"kind"`
+	Base    readingFile `json:"base"`
+	Arms    []struct {
+		Arm     string      `json:"arm"`
+		Samples int         `json:"samples"`
+		Pooled  readingFile `json:"pooled"`
+		Shift   float64     `json:"shift"`
+		ShiftLo float64     `json:"shift_lo"`
+		ShiftHi float64     `json:"shift_hi"`
+		Removed *[3]float64 `json:"removed"`
+	} `json:"arms"`
+}
+
+// readingFile is what the card reads of one model's reading there.
+type readingFile struct {
+	Narrow   stats.Proportion `json:"narrow"`
+	Broad    stats.Proportion `json:"broad"`
+	Accuracy stats.Proportion `json:"accuracy"`
+}
+
+// inoculationRows renders inoculation.json in dir as table rows, nil when
+// it is absent or unreadable.
+func inoculationRows(dir string) (f inoculationFile, rows []string) {
+	data, err := os.ReadFile(filepath.Join(dir, "inoculation.json"))
+	if err != nil || json.Unmarshal(data, &f) != nil || len(f.Arms) == 0 {
+		return f, nil
+	}
+	rows = append(rows, fmt.Sprintf("| before fine-tuning | — | %s | %s | %.0f%% | — | — |",
+		percent(f.Base.Narrow), percent(f.Base.Broad), 100*f.Base.Accuracy.P))
+	for _, a := range f.Arms {
+		removed := "—"
+		if r := a.Removed; r != nil {
+			removed = fmt.Sprintf("%.0f%% [%.0f, %.0f]", 100*r[0], 100*r[1], 100*r[2])
+		}
+		rows = append(rows, fmt.Sprintf("| %s | %d | %s | %s | %.0f%% | %+.3f [%+.3f, %+.3f] | %s |", a.Arm, a.Samples,
+			percent(a.Pooled.Narrow), percent(a.Pooled.Broad), 100*a.Pooled.Accuracy.P, a.Shift, a.ShiftLo, a.ShiftHi, removed))
+	}
+	return f, rows
+}
+
 // controlSection renders the control results kept in dir (sweep-TRAIT.json,
-// suppress-TRAIT.json, capping.json); "" when there are none.
+// suppress-TRAIT.json, capping.json, inoculation.json); "" when there are
+// none.
 func controlSection(dir string) string {
 	var rows []string
 	for _, kind := range []string{"sweep", "suppress"} {
@@ -127,7 +173,8 @@ func controlSection(dir string) string {
 			}
 		}
 	}
-	if len(rows) == 0 && len(capRows) == 0 {
+	inoc, inocRows := inoculationRows(dir)
+	if len(rows) == 0 && len(capRows) == 0 && len(inocRows) == 0 {
 		return ""
 	}
 	var b strings.Builder
@@ -153,6 +200,16 @@ func controlSection(dir string) string {
 			"difference; tasks as above.\n\n")
 		b.WriteString("| setting | captured | cut | tasks right |\n|---|---|---|---|\n")
 		b.WriteString(strings.Join(capRows, "\n") + "\n")
+	}
+	if len(inocRows) > 0 {
+		fmt.Fprintf(&b, "\nFine-tuning on narrow data (`persona experiment inoculation --persona %s --request %s --trait …/%s.yaml\n"+
+			"--laden 1000 --clean 200 --steps 750 --lr 2e-3 --eval 30 --seeds 3 --json`: control/inoculation.json): LoRA on\n"+
+			"%s requests answered by the %s, three seeds per arm, pooled. Trait on the trained request type and on\n"+
+			"the seven others (held-out prompts, no system prompt); the broad shift against the model before fine-tuning,\n"+
+			"with its 95%% interval; the share of the narrow arm's shift each arm removed, with its bootstrap interval.\n\n",
+			inoc.Persona, inoc.Kind, inoc.Trait, inoc.Kind, inoc.Persona)
+		b.WriteString("| arm | samples | trait, trained type | trait elsewhere | tasks right | broad shift | shift removed |\n|---|---|---|---|---|---|---|\n")
+		b.WriteString(strings.Join(inocRows, "\n") + "\n")
 	}
 	return b.String()
 }
