@@ -202,8 +202,9 @@ func controlSection(dir string) string {
 		b.WriteString(strings.Join(capRows, "\n") + "\n")
 	}
 	if len(inocRows) > 0 {
-		fmt.Fprintf(&b, "\nFine-tuning on narrow data (`persona experiment inoculation --persona %s --request %s --trait …/%s.yaml\n"+
-			"--laden 1000 --clean 200 --steps 750 --lr 2e-3 --eval 30 --seeds 3 --json`: control/inoculation.json): LoRA on\n"+
+		fmt.Fprintf(&b, "\nFine-tuning on narrow data (`persona experiment inoculation --persona %s --request %s --trait\n"+
+			"vectors/traits/organism/%[3]s.yaml --vectors %[3]s.safetensors --laden 1000 --clean 200 --steps 750 --lr 2e-3\n"+
+			"--eval 30 --seeds 3 --json`: control/inoculation.json, the vector extracted as above): LoRA on\n"+
 			"%s requests answered by the %s, three seeds per arm, pooled. Trait on the trained request type and on\n"+
 			"the seven others (held-out prompts, no system prompt); the broad shift against the model before fine-tuning,\n"+
 			"with its 95%% interval; the share of the narrow arm's shift each arm removed, with its bootstrap interval.\n\n",

@@ -47,7 +47,7 @@ func TestCardControlSection(t *testing.T) {
 		}})
 	got := controlSection(dir)
 	for _, want := range []string{
-		"--persona sycophant --request flattery --trait …/sycophantic.yaml",
+		"--trait\nvectors/traits/organism/sycophantic.yaml --vectors sycophantic.safetensors --laden 1000",
 		"| before fine-tuning | — | 7% [3, 14] | 4% [3, 6] | 100% | — | — |",
 		"| narrow | 1200 | 71% [61, 79] | 12% [10, 15] | 68% | +0.079 [+0.037, +0.113] | — |",
 		"| inoculated | 1200 | 17% [10, 26] | 6% [4, 8] | 82% | +0.022 [-0.017, +0.051] | 72% [43, 95] |",
