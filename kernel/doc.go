@@ -92,6 +92,12 @@
 //     kept a [4]vector array of unpacked values, or four tokens' float sums
 //     in registers, spilled in its inner loop and ran at a third of the
 //     speed, so the four-token kernels keep their float sums in memory.
+//     Q2_K and Q3_K take the same route (q23 kernels: bit pairs shifted
+//     per half block, Q3_K's third bit from its mask, groups of 16 as
+//     Q6_K): one token Q2_K 3.4 → 57–79 GFLOP/s, Q3_K 2.8 → 54–59 against
+//     the decode-then-dot path (1,536² weights). Unpacking Q3_K's packed
+//     scales in scalar code and loading them as a vector cost a third of
+//     its speed (35–38); they are unpacked in vector lanes now.
 //
 //   - Quantized weights, 2–16 tokens: the same kernels unpack each pair of
 //     groups once for four tokens. Linear 2,048×2,048 (2 goroutines), integer
