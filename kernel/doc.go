@@ -97,7 +97,9 @@
 //     Q6_K): one token Q2_K 3.4 → 57–79 GFLOP/s, Q3_K 2.8 → 54–59 against
 //     the decode-then-dot path (1,536² weights). Unpacking Q3_K's packed
 //     scales in scalar code and loading them as a vector cost a third of
-//     its speed (35–38); they are unpacked in vector lanes now.
+//     its speed (35–38); they are unpacked in vector lanes now. Four tokens
+//     share each unpacked half block, as below: 2–16 tokens Q2_K 67–82 →
+//     104–126, Q3_K 58–66 → 110–114.
 //
 //   - Quantized weights, 2–16 tokens: the same kernels unpack each pair of
 //     groups once for four tokens. Linear 2,048×2,048 (2 goroutines), integer

@@ -987,9 +987,8 @@ func dotQ3KQ8KAVX(out []float32, ldo, n int, rows []byte, a *q8K) {
 // values (0…3, Q3_K 0…7) times the activations are summed in pairs into 16
 // bits, those times the 16 group scales into 32 bits; the minimums (Q2_K)
 // or the offset of 4 (Q3_K) are paid with the activations' sums per 16.
-// Rows are unpacked per token (the one-token decode is what these types
-// need; prompts of more than 16 tokens take the VNNI panels where the
-// CPU has them).
+// Four tokens share each unpacked half block; prompts of more than 16
+// tokens take the VNNI panels where the CPU has them.
 func dotQ23KQ8KAVX(out []float32, ldo, n int, rows []byte, a *q8K, three bool) {
 	bb := q2KBytes
 	if three {
@@ -1001,7 +1000,14 @@ func dotQ23KQ8KAVX(out []float32, ldo, n int, rows []byte, a *q8K, three bool) {
 	}
 	tab := f16Table()
 	c := newQ23Consts()
-	for t := 0; t < T; t++ {
+	t := 0 // tokens outside, rows inside, as in dotQ6KQ8KAVX
+	for ; t+4 <= T; t += 4 {
+		for r := 0; r < n; r++ {
+			s := dotQ23K4TokensAVX(unsafe.Pointer(&rows[r*nb*bb]), a, t*nb, nb, three, tab, &c)
+			out[t*ldo+r], out[(t+1)*ldo+r], out[(t+2)*ldo+r], out[(t+3)*ldo+r] = s[0], s[1], s[2], s[3]
+		}
+	}
+	for ; t < T; t++ {
 		for r := 0; r < n; r++ {
 			out[t*ldo+r] = dotQ23KRowAVX(unsafe.Pointer(&rows[r*nb*bb]), a, t*nb, nb, three, tab, &c)
 		}
@@ -1116,6 +1122,44 @@ func dotQ23KRowAVX(row unsafe.Pointer, a *q8K, b0, nb int, three bool, tab *[1 <
 		f = q6Sums(acc, d, coef, a, b0+b, f)
 	}
 	return hsum(f)
+}
+
+// dotQ23K4TokensAVX is one row times four tokens (blocks from b0, nb
+// apart), each half block unpacked once for all four. Its loop repeats
+// dotQ6K4TokensAVX's: a shared helper taking the four tokens' sums as an
+// array spilled them and cost both kernels a quarter of their speed.
+func dotQ23K4TokensAVX(row unsafe.Pointer, a *q8K, b0, nb int, three bool, tab *[1 << 16]float32, c *q23Consts) [4]float32 {
+	bb := q2KBytes
+	if three {
+		bb = q3KBytes
+	}
+	var f [4]archsimd.Float32x16 // in memory, as in dotQ45K4TokensAVX
+	stride := nb * kBlock
+	for b := 0; b < nb; b++ {
+		blk := unsafe.Add(row, b*bb)
+		scales, d, coef := q23Block(blk, three, tab, c)
+		i := b0 + b
+		x := unsafe.Pointer(&a.qs[i*kBlock])
+		var hm archsimd.Uint16x32
+		if three {
+			hm = q3Mask(blk)
+		}
+		var a0, a1, a2, a3 archsimd.Int32x16
+		for n := 0; n < 2; n++ {
+			lo, hi := q23Values(blk, hm, n, three, c)
+			slo, shi := q6Scales(scales, 2*n), q6Scales(scales, 2*n+1)
+			xl, xh := unsafe.Add(x, 128*n), unsafe.Add(x, 128*n+64)
+			a0 = a0.Add(pairDot(lo, slo, xl)).Add(pairDot(hi, shi, xh))
+			a1 = a1.Add(pairDot(lo, slo, unsafe.Add(xl, stride))).Add(pairDot(hi, shi, unsafe.Add(xh, stride)))
+			a2 = a2.Add(pairDot(lo, slo, unsafe.Add(xl, 2*stride))).Add(pairDot(hi, shi, unsafe.Add(xh, 2*stride)))
+			a3 = a3.Add(pairDot(lo, slo, unsafe.Add(xl, 3*stride))).Add(pairDot(hi, shi, unsafe.Add(xh, 3*stride)))
+		}
+		f[0] = q6Sums(a0, d, coef, a, i, f[0])
+		f[1] = q6Sums(a1, d, coef, a, i+nb, f[1])
+		f[2] = q6Sums(a2, d, coef, a, i+2*nb, f[2])
+		f[3] = q6Sums(a3, d, coef, a, i+3*nb, f[3])
+	}
+	return [4]float32{hsum(f[0]), hsum(f[1]), hsum(f[2]), hsum(f[3])}
 }
 
 func dotQ4KQ8KAVX(out []float32, ldo, n int, rows []byte, a *q8K) {
