@@ -226,52 +226,55 @@ func dotQ6KRowGo(row []byte, a *q8K, b0 int) float32 {
 // half of 128 values is 32 bytes holding four values each, 32 apart.
 func low2(qs []byte, v int) int32 { return int32(qs[32*(v/128)+v%32] >> (2 * (v % 128 / 32)) & 3) }
 
-// dotQ2KRowGo is Σ w·x over a Q2_K row and the Q8_K activations from block
-// b0 of a: per group of 16, d·scale·Σq·x in integers, minus dmin·minimum
-// times the group's activation sum, as ggml_vec_dot_q2_K_q8_K.
-func dotQ2KRowGo(row []byte, a *q8K, b0 int) float32 {
-	var sum float32
-	for b := range len(row) / q2KBytes {
-		blk, i := row[b*q2KBytes:(b+1)*q2KBytes], b0+b
-		scales, qs := blk[:16], blk[16:80]
-		xs := a.qs[i*kBlock : (i+1)*kBlock]
-		var sumi int32
-		var mins float32
-		for g, s := range scales {
-			var dot int32
-			for v := 16 * g; v < 16*g+16; v++ {
-				dot += low2(qs, v) * int32(xs[v])
-			}
-			sumi += int32(s&0xf) * dot
-			mins += float32(s>>4) * a.bsum[i*16+g]
-		}
-		d, dmin := f16At(blk[80:]), f16At(blk[82:])
-		sum += d*a.d[i]*float32(sumi) - dmin*mins
-	}
-	return sum
-}
+func dotQ2KRowGo(row []byte, a *q8K, b0 int) float32 { return dotQ23KRowGo(row, a, b0, false) }
+func dotQ3KRowGo(row []byte, a *q8K, b0 int) float32 { return dotQ23KRowGo(row, a, b0, true) }
 
-// dotQ3KRowGo is Σ w·x over a Q3_K row and the Q8_K activations from block
-// b0 of a: the three-bit values taken unsigned (0…7, the high bit from
-// hmask) and their offset of 4 paid with the group sums, as Q6_K's 32 is.
-func dotQ3KRowGo(row []byte, a *q8K, b0 int) float32 {
+// dotQ23KRowGo is Σ w·x over a Q2_K row (three: Q3_K) and the Q8_K
+// activations from block b0 of a: per group of 16, the values taken
+// unsigned (0…3; Q3_K 0…7, the third bit from hmask) times the activations
+// in integers, times the group's scale; then per group a coefficient times
+// its activation sum — Q2_K's −dmin·minimum, Q3_K's offset of 4 as
+// −4·d·scale (as Q6_K pays its 32).
+func dotQ23KRowGo(row []byte, a *q8K, b0 int, three bool) float32 {
+	bb := q2KBytes
+	if three {
+		bb = q3KBytes
+	}
 	var sum float32
-	for b := range len(row) / q3KBytes {
-		blk, i := row[b*q3KBytes:(b+1)*q3KBytes], b0+b
-		hmask, qs := blk[:32], blk[32:96]
+	for b := range len(row) / bb {
+		blk, i := row[b*bb:(b+1)*bb], b0+b
+		var sc [16]int32
+		var coef [16]float32
+		var d float32
+		qs, hmask := blk[16:80], []byte(nil)
+		if three {
+			qs, hmask, d = blk[32:96], blk[:32], f16At(blk[108:])
+			for g, s := range tensor.ScalesQ3K(blk[96:108]) {
+				sc[g], coef[g] = int32(s), -4*d*float32(s)
+			}
+		} else {
+			d = f16At(blk[80:])
+			dmin := f16At(blk[82:])
+			for g, s := range blk[:16] {
+				sc[g], coef[g] = int32(s&0xf), -dmin*float32(s>>4)
+			}
+		}
 		xs := a.qs[i*kBlock : (i+1)*kBlock]
 		var sumi int32
 		var off float32
-		for g, s := range tensor.ScalesQ3K(blk[96:108]) {
+		for g := range 16 {
 			var dot int32
 			for v := 16 * g; v < 16*g+16; v++ {
-				u := low2(qs, v) | int32(hmask[v%32]>>(v/32)&1)<<2
+				u := low2(qs, v)
+				if three {
+					u |= int32(hmask[v%32]>>(v/32)&1) << 2
+				}
 				dot += u * int32(xs[v])
 			}
-			sumi += int32(s) * dot
-			off += float32(s) * a.bsum[i*16+g]
+			sumi += sc[g] * dot
+			off += coef[g] * a.bsum[i*16+g]
 		}
-		sum += f16At(blk[108:]) * (a.d[i]*float32(sumi) - 4*off)
+		sum += d*a.d[i]*float32(sumi) + off
 	}
 	return sum
 }
