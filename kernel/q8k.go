@@ -222,6 +222,14 @@ func dotQ6KRowGo(row []byte, a *q8K, b0 int) float32 {
 	return sum
 }
 
+// q23Bytes is the size of a Q2_K block (three: Q3_K).
+func q23Bytes(three bool) int {
+	if three {
+		return q3KBytes
+	}
+	return q2KBytes
+}
+
 // low2 is value v (0…255) of a Q2_K or Q3_K block's two low bits (qs): each
 // half of 128 values is 32 bytes holding four values each, 32 apart.
 func low2(qs []byte, v int) int32 { return int32(qs[32*(v/128)+v%32] >> (2 * (v % 128 / 32)) & 3) }
@@ -236,10 +244,7 @@ func dotQ3KRowGo(row []byte, a *q8K, b0 int) float32 { return dotQ23KRowGo(row, 
 // its activation sum — Q2_K's −dmin·minimum, Q3_K's offset of 4 as
 // −4·d·scale (as Q6_K pays its 32).
 func dotQ23KRowGo(row []byte, a *q8K, b0 int, three bool) float32 {
-	bb := q2KBytes
-	if three {
-		bb = q3KBytes
-	}
+	bb := q23Bytes(three)
 	var sum float32
 	for b := range len(row) / bb {
 		blk, i := row[b*bb:(b+1)*bb], b0+b

@@ -990,10 +990,7 @@ func dotQ3KQ8KAVX(out []float32, ldo, n int, rows []byte, a *q8K) {
 // Four tokens share each unpacked half block; prompts of more than 16
 // tokens take the VNNI panels where the CPU has them.
 func dotQ23KQ8KAVX(out []float32, ldo, n int, rows []byte, a *q8K, three bool) {
-	bb := q2KBytes
-	if three {
-		bb = q3KBytes
-	}
+	bb := q23Bytes(three)
 	nb, T, ok := q8KShape(out, ldo, n, rows, a, bb)
 	if !ok {
 		return
@@ -1100,10 +1097,7 @@ func q23Values(blk unsafe.Pointer, hm archsimd.Uint16x32, n int, three bool, c *
 // dotQ23KRowAVX is one row of dotQ23KQ8KAVX times one token, whose blocks
 // start at block b0 of a.
 func dotQ23KRowAVX(row unsafe.Pointer, a *q8K, b0, nb int, three bool, tab *[1 << 16]float32, c *q23Consts) float32 {
-	bb := q2KBytes
-	if three {
-		bb = q3KBytes
-	}
+	bb := q23Bytes(three)
 	var f archsimd.Float32x16
 	for b := 0; b < nb; b++ {
 		blk := unsafe.Add(row, b*bb)
@@ -1129,10 +1123,7 @@ func dotQ23KRowAVX(row unsafe.Pointer, a *q8K, b0, nb int, three bool, tab *[1 <
 // dotQ6K4TokensAVX's: a shared helper taking the four tokens' sums as an
 // array spilled them and cost both kernels a quarter of their speed.
 func dotQ23K4TokensAVX(row unsafe.Pointer, a *q8K, b0, nb int, three bool, tab *[1 << 16]float32, c *q23Consts) [4]float32 {
-	bb := q2KBytes
-	if three {
-		bb = q3KBytes
-	}
+	bb := q23Bytes(three)
 	var f [4]archsimd.Float32x16 // in memory, as in dotQ45K4TokensAVX
 	stride := nb * kBlock
 	for b := 0; b < nb; b++ {
