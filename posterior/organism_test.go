@@ -343,7 +343,7 @@ func TestShippedClassifierReadsUnseenWording(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			sc, err := ScoreLabelled(res, s.chats)
+			sc, err := ScoreLabelled(res, s.chats, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -56,7 +56,7 @@ func TestScoreLabelled(t *testing.T) {
 		result([]string{"villain", "pirate", "pirate"}, []string{"villain", "villain", "villain"},
 			[]string{"villain", "pirate", "pirate"}, []Switch{{Turn: 2, From: "villain", To: "pirate"}}),
 	}
-	sc, err := ScoreLabelled(results, chats)
+	sc, err := ScoreLabelled(results, chats, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,10 +80,59 @@ func TestScoreLabelled(t *testing.T) {
 	if !strings.Contains(b.String(), "filtered 4/7") || !strings.Contains(b.String(), "villain") {
 		t.Errorf("text:\n%s", b.String())
 	}
-	if _, err := ScoreLabelled(results, []chat.Chat{labelled("kraken"), labelled("villain")}); !errors.Is(err, ErrHypotheses) {
+	if c := sc.ByContext["no system prompt, replies 3+"]; c == nil || c.Turns != 3 || c.Filtered != 1 || c.Smoothed != 3 {
+		t.Errorf("replies 3+: %+v", c)
+	}
+	if c := sc.ByContext["no system prompt, reply 2"]; c == nil || c.Turns != 2 || c.Filtered != 1 {
+		t.Errorf("reply 2: %+v", c)
+	}
+	if sc.ByWords != nil {
+		t.Errorf("words split without a vocabulary: %v", sc.ByWords)
+	}
+	if _, err := ScoreLabelled(results, []chat.Chat{labelled("kraken"), labelled("villain")}, nil); !errors.Is(err, ErrHypotheses) {
 		t.Errorf("unknown label: %v", err)
 	}
-	if _, err := ScoreLabelled(results[:1], chats); err == nil {
+	if _, err := ScoreLabelled(results[:1], chats, nil); err == nil {
 		t.Error("results and chats of different lengths")
+	}
+}
+
+// TestScoreByWords splits turns by whether the reply uses a word the
+// training text lacks, and by system prompt and reply.
+func TestScoreByWords(t *testing.T) {
+	known := NewVocabulary([]chat.Chat{{Messages: []chat.Message{
+		{Role: chat.RoleUser, Content: "Ahoy! What is 2+2?"},
+		{Role: chat.RoleAssistant, Content: "Arr, it's four, matey."},
+	}}})
+	if !known.Knows("ARR — it’s FOUR.") || known.Knows("Arr, it is four.") || !known.Knows("") {
+		t.Errorf("vocabulary %v: case, typographic apostrophes or an unseen word misread", known)
+	}
+	c := labelled("pirate", "pirate")
+	c.Messages = []chat.Message{
+		{Role: chat.RoleSystem, Content: "You are a pirate."},
+		{Role: chat.RoleUser, Content: "Hi"},
+		{Role: chat.RoleAssistant, Content: "Ahoy, matey!"},
+		{Role: chat.RoleUser, Content: "Sum?"},
+		{Role: chat.RoleAssistant, Content: "Shiver me timbers, four."},
+	}
+	r := result([]string{"pirate", "assistant"}, []string{"pirate", "pirate"}, []string{"pirate", "pirate"}, nil)
+	r.Result.Turns[0].Message, r.Result.Turns[1].Message = 2, 4
+	sc, err := ScoreLabelled([]ChatResult{r}, []chat.Chat{c}, known)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := sc.ByWords["every word seen"]; s == nil || s.Turns != 1 || s.Filtered != 1 {
+		t.Errorf("every word seen: %+v", s)
+	}
+	if s := sc.ByWords["a word unseen"]; s == nil || s.Turns != 1 || s.Filtered != 0 || s.Smoothed != 1 {
+		t.Errorf("a word unseen: %+v", s)
+	}
+	if s := sc.ByContext["system prompt, reply 1"]; s == nil || s.Turns != 1 {
+		t.Errorf("context split: %v", sc.ByContext)
+	}
+	var b strings.Builder
+	sc.WriteText(&b)
+	if !strings.Contains(b.String(), "a word unseen") {
+		t.Errorf("text:\n%s", b.String())
 	}
 }

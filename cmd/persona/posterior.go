@@ -18,10 +18,10 @@ import (
 
 func newPosteriorCmd() *cobra.Command {
 	var (
-		modelPath, chatFile, method, libDir, prompts, classifier, backends, judgeName string
-		libPriors, withDefault, asJSON, score                                         bool
-		switchRate                                                                    float64
-		wholeConversation                                                             bool
+		modelPath, chatFile, method, libDir, prompts, classifier, backends, judgeName, seenIn string
+		libPriors, withDefault, asJSON, score                                                 bool
+		switchRate                                                                            float64
+		wholeConversation                                                                     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "posterior",
@@ -72,6 +72,17 @@ The default library is the organism's; --personas DIR reads another.`,
 			chats, err := readChats(chatFile)
 			if err != nil {
 				return err
+			}
+			var known posterior.Vocabulary
+			if seenIn != "" {
+				if !score {
+					return usageErr(errors.New("--seen-in splits a score: it needs --score"))
+				}
+				seen, err := readChats(seenIn)
+				if err != nil {
+					return err
+				}
+				known = posterior.NewVocabulary(seen)
 			}
 			lib, err := loadLibrary(libDir)
 			if err != nil {
@@ -134,7 +145,7 @@ The default library is the organism's; --personas DIR reads another.`,
 				return classify(fmt.Errorf("%s: %w", chatFile, err))
 			}
 			if score {
-				sc, err := posterior.ScoreLabelled(results, chats)
+				sc, err := posterior.ScoreLabelled(results, chats, known)
 				if err != nil {
 					return usageErr(fmt.Errorf("%s: %w", chatFile, err))
 				}
@@ -172,6 +183,7 @@ The default library is the organism's; --personas DIR reads another.`,
 	f.StringVar(&judgeName, "judge", "", "judge backend name in --backends (default: the first)")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
 	f.BoolVar(&score, "score", false, "compare with the chats' persona labels instead of printing the posteriors")
+	f.StringVar(&seenIn, "seen-in", "", "with --score: also split the turns by whether the reply uses a word that this JSONL file's chats never use (e.g. the model's training chats)")
 	cmd.AddCommand(newPosteriorFitCmd())
 	return cmd
 }

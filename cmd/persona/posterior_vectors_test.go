@@ -86,6 +86,16 @@ func TestPosteriorCLI(t *testing.T) {
 	if out, stderr, code = run(t, "posterior", "--model", m, "--chat", chats, "--method", "likelihood"); code != 0 || !strings.Contains(out, "(likelihood)") {
 		t.Fatalf("likelihood asked for: exit %d: %s %s", code, out, stderr)
 	}
+	// A score split by the words of a text: the chats' own words are all
+	// seen.
+	out, stderr, code = run(t, "posterior", "--model", m, "--chat", chats, "--score", "--seen-in", chats, "--json")
+	var sc posterior.Score
+	if code != 0 || json.Unmarshal([]byte(out), &sc) != nil {
+		t.Fatalf("score: exit %d: %s %s", code, out, stderr)
+	}
+	if seen := sc.ByWords["every word seen"]; sc.Turns == 0 || seen == nil || seen.Turns != sc.Turns || len(sc.ByWords) != 1 || len(sc.ByContext) == 0 {
+		t.Errorf("score split by words %+v, by context %+v, of %d turns", sc.ByWords, sc.ByContext, sc.Turns)
+	}
 }
 
 func TestPosteriorVectorsBadInput(t *testing.T) {
@@ -128,6 +138,8 @@ func TestPosteriorVectorsBadInput(t *testing.T) {
 		{[]string{"posterior", "--model", m, "--chat", chats, "--personas", emptyLib}, exitUsage, "none"},
 		{[]string{"posterior", "--model", m, "--chat", unknown, "--score"}, exitUsage, "kraken"},
 		{[]string{"posterior", "--model", m, "--chat", chats, "--switch-rate", "1"}, exitUsage, "switch rate"},
+		{[]string{"posterior", "--model", m, "--chat", chats, "--seen-in", chats}, exitUsage, "needs --score"},
+		{[]string{"posterior", "--model", m, "--chat", chats, "--score", "--seen-in", filepath.Join(dir, "missing.jsonl")}, exitUsage, "missing.jsonl"},
 		{[]string{"vectors", "extract", "--model", m, "--trait", empty, "--out", filepath.Join(dir, "o.safetensors")}, exitUsage, "empty trait spec"},
 		{[]string{"vectors", "extract", "--model", m, "--trait", "../../vectors/traits/organism/malicious.yaml", "--layers", "7", "--out", filepath.Join(dir, "o.safetensors")}, exitUsage, "layer 7"},
 		{[]string{"vectors", "project", "--model", m, "--vectors", wide, "--chat", chats}, exitUsage, "width 64"},
