@@ -337,22 +337,38 @@ func TestShippedClassifierReadsUnseenWording(t *testing.T) {
 		{"hand-written, second set", handWritten2, 0.35, 0.15},
 	}
 	ctx := context.Background()
-	for _, s := range sets {
-		acc := func(m Method) float64 {
-			res, err := Chats(ctx, m, s.chats, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			sc, err := ScoreLabelled(res, s.chats, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return frac(sc.Filtered, sc.Turns)
+	score := func(m Method, chats []chat.Chat) *Score {
+		res, err := Chats(ctx, m, chats, nil)
+		if err != nil {
+			t.Fatal(err)
 		}
-		a, lk := acc(ap), acc(l)
+		sc, err := ScoreLabelled(res, chats, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sc
+	}
+	for i, s := range sets {
+		sa, sl := score(ap, s.chats), score(l, s.chats)
+		a, lk := frac(sa.Filtered, sa.Turns), frac(sl.Filtered, sl.Turns)
 		t.Logf("%s: activations %.2f, likelihood %.2f filtered top-1", s.name, a, lk)
 		if !(a >= s.atLeast && a >= lk+s.marginAbove) {
 			t.Errorf("%s: activations %.2f (want ≥ %.2f and ≥ likelihood %.2f + %.2f)", s.name, a, s.atLeast, lk, s.marginAbove)
+		}
+		if i > 0 {
+			continue
+		}
+		// Where the held-out misses are: a first reply in unseen words is
+		// read from a system prompt far better than from the reply alone
+		// (0.97–0.99 against 0.41–0.50 on the measured sets).
+		prompted, bare := sa.ByContext["system prompt, reply 1"], sa.ByContext["no system prompt, reply 1"]
+		if prompted == nil || bare == nil {
+			t.Fatalf("%s: no first replies with and without a system prompt: %v", s.name, sa.ByContext)
+		}
+		p, b := frac(prompted.Filtered, prompted.Turns), frac(bare.Filtered, bare.Turns)
+		t.Logf("%s, first replies: %.2f of %d under a system prompt, %.2f of %d without", s.name, p, prompted.Turns, b, bare.Turns)
+		if !(p >= 0.85 && p >= b+0.2) {
+			t.Errorf("%s, first replies: %.2f under a system prompt, %.2f without (want ≥ 0.85 and 0.2 above)", s.name, p, b)
 		}
 	}
 }
