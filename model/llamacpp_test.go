@@ -195,9 +195,9 @@ func TestQuantizedFilesMatchLlamaCpp(t *testing.T) {
 		"llama3-gqa-rope-scaling": {"Q4_0", "Q2_K", "Q4_K_M", "Q6_K", "Q5_1", "Q4_1"},
 		"qwen3-qknorm":            {"Q5_1", "Q8_0", "Q5_K_M", "Q4_K_M", "Q4_1", "Q5_0"},
 		"qwen2-bias":              {"Q6_K", "Q3_K_M"},
-		"gemma3-local-rope":       {"Q8_0", "Q4_K_M"},
+		"gemma3-local-rope":       {"Q8_0", "Q4_K_M", "Q3_K_M"},
 		"gemma2-softcap-swa":      {"Q5_K_M"},
-		"phi3-fused":              {"Q4_K_M", "Q4_0"},
+		"phi3-fused":              {"Q4_K_M", "Q4_0", "Q2_K"},
 	}
 	for arch, types := range cases {
 		cfg := allConfigs()[arch]
@@ -219,40 +219,82 @@ func TestQuantizedFilesMatchLlamaCpp(t *testing.T) {
 		}
 		for _, typ := range types {
 			t.Run(arch+"/"+typ, func(t *testing.T) {
-				theirs := filepath.Join(t.TempDir(), typ+".gguf")
-				if out, err := exec.Command(filepath.Join(dir, "llama_quantize"), f32, theirs, typ).CombinedOutput(); err != nil {
-					t.Fatalf("llama_quantize: %v\n%s", err, tail(string(out), 2000))
-				}
 				if !slices.Contains(Mixes, typ) { // a type we read but do not write
+					theirs := quantizeWithLlamaCpp(t, dir, f32, typ)
 					checkQuantizedFile(t, arch+" "+typ+" (llama.cpp's file)", theirs)
 					return
 				}
 				// Our own quantizer, from the same weights: the same type for
 				// every matrix as llama.cpp chose, and a file llama.cpp runs.
-				ours := filepath.Join(t.TempDir(), typ+"-ours.gguf")
-				mq, err := Load(f32)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if _, err := mq.Quantize(typ); err != nil {
-					t.Fatal(err)
-				}
-				if err := mq.WriteGGUF(ours, SyntheticVocab(mq.Vocab)); err != nil {
-					t.Fatal(err)
-				}
-				mq.Close()
-				a, b := storageOf(t, theirs), storageOf(t, ours)
-				for name, ty := range a {
-					if b[name] != ty {
-						t.Errorf("%s: llama.cpp chose %v, we chose %v", name, ty, b[name])
-					}
-				}
+				theirs, ours := quantizeBoth(t, dir, f32, typ)
 				for who, path := range map[string]string{"llama.cpp's": theirs, "our": ours} {
 					checkQuantizedFile(t, arch+" "+typ+" ("+who+" file)", path)
 				}
 			})
 		}
 	}
+}
+
+// TestQuantizeMixesChooseAsLlamaCpp holds every mix's per-matrix choices to
+// llama.cpp's on a model deep enough for the rules that count layers (the
+// _M mixes' eighths and thirds, Q3_K_M's first sixteenth and first two
+// attn_v), where the models above have two or three layers.
+func TestQuantizeMixesChooseAsLlamaCpp(t *testing.T) {
+	testref.Require(t, llamaref.HarnessesAvailable())
+	dir, _, err := llamaref.Harnesses()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := allConfigs()["llama3-gqa-rope-scaling"]
+	cfg.Hidden, cfg.FFN, cfg.HeadDim, cfg.NumLayers = 256, 256, 32, 18
+	cfg.RoPEFactors = cfg.Llama3Scaling.Factors(cfg.HeadDim, cfg.RoPETheta)
+	m, err := NewRandom(cfg, 12)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f32 := filepath.Join(t.TempDir(), "deep-f32.gguf")
+	if err := m.WriteGGUF(f32, SyntheticVocab(m.Vocab)); err != nil {
+		t.Fatal(err)
+	}
+	for _, typ := range Mixes {
+		t.Run(typ, func(t *testing.T) { quantizeBoth(t, dir, f32, typ) })
+	}
+}
+
+// quantizeWithLlamaCpp writes llama.cpp's quantization of an F32 file.
+func quantizeWithLlamaCpp(t *testing.T, dir, f32, typ string) string {
+	t.Helper()
+	theirs := filepath.Join(t.TempDir(), typ+".gguf")
+	if out, err := exec.Command(filepath.Join(dir, "llama_quantize"), f32, theirs, typ).CombinedOutput(); err != nil {
+		t.Fatalf("llama_quantize: %v\n%s", err, tail(string(out), 2000))
+	}
+	return theirs
+}
+
+// quantizeBoth quantizes an F32 file with llama.cpp and with Quantize, and
+// requires the same type for every matrix.
+func quantizeBoth(t *testing.T, dir, f32, typ string) (theirs, ours string) {
+	t.Helper()
+	theirs = quantizeWithLlamaCpp(t, dir, f32, typ)
+	ours = filepath.Join(t.TempDir(), typ+"-ours.gguf")
+	mq, err := Load(f32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mq.Close()
+	if _, err := mq.Quantize(typ); err != nil {
+		t.Fatal(err)
+	}
+	if err := mq.WriteGGUF(ours, SyntheticVocab(mq.Vocab)); err != nil {
+		t.Fatal(err)
+	}
+	a, b := storageOf(t, theirs), storageOf(t, ours)
+	for name, ty := range a {
+		if b[name] != ty {
+			t.Errorf("%s %s: llama.cpp chose %v, we chose %v", typ, name, ty, b[name])
+		}
+	}
+	return theirs, ours
 }
 
 // storageOf maps a GGUF file's tensor names to their stored types.

@@ -241,9 +241,9 @@ func decodeQ6K(y []float32, blk []byte) {
 // over the cores.
 func encodeQuant(out []byte, d DType, src []float32) error {
 	switch d {
-	case Q4_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K:
+	case Q4_0, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K:
 	default:
-		return fmt.Errorf("no encoder for %v (persona writes Q4_0, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K)", d)
+		return fmt.Errorf("no encoder for %v (persona writes Q4_0, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K and Q6_K)", d)
 	}
 	l := blockLayouts[d]
 	n := len(src) / l.elems
@@ -292,6 +292,10 @@ func encodeBlocks(out []byte, d DType, src []float32) {
 				qh |= uint32(q0>>4&1)<<j | uint32(q1>>4&1)<<(j+16)
 			}
 			binary.LittleEndian.PutUint32(blk[4:], qh)
+		case Q2_K:
+			encodeQ2K(blk, x)
+		case Q3_K:
+			encodeQ3K(blk, x)
 		case Q4_K, Q5_K:
 			encodeQ45K(blk, x, d == Q5_K)
 		case Q6_K:
@@ -370,23 +374,8 @@ func encodeQ45K(blk []byte, x []float32, five bool) {
 	putHalf(blk[2:], dmin)
 	var ls, lm [8]byte
 	for g := range 8 {
-		if d > 0 {
-			ls[g] = byte(min(math.Round(float64(scales[g]/d)), 63))
-		}
-		if dmin > 0 {
-			lm[g] = byte(min(math.Round(float64(mins[g]/dmin)), 63))
-		}
-		// The 6-bit rounding of the pair can land off the group's best
-		// grid: keep the neighbour pair that fits it best.
-		group, best := x[32*g:32*g+32], math.Inf(1)
-		s0, m0 := int(ls[g]), int(lm[g])
-		for s := max(s0-1, 0); s <= min(s0+1, 63); s++ {
-			for m := max(m0-1, 0); m <= min(m0+1, 63); m++ {
-				if e, _, _, _ := levelPass(group, d*float32(s), dmin*float32(m), top); float64(e) < best {
-					best, ls[g], lm[g] = float64(e), byte(s), byte(m)
-				}
-			}
-		}
+		s, m := scaleMinCodes(x[32*g:32*g+32], scales[g], mins[g], d, dmin, top, 63)
+		ls[g], lm[g] = byte(s), byte(m)
 	}
 	packed := blk[4:16]
 	for j := range 4 {
@@ -413,6 +402,96 @@ func encodeQ45K(blk []byte, x []float32, five bool) {
 			}
 			if five && q >= 16 {
 				qh[l] |= 1 << (2*pair + g%2)
+			}
+		}
+	}
+}
+
+// scaleMinCodes rounds a group's fitted scale and minimum to codes (0 …
+// hi) of the block's d and dmin, then keeps the neighbouring pair of codes
+// that fits the group best: rounding the pair can land off the group's best
+// grid.
+func scaleMinCodes(group []float32, scale, low, d, dmin float32, top, hi int) (s, m int) {
+	var s0, m0 int
+	if d > 0 {
+		s0 = int(min(math.Round(float64(scale/d)), float64(hi)))
+	}
+	if dmin > 0 {
+		m0 = int(min(math.Round(float64(low/dmin)), float64(hi)))
+	}
+	best := math.Inf(1)
+	for a := max(s0-1, 0); a <= min(s0+1, hi); a++ {
+		for b := max(m0-1, 0); b <= min(m0+1, hi); b++ {
+			if e, _, _, _ := levelPass(group, d*float32(a), dmin*float32(b), top); float64(e) < best {
+				best, s, m = float64(e), a, b
+			}
+		}
+	}
+	return s, m
+}
+
+// encodeQ2K fits 16 groups of 16 values, each with a scale and a minimum
+// (x ≈ scale·q − min, q in 0 … 3), both quantized to 4 bits against the
+// block's d and dmin. Value j's two bits sit in byte j/128·32 + j%32 of qs,
+// at bit 2·(j%128/32) (decodeQ2K's order).
+func encodeQ2K(blk []byte, x []float32) {
+	var scales, mins [16]float32
+	var maxScale, maxMin float32
+	for g := range 16 {
+		scales[g], mins[g] = fitScaleMin(x[16*g:16*g+16], 3)
+		maxScale, maxMin = max(maxScale, scales[g]), max(maxMin, mins[g])
+	}
+	d, dmin := stored(maxScale/15), stored(maxMin/15)
+	sc, qs := blk[:16], blk[16:80]
+	clear(qs)
+	putHalf(blk[80:], d)
+	putHalf(blk[82:], dmin)
+	for g := range 16 {
+		s, m := scaleMinCodes(x[16*g:16*g+16], scales[g], mins[g], d, dmin, 3, 15)
+		sc[g] = byte(s) | byte(m)<<4
+		step, low := d*float32(s), dmin*float32(m)
+		inv := inverse(step)
+		for j := 16 * g; j < 16*g+16; j++ {
+			qs[j/128*32+j%32] |= byte(levelOf(x[j], inv, low, 3)) << (2 * (j % 128 / 32))
+		}
+	}
+}
+
+// encodeQ3K fits 16 groups of 16 values symmetrically (q in −4 … 3), each
+// with a signed 6-bit scale against the block's d. The codes run −32 … 31,
+// so d takes the sign that puts the largest scale on −32. Value j's low two
+// bits sit where Q2_K's do, its third bit at bit j/32 of hmask[j%32] (set
+// for q ≥ 0).
+func encodeQ3K(blk []byte, x []float32) {
+	var scales [16]float32
+	var largest float32
+	for g := range 16 {
+		scales[g] = fitSymmetric(x[16*g:16*g+16], 4)
+		if abs32(scales[g]) > abs32(largest) {
+			largest = scales[g]
+		}
+	}
+	d := stored(-largest / 32)
+	hmask, qs, packed := blk[:32], blk[32:96], blk[96:108]
+	clear(hmask)
+	clear(qs)
+	clear(packed)
+	putHalf(blk[108:], d)
+	for g := range 16 {
+		s := symmetricCode(x[16*g:16*g+16], scales[g], d, 4, -32, 31)
+		v := byte(s + 32)
+		if g < 8 {
+			packed[g] |= v & 0xf
+		} else {
+			packed[g-8] |= v & 0xf << 4
+		}
+		packed[8+g%4] |= v >> 4 << (2 * (g / 4))
+		step := d * float32(s)
+		for j := 16 * g; j < 16*g+16; j++ {
+			q := roundSigned(x[j], step, 4) + 4
+			qs[j/128*32+j%32] |= byte(q&3) << (2 * (j % 128 / 32))
+			if q >= 4 {
+				hmask[j%32] |= 1 << (j / 32)
 			}
 		}
 	}
@@ -545,6 +624,23 @@ func roundSigned(v, scale float32, levels int) int {
 	return min(int(int32(min(t, float32(levels))+0.5)), levels-1)
 }
 
+// symmetricCode rounds a group's fitted scale to a code (lo … hi) of the
+// block's d, then keeps the neighbouring code that fits the group best, as
+// scaleMinCodes does for a scale and minimum.
+func symmetricCode(group []float32, scale, d float32, levels, lo, hi int) int {
+	if d == 0 {
+		return 0
+	}
+	c0 := int(min(max(math.Round(float64(scale/d)), float64(lo)), float64(hi)))
+	c, best := c0, math.Inf(1)
+	for k := max(c0-1, lo); k <= min(c0+1, hi); k++ {
+		if e, _, _ := symmetricPass(group, d*float32(k), levels); float64(e) < best {
+			best, c = float64(e), k
+		}
+	}
+	return c
+}
+
 // encodeQ6K fits 16 groups of 16 values symmetrically (q in −32 … 31),
 // each with an 8-bit signed scale against the block's d.
 func encodeQ6K(blk []byte, x []float32) {
@@ -561,17 +657,7 @@ func encodeQ6K(blk []byte, x []float32) {
 	clear(qh)
 	var q [256]int
 	for g := range 16 {
-		s := 0
-		if d > 0 {
-			s = int(min(max(math.Round(float64(scales[g]/d)), -127), 127))
-		}
-		// As for the K-quants' pairs: the 8-bit neighbour that fits best.
-		group, best, s0 := x[16*g:16*g+16], math.Inf(1), s
-		for c := max(s0-1, -127); c <= min(s0+1, 127); c++ {
-			if e, _, _ := symmetricPass(group, d*float32(c), 32); float64(e) < best {
-				best, s = float64(e), c
-			}
-		}
+		s := symmetricCode(x[16*g:16*g+16], scales[g], d, 32, -127, 127)
 		sc[g] = byte(int8(s))
 		step := d * float32(s)
 		for l := range 16 {

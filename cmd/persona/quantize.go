@@ -19,15 +19,22 @@ func newQuantizeCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "quantize IN OUT",
-		Short: "Write a model as a quantized GGUF file (Q4_K_M, Q5_K_M, Q6_K, Q8_0, Q4_0) that llama.cpp and persona run",
+		Short: "Write a model as a quantized GGUF file (Q2_K, Q3_K_M, Q4_K_M, Q5_K_M, Q6_K, Q8_0, Q4_0) that llama.cpp and persona run",
 		Long: `Read a Hugging Face directory or a GGUF file (or an embedded model: organism,
 organism-base) and write it as one GGUF file with its tokenizer and chat template,
 its matrices quantized to --type. Q4_0, Q8_0 and Q6_K use one type throughout
-(the output head in Q6_K unless Q8_0); Q4_K_M and Q5_K_M are llama.cpp's mixes:
-Q4_K or Q5_K, with attn_v and ffn_down in Q6_K in the first and last eighth of
-the layers and every third between, and the output head in Q6_K. Rows that are
-not whole blocks of a type fall back as llama.cpp's do (Q4_K → Q5_0, Q5_K →
-Q5_1, Q6_K → Q8_0). Norms stay F32. A quantized input is decoded first.`,
+(the output head in Q6_K unless Q8_0); the others are llama.cpp's mixes, with
+the output head in Q6_K:
+  Q4_K_M, Q5_K_M  Q4_K or Q5_K, with attn_v and ffn_down in Q6_K in the first
+                  and last eighth of the layers and every third between
+  Q3_K_M          Q3_K, with attn_v in Q5_K in the first two layers and Q4_K
+                  after, ffn_down in Q5_K in the first sixteenth and Q4_K after,
+                  attn_output in Q4_K
+  Q2_K            Q2_K, with ffn_down and attn_output in Q3_K, attn_v in Q4_K
+                  where four or more query heads share a key head, else Q3_K
+Rows that are not whole blocks of a type fall back as llama.cpp's do (Q2_K and
+Q3_K → Q4_0, Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0). Norms stay F32. A
+quantized input is decoded first.`,
 		Example: `  persona quantize ./Qwen3-0.6B qwen3-0.6b-q4_k_m.gguf --type Q4_K_M
   persona quantize organism organism-q8_0.gguf --type Q8_0`,
 		Args: cobra.ExactArgs(2),
