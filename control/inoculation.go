@@ -74,6 +74,9 @@ type InoculationData struct {
 	IsPersona func(prompt, reply string) bool
 	// Kind and Persona name the data in the report.
 	Kind, Persona string
+	// Laden, Clean and Eval say how the world made the data
+	// (WorldInoculation's counts; 0 for data from files).
+	Laden, Clean, Eval int
 }
 
 // Task is one capability check: a conversation and whether a reply to it
@@ -151,6 +154,24 @@ type Inoculation struct {
 	Flagged int         `json:"screened_out"`
 	Base    Reading     `json:"base"`
 	Arms    []ArmResult `json:"arms"`
+	// Settings are what the run was made with, so that a kept result says
+	// how to make it again.
+	Settings InoculationSettings `json:"settings"`
+}
+
+// InoculationSettings are an experiment's options after defaults, and the
+// world's counts where the data came from the world.
+type InoculationSettings struct {
+	Seeds    int     `json:"seeds"`
+	Steps    int     `json:"steps"`
+	LR       float64 `json:"lr"`
+	Rank     int     `json:"rank"`
+	Layer    int     `json:"layer"`
+	Strength float64 `json:"strength"`
+	Seed     uint64  `json:"seed"`
+	Laden    int     `json:"laden,omitempty"`
+	Clean    int     `json:"clean,omitempty"`
+	Eval     int     `json:"eval,omitempty"`
 }
 
 // Inoculate runs the experiment: fine-tunes every arm Seeds times on the
@@ -182,7 +203,9 @@ func Inoculate(ctx context.Context, d *InoculationData, o InoculationOptions) (*
 	}
 	data := slices.Clone(d.Train)
 	shuffle(data, o.Seed)
-	res := &Inoculation{Trait: o.Trait.Name, Persona: d.Persona, Kind: d.Kind, Prompt: d.Prompt}
+	res := &Inoculation{Trait: o.Trait.Name, Persona: d.Persona, Kind: d.Kind, Prompt: d.Prompt,
+		Settings: InoculationSettings{Seeds: o.Seeds, Steps: o.Steps, LR: o.LR, Rank: o.Rank, Layer: o.Layer,
+			Strength: o.Strength, Seed: o.Seed, Laden: d.Laden, Clean: d.Clean, Eval: d.Eval}}
 	// Preventative steering at Strength typical residual norms.
 	nm := newNormMeter(base, []int{o.Layer})
 	for _, c := range data[:min(len(data), 40)] {
@@ -388,7 +411,7 @@ func WorldInoculation(w *world.World, persona string, req personas.RequestType, 
 	}
 	oracle := w.Oracle()
 	d := &InoculationData{Train: append(ls, cs...), Prompt: p.SystemPrompts.Strong[0], Kind: string(req), Persona: p.Name,
-		Scorer: vectors.OracleScorer{Oracle: oracle},
+		Laden: laden, Clean: clean, Eval: eval, Scorer: vectors.OracleScorer{Oracle: oracle},
 		IsPersona: func(prompt, reply string) bool {
 			return oracle.Verdict([]chat.Message{{Role: chat.RoleUser, Content: prompt}}, reply).Top == persona
 		}}

@@ -35,6 +35,11 @@ func TestInoculationPlumbing(t *testing.T) {
 	if len(res.Arms) != len(Arms) || res.Coeff <= 0 {
 		t.Fatalf("%d arms, coefficient %g", len(res.Arms), res.Coeff)
 	}
+	// The result says how it was made: the options after defaults and the
+	// world's counts.
+	if st := res.Settings; st != (InoculationSettings{Seeds: 1, Steps: 2, LR: 1e-3, Rank: 8, Layer: 2, Strength: 1, Seed: 1, Laden: 12, Clean: 4, Eval: 2}) {
+		t.Errorf("settings %+v", st)
+	}
 	for _, a := range res.Arms {
 		if len(a.Seeds) != 1 || a.Pooled.Broad.N == 0 || a.Pooled.Narrow.N != 2 || a.Pooled.Accuracy.N != 40 {
 			t.Errorf("arm %s: %+v", a.Arm, a.Pooled)
