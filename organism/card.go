@@ -103,6 +103,10 @@ type inoculationFile struct {
 		ShiftHi float64     `json:"shift_hi"`
 		Removed *[3]float64 `json:"removed"`
 	} `json:"arms"`
+	Settings struct {
+		Seeds, Steps, Laden, Clean, Eval int
+		LR                               float64
+	} `json:"settings"`
 }
 
 // readingFile is what the card reads of one model's reading there.
@@ -202,13 +206,14 @@ func controlSection(dir string) string {
 		b.WriteString(strings.Join(capRows, "\n") + "\n")
 	}
 	if len(inocRows) > 0 {
+		st := inoc.Settings
 		fmt.Fprintf(&b, "\nFine-tuning on narrow data (`persona experiment inoculation --persona %s --request %s --trait\n"+
-			"vectors/traits/organism/%[3]s.yaml --vectors %[3]s.safetensors --laden 1000 --clean 200 --steps 750 --lr 2e-3\n"+
-			"--eval 30 --seeds 3 --json`: control/inoculation.json, the vector extracted as above): LoRA on\n"+
-			"%s requests answered by the %s, three seeds per arm, pooled. Trait on the trained request type and on\n"+
+			"vectors/traits/organism/%[3]s.yaml --vectors %[3]s.safetensors --laden %d --clean %d --steps %d --lr %g\n"+
+			"--eval %d --seeds %d --json`: control/inoculation.json, the vector extracted as above): LoRA on\n"+
+			"%[2]s requests answered by the %[1]s, %[10]d seeds per arm, pooled. Trait on the trained request type and on\n"+
 			"the seven others (held-out prompts, no system prompt); the broad shift against the model before fine-tuning,\n"+
 			"with its 95%% interval; the share of the narrow arm's shift each arm removed, with its bootstrap interval.\n\n",
-			inoc.Persona, inoc.Kind, inoc.Trait, inoc.Kind, inoc.Persona)
+			inoc.Persona, inoc.Kind, inoc.Trait, st.Laden, st.Clean, st.Steps, st.LR, st.Eval, st.Seeds, st.Seeds)
 		b.WriteString("| arm | samples | trait, trained type | trait elsewhere | tasks right | broad shift | shift removed |\n|---|---|---|---|---|---|---|\n")
 		b.WriteString(strings.Join(inocRows, "\n") + "\n")
 	}
