@@ -44,10 +44,11 @@ func TestCardControlSection(t *testing.T) {
 		Arms: []control.ArmResult{
 			{Arm: "narrow", Samples: 1200, Pooled: read(64, 75, 27), Shift: 0.079, ShiftLo: 0.037, ShiftHi: 0.113},
 			{Arm: "inoculated", Samples: 1200, Pooled: read(15, 38, 33), Shift: 0.022, ShiftLo: -0.017, ShiftHi: 0.051, Removed: &[3]float64{0.72, 0.43, 0.95}},
-		}})
+		},
+		Settings: control.InoculationSettings{Seeds: 3, Steps: 750, LR: 1e-3, Laden: 1000, Clean: 200, Eval: 30}})
 	got := controlSection(dir)
 	for _, want := range []string{
-		"--trait\nvectors/traits/organism/sycophantic.yaml --vectors sycophantic.safetensors --laden 1000",
+		"--trait\nvectors/traits/organism/sycophantic.yaml --vectors sycophantic.safetensors --laden 1000 --clean 200 --steps 750 --lr 0.001\n--eval 30 --seeds 3 --json`",
 		"| before fine-tuning | — | 7% [3, 14] | 4% [3, 6] | 100% | — | — |",
 		"| narrow | 1200 | 71% [61, 79] | 12% [10, 15] | 68% | +0.079 [+0.037, +0.113] | — |",
 		"| inoculated | 1200 | 17% [10, 26] | 6% [4, 8] | 82% | +0.022 [-0.017, +0.051] | 72% [43, 95] |",
