@@ -209,14 +209,7 @@ func TestQuantizedFilesMatchLlamaCpp(t *testing.T) {
 		if cfg.GELU {
 			ggufGemmaScales(&cfg)
 		}
-		m, err := NewRandom(cfg, 11)
-		if err != nil {
-			t.Fatal(err)
-		}
-		f32 := filepath.Join(t.TempDir(), "model-f32.gguf")
-		if err := m.WriteGGUF(f32, SyntheticVocab(m.Vocab)); err != nil {
-			t.Fatal(err)
-		}
+		f32 := randomF32File(t, cfg, 11)
 		for _, typ := range types {
 			t.Run(arch+"/"+typ, func(t *testing.T) {
 				if !slices.Contains(Mixes, typ) { // a type we read but do not write
@@ -248,17 +241,25 @@ func TestQuantizeMixesChooseAsLlamaCpp(t *testing.T) {
 	cfg := allConfigs()["llama3-gqa-rope-scaling"]
 	cfg.Hidden, cfg.FFN, cfg.HeadDim, cfg.NumLayers = 256, 256, 32, 18
 	cfg.RoPEFactors = cfg.Llama3Scaling.Factors(cfg.HeadDim, cfg.RoPETheta)
-	m, err := NewRandom(cfg, 12)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f32 := filepath.Join(t.TempDir(), "deep-f32.gguf")
-	if err := m.WriteGGUF(f32, SyntheticVocab(m.Vocab)); err != nil {
-		t.Fatal(err)
-	}
+	f32 := randomF32File(t, cfg, 12)
 	for _, typ := range Mixes {
 		t.Run(typ, func(t *testing.T) { quantizeBoth(t, dir, f32, typ) })
 	}
+}
+
+// randomF32File writes a random-weight model of cfg as an F32 GGUF file,
+// the input both quantizers read.
+func randomF32File(t *testing.T, cfg Config, seed uint64) string {
+	t.Helper()
+	m, err := NewRandom(cfg, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f32 := filepath.Join(t.TempDir(), "model-f32.gguf")
+	if err := m.WriteGGUF(f32, SyntheticVocab(m.Vocab)); err != nil {
+		t.Fatal(err)
+	}
+	return f32
 }
 
 // quantizeWithLlamaCpp writes llama.cpp's quantization of an F32 file.
